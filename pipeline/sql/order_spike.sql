@@ -1,0 +1,44 @@
+-- Purchase and production spikes (lumpy flows: orders and production runs come every few
+-- days, so the test is against the largest recent one, as in the suspicious-order rules).
+--
+-- A day's purchases (or production) of a product spike when they are ≥ ${lumpy_max_ratio} × the
+-- largest day in the prior 28 days and ≥ ${lumpy_mean_ratio} × the 28-day daily mean, with at
+-- least one such day in the baseline. Normal orders fill up to the order-up-to level from below
+-- the reorder point, so two normal orders differ by less than ×2.5 (the default). Purchases of narcotic, psychotropic and
+-- ephedrine-containing products report as special_drug_volume.
+WITH flows AS (
+    SELECT 'purchase' AS flow, enterprise_id, product_id, biz_date, CAST(SUM(quantity) AS DOUBLE) AS qty
+    FROM purchase WHERE biz_date BETWEEN ${from} - INTERVAL '28 days' AND ${to}
+    GROUP BY enterprise_id, product_id, biz_date
+    UNION ALL
+    SELECT 'production', enterprise_id, product_id, biz_date, CAST(SUM(quantity) AS DOUBLE)
+    FROM production WHERE biz_date BETWEEN ${from} - INTERVAL '28 days' AND ${to}
+    GROUP BY enterprise_id, product_id, biz_date
+),
+base AS (
+    SELECT flow, enterprise_id, product_id, biz_date, qty,
+           MAX(qty) OVER w AS base_max,
+           COALESCE(SUM(qty) OVER w, 0) / 28.0 AS mean,
+           COUNT(qty) OVER w AS base_days
+    FROM flows
+    WINDOW w AS (PARTITION BY flow, enterprise_id, product_id ORDER BY biz_date
+                 RANGE BETWEEN INTERVAL '28 days' PRECEDING AND INTERVAL '1 day' PRECEDING)
+)
+SELECT b.enterprise_id,
+       b.product_id,
+       b.biz_date,
+       CASE WHEN b.flow = 'production' THEN 'production_spike'
+            WHEN p.special_class IN ('narcotic', 'psychotropic', 'ephedrine') THEN 'special_drug_volume'
+            ELSE 'purchase_spike' END AS indicator,
+       b.biz_date - INTERVAL '28 days' AS window_start,
+       b.biz_date AS window_end,
+       b.qty AS observed,
+       b.base_max AS expected,
+       concat('class=', p.special_class, ';basis=', b.flow,
+              ';mean=', CAST(round(b.mean, 2) AS VARCHAR)) AS detail
+FROM base b
+JOIN products p ON p.product_id = b.product_id
+WHERE b.biz_date BETWEEN ${from} AND ${to}
+  AND b.base_days >= 1
+  AND b.qty >= ${lumpy_max_ratio} * b.base_max
+  AND b.qty >= ${lumpy_mean_ratio} * b.mean

@@ -1,0 +1,33 @@
+-- Reporting stopped (未按规定上报): an enterprise that reported (inventory snapshots or
+-- sales) on ≥ ${stop_min_active} of the days D−30 … D−3 but has reported nothing for the last
+-- ${stop_days} days up to D. `run_dates` holds the business days of the run.
+WITH activity AS (
+    SELECT DISTINCT enterprise_id, biz_date FROM inventory
+    WHERE biz_date BETWEEN ${from} - INTERVAL '31 days' AND ${to}
+    UNION
+    SELECT DISTINCT enterprise_id, biz_date FROM sales
+    WHERE biz_date BETWEEN ${from} - INTERVAL '31 days' AND ${to}
+),
+judged AS (
+    SELECT a.enterprise_id, r.run_date,
+           MAX(a.biz_date) AS last_report,
+           COUNT(DISTINCT CASE WHEN a.biz_date BETWEEN r.run_date - INTERVAL '30 days'
+                                                  AND r.run_date - INTERVAL '3 days'
+                               THEN a.biz_date END) AS active_days
+    FROM run_dates r
+    JOIN activity a
+      ON a.biz_date <= r.run_date AND a.biz_date >= r.run_date - INTERVAL '30 days'
+    GROUP BY a.enterprise_id, r.run_date
+)
+SELECT enterprise_id,
+       CAST(NULL AS VARCHAR) AS product_id,
+       run_date AS biz_date,
+       'reporting_stopped' AS indicator,
+       last_report + INTERVAL '1 day' AS window_start,
+       run_date AS window_end,
+       CAST(run_date - last_report AS DOUBLE) AS observed,
+       0.0 AS expected,
+       concat('last_report=', CAST(last_report AS VARCHAR), ';active_days=', CAST(active_days AS VARCHAR)) AS detail
+FROM judged
+WHERE last_report <= run_date - INTERVAL '${stop_days} days'
+  AND active_days >= ${stop_min_active}

@@ -1,0 +1,109 @@
+//! The pipeline's error type: one enum, each variant carrying the context an operator needs to
+//! find the cause (file, line, field, date), and a classification of what to do about it.
+
+use std::path::{Path, PathBuf};
+
+/// Result with [`PipelineError`].
+pub type Result<T, E = PipelineError> = std::result::Result<T, E>;
+
+/// Everything that can stop a pipeline run.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// Bad arguments or configuration.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A CSV file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Csv {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: csv::Error,
+    },
+    /// The working-day calendar refused a date.
+    #[error("working-day calendar: {0}")]
+    Calendar(#[from] crate::calendar::CalendarError),
+    /// An identifier could not be built or parsed.
+    #[error("identifier: {0}")]
+    Id(#[from] pharmwatch_schemas::ids::IdError),
+    /// A query failed.
+    #[error("query {query}: {source}")]
+    Query {
+        /// Name of the SQL file or step.
+        query: String,
+        /// The cause.
+        source: Box<datafusion::error::DataFusionError>,
+    },
+    /// Arrow encoding or decoding failed.
+    #[error("arrow ({context}): {source}")]
+    Arrow {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        source: datafusion::arrow::error::ArrowError,
+    },
+    /// Parquet writing failed.
+    #[error("parquet {}: {source}", path.display())]
+    Parquet {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: datafusion::parquet::errors::ParquetError,
+    },
+    /// The lake has no data where the run needs it.
+    #[error("lake {}: {reason}", path.display())]
+    Lake {
+        /// The lake directory.
+        path: PathBuf,
+        /// What is missing.
+        reason: String,
+    },
+    /// A bug: an invariant did not hold.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl PipelineError {
+    /// An I/O error on `path`.
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+    /// A query error in `query`.
+    pub fn query(query: &str, source: datafusion::error::DataFusionError) -> Self {
+        Self::Query {
+            query: query.to_string(),
+            source: Box::new(source),
+        }
+    }
+    /// An Arrow error while doing `context`.
+    pub fn arrow(context: impl Into<String>, source: datafusion::arrow::error::ArrowError) -> Self {
+        Self::Arrow {
+            context: context.into(),
+            source,
+        }
+    }
+    /// Whether retrying the same operation may succeed (transient I/O), as opposed to bad input
+    /// or a bug that will fail the same way again.
+    pub fn retryable(&self) -> bool {
+        match self {
+            Self::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::Interrupted
+                    | std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::WouldBlock
+            ),
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! The lake: validated records as Parquet, partitioned by kind and business day.
+//!
+//! Layout (the nightly job and the stream service share it):
+//! ```text
+//! LAKE/<kind>/date=YYYY-MM-DD/part-00000.parquet   events of that business day (Asia/Shanghai)
+//! LAKE/reference/{enterprises,products,batches}.parquet
+//! LAKE/labels.csv                                   planted anomalies (simulated lakes only)
+//! LAKE/manifest.json                                what the simulator wrote
+//! ```
+//! Invariants: every event file holds the kind's lake schema (wire fields + `biz_date`), and
+//! every row's `biz_date` equals the partition's date. Files are written whole and renamed into
+//! place, so a reader never sees a half-written file.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::json::ReaderBuilder;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::basic::Compression;
+use datafusion::parquet::file::properties::WriterProperties;
+use serde::Serialize;
+
+use pharmwatch_schemas::records::LakeRow;
+use pharmwatch_schemas::{
+    Batch, Enterprise, EventKind, Product, ReferenceKind, Validate, biz_date,
+};
+
+use crate::error::{PipelineError, Result};
+
+/// Name of the reference-table directory.
+pub const REFERENCE_DIR: &str = "reference";
+
+/// Directory of one kind's partition for one day.
+pub fn day_dir(lake: &Path, kind: EventKind, day: NaiveDate) -> PathBuf {
+    lake.join(kind.as_str())
+        .join(format!("date={}", day.format("%Y-%m-%d")))
+}
+
+/// Path of a reference table.
+pub fn reference_path(lake: &Path, kind: ReferenceKind) -> PathBuf {
+    lake.join(REFERENCE_DIR)
+        .join(format!("{}.parquet", kind.as_str()))
+}
+
+/// Serialises rows into one record batch of `schema` through the Arrow JSON decoder.
+pub fn rows_to_batch<S: Serialize>(
+    schema: SchemaRef,
+    rows: &[S],
+    context: &str,
+) -> Result<RecordBatch> {
+    let mut decoder = ReaderBuilder::new(schema.clone())
+        .with_batch_size(rows.len().max(1))
+        .build_decoder()
+        .map_err(|e| PipelineError::arrow(context, e))?;
+    decoder
+        .serialize(rows)
+        .map_err(|e| PipelineError::arrow(context, e))?;
+    let batch = decoder
+        .flush()
+        .map_err(|e| PipelineError::arrow(context, e))?;
+    Ok(batch.unwrap_or_else(|| RecordBatch::new_empty(schema)))
+}
+
+/// Converts validated records of one kind to a lake batch (wire fields + `biz_date`).
+pub fn records_to_batch<T: Serialize + Validate>(
+    kind: EventKind,
+    records: &[T],
+) -> Result<RecordBatch> {
+    let rows: Vec<LakeRow<'_, T>> = records
+        .iter()
+        .map(|r| LakeRow {
+            record: r,
+            biz_date: biz_date(r.event_time()),
+        })
+        .collect();
+    rows_to_batch(kind.lake_schema(), &rows, kind.as_str())
+}
+
+fn writer_props() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_created_by("pharmwatch".to_string())
+        .set_max_row_group_row_count(Some(256 * 1024))
+        .build()
+}
+
+/// Writes batches to a Parquet file atomically (temporary file, then rename).
+pub fn write_parquet(path: &Path, schema: SchemaRef, batches: &[RecordBatch]) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| PipelineError::io(dir, e))?;
+    }
+    let tmp = path.with_extension("parquet.tmp");
+    let file = File::create(&tmp).map_err(|e| PipelineError::io(&tmp, e))?;
+    let mut writer = ArrowWriter::try_new(file, schema, Some(writer_props())).map_err(|e| {
+        PipelineError::Parquet {
+            path: tmp.clone(),
+            source: e,
+        }
+    })?;
+    for b in batches {
+        writer.write(b).map_err(|e| PipelineError::Parquet {
+            path: tmp.clone(),
+            source: e,
+        })?;
+    }
+    writer.close().map_err(|e| PipelineError::Parquet {
+        path: tmp.clone(),
+        source: e,
+    })?;
+    std::fs::rename(&tmp, path).map_err(|e| PipelineError::io(path, e))
+}
+
+/// Writes lake partitions and reference tables.
+#[derive(Debug)]
+pub struct LakeWriter {
+    root: PathBuf,
+}
+
+impl LakeWriter {
+    /// A writer rooted at `root` (created if missing).
+    pub fn new(root: &Path) -> Result<Self> {
+        std::fs::create_dir_all(root).map_err(|e| PipelineError::io(root, e))?;
+        Ok(Self {
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// Writes one day of one kind; returns the number of rows. No file for an empty day.
+    pub fn write_day<T: Serialize + Validate>(
+        &mut self,
+        kind: EventKind,
+        day: NaiveDate,
+        records: &[T],
+    ) -> Result<usize> {
+        if records.is_empty() {
+            return Ok(0);
+        }
+        let mut batches = Vec::new();
+        for chunk in records.chunks(128 * 1024) {
+            batches.push(records_to_batch(kind, chunk)?);
+        }
+        let path = day_dir(&self.root, kind, day).join("part-00000.parquet");
+        write_parquet(&path, kind.lake_schema(), &batches)?;
+        Ok(records.len())
+    }
+
+    /// Writes the three reference tables (Parquet, plus CSV copies for people).
+    pub fn write_reference(
+        &mut self,
+        enterprises: &[Enterprise],
+        products: &[Product],
+        batches: &[Batch],
+    ) -> Result<()> {
+        self.write_table(ReferenceKind::Enterprise, enterprises)?;
+        self.write_table(ReferenceKind::Product, products)?;
+        self.write_table(ReferenceKind::Batch, batches)
+    }
+
+    fn write_table<S: Serialize>(&mut self, kind: ReferenceKind, rows: &[S]) -> Result<()> {
+        let batch = rows_to_batch(kind.schema(), rows, kind.as_str())?;
+        let path = reference_path(&self.root, kind);
+        write_parquet(&path, kind.schema(), &[batch])?;
+        let csv_path = path.with_extension("csv");
+        let mut w = csv::Writer::from_path(&csv_path).map_err(|e| PipelineError::Csv {
+            path: csv_path.clone(),
+            source: e,
+        })?;
+        for r in rows {
+            w.serialize(r).map_err(|e| PipelineError::Csv {
+                path: csv_path.clone(),
+                source: e,
+            })?;
+        }
+        w.flush().map_err(|e| PipelineError::io(&csv_path, e))
+    }
+}
+
+/// Day partitions of `kind` present in the lake between `from` and `to` (inclusive), sorted.
+pub fn partitions(
+    lake: &Path,
+    kind: EventKind,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Vec<(NaiveDate, PathBuf)>> {
+    let dir = lake.join(kind.as_str());
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(PipelineError::io(&dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| PipelineError::io(&dir, e))?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        let Some(date) = name
+            .strip_prefix("date=")
+            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        else {
+            continue;
+        };
+        if date >= from && date <= to {
+            out.push((date, entry.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// An empty batch of a kind's lake schema.
+pub fn empty(kind: EventKind) -> RecordBatch {
+    RecordBatch::new_empty(Arc::clone(&kind.lake_schema()))
+}

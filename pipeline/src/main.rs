@@ -1,0 +1,264 @@
+//! The `pharmwatch` command line: simulate a province, run the nightly risk list, evaluate it,
+//! or do all three with `demo`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use chrono::{Duration, NaiveDate, Utc};
+use clap::{Args, Parser, Subcommand};
+
+use pharmwatch::calendar::WorkingCalendar;
+use pharmwatch::demo::{self, DemoConfig};
+use pharmwatch::evaluate;
+use pharmwatch::indicators::Thresholds;
+use pharmwatch::ingest::InputSpec;
+use pharmwatch::nightly::{self, NightlyConfig};
+use pharmwatch::simulate::{self, SimConfig};
+
+/// Risk early warning for drug supervision (药品风险预警): risk lists from supervision data.
+#[derive(Debug, Parser)]
+#[command(name = "pharmwatch", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Simulate a province's drug supply and write a lake with planted anomalies and their labels.
+    Simulate(SimulateArgs),
+    /// Compute the risk list (风险清单) for a business day or a range of days.
+    Nightly(NightlyArgs),
+    /// Compare a risk list with the simulator's labels: precision and recall per anomaly kind.
+    Evaluate(EvaluateArgs),
+    /// Simulate, run the nightly job over the last 14 days, and evaluate — in one command.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+struct SimulateArgs {
+    /// Number of enterprises (manufacturers, wholesalers, chain headquarters, stores, pharmacies).
+    #[arg(long, default_value_t = 300)]
+    enterprises: usize,
+    /// Number of days to simulate.
+    #[arg(long, default_value_t = 60)]
+    days: u32,
+    /// Random seed: the same seed gives the same files, byte for byte.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// First simulated day (YYYY-MM-DD); the holiday calendar covers 2025–2026.
+    #[arg(long)]
+    start: Option<NaiveDate>,
+    /// Plant anomalies in the last N days (after at least 35 days of history).
+    #[arg(long, default_value_t = 14)]
+    anomaly_days: u32,
+    /// Anomalies planted per kind (default: one per 40 enterprises, at least 3; 0 for none).
+    #[arg(long)]
+    anomalies_per_kind: Option<usize>,
+    /// Output directory (the lake).
+    #[arg(long)]
+    out: PathBuf,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Debug, Args)]
+struct NightlyArgs {
+    /// The lake written by `simulate` or by the stream service.
+    #[arg(long)]
+    lake: Option<PathBuf>,
+    /// Directory of the reference tables (default: LAKE/reference).
+    #[arg(long)]
+    reference: Option<PathBuf>,
+    /// Input file (CSV or NDJSON) to read as well: KIND=PATH, or PATH whose name starts with the
+    /// kind (sales, purchase, production, inventory, product_test, inspection). Repeatable.
+    #[arg(long = "input", value_name = "[KIND=]PATH")]
+    inputs: Vec<String>,
+    /// Business day of the risk list (Asia/Shanghai); default: yesterday.
+    #[arg(long, conflicts_with_all = ["from", "to"])]
+    date: Option<NaiveDate>,
+    /// First day of a range (backfill); needs --to.
+    #[arg(long, requires = "to")]
+    from: Option<NaiveDate>,
+    /// Last day of a range (backfill); needs --from.
+    #[arg(long, requires = "from")]
+    to: Option<NaiveDate>,
+    /// Output directory for risk_list.{parquet,csv,json}, run.json and dead_letter.ndjson.
+    #[arg(long)]
+    out: PathBuf,
+    /// Rows in the printed top-N table.
+    #[arg(long, default_value_t = 15)]
+    top: usize,
+}
+
+#[derive(Debug, Args)]
+struct EvaluateArgs {
+    /// Risk list CSV written by `nightly`.
+    #[arg(long)]
+    risk_list: PathBuf,
+    /// labels.csv written by `simulate`.
+    #[arg(long)]
+    labels: PathBuf,
+    /// Fail (exit 1) if a rule kind's recall is below this.
+    #[arg(long)]
+    min_recall: Option<f64>,
+    /// Fail (exit 1) if a rule kind's precision is below this.
+    #[arg(long)]
+    min_precision: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// Working directory (lake and outputs go under it).
+    #[arg(long, default_value = "pharmwatch-demo")]
+    dir: PathBuf,
+    /// Number of enterprises.
+    #[arg(long, default_value_t = 300)]
+    enterprises: usize,
+    /// Days simulated.
+    #[arg(long, default_value_t = 60)]
+    days: u32,
+    /// Seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Yesterday in Asia/Shanghai.
+fn yesterday() -> NaiveDate {
+    (Utc::now() + Duration::hours(8)).date_naive() - Duration::days(1)
+}
+
+fn check_thresholds(
+    e: &evaluate::Evaluation,
+    min_recall: Option<f64>,
+    min_precision: Option<f64>,
+) -> bool {
+    let mut ok = true;
+    for k in e.kinds.iter().filter(|k| !k.kind.starts_with("subtle_")) {
+        if let Some(r) = min_recall
+            && k.labels > 0
+            && k.recall() < r
+        {
+            eprintln!("recall of {} is {:.2}, below {r}", k.kind, k.recall());
+            ok = false;
+        }
+        if let Some(p) = min_precision
+            && k.hits > 0
+            && k.precision() < p
+        {
+            eprintln!("precision of {} is {:.2}, below {p}", k.kind, k.precision());
+            ok = false;
+        }
+    }
+    ok
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let cal = WorkingCalendar::embedded().context("loading the embedded working-day calendar")?;
+    match cli.command {
+        Command::Simulate(a) => {
+            let cfg = SimConfig {
+                enterprises: a.enterprises,
+                days: a.days,
+                start: a.start.unwrap_or_else(simulate::default_start),
+                seed: a.seed,
+                anomaly_days: a.anomaly_days,
+                anomalies_per_kind: a.anomalies_per_kind,
+                out: a.out.clone(),
+                progress: !a.quiet,
+            };
+            let s = simulate::run(&cfg, &cal)?;
+            println!(
+                "simulated {} enterprises and {} products, {} … {}, seed {}",
+                s.enterprises, s.products, s.start, s.end, s.seed
+            );
+            for (k, n) in &s.records {
+                println!("  {k:<13} {n:>10} records");
+            }
+            println!(
+                "  total         {:>10} records in {:.1} s ({:.0} records/s)",
+                s.total_records,
+                s.seconds,
+                s.total_records as f64 / s.seconds.max(1e-9)
+            );
+            println!("  planted anomalies: {} (labels.csv)", s.labels);
+            println!("lake written to {}", a.out.display());
+        }
+        Command::Nightly(a) => {
+            let (from, to) = match (a.date, a.from, a.to) {
+                (Some(d), _, _) => (d, d),
+                (None, Some(f), Some(t)) => (f, t),
+                _ => {
+                    let d = yesterday();
+                    (d, d)
+                }
+            };
+            if a.lake.is_none() && a.inputs.is_empty() {
+                bail!("nothing to read: give --lake DIR and/or --input FILE");
+            }
+            let inputs = a
+                .inputs
+                .iter()
+                .map(|s| InputSpec::parse(s))
+                .collect::<Result<Vec<_>, _>>()?;
+            let cfg = NightlyConfig {
+                lake: a.lake,
+                reference: a.reference,
+                inputs,
+                from,
+                to,
+                out: a.out,
+                thresholds: Thresholds::default(),
+                top: a.top,
+            };
+            let out = nightly::run(&cfg).await?;
+            print!("{}", nightly::report(&out, cfg.top));
+        }
+        Command::Evaluate(a) => {
+            let e = evaluate::evaluate_files(&a.risk_list, &a.labels)?;
+            print!("{}", evaluate::report(&e));
+            if !check_thresholds(&e, a.min_recall, a.min_precision) {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Demo(a) => {
+            let cfg = DemoConfig {
+                dir: a.dir,
+                enterprises: a.enterprises,
+                days: a.days,
+                report_days: 14,
+                seed: a.seed,
+                progress: !a.quiet,
+            };
+            let out = demo::run(&cfg, &cal).await?;
+            print!("{}", out.report);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,507 @@
+//! The nightly job: lake (and input files) in, windowed indicators, the day's risk list out.
+//!
+//! Steps: load the reference tables; read and validate input files (bad rows to the dead
+//! letter); register each event kind as one table over the lake partitions of
+//! `[from − 60 days, to]` plus the accepted input rows; run the indicator SQL; score and rank;
+//! write `risk_list.{parquet,csv,json}`, `dead_letter.ndjson` and `run.json` into the output
+//! directory.
+//!
+//! Invariants: for input files `read = accepted + rejected`; hits belong to business days in
+//! `[from, to]` only; the output files are written whole (a failed run leaves the previous
+//! outputs untouched until it succeeds).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{Duration, NaiveDate};
+use datafusion::arrow::array::{Date32Array, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::datasource::MemTable;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use serde::Serialize;
+
+use pharmwatch_schemas::{Enterprise, EventKind, Product, ReferenceKind};
+
+use crate::error::{PipelineError, Result};
+use crate::indicators::{self, Hit, INDICATORS, LOOKBACK_DAYS, Thresholds};
+use crate::ingest::{self, DeadLetter, FileCounts, InputSpec, ReferenceSets};
+use crate::lake;
+use crate::risk::{self, RiskRow};
+
+/// Settings of a nightly run.
+#[derive(Debug, Clone)]
+pub struct NightlyConfig {
+    /// The lake, if any.
+    pub lake: Option<PathBuf>,
+    /// Reference-table directory (default: `LAKE/reference`).
+    pub reference: Option<PathBuf>,
+    /// Input files.
+    pub inputs: Vec<InputSpec>,
+    /// First business day of the risk list.
+    pub from: NaiveDate,
+    /// Last business day of the risk list.
+    pub to: NaiveDate,
+    /// Output directory.
+    pub out: PathBuf,
+    /// Rule thresholds.
+    pub thresholds: Thresholds,
+    /// Rows of the top-N table printed at the end.
+    pub top: usize,
+}
+
+/// What a nightly run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct NightlySummary {
+    /// First business day.
+    pub from: NaiveDate,
+    /// Last business day.
+    pub to: NaiveDate,
+    /// Event records in the lake for `[from, to]`, per kind.
+    pub lake_records: Vec<(String, u64)>,
+    /// Input files: read, accepted, rejected.
+    pub input_files: Vec<FileCounts>,
+    /// Input rows read in all.
+    pub input_read: u64,
+    /// Input rows accepted.
+    pub input_accepted: u64,
+    /// Input rows rejected (dead letter).
+    pub input_rejected: u64,
+    /// Enterprises with records in `[from, to]` (scored).
+    pub enterprises_scored: u64,
+    /// Risk-list rows (enterprise × day).
+    pub risk_rows: usize,
+    /// Hits per indicator.
+    pub hits_per_indicator: Vec<(String, usize)>,
+    /// Rows per grade.
+    pub rows_per_grade: Vec<(String, usize)>,
+    /// Wall time in seconds.
+    pub seconds: f64,
+    /// Where the outputs are.
+    pub out: PathBuf,
+}
+
+/// Everything a run produced (for tests and the demo).
+#[derive(Debug)]
+pub struct NightlyOutput {
+    /// The summary.
+    pub summary: NightlySummary,
+    /// The risk list.
+    pub rows: Vec<RiskRow>,
+    /// All hits.
+    pub hits: Vec<Hit>,
+    /// Rejected input rows.
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+/// A DataFusion context configured for the nightly queries.
+pub fn session() -> SessionContext {
+    let config = SessionConfig::new()
+        .with_target_partitions(
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+        )
+        .with_information_schema(false);
+    SessionContext::new_with_config(config)
+}
+
+async fn register_files(
+    ctx: &SessionContext,
+    name: &str,
+    schema: Arc<Schema>,
+    files: &[PathBuf],
+) -> Result<()> {
+    if files.is_empty() {
+        let empty = MemTable::try_new(schema.clone(), vec![vec![RecordBatch::new_empty(schema)]])
+            .map_err(|e| PipelineError::query(name, e))?;
+        ctx.register_table(name, Arc::new(empty))
+            .map_err(|e| PipelineError::query(name, e))?;
+        return Ok(());
+    }
+    let mut urls = Vec::with_capacity(files.len());
+    for f in files {
+        let abs = std::fs::canonicalize(f).map_err(|e| PipelineError::io(f, e))?;
+        urls.push(
+            ListingTableUrl::parse(abs.to_string_lossy())
+                .map_err(|e| PipelineError::query(name, e))?,
+        );
+    }
+    let options =
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let config = ListingTableConfig::new_with_multi_paths(urls)
+        .with_listing_options(options)
+        .with_schema(schema);
+    let table = ListingTable::try_new(config).map_err(|e| PipelineError::query(name, e))?;
+    ctx.register_table(name, Arc::new(table))
+        .map_err(|e| PipelineError::query(name, e))?;
+    Ok(())
+}
+
+/// Registers an event kind as `kind` = lake files ∪ input rows.
+async fn register_kind(
+    ctx: &SessionContext,
+    kind: EventKind,
+    files: &[PathBuf],
+    input: Vec<RecordBatch>,
+) -> Result<()> {
+    let name = kind.as_str();
+    let schema = kind.lake_schema();
+    if input.iter().all(|b| b.num_rows() == 0) {
+        return register_files(ctx, name, schema, files).await;
+    }
+    let lake_name = format!("{name}_lake");
+    register_files(ctx, &lake_name, schema.clone(), files).await?;
+    let mem = MemTable::try_new(schema, vec![input]).map_err(|e| PipelineError::query(name, e))?;
+    let input_name = format!("{name}_input");
+    ctx.register_table(input_name.as_str(), Arc::new(mem))
+        .map_err(|e| PipelineError::query(name, e))?;
+    let view = format!(
+        "CREATE VIEW {name} AS SELECT * FROM {lake_name} UNION ALL SELECT * FROM {input_name}"
+    );
+    ctx.sql(&view)
+        .await
+        .map_err(|e| PipelineError::query(name, e))?;
+    Ok(())
+}
+
+async fn collect(ctx: &SessionContext, what: &str, sql: &str) -> Result<Vec<RecordBatch>> {
+    let df = ctx
+        .sql(sql)
+        .await
+        .map_err(|e| PipelineError::query(what, e))?;
+    df.collect()
+        .await
+        .map_err(|e| PipelineError::query(what, e))
+}
+
+/// Reads a table's rows into serde structs through Arrow's JSON writer.
+async fn table_rows<T: serde::de::DeserializeOwned>(
+    ctx: &SessionContext,
+    table: &str,
+) -> Result<Vec<T>> {
+    let batches = collect(ctx, table, &format!("SELECT * FROM {table}")).await?;
+    let mut buf = Vec::new();
+    {
+        let mut w = datafusion::arrow::json::ArrayWriter::new(&mut buf);
+        for b in &batches {
+            w.write(b).map_err(|e| PipelineError::arrow(table, e))?;
+        }
+        w.finish().map_err(|e| PipelineError::arrow(table, e))?;
+    }
+    if buf.is_empty() {
+        return Ok(Vec::new());
+    }
+    serde_json::from_slice(&buf).map_err(|e| PipelineError::Internal(format!("{table}: {e}")))
+}
+
+async fn count(ctx: &SessionContext, sql: &str) -> Result<u64> {
+    let batches = collect(ctx, "count", sql).await?;
+    let mut n = 0u64;
+    for b in &batches {
+        let a = datafusion::arrow::compute::cast(b.column(0), &DataType::UInt64)
+            .map_err(|e| PipelineError::arrow("count", e))?;
+        let a = a
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::UInt64Array>()
+            .ok_or_else(|| PipelineError::Internal("count is not an integer".into()))?;
+        n += a.iter().flatten().sum::<u64>();
+    }
+    Ok(n)
+}
+
+/// Runs the nightly job.
+pub async fn run(cfg: &NightlyConfig) -> Result<NightlyOutput> {
+    let started = Instant::now();
+    if cfg.to < cfg.from {
+        return Err(PipelineError::Config(format!(
+            "--to {} is before --from {}",
+            cfg.to, cfg.from
+        )));
+    }
+    let reference_dir = match (&cfg.reference, &cfg.lake) {
+        (Some(r), _) => r.clone(),
+        (None, Some(l)) => l.join(lake::REFERENCE_DIR),
+        (None, None) => {
+            return Err(PipelineError::Config(
+                "give --lake DIR, or --reference DIR with --input files".into(),
+            ));
+        }
+    };
+    let ctx = session();
+
+    // Reference tables.
+    for kind in ReferenceKind::ALL {
+        let path = reference_dir.join(format!("{}.parquet", kind.as_str()));
+        if !path.exists() {
+            return Err(PipelineError::Lake {
+                path: reference_dir.clone(),
+                reason: format!(
+                    "reference table {} is missing (the simulator writes it; see README)",
+                    path.display()
+                ),
+            });
+        }
+        register_files(&ctx, kind.as_str(), kind.schema(), &[path]).await?;
+    }
+    let enterprises: Vec<Enterprise> = table_rows(&ctx, "enterprises").await?;
+    let products: Vec<Product> = table_rows(&ctx, "products").await?;
+    let refs = ReferenceSets {
+        enterprises: enterprises
+            .iter()
+            .map(|e| e.enterprise_id.clone())
+            .collect(),
+        products: products.iter().map(|p| p.product_id.clone()).collect(),
+    };
+
+    // Input files.
+    let ingested = ingest::ingest_all(
+        &cfg.inputs,
+        &refs,
+        ingest::run_range(cfg.from, cfg.to, LOOKBACK_DAYS),
+    )?;
+    let mut inputs: HashMap<EventKind, Vec<RecordBatch>> = HashMap::new();
+    for (kind, batch) in ingested.batches {
+        inputs.entry(kind).or_default().push(batch);
+    }
+
+    // Event tables.
+    let lookback_from = cfg.from - Duration::days(LOOKBACK_DAYS);
+    for kind in EventKind::ALL {
+        let files: Vec<PathBuf> = match &cfg.lake {
+            Some(l) => {
+                let since = if *kind == EventKind::ProductTest {
+                    NaiveDate::MIN
+                } else {
+                    lookback_from
+                };
+                lake::partitions(l, *kind, since, cfg.to)?
+                    .into_iter()
+                    .map(|(_, dir)| dir.join("part-00000.parquet"))
+                    .filter(|p| p.exists())
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        register_kind(&ctx, *kind, &files, inputs.remove(kind).unwrap_or_default()).await?;
+    }
+    let run_dates: Vec<i32> = {
+        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+        let mut v = Vec::new();
+        let mut d = cfg.from;
+        while d <= cfg.to {
+            v.push((d - epoch).num_days() as i32);
+            d += Duration::days(1);
+        }
+        v
+    };
+    let rd_schema = Arc::new(Schema::new(vec![Field::new(
+        "run_date",
+        DataType::Date32,
+        false,
+    )]));
+    let rd_batch = RecordBatch::try_new(
+        rd_schema.clone(),
+        vec![Arc::new(Date32Array::from(run_dates))],
+    )
+    .map_err(|e| PipelineError::arrow("run_dates", e))?;
+    let rd = MemTable::try_new(rd_schema, vec![vec![rd_batch]])
+        .map_err(|e| PipelineError::query("run_dates", e))?;
+    ctx.register_table("run_dates", Arc::new(rd))
+        .map_err(|e| PipelineError::query("run_dates", e))?;
+
+    // What was read.
+    let range = format!(
+        "biz_date BETWEEN DATE '{}' AND DATE '{}'",
+        cfg.from.format("%Y-%m-%d"),
+        cfg.to.format("%Y-%m-%d")
+    );
+    let mut lake_records = Vec::new();
+    for kind in EventKind::ALL {
+        let n = count(
+            &ctx,
+            &format!("SELECT COUNT(*) FROM {} WHERE {range}", kind.as_str()),
+        )
+        .await?;
+        lake_records.push((kind.as_str().to_string(), n));
+    }
+    let enterprises_scored = count(
+        &ctx,
+        &format!(
+            "SELECT COUNT(DISTINCT enterprise_id) FROM (SELECT enterprise_id FROM inventory WHERE {range} \
+             UNION ALL SELECT enterprise_id FROM sales WHERE {range} UNION ALL SELECT enterprise_id FROM purchase WHERE {range})"
+        ),
+    )
+    .await?;
+    if cfg.lake.is_some() && lake_records.iter().all(|(_, n)| *n == 0) && cfg.inputs.is_empty() {
+        return Err(PipelineError::Lake {
+            path: cfg.lake.clone().unwrap_or_default(),
+            reason: format!(
+                "no records for {} … {} (check --date / --from / --to)",
+                cfg.from, cfg.to
+            ),
+        });
+    }
+
+    // Indicators, scoring, outputs.
+    let hits = indicators::run_all(&ctx, cfg.from, cfg.to, &cfg.thresholds).await?;
+    let ent_map: HashMap<String, Enterprise> = enterprises
+        .into_iter()
+        .map(|e| (e.enterprise_id.clone(), e))
+        .collect();
+    let prod_map: HashMap<String, Product> = products
+        .into_iter()
+        .map(|p| (p.product_id.clone(), p))
+        .collect();
+    let rows = risk::build(&hits, &ent_map, &prod_map);
+    std::fs::create_dir_all(&cfg.out).map_err(|e| PipelineError::io(&cfg.out, e))?;
+    risk::write(&cfg.out, &rows)?;
+    ingest::write_dead_letters(&cfg.out.join("dead_letter.ndjson"), &ingested.dead_letters)?;
+
+    let per_indicator: Vec<(String, usize)> = INDICATORS
+        .iter()
+        .map(|i| {
+            (
+                i.to_string(),
+                hits.iter().filter(|h| h.indicator == *i).count(),
+            )
+        })
+        .collect();
+    let rows_per_grade: Vec<(String, usize)> = ["D", "C", "B", "A"]
+        .iter()
+        .map(|g| (g.to_string(), rows.iter().filter(|r| r.grade == *g).count()))
+        .collect();
+    let input_read = ingested.files.iter().map(|f| f.read).sum();
+    let input_accepted = ingested.files.iter().map(|f| f.accepted).sum();
+    let input_rejected = ingested.files.iter().map(|f| f.rejected).sum();
+    let summary = NightlySummary {
+        from: cfg.from,
+        to: cfg.to,
+        lake_records,
+        input_files: ingested.files,
+        input_read,
+        input_accepted,
+        input_rejected,
+        enterprises_scored,
+        risk_rows: rows.len(),
+        hits_per_indicator: per_indicator,
+        rows_per_grade,
+        seconds: started.elapsed().as_secs_f64(),
+        out: cfg.out.clone(),
+    };
+    let run_path = cfg.out.join("run.json");
+    let text = serde_json::to_string_pretty(&summary)
+        .map_err(|e| PipelineError::Internal(e.to_string()))?;
+    std::fs::write(&run_path, text + "\n").map_err(|e| PipelineError::io(&run_path, e))?;
+    Ok(NightlyOutput {
+        summary,
+        rows,
+        hits,
+        dead_letters: ingested.dead_letters,
+    })
+}
+
+/// Reads the `run.json` a nightly run left beside its risk list.
+pub fn read_run(dir: &Path) -> Option<(NaiveDate, NaiveDate)> {
+    let text = std::fs::read_to_string(dir.join("run.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let from = NaiveDate::parse_from_str(v.get("from")?.as_str()?, "%Y-%m-%d").ok()?;
+    let to = NaiveDate::parse_from_str(v.get("to")?.as_str()?, "%Y-%m-%d").ok()?;
+    Some((from, to))
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        s.chars().take(n - 1).collect::<String>() + "…"
+    }
+}
+
+/// The top-N table and the summary, as printed at the end of a run.
+pub fn report(out: &NightlyOutput, top: usize) -> String {
+    let s = &out.summary;
+    let mut text = String::new();
+    let mut sorted: Vec<&RiskRow> = out.rows.iter().collect();
+    sorted.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then_with(|| b.date.cmp(&a.date))
+            .then_with(|| a.enterprise_id.cmp(&b.enterprise_id))
+    });
+    text.push_str(&format!(
+        "Top {} of {} risk-list rows ({} … {}):\n",
+        top.min(sorted.len()),
+        sorted.len(),
+        s.from,
+        s.to
+    ));
+    text.push_str(&format!(
+        "{:<10} {:>5} {:>5}  {:<18} {:<28} {:<10} {}\n",
+        "date", "grade", "score", "enterprise_id", "name", "region", "indicators"
+    ));
+    for r in sorted.iter().take(top) {
+        text.push_str(&format!(
+            "{:<10} {:>5} {:>5.1}  {:<18} {:<28} {:<10} {}\n",
+            r.date.to_string(),
+            r.grade,
+            r.score,
+            r.enterprise_id,
+            truncate(&r.enterprise_name, 16),
+            truncate(&r.region_name, 6),
+            r.indicators
+        ));
+    }
+    text.push_str("\nSummary\n");
+    let lake_total: u64 = s.lake_records.iter().map(|(_, n)| n).sum();
+    text.push_str(&format!(
+        "  records read (lake, {} … {}): {lake_total} ({})\n",
+        s.from,
+        s.to,
+        s.lake_records
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    if !s.input_files.is_empty() {
+        text.push_str(&format!(
+            "  input rows: read {} = accepted {} + rejected {} (dead letter: {})\n",
+            s.input_read,
+            s.input_accepted,
+            s.input_rejected,
+            s.out.join("dead_letter.ndjson").display()
+        ));
+        for f in &s.input_files {
+            text.push_str(&format!(
+                "    {} [{}]: read {} accepted {} rejected {}\n",
+                f.source, f.kind, f.read, f.accepted, f.rejected
+            ));
+        }
+    }
+    text.push_str(&format!("  enterprises scored: {}\n", s.enterprises_scored));
+    text.push_str(&format!(
+        "  risk-list rows: {} ({})\n",
+        s.risk_rows,
+        s.rows_per_grade
+            .iter()
+            .map(|(g, n)| format!("{g} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    text.push_str("  hits per indicator:\n");
+    for (i, n) in &s.hits_per_indicator {
+        text.push_str(&format!("    {i:<22} {n}\n"));
+    }
+    text.push_str(&format!("  time: {:.1} s\n", s.seconds));
+    text.push_str(&format!(
+        "  outputs: {}/risk_list.{{parquet,csv,json}}, run.json, dead_letter.ndjson\n",
+        s.out.display()
+    ));
+    text
+}

@@ -1,0 +1,553 @@
+//! Risk scoring and the risk list (风险清单).
+//!
+//! Score: each indicator has a severity weight wᵢ in (0, 1) ([`severity`]); an enterprise-day's
+//! score is `100 × (1 − Π(1 − wᵢ))` over the distinct indicators it hit (a noisy-OR: several
+//! independent signals raise the risk, none alone reaches 100), then multiplied by the credit
+//! factor (grade A/B 1.0, C 1.1, D 1.2) and capped at 100. Grade: A (low) below 25, B below 50,
+//! C below 75, D (high) from 75.
+//!
+//! Invariants: one row per enterprise and business day with at least one hit; rows of a day are
+//! ranked by score (ties by credit code); every item carries its evidence (window, observed,
+//! expected, detail) and a one-line reason built from it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
+use serde::{Deserialize, Serialize};
+
+use pharmwatch_schemas::{Enterprise, EnterpriseType, Product};
+
+use crate::error::{PipelineError, Result};
+use crate::indicators::{Hit, RULE_VERSION};
+use crate::lake::{rows_to_batch, write_parquet};
+use crate::simulate::world::region_name;
+
+/// Severity weight of an indicator.
+pub fn severity(indicator: &str) -> f64 {
+    match indicator {
+        "failed_batch_sold" => 0.6,
+        "expired_batch_sold" | "trace_code_duplicate" => 0.5,
+        "sold_not_bought" | "special_drug_volume" => 0.45,
+        "price_below_median" => 0.4,
+        "inventory_mismatch" | "reporting_stopped" => 0.3,
+        "production_spike" => 0.25,
+        "sales_spike" | "purchase_spike" => 0.2,
+        _ => 0.2,
+    }
+}
+
+/// Grade for a score.
+pub fn grade(score: f64) -> &'static str {
+    if score >= 75.0 {
+        "D"
+    } else if score >= 50.0 {
+        "C"
+    } else if score >= 25.0 {
+        "B"
+    } else {
+        "A"
+    }
+}
+
+fn credit_factor(credit_grade: &str) -> f64 {
+    match credit_grade {
+        "C" => 1.1,
+        "D" => 1.2,
+        _ => 1.0,
+    }
+}
+
+/// One risk item: an indicator hit with its evidence and reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RiskItem {
+    /// Indicator name.
+    pub indicator: String,
+    /// Product id, if per product.
+    pub product_id: Option<String>,
+    /// Product name, if known.
+    pub product_name: Option<String>,
+    /// First day of the evidence window.
+    pub window_start: NaiveDate,
+    /// Last day of the evidence window.
+    pub window_end: NaiveDate,
+    /// Observed value.
+    pub observed: f64,
+    /// Expected value.
+    pub expected: f64,
+    /// One-line reason a supervisor reads.
+    pub reason: String,
+    /// Evidence details (`key=value;…`).
+    pub evidence: String,
+    /// Severity weight.
+    pub severity: f64,
+}
+
+/// One row of the risk list: an enterprise on a business day.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RiskRow {
+    /// Risk list id: `RL-<province>-<date>`.
+    pub list_id: String,
+    /// Business day.
+    pub date: NaiveDate,
+    /// Rank within the day (1 = highest score).
+    pub rank: u32,
+    /// Enterprise credit code.
+    pub enterprise_id: String,
+    /// Enterprise name.
+    pub enterprise_name: String,
+    /// Enterprise type.
+    pub enterprise_type: String,
+    /// Region code.
+    pub region_code: String,
+    /// Region name.
+    pub region_name: String,
+    /// Licence number.
+    pub licence_no: String,
+    /// Credit grade.
+    pub credit_grade: String,
+    /// Risk score 0–100.
+    pub score: f64,
+    /// Risk grade A (low) – D (high).
+    pub grade: String,
+    /// Distinct indicators hit, comma-separated.
+    pub indicators: String,
+    /// The reason of the most severe item.
+    pub top_reason: String,
+    /// Unit responsible for follow-up.
+    pub responsible_unit: String,
+    /// Case status: 待处置 (pending) on a new list.
+    pub status: String,
+    /// Rule-set version.
+    pub rule_version: String,
+    /// The items.
+    pub items: Vec<RiskItem>,
+}
+
+/// Builds the one-line reason of a hit.
+pub fn reason(hit: &Hit) -> String {
+    let o = hit.observed;
+    let x = hit.expected;
+    let ratio = if x > 0.0 { o / x } else { f64::INFINITY };
+    match hit.indicator.as_str() {
+        "inventory_mismatch" => format!(
+            "closing stock {o:.0} but the records give {x:.0} (opening {} + inflow {} − sold {}): gap {:+.0} packages",
+            hit.detail_value("opening").unwrap_or("?"),
+            hit.detail_value("inflow").unwrap_or("?"),
+            hit.detail_value("sold").unwrap_or("?"),
+            o - x
+        ),
+        "sold_not_bought" => format!(
+            "sold {o:.0} packages with only {x:.0} available from opening stock, purchases and production"
+        ),
+        "sales_spike" => format!(
+            "retail sales {o:.0} packages vs {x:.1}/day over the prior 28 days ({ratio:.1}×)"
+        ),
+        "special_drug_volume" => {
+            let basis = hit
+                .detail_value("basis")
+                .unwrap_or("retail_sales")
+                .replace('_', " ");
+            let class = hit.detail_value("class").unwrap_or("special");
+            if basis == "purchase" {
+                format!(
+                    "{class} product: purchased {o:.0} packages vs largest day {x:.0} in the prior 28 days ({ratio:.1}×)"
+                )
+            } else {
+                format!(
+                    "{class} product: {basis} {o:.0} packages vs {x:.1}/day over the prior 28 days ({ratio:.1}×)"
+                )
+            }
+        }
+        "purchase_spike" => format!(
+            "purchased {o:.0} packages vs largest day {x:.0} in the prior 28 days ({ratio:.1}×)"
+        ),
+        "production_spike" => format!(
+            "produced {o:.0} packages vs largest run {x:.0} in the prior 28 days ({ratio:.1}×)"
+        ),
+        "expired_batch_sold" => format!(
+            "sold {o:.0} packages of batch {} which expired on {}",
+            hit.detail_value("batch").unwrap_or("?"),
+            hit.detail_value("expiry").unwrap_or("?")
+        ),
+        "failed_batch_sold" => match hit.detail_value("failed_on") {
+            Some(day) => format!(
+                "sold {o:.0} packages of batch {} after it failed a test on {day}",
+                hit.detail_value("batch").unwrap_or("?")
+            ),
+            None => format!(
+                "sold {o:.0} packages of batch {} which was never released",
+                hit.detail_value("batch").unwrap_or("?")
+            ),
+        },
+        "trace_code_duplicate" => format!(
+            "{o:.0} package(s) sold with a traceability code already sold, e.g. {} first sold on {} by {}",
+            hit.detail_value("code").unwrap_or("?"),
+            hit.detail_value("first_sold").unwrap_or("?"),
+            hit.detail_value("first_seller").unwrap_or("?")
+        ),
+        "price_below_median" => format!(
+            "average retail price {o:.2} yuan is {:.0}% of the province's market price {x:.2} yuan",
+            if x > 0.0 { 100.0 * o / x } else { 0.0 }
+        ),
+        "reporting_stopped" => format!(
+            "no records for {o:.0} days since {} after reporting on {} of the prior days",
+            hit.detail_value("last_report").unwrap_or("?"),
+            hit.detail_value("active_days").unwrap_or("?")
+        ),
+        other => format!("{other}: observed {o:.2}, expected {x:.2}"),
+    }
+}
+
+/// The unit that follows up an enterprise's risk: city bureaus for retail, the provincial
+/// administration for manufacturers and wholesale.
+pub fn responsible_unit(e: &Enterprise) -> String {
+    let region = region_name(&e.region_code).unwrap_or("");
+    if e.enterprise_type.is_retail() {
+        format!("{region}市场监督管理局")
+    } else {
+        "内蒙古自治区药品监督管理局".to_string()
+    }
+}
+
+/// Groups hits into risk-list rows.
+pub fn build(
+    hits: &[Hit],
+    enterprises: &HashMap<String, Enterprise>,
+    products: &HashMap<String, Product>,
+) -> Vec<RiskRow> {
+    let mut groups: BTreeMap<(NaiveDate, String), Vec<&Hit>> = BTreeMap::new();
+    for h in hits {
+        groups
+            .entry((h.date, h.enterprise_id.clone()))
+            .or_default()
+            .push(h);
+    }
+    let mut rows: Vec<RiskRow> = Vec::new();
+    for ((date, ent), hs) in groups {
+        let e = enterprises.get(&ent);
+        let mut items: Vec<RiskItem> = hs
+            .iter()
+            .map(|h| RiskItem {
+                indicator: h.indicator.clone(),
+                product_id: h.product_id.clone(),
+                product_name: h
+                    .product_id
+                    .as_ref()
+                    .and_then(|p| products.get(p))
+                    .map(|p| p.name.clone()),
+                window_start: h.window_start,
+                window_end: h.window_end,
+                observed: round4(h.observed),
+                expected: round4(h.expected),
+                reason: reason(h),
+                evidence: h.detail.clone(),
+                severity: severity(&h.indicator),
+            })
+            .collect();
+        items.sort_by(|a, b| {
+            b.severity
+                .total_cmp(&a.severity)
+                .then_with(|| a.indicator.cmp(&b.indicator))
+                .then_with(|| a.product_id.cmp(&b.product_id))
+        });
+        let distinct: BTreeSet<&str> = items.iter().map(|i| i.indicator.as_str()).collect();
+        let keep: f64 = distinct.iter().map(|i| 1.0 - severity(i)).product();
+        let credit = e.map(|e| e.credit_grade.as_str()).unwrap_or("B");
+        let score = round4((100.0 * (1.0 - keep) * credit_factor(credit)).min(100.0));
+        rows.push(RiskRow {
+            list_id: format!("RL-15-{}", date.format("%Y%m%d")),
+            date,
+            rank: 0,
+            enterprise_id: ent.clone(),
+            enterprise_name: e.map(|e| e.name.clone()).unwrap_or_default(),
+            enterprise_type: e
+                .map(|e| e.enterprise_type.as_str().to_string())
+                .unwrap_or_default(),
+            region_code: e.map(|e| e.region_code.clone()).unwrap_or_default(),
+            region_name: e
+                .and_then(|e| region_name(&e.region_code))
+                .unwrap_or_default()
+                .to_string(),
+            licence_no: e.map(|e| e.licence_no.clone()).unwrap_or_default(),
+            credit_grade: credit.to_string(),
+            score,
+            grade: grade(score).to_string(),
+            indicators: distinct.iter().copied().collect::<Vec<_>>().join(","),
+            top_reason: items.first().map(|i| i.reason.clone()).unwrap_or_default(),
+            responsible_unit: e.map(responsible_unit).unwrap_or_default(),
+            status: "待处置".to_string(),
+            rule_version: RULE_VERSION.to_string(),
+            items,
+        });
+    }
+    rows.sort_by(|a, b| {
+        a.date
+            .cmp(&b.date)
+            .then_with(|| b.score.total_cmp(&a.score))
+            .then_with(|| a.enterprise_id.cmp(&b.enterprise_id))
+    });
+    let mut rank = 0;
+    let mut day = None;
+    for r in &mut rows {
+        if day != Some(r.date) {
+            day = Some(r.date);
+            rank = 0;
+        }
+        rank += 1;
+        r.rank = rank;
+    }
+    rows
+}
+
+fn round4(x: f64) -> f64 {
+    if x.is_finite() {
+        (x * 10_000.0).round() / 10_000.0
+    } else {
+        x
+    }
+}
+
+fn item_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("indicator", DataType::Utf8, false),
+        Field::new("product_id", DataType::Utf8, true),
+        Field::new("product_name", DataType::Utf8, true),
+        Field::new("window_start", DataType::Date32, false),
+        Field::new("window_end", DataType::Date32, false),
+        Field::new("observed", DataType::Float64, true),
+        Field::new("expected", DataType::Float64, true),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("evidence", DataType::Utf8, false),
+        Field::new("severity", DataType::Float64, false),
+    ])
+}
+
+/// Arrow schema of the risk list (items as a list of structs).
+pub fn schema() -> SchemaRef {
+    let text = |n: &str| Field::new(n, DataType::Utf8, false);
+    Arc::new(Schema::new(vec![
+        text("list_id"),
+        Field::new("date", DataType::Date32, false),
+        Field::new("rank", DataType::UInt32, false),
+        text("enterprise_id"),
+        text("enterprise_name"),
+        text("enterprise_type"),
+        text("region_code"),
+        text("region_name"),
+        text("licence_no"),
+        text("credit_grade"),
+        Field::new("score", DataType::Float64, false),
+        text("grade"),
+        text("indicators"),
+        text("top_reason"),
+        text("responsible_unit"),
+        text("status"),
+        text("rule_version"),
+        Field::new(
+            "items",
+            DataType::List(Arc::new(Field::new(
+                "item",
+                DataType::Struct(item_fields()),
+                true,
+            ))),
+            false,
+        ),
+    ]))
+}
+
+/// The CSV shape: one column per field, items as a JSON string.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CsvRow {
+    /// See [`RiskRow`].
+    pub list_id: String,
+    /// See [`RiskRow`].
+    pub date: NaiveDate,
+    /// See [`RiskRow`].
+    pub rank: u32,
+    /// See [`RiskRow`].
+    pub enterprise_id: String,
+    /// See [`RiskRow`].
+    pub enterprise_name: String,
+    /// See [`RiskRow`].
+    pub enterprise_type: String,
+    /// See [`RiskRow`].
+    pub region_code: String,
+    /// See [`RiskRow`].
+    pub region_name: String,
+    /// See [`RiskRow`].
+    pub licence_no: String,
+    /// See [`RiskRow`].
+    pub credit_grade: String,
+    /// See [`RiskRow`].
+    pub score: f64,
+    /// See [`RiskRow`].
+    pub grade: String,
+    /// See [`RiskRow`].
+    pub indicators: String,
+    /// See [`RiskRow`].
+    pub top_reason: String,
+    /// See [`RiskRow`].
+    pub responsible_unit: String,
+    /// See [`RiskRow`].
+    pub status: String,
+    /// See [`RiskRow`].
+    pub rule_version: String,
+    /// Items as a JSON array.
+    pub items: String,
+}
+
+impl CsvRow {
+    /// The items, parsed back from JSON.
+    pub fn parse_items(&self) -> std::result::Result<Vec<RiskItem>, serde_json::Error> {
+        serde_json::from_str(&self.items)
+    }
+}
+
+/// Writes `risk_list.parquet`, `risk_list.csv` and `risk_list.json` into `dir`.
+pub fn write(dir: &Path, rows: &[RiskRow]) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| PipelineError::io(dir, e))?;
+    let batch = rows_to_batch(schema(), rows, "risk list")?;
+    write_parquet(&dir.join("risk_list.parquet"), schema(), &[batch])?;
+
+    let json_path = dir.join("risk_list.json");
+    let text =
+        serde_json::to_string_pretty(rows).map_err(|e| PipelineError::Internal(e.to_string()))?;
+    std::fs::write(&json_path, text + "\n").map_err(|e| PipelineError::io(&json_path, e))?;
+
+    let csv_path = dir.join("risk_list.csv");
+    let mut w = csv::Writer::from_path(&csv_path).map_err(|e| PipelineError::Csv {
+        path: csv_path.clone(),
+        source: e,
+    })?;
+    for r in rows {
+        let row = CsvRow {
+            list_id: r.list_id.clone(),
+            date: r.date,
+            rank: r.rank,
+            enterprise_id: r.enterprise_id.clone(),
+            enterprise_name: r.enterprise_name.clone(),
+            enterprise_type: r.enterprise_type.clone(),
+            region_code: r.region_code.clone(),
+            region_name: r.region_name.clone(),
+            licence_no: r.licence_no.clone(),
+            credit_grade: r.credit_grade.clone(),
+            score: r.score,
+            grade: r.grade.clone(),
+            indicators: r.indicators.clone(),
+            top_reason: r.top_reason.clone(),
+            responsible_unit: r.responsible_unit.clone(),
+            status: r.status.clone(),
+            rule_version: r.rule_version.clone(),
+            items: serde_json::to_string(&r.items)
+                .map_err(|e| PipelineError::Internal(e.to_string()))?,
+        };
+        w.serialize(row).map_err(|e| PipelineError::Csv {
+            path: csv_path.clone(),
+            source: e,
+        })?;
+    }
+    w.flush().map_err(|e| PipelineError::io(&csv_path, e))
+}
+
+/// Reads a risk list CSV.
+pub fn read_csv(path: &Path) -> Result<Vec<CsvRow>> {
+    let mut r = csv::Reader::from_path(path).map_err(|e| PipelineError::Csv {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let mut out = Vec::new();
+    for row in r.deserialize() {
+        out.push(row.map_err(|e| PipelineError::Csv {
+            path: path.to_path_buf(),
+            source: e,
+        })?);
+    }
+    Ok(out)
+}
+
+/// Type name for display (Chinese).
+pub fn type_zh(t: &str) -> &'static str {
+    EnterpriseType::parse(t)
+        .map(EnterpriseType::zh)
+        .unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hit(ind: &str, ent: &str) -> Hit {
+        Hit {
+            enterprise_id: ent.into(),
+            product_id: Some("P00001".into()),
+            date: NaiveDate::from_ymd_opt(2026, 10, 20).unwrap(),
+            indicator: ind.into(),
+            window_start: NaiveDate::from_ymd_opt(2026, 10, 20).unwrap(),
+            window_end: NaiveDate::from_ymd_opt(2026, 10, 20).unwrap(),
+            observed: 12.0,
+            expected: 3.0,
+            detail: "batch=B1;expiry=2026-09-30".into(),
+        }
+    }
+
+    #[test]
+    fn score_is_a_noisy_or_of_distinct_indicators() {
+        let hits = vec![
+            hit("sales_spike", "E1"),
+            hit("sales_spike", "E1"),
+            hit("failed_batch_sold", "E1"),
+        ];
+        let rows = build(&hits, &HashMap::new(), &HashMap::new());
+        assert_eq!(rows.len(), 1);
+        let expect = 100.0 * (1.0 - (1.0 - 0.2) * (1.0 - 0.6));
+        assert!((rows[0].score - expect).abs() < 1e-9, "{}", rows[0].score);
+        assert_eq!(rows[0].grade, "C");
+        assert_eq!(rows[0].items.len(), 3);
+        assert_eq!(
+            rows[0].items[0].indicator, "failed_batch_sold",
+            "most severe first"
+        );
+        assert_eq!(rows[0].indicators, "failed_batch_sold,sales_spike");
+    }
+
+    #[test]
+    fn grades_cut_at_25_50_75() {
+        assert_eq!(grade(0.0), "A");
+        assert_eq!(grade(24.99), "A");
+        assert_eq!(grade(25.0), "B");
+        assert_eq!(grade(50.0), "C");
+        assert_eq!(grade(75.0), "D");
+        assert_eq!(grade(100.0), "D");
+    }
+
+    #[test]
+    fn rows_are_ranked_per_day_by_score() {
+        let mut hits = vec![hit("sales_spike", "E1"), hit("expired_batch_sold", "E2")];
+        let mut later = hit("sales_spike", "E3");
+        later.date = NaiveDate::from_ymd_opt(2026, 10, 21).unwrap();
+        hits.push(later);
+        let rows = build(&hits, &HashMap::new(), &HashMap::new());
+        let ranks: Vec<(String, u32)> = rows
+            .iter()
+            .map(|r| (r.enterprise_id.clone(), r.rank))
+            .collect();
+        assert_eq!(
+            ranks,
+            vec![("E2".into(), 1), ("E1".into(), 2), ("E3".into(), 1)]
+        );
+    }
+
+    #[test]
+    fn reasons_state_the_evidence() {
+        let r = reason(&hit("expired_batch_sold", "E1"));
+        assert_eq!(
+            r,
+            "sold 12 packages of batch B1 which expired on 2026-09-30"
+        );
+        let r = reason(&hit("sales_spike", "E1"));
+        assert!(r.contains("4.0×"), "{r}");
+    }
+}

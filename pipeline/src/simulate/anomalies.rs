@@ -1,0 +1,356 @@
+//! The anomalies the simulator plants, one per risk signal, and the labels that describe them.
+//!
+//! Each planted anomaly targets one enterprise (and a product where the signal is per
+//! product) over a window of days inside the anomaly period; no enterprise carries two planted
+//! anomalies, so one signal never hides another. The label window is the span in which the
+//! anomaly shows in the records.
+
+use chrono::{Duration, NaiveDate};
+use rand::Rng;
+use rand::seq::SliceRandom;
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+use pharmwatch_schemas::EnterpriseType;
+
+use super::world::{Maker, Supplier, World};
+
+/// Kinds of planted anomaly. The rule kinds share their names with the indicators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AnomalyKind {
+    /// Closing stock below the books (stock leaves without a record).
+    InventoryMismatch,
+    /// A product sold that was never bought or held.
+    SoldNotBought,
+    /// Retail sales of an ordinary product several times the usual.
+    SalesSpike,
+    /// One purchase several times the enterprise's largest recent order.
+    PurchaseSpike,
+    /// One production run several times the largest recent one.
+    ProductionSpike,
+    /// Ephedrine-containing or psychotropic products moving in unusual volume.
+    SpecialDrugVolume,
+    /// Units of an expired batch sold.
+    ExpiredBatchSold,
+    /// Units of a batch that failed its test (or was never released) sold.
+    FailedBatchSold,
+    /// A traceability code already sold elsewhere sold again.
+    TraceCodeDuplicate,
+    /// A product sold far below the market price.
+    PriceBelowMedian,
+    /// The enterprise stops reporting anything.
+    ReportingStopped,
+    /// Several features mildly off together: more sales, lower prices, small stock losses.
+    SubtleDiversion,
+}
+
+impl AnomalyKind {
+    /// Every kind.
+    pub const ALL: &'static [AnomalyKind] = &[
+        Self::InventoryMismatch,
+        Self::SoldNotBought,
+        Self::SalesSpike,
+        Self::PurchaseSpike,
+        Self::ProductionSpike,
+        Self::SpecialDrugVolume,
+        Self::ExpiredBatchSold,
+        Self::FailedBatchSold,
+        Self::TraceCodeDuplicate,
+        Self::PriceBelowMedian,
+        Self::ReportingStopped,
+        Self::SubtleDiversion,
+    ];
+
+    /// Label name (the indicator name for rule kinds).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InventoryMismatch => "inventory_mismatch",
+            Self::SoldNotBought => "sold_not_bought",
+            Self::SalesSpike => "sales_spike",
+            Self::PurchaseSpike => "purchase_spike",
+            Self::ProductionSpike => "production_spike",
+            Self::SpecialDrugVolume => "special_drug_volume",
+            Self::ExpiredBatchSold => "expired_batch_sold",
+            Self::FailedBatchSold => "failed_batch_sold",
+            Self::TraceCodeDuplicate => "trace_code_duplicate",
+            Self::PriceBelowMedian => "price_below_median",
+            Self::ReportingStopped => "reporting_stopped",
+            Self::SubtleDiversion => "subtle_diversion",
+        }
+    }
+}
+
+/// One planted anomaly.
+#[derive(Debug, Clone)]
+pub struct Anomaly {
+    /// Kind.
+    pub kind: AnomalyKind,
+    /// Target enterprise.
+    pub ent: usize,
+    /// Target holding (enterprise × product), where per product.
+    pub holding: Option<usize>,
+    /// Product, where per product (for sold-not-bought, a product the enterprise does not hold).
+    pub prod: Option<usize>,
+    /// Several holdings, for the subtle kind.
+    pub holdings: Vec<usize>,
+    /// First day.
+    pub start: NaiveDate,
+    /// Last day.
+    pub end: NaiveDate,
+    /// A planted batch (expired or failed), where one is used.
+    pub batch: Option<usize>,
+    /// Strength (a factor or a quantity), drawn at planning.
+    pub factor: f64,
+}
+
+impl Anomaly {
+    /// Whether `day` is inside the window.
+    pub fn active(&self, day: NaiveDate) -> bool {
+        day >= self.start && day <= self.end
+    }
+}
+
+/// Plans anomalies: `per_kind` of each kind, windows inside `[from, to]`.
+pub fn plan(
+    rng: &mut Xoshiro256PlusPlus,
+    world: &mut World,
+    per_kind: usize,
+    from: NaiveDate,
+    to: NaiveDate,
+    is_working_day: &dyn Fn(NaiveDate) -> bool,
+) -> Vec<Anomaly> {
+    let mut used = vec![false; world.enterprises.len()];
+    let mut out = Vec::new();
+    let span = (to - from).num_days();
+    if span < 0 {
+        return out;
+    }
+    let window = |rng: &mut Xoshiro256PlusPlus, len: i64| -> (NaiveDate, NaiveDate) {
+        let len = len.min(span + 1).max(1);
+        let start = from + Duration::days(rng.gen_range(0..=(span + 1 - len)));
+        (start, start + Duration::days(len - 1))
+    };
+    let retail: Vec<usize> = world
+        .enterprises
+        .iter()
+        .filter(|e| e.etype.is_retail())
+        .map(|e| e.seq)
+        .collect();
+    for &kind in AnomalyKind::ALL {
+        for _ in 0..per_kind {
+            // Candidate holdings / enterprises for the kind.
+            let mut candidates: Vec<(usize, Option<usize>)> = Vec::new();
+            match kind {
+                AnomalyKind::InventoryMismatch => {
+                    for h in 0..world.holdings.len() {
+                        let hd = &world.holdings[h];
+                        let t = world.enterprises[hd.ent].etype;
+                        if (t.is_retail() || t == EnterpriseType::Wholesaler) && hd.lambda >= 1.5 {
+                            candidates.push((hd.ent, Some(h)));
+                        }
+                    }
+                }
+                AnomalyKind::SalesSpike => {
+                    for h in 0..world.holdings.len() {
+                        let hd = &world.holdings[h];
+                        if world.enterprises[hd.ent].etype.is_retail()
+                            && hd.lambda >= 5.0
+                            && !world.products[hd.prod].class.is_volume_controlled()
+                        {
+                            candidates.push((hd.ent, Some(h)));
+                        }
+                    }
+                }
+                AnomalyKind::SpecialDrugVolume => {
+                    for h in 0..world.holdings.len() {
+                        let hd = &world.holdings[h];
+                        if world.enterprises[hd.ent].etype.is_retail()
+                            && world.products[hd.prod].class.is_volume_controlled()
+                            && hd.lambda >= 0.3
+                        {
+                            candidates.push((hd.ent, Some(h)));
+                        }
+                    }
+                }
+                AnomalyKind::ExpiredBatchSold
+                | AnomalyKind::FailedBatchSold
+                | AnomalyKind::PriceBelowMedian
+                | AnomalyKind::TraceCodeDuplicate => {
+                    for h in 0..world.holdings.len() {
+                        let hd = &world.holdings[h];
+                        if world.enterprises[hd.ent].etype.is_retail() && hd.lambda >= 2.0 {
+                            candidates.push((hd.ent, Some(h)));
+                        }
+                    }
+                }
+                AnomalyKind::SoldNotBought | AnomalyKind::SubtleDiversion => {
+                    candidates.extend(retail.iter().map(|&e| (e, None)));
+                }
+                AnomalyKind::ReportingStopped => {
+                    candidates.extend(
+                        world
+                            .enterprises
+                            .iter()
+                            .filter(|e| e.etype != EnterpriseType::Manufacturer)
+                            .map(|e| (e.seq, None)),
+                    );
+                }
+                AnomalyKind::ProductionSpike => {
+                    for h in 0..world.holdings.len() {
+                        let hd = &world.holdings[h];
+                        if matches!(hd.supplier, Supplier::Produces) && hd.lambda >= 3.0 {
+                            candidates.push((hd.ent, Some(h)));
+                        }
+                    }
+                }
+                AnomalyKind::PurchaseSpike => {
+                    for h in 0..world.holdings.len() {
+                        let hd = &world.holdings[h];
+                        let t = world.enterprises[hd.ent].etype;
+                        let outside = matches!(hd.supplier, Supplier::Outside(_));
+                        // A stockpiling order to a supplier outside the province, whose
+                        // supply is not limited by an in-province stock.
+                        let ok = t == EnterpriseType::Wholesaler && outside && hd.lambda >= 1.0;
+                        if ok && !world.products[hd.prod].class.is_volume_controlled() {
+                            candidates.push((hd.ent, Some(h)));
+                        }
+                    }
+                }
+            }
+            candidates.retain(|(e, _)| !used[*e]);
+            let Some(&(ent, holding)) = candidates.choose(rng) else {
+                continue;
+            };
+            used[ent] = true;
+            let (start, end, factor) = match kind {
+                AnomalyKind::InventoryMismatch => {
+                    let len = rng.gen_range(1..=3);
+                    let (s, e) = window(rng, len);
+                    (s, e, 0.2 + rng.r#gen::<f64>() * 0.15)
+                }
+                AnomalyKind::SoldNotBought => {
+                    let len = rng.gen_range(2..=4);
+                    let (s, e) = window(rng, len);
+                    (s, e, 4.0 + rng.r#gen::<f64>() * 3.0)
+                }
+                AnomalyKind::SalesSpike => {
+                    let len = rng.gen_range(1..=2);
+                    let (s, e) = window(rng, len);
+                    (s, e, 5.5 + rng.r#gen::<f64>() * 1.5)
+                }
+                AnomalyKind::SpecialDrugVolume => {
+                    let len = rng.gen_range(2..=4);
+                    let (s, e) = window(rng, len);
+                    (s, e, 5.0)
+                }
+                AnomalyKind::ExpiredBatchSold
+                | AnomalyKind::FailedBatchSold
+                | AnomalyKind::PriceBelowMedian => {
+                    let len = rng.gen_range(2..=5);
+                    let (s, e) = window(rng, len);
+                    (s, e, 0.3 + rng.r#gen::<f64>() * 0.15)
+                }
+                AnomalyKind::TraceCodeDuplicate => {
+                    let len = rng.gen_range(1..=3);
+                    let (s, e) = window(rng, len);
+                    (s, e, 1.0)
+                }
+                AnomalyKind::ReportingStopped => {
+                    let len = rng.gen_range(4..=7);
+                    let (s, e) = window(rng, len);
+                    (s, e, 1.0)
+                }
+                AnomalyKind::ProductionSpike | AnomalyKind::PurchaseSpike => {
+                    // Production and deliveries happen on working days only.
+                    let (mut s, _) = window(rng, 1);
+                    while !is_working_day(s) && s > from {
+                        s -= Duration::days(1);
+                    }
+                    while !is_working_day(s) && s < to {
+                        s += Duration::days(1);
+                    }
+                    (s, s, 3.5 + rng.r#gen::<f64>())
+                }
+                AnomalyKind::SubtleDiversion => {
+                    let len = rng.gen_range(5..=8);
+                    let (s, e) = window(rng, len);
+                    (s, e, 1.6)
+                }
+            };
+            let mut anomaly = Anomaly {
+                kind,
+                ent,
+                holding,
+                prod: holding.map(|h| world.holdings[h].prod),
+                holdings: Vec::new(),
+                start,
+                end,
+                batch: None,
+                factor,
+            };
+            match kind {
+                AnomalyKind::SoldNotBought => {
+                    let held: Vec<usize> = world.enterprises[ent]
+                        .holdings
+                        .iter()
+                        .map(|&h| world.holdings[h].prod)
+                        .collect();
+                    let others: Vec<usize> = (0..world.products.len())
+                        .filter(|p| world.products[*p].retail && !held.contains(p))
+                        .collect();
+                    match others.choose(rng) {
+                        Some(&p) => anomaly.prod = Some(p),
+                        None => continue,
+                    }
+                }
+                AnomalyKind::ExpiredBatchSold => {
+                    let p = anomaly.prod.unwrap_or_default();
+                    let months = world.products[p].row.shelf_life_months;
+                    let expired = start - Duration::days(rng.gen_range(5..60));
+                    let produced = expired
+                        .checked_sub_months(chrono::Months::new(months as u32))
+                        .unwrap_or(expired)
+                        + Duration::days(1);
+                    anomaly.batch = Some(world.add_planted_batch(p, produced, true));
+                }
+                AnomalyKind::FailedBatchSold => {
+                    let p = anomaly.prod.unwrap_or_default();
+                    let produced = start - Duration::days(rng.gen_range(90..150));
+                    // Three in ten never passed release; the rest fail a sampling test at the
+                    // target on the first day of the window.
+                    let released = !rng.gen_bool(0.3);
+                    anomaly.batch = Some(world.add_planted_batch(p, produced, released));
+                }
+                AnomalyKind::SubtleDiversion => {
+                    let mut hs: Vec<usize> = world.enterprises[ent]
+                        .holdings
+                        .iter()
+                        .copied()
+                        .filter(|&h| {
+                            world.holdings[h].lambda >= 1.0
+                                && !world.products[world.holdings[h].prod]
+                                    .class
+                                    .is_volume_controlled()
+                        })
+                        .collect();
+                    hs.shuffle(rng);
+                    hs.truncate(4);
+                    if hs.is_empty() {
+                        continue;
+                    }
+                    anomaly.holdings = hs;
+                }
+                _ => {}
+            }
+            if kind == AnomalyKind::ProductionSpike
+                && !matches!(
+                    world.products[anomaly.prod.unwrap_or_default()].maker,
+                    Maker::Inside(_)
+                )
+            {
+                continue;
+            }
+            out.push(anomaly);
+        }
+    }
+    out
+}

@@ -1,0 +1,1 @@
+//! End-to-end tests for pharmwatch live in `tests/tests/`.
