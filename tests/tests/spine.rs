@@ -1,0 +1,476 @@
+//! The spine end to end: each indicator's SQL on a small hand-made lake with exact expected
+//! hits; simulate → nightly → evaluate on a seeded province; determinism of the simulator; and
+//! bad input files whose counts reconcile.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use pharmwatch::calendar::WorkingCalendar;
+use pharmwatch::evaluate;
+use pharmwatch::indicators::Thresholds;
+use pharmwatch::ingest::InputSpec;
+use pharmwatch::nightly::{self, NightlyConfig};
+use pharmwatch::simulate::{self, SimConfig};
+use pharmwatch_tests::{Fixture, day, ent};
+
+fn config(lake: &Path, out: &Path, from: i64, to: i64) -> NightlyConfig {
+    NightlyConfig {
+        lake: Some(lake.to_path_buf()),
+        reference: None,
+        inputs: Vec::new(),
+        from: day(from),
+        to: day(to),
+        out: out.to_path_buf(),
+        thresholds: Thresholds::default(),
+        top: 5,
+    }
+}
+
+/// (day number, enterprise number, indicator, product) of every hit.
+fn hit_set(out: &nightly::NightlyOutput) -> BTreeSet<(i64, String, String, Option<String>)> {
+    out.hits
+        .iter()
+        .map(|h| {
+            (
+                (h.date - day(1)).num_days() + 1,
+                h.enterprise_id.clone(),
+                h.indicator.clone(),
+                h.product_id.clone(),
+            )
+        })
+        .collect()
+}
+
+fn run(f: &Fixture, from: i64, to: i64) -> nightly::NightlyOutput {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    f.write(&lake).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(nightly::run(&config(
+        &lake,
+        &dir.path().join("out"),
+        from,
+        to,
+    )))
+    .unwrap()
+}
+
+#[test]
+fn reconciliation_finds_stock_gaps_and_products_sold_but_never_bought() {
+    let mut f = Fixture::new();
+    f.stock(1, 1, "P1", 10);
+    // Day 2 reconciles: 10 + 5 − 3 = 12.
+    f.buy(2, 1, "P1", 5);
+    f.sell(2, 1, "P1", "B1", 3, 10.0, None);
+    f.stock(2, 1, "P1", 12);
+    // Day 3: 12 − 2 = 10 expected, 5 counted → gap of 5.
+    f.sell(3, 1, "P1", "B1", 2, 10.0, None);
+    f.stock(3, 1, "P1", 5);
+    // Day 3: P2 was never held nor bought, yet 4 were sold.
+    f.sell(3, 1, "P2", "B1", 4, 20.0, None);
+    // A 2-package gap stays under the threshold of 3.
+    f.stock(2, 2, "P1", 20);
+    f.stock(3, 2, "P1", 18);
+    f.sell(3, 2, "P1", "B1", 4, 10.0, None);
+    let out = run(&f, 2, 3);
+    let expected: BTreeSet<_> = [
+        (
+            3,
+            ent(1),
+            "inventory_mismatch".to_string(),
+            Some("P1".to_string()),
+        ),
+        (
+            3,
+            ent(1),
+            "sold_not_bought".to_string(),
+            Some("P2".to_string()),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(hit_set(&out), expected);
+    let gap = out
+        .hits
+        .iter()
+        .find(|h| h.indicator == "inventory_mismatch")
+        .unwrap();
+    assert_eq!((gap.observed, gap.expected), (5.0, 10.0));
+    let snb = out
+        .hits
+        .iter()
+        .find(|h| h.indicator == "sold_not_bought")
+        .unwrap();
+    assert_eq!((snb.observed, snb.expected), (4.0, 0.0));
+    let row = out.rows.iter().find(|r| r.enterprise_id == ent(1)).unwrap();
+    assert!(
+        row.items.iter().any(|i| i.reason.contains("gap -5")),
+        "{:?}",
+        row.items
+    );
+}
+
+#[test]
+fn expired_failed_and_unreleased_batches_are_caught_on_the_day_of_sale() {
+    let mut f = Fixture::new();
+    f.batch("P1", "EXP1", day(-800), day(2), true);
+    f.batch("P1", "FAIL1", day(-90), day(400), true);
+    f.batch("P1", "UNREL1", day(-90), day(400), false);
+    f.sell(2, 1, "P1", "EXP1", 1, 10.0, None); // on the expiry day: allowed
+    f.sell(3, 1, "P1", "EXP1", 2, 10.0, None); // after it:劣药
+    f.sell(2, 2, "P1", "FAIL1", 1, 10.0, None); // before the failed test: not a hit
+    f.fail_test(3, 2, "P1", "FAIL1");
+    f.sell(3, 2, "P1", "FAIL1", 1, 10.0, None);
+    f.sell(3, 3, "P1", "UNREL1", 1, 10.0, None);
+    f.sell(3, 3, "P1", "B1", 1, 10.0, None);
+    let out = run(&f, 2, 3);
+    let expected: BTreeSet<_> = [
+        (
+            3,
+            ent(1),
+            "expired_batch_sold".to_string(),
+            Some("P1".to_string()),
+        ),
+        (
+            3,
+            ent(2),
+            "failed_batch_sold".to_string(),
+            Some("P1".to_string()),
+        ),
+        (
+            3,
+            ent(3),
+            "failed_batch_sold".to_string(),
+            Some("P1".to_string()),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(hit_set(&out), expected);
+    let reasons: Vec<String> = out
+        .rows
+        .iter()
+        .flat_map(|r| r.items.iter().map(|i| i.reason.clone()))
+        .collect();
+    assert!(
+        reasons.contains(&"sold 2 packages of batch EXP1 which expired on 2026-09-02".to_string()),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("batch UNREL1 which was never released")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("batch FAIL1 after it failed a test on 2026-09-03")),
+        "{reasons:?}"
+    );
+}
+
+#[test]
+fn a_trace_code_sold_twice_is_a_hit_for_the_second_seller_only() {
+    let mut f = Fixture::new();
+    f.sell(2, 1, "P1", "B1", 1, 10.0, Some("12345678901234567890"));
+    f.sell(3, 2, "P1", "B1", 1, 10.0, Some("12345678901234567890"));
+    f.sell(3, 3, "P1", "B1", 1, 10.0, Some("12345678901234567891"));
+    let out = run(&f, 2, 3);
+    let expected: BTreeSet<_> = [(
+        3,
+        ent(2),
+        "trace_code_duplicate".to_string(),
+        Some("P1".to_string()),
+    )]
+    .into_iter()
+    .collect();
+    assert_eq!(hit_set(&out), expected);
+    assert_eq!(
+        out.hits[0].detail_value("first_seller"),
+        Some(ent(1).as_str())
+    );
+}
+
+#[test]
+fn spikes_prices_and_silence_are_judged_against_each_enterprise_s_own_history() {
+    let mut f = Fixture::new();
+    for d in 1..=29 {
+        // Enterprise 1 sells 2 of P1 a day at the market price; enterprise 2 sells 1 of P2.
+        f.sell(d, 1, "P1", "B1", 2, 10.0, None);
+        f.sell(d, 2, "P2", "B1", 1, 20.0, None);
+        f.sell(d, 3, "P1", "B1", 1, 10.2, None);
+        if d <= 26 {
+            f.stock(d, 4, "P1", 100);
+        }
+        if d % 7 == 0 {
+            f.buy(d, 3, "P1", 7);
+        }
+    }
+    f.sell(30, 1, "P1", "B1", 30, 10.0, None); // 15× the usual: sales_spike
+    f.sell(30, 2, "P2", "B1", 12, 20.0, None); // ephedrine 12× the usual: special_drug_volume
+    f.sell(30, 3, "P1", "B1", 1, 3.0, None); // 30% of the market: price_below_median
+    f.buy(30, 3, "P1", 40); // 40 vs largest 7: purchase_spike
+    f.produce(10, 4, "P1", 100);
+    f.produce(30, 4, "P1", 400); // 4× the last run: production_spike
+    // Enterprise 4 reported stock until day 26, nothing on 27–30: reporting_stopped on 29, 30.
+    let out = run(&f, 29, 30);
+    let expected: BTreeSet<_> = [
+        (
+            30,
+            ent(1),
+            "sales_spike".to_string(),
+            Some("P1".to_string()),
+        ),
+        (
+            30,
+            ent(2),
+            "special_drug_volume".to_string(),
+            Some("P2".to_string()),
+        ),
+        (
+            30,
+            ent(3),
+            "price_below_median".to_string(),
+            Some("P1".to_string()),
+        ),
+        (
+            30,
+            ent(3),
+            "purchase_spike".to_string(),
+            Some("P1".to_string()),
+        ),
+        (
+            30,
+            ent(4),
+            "production_spike".to_string(),
+            Some("P1".to_string()),
+        ),
+        (29, ent(4), "reporting_stopped".to_string(), None),
+        (30, ent(4), "reporting_stopped".to_string(), None),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(hit_set(&out), expected);
+    let stop = out
+        .hits
+        .iter()
+        .find(|h| h.indicator == "reporting_stopped" && h.date == day(30))
+        .unwrap();
+    assert_eq!(stop.observed, 4.0, "days since the last report");
+    assert_eq!(stop.window_start, day(27));
+}
+
+fn simulate(dir: &Path, enterprises: usize, days: u32, seed: u64) -> simulate::SimSummary {
+    let cal = WorkingCalendar::embedded().unwrap();
+    let cfg = SimConfig {
+        enterprises,
+        days,
+        start: simulate::default_start(),
+        seed,
+        anomaly_days: 14,
+        anomalies_per_kind: None,
+        out: dir.to_path_buf(),
+        progress: false,
+    };
+    simulate::run(&cfg, &cal).unwrap()
+}
+
+fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((
+                    p.strip_prefix(dir).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn the_same_seed_gives_the_same_bytes_and_another_seed_does_not() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let c = tempfile::tempdir().unwrap();
+    simulate(a.path(), 40, 8, 5);
+    simulate(b.path(), 40, 8, 5);
+    simulate(c.path(), 40, 8, 6);
+    let (fa, fb, fc) = (files(a.path()), files(b.path()), files(c.path()));
+    assert!(fa.len() > 20, "a lake has many files");
+    assert_eq!(fa, fb);
+    assert_ne!(fa, fc);
+}
+
+#[test]
+fn simulate_nightly_evaluate_finds_every_rule_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let out_dir = dir.path().join("out");
+    let sim = simulate(&lake, 200, 50, 11);
+    assert!(sim.total_records > 500_000, "{}", sim.total_records);
+    let from = sim.end - chrono::Duration::days(13);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut cfg = config(&lake, &out_dir, 1, 1);
+    cfg.from = from;
+    cfg.to = sim.end;
+    let out = rt.block_on(nightly::run(&cfg)).unwrap();
+    for f in [
+        "risk_list.parquet",
+        "risk_list.csv",
+        "risk_list.json",
+        "run.json",
+        "dead_letter.ndjson",
+    ] {
+        assert!(out_dir.join(f).exists(), "{f}");
+    }
+    let e =
+        evaluate::evaluate_files(&out_dir.join("risk_list.csv"), &lake.join("labels.csv")).unwrap();
+    println!("{}", evaluate::report(&e));
+    let rule_kinds: Vec<&evaluate::KindScore> = e
+        .kinds
+        .iter()
+        .filter(|k| !k.kind.starts_with("subtle_"))
+        .collect();
+    assert_eq!(
+        rule_kinds.len(),
+        pharmwatch::indicators::INDICATORS.len(),
+        "every rule kind planted and scored"
+    );
+    for k in rule_kinds {
+        assert!(k.labels >= 3, "{}: {} labels", k.kind, k.labels);
+        assert!(k.recall() >= 0.9, "{} recall {:.2}", k.kind, k.recall());
+        assert!(
+            k.precision() >= 0.8,
+            "{} precision {:.2}",
+            k.kind,
+            k.precision()
+        );
+    }
+    // The JSON and CSV agree with the returned rows.
+    let json: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("risk_list.json")).unwrap())
+            .unwrap();
+    assert_eq!(json.len(), out.rows.len());
+    let csv_rows = pharmwatch::risk::read_csv(&out_dir.join("risk_list.csv")).unwrap();
+    assert_eq!(csv_rows.len(), out.rows.len());
+    for r in &csv_rows {
+        assert!(!r.parse_items().unwrap().is_empty());
+        assert!(["A", "B", "C", "D"].contains(&r.grade.as_str()));
+    }
+}
+
+#[test]
+fn bad_input_rows_go_to_the_dead_letter_and_the_counts_reconcile() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = Fixture::new();
+    f.batch("P1", "EXP1", day(-800), day(2), true);
+    f.stock(2, 1, "P1", 10);
+    let lake = dir.path().join("lake");
+    f.write(&lake).unwrap();
+    let good = ent(1);
+    let csv_path = dir.path().join("sales_batch.csv");
+    let header = "event_id,event_time,enterprise_id,product_id,batch_no,quantity,unit_price,buyer_id,trace_code";
+    let lines = [
+        header.to_string(),
+        format!("c1,2026-09-03T10:00:00+08:00,{good},P1,EXP1,2,10.0,,"), // good: an expired batch sold
+        format!("c2,2026-09-03T10:00:00+08:00,{good},P1,B1,-1,10.0,,"),  // negative quantity
+        "c3,2026-09-03T10:00:00+08:00,91110000600037341X,P1,B1,1,10.0,,".to_string(), // bad check char
+        format!("c4,2026-09-03T10:00:00+08:00,{good},P9,B1,1,10.0,,"), // unknown product
+        format!("c5,2026-09-03T10:00:00+08:00,{good},P1,B1,one,10.0,,"), // wrong type
+        format!("c6,2031-01-01T10:00:00+08:00,{good},P1,B1,1,10.0,,"), // date out of range
+        format!("c7,2026-09-03T02:00:00+00:00,{good},P1,B1,1,10.0,,12345678901234567890"), // good
+    ];
+    std::fs::write(&csv_path, lines.join("\n") + "\n").unwrap();
+    let nd_path = dir.path().join("inventory_feed.ndjson");
+    let nd = [
+        format!(
+            r#"{{"event_id":"n1","event_time":"2026-09-03T23:00:00+08:00","enterprise_id":"{good}","product_id":"P1","quantity":7}}"#
+        ),
+        r#"{"event_id":"n2","event_time": oops}"#.to_string(), // bad JSON
+        format!(
+            r#"{{"event_id":"n3","event_time":"2026-09-03T23:00:00+08:00","enterprise_id":"{good}","product_id":"P1","quantity":"7"}}"#
+        ),
+        String::new(),
+        format!(
+            r#"{{"event_id":"n4","event_time":"2026-09-03T23:00:00+08:00","enterprise_id":"{good}","product_id":"P1","quantity":3,"colour":"red"}}"#
+        ),
+    ];
+    std::fs::write(&nd_path, nd.join("\n") + "\n").unwrap();
+    let mut cfg = config(&lake, &dir.path().join("out"), 3, 3);
+    cfg.inputs = vec![
+        InputSpec::parse(csv_path.to_str().unwrap()).unwrap(),
+        InputSpec::parse(&format!("inventory={}", nd_path.display())).unwrap(),
+    ];
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let out = rt.block_on(nightly::run(&cfg)).unwrap();
+    let s = &out.summary;
+    assert_eq!(
+        (s.input_read, s.input_accepted, s.input_rejected),
+        (11, 3, 8)
+    );
+    for file in &s.input_files {
+        assert_eq!(file.read, file.accepted + file.rejected, "{}", file.source);
+    }
+    let dl: Vec<(u64, String, &str)> = out
+        .dead_letters
+        .iter()
+        .map(|d| (d.line, d.field.clone(), d.reason.as_str()))
+        .collect();
+    let expect = |line: u64, field: &str, reason_part: &str| {
+        assert!(
+            dl.iter()
+                .any(|(l, f, r)| *l == line && f == field && r.contains(reason_part)),
+            "line {line} field {field} «{reason_part}» not in {dl:#?}"
+        );
+    };
+    expect(3, "quantity", "negative quantity");
+    expect(4, "enterprise_id", "check character");
+    expect(5, "product_id", "unknown product P9");
+    expect(6, "quantity", "invalid");
+    expect(7, "event_time", "date out of range");
+    expect(2, "-", "invalid JSON");
+    expect(3, "quantity", "invalid type");
+    expect(5, "colour", "unknown field");
+    assert!(
+        out.dead_letters
+            .iter()
+            .all(|d| !d.source.is_empty() && !d.raw.is_empty() || d.field == "-")
+    );
+    // The dead letter file holds the same rejections.
+    let text = std::fs::read_to_string(dir.path().join("out/dead_letter.ndjson")).unwrap();
+    assert_eq!(text.lines().count(), 8);
+    // Accepted rows count: the expired batch sold in the CSV is on the risk list, and the
+    // accepted snapshot (10 yesterday, 2 + 1 sold, 7 today) reconciles.
+    let hits = hit_set(&out);
+    assert!(
+        hits.contains(&(
+            3,
+            ent(1),
+            "expired_batch_sold".to_string(),
+            Some("P1".to_string())
+        )),
+        "{hits:?}"
+    );
+    assert!(
+        !hits.iter().any(|h| h.2 == "inventory_mismatch"),
+        "{hits:?}"
+    );
+}
