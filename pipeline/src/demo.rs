@@ -80,6 +80,7 @@ pub async fn run(cfg: &DemoConfig, cal: &WorkingCalendar) -> Result<DemoOutput> 
         out: out.clone(),
         thresholds: Thresholds::default(),
         top: 10,
+        progress: cfg.progress,
     };
     let nightly = nightly::run(&nightly_cfg).await?;
     report.push_str(&nightly::report(&nightly, 10));

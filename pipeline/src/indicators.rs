@@ -198,17 +198,22 @@ impl Hit {
     }
 }
 
-/// Runs every indicator query for `[from, to]` on a context whose tables are registered.
+/// Runs every indicator query for `[from, to]` on a context whose tables are registered,
+/// advancing `progress` by one per query.
 pub async fn run_all(
     ctx: &SessionContext,
     from: NaiveDate,
     to: NaiveDate,
     t: &Thresholds,
+    progress: &indicatif::ProgressBar,
 ) -> Result<Vec<Hit>> {
     let mut hits = Vec::new();
     for (name, sql) in QUERIES {
+        progress.set_message(name.to_string());
         hits.extend(run_query(ctx, name, sql, from, to, t).await?);
+        progress.inc(1);
     }
+    progress.finish_and_clear();
     hits.sort_by(|a, b| {
         (
             a.date,

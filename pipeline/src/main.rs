@@ -91,6 +91,9 @@ struct NightlyArgs {
     /// Rows in the printed top-N table.
     #[arg(long, default_value_t = 15)]
     top: usize,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -215,6 +218,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 out: a.out,
                 thresholds: Thresholds::default(),
                 top: a.top,
+                progress: !a.quiet,
             };
             let out = nightly::run(&cfg).await?;
             print!("{}", nightly::report(&out, cfg.top));

@@ -53,6 +53,8 @@ pub struct NightlyConfig {
     pub thresholds: Thresholds,
     /// Rows of the top-N table printed at the end.
     pub top: usize,
+    /// Show a progress bar over the indicator queries.
+    pub progress: bool,
 }
 
 /// What a nightly run did.
@@ -349,7 +351,8 @@ pub async fn run(cfg: &NightlyConfig) -> Result<NightlyOutput> {
     }
 
     // Indicators, scoring, outputs.
-    let hits = indicators::run_all(&ctx, cfg.from, cfg.to, &cfg.thresholds).await?;
+    let bar = crate::progress::bar(cfg.progress, indicators::QUERIES.len() as u64, "indicators");
+    let hits = indicators::run_all(&ctx, cfg.from, cfg.to, &cfg.thresholds, &bar).await?;
     let ent_map: HashMap<String, Enterprise> = enterprises
         .into_iter()
         .map(|e| (e.enterprise_id.clone(), e))
