@@ -164,19 +164,31 @@ impl LakeWriter {
         let batch = rows_to_batch(kind.schema(), rows, kind.as_str())?;
         let path = reference_path(&self.root, kind);
         write_parquet(&path, kind.schema(), &[batch])?;
-        let csv_path = path.with_extension("csv");
-        let mut w = csv::Writer::from_path(&csv_path).map_err(|e| PipelineError::Csv {
-            path: csv_path.clone(),
-            source: e,
-        })?;
-        for r in rows {
-            w.serialize(r).map_err(|e| PipelineError::Csv {
-                path: csv_path.clone(),
-                source: e,
-            })?;
-        }
-        w.flush().map_err(|e| PipelineError::io(&csv_path, e))
+        write_csv(&path.with_extension("csv"), rows)
     }
+}
+
+/// Writes serde rows as a CSV file with a header.
+pub fn write_csv<S: Serialize>(path: &Path, rows: impl IntoIterator<Item = S>) -> Result<()> {
+    let csv_err = |e| PipelineError::Csv {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let mut w = csv::Writer::from_path(path).map_err(csv_err)?;
+    for r in rows {
+        w.serialize(r).map_err(csv_err)?;
+    }
+    w.flush().map_err(|e| PipelineError::io(path, e))
+}
+
+/// Reads a CSV file with a header into serde rows.
+pub fn read_csv<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+    let csv_err = |e| PipelineError::Csv {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let mut r = csv::Reader::from_path(path).map_err(csv_err)?;
+    r.deserialize().map(|row| row.map_err(csv_err)).collect()
 }
 
 /// Day partitions of `kind` present in the lake between `from` and `to` (inclusive), sorted.

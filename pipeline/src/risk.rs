@@ -85,9 +85,10 @@ pub struct RiskItem {
     pub severity: f64,
 }
 
-/// One row of the risk list: an enterprise on a business day.
+/// One row of the risk list: an enterprise on a business day. `I` is the items' form: a list
+/// of [`RiskItem`]s, or a JSON string in the CSV ([`CsvRow`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RiskRow {
+pub struct RiskRow<I = Vec<RiskItem>> {
     /// Risk list id: `RL-<province>-<date>`.
     pub list_id: String,
     /// Business day.
@@ -123,7 +124,7 @@ pub struct RiskRow {
     /// Rule-set version.
     pub rule_version: String,
     /// The items.
-    pub items: Vec<RiskItem>,
+    pub items: I,
 }
 
 /// Builds the one-line reason of a hit.
@@ -359,44 +360,32 @@ pub fn schema() -> SchemaRef {
 }
 
 /// The CSV shape: one column per field, items as a JSON string.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CsvRow {
-    /// See [`RiskRow`].
-    pub list_id: String,
-    /// See [`RiskRow`].
-    pub date: NaiveDate,
-    /// See [`RiskRow`].
-    pub rank: u32,
-    /// See [`RiskRow`].
-    pub enterprise_id: String,
-    /// See [`RiskRow`].
-    pub enterprise_name: String,
-    /// See [`RiskRow`].
-    pub enterprise_type: String,
-    /// See [`RiskRow`].
-    pub region_code: String,
-    /// See [`RiskRow`].
-    pub region_name: String,
-    /// See [`RiskRow`].
-    pub licence_no: String,
-    /// See [`RiskRow`].
-    pub credit_grade: String,
-    /// See [`RiskRow`].
-    pub score: f64,
-    /// See [`RiskRow`].
-    pub grade: String,
-    /// See [`RiskRow`].
-    pub indicators: String,
-    /// See [`RiskRow`].
-    pub top_reason: String,
-    /// See [`RiskRow`].
-    pub responsible_unit: String,
-    /// See [`RiskRow`].
-    pub status: String,
-    /// See [`RiskRow`].
-    pub rule_version: String,
-    /// Items as a JSON array.
-    pub items: String,
+pub type CsvRow = RiskRow<String>;
+
+impl<I> RiskRow<I> {
+    /// The same row with its items in another form.
+    pub fn with_items<J>(self, items: J) -> RiskRow<J> {
+        RiskRow {
+            list_id: self.list_id,
+            date: self.date,
+            rank: self.rank,
+            enterprise_id: self.enterprise_id,
+            enterprise_name: self.enterprise_name,
+            enterprise_type: self.enterprise_type,
+            region_code: self.region_code,
+            region_name: self.region_name,
+            licence_no: self.licence_no,
+            credit_grade: self.credit_grade,
+            score: self.score,
+            grade: self.grade,
+            indicators: self.indicators,
+            top_reason: self.top_reason,
+            responsible_unit: self.responsible_unit,
+            status: self.status,
+            rule_version: self.rule_version,
+            items,
+        }
+    }
 }
 
 impl CsvRow {
@@ -417,55 +406,18 @@ pub fn write(dir: &Path, rows: &[RiskRow]) -> Result<()> {
         serde_json::to_string_pretty(rows).map_err(|e| PipelineError::Internal(e.to_string()))?;
     std::fs::write(&json_path, text + "\n").map_err(|e| PipelineError::io(&json_path, e))?;
 
-    let csv_path = dir.join("risk_list.csv");
-    let mut w = csv::Writer::from_path(&csv_path).map_err(|e| PipelineError::Csv {
-        path: csv_path.clone(),
-        source: e,
-    })?;
+    let mut csv_rows: Vec<CsvRow> = Vec::with_capacity(rows.len());
     for r in rows {
-        let row = CsvRow {
-            list_id: r.list_id.clone(),
-            date: r.date,
-            rank: r.rank,
-            enterprise_id: r.enterprise_id.clone(),
-            enterprise_name: r.enterprise_name.clone(),
-            enterprise_type: r.enterprise_type.clone(),
-            region_code: r.region_code.clone(),
-            region_name: r.region_name.clone(),
-            licence_no: r.licence_no.clone(),
-            credit_grade: r.credit_grade.clone(),
-            score: r.score,
-            grade: r.grade.clone(),
-            indicators: r.indicators.clone(),
-            top_reason: r.top_reason.clone(),
-            responsible_unit: r.responsible_unit.clone(),
-            status: r.status.clone(),
-            rule_version: r.rule_version.clone(),
-            items: serde_json::to_string(&r.items)
-                .map_err(|e| PipelineError::Internal(e.to_string()))?,
-        };
-        w.serialize(row).map_err(|e| PipelineError::Csv {
-            path: csv_path.clone(),
-            source: e,
-        })?;
+        let items =
+            serde_json::to_string(&r.items).map_err(|e| PipelineError::Internal(e.to_string()))?;
+        csv_rows.push(r.clone().with_items(items));
     }
-    w.flush().map_err(|e| PipelineError::io(&csv_path, e))
+    crate::lake::write_csv(&dir.join("risk_list.csv"), &csv_rows)
 }
 
 /// Reads a risk list CSV.
 pub fn read_csv(path: &Path) -> Result<Vec<CsvRow>> {
-    let mut r = csv::Reader::from_path(path).map_err(|e| PipelineError::Csv {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
-    let mut out = Vec::new();
-    for row in r.deserialize() {
-        out.push(row.map_err(|e| PipelineError::Csv {
-            path: path.to_path_buf(),
-            source: e,
-        })?);
-    }
-    Ok(out)
+    crate::lake::read_csv(path)
 }
 
 /// Type name for display (Chinese).

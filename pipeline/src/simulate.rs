@@ -854,31 +854,10 @@ pub fn run(cfg: &SimConfig, cal: &WorkingCalendar) -> Result<SimSummary> {
 
 /// Writes labels as CSV.
 pub fn write_labels(path: &Path, labels: &[Label]) -> Result<()> {
-    let mut w = csv::Writer::from_path(path).map_err(|e| PipelineError::Csv {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
-    for l in labels {
-        w.serialize(l).map_err(|e| PipelineError::Csv {
-            path: path.to_path_buf(),
-            source: e,
-        })?;
-    }
-    w.flush().map_err(|e| PipelineError::io(path, e))
+    crate::lake::write_csv(path, labels)
 }
 
 /// Reads labels from CSV.
 pub fn read_labels(path: &Path) -> Result<Vec<Label>> {
-    let mut r = csv::Reader::from_path(path).map_err(|e| PipelineError::Csv {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
-    let mut out = Vec::new();
-    for row in r.deserialize() {
-        out.push(row.map_err(|e| PipelineError::Csv {
-            path: path.to_path_buf(),
-            source: e,
-        })?);
-    }
-    Ok(out)
+    crate::lake::read_csv(path)
 }
