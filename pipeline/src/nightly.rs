@@ -418,12 +418,41 @@ pub fn read_run(dir: &Path) -> Option<(NaiveDate, NaiveDate)> {
     Some((from, to))
 }
 
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        s.chars().take(n - 1).collect::<String>() + "…"
+/// Terminal columns a character takes: CJK ideographs and full-width forms take two.
+fn char_width(c: char) -> usize {
+    match c as u32 {
+        0x1100..=0x115F
+        | 0x2E80..=0xA4CF
+        | 0xAC00..=0xD7A3
+        | 0xF900..=0xFAFF
+        | 0xFE30..=0xFE4F
+        | 0xFF00..=0xFF60
+        | 0xFFE0..=0xFFE6 => 2,
+        _ => 1,
     }
+}
+
+/// `s` cut to at most `width` terminal columns (with an ellipsis when cut) and padded to it.
+fn fit(s: &str, width: usize) -> String {
+    let total: usize = s.chars().map(char_width).sum();
+    let mut out = String::new();
+    let mut used = 0;
+    if total <= width {
+        out.push_str(s);
+        used = total;
+    } else {
+        for c in s.chars() {
+            if used + char_width(c) > width - 1 {
+                break;
+            }
+            out.push(c);
+            used += char_width(c);
+        }
+        out.push('…');
+        used += 1;
+    }
+    out.push_str(&" ".repeat(width.saturating_sub(used)));
+    out
 }
 
 /// The top-N table and the summary, as printed at the end of a run.
@@ -450,13 +479,13 @@ pub fn report(out: &NightlyOutput, top: usize) -> String {
     ));
     for r in sorted.iter().take(top) {
         text.push_str(&format!(
-            "{:<10} {:>5} {:>5.1}  {:<18} {:<28} {:<10} {}\n",
+            "{:<10} {:>5} {:>5.1}  {:<18} {} {} {}\n",
             r.date.to_string(),
             r.grade,
             r.score,
             r.enterprise_id,
-            truncate(&r.enterprise_name, 16),
-            truncate(&r.region_name, 6),
+            fit(&r.enterprise_name, 28),
+            fit(&r.region_name, 10),
             r.indicators
         ));
     }
@@ -507,4 +536,28 @@ pub fn report(out: &NightlyOutput, top: usize) -> String {
         s.out.display()
     ));
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn width(s: &str) -> usize {
+        s.chars().map(char_width).sum()
+    }
+
+    #[test]
+    fn table_cells_fit_their_columns_whatever_the_script() {
+        assert_eq!(fit("包头市", 10), "包头市    ");
+        assert_eq!(
+            width(&fit("内蒙古仁和大药房连锁有限公司呼伦贝尔第3分店", 28)),
+            28
+        );
+        assert!(
+            fit("内蒙古仁和大药房连锁有限公司呼伦贝尔第3分店", 28)
+                .trim_end()
+                .ends_with('…')
+        );
+        assert_eq!(fit("abc", 5), "abc  ");
+    }
 }
