@@ -155,9 +155,12 @@ def parse_indicators_rs(path: Path) -> dict:
         raise ValueError("LOOKBACK_DAYS not found")
     lookback = int(m.group(1))
     queries = re.findall(r'include_str!\("\.\./sql/([\w.]+\.sql)"\)', text)
+    # Feature tables (sql/features/NAME.sql), built with CREATE TABLE NAME AS … before the queries.
+    features = re.findall(r'include_str!\("\.\./sql/features/([\w]+)\.sql"\)', text)
     ind_m = re.search(r"pub const INDICATORS\s*:[^=]*=\s*&\[(.*?)\];", text, re.S)
     indicators = re.findall(r'"(\w+)"', ind_m.group(1)) if ind_m else []
-    return {"thresholds": thresholds, "lookback_days": lookback, "queries": queries, "indicators": indicators}
+    return {"thresholds": thresholds, "lookback_days": lookback, "queries": queries,
+            "features": features, "indicators": indicators}
 
 
 def load_rules(args) -> dict:
@@ -170,6 +173,7 @@ def load_rules(args) -> dict:
             "thresholds": dict(FALLBACK_THRESHOLDS),
             "lookback_days": FALLBACK_LOOKBACK_DAYS,
             "queries": [],
+            "features": [],
             "indicators": [],
             "source": "hard-coded fallback (see pipeline/src/indicators.rs)",
         }
@@ -182,6 +186,12 @@ def load_rules(args) -> dict:
         if not p.exists():
             die(f"query file {p} is missing")
         rules["sql"][name] = p.read_text(encoding="utf-8")
+    rules["feature_sql"] = {}
+    for name in rules.get("features", []):
+        p = sql_dir / "features" / f"{name}.sql"
+        if not p.exists():
+            die(f"feature file {p} is missing")
+        rules["feature_sql"][name] = p.read_text(encoding="utf-8")
     extra = sorted(p.name for p in sql_dir.glob("*.sql") if p.name not in rules["sql"])
     if extra:
         log(f"warning: {sql_dir} has SQL files pharmwatch does not run: {', '.join(extra)} (ignored)")
@@ -230,6 +240,9 @@ def duckdb_queries(rules: dict, day: dt.date) -> tuple[list[tuple[str, str]], li
     tokens = threshold_tokens(rules, double_literals=True)
     queries = []
     applied = []
+    # Feature tables first, as pharmwatch builds them (CREATE TABLE name AS …).
+    for name, sql in rules.get("feature_sql", {}).items():
+        queries.append((f"features/{name}.sql", f"CREATE TEMP TABLE {name} AS " + render(sql, day, day, tokens)))
     for name in rules["queries"]:
         text = render(rules["sql"][name], day, day, tokens)
         for file, old, new, why in DUCKDB_REWRITES:
@@ -373,6 +386,10 @@ def run_duckdb(files: dict[str, list[Path]], any_file: dict[str, Path], day: dt.
     rows_total = 0
     for name, sql in queries:
         q0 = time.perf_counter()
+        if name.startswith("features/"):
+            con.execute(sql)
+            per_query[name] = time.perf_counter() - q0
+            continue
         cur = con.execute(sql)
         rows = cur.fetchall()
         cols = [d[0] for d in cur.description]
@@ -388,7 +405,7 @@ def run_duckdb(files: dict[str, list[Path]], any_file: dict[str, Path], day: dt.
     return {"wall": wall, "setup": t_setup, "per_query": per_query, "counts": counts, "rows": rows_total}
 
 
-TIME_RE = re.compile(r"^\s*time:\s*([0-9.]+)\s*s\s*$", re.M)
+TIME_RE = re.compile(r"^\s*time:\s*([0-9.]+)\s*s\b", re.M)
 
 
 def run_pharmwatch(binary: Path, lake: Path, day: dt.date, out: Path) -> dict:

@@ -15,14 +15,19 @@ WITH flows AS (
     FROM production WHERE biz_date BETWEEN ${from} - INTERVAL '28 days' AND ${to}
     GROUP BY enterprise_id, product_id, biz_date
 ),
+judged AS (
+    SELECT * FROM flows WHERE biz_date BETWEEN ${from} AND ${to}
+),
 base AS (
-    SELECT flow, enterprise_id, product_id, biz_date, qty,
-           MAX(qty) OVER w AS base_max,
-           COALESCE(SUM(qty) OVER w, 0) / 28.0 AS mean,
-           COUNT(qty) OVER w AS base_days
-    FROM flows
-    WINDOW w AS (PARTITION BY flow, enterprise_id, product_id ORDER BY biz_date
-                 RANGE BETWEEN INTERVAL '28 days' PRECEDING AND INTERVAL '1 day' PRECEDING)
+    SELECT j.flow, j.enterprise_id, j.product_id, j.biz_date, j.qty,
+           MAX(h.qty) AS base_max,
+           SUM(h.qty) / 28.0 AS mean,
+           COUNT(h.qty) AS base_days
+    FROM judged j
+    JOIN flows h
+      ON h.flow = j.flow AND h.enterprise_id = j.enterprise_id AND h.product_id = j.product_id
+     AND h.biz_date BETWEEN j.biz_date - INTERVAL '28 days' AND j.biz_date - INTERVAL '1 day'
+    GROUP BY j.flow, j.enterprise_id, j.product_id, j.biz_date, j.qty
 )
 SELECT b.enterprise_id,
        b.product_id,

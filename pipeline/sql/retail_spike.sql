@@ -8,28 +8,37 @@
 -- more sensitive ${special_ratio}, ${special_z}, ${special_abs}.
 -- The √mean term is the count noise of the baseline (Poisson-like retail demand), so a
 -- slow-moving product needs a larger excess than a fast-moving one.
+-- The baseline is a join of each judged day with its own 28 prior days (a hash join on
+-- enterprise × product with a date range), so only the run's days are aggregated.
 -- Judged only where the enterprise reported sales on ≥ ${min_active_days} of the prior 28 days
 -- and the product sold on at least 3 of them: a product without a baseline cannot spike
 -- against it (a product sold that was never bought is the reconciliation query's business).
 WITH daily AS (
-    SELECT enterprise_id, product_id, biz_date, CAST(SUM(quantity) AS DOUBLE) AS qty
-    FROM sales
-    WHERE buyer_id IS NULL AND biz_date BETWEEN ${from} - INTERVAL '28 days' AND ${to}
-    GROUP BY enterprise_id, product_id, biz_date
+    SELECT enterprise_id, product_id, biz_date, qty FROM retail_daily
+),
+judged AS (
+    SELECT * FROM daily WHERE biz_date BETWEEN ${from} AND ${to}
+),
+active_days AS (
+    SELECT DISTINCT enterprise_id, biz_date FROM daily
 ),
 active AS (
-    SELECT enterprise_id, biz_date,
-           COUNT(*) OVER (PARTITION BY enterprise_id ORDER BY biz_date
-                          RANGE BETWEEN INTERVAL '28 days' PRECEDING AND INTERVAL '1 day' PRECEDING) AS active_days
-    FROM (SELECT DISTINCT enterprise_id, biz_date FROM daily) d
+    SELECT d.enterprise_id, d.biz_date, COUNT(h.biz_date) AS active_days
+    FROM (SELECT DISTINCT enterprise_id, biz_date FROM judged) d
+    JOIN active_days h
+      ON h.enterprise_id = d.enterprise_id
+     AND h.biz_date BETWEEN d.biz_date - INTERVAL '28 days' AND d.biz_date - INTERVAL '1 day'
+    GROUP BY d.enterprise_id, d.biz_date
 ),
 base AS (
-    SELECT enterprise_id, product_id, biz_date, qty,
-           COALESCE(SUM(qty) OVER w, 0) / 28.0 AS mean,
-           COUNT(qty) OVER w AS sale_days
-    FROM daily
-    WINDOW w AS (PARTITION BY enterprise_id, product_id ORDER BY biz_date
-                 RANGE BETWEEN INTERVAL '28 days' PRECEDING AND INTERVAL '1 day' PRECEDING)
+    SELECT j.enterprise_id, j.product_id, j.biz_date, j.qty,
+           SUM(h.qty) / 28.0 AS mean,
+           COUNT(h.qty) AS sale_days
+    FROM judged j
+    JOIN daily h
+      ON h.enterprise_id = j.enterprise_id AND h.product_id = j.product_id
+     AND h.biz_date BETWEEN j.biz_date - INTERVAL '28 days' AND j.biz_date - INTERVAL '1 day'
+    GROUP BY j.enterprise_id, j.product_id, j.biz_date, j.qty
 )
 SELECT b.enterprise_id,
        b.product_id,

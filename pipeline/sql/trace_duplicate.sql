@@ -7,15 +7,23 @@ WITH codes AS (
     WHERE trace_code IS NOT NULL
       AND biz_date BETWEEN ${from} - INTERVAL '${trace_lookback_days} days' AND ${to}
 ),
+-- Only codes sold in the run's days can be hits: look those up first (small), then fetch
+-- every sale of them in the lookback.
+run_codes AS (
+    SELECT DISTINCT trace_code FROM codes WHERE biz_date BETWEEN ${from} AND ${to}
+),
+candidates AS (
+    SELECT c.* FROM run_codes r JOIN codes c ON c.trace_code = r.trace_code
+),
 dup AS (
-    SELECT trace_code FROM codes GROUP BY trace_code HAVING COUNT(*) > 1
+    SELECT trace_code FROM candidates GROUP BY trace_code HAVING COUNT(*) > 1
 ),
 occ AS (
     SELECT c.enterprise_id, c.product_id, c.biz_date, c.trace_code,
            ROW_NUMBER() OVER (PARTITION BY c.trace_code ORDER BY c.event_time, c.event_id) AS rn,
            FIRST_VALUE(c.enterprise_id) OVER (PARTITION BY c.trace_code ORDER BY c.event_time, c.event_id) AS first_seller,
            FIRST_VALUE(c.biz_date) OVER (PARTITION BY c.trace_code ORDER BY c.event_time, c.event_id) AS first_day
-    FROM codes c JOIN dup d ON d.trace_code = c.trace_code
+    FROM candidates c JOIN dup d ON d.trace_code = c.trace_code
 )
 SELECT enterprise_id, product_id, biz_date,
        'trace_code_duplicate' AS indicator,

@@ -13,7 +13,6 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use chrono::NaiveDate;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -220,9 +219,4 @@ pub fn partitions(
     }
     out.sort();
     Ok(out)
-}
-
-/// An empty batch of a kind's lake schema.
-pub fn empty(kind: EventKind) -> RecordBatch {
-    RecordBatch::new_empty(Arc::clone(&kind.lake_schema()))
 }

@@ -82,6 +82,8 @@ pub struct NightlySummary {
     pub hits_per_indicator: Vec<(String, usize)>,
     /// Rows per grade.
     pub rows_per_grade: Vec<(String, usize)>,
+    /// Wall time of each indicator query, seconds.
+    pub query_seconds: Vec<(String, f64)>,
     /// Wall time in seconds.
     pub seconds: f64,
     /// Where the outputs are.
@@ -103,13 +105,18 @@ pub struct NightlyOutput {
 
 /// A DataFusion context configured for the nightly queries.
 pub fn session() -> SessionContext {
-    let config = SessionConfig::new()
+    let mut config = SessionConfig::new()
         .with_target_partitions(
             std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),
         )
         .with_information_schema(false);
+    // Evaluate filters (including the dynamic filters of hash joins) while decoding Parquet, so
+    // the columns of rows that cannot match are never materialised.
+    let parquet = &mut config.options_mut().execution.parquet;
+    parquet.pushdown_filters = true;
+    parquet.reorder_filters = true;
     SessionContext::new_with_config(config)
 }
 
@@ -352,7 +359,8 @@ pub async fn run(cfg: &NightlyConfig) -> Result<NightlyOutput> {
 
     // Indicators, scoring, outputs.
     let bar = crate::progress::bar(cfg.progress, indicators::QUERIES.len() as u64, "indicators");
-    let hits = indicators::run_all(&ctx, cfg.from, cfg.to, &cfg.thresholds, &bar).await?;
+    let (hits, query_seconds) =
+        indicators::run_all(&ctx, cfg.from, cfg.to, &cfg.thresholds, &bar).await?;
     let ent_map: HashMap<String, Enterprise> = enterprises
         .into_iter()
         .map(|e| (e.enterprise_id.clone(), e))
@@ -394,6 +402,7 @@ pub async fn run(cfg: &NightlyConfig) -> Result<NightlyOutput> {
         risk_rows: rows.len(),
         hits_per_indicator: per_indicator,
         rows_per_grade,
+        query_seconds,
         seconds: started.elapsed().as_secs_f64(),
         out: cfg.out.clone(),
     };
@@ -530,7 +539,15 @@ pub fn report(out: &NightlyOutput, top: usize) -> String {
     for (i, n) in &s.hits_per_indicator {
         text.push_str(&format!("    {i:<22} {n}\n"));
     }
-    text.push_str(&format!("  time: {:.1} s\n", s.seconds));
+    text.push_str(&format!(
+        "  time: {:.1} s (queries: {})\n",
+        s.seconds,
+        s.query_seconds
+            .iter()
+            .map(|(q, t)| format!("{} {t:.2}", q.trim_end_matches(".sql")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
     text.push_str(&format!(
         "  outputs: {}/risk_list.{{parquet,csv,json}}, run.json, dead_letter.ndjson\n",
         s.out.display()
