@@ -15,7 +15,7 @@
 pub mod anomalies;
 pub mod world;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -114,6 +114,8 @@ struct Engine<'a> {
     trace_serial: Vec<u64>,
     recent_codes: Vec<VecDeque<(String, usize, NaiveDate)>>,
     recent_runs: Vec<VecDeque<(NaiveDate, i64)>>,
+    active_by_holding: HashMap<usize, Vec<usize>>,
+    active_by_ent: HashMap<usize, Vec<usize>>,
     counters: [u64; 6],
     tz: FixedOffset,
 }
@@ -153,15 +155,36 @@ impl<'a> Engine<'a> {
         format!("{prefix}{}{:09}", d.format("%Y%m%d"), self.counters[i])
     }
 
-    fn active(
-        &self,
-        kind: AnomalyKind,
-        d: NaiveDate,
-        pred: impl Fn(&Anomaly) -> bool,
-    ) -> Option<usize> {
-        self.anomalies
-            .iter()
-            .position(|a| a.kind == kind && a.active(d) && pred(a))
+    /// Indexes the anomalies active on `d` by holding and by enterprise, so the per-holding
+    /// lookups of the day cost a hash probe instead of a scan of every planted anomaly.
+    fn index_active(&mut self, d: NaiveDate) {
+        self.active_by_holding.clear();
+        self.active_by_ent.clear();
+        for (i, a) in self.anomalies.iter().enumerate() {
+            if !a.active(d) {
+                continue;
+            }
+            for h in a.holding.iter().chain(&a.holdings) {
+                self.active_by_holding.entry(*h).or_default().push(i);
+            }
+            self.active_by_ent.entry(a.ent).or_default().push(i);
+        }
+    }
+
+    /// The anomaly of `kind` active today on holding `h`.
+    fn active_on_holding(&self, kind: AnomalyKind, h: usize) -> Option<usize> {
+        let list = self.active_by_holding.get(&h)?;
+        list.iter()
+            .copied()
+            .find(|&i| self.anomalies[i].kind == kind)
+    }
+
+    /// The anomaly of `kind` active today at enterprise `e`.
+    fn active_on_ent(&self, kind: AnomalyKind, e: usize) -> Option<usize> {
+        let list = self.active_by_ent.get(&e)?;
+        list.iter()
+            .copied()
+            .find(|&i| self.anomalies[i].kind == kind)
     }
 
     fn is_working(&self, d: NaiveDate) -> Result<bool> {
@@ -267,6 +290,7 @@ impl<'a> Engine<'a> {
 
     fn simulate_day(&mut self, d: NaiveDate) -> Result<DayRecords> {
         let mut day = DayRecords::default();
+        self.index_active(d);
         let working = self.is_working(d)?;
         let holiday = self.cal.holiday_name(d).map(str::to_string);
         let season = weekday_factor(d)
@@ -289,7 +313,7 @@ impl<'a> Engine<'a> {
                 if !matches!(self.world.holdings[h].supplier, Supplier::Produces) {
                     continue;
                 }
-                let spike = self.active(AnomalyKind::ProductionSpike, d, |a| a.holding == Some(h));
+                let spike = self.active_on_holding(AnomalyKind::ProductionSpike, h);
                 let hd = &self.world.holdings[h];
                 if hd.stock >= hd.reorder && spike.is_none() {
                     continue;
@@ -411,35 +435,29 @@ impl<'a> Engine<'a> {
                 let mut price_factor = 1.0;
                 let mut planted_batch: Option<usize> = None;
                 let mut duplicates = 0;
-                if let Some(a) = self.active(AnomalyKind::SalesSpike, d, |a| a.holding == Some(h)) {
+                if let Some(a) = self.active_on_holding(AnomalyKind::SalesSpike, h) {
                     lam = lam0 * self.anomalies[a].factor;
                 }
                 if self
-                    .active(AnomalyKind::SpecialDrugVolume, d, |a| a.holding == Some(h))
+                    .active_on_holding(AnomalyKind::SpecialDrugVolume, h)
                     .is_some()
                 {
                     lam = lam0 * 5.0 + 8.0;
                 }
                 if self
-                    .active(AnomalyKind::SubtleDiversion, d, |a| a.holdings.contains(&h))
+                    .active_on_holding(AnomalyKind::SubtleDiversion, h)
                     .is_some()
                 {
                     lam = lam0 * 1.6;
                     price_factor = 0.8;
                 }
-                if let Some(a) =
-                    self.active(AnomalyKind::PriceBelowMedian, d, |a| a.holding == Some(h))
-                {
+                if let Some(a) = self.active_on_holding(AnomalyKind::PriceBelowMedian, h) {
                     price_factor = self.anomalies[a].factor;
                 }
-                if let Some(a) =
-                    self.active(AnomalyKind::ExpiredBatchSold, d, |a| a.holding == Some(h))
-                {
+                if let Some(a) = self.active_on_holding(AnomalyKind::ExpiredBatchSold, h) {
                     planted_batch = self.anomalies[a].batch;
                 }
-                if let Some(a) =
-                    self.active(AnomalyKind::FailedBatchSold, d, |a| a.holding == Some(h))
-                {
+                if let Some(a) = self.active_on_holding(AnomalyKind::FailedBatchSold, h) {
                     planted_batch = self.anomalies[a].batch;
                     let b = self.anomalies[a].batch.unwrap_or_default();
                     if d == self.anomalies[a].start && self.world.batches[b].released {
@@ -457,7 +475,7 @@ impl<'a> Engine<'a> {
                     }
                 }
                 if self
-                    .active(AnomalyKind::TraceCodeDuplicate, d, |a| a.holding == Some(h))
+                    .active_on_holding(AnomalyKind::TraceCodeDuplicate, h)
                     .is_some()
                 {
                     duplicates = self.rng.gen_range(1..=2);
@@ -488,7 +506,7 @@ impl<'a> Engine<'a> {
                 )?;
             }
             // A product sold that was never bought.
-            if let Some(a) = self.active(AnomalyKind::SoldNotBought, d, |a| a.ent == e) {
+            if let Some(a) = self.active_on_ent(AnomalyKind::SoldNotBought, e) {
                 let p = self.anomalies[a].prod.unwrap_or_default();
                 let n = self.poisson(self.anomalies[a].factor).max(2);
                 self.sell_units(&mut day, d, e, p, n, 1.0, None, 0, 0, stopped[e])?;
@@ -782,6 +800,8 @@ pub fn run(cfg: &SimConfig, cal: &WorkingCalendar) -> Result<SimSummary> {
         trace_serial: vec![0; n_products],
         recent_codes: vec![VecDeque::new(); n_products],
         recent_runs: vec![VecDeque::new(); n_holdings],
+        active_by_holding: HashMap::new(),
+        active_by_ent: HashMap::new(),
         counters: [0; 6],
         tz: FixedOffset::east_opt(SHANGHAI_OFFSET_SECONDS).expect("UTC+8 is a valid offset"),
     };

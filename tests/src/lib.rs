@@ -9,8 +9,10 @@ use pharmwatch::lake::LakeWriter;
 use pharmwatch_schemas::ids::make_credit_code;
 use pharmwatch_schemas::{
     Batch, Enterprise, EnterpriseType, EventKind, InventorySnapshot, Product, ProductTestRecord,
-    ProductionRecord, PurchaseRecord, SalesRecord, SpecialClass, TestKind, TestResult,
+    ProductionRecord, PurchaseRecord, SalesRecord, SpecialClass, TestKind, TestResult, Validate,
+    biz_date,
 };
+use serde::Serialize;
 
 /// Day `n` of the fixture calendar (day 1 = 2026-09-01).
 pub fn day(n: i64) -> NaiveDate {
@@ -214,71 +216,40 @@ impl Fixture {
         let mut w = LakeWriter::new(dir)?;
         w.write_reference(&self.enterprises, &self.products, &self.batches)?;
         let mut days: Vec<NaiveDate> = Vec::new();
-        days.extend(
-            self.sales
-                .iter()
-                .map(|r| pharmwatch_schemas::biz_date(&r.event_time)),
-        );
-        days.extend(
-            self.purchases
-                .iter()
-                .map(|r| pharmwatch_schemas::biz_date(&r.event_time)),
-        );
-        days.extend(
-            self.production
-                .iter()
-                .map(|r| pharmwatch_schemas::biz_date(&r.event_time)),
-        );
-        days.extend(
-            self.inventory
-                .iter()
-                .map(|r| pharmwatch_schemas::biz_date(&r.event_time)),
-        );
-        days.extend(
-            self.tests
-                .iter()
-                .map(|r| pharmwatch_schemas::biz_date(&r.event_time)),
-        );
+        days.extend(days_of(&self.sales));
+        days.extend(days_of(&self.purchases));
+        days.extend(days_of(&self.production));
+        days.extend(days_of(&self.inventory));
+        days.extend(days_of(&self.tests));
         days.sort();
         days.dedup();
         for d in days {
-            let on = |t: &DateTime<FixedOffset>| pharmwatch_schemas::biz_date(t) == d;
-            let s: Vec<_> = self
-                .sales
-                .iter()
-                .filter(|r| on(&r.event_time))
-                .cloned()
-                .collect();
-            w.write_day(EventKind::Sales, d, &s)?;
-            let s: Vec<_> = self
-                .purchases
-                .iter()
-                .filter(|r| on(&r.event_time))
-                .cloned()
-                .collect();
-            w.write_day(EventKind::Purchase, d, &s)?;
-            let s: Vec<_> = self
-                .production
-                .iter()
-                .filter(|r| on(&r.event_time))
-                .cloned()
-                .collect();
-            w.write_day(EventKind::Production, d, &s)?;
-            let s: Vec<_> = self
-                .inventory
-                .iter()
-                .filter(|r| on(&r.event_time))
-                .cloned()
-                .collect();
-            w.write_day(EventKind::Inventory, d, &s)?;
-            let s: Vec<_> = self
-                .tests
-                .iter()
-                .filter(|r| on(&r.event_time))
-                .cloned()
-                .collect();
-            w.write_day(EventKind::ProductTest, d, &s)?;
+            write_on(&mut w, EventKind::Sales, d, &self.sales)?;
+            write_on(&mut w, EventKind::Purchase, d, &self.purchases)?;
+            write_on(&mut w, EventKind::Production, d, &self.production)?;
+            write_on(&mut w, EventKind::Inventory, d, &self.inventory)?;
+            write_on(&mut w, EventKind::ProductTest, d, &self.tests)?;
         }
         Ok(())
     }
+}
+
+/// Business days of some records.
+fn days_of<T: Validate>(records: &[T]) -> impl Iterator<Item = NaiveDate> + '_ {
+    records.iter().map(|r| biz_date(r.event_time()))
+}
+
+/// Writes the records of business day `d` into its partition.
+fn write_on<T: Validate + Serialize + Clone>(
+    w: &mut LakeWriter,
+    kind: EventKind,
+    d: NaiveDate,
+    records: &[T],
+) -> pharmwatch::Result<usize> {
+    let on_day: Vec<T> = records
+        .iter()
+        .filter(|r| biz_date(r.event_time()) == d)
+        .cloned()
+        .collect();
+    w.write_day(kind, d, &on_day)
 }
