@@ -89,7 +89,7 @@ fn bench_risk_list(c: &mut Criterion) {
     let mut g = c.benchmark_group("risk");
     g.throughput(Throughput::Elements(hits.len() as u64));
     g.bench_function("build_risk_list", |b| {
-        b.iter(|| risk::build(black_box(&hits), &HashMap::new(), &HashMap::new()).len())
+        b.iter(|| risk::build(black_box(&hits), &[], &HashMap::new(), &HashMap::new()).len())
     });
     g.finish();
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use chrono::Duration;
 
+use crate::anomaly::ModelSource;
 use crate::calendar::WorkingCalendar;
 use crate::error::Result;
 use crate::evaluate::{self, Evaluation};
@@ -81,6 +82,8 @@ pub async fn run(cfg: &DemoConfig, cal: &WorkingCalendar) -> Result<DemoOutput> 
         thresholds: Thresholds::default(),
         top: 10,
         progress: cfg.progress,
+        model: ModelSource::default(),
+        anomaly_threshold: crate::anomaly::DEFAULT_THRESHOLD,
     };
     let nightly = nightly::run(&nightly_cfg).await?;
     report.push_str(&nightly::report(&nightly, 10));

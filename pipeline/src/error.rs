@@ -66,6 +66,22 @@ pub enum PipelineError {
         /// What is missing.
         reason: String,
     },
+    /// The anomaly model failed (fitting, scoring or its artifact).
+    #[error("anomaly model ({context}): {source}")]
+    Model {
+        /// What was being done (segment, file).
+        context: String,
+        /// The cause.
+        source: pharmwatch_models::ModelError,
+    },
+    /// A table given to `pharmwatch model` is unusable.
+    #[error("{}: {reason}", path.display())]
+    Table {
+        /// The table file.
+        path: PathBuf,
+        /// What is wrong (naming the column).
+        reason: String,
+    },
     /// A bug: an invariant did not hold.
     #[error("internal error: {0}")]
     Internal(String),
@@ -89,6 +105,13 @@ impl PipelineError {
     /// An Arrow error while doing `context`.
     pub fn arrow(context: impl Into<String>, source: datafusion::arrow::error::ArrowError) -> Self {
         Self::Arrow {
+            context: context.into(),
+            source,
+        }
+    }
+    /// A model error while doing `context`.
+    pub fn model(context: impl Into<String>, source: pharmwatch_models::ModelError) -> Self {
+        Self::Model {
             context: context.into(),
             source,
         }

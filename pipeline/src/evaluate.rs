@@ -5,6 +5,13 @@
 //! day on the risk list — is a **false alarm** when no label of that enterprise and kind covers
 //! that day. Only labels whose window overlaps the risk list's days are counted (the rest are
 //! reported as out of range).
+//!
+//! The anomaly model is judged the same way through its indicator `model_anomaly`: a
+//! `subtle_diversion` label (the kind no rule is meant to catch) is found when the model lists
+//! its enterprise on a day of its window. The `model_anomaly` row counts a hit as true when
+//! any planted anomaly of that enterprise covers the day (the model is not told kinds); the
+//! `subtle_diversion` row shows the same hits but counts only those covered by a
+//! subtle-diversion label as true — the strict precision for that kind.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -15,6 +22,11 @@ use serde::Serialize;
 use crate::error::{PipelineError, Result};
 use crate::risk::CsvRow;
 use crate::simulate::Label;
+
+/// The model's indicator.
+pub const MODEL: &str = "model_anomaly";
+/// The planted kind only the model is meant to find.
+pub const SUBTLE: &str = "subtle_diversion";
 
 /// Scores of one kind.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -93,6 +105,9 @@ pub fn evaluate(
                 .insert(r.date);
         }
     }
+    // Indicators that find a label of a kind.
+    let finders =
+        |kind: &str| -> &'static [&'static str] { if kind == SUBTLE { &[MODEL] } else { &[] } };
     let in_range: Vec<&Label> = labels
         .iter()
         .filter(|l| l.end_date >= from && l.start_date <= to)
@@ -104,9 +119,12 @@ pub fn evaluate(
             ..KindScore::default()
         });
         k.labels += 1;
-        let found = listed
-            .get(&(l.enterprise_id.clone(), l.kind.clone()))
-            .is_some_and(|days| days.range(l.start_date..=l.end_date).next().is_some());
+        let listed_as = |kind: &str| {
+            listed
+                .get(&(l.enterprise_id.clone(), kind.to_string()))
+                .is_some_and(|days| days.range(l.start_date..=l.end_date).next().is_some())
+        };
+        let found = listed_as(&l.kind) || finders(&l.kind).iter().any(|k| listed_as(k));
         if found {
             k.found += 1;
         }
@@ -119,12 +137,44 @@ pub fn evaluate(
         for d in days {
             k.hits += 1;
             let covered = labels.iter().any(|l| {
-                &l.enterprise_id == ent && &l.kind == kind && l.start_date <= *d && *d <= l.end_date
+                &l.enterprise_id == ent
+                    && (&l.kind == kind || kind == MODEL)
+                    && l.start_date <= *d
+                    && *d <= l.end_date
             });
             if covered {
                 k.true_hits += 1;
             }
         }
+    }
+    // The subtle kind's precision: the model's hits, true only under a subtle label.
+    if kinds.contains_key(MODEL) {
+        let mut hits = 0;
+        let mut true_hits = 0;
+        for ((ent, kind), days) in &listed {
+            if kind != MODEL {
+                continue;
+            }
+            for d in days {
+                hits += 1;
+                if labels.iter().any(|l| {
+                    &l.enterprise_id == ent
+                        && l.kind == SUBTLE
+                        && l.start_date <= *d
+                        && *d <= l.end_date
+                }) {
+                    true_hits += 1;
+                }
+            }
+        }
+        let k = kinds
+            .entry(SUBTLE.to_string())
+            .or_insert_with(|| KindScore {
+                kind: SUBTLE.to_string(),
+                ..KindScore::default()
+            });
+        k.hits = hits;
+        k.true_hits = true_hits;
     }
     Ok(Evaluation {
         from,
@@ -233,6 +283,9 @@ mod tests {
             responsible_unit: String::new(),
             status: String::new(),
             rule_version: String::new(),
+            anomaly_score: None,
+            anomaly_percentile: None,
+            anomaly_reasons: String::new(),
             items: serde_json::to_string(&items).unwrap(),
         }
     }
@@ -267,5 +320,31 @@ mod tests {
         assert_eq!((p.labels, p.hits, p.true_hits), (0, 1, 0));
         assert_eq!(p.precision(), 0.0);
         assert_eq!(e.labels_out_of_range, 1);
+    }
+
+    #[test]
+    fn the_model_finds_the_subtle_kind_and_is_judged_against_any_label() {
+        let labels = vec![
+            label("E1", SUBTLE, 10, 14),
+            label("E2", SUBTLE, 10, 14),
+            label("E3", "inventory_mismatch", 12, 12),
+        ];
+        let rows = vec![
+            row("E1", 12, &[MODEL]),
+            row("E3", 12, &[MODEL]), // another kind's anomaly: true for the model
+            row("E4", 12, &[MODEL]), // nothing planted: false
+        ];
+        let e = evaluate(&rows, &labels, d(10), d(20)).unwrap();
+        let m = e.kind(MODEL).unwrap();
+        assert_eq!((m.hits, m.true_hits), (3, 2));
+        let s = e.kind(SUBTLE).unwrap();
+        assert_eq!((s.labels, s.found), (2, 1), "E1 found, E2 missed");
+        assert_eq!(
+            (s.hits, s.true_hits),
+            (3, 1),
+            "strict: only E1's hit is subtle"
+        );
+        let i = e.kind("inventory_mismatch").unwrap();
+        assert_eq!(i.found, 0, "a model hit does not find a rule kind");
     }
 }

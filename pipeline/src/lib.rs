@@ -2,14 +2,19 @@
 //!
 //! Records from the smart-supervision platform (production, sales, purchases, inventory, tests,
 //! inspections) land in a Parquet lake; windowed DataFusion SQL computes risk indicators per
-//! enterprise × product × day; hits are scored into the daily risk list (风险清单) with their
-//! evidence. The crate holds the pipeline stages, the province simulator and the CLI.
+//! enterprise × product × day; an anomaly model (crate `pharmwatch-models`) scores each
+//! enterprise-day on features from the same lake; hits and model flags are scored into the
+//! daily risk list (风险清单) with their evidence. The crate holds the pipeline stages, the
+//! province simulator and the CLI.
 //!
 //! Module map (data flow order): [`simulate`] writes a lake; [`ingest`] reads input files;
-//! [`lake`] reads and writes partitions; [`indicators`] runs the SQL; [`risk`] scores and
-//! writes the risk list; [`nightly`] ties them together; [`evaluate`] checks a risk list
-//! against planted anomalies; [`demo`] runs it all; [`calendar`] counts working days.
+//! [`lake`] reads and writes partitions; [`indicators`] runs the SQL; [`anomaly`] computes
+//! the model's features, fits and scores it; [`risk`] scores and writes the risk list;
+//! [`nightly`] ties them together; [`evaluate`] checks a risk list against planted anomalies;
+//! [`demo`] runs it all; [`table`] and [`modelcmd`] serve `pharmwatch model` on any table;
+//! [`calendar`] counts working days.
 
+pub mod anomaly;
 pub mod calendar;
 pub mod demo;
 pub mod error;
@@ -17,9 +22,11 @@ pub mod evaluate;
 pub mod indicators;
 pub mod ingest;
 pub mod lake;
+pub mod modelcmd;
 pub mod nightly;
 pub mod progress;
 pub mod risk;
 pub mod simulate;
+pub mod table;
 
 pub use error::{PipelineError, Result};

@@ -1,5 +1,5 @@
 //! The `pharmwatch` command line: simulate a province, run the nightly risk list, evaluate it,
-//! or do all three with `demo`.
+//! or do all three with `demo`; fit, apply and evaluate the anomaly model on any table.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,13 +8,16 @@ use anyhow::{Context, bail};
 use chrono::{Duration, NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand};
 
+use pharmwatch::anomaly::{self, ModelSource};
 use pharmwatch::calendar::WorkingCalendar;
 use pharmwatch::demo::{self, DemoConfig};
 use pharmwatch::evaluate;
 use pharmwatch::indicators::Thresholds;
 use pharmwatch::ingest::InputSpec;
+use pharmwatch::modelcmd::{self, TrainSpec};
 use pharmwatch::nightly::{self, NightlyConfig};
 use pharmwatch::simulate::{self, SimConfig};
+use pharmwatch_models::Family;
 
 /// Risk early warning for drug supervision (药品风险预警): risk lists from supervision data.
 #[derive(Debug, Parser)]
@@ -34,6 +37,87 @@ enum Command {
     Evaluate(EvaluateArgs),
     /// Simulate, run the nightly job over the last 14 days, and evaluate — in one command.
     Demo(DemoArgs),
+    /// The anomaly model on any CSV or Parquet table of numeric columns.
+    #[command(subcommand)]
+    Model(ModelCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelCommand {
+    /// Fit a model on a table and write the artifact (JSON).
+    Train(ModelTrainArgs),
+    /// Score a table with a model: its columns plus anomaly_score, anomaly_percentile and
+    /// anomaly_reasons, as CSV.
+    Score(ModelScoreArgs),
+    /// Fit on a table without its label column, score it, print ROC-AUC and average precision.
+    Evaluate(ModelEvaluateArgs),
+}
+
+#[derive(Debug, Args)]
+struct FitArgs {
+    /// Columns that are not features (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    exclude_columns: Vec<String>,
+    /// Detector families of the ensemble (comma-separated: mahalanobis, kmeans, gmm, pca,
+    /// iforest); default: the measured best.
+    #[arg(long, value_delimiter = ',')]
+    detectors: Vec<String>,
+    /// Seed of every random choice.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(Debug, Args)]
+struct ModelTrainArgs {
+    /// Table (.csv with a header row, or .parquet).
+    #[arg(long)]
+    input: PathBuf,
+    /// Artifact to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Fit one model per value of this column (e.g. an enterprise type).
+    #[arg(long)]
+    segment_column: Option<String>,
+    #[command(flatten)]
+    fit: FitArgs,
+}
+
+#[derive(Debug, Args)]
+struct ModelScoreArgs {
+    /// Artifact written by `model train` or by the nightly job (OUT/model.json).
+    #[arg(long)]
+    model: PathBuf,
+    /// Table to score.
+    #[arg(long)]
+    input: PathBuf,
+    /// CSV to write.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct ModelEvaluateArgs {
+    /// Labelled table.
+    #[arg(long)]
+    input: PathBuf,
+    /// Label column: 1 = anomaly, 0 = normal.
+    #[arg(long)]
+    label_column: String,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    fit: FitArgs,
+}
+
+fn families(names: &[String]) -> anyhow::Result<Vec<Family>> {
+    if names.is_empty() {
+        return Ok(pharmwatch_models::model::DEFAULT_FAMILIES.to_vec());
+    }
+    Ok(names
+        .iter()
+        .map(|n| Family::parse(n))
+        .collect::<Result<Vec<_>, _>>()?)
 }
 
 #[derive(Debug, Args)]
@@ -91,6 +175,24 @@ struct NightlyArgs {
     /// Rows in the printed top-N table.
     #[arg(long, default_value_t = 15)]
     top: usize,
+    /// Score with this model artifact instead of fitting one on the run's data.
+    #[arg(long, conflicts_with = "no_model")]
+    model: Option<PathBuf>,
+    /// Rules only: no anomaly model.
+    #[arg(long)]
+    no_model: bool,
+    /// Percentile (0–1) from which the model flags an enterprise-day (model_anomaly).
+    #[arg(long, default_value_t = anomaly::DEFAULT_THRESHOLD)]
+    anomaly_threshold: f64,
+    /// Days of the model's training window (ending with the last day of the run).
+    #[arg(long, default_value_t = anomaly::DEFAULT_TRAIN_DAYS)]
+    train_days: i64,
+    /// Detector families of the ensemble (comma-separated); default: the measured best.
+    #[arg(long, value_delimiter = ',')]
+    detectors: Vec<String>,
+    /// Seed of the model fit.
+    #[arg(long, default_value_t = 1)]
+    model_seed: u64,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -110,6 +212,12 @@ struct EvaluateArgs {
     /// Fail (exit 1) if a rule kind's precision is below this.
     #[arg(long)]
     min_precision: Option<f64>,
+    /// Fail (exit 1) if the model's recall of the subtle kind is below this.
+    #[arg(long)]
+    min_model_recall: Option<f64>,
+    /// Fail (exit 1) if the model's precision on the subtle kind is below this.
+    #[arg(long)]
+    min_model_precision: Option<f64>,
 }
 
 #[derive(Debug, Args)]
@@ -136,13 +244,16 @@ fn yesterday() -> NaiveDate {
     (Utc::now() + Duration::hours(8)).date_naive() - Duration::days(1)
 }
 
-fn check_thresholds(
-    e: &evaluate::Evaluation,
-    min_recall: Option<f64>,
-    min_precision: Option<f64>,
-) -> bool {
+fn check_thresholds(e: &evaluate::Evaluation, a: &EvaluateArgs) -> bool {
     let mut ok = true;
-    for k in e.kinds.iter().filter(|k| !k.kind.starts_with("subtle_")) {
+    for k in &e.kinds {
+        let model = k.kind == evaluate::SUBTLE || k.kind == evaluate::MODEL;
+        let (min_recall, min_precision) = match (model, k.kind == evaluate::SUBTLE) {
+            (false, _) => (a.min_recall, a.min_precision),
+            (true, true) => (a.min_model_recall, a.min_model_precision),
+            // model_anomaly has no labels of its own; the subtle kind carries its figures.
+            (true, false) => continue,
+        };
         if let Some(r) = min_recall
             && k.labels > 0
             && k.recall() < r
@@ -219,14 +330,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 thresholds: Thresholds::default(),
                 top: a.top,
                 progress: !a.quiet,
+                model: match (a.no_model, a.model) {
+                    (true, _) => ModelSource::Off,
+                    (false, Some(p)) => ModelSource::Load(p),
+                    (false, None) => ModelSource::Train {
+                        families: families(&a.detectors)?,
+                        seed: a.model_seed,
+                        train_days: a.train_days,
+                    },
+                },
+                anomaly_threshold: a.anomaly_threshold,
             };
+            if !(0.0..=1.0).contains(&cfg.anomaly_threshold) {
+                bail!("--anomaly-threshold must be between 0 and 1");
+            }
             let out = nightly::run(&cfg).await?;
             print!("{}", nightly::report(&out, cfg.top));
         }
         Command::Evaluate(a) => {
             let e = evaluate::evaluate_files(&a.risk_list, &a.labels)?;
             print!("{}", evaluate::report(&e));
-            if !check_thresholds(&e, a.min_recall, a.min_precision) {
+            if !check_thresholds(&e, &a) {
                 return Ok(ExitCode::FAILURE);
             }
         }
@@ -241,6 +365,58 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let out = demo::run(&cfg, &cal).await?;
             print!("{}", out.report);
+        }
+        Command::Model(ModelCommand::Train(a)) => {
+            let spec = TrainSpec {
+                exclude: a.fit.exclude_columns,
+                segment_column: a.segment_column,
+                families: families(&a.fit.detectors)?,
+                seed: a.fit.seed,
+            };
+            let set = modelcmd::train(&a.input, &a.out, &spec).await?;
+            for (seg, m) in &set.segments {
+                println!(
+                    "segment {seg}: {} rows, {} features ({} constant), detectors {}",
+                    m.training_rows,
+                    m.features.len(),
+                    m.features.len() - m.active.len(),
+                    m.detector_names().join("+")
+                );
+                for s in &m.skipped {
+                    println!("  skipped {}: {}", s.family.as_str(), s.reason);
+                }
+            }
+            println!("model written to {}", a.out.display());
+        }
+        Command::Model(ModelCommand::Score(a)) => {
+            let n = modelcmd::score(&a.model, &a.input, &a.out).await?;
+            println!("{n} rows scored; written to {}", a.out.display());
+        }
+        Command::Model(ModelCommand::Evaluate(a)) => {
+            let spec = TrainSpec {
+                exclude: a.fit.exclude_columns,
+                segment_column: None,
+                families: families(&a.fit.detectors)?,
+                seed: a.fit.seed,
+            };
+            let r = modelcmd::evaluate(&a.input, &a.label_column, &spec).await?;
+            if a.json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "{}: {} rows, {} features, {} anomalies ({:.1}%)\n  ROC-AUC {:.4}  average precision {:.4}\n  fit {:.3} s, score {:.3} s ({})",
+                    r.input.display(),
+                    r.rows,
+                    r.features,
+                    r.anomalies,
+                    100.0 * r.anomalies as f64 / r.rows.max(1) as f64,
+                    r.roc_auc,
+                    r.average_precision,
+                    r.fit_seconds,
+                    r.score_seconds,
+                    r.detectors.join("+")
+                );
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -2,15 +2,16 @@
 //!
 //! Steps: load the reference tables; read and validate input files (bad rows to the dead
 //! letter); register each event kind as one table over the lake partitions of
-//! `[from − 60 days, to]` plus the accepted input rows; run the indicator SQL; score and rank;
-//! write `risk_list.{parquet,csv,json}`, `dead_letter.ndjson` and `run.json` into the output
-//! directory.
+//! `[from − 60 days, to]` plus the accepted input rows; run the indicator SQL; compute the
+//! model features, fit (or load) the anomaly model and score `[from, to]`; score and rank;
+//! write `risk_list.{parquet,csv,json}`, `model.json` (the artifact), `features.csv`,
+//! `dead_letter.ndjson` and `run.json` into the output directory.
 //!
 //! Invariants: for input files `read = accepted + rejected`; hits belong to business days in
 //! `[from, to]` only; the output files are written whole (a failed run leaves the previous
 //! outputs untouched until it succeeds).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,6 +29,7 @@ use serde::Serialize;
 
 use pharmwatch_schemas::{Enterprise, EventKind, Product, ReferenceKind};
 
+use crate::anomaly::{self, AnomalyScore, ModelSource};
 use crate::error::{PipelineError, Result};
 use crate::indicators::{self, Hit, INDICATORS, LOOKBACK_DAYS, Thresholds};
 use crate::ingest::{self, DeadLetter, FileCounts, InputSpec, ReferenceSets};
@@ -55,6 +57,35 @@ pub struct NightlyConfig {
     pub top: usize,
     /// Show a progress bar over the indicator queries.
     pub progress: bool,
+    /// Where the anomaly model comes from.
+    pub model: ModelSource,
+    /// Percentile from which the model flags an enterprise-day.
+    pub anomaly_threshold: f64,
+}
+
+/// What the anomaly model did in a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelSummary {
+    /// `trained` or `loaded`.
+    pub source: String,
+    /// The artifact written (trained) or read (loaded).
+    pub artifact: PathBuf,
+    /// Feature rows computed (training window when trained).
+    pub feature_rows: usize,
+    /// Training window, when trained.
+    pub train_window: Option<(NaiveDate, NaiveDate)>,
+    /// Per segment: training rows and detectors.
+    pub segments: Vec<(String, usize, Vec<String>)>,
+    /// Notes (segments not modelled, detectors skipped).
+    pub notes: Vec<String>,
+    /// Enterprise-days of `[from, to]` scored.
+    pub scored: usize,
+    /// Of those, flagged.
+    pub flagged: usize,
+    /// The threshold.
+    pub threshold: f64,
+    /// Wall time of features, fitting and scoring, seconds.
+    pub seconds: f64,
 }
 
 /// What a nightly run did.
@@ -84,6 +115,8 @@ pub struct NightlySummary {
     pub rows_per_grade: Vec<(String, usize)>,
     /// Wall time of each indicator query, seconds.
     pub query_seconds: Vec<(String, f64)>,
+    /// The anomaly model's part (None when switched off).
+    pub model: Option<ModelSummary>,
     /// Wall time in seconds.
     pub seconds: f64,
     /// Where the outputs are.
@@ -99,6 +132,8 @@ pub struct NightlyOutput {
     pub rows: Vec<RiskRow>,
     /// All hits.
     pub hits: Vec<Hit>,
+    /// The model's verdicts on `[from, to]`.
+    pub anomalies: Vec<AnomalyScore>,
     /// Rejected input rows.
     pub dead_letters: Vec<DeadLetter>,
 }
@@ -359,8 +394,14 @@ pub async fn run(cfg: &NightlyConfig) -> Result<NightlyOutput> {
 
     // Indicators, scoring, outputs.
     let bar = crate::progress::bar(cfg.progress, indicators::QUERIES.len() as u64, "indicators");
-    let (hits, query_seconds) =
-        indicators::run_all(&ctx, cfg.from, cfg.to, &cfg.thresholds, &bar).await?;
+    // When the model is trained, the rules run over its training window too: enterprise-days
+    // the rules already flag are left out of what the model learns as normal.
+    let train_from = training_start(cfg);
+    let query_from = train_from.map_or(cfg.from, |t| t.min(cfg.from));
+    let (all_hits, query_seconds) =
+        indicators::run_all(&ctx, query_from, cfg.to, &cfg.thresholds, &bar).await?;
+    let (hits, earlier_hits): (Vec<Hit>, Vec<Hit>) =
+        all_hits.into_iter().partition(|h| h.date >= cfg.from);
     let ent_map: HashMap<String, Enterprise> = enterprises
         .into_iter()
         .map(|e| (e.enterprise_id.clone(), e))
@@ -369,12 +410,18 @@ pub async fn run(cfg: &NightlyConfig) -> Result<NightlyOutput> {
         .into_iter()
         .map(|p| (p.product_id.clone(), p))
         .collect();
-    let rows = risk::build(&hits, &ent_map, &prod_map);
     std::fs::create_dir_all(&cfg.out).map_err(|e| PipelineError::io(&cfg.out, e))?;
+    let flagged_by_rules: HashSet<(String, NaiveDate)> = hits
+        .iter()
+        .chain(&earlier_hits)
+        .map(|h| (h.enterprise_id.clone(), h.date))
+        .collect();
+    let (anomalies, model) = run_model(&ctx, cfg, train_from, &flagged_by_rules).await?;
+    let rows = risk::build(&hits, &anomalies, &ent_map, &prod_map);
     risk::write(&cfg.out, &rows)?;
     ingest::write_dead_letters(&cfg.out.join("dead_letter.ndjson"), &ingested.dead_letters)?;
 
-    let per_indicator: Vec<(String, usize)> = INDICATORS
+    let mut per_indicator: Vec<(String, usize)> = INDICATORS
         .iter()
         .map(|i| {
             (
@@ -383,6 +430,12 @@ pub async fn run(cfg: &NightlyConfig) -> Result<NightlyOutput> {
             )
         })
         .collect();
+    if model.is_some() {
+        per_indicator.push((
+            "model_anomaly".to_string(),
+            anomalies.iter().filter(|a| a.flagged).count(),
+        ));
+    }
     let rows_per_grade: Vec<(String, usize)> = ["D", "C", "B", "A"]
         .iter()
         .map(|g| (g.to_string(), rows.iter().filter(|r| r.grade == *g).count()))
@@ -403,6 +456,7 @@ pub async fn run(cfg: &NightlyConfig) -> Result<NightlyOutput> {
         hits_per_indicator: per_indicator,
         rows_per_grade,
         query_seconds,
+        model,
         seconds: started.elapsed().as_secs_f64(),
         out: cfg.out.clone(),
     };
@@ -414,8 +468,111 @@ pub async fn run(cfg: &NightlyConfig) -> Result<NightlyOutput> {
         summary,
         rows,
         hits,
+        anomalies,
         dead_letters: ingested.dead_letters,
     })
+}
+
+/// First day of the model's training window, when the model is trained: `train_days` ending
+/// with `to`, widened to cover `[from, to]`, and never so early that the rules' 31-day
+/// lookback would leave the lake range the run registered.
+pub fn training_start(cfg: &NightlyConfig) -> Option<NaiveDate> {
+    let ModelSource::Train { train_days, .. } = &cfg.model else {
+        return None;
+    };
+    let earliest = cfg.from - Duration::days(LOOKBACK_DAYS - 31);
+    Some(
+        cfg.from
+            .min(cfg.to - Duration::days((*train_days).max(1) - 1))
+            .max(earliest),
+    )
+}
+
+/// Features, model (trained or loaded) and verdicts for `[from, to]`; writes `model.json` and
+/// `features.csv` into the output directory. Training leaves out the enterprise-days in
+/// `flagged_by_rules`.
+async fn run_model(
+    ctx: &SessionContext,
+    cfg: &NightlyConfig,
+    train_from: Option<NaiveDate>,
+    flagged_by_rules: &HashSet<(String, NaiveDate)>,
+) -> Result<(Vec<AnomalyScore>, Option<ModelSummary>)> {
+    let started = Instant::now();
+    let artifact = cfg.out.join("model.json");
+    let (set, table, source, train_window, notes, artifact) = match &cfg.model {
+        ModelSource::Off => return Ok((Vec::new(), None)),
+        ModelSource::Train { families, seed, .. } => {
+            let train_from = train_from.unwrap_or(cfg.from);
+            let table = anomaly::features(ctx, train_from, cfg.to).await?;
+            let trained_at = chrono::Utc::now().to_rfc3339();
+            let (set, notes) = anomaly::train(
+                &table,
+                flagged_by_rules,
+                families,
+                *seed,
+                &trained_at,
+                (train_from, cfg.to),
+            )?;
+            let text = serde_json::to_string_pretty(&set)
+                .map_err(|e| PipelineError::Internal(e.to_string()))?;
+            let tmp = artifact.with_extension("json.tmp");
+            std::fs::write(&tmp, text + "\n").map_err(|e| PipelineError::io(&tmp, e))?;
+            std::fs::rename(&tmp, &artifact).map_err(|e| PipelineError::io(&artifact, e))?;
+            (
+                set,
+                table,
+                "trained",
+                Some((train_from, cfg.to)),
+                notes,
+                artifact,
+            )
+        }
+        ModelSource::Load(path) => {
+            let set = read_model(path)?;
+            anomaly::check_features(&set, path)?;
+            let table = anomaly::features(ctx, cfg.from, cfg.to).await?;
+            (set, table, "loaded", None, Vec::new(), path.clone())
+        }
+    };
+    table.write_csv(&cfg.out.join("features.csv"))?;
+    let anomalies = anomaly::score(&set, &table, cfg.from, cfg.to, cfg.anomaly_threshold);
+    let summary = ModelSummary {
+        source: source.to_string(),
+        artifact,
+        feature_rows: table.len(),
+        train_window,
+        segments: set
+            .segments
+            .iter()
+            .map(|(k, m)| {
+                (
+                    k.clone(),
+                    m.training_rows,
+                    m.detector_names().iter().map(|s| s.to_string()).collect(),
+                )
+            })
+            .collect(),
+        notes,
+        scored: anomalies.len(),
+        flagged: anomalies.iter().filter(|a| a.flagged).count(),
+        threshold: cfg.anomaly_threshold,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    Ok((anomalies, Some(summary)))
+}
+
+/// Reads a model artifact (`model.json`).
+pub fn read_model(path: &Path) -> Result<pharmwatch_models::ModelSet> {
+    let text = std::fs::read_to_string(path).map_err(|e| PipelineError::io(path, e))?;
+    let set: pharmwatch_models::ModelSet = serde_json::from_str(&text).map_err(|e| {
+        PipelineError::Config(format!(
+            "{}: not a pharmwatch model artifact: {e}",
+            path.display()
+        ))
+    })?;
+    set.check_format()
+        .map_err(|e| PipelineError::model(path.display().to_string(), e))?;
+    Ok(set)
 }
 
 /// Reads the `run.json` a nightly run left beside its risk list.
@@ -535,6 +692,25 @@ pub fn report(out: &NightlyOutput, top: usize) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     ));
+    if let Some(m) = &s.model {
+        text.push_str(&format!(
+            "  anomaly model ({}, {}): {} enterprise-days scored, {} flagged at percentile ≥ {} in {:.1} s; segments: {}\n",
+            m.source,
+            m.artifact.display(),
+            m.scored,
+            m.flagged,
+            m.threshold,
+            m.seconds,
+            m.segments
+                .iter()
+                .map(|(k, n, d)| format!("{k} ({n} rows; {})", d.join("+")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        for n in &m.notes {
+            text.push_str(&format!("    note: {n}\n"));
+        }
+    }
     text.push_str("  hits per indicator:\n");
     for (i, n) in &s.hits_per_indicator {
         text.push_str(&format!("    {i:<22} {n}\n"));
@@ -549,7 +725,7 @@ pub fn report(out: &NightlyOutput, top: usize) -> String {
             .join(", ")
     ));
     text.push_str(&format!(
-        "  outputs: {}/risk_list.{{parquet,csv,json}}, run.json, dead_letter.ndjson\n",
+        "  outputs: {}/risk_list.{{parquet,csv,json}}, model.json, features.csv, run.json, dead_letter.ndjson\n",
         s.out.display()
     ));
     text

@@ -6,6 +6,14 @@
 //! factor (grade A/B 1.0, C 1.1, D 1.2) and capped at 100. Grade: A (low) below 25, B below 50,
 //! C below 75, D (high) from 75.
 //!
+//! The anomaly model joins the same noisy-OR with severity 0.35 on an enterprise-day it flags
+//! (percentile at or above the threshold, see [`crate::anomaly`]). Flagged by the model alone,
+//! the enterprise appears with a `model_anomaly` item carrying the model's top reasons (score
+//! 35, grade B). Flagged beside rule hits, the model adds no item but raises the score (a
+//! sales spike alone scores 20, with the model's agreement 48), and its reasons stand in the
+//! row's `anomaly_reasons`. Every row of a scored enterprise-day carries `anomaly_score`,
+//! `anomaly_percentile` and `anomaly_reasons`, flagged or not.
+//!
 //! Invariants: one row per enterprise and business day with at least one hit; rows of a day are
 //! ranked by score (ties by credit code); every item carries its evidence (window, observed,
 //! expected, detail) and a one-line reason built from it.
@@ -20,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use pharmwatch_schemas::{Enterprise, EnterpriseType, Product};
 
+use crate::anomaly::AnomalyScore;
 use crate::error::{PipelineError, Result};
 use crate::indicators::{Hit, RULE_VERSION};
 use crate::lake::{rows_to_batch, write_parquet};
@@ -34,6 +43,7 @@ pub fn severity(indicator: &str) -> f64 {
         "price_below_median" => 0.4,
         "inventory_mismatch" | "reporting_stopped" => 0.3,
         "production_spike" => 0.25,
+        "model_anomaly" => 0.35,
         "sales_spike" | "purchase_spike" => 0.2,
         _ => 0.2,
     }
@@ -123,6 +133,12 @@ pub struct RiskRow<I = Vec<RiskItem>> {
     pub status: String,
     /// Rule-set version.
     pub rule_version: String,
+    /// Anomaly model score of the enterprise-day (None when the model did not score it).
+    pub anomaly_score: Option<f64>,
+    /// Its percentile in the segment's training distribution (0–1).
+    pub anomaly_percentile: Option<f64>,
+    /// The model's top reasons, `; `-separated (upper tail only).
+    pub anomaly_reasons: String,
     /// The items.
     pub items: I,
 }
@@ -213,9 +229,42 @@ pub fn responsible_unit(e: &Enterprise) -> String {
     }
 }
 
-/// Groups hits into risk-list rows.
+/// The `model_anomaly` item of a flagged enterprise-day.
+pub fn model_item(a: &AnomalyScore) -> RiskItem {
+    let reasons = if a.reasons.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", a.reasons.join("; "))
+    };
+    RiskItem {
+        indicator: "model_anomaly".to_string(),
+        product_id: None,
+        product_name: None,
+        window_start: a.date,
+        window_end: a.date,
+        observed: round4(a.percentile),
+        expected: a.threshold,
+        reason: format!(
+            "unusual combination for a {} (anomaly percentile {:.1}%){reasons}",
+            a.segment,
+            100.0 * a.percentile
+        ),
+        evidence: format!(
+            "score={};percentile={};segment={};threshold={}",
+            round4(a.score),
+            round4(a.percentile),
+            a.segment,
+            a.threshold
+        ),
+        severity: severity("model_anomaly"),
+    }
+}
+
+/// Groups hits and the model's verdicts into risk-list rows: one row per enterprise-day with a
+/// rule hit or a model flag.
 pub fn build(
     hits: &[Hit],
+    anomalies: &[AnomalyScore],
     enterprises: &HashMap<String, Enterprise>,
     products: &HashMap<String, Product>,
 ) -> Vec<RiskRow> {
@@ -226,9 +275,17 @@ pub fn build(
             .or_default()
             .push(h);
     }
+    let verdicts: HashMap<(NaiveDate, &str), &AnomalyScore> = anomalies
+        .iter()
+        .map(|a| ((a.date, a.enterprise_id.as_str()), a))
+        .collect();
+    for a in anomalies.iter().filter(|a| a.flagged) {
+        groups.entry((a.date, a.enterprise_id.clone())).or_default();
+    }
     let mut rows: Vec<RiskRow> = Vec::new();
     for ((date, ent), hs) in groups {
         let e = enterprises.get(&ent);
+        let verdict = verdicts.get(&(date, ent.as_str())).copied();
         let mut items: Vec<RiskItem> = hs
             .iter()
             .map(|h| RiskItem {
@@ -248,6 +305,12 @@ pub fn build(
                 severity: severity(&h.indicator),
             })
             .collect();
+        let flagged = verdict.filter(|a| a.flagged);
+        // The model is an item of its own only when no rule fired; otherwise its verdict
+        // raises the score (below) and its reasons stand in the anomaly columns.
+        if let Some(a) = flagged.filter(|_| items.is_empty()) {
+            items.push(model_item(a));
+        }
         items.sort_by(|a, b| {
             b.severity
                 .total_cmp(&a.severity)
@@ -255,7 +318,10 @@ pub fn build(
                 .then_with(|| a.product_id.cmp(&b.product_id))
         });
         let distinct: BTreeSet<&str> = items.iter().map(|i| i.indicator.as_str()).collect();
-        let keep: f64 = distinct.iter().map(|i| 1.0 - severity(i)).product();
+        let mut keep: f64 = distinct.iter().map(|i| 1.0 - severity(i)).product();
+        if flagged.is_some() && !distinct.contains("model_anomaly") {
+            keep *= 1.0 - severity("model_anomaly");
+        }
         let credit = e.map(|e| e.credit_grade.as_str()).unwrap_or("B");
         let score = round4((100.0 * (1.0 - keep) * credit_factor(credit)).min(100.0));
         rows.push(RiskRow {
@@ -281,6 +347,9 @@ pub fn build(
             responsible_unit: e.map(responsible_unit).unwrap_or_default(),
             status: "待处置".to_string(),
             rule_version: RULE_VERSION.to_string(),
+            anomaly_score: verdict.map(|a| round4(a.score)),
+            anomaly_percentile: verdict.map(|a| round4(a.percentile)),
+            anomaly_reasons: verdict.map(|a| a.reasons.join("; ")).unwrap_or_default(),
             items,
         });
     }
@@ -347,6 +416,9 @@ pub fn schema() -> SchemaRef {
         text("responsible_unit"),
         text("status"),
         text("rule_version"),
+        Field::new("anomaly_score", DataType::Float64, true),
+        Field::new("anomaly_percentile", DataType::Float64, true),
+        text("anomaly_reasons"),
         Field::new(
             "items",
             DataType::List(Arc::new(Field::new(
@@ -383,6 +455,9 @@ impl<I> RiskRow<I> {
             responsible_unit: self.responsible_unit,
             status: self.status,
             rule_version: self.rule_version,
+            anomaly_score: self.anomaly_score,
+            anomaly_percentile: self.anomaly_percentile,
+            anomaly_reasons: self.anomaly_reasons,
             items,
         }
     }
@@ -452,7 +527,7 @@ mod tests {
             hit("sales_spike", "E1"),
             hit("failed_batch_sold", "E1"),
         ];
-        let rows = build(&hits, &HashMap::new(), &HashMap::new());
+        let rows = build(&hits, &[], &HashMap::new(), &HashMap::new());
         assert_eq!(rows.len(), 1);
         let expect = 100.0 * (1.0 - (1.0 - 0.2) * (1.0 - 0.6));
         assert!((rows[0].score - expect).abs() < 1e-9, "{}", rows[0].score);
@@ -481,7 +556,7 @@ mod tests {
         let mut later = hit("sales_spike", "E3");
         later.date = NaiveDate::from_ymd_opt(2026, 10, 21).unwrap();
         hits.push(later);
-        let rows = build(&hits, &HashMap::new(), &HashMap::new());
+        let rows = build(&hits, &[], &HashMap::new(), &HashMap::new());
         let ranks: Vec<(String, u32)> = rows
             .iter()
             .map(|r| (r.enterprise_id.clone(), r.rank))

@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use pharmwatch::anomaly::ModelSource;
 use pharmwatch::calendar::WorkingCalendar;
 use pharmwatch::evaluate;
 use pharmwatch::indicators::Thresholds;
@@ -24,6 +25,9 @@ fn config(lake: &Path, out: &Path, from: i64, to: i64) -> NightlyConfig {
         thresholds: Thresholds::default(),
         top: 5,
         progress: false,
+        // The hand-made lakes test the rules exactly; the model has its own tests.
+        model: ModelSource::Off,
+        anomaly_threshold: pharmwatch::anomaly::DEFAULT_THRESHOLD,
     }
 }
 
@@ -315,7 +319,7 @@ fn the_same_seed_gives_the_same_bytes_and_another_seed_does_not() {
 }
 
 #[test]
-fn simulate_nightly_evaluate_finds_every_rule_kind() {
+fn simulate_nightly_evaluate_finds_every_rule_kind_and_the_model_finds_the_subtle_one() {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
     let out_dir = dir.path().join("out");
@@ -329,6 +333,7 @@ fn simulate_nightly_evaluate_finds_every_rule_kind() {
     let mut cfg = config(&lake, &out_dir, 1, 1);
     cfg.from = from;
     cfg.to = sim.end;
+    cfg.model = ModelSource::default();
     let out = rt.block_on(nightly::run(&cfg)).unwrap();
     for f in [
         "risk_list.parquet",
@@ -336,6 +341,8 @@ fn simulate_nightly_evaluate_finds_every_rule_kind() {
         "risk_list.json",
         "run.json",
         "dead_letter.ndjson",
+        "model.json",
+        "features.csv",
     ] {
         assert!(out_dir.join(f).exists(), "{f}");
     }
@@ -345,8 +352,45 @@ fn simulate_nightly_evaluate_finds_every_rule_kind() {
     let rule_kinds: Vec<&evaluate::KindScore> = e
         .kinds
         .iter()
-        .filter(|k| !k.kind.starts_with("subtle_"))
+        .filter(|k| k.kind != evaluate::SUBTLE && k.kind != evaluate::MODEL)
         .collect();
+    // The model finds what no rule is meant to: recall ≥ 0.7 at precision ≥ 0.5.
+    let subtle = e.kind(evaluate::SUBTLE).unwrap();
+    assert!(subtle.labels >= 3, "{} subtle labels", subtle.labels);
+    assert!(
+        subtle.recall() >= 0.7,
+        "subtle recall {:.2}",
+        subtle.recall()
+    );
+    assert!(
+        subtle.precision() >= 0.5,
+        "subtle precision {:.2}",
+        subtle.precision()
+    );
+    // Every model-only row explains itself, and every scored row carries the model's figures.
+    let flagged_alone: Vec<&pharmwatch::risk::RiskRow> = out
+        .rows
+        .iter()
+        .filter(|r| r.indicators == evaluate::MODEL)
+        .collect();
+    assert!(!flagged_alone.is_empty());
+    for r in &flagged_alone {
+        assert_eq!(r.grade, "B", "the model alone makes grade B");
+        assert!(r.anomaly_percentile.unwrap() >= cfg.anomaly_threshold);
+        assert!(
+            r.top_reason.contains("anomaly percentile"),
+            "{}",
+            r.top_reason
+        );
+        assert!(!r.anomaly_reasons.is_empty());
+    }
+    // Loading the artifact instead of training gives the same verdicts.
+    let mut again = cfg.clone();
+    again.out = dir.path().join("out-loaded");
+    again.model = ModelSource::Load(out_dir.join("model.json"));
+    let loaded = rt.block_on(nightly::run(&again)).unwrap();
+    assert_eq!(loaded.anomalies, out.anomalies);
+    assert_eq!(loaded.rows, out.rows);
     assert_eq!(
         rule_kinds.len(),
         pharmwatch::indicators::INDICATORS.len(),
@@ -514,4 +558,17 @@ fn a_province_without_planted_anomalies_raises_no_alarm() {
         &out.hits[..out.hits.len().min(10)]
     );
     assert!(out.rows.is_empty());
+    // With the model on, its flags on a clean province stay near the rate its threshold
+    // implies (1 − 0.995 of the enterprise-days), and the rules stay silent.
+    n.model = ModelSource::default();
+    let out = rt.block_on(nightly::run(&n)).unwrap();
+    assert!(out.hits.is_empty());
+    let scored = out.anomalies.len();
+    let flagged = out.anomalies.iter().filter(|a| a.flagged).count();
+    assert!(scored > 1000, "{scored} enterprise-days scored");
+    assert!(
+        (flagged as f64) <= 0.015 * scored as f64,
+        "{flagged} of {scored} flagged on a clean province"
+    );
+    assert!(out.rows.iter().all(|r| r.indicators == "model_anomaly"));
 }

@@ -1,0 +1,174 @@
+-- Feature table of the anomaly model: one row per enterprise × business day in
+-- [${from}, ${to}] on which the enterprise reported anything, with its segment (the model is
+-- fitted per segment: a pharmacy is not a wholesaler). Every baseline is the enterprise's own
+-- (or the enterprise × product's own) prior 28 days, today excluded; ratios are smoothed with
+-- +1 so that quiet days do not divide by zero. A feature that has no basis (no prior price for
+-- any product sold today, say) is NULL, which the model reads as "typical". Every feature
+-- describes the day itself (no trailing multi-day sums except the 7-day purchase/sales
+-- balance), so an anomaly does not spill into the days after it.
+--
+-- Features where only one direction is suspicious are cut at the ordinary value: volumes and
+-- the special-drug ratio count only when above their baseline (a quiet day is not a risk),
+-- prices only when below the enterprise's own (a price rise is not a counterfeit signal).
+-- The model then reads "unusual" as "unusual in the direction a supervisor cares about".
+--
+--   sales_ratio            packages sold today ÷ daily mean of the prior 28 days
+--   products_sold_ratio    distinct products sold today ÷ their daily mean
+--   sales_up_share         share of today's products sold above mean + 2·√mean + 1
+--   purchase_ratio         packages bought today ÷ daily mean of the prior 28 days
+--   production_ratio       packages produced today ÷ daily mean of the prior 28 days
+--   purchase_sales_7d      packages bought ÷ packages sold over the last 7 days
+--   price_vs_own           today's price ÷ own prior 28-day price, package-weighted
+--   min_price_vs_own       the lowest such ratio among today's products
+--   low_price_share        share of today's packages sold below 0.9 × own prior price
+--   special_share          share of today's packages that are narcotic, psychotropic or
+--                          ephedrine-containing (over sold + 5, so a quiet day's one
+--                          package is not a 100 % share)
+--   special_ratio          special packages today ÷ their daily mean
+--   stock_gap_units        Σ |closing − (opening + inflow − sold)| over products with a
+--                          closing snapshot (both days' reports present)
+--   stock_gap_products     products with a non-zero gap
+--   report_gap_days        days since the enterprise's previous report
+WITH sales_day AS (
+    SELECT s.enterprise_id, s.product_id, s.biz_date,
+           CAST(SUM(s.quantity) AS DOUBLE) AS qty,
+           SUM(s.quantity * s.unit_price) / SUM(s.quantity) AS price
+    FROM sales s
+    WHERE s.biz_date BETWEEN ${from} - INTERVAL '28 days' AND ${to} AND s.quantity > 0
+    GROUP BY s.enterprise_id, s.product_id, s.biz_date
+),
+product_day AS (
+    SELECT enterprise_id, product_id, biz_date, qty, price,
+           SUM(qty) OVER w / 28.0 AS base_qty,
+           AVG(price) OVER w AS base_price,
+           COUNT(qty) OVER w AS base_days
+    FROM sales_day
+    WINDOW w AS (PARTITION BY enterprise_id, product_id ORDER BY biz_date
+                 RANGE BETWEEN INTERVAL '28 days' PRECEDING AND INTERVAL '1 day' PRECEDING)
+),
+product_feat AS (
+    SELECT enterprise_id, biz_date,
+           SUM(CASE WHEN base_days >= 3 THEN qty * price / base_price END)
+             / SUM(CASE WHEN base_days >= 3 THEN qty END) AS price_vs_own,
+           MIN(CASE WHEN base_days >= 3 THEN price / base_price END) AS min_price_vs_own,
+           SUM(CASE WHEN base_days >= 3 AND price < 0.9 * base_price THEN qty ELSE 0 END)
+             / SUM(qty) AS low_price_share,
+           CAST(SUM(CASE WHEN qty > base_qty + 2.0 * sqrt(base_qty) + 1.0 THEN 1 ELSE 0 END) AS DOUBLE)
+             / COUNT(*) AS sales_up_share
+    FROM product_day
+    WHERE biz_date BETWEEN ${from} AND ${to}
+    GROUP BY enterprise_id, biz_date
+),
+flows AS (
+    SELECT d.enterprise_id, d.biz_date, d.qty AS sold, 0.0 AS bought, 0.0 AS produced,
+           CASE WHEN p.special_class IN ('narcotic', 'psychotropic', 'ephedrine')
+                THEN d.qty ELSE 0.0 END AS special, 1.0 AS products
+    FROM sales_day d JOIN products p ON p.product_id = d.product_id
+    UNION ALL
+    SELECT enterprise_id, biz_date, 0.0, CAST(quantity AS DOUBLE), 0.0, 0.0, 0.0
+    FROM purchase WHERE biz_date BETWEEN ${from} - INTERVAL '28 days' AND ${to}
+    UNION ALL
+    SELECT enterprise_id, biz_date, 0.0, 0.0, CAST(quantity AS DOUBLE), 0.0, 0.0
+    FROM production WHERE biz_date BETWEEN ${from} - INTERVAL '28 days' AND ${to}
+),
+ent_flows AS (
+    SELECT enterprise_id, biz_date, SUM(sold) AS sold, SUM(bought) AS bought,
+           SUM(produced) AS produced, SUM(special) AS special, SUM(products) AS products
+    FROM flows GROUP BY enterprise_id, biz_date
+),
+ent_base AS (
+    SELECT enterprise_id, biz_date, sold, bought, produced, special, products,
+           SUM(sold) OVER base / 28.0 AS base_sold,
+           SUM(bought) OVER base / 28.0 AS base_bought,
+           SUM(produced) OVER base / 28.0 AS base_produced,
+           SUM(special) OVER base / 28.0 AS base_special,
+           SUM(products) OVER base / 28.0 AS base_products,
+           SUM(sold) OVER last7 AS sold_7d,
+           SUM(bought) OVER last7 AS bought_7d
+    FROM ent_flows
+    WINDOW base AS (PARTITION BY enterprise_id ORDER BY biz_date
+                    RANGE BETWEEN INTERVAL '28 days' PRECEDING AND INTERVAL '1 day' PRECEDING),
+           last7 AS (PARTITION BY enterprise_id ORDER BY biz_date
+                     RANGE BETWEEN INTERVAL '6 days' PRECEDING AND CURRENT ROW)
+),
+snap AS (
+    SELECT enterprise_id, product_id, biz_date, SUM(quantity) AS qty
+    FROM inventory WHERE biz_date BETWEEN ${from} - INTERVAL '1 day' AND ${to}
+    GROUP BY enterprise_id, product_id, biz_date
+),
+reported AS (
+    SELECT DISTINCT enterprise_id, biz_date FROM snap
+),
+prod_flows AS (
+    SELECT enterprise_id, product_id, biz_date, SUM(sold) AS sold, SUM(inflow) AS inflow
+    FROM (
+        SELECT enterprise_id, product_id, biz_date, quantity AS sold, 0 AS inflow
+        FROM sales WHERE biz_date BETWEEN ${from} AND ${to}
+        UNION ALL
+        SELECT enterprise_id, product_id, biz_date, 0, quantity
+        FROM purchase WHERE biz_date BETWEEN ${from} AND ${to}
+        UNION ALL
+        SELECT enterprise_id, product_id, biz_date, 0, quantity
+        FROM production WHERE biz_date BETWEEN ${from} AND ${to}
+    ) GROUP BY enterprise_id, product_id, biz_date
+),
+keyed AS (
+    SELECT enterprise_id, product_id, biz_date FROM prod_flows
+    UNION
+    SELECT enterprise_id, product_id, biz_date FROM snap
+    WHERE biz_date >= ${from}
+),
+gaps AS (
+    SELECT k.enterprise_id, k.biz_date,
+           CAST(SUM(abs(c.qty - (COALESCE(o.qty, 0) + COALESCE(f.inflow, 0) - COALESCE(f.sold, 0)))) AS DOUBLE) AS gap_units,
+           CAST(SUM(CASE WHEN c.qty <> COALESCE(o.qty, 0) + COALESCE(f.inflow, 0) - COALESCE(f.sold, 0)
+                         THEN 1 ELSE 0 END) AS DOUBLE) AS gap_products
+    FROM keyed k
+    JOIN reported ry ON ry.enterprise_id = k.enterprise_id AND ry.biz_date = k.biz_date - INTERVAL '1 day'
+    JOIN reported rt ON rt.enterprise_id = k.enterprise_id AND rt.biz_date = k.biz_date
+    LEFT JOIN prod_flows f
+        ON f.enterprise_id = k.enterprise_id AND f.product_id = k.product_id AND f.biz_date = k.biz_date
+    LEFT JOIN snap o
+        ON o.enterprise_id = k.enterprise_id AND o.product_id = k.product_id
+       AND o.biz_date = k.biz_date - INTERVAL '1 day'
+    JOIN snap c
+        ON c.enterprise_id = k.enterprise_id AND c.product_id = k.product_id AND c.biz_date = k.biz_date
+    GROUP BY k.enterprise_id, k.biz_date
+),
+activity AS (
+    SELECT enterprise_id, biz_date FROM ent_flows
+    UNION
+    SELECT enterprise_id, biz_date FROM reported
+),
+report_gap AS (
+    SELECT enterprise_id, biz_date,
+           CAST(biz_date - LAG(biz_date) OVER (PARTITION BY enterprise_id ORDER BY biz_date) AS DOUBLE) AS gap
+    FROM activity
+)
+SELECT a.enterprise_id,
+       a.biz_date,
+       CASE WHEN e.enterprise_type IN ('chain_store', 'single_pharmacy') THEN 'pharmacy'
+            WHEN e.enterprise_type IN ('wholesaler', 'chain_hq') THEN 'wholesale'
+            ELSE 'manufacturer' END AS segment,
+       greatest((COALESCE(b.sold, 0) + 1.0) / (COALESCE(b.base_sold, 0) + 1.0), 1.0) AS sales_ratio,
+       greatest((COALESCE(b.products, 0) + 1.0) / (COALESCE(b.base_products, 0) + 1.0), 1.0) AS products_sold_ratio,
+       pf.sales_up_share AS sales_up_share,
+       greatest((COALESCE(b.bought, 0) + 1.0) / (COALESCE(b.base_bought, 0) + 1.0), 1.0) AS purchase_ratio,
+       greatest((COALESCE(b.produced, 0) + 1.0) / (COALESCE(b.base_produced, 0) + 1.0), 1.0) AS production_ratio,
+       (COALESCE(b.bought_7d, 0) + 1.0) / (COALESCE(b.sold_7d, 0) + 1.0) AS purchase_sales_7d,
+       least(pf.price_vs_own, 1.0) AS price_vs_own,
+       least(pf.min_price_vs_own, 1.0) AS min_price_vs_own,
+       pf.low_price_share AS low_price_share,
+       COALESCE(b.special, 0) / (COALESCE(b.sold, 0) + 5.0) AS special_share,
+       greatest((COALESCE(b.special, 0) + 1.0) / (COALESCE(b.base_special, 0) + 1.0), 1.0) AS special_ratio,
+       g.gap_units AS stock_gap_units,
+       g.gap_products AS stock_gap_products,
+       COALESCE(r.gap, 1.0) AS report_gap_days
+FROM activity a
+JOIN enterprises e ON e.enterprise_id = a.enterprise_id
+LEFT JOIN ent_base b ON b.enterprise_id = a.enterprise_id AND b.biz_date = a.biz_date
+LEFT JOIN product_feat pf ON pf.enterprise_id = a.enterprise_id AND pf.biz_date = a.biz_date
+LEFT JOIN gaps g ON g.enterprise_id = a.enterprise_id AND g.biz_date = a.biz_date
+LEFT JOIN report_gap r ON r.enterprise_id = a.enterprise_id AND r.biz_date = a.biz_date
+WHERE a.biz_date BETWEEN ${from} AND ${to}
+ORDER BY a.enterprise_id, a.biz_date
