@@ -161,6 +161,17 @@ fn strings(b: &RecordBatch, c: &str) -> Result<Vec<String>> {
     Ok((0..s.len()).map(|i| s.value(i).to_string()).collect())
 }
 
+/// Rounds a feature to 9 decimals. Window aggregates over parallel partitions may add in a
+/// different order from run to run (and with a different query range), which changes the
+/// last bits; rounding makes the features, and so the model's verdicts, reproducible.
+fn settle(x: f64) -> f64 {
+    if x.is_finite() && x.abs() < 1e9 {
+        (x * 1e9).round() / 1e9
+    } else {
+        x
+    }
+}
+
 /// Computes the feature table of `[from, to]` on a context whose tables are registered.
 pub async fn features(
     ctx: &SessionContext,
@@ -199,7 +210,13 @@ pub async fn features(
                 .ok_or_else(|| PipelineError::Internal(format!("features: {f} did not cast")))?;
             cols.push(
                 (0..v.len())
-                    .map(|i| if v.is_valid(i) { v.value(i) } else { f64::NAN })
+                    .map(|i| {
+                        if v.is_valid(i) {
+                            settle(v.value(i))
+                        } else {
+                            f64::NAN
+                        }
+                    })
                     .collect::<Vec<f64>>(),
             );
         }
