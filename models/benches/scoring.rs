@@ -1,5 +1,6 @@
 //! Scoring throughput of the anomaly model: rows per second on one core, 20 features, for
-//! each detector family alone and for the default ensemble. Throughput is reported per row
+//! each detector family alone and for the default ensemble, through the table path (a block
+//! of rows, detector by detector) and row by row. Throughput is reported per row
 //! (criterion's elements/s). Run: `cargo bench -p pharmwatch-models --bench scoring`.
 
 use std::hint::black_box;
@@ -47,7 +48,18 @@ fn bench(c: &mut Criterion) {
             ..FitOptions::default()
         };
         let m = Model::fit(&names, &train, &opts).expect("fits");
-        g.bench_function(&name, |b| {
+        // The table path (`Model::score_matrix`, used by `model score`/`evaluate`).
+        g.bench_function(format!("{name}/batch"), |b| {
+            b.iter(|| {
+                m.score_matrix(black_box(&rows))
+                    .expect("scores")
+                    .iter()
+                    .map(|s| s.percentile)
+                    .sum::<f64>()
+            })
+        });
+        // One row at a time (`Model::score_row`, as the nightly job scores).
+        g.bench_function(format!("{name}/row"), |b| {
             b.iter(|| {
                 let mut acc = 0.0;
                 for r in rows.chunks_exact(D) {

@@ -117,6 +117,11 @@ fn artifacts_round_trip_and_fits_are_deterministic() {
             "scores survive the round trip"
         );
     }
+    // The table path gives the row path's scores, for every family.
+    let batch = a.score_matrix(&rows).expect("scores");
+    for (row, b) in rows.chunks_exact(D).zip(&batch) {
+        assert_eq!(a.score_row(row), *b);
+    }
     let c = fit(&[Family::Iforest, Family::Kmeans], &rows, 10);
     let d = fit(&[Family::Iforest, Family::Kmeans], &rows, 11);
     assert_ne!(c, d, "another seed, another forest");

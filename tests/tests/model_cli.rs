@@ -102,6 +102,10 @@ fn train_then_score_writes_the_table_with_scores_and_reasons() {
         ]
     );
     let rows: Vec<csv::StringRecord> = r.records().map(|x| x.unwrap()).collect();
+    // Output rows are the input rows, in input order.
+    let ids: Vec<String> = rows.iter().map(|r| r[0].to_string()).collect();
+    let expected: Vec<String> = (0..600).map(|i| i.to_string()).collect();
+    assert_eq!(ids, expected);
     for row in &rows {
         let percentile: f64 = row[7].parse().unwrap();
         assert!((0.0..=1.0).contains(&percentile));
