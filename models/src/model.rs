@@ -310,7 +310,7 @@ impl Model {
 
     /// Ensemble score of an already standardised active vector.
     #[inline]
-    fn ensemble(&self, za: &[f64], _buf: &mut Vec<f64>) -> f64 {
+    fn ensemble(&self, za: &[f64]) -> f64 {
         let mut u = 0.0;
         for d in &self.detectors {
             u += d.calibration.surprise(d.detector.score(za));
@@ -338,8 +338,7 @@ impl Model {
             &mut heap
         };
         self.standardise(row, za);
-        let mut buf = Vec::new();
-        let score = self.ensemble(za, &mut buf);
+        let score = self.ensemble(za);
         Scored {
             score,
             percentile: self.score_distribution.percentile(score),
