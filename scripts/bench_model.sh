@@ -72,19 +72,8 @@ fi
 sim_dir="${sim_dir:-$BENCH_DATA/sim-e$sim_enterprises-s$sim_seed}"
 
 # 1. venv
-if [ ! -x "$venv/bin/python" ]; then
-    echo "creating venv $venv" >&2
-    "$python" -m venv "$venv"
-    # Keep the venv out of git status without touching the repository's .gitignore.
-    printf '*\n' > "$venv/.gitignore"
-fi
-# (Re)install when the requirements changed since the last install.
-stamp="$venv/.requirements-bench.txt"
-if ! cmp -s "$req" "$stamp"; then
-    echo "installing $req into $venv" >&2
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
-    cp "$req" "$stamp"
-fi
+# shellcheck source=scripts/bench_venv.sh
+. "$here/bench_venv.sh"
 py="$venv/bin/python"
 
 # 2. Debian packages

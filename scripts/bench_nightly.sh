@@ -17,19 +17,8 @@ venv="${PHARMWATCH_BENCH_VENV:-$root/.venv-bench}"
 req="$here/requirements-bench.txt"
 python="${PYTHON:-python3}"
 
-if [ ! -x "$venv/bin/python" ]; then
-    echo "creating venv $venv" >&2
-    "$python" -m venv "$venv"
-    # Keep the venv out of git status without touching the repository's .gitignore.
-    printf '*\n' > "$venv/.gitignore"
-fi
-# (Re)install when the requirements changed since the last install.
-stamp="$venv/.requirements-bench.txt"
-if ! cmp -s "$req" "$stamp"; then
-    echo "installing $req into $venv" >&2
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
-    cp "$req" "$stamp"
-fi
+# shellcheck source=scripts/bench_venv.sh
+. "$here/bench_venv.sh"
 
 binary_given=0
 for a in "$@"; do

@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use crate::calibrate::{Calibration, ScoreDistribution};
 use crate::detectors::{AnyDetector, Detector, Family};
 use crate::error::{ModelError, Result};
-use crate::scale::{ColumnScale, Standardiser};
+use crate::scale::Standardiser;
 
 /// Artifact format this build writes and reads.
 pub const FORMAT: u32 = 1;
@@ -303,11 +303,6 @@ impl Model {
         Ok(())
     }
 
-    /// Scaling of feature `j`.
-    pub fn column(&self, j: usize) -> &ColumnScale {
-        &self.scaling.columns[j]
-    }
-
     /// Ensemble score of an already standardised active vector.
     #[inline]
     fn ensemble(&self, za: &[f64]) -> f64 {
@@ -328,17 +323,10 @@ impl Model {
     /// Scores one row (all `features.len()` columns, input order).
     #[inline]
     pub fn score_row(&self, row: &[f64]) -> Scored {
-        let a = self.active.len();
-        let mut stack = [0.0f64; 64];
-        let mut heap;
-        let za: &mut [f64] = if a <= 64 {
-            &mut stack[..a]
-        } else {
-            heap = vec![0.0; a];
-            &mut heap
-        };
-        self.standardise(row, za);
-        let score = self.ensemble(za);
+        let score = crate::detectors::with_scratch(self.active.len(), |za| {
+            self.standardise(row, za);
+            self.ensemble(za)
+        });
         Scored {
             score,
             percentile: self.score_distribution.percentile(score),

@@ -18,10 +18,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
-use chrono::{Duration, NaiveDate};
-use datafusion::arrow::array::{Array, Date32Array, RecordBatch, StringArray};
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::DataType;
+use chrono::NaiveDate;
 use datafusion::prelude::SessionContext;
 use serde::Serialize;
 
@@ -29,7 +26,7 @@ use pharmwatch_models::model::short;
 use pharmwatch_models::{Contribution, Family, FitOptions, Model, ModelSet};
 
 use crate::error::{PipelineError, Result};
-use crate::indicators::{Thresholds, render};
+use crate::indicators::{Thresholds, dates, floats, render, strings};
 
 /// The feature query.
 pub const FEATURE_SQL: &str = include_str!("../sql/features/enterprise_daily.sql");
@@ -149,18 +146,6 @@ impl FeatureTable {
     }
 }
 
-fn strings(b: &RecordBatch, c: &str) -> Result<Vec<String>> {
-    let a = b
-        .column_by_name(c)
-        .ok_or_else(|| PipelineError::Internal(format!("features: no column {c}")))?;
-    let a = cast(a, &DataType::Utf8).map_err(|e| PipelineError::arrow(c, e))?;
-    let s = a
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .ok_or_else(|| PipelineError::Internal(format!("features: {c} is not text")))?;
-    Ok((0..s.len()).map(|i| s.value(i).to_string()).collect())
-}
-
 /// Rounds a feature to 9 decimals. Window aggregates over parallel partitions may add in a
 /// different order from run to run (and with a different query range), which changes the
 /// last bits; rounding makes the features, and so the model's verdicts, reproducible.
@@ -188,38 +173,20 @@ pub async fn features(
         .await
         .map_err(|e| PipelineError::query(what, e))?;
     let mut t = FeatureTable::default();
-    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
     for b in &batches {
-        t.enterprise_id.extend(strings(b, "enterprise_id")?);
-        t.segment.extend(strings(b, "segment")?);
-        let dates = b
-            .column_by_name("biz_date")
-            .and_then(|a| a.as_any().downcast_ref::<Date32Array>())
-            .ok_or_else(|| PipelineError::Internal("features: biz_date is not a date".into()))?;
-        t.date
-            .extend((0..dates.len()).map(|i| epoch + Duration::days(i64::from(dates.value(i)))));
-        let mut cols = Vec::with_capacity(FEATURES.len());
-        for f in FEATURES {
-            let a = b
-                .column_by_name(f)
-                .ok_or_else(|| PipelineError::Internal(format!("features: no column {f}")))?;
-            let a = cast(a, &DataType::Float64).map_err(|e| PipelineError::arrow(*f, e))?;
-            let v = a
-                .as_any()
-                .downcast_ref::<datafusion::arrow::array::Float64Array>()
-                .ok_or_else(|| PipelineError::Internal(format!("features: {f} did not cast")))?;
-            cols.push(
-                (0..v.len())
-                    .map(|i| {
-                        if v.is_valid(i) {
-                            settle(v.value(i))
-                        } else {
-                            f64::NAN
-                        }
-                    })
-                    .collect::<Vec<f64>>(),
-            );
-        }
+        let text = |c| -> Result<Vec<String>> {
+            Ok(strings(what, b, c)?
+                .into_iter()
+                .map(Option::unwrap_or_default)
+                .collect())
+        };
+        t.enterprise_id.extend(text("enterprise_id")?);
+        t.segment.extend(text("segment")?);
+        t.date.extend(dates(what, b, "biz_date")?);
+        let cols = FEATURES
+            .iter()
+            .map(|f| Ok(floats(what, b, f)?.into_iter().map(settle).collect()))
+            .collect::<Result<Vec<Vec<f64>>>>()?;
         t.values
             .extend(crate::table::row_major(&cols, b.num_rows()));
     }

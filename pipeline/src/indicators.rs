@@ -285,7 +285,8 @@ fn col<'a>(name: &str, b: &'a RecordBatch, c: &str) -> Result<&'a dyn Array> {
         .ok_or_else(|| PipelineError::Internal(format!("{name}: result has no column {c}")))
 }
 
-fn strings(name: &str, b: &RecordBatch, c: &str) -> Result<Vec<Option<String>>> {
+/// Column `c` of a result batch as text (NULL → None); errors name the query `name`.
+pub(crate) fn strings(name: &str, b: &RecordBatch, c: &str) -> Result<Vec<Option<String>>> {
     let a = col(name, b, c)?;
     let cast = datafusion::arrow::compute::cast(a, &DataType::Utf8)
         .map_err(|e| PipelineError::arrow(format!("{name}.{c}"), e))?;
@@ -301,7 +302,8 @@ fn strings(name: &str, b: &RecordBatch, c: &str) -> Result<Vec<Option<String>>> 
         .collect())
 }
 
-fn dates(name: &str, b: &RecordBatch, c: &str) -> Result<Vec<NaiveDate>> {
+/// Column `c` of a result batch as dates.
+pub(crate) fn dates(name: &str, b: &RecordBatch, c: &str) -> Result<Vec<NaiveDate>> {
     let a = col(name, b, c)?;
     let cast = datafusion::arrow::compute::cast(a, &DataType::Date32)
         .map_err(|e| PipelineError::arrow(format!("{name}.{c}"), e))?;
@@ -315,7 +317,8 @@ fn dates(name: &str, b: &RecordBatch, c: &str) -> Result<Vec<NaiveDate>> {
         .collect()
 }
 
-fn floats(name: &str, b: &RecordBatch, c: &str) -> Result<Vec<f64>> {
+/// Column `c` of a result batch as f64 (NULL → NaN).
+pub(crate) fn floats(name: &str, b: &RecordBatch, c: &str) -> Result<Vec<f64>> {
     let a = col(name, b, c)?;
     let cast = datafusion::arrow::compute::cast(a, &DataType::Float64)
         .map_err(|e| PipelineError::arrow(format!("{name}.{c}"), e))?;

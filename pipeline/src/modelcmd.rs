@@ -37,32 +37,19 @@ pub struct TrainSpec {
 }
 
 fn text_column(t: &Table, column: &str) -> Result<Vec<String>> {
-    use datafusion::arrow::array::{Array, StringArray};
-    let schema = t.batch.schema();
-    let idx = schema.index_of(column).map_err(|_| PipelineError::Table {
-        path: t.path.clone(),
-        reason: format!(
-            "segment column '{column}' is missing (columns: {})",
-            t.columns().join(", ")
-        ),
-    })?;
-    let a = datafusion::arrow::compute::cast(
-        t.batch.column(idx),
-        &datafusion::arrow::datatypes::DataType::Utf8,
-    )
-    .map_err(|e| PipelineError::arrow(column, e))?;
-    let s = a
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .ok_or_else(|| PipelineError::Internal(format!("{column} did not cast to text")))?;
-    Ok((0..s.len())
-        .map(|i| {
-            if s.is_valid(i) {
-                s.value(i).to_string()
-            } else {
-                String::new()
-            }
-        })
+    if t.batch.column_by_name(column).is_none() {
+        return Err(PipelineError::Table {
+            path: t.path.clone(),
+            reason: format!(
+                "segment column '{column}' is missing (columns: {})",
+                t.columns().join(", ")
+            ),
+        });
+    }
+    let what = t.path.display().to_string();
+    Ok(crate::indicators::strings(&what, &t.batch, column)?
+        .into_iter()
+        .map(Option::unwrap_or_default)
         .collect())
 }
 
@@ -139,6 +126,20 @@ pub fn write_artifact(out: &Path, set: &ModelSet) -> Result<()> {
     std::fs::rename(&tmp, out).map_err(|e| PipelineError::io(out, e))
 }
 
+/// Reads a model artifact (`model.json`), checking its format.
+pub fn read_artifact(path: &Path) -> Result<ModelSet> {
+    let text = std::fs::read_to_string(path).map_err(|e| PipelineError::io(path, e))?;
+    let set: ModelSet = serde_json::from_str(&text).map_err(|e| {
+        PipelineError::Config(format!(
+            "{}: not a pharmwatch model artifact: {e}",
+            path.display()
+        ))
+    })?;
+    set.check_format()
+        .map_err(|e| PipelineError::model(path.display().to_string(), e))?;
+    Ok(set)
+}
+
 /// Scores of a table's rows.
 #[derive(Debug, Clone, Default)]
 pub struct TableScores {
@@ -192,7 +193,7 @@ pub fn score_table(t: &Table, set: &ModelSet) -> Result<TableScores> {
 
 /// `model score`: scores a table and writes it with the score columns.
 pub async fn score(model: &Path, input: &Path, out: &Path) -> Result<usize> {
-    let set = crate::nightly::read_model(model)?;
+    let set = read_artifact(model)?;
     let t = table::read(input).await?;
     let s = score_table(&t, &set)?;
     table::write_csv_with(

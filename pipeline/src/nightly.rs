@@ -513,11 +513,7 @@ async fn run_model(
                 &trained_at,
                 (train_from, cfg.to),
             )?;
-            let text = serde_json::to_string_pretty(&set)
-                .map_err(|e| PipelineError::Internal(e.to_string()))?;
-            let tmp = artifact.with_extension("json.tmp");
-            std::fs::write(&tmp, text + "\n").map_err(|e| PipelineError::io(&tmp, e))?;
-            std::fs::rename(&tmp, &artifact).map_err(|e| PipelineError::io(&artifact, e))?;
+            crate::modelcmd::write_artifact(&artifact, &set)?;
             (
                 set,
                 table,
@@ -528,7 +524,7 @@ async fn run_model(
             )
         }
         ModelSource::Load(path) => {
-            let set = read_model(path)?;
+            let set = crate::modelcmd::read_artifact(path)?;
             anomaly::check_features(&set, path)?;
             let table = anomaly::features(ctx, cfg.from, cfg.to).await?;
             (set, table, "loaded", None, Vec::new(), path.clone())
@@ -559,20 +555,6 @@ async fn run_model(
         seconds: started.elapsed().as_secs_f64(),
     };
     Ok((anomalies, Some(summary)))
-}
-
-/// Reads a model artifact (`model.json`).
-pub fn read_model(path: &Path) -> Result<pharmwatch_models::ModelSet> {
-    let text = std::fs::read_to_string(path).map_err(|e| PipelineError::io(path, e))?;
-    let set: pharmwatch_models::ModelSet = serde_json::from_str(&text).map_err(|e| {
-        PipelineError::Config(format!(
-            "{}: not a pharmwatch model artifact: {e}",
-            path.display()
-        ))
-    })?;
-    set.check_format()
-        .map_err(|e| PipelineError::model(path.display().to_string(), e))?;
-    Ok(set)
 }
 
 /// Reads the `run.json` a nightly run left beside its risk list.

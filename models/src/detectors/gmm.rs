@@ -90,15 +90,14 @@ impl MixtureDensity {
     #[inline]
     fn component_logs(&self, z: &[f64], logs: &mut [f64]) -> usize {
         let d = self.dim;
+        super::with_scratch(d, |c| self.component_logs_in(z, logs, c))
+    }
+
+    /// [`Self::component_logs`] with `c` as scratch.
+    #[inline]
+    fn component_logs_in(&self, z: &[f64], logs: &mut [f64], c: &mut [f64]) -> usize {
+        let d = self.dim;
         let mut best = (0, f64::NEG_INFINITY);
-        let mut c = [0.0f64; 64];
-        let mut heap;
-        let c: &mut [f64] = if d <= 64 {
-            &mut c[..d]
-        } else {
-            heap = vec![0.0; d];
-            &mut heap
-        };
         for (k, log) in logs.iter_mut().enumerate() {
             let mean = &self.means[k * d..(k + 1) * d];
             for j in 0..d {

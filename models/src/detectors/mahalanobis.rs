@@ -145,16 +145,10 @@ impl Detector for Mahalanobis {
 
     #[inline]
     fn score(&self, z: &[f64]) -> f64 {
-        let mut stack = [0.0f64; 64];
-        let mut heap;
-        let buf: &mut [f64] = if self.dim <= 64 {
-            &mut stack[..self.dim]
-        } else {
-            heap = vec![0.0; self.dim];
-            &mut heap
-        };
-        self.whiten(z, buf);
-        buf.iter().map(|y| y * y).sum()
+        super::with_scratch(self.dim, |buf| {
+            self.whiten(z, buf);
+            buf.iter().map(|y| y * y).sum()
+        })
     }
 
     fn contributions(&self, z: &[f64], out: &mut [f64]) {

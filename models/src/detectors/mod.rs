@@ -154,6 +154,18 @@ impl Detector for AnyDetector {
     }
 }
 
+/// Runs `f` on a zeroed scratch slice of length `n`: on the stack up to 64 (every table
+/// here), on the heap beyond, so per-row scoring does not allocate.
+#[inline]
+pub fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [f64]) -> R) -> R {
+    if n <= 64 {
+        let mut a = [0.0f64; 64];
+        f(&mut a[..n])
+    } else {
+        f(&mut vec![0.0; n])
+    }
+}
+
 /// Solves `L y = b` for lower-triangular row-major `L` (d × d) in place.
 #[inline]
 pub(crate) fn forward_solve(l: &[f64], d: usize, b: &mut [f64]) {

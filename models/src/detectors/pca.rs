@@ -99,15 +99,10 @@ impl Detector for PcaResidual {
 
     #[inline]
     fn score(&self, z: &[f64]) -> f64 {
-        let mut r = [0.0f64; 64];
-        if self.dim <= 64 {
-            self.residual(z, &mut r[..self.dim]);
-            r[..self.dim].iter().map(|x| x * x).sum()
-        } else {
-            let mut r = vec![0.0; self.dim];
-            self.residual(z, &mut r);
+        super::with_scratch(self.dim, |r| {
+            self.residual(z, r);
             r.iter().map(|x| x * x).sum()
-        }
+        })
     }
 
     fn contributions(&self, z: &[f64], out: &mut [f64]) {
