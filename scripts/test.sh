@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs every check and test of pharmwatch: formatting, lints, unit, SQL-fixture and end-to-end
-# tests. Installs what the tests need when it is missing (today: only the Rust toolchain's own
-# rustfmt and clippy components). Run from anywhere: scripts/test.sh
+# Runs every check and test of pharmwatch: formatting, lints, unit, SQL-fixture, end-to-end and
+# broker tests. Installs what the tests need when it is missing (the toolchain's rustfmt and
+# clippy; tansu, the Kafka-protocol broker of the stream tests, with `cargo install` — about
+# 15 minutes the first time), starts the broker on a free loopback port for the run and stops
+# it at the end. Run from anywhere: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,13 +17,47 @@ need cargo "install Rust with rustup (https://rustup.rs), then rerun scripts/tes
 cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 
+# The broker for the stream tests (see DEVELOPERS.md).
+tansu_bin() {
+  if command -v tansu >/dev/null 2>&1; then command -v tansu
+  elif [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/tansu" ]; then echo "${CARGO_HOME:-$HOME/.cargo}/bin/tansu"
+  fi
+}
+if [ -z "$(tansu_bin)" ]; then
+  echo "== installing tansu 0.6.0 (Kafka-protocol broker for the stream tests; ~15 minutes, once)"
+  cargo install tansu --version 0.6.0 --locked --features dynostore,libsql
+fi
+TANSU=$(tansu_bin)
+[ -n "$TANSU" ] || { echo "error: tansu did not install; see DEVELOPERS.md" >&2; exit 1; }
+need python3 "install Python 3 (used to pick a free port)"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+work=$(mktemp -d)
+"$TANSU" broker --listener-url "tcp://127.0.0.1:${port}" \
+  --advertised-listener-url "tcp://127.0.0.1:${port}" \
+  --storage-engine memory://tansu/ >"$work/tansu.log" 2>&1 &
+tansu_pid=$!
+cleanup() {
+  kill "$tansu_pid" 2>/dev/null || true
+  wait "$tansu_pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+for _ in $(seq 1 100); do
+  if (exec 3<>"/dev/tcp/127.0.0.1/${port}") 2>/dev/null; then break; fi
+  if ! kill -0 "$tansu_pid" 2>/dev/null; then
+    echo "error: tansu exited at start:" >&2; cat "$work/tansu.log" >&2; exit 1
+  fi
+  sleep 0.1
+done
+export PHARMWATCH_TEST_BROKER="127.0.0.1:${port}"
+echo "== tansu broker on ${PHARMWATCH_TEST_BROKER} (pid ${tansu_pid})"
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test --workspace"
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+log="$work/test.log"
 cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
 # The runner's closing lines, summed, so CI logs end with one count.
 passed=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')

@@ -82,6 +82,22 @@ pub enum PipelineError {
         /// What is wrong (naming the column).
         reason: String,
     },
+    /// The risk store (SQLite) failed.
+    #[error("store {}: {reason}", path.display())]
+    Store {
+        /// The database file.
+        path: PathBuf,
+        /// What failed.
+        reason: String,
+    },
+    /// The Kafka broker refused or could not be reached.
+    #[error("kafka ({context}): {reason}")]
+    Kafka {
+        /// What was being done (brokers, topic).
+        context: String,
+        /// The cause.
+        reason: String,
+    },
     /// A bug: an invariant did not hold.
     #[error("internal error: {0}")]
     Internal(String),

@@ -176,11 +176,12 @@ fn format_of(path: &Path) -> Result<Format> {
     }
 }
 
-/// Checks a decoded record against the contract, the reference data and the date range.
-fn check<T: Validate>(
+/// Checks a decoded record against the contract, the reference data and (if given) the date
+/// range; the error is the offending field and the reason.
+pub(crate) fn check<T: Validate>(
     rec: &T,
     refs: &ReferenceSets,
-    range: DateRange,
+    range: Option<DateRange>,
 ) -> std::result::Result<(), (String, String)> {
     rec.validate()
         .map_err(|e| (e.field.to_string(), e.reason))?;
@@ -198,6 +199,9 @@ fn check<T: Validate>(
     {
         return Err(("product_id".into(), format!("unknown product {p}")));
     }
+    let Some(range) = range else {
+        return Ok(());
+    };
     let day = biz_date(rec.event_time());
     if day < range.earliest || day > range.latest {
         return Err((
@@ -267,7 +271,7 @@ where
                 counts.read += 1;
                 let mut de = serde_json::Deserializer::from_str(&line);
                 match serde_path_to_error::deserialize::<_, T>(&mut de) {
-                    Ok(rec) => match check(&rec, refs, range) {
+                    Ok(rec) => match check(&rec, refs, Some(range)) {
                         Ok(()) => {
                             counts.accepted += 1;
                             accepted.push(rec);
@@ -342,7 +346,7 @@ where
                             continue;
                         }
                         match record.deserialize::<T>(Some(&headers)) {
-                            Ok(rec) => match check(&rec, refs, range) {
+                            Ok(rec) => match check(&rec, refs, Some(range)) {
                                 Ok(()) => {
                                     counts.accepted += 1;
                                     accepted.push(rec);

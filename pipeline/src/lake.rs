@@ -3,6 +3,7 @@
 //! Layout (the nightly job and the stream service share it):
 //! ```text
 //! LAKE/<kind>/date=YYYY-MM-DD/part-00000.parquet   events of that business day (Asia/Shanghai)
+//! LAKE/<kind>/date=YYYY-MM-DD/stream-pNNN-oOFFSET.parquet   events landed by the stream service
 //! LAKE/reference/{enterprises,products,batches}.parquet
 //! LAKE/labels.csv                                   planted anomalies (simulated lakes only)
 //! LAKE/manifest.json                                what the simulator wrote
@@ -188,6 +189,26 @@ pub fn read_csv<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
     };
     let mut r = csv::Reader::from_path(path).map_err(csv_err)?;
     r.deserialize().map(|row| row.map_err(csv_err)).collect()
+}
+
+/// The Parquet files of one day partition, sorted by name (the simulator's `part-*` first,
+/// then the stream's files in partition and offset order). Temporary files are skipped.
+pub fn day_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(PipelineError::io(dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| PipelineError::io(dir, e))?;
+        let path = entry.path();
+        if path.extension().is_some_and(|x| x == "parquet") {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// Day partitions of `kind` present in the lake between `from` and `to` (inclusive), sorted.

@@ -12,7 +12,9 @@
 //! the model's features, fits and scores it; [`risk`] scores and writes the risk list;
 //! [`nightly`] ties them together; [`evaluate`] checks a risk list against planted anomalies;
 //! [`demo`] runs it all; [`table`] and [`modelcmd`] serve `pharmwatch model` on any table;
-//! [`calendar`] counts working days.
+//! [`calendar`] counts working days; [`stream`] is the real-time service (with [`produce`] to
+//! feed it a simulated lake), [`store`] the SQLite risk store both paths write, [`metrics`]
+//! every Prometheus metric.
 
 pub mod anomaly;
 pub mod calendar;
@@ -22,11 +24,15 @@ pub mod evaluate;
 pub mod indicators;
 pub mod ingest;
 pub mod lake;
+pub mod metrics;
 pub mod modelcmd;
 pub mod nightly;
+pub mod produce;
 pub mod progress;
 pub mod risk;
 pub mod simulate;
+pub mod store;
+pub mod stream;
 pub mod table;
 
 pub use error::{PipelineError, Result};

@@ -16,7 +16,10 @@ use pharmwatch::indicators::Thresholds;
 use pharmwatch::ingest::InputSpec;
 use pharmwatch::modelcmd::{self, TrainSpec};
 use pharmwatch::nightly::{self, NightlyConfig};
+use pharmwatch::produce;
 use pharmwatch::simulate::{self, SimConfig};
+use pharmwatch::stream::config::StreamConfig;
+use pharmwatch::stream::service::{self, RunOptions};
 use pharmwatch_models::Family;
 
 /// Risk early warning for drug supervision (药品风险预警): risk lists from supervision data.
@@ -40,6 +43,53 @@ enum Command {
     /// The anomaly model on any CSV or Parquet table of numeric columns.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Run the real-time consumer service: Kafka event topics in, lake, window state and risk
+    /// events (风险事件) out. Stops on SIGTERM or Ctrl-C after finishing the batch in hand.
+    Stream(StreamArgs),
+    /// Publish a lake's records to the event topics in event-time order (demos, tests, benchmarks).
+    Produce(ProduceArgs),
+    /// Create the stream's topics (events, dead letter, risk events) on the broker.
+    Topics(TopicsArgs),
+}
+
+#[derive(Debug, Args)]
+struct TopicsArgs {
+    /// Configuration file (brokers and topic names); PHARMWATCH_* variables override it.
+    #[arg(long, env = "PHARMWATCH_CONFIG")]
+    config: Option<PathBuf>,
+    /// Partitions per topic (the same for every event topic: partitions are the unit of scale).
+    #[arg(long, default_value_t = 4)]
+    partitions: i32,
+}
+
+#[derive(Debug, Args)]
+struct StreamArgs {
+    /// Configuration file (TOML, see pharmwatch.example.toml); PHARMWATCH_* variables override it.
+    #[arg(long, env = "PHARMWATCH_CONFIG")]
+    config: Option<PathBuf>,
+    /// Exit once every assigned partition is read to its end and nothing arrived for this many
+    /// seconds (for demos, tests and benchmarks).
+    #[arg(long)]
+    exit_when_idle: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+struct ProduceArgs {
+    /// The lake to publish (written by `pharmwatch simulate`).
+    #[arg(long)]
+    lake: PathBuf,
+    /// Configuration file (brokers and topic names); PHARMWATCH_* variables override it.
+    #[arg(long, env = "PHARMWATCH_CONFIG")]
+    config: Option<PathBuf>,
+    /// First business day to publish (default: the lake's first).
+    #[arg(long)]
+    from: Option<NaiveDate>,
+    /// Last business day to publish (default: the lake's last).
+    #[arg(long)]
+    to: Option<NaiveDate>,
+    /// Messages per second (default: as fast as the broker takes them).
+    #[arg(long)]
+    rate: Option<f64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -418,7 +468,77 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
         }
+        Command::Stream(a) => return run_stream(a).await,
+        Command::Produce(a) => return run_produce(a).await,
+        Command::Topics(a) => {
+            let cfg = StreamConfig::load(a.config.as_deref())?;
+            let created = service::create_topics(&cfg, a.partitions).await?;
+            println!(
+                "{} topic(s) created with {} partitions{}",
+                created.len(),
+                a.partitions,
+                if created.is_empty() {
+                    " (all existed)".to_string()
+                } else {
+                    format!(": {}", created.join(", "))
+                }
+            );
+        }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_stream(a: StreamArgs) -> anyhow::Result<ExitCode> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let cfg = StreamConfig::load(a.config.as_deref())?;
+    let shutdown = Arc::new(AtomicBool::new(false));
+    {
+        let flag = shutdown.clone();
+        tokio::spawn(async move {
+            let ctrl_c = tokio::signal::ctrl_c();
+            #[cfg(unix)]
+            {
+                let mut term =
+                    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    {
+                        Ok(t) => t,
+                        Err(e) => {
+                            eprintln!("stream: cannot watch SIGTERM: {e}");
+                            let _ = ctrl_c.await;
+                            flag.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                    };
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            #[cfg(not(unix))]
+            let _ = ctrl_c.await;
+            eprintln!("stream: stopping after the batch in hand");
+            flag.store(true, Ordering::SeqCst);
+        });
+    }
+    let opts = RunOptions {
+        exit_when_idle: a.exit_when_idle.map(std::time::Duration::from_secs_f64),
+    };
+    let summary = service::run(cfg, opts, shutdown).await?;
+    println!("{}", serde_json::to_string(&summary)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_produce(a: ProduceArgs) -> anyhow::Result<ExitCode> {
+    let cfg = StreamConfig::load(a.config.as_deref())?;
+    let s = produce::produce(&cfg, &a.lake, a.from, a.to, a.rate).await?;
+    for (t, n) in &s.per_topic {
+        println!("  {t:<28} {n:>10} messages");
+    }
+    println!(
+        "produced {} messages in {:.2} s ({:.0} messages/s)",
+        s.sent, s.seconds, s.rate
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -155,7 +155,7 @@ pub fn session() -> SessionContext {
     SessionContext::new_with_config(config)
 }
 
-async fn register_files(
+pub(crate) async fn register_files(
     ctx: &SessionContext,
     name: &str,
     schema: Arc<Schema>,
@@ -214,7 +214,11 @@ async fn register_kind(
     Ok(())
 }
 
-async fn collect(ctx: &SessionContext, what: &str, sql: &str) -> Result<Vec<RecordBatch>> {
+pub(crate) async fn collect(
+    ctx: &SessionContext,
+    what: &str,
+    sql: &str,
+) -> Result<Vec<RecordBatch>> {
     let df = ctx
         .sql(sql)
         .await
@@ -225,7 +229,7 @@ async fn collect(ctx: &SessionContext, what: &str, sql: &str) -> Result<Vec<Reco
 }
 
 /// Reads a table's rows into serde structs through Arrow's JSON writer.
-async fn table_rows<T: serde::de::DeserializeOwned>(
+pub(crate) async fn table_rows<T: serde::de::DeserializeOwned>(
     ctx: &SessionContext,
     table: &str,
 ) -> Result<Vec<T>> {
@@ -324,11 +328,11 @@ pub async fn run(cfg: &NightlyConfig) -> Result<NightlyOutput> {
                 } else {
                     lookback_from
                 };
-                lake::partitions(l, *kind, since, cfg.to)?
-                    .into_iter()
-                    .map(|(_, dir)| dir.join("part-00000.parquet"))
-                    .filter(|p| p.exists())
-                    .collect()
+                let mut files = Vec::new();
+                for (_, dir) in lake::partitions(l, *kind, since, cfg.to)? {
+                    files.extend(lake::day_files(&dir)?);
+                }
+                files
             }
             None => Vec::new(),
         };
@@ -419,6 +423,8 @@ pub async fn run(cfg: &NightlyConfig) -> Result<NightlyOutput> {
     let (anomalies, model) = run_model(&ctx, cfg, train_from, &flagged_by_rules).await?;
     let rows = risk::build(&hits, &anomalies, &ent_map, &prod_map);
     risk::write(&cfg.out, &rows)?;
+    crate::store::Store::open(&cfg.out.join(crate::store::STORE_FILE))?.write_risk_list(&rows)?;
+    crate::stream::baseline::export(&ctx, &cfg.out, cfg.to, &cfg.thresholds).await?;
     ingest::write_dead_letters(&cfg.out.join("dead_letter.ndjson"), &ingested.dead_letters)?;
 
     let mut per_indicator: Vec<(String, usize)> = INDICATORS

@@ -260,6 +260,32 @@ pub fn model_item(a: &AnomalyScore) -> RiskItem {
     }
 }
 
+/// The risk item of a hit: its evidence, reason and severity.
+pub fn item(h: &Hit, products: &HashMap<String, Product>) -> RiskItem {
+    RiskItem {
+        indicator: h.indicator.clone(),
+        product_id: h.product_id.clone(),
+        product_name: h
+            .product_id
+            .as_ref()
+            .and_then(|p| products.get(p))
+            .map(|p| p.name.clone()),
+        window_start: h.window_start,
+        window_end: h.window_end,
+        observed: round4(h.observed),
+        expected: round4(h.expected),
+        reason: reason(h),
+        evidence: h.detail.clone(),
+        severity: severity(&h.indicator),
+    }
+}
+
+/// Score and grade of a single item on an enterprise of `credit_grade` (a real-time event).
+pub fn single_item_score(indicator: &str, credit_grade: &str) -> (f64, &'static str) {
+    let score = round4((100.0 * severity(indicator) * credit_factor(credit_grade)).min(100.0));
+    (score, grade(score))
+}
+
 /// Groups hits and the model's verdicts into risk-list rows: one row per enterprise-day with a
 /// rule hit or a model flag.
 pub fn build(
@@ -286,25 +312,7 @@ pub fn build(
     for ((date, ent), hs) in groups {
         let e = enterprises.get(&ent);
         let verdict = verdicts.get(&(date, ent.as_str())).copied();
-        let mut items: Vec<RiskItem> = hs
-            .iter()
-            .map(|h| RiskItem {
-                indicator: h.indicator.clone(),
-                product_id: h.product_id.clone(),
-                product_name: h
-                    .product_id
-                    .as_ref()
-                    .and_then(|p| products.get(p))
-                    .map(|p| p.name.clone()),
-                window_start: h.window_start,
-                window_end: h.window_end,
-                observed: round4(h.observed),
-                expected: round4(h.expected),
-                reason: reason(h),
-                evidence: h.detail.clone(),
-                severity: severity(&h.indicator),
-            })
-            .collect();
+        let mut items: Vec<RiskItem> = hs.iter().map(|h| item(h, products)).collect();
         let flagged = verdict.filter(|a| a.flagged);
         // The model is an item of its own only when no rule fired; otherwise its verdict
         // raises the score (below) and its reasons stand in the anomaly columns.

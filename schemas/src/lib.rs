@@ -11,5 +11,6 @@ pub mod records;
 pub use records::{
     Batch, Conclusion, Enterprise, EnterpriseType, EventKind, FieldError, InspectionFinding,
     InventorySnapshot, Product, ProductTestRecord, ProductionRecord, PurchaseRecord, ReferenceKind,
-    SalesRecord, SpecialClass, TestKind, TestResult, Validate, biz_date,
+    SHANGHAI_OFFSET_SECONDS, SalesRecord, SpecialClass, TestKind, TestResult, Validate, biz_date,
+    shanghai,
 };

@@ -26,10 +26,14 @@ pub const SHANGHAI_OFFSET_SECONDS: i32 = 8 * 3600;
 /// The Arrow time-zone string of lake timestamps.
 pub const LAKE_TIMEZONE: &str = "+08:00";
 
+/// The Asia/Shanghai offset (UTC+8).
+pub fn shanghai() -> FixedOffset {
+    FixedOffset::east_opt(SHANGHAI_OFFSET_SECONDS).expect("UTC+8 is a valid offset")
+}
+
 /// Business day (Asia/Shanghai calendar day) of an event time given with any offset.
 pub fn biz_date(t: &DateTime<FixedOffset>) -> NaiveDate {
-    let shanghai = FixedOffset::east_opt(SHANGHAI_OFFSET_SECONDS).expect("UTC+8 is a valid offset");
-    t.with_timezone(&shanghai).date_naive()
+    t.with_timezone(&shanghai()).date_naive()
 }
 
 /// A field that failed validation: the field name and the reason, in words an operator reads.

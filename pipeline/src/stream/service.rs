@@ -1,0 +1,1207 @@
+//! The consumer service behind `pharmwatch stream`: joins the consumer group, polls
+//! micro-batches (bounded by size and time), decodes and validates every message, lands
+//! accepted records in the lake, judges them with the [`Engine`], and commits.
+//!
+//! Commit protocol of one micro-batch (the exactly-once effect):
+//! 1. lake files are written whole: `LAKE/<kind>/date=D/stream-pNNN-oOFFSET.parquet`, one per
+//!    kind × day × partition, named by the batch's first offset of that topic-partition;
+//! 2. one store transaction holds the dead letters, the new risk events, the window state, the
+//!    per-topic-partition next offsets, the counts and an outbox row per message to publish;
+//! 3. the outbox is published (risk events to the risk-events topic keyed by event id, dead
+//!    letters to the dead-letter topic keyed by `topic/partition/offset`), then marked sent;
+//! 4. the offsets are committed to Kafka (advisory: the store's offsets are the truth).
+//!
+//! After a crash anywhere in 1–4: a message below the store's next offset is skipped (its
+//! effect is already stored), lake files at or above it are leftovers of the unfinished batch
+//! and are deleted when the partition is loaded, and unsent outbox rows are sent on start.
+//! Publishing is at least once with stable keys and ids, so consumers of the topics dedupe.
+//!
+//! Partitions are the unit of scale: several instances in one group (range assignment, so
+//! partition p of every event topic goes to one instance) split them, and state is loaded per
+//! partition from the shared store when a partition is assigned.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{NaiveDate, Utc};
+use rdkafka::ClientContext;
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rusqlite::params;
+use serde::Serialize;
+
+use pharmwatch_schemas::{EventKind, biz_date};
+
+use crate::error::{PipelineError, Result};
+use crate::lake::write_parquet;
+use crate::metrics::{self, StreamMetrics};
+use crate::store::{Store, sql_err};
+
+use super::baseline::Baseline;
+use super::config::StreamConfig;
+use super::engine::{
+    Accepted, Engine, PartitionState, Reference, Rejected, RiskEvent, Source, decode,
+};
+
+/// Options of one run of the service besides its configuration.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Exit (status 0) once every assigned partition is read to its end and nothing arrived
+    /// for this long. For demos, tests and benchmarks; a service leaves it unset.
+    pub exit_when_idle: Option<Duration>,
+}
+
+/// What a run did (printed as JSON at exit).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunSummary {
+    /// Messages consumed by this process.
+    pub consumed: u64,
+    /// Accepted.
+    pub accepted: u64,
+    /// Rejected.
+    pub rejected: u64,
+    /// Late.
+    pub late: u64,
+    /// Skipped as already applied.
+    pub replayed: u64,
+    /// New risk events.
+    pub risk_events: u64,
+    /// Micro-batches.
+    pub batches: u64,
+    /// Wall time, seconds.
+    pub seconds: f64,
+    /// Seconds from the first message received to the end of the last batch (throughput is
+    /// `consumed / active_seconds`).
+    pub active_seconds: f64,
+}
+
+enum Reb {
+    Assign(Vec<(String, i32)>),
+    Revoke(Vec<(String, i32)>),
+}
+
+/// Consumer context: records rebalances and the high watermarks from librdkafka statistics.
+struct Ctx {
+    rebalances: Mutex<Vec<Reb>>,
+    high: Mutex<HashMap<(String, i32), i64>>,
+}
+
+impl ClientContext for Ctx {
+    fn stats(&self, s: Statistics) {
+        let Ok(mut high) = self.high.lock() else {
+            return;
+        };
+        for (t, topic) in s.topics {
+            for (p, part) in topic.partitions {
+                if p >= 0 && part.hi_offset >= 0 {
+                    high.insert((t.clone(), p), part.hi_offset);
+                }
+            }
+        }
+    }
+}
+
+fn tpl_list(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_string(), e.partition()))
+        .collect()
+}
+
+impl ConsumerContext for Ctx {
+    fn post_rebalance(&self, _c: &BaseConsumer<Self>, r: &Rebalance<'_>) {
+        let ev = match r {
+            Rebalance::Assign(tpl) => Reb::Assign(tpl_list(tpl)),
+            Rebalance::Revoke(tpl) => Reb::Revoke(tpl_list(tpl)),
+            Rebalance::Error(e) => {
+                eprintln!("stream: rebalance error: {e}");
+                return;
+            }
+        };
+        if let Ok(mut v) = self.rebalances.lock() {
+            v.push(ev);
+        }
+    }
+}
+
+fn kafka_err(context: impl Into<String>, e: impl std::fmt::Display) -> PipelineError {
+    PipelineError::Kafka {
+        context: context.into(),
+        reason: e.to_string(),
+    }
+}
+
+fn client_config(cfg: &StreamConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.brokers);
+    for (k, v) in &cfg.kafka {
+        c.set(k, v);
+    }
+    c
+}
+
+/// Health seen by `/healthz`.
+#[derive(Debug, Clone, Default, Serialize)]
+struct Health {
+    status: &'static str,
+    assigned_partitions: Vec<i32>,
+    last_poll_unix: i64,
+    batches: u64,
+}
+
+/// Checks that the brokers answer and the topics exist with one partition count; returns it.
+fn check_topics(consumer: &BaseConsumer<Ctx>, cfg: &StreamConfig) -> Result<i32> {
+    let timeout = Duration::from_secs(cfg.startup_timeout_secs.max(1));
+    let md = consumer.fetch_metadata(None, timeout).map_err(|e| {
+        kafka_err(
+            format!("brokers {}", cfg.brokers),
+            format!(
+                "cannot reach the broker within {} s: {e}. Is it running, and is `brokers` (or PHARMWATCH_BROKERS) right?",
+                timeout.as_secs()
+            ),
+        )
+    })?;
+    let have: BTreeMap<&str, usize> = md
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none())
+        .map(|t| (t.name(), t.partitions().len()))
+        .collect();
+    let mut need: Vec<String> = EventKind::ALL.iter().map(|k| cfg.topic(*k)).collect();
+    need.push(cfg.dead_letter_topic.clone());
+    need.push(cfg.risk_events_topic.clone());
+    let missing: Vec<&String> = need
+        .iter()
+        .filter(|t| !have.contains_key(t.as_str()))
+        .collect();
+    if !missing.is_empty() {
+        return Err(kafka_err(
+            format!("brokers {}", cfg.brokers),
+            format!(
+                "missing topics: {} (create them, e.g. `tansu topic create --broker tcp://HOST:PORT --partitions N NAME`; every event topic needs the same partition count)",
+                missing
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    let counts: BTreeMap<String, usize> = EventKind::ALL
+        .iter()
+        .map(|k| (cfg.topic(*k), have[cfg.topic(*k).as_str()]))
+        .collect();
+    let first = counts.values().copied().next().unwrap_or(1);
+    if counts.values().any(|c| *c != first) {
+        return Err(kafka_err(
+            "topics",
+            format!(
+                "the event topics must have the same number of partitions (they are keyed by enterprise and read together per partition): {}",
+                counts
+                    .iter()
+                    .map(|(t, c)| format!("{t}={c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    Ok(first as i32)
+}
+
+async fn serve_http(
+    listen: String,
+    metrics: &'static StreamMetrics,
+    health: Arc<Mutex<Health>>,
+) -> Result<tokio::task::JoinHandle<()>> {
+    use axum::routing::get;
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .map_err(|e| PipelineError::Config(format!("metrics_listen {listen}: {e}")))?;
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || async move {
+                (
+                    [("content-type", "text/plain; version=0.0.4")],
+                    metrics.render(),
+                )
+            }),
+        )
+        .route(
+            "/healthz",
+            get(move || {
+                let h = health.lock().map(|h| h.clone()).unwrap_or_default();
+                async move {
+                    let stale = Utc::now().timestamp() - h.last_poll_unix > 60;
+                    let code = if stale || h.status != "ok" {
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE
+                    } else {
+                        axum::http::StatusCode::OK
+                    };
+                    (code, axum::Json(h))
+                }
+            }),
+        );
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            eprintln!("stream: metrics server stopped: {e}");
+        }
+    }))
+}
+
+/// Deletes lake files of partition `p` that the store never committed (first offset at or
+/// above the store's next offset for their topic).
+fn remove_uncommitted(lake: &Path, cfg: &StreamConfig, st: &PartitionState) -> Result<usize> {
+    let prefix = format!("stream-p{:03}-o", st.partition);
+    let mut removed = 0;
+    for kind in EventKind::ALL {
+        let next = st.offsets.get(&cfg.topic(*kind)).copied().unwrap_or(0);
+        let dir = lake.join(kind.as_str());
+        let Ok(days) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for day in days.flatten() {
+            let Ok(files) = std::fs::read_dir(day.path()) else {
+                continue;
+            };
+            for f in files.flatten() {
+                let name = f.file_name().to_string_lossy().to_string();
+                let Some(off) = name
+                    .strip_prefix(&prefix)
+                    .and_then(|r| r.split('.').next())
+                    .and_then(|o| o.parse::<i64>().ok())
+                else {
+                    continue;
+                };
+                if off >= next {
+                    std::fs::remove_file(f.path()).map_err(|e| PipelineError::io(&f.path(), e))?;
+                    removed += 1;
+                }
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// Loads the trace codes of the baseline into the store's shared table (earliest sale wins).
+fn seed_trace_codes(store: &mut Store, baseline: &Baseline) -> Result<()> {
+    let path = store.path().to_path_buf();
+    let tx = store
+        .conn()
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(|e| sql_err(&path, "begin", e))?;
+    {
+        let mut st = tx
+            .prepare(
+                "INSERT INTO trace_codes (trace_code, event_time_ms, event_id, enterprise_id, product_id, biz_date)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (trace_code) DO UPDATE SET event_time_ms = excluded.event_time_ms,
+                     event_id = excluded.event_id, enterprise_id = excluded.enterprise_id,
+                     product_id = excluded.product_id, biz_date = excluded.biz_date
+                 WHERE (excluded.event_time_ms, excluded.event_id) < (trace_codes.event_time_ms, trace_codes.event_id)",
+            )
+            .map_err(|e| sql_err(&path, "seed trace codes", e))?;
+        for t in &baseline.trace {
+            st.execute(params![
+                t.trace_code,
+                t.event_time.timestamp_millis(),
+                t.event_id,
+                t.enterprise_id,
+                t.product_id,
+                t.biz_date.format("%Y-%m-%d").to_string()
+            ])
+            .map_err(|e| sql_err(&path, "seed trace codes", e))?;
+        }
+    }
+    tx.commit().map_err(|e| sql_err(&path, "commit", e))
+}
+
+/// Envelope of a dead letter on the dead-letter topic.
+#[derive(Debug, Serialize)]
+struct DeadLetterEnvelope<'a> {
+    source_topic: &'a str,
+    partition: i32,
+    offset: i64,
+    key: Option<&'a str>,
+    kind: &'a str,
+    field: &'a str,
+    reason: &'a str,
+    raw: &'a str,
+    received_at: String,
+}
+
+struct Outgoing {
+    seq: i64,
+    role: String,
+    key: String,
+    payload: String,
+}
+
+/// The running service.
+struct Service {
+    cfg: StreamConfig,
+    engine: Engine,
+    store: Store,
+    consumer: BaseConsumer<Ctx>,
+    producer: FutureProducer<DefaultClientContext>,
+    metrics: &'static StreamMetrics,
+    health: Arc<Mutex<Health>>,
+    assigned: HashSet<(String, i32)>,
+    states: HashMap<i32, PartitionState>,
+    summary: RunSummary,
+    rt: tokio::runtime::Handle,
+    assigned_at: Instant,
+    resume: HashMap<(String, i32), Resume>,
+}
+
+/// A topic-partition resuming from the store's offset: until its first message at or before
+/// `next` arrives, a later first message means the broker skipped records (some brokers
+/// answer a fetch from the middle of a record batch with the next batch), so the consumer
+/// rewinds (`from` is the offset it last asked for) and skips what the store already holds.
+#[derive(Debug, Clone, Copy)]
+struct Resume {
+    next: i64,
+    from: i64,
+}
+
+impl Service {
+    fn holding(&self) -> impl Fn(EventKind, i32) -> bool + '_ {
+        let high = self
+            .consumer
+            .context()
+            .high
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_default();
+        move |k: EventKind, p: i32| {
+            let topic = self.cfg.topic(k);
+            let next = self
+                .states
+                .get(&p)
+                .and_then(|s| s.offsets.get(&topic))
+                .copied()
+                .unwrap_or(0);
+            match high.get(&(topic, p)) {
+                Some(h) => next < *h,
+                None => true,
+            }
+        }
+    }
+
+    fn apply_rebalances(&mut self) -> Result<()> {
+        let events: Vec<Reb> = match self.consumer.context().rebalances.lock() {
+            Ok(mut v) => std::mem::take(&mut *v),
+            Err(_) => return Err(PipelineError::Internal("rebalance lock poisoned".into())),
+        };
+        for ev in events {
+            match ev {
+                Reb::Assign(list) => {
+                    self.assigned_at = Instant::now();
+                    eprintln!(
+                        "stream: assigned {}",
+                        list.iter()
+                            .map(|(t, p)| format!("{t}[{p}]"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                    self.assigned.extend(list);
+                }
+                Reb::Revoke(list) => {
+                    for tp in &list {
+                        self.assigned.remove(tp);
+                        self.resume.remove(tp);
+                    }
+                    let keep: HashSet<i32> = self.assigned.iter().map(|(_, p)| *p).collect();
+                    self.states.retain(|p, _| keep.contains(p));
+                    eprintln!("stream: revoked {} topic-partitions", list.len());
+                }
+            }
+        }
+        let parts: HashSet<i32> = self.assigned.iter().map(|(_, p)| *p).collect();
+        let missing: Vec<i32> = parts
+            .iter()
+            .copied()
+            .filter(|p| !self.states.contains_key(p))
+            .collect();
+        if !missing.is_empty() {
+            let path = self.store.path().to_path_buf();
+            let tx = self
+                .store
+                .conn()
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| sql_err(&path, "begin", e))?;
+            for p in missing {
+                let st = PartitionState::load(&tx, &path, p)?;
+                let removed = remove_uncommitted(&self.cfg.lake, &self.cfg, &st)?;
+                if removed > 0 {
+                    eprintln!(
+                        "stream: partition {p}: removed {removed} lake file(s) of an unfinished batch"
+                    );
+                }
+                for (topic, next) in &st.offsets {
+                    if *next > 0 {
+                        self.resume.insert(
+                            (topic.clone(), p),
+                            Resume {
+                                next: *next,
+                                from: *next,
+                            },
+                        );
+                    }
+                }
+                self.states.insert(p, st);
+            }
+            tx.commit().map_err(|e| sql_err(&path, "commit", e))?;
+        }
+        let mut ps: Vec<i32> = parts.into_iter().collect();
+        ps.sort_unstable();
+        self.metrics.assigned_partitions.set(ps.len() as i64);
+        if let Ok(mut h) = self.health.lock() {
+            h.assigned_partitions = ps;
+        }
+        Ok(())
+    }
+
+    /// Processes one micro-batch (possibly empty: then only closes days).
+    fn process(&mut self, msgs: Vec<OwnedMessage>) -> Result<()> {
+        loop {
+            let Some(fenced) = self.process_once(&msgs)? else {
+                return Ok(());
+            };
+            for p in fenced {
+                eprintln!("stream: partition {p} was taken over by another instance; leaving it");
+                self.states.remove(&p);
+                self.assigned.retain(|(_, q)| *q != p);
+                self.resume.retain(|(_, q), _| *q != p);
+            }
+        }
+    }
+
+    /// One attempt at a micro-batch: `Some(partitions)` when some partitions turned out to
+    /// be owned by another instance (nothing was written; redo without them).
+    fn process_once(&mut self, msgs: &[OwnedMessage]) -> Result<Option<Vec<i32>>> {
+        let started = Instant::now();
+        let path = self.store.path().to_path_buf();
+        let mut accepted: Vec<Accepted> = Vec::new();
+        let mut rejected: Vec<Rejected> = Vec::new();
+        let mut counts: HashMap<(String, i32), [i64; 4]> = HashMap::new();
+        let mut first_offset: HashMap<(String, i32), i64> = HashMap::new();
+        let mut timestamps: HashMap<Source, i64> = HashMap::new();
+        let mut rewinding: HashSet<(String, i32)> = HashSet::new();
+        let mut seen: HashMap<(String, i32), i64> = HashMap::new();
+        for m in msgs {
+            let topic = m.topic().to_string();
+            let p = m.partition();
+            if !self.assigned.contains(&(topic.clone(), p)) {
+                continue; // revoked while the batch was collected: the new owner reads it
+            }
+            let tp = (topic.clone(), p);
+            if rewinding.contains(&tp) {
+                continue;
+            }
+            if let Some(r) = self.resume.get(&tp).copied() {
+                if m.offset() <= r.next || r.from == 0 {
+                    if m.offset() > r.next {
+                        let lost = m.offset() - r.next;
+                        eprintln!(
+                            "stream: {topic}[{p}]: offsets {}..{} are gone from the broker (retention?); {lost} message(s) cannot be read",
+                            r.next,
+                            m.offset()
+                        );
+                        self.metrics
+                            .gap
+                            .with_label_values(&[p.to_string().as_str()])
+                            .inc_by(lost as u64);
+                    }
+                    self.resume.remove(&tp);
+                } else {
+                    let back = (r.next - r.from).max(512) * 4;
+                    let from = (r.next - back).max(0);
+                    self.consumer
+                        .seek(&topic, p, Offset::Offset(from), Duration::from_secs(10))
+                        .map_err(|e| kafka_err(format!("seek {topic}[{p}] to {from}"), e))?;
+                    self.resume
+                        .insert(tp.clone(), Resume { next: r.next, from });
+                    rewinding.insert(tp);
+                    continue;
+                }
+            }
+            let Some(kind) = self.cfg.kind_of(&topic) else {
+                continue;
+            };
+            // The next offset to apply: the store's, advanced by this batch (a rewind can
+            // deliver a message twice within one batch).
+            let next = seen.entry(tp.clone()).or_insert_with(|| {
+                self.states
+                    .get(&p)
+                    .and_then(|s| s.offsets.get(&topic))
+                    .copied()
+                    .unwrap_or(0)
+            });
+            if m.offset() < *next {
+                self.metrics
+                    .replayed
+                    .with_label_values(&[kind.as_str()])
+                    .inc();
+                self.summary.replayed += 1;
+                continue;
+            }
+            *next = m.offset() + 1;
+            self.metrics
+                .consumed
+                .with_label_values(&[kind.as_str()])
+                .inc();
+            let c = counts.entry((topic.clone(), p)).or_default();
+            c[0] += 1;
+            first_offset.entry((topic.clone(), p)).or_insert(m.offset());
+            let source = Source {
+                topic: topic.clone(),
+                partition: p,
+                offset: m.offset(),
+            };
+            let payload = m.payload().unwrap_or_default();
+            match decode(kind, payload, &self.engine.reference.sets) {
+                Ok(record) => {
+                    c[1] += 1;
+                    if let Some(ts) = m.timestamp().to_millis() {
+                        timestamps.insert(source.clone(), ts);
+                    }
+                    accepted.push(Accepted { source, record });
+                }
+                Err((field, reason)) => {
+                    c[2] += 1;
+                    self.metrics
+                        .rejected
+                        .with_label_values(&[kind.as_str(), field.as_str()])
+                        .inc();
+                    rejected.push(Rejected {
+                        source,
+                        kind: kind.as_str().to_string(),
+                        key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                        field,
+                        reason,
+                        raw: String::from_utf8_lossy(payload).into_owned(),
+                    });
+                }
+            }
+        }
+
+        // 2. One transaction for everything the batch produced. A day closes on the
+        // statistics' high watermarks, which lag by up to their interval: before closing,
+        // ask the broker for fresh ones, so a topic that only looks read to its end does
+        // not let the watermark run ahead of records already on the broker.
+        let closing: Vec<i32> = {
+            // An upper bound of each partition's watermark after this batch.
+            let mut upper: HashMap<i32, i64> = HashMap::new();
+            for (p, st) in &self.states {
+                if let Some(m) = st.meta.max_event_ms.values().max() {
+                    upper.insert(*p, *m);
+                }
+            }
+            for a in &accepted {
+                let ms = a.record.event_time().timestamp_millis();
+                let e = upper.entry(a.source.partition).or_insert(ms);
+                *e = (*e).max(ms);
+            }
+            self.states
+                .iter()
+                .filter(|(p, st)| self.engine.would_close(st, upper.get(p).copied()))
+                .map(|(p, _)| *p)
+                .collect()
+        };
+        for p in closing {
+            for (topic, tp) in self.assigned.iter().filter(|(_, q)| *q == p) {
+                match self
+                    .consumer
+                    .fetch_watermarks(topic, *tp, Duration::from_secs(5))
+                {
+                    Ok((_, hi)) => {
+                        if let Ok(mut high) = self.consumer.context().high.lock() {
+                            high.insert((topic.clone(), *tp), hi);
+                        }
+                    }
+                    Err(e) => {
+                        // Unknown: hold the day open until the statistics catch up.
+                        eprintln!("stream: high watermark of {topic}[{tp}]: {e}");
+                        if let Ok(mut high) = self.consumer.context().high.lock() {
+                            high.remove(&(topic.clone(), *tp));
+                        }
+                    }
+                }
+            }
+        }
+        let holding_snapshot: HashMap<(EventKind, i32), bool> = {
+            let h = self.holding();
+            let mut m = HashMap::new();
+            for p in self.states.keys() {
+                for k in EventKind::ALL {
+                    m.insert((*k, *p), h(*k, *p));
+                }
+            }
+            m
+        };
+        let now = Utc::now();
+        let tx = self
+            .store
+            .conn()
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| sql_err(&path, "begin", e))?;
+        // Fencing: a partition another instance has taken over since this one loaded it is
+        // left alone; the batch is redone without it.
+        let mut fenced = Vec::new();
+        for (p, st) in &self.states {
+            if !st.owned(&tx, &path)? {
+                fenced.push(*p);
+            }
+        }
+        if !fenced.is_empty() {
+            drop(tx);
+            return Ok(Some(fenced));
+        }
+        // 1. Lake files, written whole while the transaction holds the store's write lock
+        // (no other instance can take a partition over in between).
+        let mut by_file: BTreeMap<(EventKind, i32, NaiveDate), Vec<Accepted>> = BTreeMap::new();
+        for a in &accepted {
+            by_file
+                .entry((
+                    a.record.kind(),
+                    a.source.partition,
+                    biz_date(a.record.event_time()),
+                ))
+                .or_default()
+                .push(a.clone());
+        }
+        for ((kind, p, day), recs) in &by_file {
+            let topic = self.cfg.topic(*kind);
+            let first = first_offset.get(&(topic, *p)).copied().unwrap_or(0);
+            let batches = super::engine::lake_batches(recs)?;
+            let Some((_, b)) = batches.into_iter().find(|(k, _)| k == kind) else {
+                continue;
+            };
+            let file = crate::lake::day_dir(&self.cfg.lake, *kind, *day)
+                .join(format!("stream-p{p:03}-o{first:012}.parquet"));
+            write_parquet(&file, kind.lake_schema(), &[b])?;
+        }
+
+        let outcome = self.rt.block_on(self.engine.process(
+            &tx,
+            &path,
+            &mut self.states,
+            &accepted,
+            &|k, p| holding_snapshot.get(&(k, p)).copied().unwrap_or(true),
+        ))?;
+        for r in &rejected {
+            let st = self.states.get_mut(&r.source.partition).ok_or_else(|| {
+                PipelineError::Internal(format!("no state for partition {}", r.source.partition))
+            })?;
+            let next = st.offsets.entry(r.source.topic.clone()).or_insert(0);
+            *next = (*next).max(r.source.offset + 1);
+            let env = DeadLetterEnvelope {
+                source_topic: &r.source.topic,
+                partition: r.source.partition,
+                offset: r.source.offset,
+                key: r.key.as_deref(),
+                kind: &r.kind,
+                field: &r.field,
+                reason: &r.reason,
+                raw: &r.raw,
+                received_at: now.to_rfc3339(),
+            };
+            let payload =
+                serde_json::to_string(&env).map_err(|e| PipelineError::Internal(e.to_string()))?;
+            let new = tx
+                .execute(
+                    "INSERT OR IGNORE INTO dead_letters (source_topic, source_partition, source_offset,
+                         kind, field, reason, raw, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![r.source.topic, r.source.partition, r.source.offset, r.kind, r.field, r.reason, r.raw, now.to_rfc3339()],
+                )
+                .map_err(|e| sql_err(&path, "insert dead letter", e))?;
+            if new > 0 {
+                tx.execute(
+                    "INSERT INTO outbox (topic_role, message_key, payload, created_at) VALUES ('dead_letter', ?1, ?2, ?3)",
+                    params![format!("{}/{}/{}", r.source.topic, r.source.partition, r.source.offset), payload, now.to_rfc3339()],
+                )
+                .map_err(|e| sql_err(&path, "outbox", e))?;
+            }
+        }
+        let mut new_events: Vec<RiskEvent> = Vec::new();
+        for mut ev in outcome.events {
+            ev.source_timestamp_ms = timestamps.get(&ev.source).copied();
+            let item = serde_json::to_string(&ev.item)
+                .map_err(|e| PipelineError::Internal(e.to_string()))?;
+            let new = tx
+                .execute(
+                    "INSERT OR IGNORE INTO risk_events (id, indicator, enterprise_id, product_id, biz_date,
+                         event_time, detected_at, source_topic, source_partition, source_offset, score, grade, item_json)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                    params![
+                        ev.id,
+                        ev.indicator,
+                        ev.enterprise_id,
+                        ev.product_id,
+                        ev.biz_date.to_string(),
+                        ev.event_time.to_rfc3339(),
+                        ev.detected_at.to_rfc3339(),
+                        ev.source.topic,
+                        ev.source.partition,
+                        ev.source.offset,
+                        ev.score,
+                        ev.grade,
+                        item
+                    ],
+                )
+                .map_err(|e| sql_err(&path, "insert risk event", e))?;
+            if new > 0 {
+                let payload = serde_json::to_string(&ev)
+                    .map_err(|e| PipelineError::Internal(e.to_string()))?;
+                tx.execute(
+                    "INSERT INTO outbox (topic_role, message_key, payload, created_at) VALUES ('risk_event', ?1, ?2, ?3)",
+                    params![ev.id, payload, now.to_rfc3339()],
+                )
+                .map_err(|e| sql_err(&path, "outbox", e))?;
+                new_events.push(ev);
+            }
+        }
+        for ((topic, p), n) in &outcome.late {
+            counts.entry((topic.clone(), *p)).or_default()[3] += *n as i64;
+        }
+        for ((topic, p), c) in &counts {
+            tx.execute(
+                "INSERT INTO stream_counts (topic, partition, consumed, accepted, rejected, late)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (topic, partition) DO UPDATE SET consumed = consumed + excluded.consumed,
+                     accepted = accepted + excluded.accepted, rejected = rejected + excluded.rejected,
+                     late = late + excluded.late",
+                params![topic, p, c[0], c[1], c[2], c[3]],
+            )
+            .map_err(|e| sql_err(&path, "counts", e))?;
+        }
+        for st in self.states.values_mut() {
+            st.save(&tx, &path)?;
+        }
+        tx.commit().map_err(|e| sql_err(&path, "commit", e))?;
+
+        // Metrics of what is now durable.
+        for ((topic, _), c) in &counts {
+            if let Some(kind) = self.cfg.kind_of(topic) {
+                self.metrics
+                    .accepted
+                    .with_label_values(&[kind.as_str()])
+                    .inc_by(c[1] as u64);
+                self.metrics
+                    .late
+                    .with_label_values(&[kind.as_str()])
+                    .inc_by(c[3] as u64);
+            }
+            self.summary.consumed += c[0] as u64;
+            self.summary.accepted += c[1] as u64;
+            self.summary.rejected += c[2] as u64;
+            self.summary.late += c[3] as u64;
+        }
+        for ev in &new_events {
+            self.metrics
+                .risk_events
+                .with_label_values(&[ev.indicator.as_str()])
+                .inc();
+            if let Some(ts) = ev.source_timestamp_ms {
+                let secs = (ev.detected_at.timestamp_millis() - ts) as f64 / 1000.0;
+                self.metrics
+                    .detection_seconds
+                    .with_label_values(&[] as &[&str])
+                    .observe(secs.max(0.0));
+            }
+        }
+        self.summary.risk_events += new_events.len() as u64;
+
+        // 3. Publish the outbox, 4. commit offsets to Kafka.
+        self.publish_outbox()?;
+        self.commit_offsets();
+        if !msgs.is_empty() {
+            self.summary.batches += 1;
+            self.metrics
+                .batch_seconds
+                .with_label_values(&[] as &[&str])
+                .observe(started.elapsed().as_secs_f64());
+            self.metrics
+                .batch_records
+                .with_label_values(&[] as &[&str])
+                .observe(msgs.len() as f64);
+        }
+        self.update_gauges();
+        Ok(None)
+    }
+
+    fn update_gauges(&self) {
+        let high = self
+            .consumer
+            .context()
+            .high
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_default();
+        for (topic, p) in &self.assigned {
+            let Some(kind) = self.cfg.kind_of(topic) else {
+                continue;
+            };
+            let next = self
+                .states
+                .get(p)
+                .and_then(|s| s.offsets.get(topic))
+                .copied()
+                .unwrap_or(0);
+            if let Some(h) = high.get(&(topic.clone(), *p)) {
+                self.metrics
+                    .consumer_lag
+                    .with_label_values(&[kind.as_str(), &p.to_string()])
+                    .set((h - next).max(0));
+            }
+        }
+        let holding = self.holding();
+        for (p, st) in &self.states {
+            if let Some(wm) = st.watermark(&|k| holding(k, *p)) {
+                self.metrics
+                    .watermark
+                    .with_label_values(&[&p.to_string()])
+                    .set(wm as f64 / 1000.0);
+            }
+        }
+    }
+
+    fn publish_outbox(&mut self) -> Result<()> {
+        let path = self.store.path().to_path_buf();
+        loop {
+            let pending: Vec<Outgoing> = {
+                let conn = self.store.conn();
+                let mut st = conn
+                    .prepare_cached(
+                        "SELECT seq, topic_role, message_key, payload FROM outbox
+                         WHERE published_at IS NULL ORDER BY seq LIMIT 5000",
+                    )
+                    .map_err(|e| sql_err(&path, "read outbox", e))?;
+                let rows = st
+                    .query_map([], |r| {
+                        Ok(Outgoing {
+                            seq: r.get(0)?,
+                            role: r.get(1)?,
+                            key: r.get(2)?,
+                            payload: r.get(3)?,
+                        })
+                    })
+                    .map_err(|e| sql_err(&path, "read outbox", e))?;
+                rows.collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(|e| sql_err(&path, "read outbox", e))?
+            };
+            if pending.is_empty() {
+                self.metrics.outbox_pending.set(0);
+                return Ok(());
+            }
+            let producer = &self.producer;
+            let cfg = &self.cfg;
+            let results = self.rt.block_on(async {
+                let sends = pending.iter().map(|o| {
+                    let topic = if o.role == "risk_event" {
+                        cfg.risk_events_topic.as_str()
+                    } else {
+                        cfg.dead_letter_topic.as_str()
+                    };
+                    let headers = OwnedHeaders::new()
+                        .insert(Header {
+                            key: "pharmwatch-kind",
+                            value: Some(o.role.as_str()),
+                        })
+                        .insert(Header {
+                            key: "pharmwatch-id",
+                            value: Some(o.key.as_str()),
+                        });
+                    let rec = FutureRecord::to(topic)
+                        .key(&o.key)
+                        .payload(&o.payload)
+                        .headers(headers);
+                    producer.send(rec, Duration::from_secs(30))
+                });
+                futures::future::join_all(sends).await
+            });
+            let mut sent = Vec::new();
+            let mut failure = None;
+            for (o, r) in pending.iter().zip(results) {
+                match r {
+                    Ok(_) => sent.push(o.seq),
+                    Err((e, _)) => failure = Some(e),
+                }
+            }
+            let now = Utc::now().to_rfc3339();
+            let conn = self.store.conn();
+            let tx = conn.transaction().map_err(|e| sql_err(&path, "begin", e))?;
+            {
+                let mut up = tx
+                    .prepare_cached("UPDATE outbox SET published_at = ?2 WHERE seq = ?1")
+                    .map_err(|e| sql_err(&path, "mark outbox", e))?;
+                for s in &sent {
+                    up.execute(params![s, now])
+                        .map_err(|e| sql_err(&path, "mark outbox", e))?;
+                }
+            }
+            tx.commit().map_err(|e| sql_err(&path, "commit", e))?;
+            if let Some(e) = failure {
+                // Left in the outbox: sent on the next batch or at the next start.
+                eprintln!("stream: publishing to Kafka failed ({e}); will retry");
+                let left = pending.len() - sent.len();
+                self.metrics.outbox_pending.set(left as i64);
+                return Ok(());
+            }
+        }
+    }
+
+    fn commit_offsets(&self) {
+        let mut tpl = TopicPartitionList::new();
+        for (topic, p) in &self.assigned {
+            if let Some(next) = self.states.get(p).and_then(|s| s.offsets.get(topic)) {
+                let _ = tpl.add_partition_offset(topic, *p, Offset::Offset(*next));
+            }
+        }
+        if tpl.count() > 0
+            && let Err(e) = self.consumer.commit(&tpl, CommitMode::Async)
+        {
+            eprintln!("stream: offset commit failed ({e}); the store holds the offsets");
+        }
+    }
+
+    fn high_known(&self) -> bool {
+        let Ok(high) = self.consumer.context().high.lock() else {
+            return false;
+        };
+        self.assigned.iter().all(|tp| high.contains_key(tp))
+    }
+
+    fn all_read(&self) -> bool {
+        let h = self.holding();
+        !self.assigned.is_empty()
+            && self
+                .assigned
+                .iter()
+                .all(|(t, p)| self.cfg.kind_of(t).is_none_or(|k| !h(k, *p)))
+    }
+}
+
+/// Runs the service until `shutdown` is set (finishing the batch in hand), or until idle when
+/// [`RunOptions::exit_when_idle`] is set.
+pub async fn run(
+    cfg: StreamConfig,
+    opts: RunOptions,
+    shutdown: Arc<AtomicBool>,
+) -> Result<RunSummary> {
+    let started = Instant::now();
+    let reference = Reference::load(&cfg.lake).await?;
+    let baseline = match &cfg.baseline {
+        Some(dir) => Baseline::load(dir).await?,
+        None => Baseline::default(),
+    };
+    let mut store = Store::open(&cfg.store)?;
+    seed_trace_codes(&mut store, &baseline)?;
+
+    let ctx = Ctx {
+        rebalances: Mutex::new(Vec::new()),
+        high: Mutex::new(HashMap::new()),
+    };
+    let consumer: BaseConsumer<Ctx> = {
+        let mut c = client_config(&cfg);
+        c.set("group.id", &cfg.group_id)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("partition.assignment.strategy", "range")
+            .set("statistics.interval.ms", "250")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000");
+        if let Some(id) = &cfg.instance_id {
+            c.set("group.instance.id", id);
+        }
+        for (k, v) in &cfg.kafka {
+            c.set(k, v);
+        }
+        c.create_with_context(ctx)
+            .map_err(|e| kafka_err(format!("consumer for {}", cfg.brokers), e))?
+    };
+    let producer: FutureProducer = {
+        let mut c = client_config(&cfg);
+        c.set("acks", "all").set("linger.ms", "5");
+        c.create()
+            .map_err(|e| kafka_err(format!("producer for {}", cfg.brokers), e))?
+    };
+    check_topics(&consumer, &cfg)?;
+    let topics: Vec<String> = EventKind::ALL.iter().map(|k| cfg.topic(*k)).collect();
+    let refs: Vec<&str> = topics.iter().map(|s| s.as_str()).collect();
+    consumer
+        .subscribe(&refs)
+        .map_err(|e| kafka_err(format!("subscribe to {}", topics.join(", ")), e))?;
+
+    let metrics = metrics::stream();
+    let health = Arc::new(Mutex::new(Health {
+        status: "ok",
+        last_poll_unix: Utc::now().timestamp(),
+        ..Health::default()
+    }));
+    let http = serve_http(cfg.metrics_listen.clone(), metrics, health.clone()).await?;
+    eprintln!(
+        "stream: group {} on {}; metrics on http://{}/metrics; lake {}; store {}",
+        cfg.group_id,
+        cfg.brokers,
+        cfg.metrics_listen,
+        cfg.lake.display(),
+        cfg.store.display()
+    );
+
+    let rt = tokio::runtime::Handle::current();
+    let engine = Engine {
+        reference,
+        baseline,
+        lateness_ms: cfg.allowed_lateness_secs * 1000,
+        thresholds: cfg.thresholds.clone(),
+    };
+    let batch_max = cfg.batch_max_records;
+    let wait = Duration::from_millis(cfg.batch_max_wait_ms);
+    let mut svc = Service {
+        cfg,
+        engine,
+        store,
+        consumer,
+        producer,
+        metrics,
+        health: health.clone(),
+        assigned: HashSet::new(),
+        states: HashMap::new(),
+        summary: RunSummary::default(),
+        rt: rt.clone(),
+        assigned_at: Instant::now(),
+        resume: HashMap::new(),
+    };
+    let result = tokio::task::block_in_place(|| -> Result<()> {
+        svc.publish_outbox()?;
+        let mut last_message = Instant::now();
+        let mut last_idle_pass = Instant::now();
+        let mut msgs: Vec<OwnedMessage> = Vec::new();
+        let mut first_message: Option<Instant> = None;
+        while !shutdown.load(Ordering::SeqCst) {
+            let deadline = Instant::now() + wait;
+            while msgs.len() < batch_max {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                match svc.consumer.poll(left) {
+                    Some(Ok(m)) => msgs.push(m.detach()),
+                    Some(Err(e)) => {
+                        eprintln!("stream: consumer error: {e}");
+                        break;
+                    }
+                    None => break,
+                }
+                if shutdown.load(Ordering::SeqCst) {
+                    break;
+                }
+            }
+            if let Ok(mut h) = health.lock() {
+                h.last_poll_unix = Utc::now().timestamp();
+                h.batches = svc.summary.batches;
+            }
+            svc.apply_rebalances()?;
+            // The watermark needs each topic-partition's high watermark (from librdkafka's
+            // statistics): hold the first batch until they are known, at most a few seconds.
+            if !svc.high_known()
+                && svc.assigned_at.elapsed() < Duration::from_secs(5)
+                && msgs.len() < batch_max
+            {
+                continue;
+            }
+            if !msgs.is_empty() {
+                first_message.get_or_insert_with(Instant::now);
+                svc.process(std::mem::take(&mut msgs))?;
+                last_message = Instant::now();
+                if let Some(f) = first_message {
+                    svc.summary.active_seconds = (last_message - f).as_secs_f64();
+                }
+            } else if last_idle_pass.elapsed() >= Duration::from_millis(500)
+                && !svc.states.is_empty()
+            {
+                // Nothing arrived: days may still close as topics are read to their end.
+                last_idle_pass = Instant::now();
+                svc.process(Vec::new())?;
+                if let Some(idle) = opts.exit_when_idle
+                    && last_message.elapsed() >= idle
+                    && svc.all_read()
+                {
+                    break;
+                }
+            }
+        }
+        svc.commit_offsets();
+        Ok(())
+    });
+    if let Ok(mut h) = health.lock() {
+        h.status = if result.is_ok() { "stopping" } else { "failed" };
+    }
+    result?;
+    svc.consumer.unsubscribe();
+    http.abort();
+    svc.summary.seconds = started.elapsed().as_secs_f64();
+    Ok(svc.summary)
+}
+
+/// A path helper for tests and tools: the lake files the stream wrote.
+pub fn stream_files(lake: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for kind in EventKind::ALL {
+        let Ok(days) = std::fs::read_dir(lake.join(kind.as_str())) else {
+            continue;
+        };
+        for d in days.flatten() {
+            if let Ok(files) = std::fs::read_dir(d.path()) {
+                out.extend(files.flatten().map(|f| f.path()).filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("stream-"))
+                }));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Creates the event, dead-letter and risk-events topics with `partitions` partitions each
+/// (a topic that already exists is left as it is). Returns the topics created.
+pub async fn create_topics(cfg: &StreamConfig, partitions: i32) -> Result<Vec<String>> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::types::RDKafkaErrorCode;
+    let admin: AdminClient<DefaultClientContext> = client_config(cfg)
+        .create()
+        .map_err(|e| kafka_err(format!("admin client for {}", cfg.brokers), e))?;
+    let mut names: Vec<String> = EventKind::ALL.iter().map(|k| cfg.topic(*k)).collect();
+    names.push(cfg.dead_letter_topic.clone());
+    names.push(cfg.risk_events_topic.clone());
+    let topics: Vec<NewTopic<'_>> = names
+        .iter()
+        .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let opts = AdminOptions::new()
+        .request_timeout(Some(Duration::from_secs(cfg.startup_timeout_secs.max(1))));
+    let results = admin
+        .create_topics(topics.iter(), &opts)
+        .await
+        .map_err(|e| kafka_err(format!("create topics on {}", cfg.brokers), e))?;
+    let mut created = Vec::new();
+    for r in results {
+        match r {
+            Ok(t) => created.push(t),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, e)) => return Err(kafka_err(format!("create topic {t}"), e)),
+        }
+    }
+    Ok(created)
+}

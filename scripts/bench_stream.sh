@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Stream benchmark: pharmwatch's consumer service beside a bare rdkafka consumer, on the same
+# topics of one tansu broker (in-memory storage), in one run.
+#
+#   1. raw rate:   a bare rdkafka consumer (pipeline/examples/kafka_bench.rs) reads every message
+#   2. throughput: `pharmwatch stream` reads the same topics (its own group) end to end —
+#                  decode, validate, lake files, window state, risk events, store commit
+#   3. latency:    fresh topics, the service running, `pharmwatch produce --rate R`; the
+#                  risk-events topic gives event → risk-event latency (Kafka timestamps)
+#
+# Usage: scripts/bench_stream.sh [--enterprises N] [--days D] [--rate R] [--runs K] [--no-build]
+# Prints a table and the ratio; record the figures in BENCHMARKS.md with this command.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+enterprises=1000
+stream_days=3
+rate=20000
+runs=3
+build=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --enterprises) enterprises=$2; shift 2 ;;
+    --days) stream_days=$2; shift 2 ;;
+    --rate) rate=$2; shift 2 ;;
+    --runs) runs=$2; shift 2 ;;
+    --no-build) build=0; shift ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+if [ "$build" = 1 ]; then
+  cargo build --release -p pharmwatch --bin pharmwatch --example kafka_bench
+fi
+target=${CARGO_TARGET_DIR:-target}
+pw="$target/release/pharmwatch"
+kb="$target/release/examples/kafka_bench"
+tansu=$(command -v tansu || echo "${CARGO_HOME:-$HOME/.cargo}/bin/tansu")
+[ -x "$tansu" ] || { echo "tansu missing: cargo install tansu --version 0.6.0 --locked --features dynostore,libsql" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/pharmwatch-bench-stream.XXXXXX)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$tansu" broker --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
+  --storage-engine memory://tansu/ >"$work/tansu.log" 2>&1 &
+tansu_pid=$!
+trap 'kill $tansu_pid 2>/dev/null || true; wait $tansu_pid 2>/dev/null || true; rm -rf "$work"' EXIT
+for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+export PHARMWATCH_BROKERS="127.0.0.1:$port"
+
+total_days=$((30 + stream_days))
+echo "== simulate $enterprises enterprises x $total_days days"
+"$pw" simulate --enterprises "$enterprises" --days "$total_days" --seed 7 --out "$work/lake" --quiet >/dev/null
+last=$(python3 -c "import json;print(json.load(open('$work/lake/manifest.json'))['end'])")
+first=$(python3 -c "import datetime as d;print(d.date.fromisoformat('$last')-d.timedelta(days=$stream_days-1))")
+before=$(python3 -c "import datetime as d;print(d.date.fromisoformat('$first')-d.timedelta(days=1))")
+"$pw" nightly --lake "$work/lake" --date "$before" --out "$work/baseline" --no-model >/dev/null
+
+mkdir -p "$work/refs/reference"
+cp "$work/lake/reference/"* "$work/refs/reference/"
+
+config() { # $1 = run name; writes $work/$1.toml
+  cat >"$work/$1.toml" <<EOF
+brokers = "127.0.0.1:$port"
+group_id = "bench-$1"
+topic_prefix = "$2."
+dead_letter_topic = "$2.dead-letter"
+risk_events_topic = "$2.risk-events"
+lake = "$work/$1-lake"
+store = "$work/$1-out/pharmwatch.db"
+baseline = "$work/baseline"
+metrics_listen = "127.0.0.1:$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+EOF
+  rm -rf "$work/$1-lake" "$work/$1-out"
+  mkdir -p "$work/$1-lake"
+  cp -r "$work/refs/reference" "$work/$1-lake/"
+}
+
+topics() { # $1 = prefix
+  echo "$1.production $1.sales $1.purchase $1.inventory $1.product-test $1.inspection"
+}
+
+config setup bench
+"$pw" topics --config "$work/setup.toml" --partitions 4 >/dev/null
+produced=$("$pw" produce --config "$work/setup.toml" --lake "$work/lake" --from "$first" --to "$last" | tail -1)
+echo "== $produced"
+n=$(echo "$produced" | awk '{print $2}')
+
+results="$work/results.tsv"
+: >"$results"
+for r in $(seq 1 "$runs"); do
+  raw=$("$kb" raw "127.0.0.1:$port" "raw-$r" "$n" $(topics bench))
+  config "pw-$r" bench
+  sed -i "s/group_id = .*/group_id = \"pw-$r\"/" "$work/pw-$r.toml"
+  /usr/bin/time -f "%M" -o "$work/pw-$r.rss" "$pw" stream --config "$work/pw-$r.toml" --exit-when-idle 2 \
+    >"$work/pw-$r.json" 2>"$work/pw-$r.log"
+  python3 - "$raw" "$work/pw-$r.json" "$work/pw-$r.rss" >>"$results" <<'EOF'
+import json, sys
+raw = json.loads(sys.argv[1]); pw = json.loads(open(sys.argv[2]).read().strip().splitlines()[-1])
+rss = int(open(sys.argv[3]).read().strip().splitlines()[-1]) / 1024
+rate = pw["consumed"] / pw["active_seconds"]
+print(f"{raw['rate']:.0f}\t{rate:.0f}\t{pw['consumed']}\t{pw['risk_events']}\t{rss:.0f}")
+EOF
+  tail -1 "$results" | awk -F'\t' -v r="$r" '{printf "run %d: bare consumer %s msg/s, pharmwatch %s records/s end to end (%s records, %s risk events, %s MB max RSS)\n", r, $1, $2, $3, $4, $5}'
+done
+
+echo "== latency at $rate records/s"
+config lat lat
+"$pw" topics --config "$work/lat.toml" --partitions 4 >/dev/null
+"$pw" stream --config "$work/lat.toml" >"$work/lat.json" 2>"$work/lat.log" &
+svc=$!
+sleep 4
+"$pw" produce --config "$work/lat.toml" --lake "$work/lake" --from "$first" --to "$last" --rate "$rate" | tail -1
+sleep 3
+kill -TERM "$svc"; wait "$svc" || true
+lat=$("$kb" latency "127.0.0.1:$port" lat.risk-events)
+echo "latency: $lat"
+
+python3 - "$results" "$lat" <<'EOF'
+import json, statistics, sys
+rows = [l.split("\t") for l in open(sys.argv[1]).read().strip().splitlines()]
+raw = statistics.median(float(r[0]) for r in rows)
+pw = statistics.median(float(r[1]) for r in rows)
+lat = json.loads(sys.argv[2])
+print()
+print(f"median of {len(rows)} runs: bare rdkafka consumer {raw:,.0f} msg/s, pharmwatch stream {pw:,.0f} records/s")
+print(f"ratio pharmwatch / bare consumer: {pw / raw:.2f}x  (target >= 0.8x)")
+print(f"event -> risk event latency at the fixed rate: p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms over {lat['timed']} events (target p99 < 1000 ms)")
+EOF
