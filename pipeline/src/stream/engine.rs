@@ -39,7 +39,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, FixedOffset, NaiveDate, Utc};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::datatypes::{Date32Type, Float64Type, Int64Type};
+use datafusion::arrow::datatypes::Int64Type;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use rusqlite::{OptionalExtension, Transaction, params};
@@ -51,7 +51,7 @@ use pharmwatch_schemas::{
 };
 
 use crate::error::{PipelineError, Result};
-use crate::indicators::{Hit, RULE_VERSION, Thresholds};
+use crate::indicators::{Hit, RULE_VERSION, Thresholds, dates, floats, strings};
 use crate::ingest::ReferenceSets;
 use crate::lake::records_to_batch;
 use crate::nightly::{collect, register_files, table_rows};
@@ -1281,61 +1281,23 @@ async fn window_deltas(batch: &[Accepted]) -> Result<Vec<Delta>> {
     }
     let out = collect(&ctx, "window_delta.sql", WINDOW_DELTA_SQL).await?;
     let mut rows = Vec::new();
-    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+    let q = "window_delta.sql";
     for b in &out {
-        let ent = b
-            .column(0)
-            .as_string_view_opt()
-            .map(|a| {
-                (0..a.len())
-                    .map(|i| a.value(i).to_string())
-                    .collect::<Vec<_>>()
-            })
-            .or_else(|| {
-                b.column(0)
-                    .as_string_opt::<i32>()
-                    .map(|a| (0..a.len()).map(|i| a.value(i).to_string()).collect())
-            })
-            .ok_or_else(|| {
-                PipelineError::Internal("window_delta: enterprise_id is not a string".into())
-            })?;
-        let prod = b
-            .column(1)
-            .as_string_view_opt()
-            .map(|a| {
-                (0..a.len())
-                    .map(|i| a.value(i).to_string())
-                    .collect::<Vec<_>>()
-            })
-            .or_else(|| {
-                b.column(1)
-                    .as_string_opt::<i32>()
-                    .map(|a| (0..a.len()).map(|i| a.value(i).to_string()).collect())
-            })
-            .ok_or_else(|| {
-                PipelineError::Internal("window_delta: product_id is not a string".into())
-            })?;
-        let day = b.column(2).as_primitive::<Date32Type>();
-        let sold = b.column(3).as_primitive::<Int64Type>();
-        let retail = b.column(4).as_primitive::<Float64Type>();
-        let inflow = b.column(5).as_primitive::<Int64Type>();
+        let ent = strings(q, b, "enterprise_id")?;
+        let prod = strings(q, b, "product_id")?;
+        let day = dates(q, b, "biz_date")?;
         let closing = b.column(6).as_primitive::<Int64Type>();
+        let sold = floats(q, b, "sold")?;
+        let retail = floats(q, b, "retail")?;
+        let inflow = floats(q, b, "inflow")?;
         for i in 0..b.num_rows() {
             rows.push(Delta {
-                enterprise_id: ent[i].clone(),
-                product_id: prod[i].clone(),
-                biz_date: epoch + Duration::days(i64::from(day.value(i))),
-                sold: if sold.is_null(i) { 0 } else { sold.value(i) },
-                retail: if retail.is_null(i) {
-                    0.0
-                } else {
-                    retail.value(i)
-                },
-                inflow: if inflow.is_null(i) {
-                    0
-                } else {
-                    inflow.value(i)
-                },
+                enterprise_id: ent[i].clone().unwrap_or_default(),
+                product_id: prod[i].clone().unwrap_or_default(),
+                biz_date: day[i],
+                sold: sold[i] as i64,
+                retail: retail[i],
+                inflow: inflow[i] as i64,
                 closing: (!closing.is_null(i)).then(|| closing.value(i)),
             });
         }

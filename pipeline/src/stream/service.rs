@@ -373,14 +373,18 @@ struct Resume {
 }
 
 impl Service {
-    fn holding(&self) -> impl Fn(EventKind, i32) -> bool + '_ {
-        let high = self
-            .consumer
+    /// The high watermarks known now (from statistics or a fresh broker query).
+    fn high_snapshot(&self) -> HashMap<(String, i32), i64> {
+        self.consumer
             .context()
             .high
             .lock()
             .map(|h| h.clone())
-            .unwrap_or_default();
+            .unwrap_or_default()
+    }
+
+    fn holding(&self) -> impl Fn(EventKind, i32) -> bool + '_ {
+        let high = self.high_snapshot();
         move |k: EventKind, p: i32| {
             let topic = self.cfg.topic(k);
             let next = self
@@ -840,13 +844,7 @@ impl Service {
     }
 
     fn update_gauges(&self) {
-        let high = self
-            .consumer
-            .context()
-            .high
-            .lock()
-            .map(|h| h.clone())
-            .unwrap_or_default();
+        let high = self.high_snapshot();
         for (topic, p) in &self.assigned {
             let Some(kind) = self.cfg.kind_of(topic) else {
                 continue;
