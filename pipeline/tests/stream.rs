@@ -223,16 +223,21 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn env(name: &str, partitions: i32, with_baseline: bool) -> Env {
-    let f = fixture();
-    let dir = tempfile::tempdir().unwrap();
-    let lake_dir = dir.path().join("lake");
+/// A lake holding only the fixture's reference tables (what the stream validates against).
+fn copy_reference(f: &Fixture, lake_dir: &Path) {
     let refs = lake_dir.join(lake::REFERENCE_DIR);
     std::fs::create_dir_all(&refs).unwrap();
     for e in std::fs::read_dir(f.lake.join(lake::REFERENCE_DIR)).unwrap() {
         let e = e.unwrap();
         std::fs::copy(e.path(), refs.join(e.file_name())).unwrap();
     }
+}
+
+async fn env(name: &str, partitions: i32, with_baseline: bool) -> Env {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let lake_dir = dir.path().join("lake");
+    copy_reference(f, &lake_dir);
     let unique = format!(
         "{name}-{}-{}",
         std::process::id(),
@@ -898,12 +903,7 @@ fn an_unreachable_broker_stops_start_up_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let f = fixture();
     let lake_dir = dir.path().join("lake");
-    let refs = lake_dir.join(lake::REFERENCE_DIR);
-    std::fs::create_dir_all(&refs).unwrap();
-    for e in std::fs::read_dir(f.lake.join(lake::REFERENCE_DIR)).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), refs.join(e.file_name())).unwrap();
-    }
+    copy_reference(f, &lake_dir);
     let port = free_port(); // bound and released: nothing listens there
     let out = Command::new(env!("CARGO_BIN_EXE_pharmwatch"))
         .args(["stream"])
