@@ -1,0 +1,691 @@
+//! The working-day calendar (工作日历) that every regulatory deadline is counted in.
+//!
+//! Drug-supervision deadlines are given in working days (工作日). Which days are working days
+//! is set each year by the State Council: statutory holidays (`holiday_off`) are days off even
+//! on a weekday, and some Saturdays and Sundays are declared make-up working days (调休上班,
+//! `makeup_workday`). The calendar is data, a CSV file with the header
+//! `date,kind,name,source_url`; the file shipped in `regulation/data/` covers 2025 and 2026 and
+//! is embedded at compile time ([`Calendar::embedded`], also [`Calendar::default`]). A province
+//! loads a newer file with [`Calendar::from_path`].
+//!
+//! # Counting convention
+//!
+//! "N working days after a date" starts counting on the day *after* the date: the result is the
+//! N-th working day strictly after it ([`Calendar::add_working_days`]). The triggering date
+//! itself never counts, whether or not it is a working day; `n = 0` gives the date back. A day
+//! is a working day when it is a make-up working day, or a Monday–Friday that is not a
+//! statutory holiday. Examples (all checked by tests): 2025-09-26 + 5 → 2025-10-10 (across
+//! National Day, with the make-up Sunday 2025-09-28 counted); 2026-02-13 + 5 → 2026-02-27
+//! (across the Spring Festival); 2026-04-30 + 10 → 2026-05-18; 2025-12-31 + 3 → 2026-01-06.
+//!
+//! # Invariants
+//!
+//! A [`Calendar`] is only built by parsing a file, and parsing guarantees:
+//! - the covered years are a non-empty contiguous range, each year with at least one entry (a
+//!   year without entries is a missing year, not a year without holidays);
+//! - a date appears at most once (never both a holiday and a make-up day);
+//! - a make-up working day is a Saturday or a Sunday;
+//! - every entry has a name and a source.
+//!
+//! Nothing outside the covered years is guessed: any question about such a date, including a
+//! count that walks past the last covered day, is [`Error::CalendarNotCovered`].
+
+use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
+use std::path::Path;
+
+use chrono::{Datelike, NaiveDate, Weekday};
+
+use crate::error::{Error, Result};
+
+/// The calendar file shipped with the crate.
+const EMBEDDED_CSV: &str = include_str!("../data/cn_holidays_2025_2026.csv");
+
+/// The file name used in errors about the embedded calendar.
+const EMBEDDED_NAME: &str = "embedded";
+
+/// The header a calendar file must start with.
+const HEADER: [&str; 4] = ["date", "kind", "name", "source_url"];
+
+/// Years a calendar file may mention: four-digit years keep every neighbour of a covered date
+/// representable.
+const YEAR_LIMITS: RangeInclusive<i32> = 1000..=9998;
+
+/// What a listed date is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DayKind {
+    /// A statutory holiday: no work, even on a weekday (`holiday_off`).
+    HolidayOff,
+    /// A Saturday or Sunday declared a working day (`makeup_workday`, 调休上班).
+    MakeupWorkday,
+}
+
+impl DayKind {
+    /// The name used in the calendar file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DayKind::HolidayOff => "holiday_off",
+            DayKind::MakeupWorkday => "makeup_workday",
+        }
+    }
+}
+
+/// One listed date of the calendar file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecialDay {
+    /// Holiday or make-up working day.
+    pub kind: DayKind,
+    /// The holiday it belongs to (e.g. 春节).
+    pub name: String,
+    /// The notice that set it.
+    pub source_url: String,
+}
+
+/// A working-day calendar covering a contiguous range of years.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Calendar {
+    source: String,
+    years: RangeInclusive<i32>,
+    days: BTreeMap<NaiveDate, SpecialDay>,
+}
+
+impl Default for Calendar {
+    /// The calendar shipped with the crate (2025–2026).
+    ///
+    /// # Panics
+    ///
+    /// Never for the shipped file: a unit test parses it. Use [`Calendar::embedded`] to get the
+    /// error instead.
+    fn default() -> Self {
+        Self::embedded().expect("the embedded calendar file is valid (checked by a unit test)")
+    }
+}
+
+impl Calendar {
+    /// The calendar shipped with the crate (`regulation/data/cn_holidays_2025_2026.csv`).
+    pub fn embedded() -> Result<Self> {
+        Self::from_csv_str(EMBEDDED_CSV, EMBEDDED_NAME)
+    }
+
+    /// Reads a calendar file (`date,kind,name,source_url`).
+    pub fn from_path(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            what: "calendar",
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_csv_str(&text, &path.display().to_string())
+    }
+
+    /// Parses calendar CSV text; `source_name` names the file in errors.
+    pub fn from_csv_str(text: &str, source_name: &str) -> Result<Self> {
+        let fail = |line: u64, reason: String| Error::CalendarFile {
+            file: source_name.to_string(),
+            line,
+            reason,
+        };
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(text.as_bytes());
+        let mut days = BTreeMap::new();
+        let mut header_seen = false;
+        for record in reader.records() {
+            let record = record.map_err(|err| {
+                let line = err.position().map_or(0, |p| p.line());
+                fail(line, format!("not a CSV record: {err}"))
+            })?;
+            let line = record.position().map_or(0, |p| p.line());
+            if !header_seen {
+                let header: Vec<&str> = record.iter().map(str::trim).collect();
+                if header != HEADER {
+                    return Err(fail(
+                        line,
+                        format!(
+                            "header must be `{}`, found `{}`",
+                            HEADER.join(","),
+                            header.join(",")
+                        ),
+                    ));
+                }
+                header_seen = true;
+                continue;
+            }
+            if record.len() != HEADER.len() {
+                return Err(fail(
+                    line,
+                    format!("expected {} columns, found {}", HEADER.len(), record.len()),
+                ));
+            }
+            let field = |i: usize| record.get(i).unwrap_or("").trim();
+            let date = parse_date(field(0)).map_err(|reason| fail(line, reason))?;
+            let kind = match field(1) {
+                "holiday_off" => DayKind::HolidayOff,
+                "makeup_workday" => DayKind::MakeupWorkday,
+                other => {
+                    return Err(fail(
+                        line,
+                        format!("kind must be holiday_off or makeup_workday, found `{other}`"),
+                    ));
+                }
+            };
+            if kind == DayKind::MakeupWorkday && !is_weekend(date) {
+                return Err(fail(
+                    line,
+                    format!(
+                        "make-up working day {date} is a {}, not a Saturday or Sunday",
+                        date.weekday()
+                    ),
+                ));
+            }
+            let name = field(2);
+            if name.is_empty() {
+                return Err(fail(line, "name is empty".to_string()));
+            }
+            let source_url = field(3);
+            if source_url.is_empty() {
+                return Err(fail(line, "source_url is empty".to_string()));
+            }
+            let day = SpecialDay {
+                kind,
+                name: name.to_string(),
+                source_url: source_url.to_string(),
+            };
+            if let Some(previous) = days.insert(date, day) {
+                return Err(fail(
+                    line,
+                    format!(
+                        "date {date} is listed twice (already as {} {})",
+                        previous.kind.as_str(),
+                        previous.name
+                    ),
+                ));
+            }
+        }
+        if !header_seen {
+            return Err(fail(0, "the file is empty (no header)".to_string()));
+        }
+        let (Some(first), Some(last)) = (days.keys().next(), days.keys().next_back()) else {
+            return Err(fail(0, "the file lists no dates".to_string()));
+        };
+        let years = first.year()..=last.year();
+        for year in years.clone() {
+            let start = NaiveDate::from_ymd_opt(year, 1, 1);
+            let end = NaiveDate::from_ymd_opt(year, 12, 31);
+            let listed = match (start, end) {
+                (Some(start), Some(end)) => days.range(start..=end).next().is_some(),
+                _ => false,
+            };
+            if !listed {
+                return Err(fail(
+                    0,
+                    format!(
+                        "no entry for {year} although the file covers {}–{}: a year without \
+                         entries is a missing year",
+                        years.start(),
+                        years.end()
+                    ),
+                ));
+            }
+        }
+        Ok(Self {
+            source: source_name.to_string(),
+            years,
+            days,
+        })
+    }
+
+    /// The file the calendar was read from (`embedded` for the shipped one).
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The years the calendar covers.
+    pub fn years(&self) -> RangeInclusive<i32> {
+        self.years.clone()
+    }
+
+    /// Whether the calendar covers the year of `date`.
+    pub fn covers(&self, date: NaiveDate) -> bool {
+        self.years.contains(&date.year())
+    }
+
+    /// The listed holiday or make-up day on `date`, if any.
+    pub fn special_day(&self, date: NaiveDate) -> Option<&SpecialDay> {
+        self.days.get(&date)
+    }
+
+    /// Whether `date` is a working day; an error when its year is not covered.
+    pub fn is_working_day(&self, date: NaiveDate) -> Result<bool> {
+        self.check_covered(date)?;
+        Ok(match self.days.get(&date).map(|d| d.kind) {
+            Some(DayKind::MakeupWorkday) => true,
+            Some(DayKind::HolidayOff) => false,
+            None => !is_weekend(date),
+        })
+    }
+
+    /// The `n`-th working day strictly after `date` (see the module's counting convention);
+    /// `date` itself when `n` is 0.
+    ///
+    /// Fails with [`Error::CalendarNotCovered`] when `date` is not covered or the count walks
+    /// past the last covered day (the error names the first uncovered date).
+    pub fn add_working_days(&self, date: NaiveDate, n: u32) -> Result<NaiveDate> {
+        self.check_covered(date)?;
+        let mut day = date;
+        let mut counted = 0;
+        while counted < n {
+            day = self.step(day, 1)?;
+            if self.is_working_day(day)? {
+                counted += 1;
+            }
+        }
+        Ok(day)
+    }
+
+    /// The `n`-th working day strictly before `date`; `date` itself when `n` is 0. The mirror
+    /// of [`Calendar::add_working_days`], used for "at least N working days in advance".
+    pub fn sub_working_days(&self, date: NaiveDate, n: u32) -> Result<NaiveDate> {
+        self.check_covered(date)?;
+        let mut day = date;
+        let mut counted = 0;
+        while counted < n {
+            day = self.step(day, -1)?;
+            if self.is_working_day(day)? {
+                counted += 1;
+            }
+        }
+        Ok(day)
+    }
+
+    /// The number of working days `d` with `from < d ≤ to` (0 when `to ≤ from`), so that
+    /// `working_days_between(d, add_working_days(d, n)) == n`.
+    pub fn working_days_between(&self, from: NaiveDate, to: NaiveDate) -> Result<u32> {
+        self.check_covered(from)?;
+        self.check_covered(to)?;
+        let mut count = 0;
+        let mut day = from;
+        while day < to {
+            day = self.step(day, 1)?;
+            if self.is_working_day(day)? {
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
+    /// The number of working days in `year`; an error when the year is not covered.
+    pub fn working_days_in_year(&self, year: i32) -> Result<u32> {
+        let not_covered = || Error::CalendarNotCovered {
+            date: NaiveDate::from_ymd_opt(year, 1, 1).unwrap_or(NaiveDate::MIN),
+            years: self.years.clone(),
+        };
+        if !self.years.contains(&year) {
+            return Err(not_covered());
+        }
+        let first = NaiveDate::from_ymd_opt(year, 1, 1).ok_or_else(not_covered)?;
+        let mut count = 0;
+        for day in first.iter_days().take_while(|day| day.year() == year) {
+            if self.is_working_day(day)? {
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
+    /// One day forward (`+1`) or back (`-1`), refusing to leave the covered years.
+    fn step(&self, day: NaiveDate, direction: i8) -> Result<NaiveDate> {
+        let next = if direction > 0 {
+            day.succ_opt()
+        } else {
+            day.pred_opt()
+        };
+        let next = next.ok_or_else(|| Error::CalendarNotCovered {
+            date: day,
+            years: self.years.clone(),
+        })?;
+        self.check_covered(next)?;
+        Ok(next)
+    }
+
+    fn check_covered(&self, date: NaiveDate) -> Result<()> {
+        if self.covers(date) {
+            Ok(())
+        } else {
+            Err(Error::CalendarNotCovered {
+                date,
+                years: self.years.clone(),
+            })
+        }
+    }
+}
+
+fn is_weekend(date: NaiveDate) -> bool {
+    matches!(date.weekday(), Weekday::Sat | Weekday::Sun)
+}
+
+/// Parses a `YYYY-MM-DD` date, strictly (zero-padded, four-digit year in range).
+fn parse_date(text: &str) -> std::result::Result<NaiveDate, String> {
+    let well_formed = text.len() == 10
+        && text.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            _ => b.is_ascii_digit(),
+        });
+    if !well_formed {
+        return Err(format!("date must be YYYY-MM-DD, found `{text}`"));
+    }
+    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|err| format!("date `{text}` is not a calendar date: {err}"))?;
+    if !YEAR_LIMITS.contains(&date.year()) {
+        return Err(format!(
+            "date `{text}` is outside the years {}–{} a calendar may cover",
+            YEAR_LIMITS.start(),
+            YEAR_LIMITS.end()
+        ));
+    }
+    Ok(date)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(text: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(text, "%Y-%m-%d").expect("test date")
+    }
+
+    fn cal() -> Calendar {
+        Calendar::embedded().expect("embedded calendar parses")
+    }
+
+    #[test]
+    fn embedded_calendar_covers_2025_and_2026() {
+        let cal = cal();
+        assert_eq!(cal.years(), 2025..=2026);
+        assert_eq!(cal.source(), "embedded");
+        assert_eq!(Calendar::default(), cal);
+        assert!(cal.covers(d("2025-01-01")));
+        assert!(cal.covers(d("2026-12-31")));
+        assert!(!cal.covers(d("2024-12-31")));
+        assert!(!cal.covers(d("2027-01-01")));
+    }
+
+    #[test]
+    fn each_covered_year_has_248_working_days() {
+        let cal = cal();
+        for year in [2025, 2026] {
+            assert_eq!(
+                cal.working_days_in_year(year).expect("covered"),
+                248,
+                "{year}"
+            );
+        }
+    }
+
+    #[test]
+    fn worked_examples_from_the_domain_brief() {
+        let cal = cal();
+        let cases = [
+            ("2025-09-26", 5, "2025-10-10"),
+            ("2026-02-13", 5, "2026-02-27"),
+            ("2026-04-30", 10, "2026-05-18"),
+            ("2025-12-31", 3, "2026-01-06"),
+        ];
+        for (from, n, expected) in cases {
+            assert_eq!(
+                cal.add_working_days(d(from), n).expect("covered"),
+                d(expected),
+                "{from} + {n}"
+            );
+        }
+    }
+
+    #[test]
+    fn working_day_classification() {
+        let cal = cal();
+        let cases = [
+            (
+                "2026-02-14",
+                true,
+                "Saturday make-up day of the Spring Festival",
+            ),
+            ("2026-02-15", false, "Sunday inside the Spring Festival"),
+            ("2026-02-16", false, "Monday holiday"),
+            (
+                "2026-02-24",
+                true,
+                "first weekday after the Spring Festival",
+            ),
+            (
+                "2026-02-28",
+                true,
+                "Saturday make-up day after the Spring Festival",
+            ),
+            ("2026-03-01", false, "ordinary Sunday"),
+            ("2026-10-01", false, "National Day"),
+            (
+                "2026-10-08",
+                true,
+                "Thursday after the National Day week is not a holiday in 2026",
+            ),
+            (
+                "2026-10-10",
+                true,
+                "Saturday make-up day after National Day",
+            ),
+            (
+                "2025-10-08",
+                false,
+                "last day of the 2025 National Day holiday",
+            ),
+            ("2025-10-11", true, "Saturday make-up day 2025"),
+            ("2026-01-04", true, "Sunday make-up day of New Year"),
+            ("2026-03-02", true, "ordinary Monday"),
+        ];
+        for (date, expected, why) in cases {
+            assert_eq!(
+                cal.is_working_day(d(date)).expect("covered"),
+                expected,
+                "{date}: {why}"
+            );
+        }
+    }
+
+    #[test]
+    fn deadlines_across_holidays() {
+        let cal = cal();
+        let cases = [
+            // Zero days: the date itself, even when it is a holiday.
+            ("2026-02-16", 0, "2026-02-16"),
+            // From a holiday, counting starts on the next working day.
+            ("2026-02-16", 1, "2026-02-24"),
+            // The Friday before the Spring Festival: the make-up Saturday is day 1.
+            ("2026-02-13", 1, "2026-02-14"),
+            ("2026-02-13", 2, "2026-02-24"),
+            // National Day 2026: the make-up Sunday 2026-09-20 and Saturday 2026-10-10 count.
+            ("2026-09-18", 1, "2026-09-20"),
+            ("2026-09-30", 1, "2026-10-08"),
+            ("2026-09-30", 3, "2026-10-10"),
+            ("2026-09-30", 4, "2026-10-12"),
+        ];
+        for (from, n, expected) in cases {
+            assert_eq!(
+                cal.add_working_days(d(from), n).expect("covered"),
+                d(expected),
+                "{from} + {n}"
+            );
+        }
+    }
+
+    #[test]
+    fn sub_working_days_mirrors_add() {
+        let cal = cal();
+        let cases = [
+            ("2026-02-24", 1, "2026-02-14"),
+            ("2026-02-24", 2, "2026-02-13"),
+            ("2026-03-04", 2, "2026-03-02"),
+            ("2026-10-08", 1, "2026-09-30"),
+        ];
+        for (from, n, expected) in cases {
+            assert_eq!(
+                cal.sub_working_days(d(from), n).expect("covered"),
+                d(expected),
+                "{from} - {n}"
+            );
+        }
+    }
+
+    #[test]
+    fn dates_outside_the_calendar_are_errors() {
+        let cal = cal();
+        let err = cal
+            .is_working_day(d("2027-03-01"))
+            .expect_err("2027 not covered");
+        assert!(matches!(
+            err,
+            Error::CalendarNotCovered { date, ref years } if date == d("2027-03-01") && *years == (2025..=2026)
+        ));
+        assert!(err.to_string().contains("2025–2026"), "{err}");
+        assert!(cal.add_working_days(d("2024-12-31"), 1).is_err());
+        // A count that runs past the end names the first uncovered date.
+        match cal.add_working_days(d("2026-12-28"), 5) {
+            Err(Error::CalendarNotCovered { date, .. }) => assert_eq!(date, d("2027-01-01")),
+            other => panic!("expected CalendarNotCovered, got {other:?}"),
+        }
+        match cal.sub_working_days(d("2025-01-03"), 3) {
+            Err(Error::CalendarNotCovered { date, .. }) => assert_eq!(date, d("2024-12-31")),
+            other => panic!("expected CalendarNotCovered, got {other:?}"),
+        }
+        assert!(cal.working_days_in_year(2027).is_err());
+        // The last covered working day can still be reached.
+        assert_eq!(
+            cal.add_working_days(d("2026-12-30"), 1).expect("covered"),
+            d("2026-12-31")
+        );
+    }
+
+    #[test]
+    fn bad_files_name_line_and_reason() {
+        let header = "date,kind,name,source_url\n";
+        let cases: [(&str, String, u64, &str); 9] = [
+            ("empty", String::new(), 0, "empty"),
+            (
+                "bad header",
+                "day,kind,name,source_url\n".to_string(),
+                1,
+                "header",
+            ),
+            ("no rows", header.to_string(), 0, "no dates"),
+            (
+                "bad date",
+                format!("{header}2026-02-30,holiday_off,x,u\n"),
+                2,
+                "not a calendar date",
+            ),
+            (
+                "short date",
+                format!("{header}2026-2-3,holiday_off,x,u\n"),
+                2,
+                "YYYY-MM-DD",
+            ),
+            (
+                "bad kind",
+                format!("{header}2026-02-16,vacation,x,u\n"),
+                2,
+                "kind",
+            ),
+            (
+                "weekday make-up",
+                format!("{header}2026-02-16,makeup_workday,x,u\n"),
+                2,
+                "not a Saturday or Sunday",
+            ),
+            (
+                "duplicate",
+                format!("{header}2026-02-16,holiday_off,x,u\n2026-02-16,holiday_off,x,u\n"),
+                3,
+                "twice",
+            ),
+            (
+                "gap year",
+                format!("{header}2024-02-16,holiday_off,x,u\n2026-02-16,holiday_off,x,u\n"),
+                0,
+                "missing year",
+            ),
+        ];
+        for (what, text, line, reason) in cases {
+            match Calendar::from_csv_str(&text, "test.csv") {
+                Err(Error::CalendarFile {
+                    file,
+                    line: got_line,
+                    reason: got_reason,
+                }) => {
+                    assert_eq!(file, "test.csv", "{what}");
+                    assert_eq!(got_line, line, "{what}: {got_reason}");
+                    assert!(got_reason.contains(reason), "{what}: {got_reason}");
+                }
+                other => panic!("{what}: expected a calendar file error, got {other:?}"),
+            }
+        }
+        let short = format!("{header}2026-02-16,holiday_off,x\n");
+        let err = Calendar::from_csv_str(&short, "f.csv").expect_err("three columns");
+        assert!(err.to_string().contains("line 2"), "{err}");
+        assert!(err.to_string().contains("columns"), "{err}");
+        let empty_name = format!("{header}2026-02-16,holiday_off,,u\n");
+        let err = Calendar::from_csv_str(&empty_name, "f.csv").expect_err("empty name");
+        assert!(err.to_string().contains("name is empty"), "{err}");
+    }
+
+    #[test]
+    fn from_path_reads_a_file_and_reports_missing_ones() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("cal.csv");
+        std::fs::write(
+            &path,
+            "date,kind,name,source_url\n2027-01-01,holiday_off,元旦,https://example.invalid\n",
+        )
+        .expect("write");
+        let cal = Calendar::from_path(&path).expect("valid file");
+        assert_eq!(cal.years(), 2027..=2027);
+        assert!(!cal.is_working_day(d("2027-01-01")).expect("covered"));
+        assert!(cal.is_working_day(d("2027-01-04")).expect("covered"));
+        assert_eq!(cal.source(), path.display().to_string());
+        let err = Calendar::from_path(dir.path().join("missing.csv")).expect_err("missing");
+        assert!(
+            matches!(
+                err,
+                Error::Io {
+                    what: "calendar",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn add_then_count_round_trips(offset in 0i64..700, n in 0u32..40) {
+                let cal = cal();
+                let start = d("2025-01-01") + chrono::Duration::days(offset);
+                if let Ok(end) = cal.add_working_days(start, n) {
+                    prop_assert_eq!(cal.working_days_between(start, end).expect("covered"), n);
+                    prop_assert!(end >= start);
+                    if n > 0 {
+                        prop_assert!(cal.is_working_day(end).expect("covered"));
+                        // Walking back may leave the covered years near 2025-01-01.
+                        if let Ok(back) = cal.sub_working_days(end, n) {
+                            prop_assert!(back <= start);
+                            prop_assert_eq!(cal.add_working_days(back, n).expect("covered"), end);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

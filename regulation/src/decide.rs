@@ -1,0 +1,1126 @@
+//! The measures decision engine: from a [`Finding`] to the measures the regulations call for,
+//! each with the article it rests on and its deadline; and the ledger sweep ([`escalate`]) that
+//! escalates a case whose deadline passed or whose risk rose.
+//!
+//! # What is decided
+//!
+//! From the measures regulation (赣药监):
+//! - 第七条, 第二十一条: any deviation (a defect, or a conclusion other than compliant) → deadline
+//!   rectification, the report due 30 working days after the inspection, +10 when the form was
+//!   re-issued. Not repeated once the rectification has been assessed (`after_rectification`).
+//! - 第十条(一): conclusion pending, no critical defect, major ≤ 5, general > 15 → caution.
+//! - 第十二条(一): conclusion pending, no critical defect, major > 5 → interview.
+//! - 第十条(二)–(四), 第十二条(二)–(十), 第十五条(一)(三)–(六), 第五条(三): the measures of each
+//!   condition flag, as listed in the rules.
+//! - 第十五条(一), 第七条: overall conclusion non-compliant (on site or after rectification) →
+//!   sales suspension. 第十四条, 第十五条(二): the suspension covers the whole business scope,
+//!   or only the `affected_scope` classes (partial), or only the `affected_products` (named
+//!   drugs); a recall (第五条(三)) then cites 第十五条(二) as well.
+//! - 第二十二条: a caution or an interview carries a report due 30 working days after the
+//!   decision day; with an `interview_date`, the detail names the last day to ask for another.
+//! - 第二十三条: the suspension detail states how it is lifted.
+//! - 第二十条, 第二十五条: the regulator's own follow-ups (assessment and decision deadlines for
+//!   suspensions and case referrals; the safety credit file entry for administrative measures;
+//!   notifying another province).
+//!
+//! From the inclusive-supervision measures (蒙药监):
+//! - (五): rectified and committed → low-risk list; rectification fell short → a new deadline and
+//!   the key-monitoring list; a deadline missed → case referral.
+//! - (六): a first, minor violation with no or slight harm → 30-day observation period and the
+//!   fault-tolerance list with the soft measures; an aggravated violation → case referral.
+//! - (八)(九)(十): self-reported or diligent enterprise → guidance interview with exemption or
+//!   a lighter penalty; diligent → 3-month publicity and the credit-repair green channel.
+//! - (十三): a risk grade configured as high → key-monitoring list.
+//!
+//! # Invariants of a [`Decision`]
+//!
+//! - one [`Measure`] per code, in the order of [`MeasureCode`]; when several articles call for
+//!   the same measure, its `article` lists them all and its `due_date` is the earliest;
+//! - every `article` names its regulation (the configured prefix) and article or item;
+//! - every working-day `due_date` is a working day of the calendar; nothing is computed for a
+//!   date the calendar does not cover (the finding is refused instead);
+//! - measures are never dropped to make room for others (several apply at once, 第五条(二)), and
+//!   a measure never stands in for a penalty: suspected violations also get a case referral.
+
+use std::collections::BTreeMap;
+
+use chrono::{Days, NaiveDate};
+use pharmwatch_schemas::Conclusion;
+use serde::{Deserialize, Serialize};
+
+use crate::calendar::Calendar;
+use crate::deadline;
+use crate::error::{Error, Result};
+use crate::finding::{AfterRectification, Finding, FindingError, Harm, parse_findings};
+use crate::rules::{MeasureKind, Rules};
+
+/// A measure imposed on the enterprise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MeasureCode {
+    /// 限期整改: rectify within a deadline and report.
+    DeadlineRectification,
+    /// 告诫: caution letter.
+    Caution,
+    /// 约谈: interview of the enterprise's leads.
+    Interview,
+    /// 暂停全部经营范围销售: suspend sales of the whole business scope.
+    SuspendSalesAll,
+    /// 暂停部分经营范围销售: suspend sales of part of the business scope.
+    SuspendSalesPartial,
+    /// 暂停相关药品销售: suspend sales of named drugs.
+    SuspendSalesProducts,
+    /// 召回: recall (with the marketing authorisation holder).
+    Recall,
+    /// 立案调查: refer for case investigation (administrative penalty).
+    CaseReferral,
+    /// 观察期: correction observation period.
+    ObservationPeriod,
+    /// 容错清单: fault-tolerance list, soft measures preferred.
+    FaultToleranceList,
+    /// 重点监控名单: key-monitoring list.
+    KeyMonitoringList,
+    /// 低风险名单: low-risk list, fewer inspections.
+    LowRiskList,
+}
+
+impl MeasureCode {
+    /// Every code, in decision order.
+    pub const ALL: [MeasureCode; 12] = [
+        MeasureCode::DeadlineRectification,
+        MeasureCode::Caution,
+        MeasureCode::Interview,
+        MeasureCode::SuspendSalesAll,
+        MeasureCode::SuspendSalesPartial,
+        MeasureCode::SuspendSalesProducts,
+        MeasureCode::Recall,
+        MeasureCode::CaseReferral,
+        MeasureCode::ObservationPeriod,
+        MeasureCode::FaultToleranceList,
+        MeasureCode::KeyMonitoringList,
+        MeasureCode::LowRiskList,
+    ];
+
+    /// The snake_case wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MeasureCode::DeadlineRectification => "deadline_rectification",
+            MeasureCode::Caution => "caution",
+            MeasureCode::Interview => "interview",
+            MeasureCode::SuspendSalesAll => "suspend_sales_all",
+            MeasureCode::SuspendSalesPartial => "suspend_sales_partial",
+            MeasureCode::SuspendSalesProducts => "suspend_sales_products",
+            MeasureCode::Recall => "recall",
+            MeasureCode::CaseReferral => "case_referral",
+            MeasureCode::ObservationPeriod => "observation_period",
+            MeasureCode::FaultToleranceList => "fault_tolerance_list",
+            MeasureCode::KeyMonitoringList => "key_monitoring_list",
+            MeasureCode::LowRiskList => "low_risk_list",
+        }
+    }
+
+    /// Whether this is one of the three sales suspensions.
+    pub fn is_suspension(self) -> bool {
+        matches!(
+            self,
+            MeasureCode::SuspendSalesAll
+                | MeasureCode::SuspendSalesPartial
+                | MeasureCode::SuspendSalesProducts
+        )
+    }
+
+    /// Whether this is an administrative measure of the measures regulation (限期整改, 告诫,
+    /// 约谈, 暂停销售, and the recall ordered with them), which 第二十五条 puts in the
+    /// enterprise's safety credit file. The lists and the observation period are not.
+    pub fn is_administrative_measure(self) -> bool {
+        matches!(
+            self,
+            MeasureCode::DeadlineRectification
+                | MeasureCode::Caution
+                | MeasureCode::Interview
+                | MeasureCode::Recall
+        ) || self.is_suspension()
+    }
+
+    /// The measure family of the rules (escalation ladder), if the code is on it.
+    pub fn kind(self) -> Option<MeasureKind> {
+        Some(match self {
+            MeasureCode::DeadlineRectification => MeasureKind::DeadlineRectification,
+            MeasureCode::Caution => MeasureKind::Caution,
+            MeasureCode::Interview => MeasureKind::Interview,
+            MeasureCode::SuspendSalesAll
+            | MeasureCode::SuspendSalesPartial
+            | MeasureCode::SuspendSalesProducts => MeasureKind::SuspendSales,
+            MeasureCode::Recall => MeasureKind::Recall,
+            MeasureCode::CaseReferral => MeasureKind::CaseReferral,
+            MeasureCode::KeyMonitoringList => MeasureKind::KeyMonitoringList,
+            MeasureCode::ObservationPeriod
+            | MeasureCode::FaultToleranceList
+            | MeasureCode::LowRiskList => return None,
+        })
+    }
+}
+
+/// One measure of a decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Measure {
+    /// What to do.
+    pub code: MeasureCode,
+    /// The regulation and article(s) it rests on, e.g. `赣药监 第十条(一)` or
+    /// `赣药监 第十二条(二)、第十二条(六); 蒙药监 (八)`.
+    pub article: String,
+    /// The deadline: the report's due day (working days) or the end of the observation period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_date: Option<NaiveDate>,
+    /// Why, and what it covers, in one or more `; `-separated sentences.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// A duty of the regulator that follows from a decision (not a measure on the enterprise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FollowUpCode {
+    /// 第二十条: the inspection agency's overall assessment and proposal.
+    AgencyAssessment,
+    /// 第二十条: the provincial bureau's risk assessment and decision.
+    BureauDecision,
+    /// 第二十五条: record the measures in the enterprise's safety credit file (安全信用档案).
+    CreditFileEntry,
+    /// 第二十五条: notify the regulator of the province storing or transporting the drugs.
+    NotifyProvinceRegulator,
+    /// 蒙药监 (十): shortened publicity of penalty information.
+    ShortenedPublicity,
+    /// 蒙药监 (十): credit repair through the green channel.
+    CreditRepair,
+}
+
+impl FollowUpCode {
+    /// Every code, in decision order.
+    pub const ALL: [FollowUpCode; 6] = [
+        FollowUpCode::AgencyAssessment,
+        FollowUpCode::BureauDecision,
+        FollowUpCode::CreditFileEntry,
+        FollowUpCode::NotifyProvinceRegulator,
+        FollowUpCode::ShortenedPublicity,
+        FollowUpCode::CreditRepair,
+    ];
+
+    /// The snake_case wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FollowUpCode::AgencyAssessment => "agency_assessment",
+            FollowUpCode::BureauDecision => "bureau_decision",
+            FollowUpCode::CreditFileEntry => "credit_file_entry",
+            FollowUpCode::NotifyProvinceRegulator => "notify_province_regulator",
+            FollowUpCode::ShortenedPublicity => "shortened_publicity",
+            FollowUpCode::CreditRepair => "credit_repair",
+        }
+    }
+}
+
+/// A follow-up duty of the regulator, same shape as a [`Measure`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FollowUp {
+    /// What to do.
+    pub code: FollowUpCode,
+    /// The regulation and article(s).
+    pub article: String,
+    /// When it is due, if the regulation sets a deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_date: Option<NaiveDate>,
+    /// Details.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// The measures decided for one case.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Decision {
+    /// The case id of the finding.
+    pub case_id: String,
+    /// The enterprise.
+    pub enterprise_id: String,
+    /// The measures, one per code, in [`MeasureCode`] order; empty when nothing is called for.
+    pub measures: Vec<Measure>,
+    /// The regulator's follow-up duties.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub follow_up: Vec<FollowUp>,
+}
+
+impl Decision {
+    /// The measure with this code, if decided.
+    pub fn measure(&self, code: MeasureCode) -> Option<&Measure> {
+        self.measures.iter().find(|m| m.code == code)
+    }
+
+    /// The codes decided, in order.
+    pub fn codes(&self) -> Vec<MeasureCode> {
+        self.measures.iter().map(|m| m.code).collect()
+    }
+
+    /// The follow-up with this code, if any.
+    pub fn follow_up(&self, code: FollowUpCode) -> Option<&FollowUp> {
+        self.follow_up.iter().find(|m| m.code == code)
+    }
+}
+
+/// How an entry's due date is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Due {
+    /// No deadline from this source.
+    None,
+    /// A computed date.
+    On(NaiveDate),
+    /// The 第二十二条 report after a caution letter or an interview, computed once at the end.
+    NoticeReport,
+}
+
+#[derive(Debug, Default)]
+struct Entry {
+    articles: Vec<String>,
+    due: Option<NaiveDate>,
+    notice_report: bool,
+    details: Vec<String>,
+}
+
+/// A merged entry, ready to become a [`Measure`] or a [`FollowUp`].
+struct Row<C> {
+    code: C,
+    article: String,
+    due_date: Option<NaiveDate>,
+    detail: Option<String>,
+}
+
+/// Collects entries by code, merging articles, due dates and details.
+#[derive(Debug)]
+struct Collector<C> {
+    entries: BTreeMap<C, Entry>,
+}
+
+impl<C: Ord + Copy> Collector<C> {
+    fn new() -> Self {
+        Self {
+            entries: BTreeMap::new(),
+        }
+    }
+
+    fn add(&mut self, code: C, article: String, due: Due, detail: Option<String>) {
+        let entry = self.entries.entry(code).or_default();
+        if !entry.articles.contains(&article) {
+            entry.articles.push(article);
+        }
+        match due {
+            Due::None => {}
+            Due::On(date) => entry.due = Some(entry.due.map_or(date, |d| d.min(date))),
+            Due::NoticeReport => entry.notice_report = true,
+        }
+        if let Some(detail) = detail
+            && !entry.details.contains(&detail)
+        {
+            entry.details.push(detail);
+        }
+    }
+
+    fn has(&self, code: C) -> bool {
+        self.entries.contains_key(&code)
+    }
+
+    fn any(&self, pred: impl Fn(C) -> bool) -> bool {
+        self.entries.keys().any(|c| pred(*c))
+    }
+
+    /// Resolves notice-report deadlines (when any entry needs one) and returns the rows in
+    /// code order.
+    /// Entries with a notice report also cite `notice_article`, the article of that deadline.
+    fn finish(
+        self,
+        notice_article: &str,
+        notice_due: impl FnOnce() -> Result<NaiveDate>,
+    ) -> Result<Vec<Row<C>>> {
+        let needs_notice = self.entries.values().any(|e| e.notice_report);
+        let notice_due = if needs_notice {
+            Some(notice_due()?)
+        } else {
+            None
+        };
+        Ok(self
+            .entries
+            .into_iter()
+            .map(|(code, mut entry)| {
+                let mut due = entry.due;
+                if entry.notice_report
+                    && let Some(notice) = notice_due
+                {
+                    due = Some(due.map_or(notice, |d| d.min(notice)));
+                    if !entry.articles.iter().any(|a| a == notice_article) {
+                        entry.articles.push(notice_article.to_string());
+                    }
+                }
+                let detail = (!entry.details.is_empty()).then(|| entry.details.join("; "));
+                Row {
+                    code,
+                    article: join_articles(&entry.articles),
+                    due_date: due,
+                    detail,
+                }
+            })
+            .collect())
+    }
+}
+
+/// Joins citations, grouped by regulation in order of first appearance:
+/// `赣药监 第十条(一)、第十条(三); 蒙药监 (五)`.
+fn join_articles(articles: &[String]) -> String {
+    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+    for article in articles {
+        let (prefix, rest) = article.split_once(' ').unwrap_or(("", article.as_str()));
+        match groups.iter_mut().find(|(p, _)| *p == prefix) {
+            Some((_, items)) => items.push(rest),
+            None => groups.push((prefix, vec![rest])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(prefix, items)| {
+            if prefix.is_empty() {
+                items.join("、")
+            } else {
+                format!("{prefix} {}", items.join("、"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Wraps a calendar error as a deadline error on `field`.
+fn on_field(field: &str) -> impl FnOnce(Error) -> Error + '_ {
+    move |source| Error::Deadline {
+        field: field.to_string(),
+        source: Box::new(source),
+    }
+}
+
+/// The suspension measure(s) for a scope: partial for business-scope classes, named products,
+/// or the whole business scope when neither is given (第十四条, 第十五条(二)).
+fn add_suspension(
+    measures: &mut Collector<MeasureCode>,
+    rules: &Rules,
+    trigger: String,
+    trigger_detail: Option<String>,
+    scope: &[String],
+    products: &[String],
+) {
+    let lifting = format!(
+        "lifted only after rectification, a written request to resume and a passed GSP \
+         compliance inspection ({})",
+        rules.cite_measures("第二十三条")
+    );
+    let mut targets = Vec::new();
+    if !scope.is_empty() {
+        targets.push((
+            MeasureCode::SuspendSalesPartial,
+            format!("business-scope classes: {}", scope.join(", ")),
+        ));
+    }
+    if !products.is_empty() {
+        targets.push((
+            MeasureCode::SuspendSalesProducts,
+            format!("drugs: {}", products.join(", ")),
+        ));
+    }
+    let partial = !targets.is_empty();
+    if !partial {
+        targets.push((
+            MeasureCode::SuspendSalesAll,
+            "the whole business scope".to_string(),
+        ));
+    }
+    for (code, what) in targets {
+        measures.add(code, trigger.clone(), Due::None, Some(what));
+        if partial {
+            measures.add(code, rules.cite_measures("第十五条(二)"), Due::None, None);
+        }
+        if let Some(detail) = &trigger_detail {
+            measures.add(code, trigger.clone(), Due::None, Some(detail.clone()));
+        }
+        measures.add(code, trigger.clone(), Due::None, Some(lifting.clone()));
+    }
+}
+
+/// What a suspension or a recall covers: business-scope classes and named drugs.
+#[derive(Debug, Clone, Copy)]
+struct Coverage<'a> {
+    scope: &'a [String],
+    products: &'a [String],
+}
+
+/// Adds the measures of one rules family (from a flag or the escalation ladder).
+fn add_kind(
+    measures: &mut Collector<MeasureCode>,
+    rules: &Rules,
+    kind: MeasureKind,
+    article: String,
+    detail: Option<String>,
+    coverage: Coverage<'_>,
+    rectification_due: Due,
+) {
+    let Coverage { scope, products } = coverage;
+    match kind {
+        MeasureKind::DeadlineRectification => measures.add(
+            MeasureCode::DeadlineRectification,
+            article,
+            rectification_due,
+            detail,
+        ),
+        MeasureKind::Caution => {
+            measures.add(MeasureCode::Caution, article, Due::NoticeReport, detail)
+        }
+        MeasureKind::Interview => {
+            measures.add(MeasureCode::Interview, article, Due::NoticeReport, detail)
+        }
+        MeasureKind::SuspendSales => {
+            add_suspension(measures, rules, article, detail, scope, products)
+        }
+        MeasureKind::Recall => {
+            let what = (!products.is_empty()).then(|| format!("drugs: {}", products.join(", ")));
+            measures.add(MeasureCode::Recall, article, Due::None, detail);
+            if let Some(what) = what {
+                measures.add(
+                    MeasureCode::Recall,
+                    rules.cite_measures("第五条(三)"),
+                    Due::None,
+                    Some(what),
+                );
+            }
+        }
+        MeasureKind::CaseReferral => {
+            measures.add(MeasureCode::CaseReferral, article, Due::None, detail)
+        }
+        MeasureKind::KeyMonitoringList => {
+            measures.add(MeasureCode::KeyMonitoringList, article, Due::None, detail)
+        }
+    }
+}
+
+/// Decides the measures for one finding (see the module documentation for the rules applied).
+///
+/// Fails with [`Error::InvalidField`] when the finding breaks an invariant of
+/// [`Finding::validate`] (unknown flag, bad credit code, …) and with [`Error::Deadline`] when a
+/// date is outside the calendar or a deadline runs past it.
+pub fn decide(finding: &Finding, rules: &Rules, calendar: &Calendar) -> Result<Decision> {
+    finding.validate(rules, calendar)?;
+    let f = finding;
+    let decided = f.decision_day();
+    let decided_field = if f.decision_date.is_some() {
+        "decision_date"
+    } else {
+        "inspection_date"
+    };
+    let after = f.after_rectification;
+    let pending = f.conclusion == Conclusion::PendingRectification;
+    let non_compliant =
+        f.conclusion == Conclusion::NonCompliant || after == Some(AfterRectification::NonCompliant);
+    let deviation = f.conclusion != Conclusion::Compliant || f.defects.total() > 0;
+    let critical_ok = f.defects.critical <= rules.defects.max_critical;
+    let scope = f.affected_scope.as_slice();
+    let products = f.affected_products.as_slice();
+    let mut m = Collector::new();
+
+    // 第七条, 第二十一条: any deviation → deadline rectification, unless it was already assessed.
+    if deviation && after.is_none() {
+        let reissued = f.reissue_count.unwrap_or(0) > 0;
+        let due = deadline::rectification_report_due(f.inspection_date, reissued, rules, calendar)
+            .map_err(on_field("inspection_date"))?;
+        let mut detail = format!(
+            "conclusion {}, defects critical {} / major {} / general {}; rectification report \
+             due {} working days after the inspection",
+            rules.conclusion_label(f.conclusion),
+            f.defects.critical,
+            f.defects.major,
+            f.defects.general,
+            rules.deadlines.rectification_report_working_days
+        );
+        if reissued {
+            detail.push_str(&format!(
+                ", extended by {} working days because the inspection form was re-issued",
+                rules.deadlines.reissue_extension_working_days
+            ));
+        }
+        m.add(
+            MeasureCode::DeadlineRectification,
+            rules.cite_measures("第七条、第二十一条"),
+            Due::On(due),
+            Some(detail),
+        );
+    }
+
+    // 第十条(一) and 第十二条(一): defect thresholds of a pending conclusion.
+    if pending && critical_ok {
+        let d = &rules.defects;
+        if f.defects.major <= d.caution_max_major && f.defects.general > d.caution_general_above {
+            m.add(
+                MeasureCode::Caution,
+                rules.cite_measures("第十条(一)"),
+                Due::NoticeReport,
+                Some(format!(
+                    "no critical defect, {} major (at most {}), {} general (more than {})",
+                    f.defects.major,
+                    d.caution_max_major,
+                    f.defects.general,
+                    d.caution_general_above
+                )),
+            );
+        }
+        if f.defects.major > d.interview_major_above {
+            m.add(
+                MeasureCode::Interview,
+                rules.cite_measures("第十二条(一)"),
+                Due::NoticeReport,
+                Some(format!(
+                    "no critical defect, {} major (more than {})",
+                    f.defects.major, d.interview_major_above
+                )),
+            );
+        }
+    }
+
+    // Condition flags (第十条, 第十二条, 第十五条, 第五条(三)).
+    for name in &f.flags {
+        let Some(flag) = rules.flag(name) else {
+            continue; // validate() refused unknown flags already
+        };
+        for kind in &flag.measures {
+            let rectification_due = if *kind == MeasureKind::DeadlineRectification {
+                Due::On(
+                    deadline::rectification_report_due(f.inspection_date, false, rules, calendar)
+                        .map_err(on_field("inspection_date"))?,
+                )
+            } else {
+                Due::None
+            };
+            add_kind(
+                &mut m,
+                rules,
+                *kind,
+                rules.cite_measures(&flag.article),
+                Some(format!(
+                    "{name}: {}",
+                    flag.description.trim_end_matches('.')
+                )),
+                Coverage { scope, products },
+                rectification_due,
+            );
+        }
+    }
+
+    // 第十五条(一), 第七条: overall conclusion non-compliant → sales suspension.
+    if non_compliant {
+        let stage = if after.is_some() {
+            "after rectification"
+        } else {
+            "on site"
+        };
+        add_suspension(
+            &mut m,
+            rules,
+            rules.cite_measures("第十五条(一)"),
+            Some(format!(
+                "overall conclusion {} {stage}",
+                rules.conclusion_label(Conclusion::NonCompliant)
+            )),
+            scope,
+            products,
+        );
+    }
+    // A recall beside a partial or named-drug suspension also rests on 第十五条(二).
+    if m.has(MeasureCode::Recall)
+        && (m.has(MeasureCode::SuspendSalesPartial) || m.has(MeasureCode::SuspendSalesProducts))
+    {
+        m.add(
+            MeasureCode::Recall,
+            rules.cite_measures("第十五条(二)"),
+            Due::None,
+            None,
+        );
+    }
+
+    // 蒙药监 (五): rectification fell short → a new deadline and the key-monitoring list.
+    if after == Some(AfterRectification::NonCompliant) {
+        let due = deadline::follow_up_rectification_due(decided, rules, calendar)
+            .map_err(on_field(decided_field))?;
+        m.add(
+            MeasureCode::DeadlineRectification,
+            rules.cite_inclusive("(五)"),
+            Due::On(due),
+            Some(format!(
+                "rectification fell short: new deadline of {} working days",
+                rules.deadlines.follow_up_rectification_working_days
+            )),
+        );
+        m.add(
+            MeasureCode::KeyMonitoringList,
+            rules.cite_inclusive("(五)"),
+            Due::None,
+            Some("rectification fell short".to_string()),
+        );
+    }
+    // 蒙药监 (五): still not rectified after the deadline → case filing.
+    if f.deadline_missed {
+        m.add(
+            MeasureCode::KeyMonitoringList,
+            rules.cite_inclusive("(五)"),
+            Due::None,
+            Some("rectification deadline missed".to_string()),
+        );
+        m.add(
+            MeasureCode::CaseReferral,
+            rules.cite_inclusive("(五)"),
+            Due::None,
+            Some("rectification still not done after the deadline: case filing".to_string()),
+        );
+    }
+    // 蒙药监 (十三): high risk grade → key-monitoring list.
+    if let Some(grade) = f.risk_grade
+        && rules.leniency.key_monitoring_grades.contains(&grade)
+    {
+        m.add(
+            MeasureCode::KeyMonitoringList,
+            rules.cite_inclusive("(十三)"),
+            Due::None,
+            Some(format!("risk grade {grade}")),
+        );
+    }
+    // 蒙药监 (六): intentional, repeated or egregious → punished severely.
+    if f.aggravating {
+        m.add(
+            MeasureCode::CaseReferral,
+            rules.cite_inclusive("(六)"),
+            Due::None,
+            Some("intentional, repeated or egregious violation: no leniency".to_string()),
+        );
+    }
+    // 蒙药监 (六): first, minor violation with no or slight harm → observation period and the
+    // fault-tolerance list. "Minor" here: no critical defect, not non-compliant, and nothing that
+    // calls for a suspension or a case.
+    let excluded_by_flag = f
+        .flags
+        .iter()
+        .any(|flag| rules.leniency.excluding_flags.contains(flag));
+    let lenient = f.first_violation
+        && matches!(f.harm, Some(Harm::None | Harm::Slight))
+        && !f.aggravating
+        && f.defects.critical == 0
+        && !non_compliant
+        && !excluded_by_flag
+        && !m.any(|c| c.is_suspension() || c == MeasureCode::CaseReferral);
+    if lenient {
+        let end = decided
+            .checked_add_days(Days::new(u64::from(rules.leniency.observation_period_days)))
+            .ok_or_else(|| Error::InvalidField {
+                field: decided_field.to_string(),
+                reason: "observation period ends beyond the supported dates".to_string(),
+            })?;
+        m.add(
+            MeasureCode::ObservationPeriod,
+            rules.cite_inclusive("(六)"),
+            Due::On(end),
+            Some(format!(
+                "first violation, minor, harm {}: {}-day correction period, prudent case filing",
+                if f.harm == Some(Harm::None) {
+                    "none"
+                } else {
+                    "slight"
+                },
+                rules.leniency.observation_period_days
+            )),
+        );
+        m.add(
+            MeasureCode::FaultToleranceList,
+            rules.cite_inclusive("(六)"),
+            Due::None,
+            Some(format!(
+                "soft measures preferred, in this order: {}",
+                rules.leniency.soft_measures.join(" → ")
+            )),
+        );
+    }
+    // 蒙药监 (八)(九): self-reported or diligent → guidance interview, exemption.
+    if f.self_reported {
+        m.add(
+            MeasureCode::Interview,
+            rules.cite_inclusive("(八)"),
+            Due::None,
+            Some(
+                "guidance interview (约谈引导): found and reported the drug itself; penalty \
+                 exempted or reduced (criminal liability excepted)"
+                    .to_string(),
+            ),
+        );
+    }
+    if f.diligent {
+        m.add(
+            MeasureCode::Interview,
+            rules.cite_inclusive("(九)"),
+            Due::None,
+            Some(
+                "guidance interview (约谈引导): purchase checks and traceability duties proven, \
+                 no fault; exempted from penalty"
+                    .to_string(),
+            ),
+        );
+    }
+    if let Some(interview_date) = f.interview_date
+        && m.has(MeasureCode::Interview)
+    {
+        let last = deadline::reschedule_request_deadline(interview_date, rules, calendar)
+            .map_err(on_field("interview_date"))?;
+        m.add(
+            MeasureCode::Interview,
+            rules.cite_measures("第二十二条"),
+            Due::None,
+            Some(format!(
+                "interview on {interview_date}; a written request for another date must be filed \
+                 by {last} (at least {} working days before)",
+                rules.deadlines.interview_reschedule_notice_working_days
+            )),
+        );
+    }
+    // 蒙药监 (五): rectified (or compliant) and committed → low-risk list, when nothing else
+    // weighs against it.
+    let rectified = after == Some(AfterRectification::Compliant)
+        || (f.conclusion == Conclusion::Compliant && f.defects.total() == 0);
+    let grade_allows = f
+        .risk_grade
+        .is_none_or(|g| rules.leniency.low_risk_grades.contains(&g));
+    let weighs_against = m.any(|c| {
+        matches!(
+            c,
+            MeasureCode::Caution
+                | MeasureCode::Interview
+                | MeasureCode::CaseReferral
+                | MeasureCode::KeyMonitoringList
+                | MeasureCode::Recall
+        ) || c.is_suspension()
+    });
+    if f.compliance_commitment && rectified && grade_allows && !weighs_against {
+        m.add(
+            MeasureCode::LowRiskList,
+            rules.cite_inclusive("(五)"),
+            Due::None,
+            Some("rectified and committed to lawful operation: fewer inspections".to_string()),
+        );
+    }
+
+    // Follow-ups of the regulator.
+    let mut follow = Collector::new();
+    if m.any(|c| c.is_suspension() || c == MeasureCode::CaseReferral) {
+        let dl = deadline::assessment_deadlines(f.inspection_date, rules, calendar)
+            .map_err(on_field("inspection_date"))?;
+        follow.add(
+            FollowUpCode::AgencyAssessment,
+            rules.cite_measures("第二十条"),
+            Due::On(dl.agency_assessment),
+            Some(format!(
+                "overall assessment and proposed measures within {} working days of the inspection",
+                rules.deadlines.agency_assessment_working_days
+            )),
+        );
+        follow.add(
+            FollowUpCode::BureauDecision,
+            rules.cite_measures("第二十条"),
+            Due::On(dl.bureau_decision),
+            Some(format!(
+                "risk assessment and decision within {} working days of the proposal",
+                rules.deadlines.bureau_decision_working_days
+            )),
+        );
+    }
+    if m.any(MeasureCode::is_administrative_measure) {
+        follow.add(
+            FollowUpCode::CreditFileEntry,
+            rules.cite_measures("第二十五条"),
+            Due::None,
+            Some("record the measures and their execution in the safety credit file".to_string()),
+        );
+        if f.cross_province_storage {
+            follow.add(
+                FollowUpCode::NotifyProvinceRegulator,
+                rules.cite_measures("第二十五条"),
+                Due::None,
+                Some(
+                    "notify the regulator of the province storing or transporting the drugs"
+                        .to_string(),
+                ),
+            );
+        }
+    }
+    if f.diligent {
+        follow.add(
+            FollowUpCode::ShortenedPublicity,
+            rules.cite_inclusive("(十)"),
+            Due::None,
+            Some(format!(
+                "publicity of any penalty information limited to {} months",
+                rules.leniency.publicity_period_months
+            )),
+        );
+        follow.add(
+            FollowUpCode::CreditRepair,
+            rules.cite_inclusive("(十)"),
+            Due::None,
+            Some("credit repair through the green channel".to_string()),
+        );
+    }
+
+    let notice_article = rules.cite_measures("第二十二条");
+    let notice_due =
+        || deadline::notice_report_due(decided, rules, calendar).map_err(on_field(decided_field));
+    Ok(Decision {
+        case_id: f.case_id.clone(),
+        enterprise_id: f.enterprise_id.clone(),
+        measures: into_measures(m.finish(&notice_article, notice_due)?),
+        follow_up: into_follow_ups(follow.finish(&notice_article, || Ok(decided))?),
+    })
+}
+
+fn into_measures(rows: Vec<Row<MeasureCode>>) -> Vec<Measure> {
+    rows.into_iter()
+        .map(|row| Measure {
+            code: row.code,
+            article: row.article,
+            due_date: row.due_date,
+            detail: row.detail,
+        })
+        .collect()
+}
+
+fn into_follow_ups(rows: Vec<Row<FollowUpCode>>) -> Vec<FollowUp> {
+    rows.into_iter()
+        .map(|row| FollowUp {
+            code: row.code,
+            article: row.article,
+            due_date: row.due_date,
+            detail: row.detail,
+        })
+        .collect()
+}
+
+/// Decides every finding of a JSON array (the `pharmwatch measures decide` input).
+///
+/// Returns the decisions of the findings that could be decided, in input order, and one
+/// [`FindingError`] per finding that could not (malformed, unknown flag, date outside the
+/// calendar …), naming its index, its `case_id` when readable, and the field. A bad finding
+/// never stops the others.
+pub fn decide_json(
+    input: &str,
+    rules: &Rules,
+    calendar: &Calendar,
+) -> (Vec<Decision>, Vec<FindingError>) {
+    let (findings, mut errors) = parse_findings(input);
+    let mut decisions = Vec::with_capacity(findings.len());
+    for (index, finding) in findings {
+        match decide(&finding, rules, calendar) {
+            Ok(decision) => decisions.push(decision),
+            Err(err) => errors.push(FindingError::from_error(
+                Some(index),
+                Some(finding.case_id.clone()),
+                &err,
+            )),
+        }
+    }
+    errors.sort_by_key(|e| e.index);
+    (decisions, errors)
+}
+
+/// A measure of a case that still awaits the enterprise's report or action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenMeasure {
+    /// The measure.
+    pub code: MeasureCode,
+    /// Its deadline, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_date: Option<NaiveDate>,
+}
+
+/// What the case ledger knows about a case, for the nightly sweep ([`escalate`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseState {
+    /// The case id.
+    pub case_id: String,
+    /// The enterprise.
+    pub enterprise_id: String,
+    /// Measures still open (not yet verified and closed).
+    #[serde(default)]
+    pub open_measures: Vec<OpenMeasure>,
+    /// The enterprise is already on the key-monitoring list for this case.
+    #[serde(default)]
+    pub on_key_monitoring_list: bool,
+    /// The case was already referred for investigation.
+    #[serde(default)]
+    pub case_referred: bool,
+    /// The supervisors judged that the risk has risen during the measures (第二十四条).
+    #[serde(default)]
+    pub risk_increased: bool,
+    /// The enterprise refused an interview without good reason (第二十二条).
+    #[serde(default)]
+    pub interview_refused: bool,
+    /// Business-scope classes concerned, for a suspension reached by escalation.
+    #[serde(default)]
+    pub affected_scope: Vec<String>,
+    /// Drugs concerned, for a suspension reached by escalation.
+    #[serde(default)]
+    pub affected_products: Vec<String>,
+}
+
+/// The nightly ledger sweep of one case on `today`: the measures to add.
+///
+/// - An open measure whose `due_date` is before `today` is overdue. The first time, the case goes
+///   on the key-monitoring list with a new rectification deadline; when it is already there, the
+///   case is referred for investigation (蒙药监 (五)); when it is already referred, nothing more.
+/// - Risen risk (第二十四条): the next step of the rules' escalation ladder above the highest
+///   open measure (the first step when none is on the ladder).
+/// - A refused interview (第二十二条): the next step above the interview (or above the highest
+///   open measure, if higher).
+///
+/// An empty `measures` list means nothing to escalate. `today` must be covered by the calendar.
+pub fn escalate(
+    state: &CaseState,
+    today: NaiveDate,
+    rules: &Rules,
+    calendar: &Calendar,
+) -> Result<Decision> {
+    calendar.is_working_day(today).map_err(on_field("today"))?;
+    let scope = state.affected_scope.as_slice();
+    let products = state.affected_products.as_slice();
+    let mut m = Collector::new();
+
+    let overdue: Vec<&OpenMeasure> = state
+        .open_measures
+        .iter()
+        .filter(|o| o.due_date.is_some_and(|due| due < today))
+        .collect();
+    if !overdue.is_empty() {
+        let which = overdue
+            .iter()
+            .map(|o| {
+                format!(
+                    "{} due {}",
+                    o.code.as_str(),
+                    o.due_date.map(|d| d.to_string()).unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        if !state.on_key_monitoring_list {
+            let due = deadline::follow_up_rectification_due(today, rules, calendar)
+                .map_err(on_field("today"))?;
+            m.add(
+                MeasureCode::KeyMonitoringList,
+                rules.cite_inclusive("(五)"),
+                Due::None,
+                Some(format!("deadline passed: {which}")),
+            );
+            m.add(
+                MeasureCode::DeadlineRectification,
+                rules.cite_inclusive("(五)"),
+                Due::On(due),
+                Some(format!(
+                    "deadline passed ({which}): new deadline of {} working days",
+                    rules.deadlines.follow_up_rectification_working_days
+                )),
+            );
+        } else if !state.case_referred {
+            m.add(
+                MeasureCode::CaseReferral,
+                rules.cite_inclusive("(五)"),
+                Due::None,
+                Some(format!(
+                    "still not rectified after the deadline on the key-monitoring list ({which}): \
+                     case filing"
+                )),
+            );
+        }
+    }
+
+    let ladder = &rules.escalation.ladder;
+    let highest_open = state
+        .open_measures
+        .iter()
+        .filter_map(|o| o.code.kind())
+        .filter_map(|kind| ladder.iter().position(|step| *step == kind))
+        .max();
+    let mut climb = |from: Option<usize>, article: String, why: &str| -> Result<()> {
+        let next = from.map_or(0, |i| i + 1);
+        let Some(kind) = ladder.get(next) else {
+            return Ok(()); // already at the top of the ladder
+        };
+        if *kind == MeasureKind::CaseReferral && state.case_referred {
+            return Ok(());
+        }
+        let rectification_due = if *kind == MeasureKind::DeadlineRectification {
+            Due::On(
+                deadline::follow_up_rectification_due(today, rules, calendar)
+                    .map_err(on_field("today"))?,
+            )
+        } else {
+            Due::None
+        };
+        add_kind(
+            &mut m,
+            rules,
+            *kind,
+            article,
+            Some(why.to_string()),
+            Coverage { scope, products },
+            rectification_due,
+        );
+        Ok(())
+    };
+    if state.risk_increased {
+        climb(
+            highest_open,
+            rules.cite_measures("第二十四条"),
+            "risk rose during the measures: escalated one step",
+        )?;
+    }
+    if state.interview_refused {
+        let interview = ladder.iter().position(|s| *s == MeasureKind::Interview);
+        let from = match (highest_open, interview) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        climb(
+            from,
+            rules.cite_measures("第二十二条"),
+            "interview refused without good reason: further measures",
+        )?;
+    }
+
+    let mut follow = Collector::new();
+    if m.any(MeasureCode::is_administrative_measure) {
+        follow.add(
+            FollowUpCode::CreditFileEntry,
+            rules.cite_measures("第二十五条"),
+            Due::None,
+            Some("record the escalation in the safety credit file".to_string()),
+        );
+    }
+    let notice_article = rules.cite_measures("第二十二条");
+    let notice_due =
+        || deadline::notice_report_due(today, rules, calendar).map_err(on_field("today"));
+    Ok(Decision {
+        case_id: state.case_id.clone(),
+        enterprise_id: state.enterprise_id.clone(),
+        measures: into_measures(m.finish(&notice_article, notice_due)?),
+        follow_up: into_follow_ups(follow.finish(&notice_article, || Ok(today))?),
+    })
+}
+
+#[cfg(test)]
+mod tests;

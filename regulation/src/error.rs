@@ -1,0 +1,106 @@
+//! The crate's error type.
+//!
+//! One enum for the whole crate. Every variant carries the context an operator needs to fix the
+//! input without reading the code: the file and line of a bad calendar row, the rules file and
+//! the key, the finding field. Nothing in this crate is retryable: all errors are about data
+//! (a bad file, a date the calendar does not cover, a malformed finding), so retrying the same
+//! call gives the same answer.
+
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the calendar, the rules and the decision engine.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A calendar or rules file could not be read.
+    #[error("cannot read {what} file {}: {source}", path.display())]
+    Io {
+        /// What kind of file it is (`calendar`, `rules`).
+        what: &'static str,
+        /// The path given.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A line of a calendar file is invalid.
+    #[error("calendar file {file}, line {line}: {reason}")]
+    CalendarFile {
+        /// The file path, or `embedded` for the calendar shipped with the crate.
+        file: String,
+        /// The 1-based line (the header is line 1); 0 when the problem is the whole file.
+        line: u64,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A date lies in a year the calendar does not cover. The engine never guesses which days
+    /// of such a year are working days: the State Council publishes each year's schedule, and
+    /// until it is in the calendar file, deadlines in that year cannot be computed.
+    #[error(
+        "date {date} is outside the working-day calendar, which covers {}–{}",
+        years.start(),
+        years.end()
+    )]
+    CalendarNotCovered {
+        /// The date that is not covered (for a count that runs past the end, the first date
+        /// beyond the covered years).
+        date: NaiveDate,
+        /// The years the calendar covers.
+        years: RangeInclusive<i32>,
+    },
+
+    /// The rules file is not valid TOML, has an unknown key, or breaks a rule invariant.
+    #[error("rules file {file}: {reason}")]
+    Rules {
+        /// The file path, or `embedded` for the rules shipped with the crate.
+        file: String,
+        /// What is wrong, naming the key.
+        reason: String,
+    },
+
+    /// A field of a finding or a case state has a value the engine refuses.
+    #[error("field `{field}`: {reason}")]
+    InvalidField {
+        /// The field, as a JSON path (`flags[2]`, `defects.major`).
+        field: String,
+        /// Why it was refused.
+        reason: String,
+    },
+
+    /// A deadline counted from a field's date could not be computed (typically the count runs
+    /// past the years the calendar covers).
+    #[error("field `{field}`: {source}")]
+    Deadline {
+        /// The date field the deadline counts from.
+        field: String,
+        /// The calendar error.
+        #[source]
+        source: Box<Error>,
+    },
+}
+
+impl Error {
+    /// The field of a finding this error is about, when it is about one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Error::InvalidField { field, .. } | Error::Deadline { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+
+    /// The reason without the field prefix, for reports that show the field separately.
+    pub fn reason(&self) -> String {
+        match self {
+            Error::InvalidField { reason, .. } => reason.clone(),
+            Error::Deadline { source, .. } => source.to_string(),
+            other => other.to_string(),
+        }
+    }
+}

@@ -1,0 +1,623 @@
+//! The rules of the measures engine: thresholds, deadlines, the conclusion vocabulary and the
+//! condition flags, as data a province can edit.
+//!
+//! The default rules are `regulation/data/rules.toml`, embedded at compile time
+//! ([`Rules::default`], [`Rules::embedded`]); [`Rules::from_path`] reads an edited copy. The file
+//! is commented key by key with the article each value comes from.
+//!
+//! Invariants checked when a file is loaded ([`Rules::validate`]), so that the engine never
+//! meets them at decision time:
+//! - no unknown key anywhere (a typo is an error, not a silent default);
+//! - flag names are snake_case, every flag names an article and at least one measure;
+//! - report deadlines are at least one working day;
+//! - the escalation ladder is non-empty and has no repeated step;
+//! - no risk grade is both low-risk and key-monitoring; the soft-measure list is non-empty;
+//! - every flag in `leniency.excluding_flags` is a known flag.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::finding::RiskGrade;
+
+/// The rules file shipped with the crate.
+const EMBEDDED_TOML: &str = include_str!("../data/rules.toml");
+
+/// The measure families a rules file may name (in flags and the escalation ladder). A
+/// `suspend_sales` is resolved to all, partial or named products from the finding's scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MeasureKind {
+    /// 限期整改.
+    DeadlineRectification,
+    /// 告诫.
+    Caution,
+    /// 约谈.
+    Interview,
+    /// 暂停销售, scope resolved from the finding.
+    SuspendSales,
+    /// 召回.
+    Recall,
+    /// 立案调查.
+    CaseReferral,
+    /// 重点监控名单.
+    KeyMonitoringList,
+}
+
+impl MeasureKind {
+    /// The snake_case name used in rules files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MeasureKind::DeadlineRectification => "deadline_rectification",
+            MeasureKind::Caution => "caution",
+            MeasureKind::Interview => "interview",
+            MeasureKind::SuspendSales => "suspend_sales",
+            MeasureKind::Recall => "recall",
+            MeasureKind::CaseReferral => "case_referral",
+            MeasureKind::KeyMonitoringList => "key_monitoring_list",
+        }
+    }
+}
+
+impl fmt::Display for MeasureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The prefixes naming each regulation in a measure's `article`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Citation {
+    /// The regulation on measures after a distribution inspection (e.g. `赣药监`).
+    pub measures_regulation: String,
+    /// The inclusive-supervision measures (e.g. `蒙药监`).
+    pub inclusive_supervision: String,
+}
+
+/// The wording of each on-site conclusion, used in measure details.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConclusionLabels {
+    /// 符合要求.
+    pub compliant: String,
+    /// 待整改后评定.
+    pub pending_rectification: String,
+    /// 不符合要求.
+    pub non_compliant: String,
+}
+
+/// Defect-count thresholds of 第十条(一) and 第十二条(一).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefectThresholds {
+    /// Items (一) apply only with at most this many critical defects.
+    pub max_critical: u32,
+    /// Caution when major defects are at most this many ...
+    pub caution_max_major: u32,
+    /// ... and general defects are more than this many.
+    pub caution_general_above: u32,
+    /// Interview when major defects are more than this many.
+    pub interview_major_above: u32,
+}
+
+/// Deadlines, in working days unless the name says otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deadlines {
+    /// 第二十一条: rectification report after the inspection.
+    pub rectification_report_working_days: u32,
+    /// 第二十一条: extension when the inspection form is re-issued.
+    pub reissue_extension_working_days: u32,
+    /// 第二十二条: report after a caution letter or an interview.
+    pub caution_interview_report_working_days: u32,
+    /// 第二十二条: notice needed to reschedule an interview.
+    pub interview_reschedule_notice_working_days: u32,
+    /// 第二十条: the agency's overall assessment.
+    pub agency_assessment_working_days: u32,
+    /// 第二十条: the bureau's decision after the assessment.
+    pub bureau_decision_working_days: u32,
+    /// 蒙药监 (五): the new deadline after a rectification that fell short.
+    pub follow_up_rectification_working_days: u32,
+}
+
+/// The inclusive-supervision rules (observation period, lists, publicity).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Leniency {
+    /// 蒙药监 (六): observation period in calendar days.
+    pub observation_period_days: u32,
+    /// 蒙药监 (十): shortened publicity period in months.
+    pub publicity_period_months: u32,
+    /// 蒙药监 (六): soft measures to prefer, mildest first.
+    pub soft_measures: Vec<String>,
+    /// Flags that exclude the observation period (repeated violations).
+    pub excluding_flags: Vec<String>,
+    /// Risk grades allowed on the low-risk list.
+    pub low_risk_grades: Vec<RiskGrade>,
+    /// Risk grades that put an enterprise on the key-monitoring list.
+    pub key_monitoring_grades: Vec<RiskGrade>,
+}
+
+/// The escalation ladder of 第二十四条.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Escalation {
+    /// Measure families, mildest first.
+    pub ladder: Vec<MeasureKind>,
+}
+
+/// A condition flag: the article it comes from and the measures it triggers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlagRule {
+    /// The article and item, without the regulation prefix (e.g. `第十二条(二)`).
+    pub article: String,
+    /// The measures the flag triggers.
+    pub measures: Vec<MeasureKind>,
+    /// What the condition means, in one sentence.
+    pub description: String,
+}
+
+/// Everything the engine decides by. See the module documentation and `data/rules.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rules {
+    /// Regulation prefixes of citations.
+    pub citation: Citation,
+    /// Conclusion wording.
+    pub conclusions: ConclusionLabels,
+    /// Defect thresholds.
+    pub defects: DefectThresholds,
+    /// Deadlines.
+    pub deadlines: Deadlines,
+    /// Inclusive-supervision rules.
+    pub leniency: Leniency,
+    /// Escalation ladder.
+    pub escalation: Escalation,
+    /// Condition flags by snake_case name.
+    pub flags: BTreeMap<String, FlagRule>,
+}
+
+impl Default for Rules {
+    /// The rules shipped with the crate.
+    ///
+    /// # Panics
+    ///
+    /// Never for the shipped file: a unit test parses and validates it. Use
+    /// [`Rules::embedded`] to get the error instead.
+    fn default() -> Self {
+        Self::embedded().expect("the embedded rules file is valid (checked by a unit test)")
+    }
+}
+
+impl Rules {
+    /// The rules shipped with the crate (`regulation/data/rules.toml`).
+    pub fn embedded() -> Result<Self> {
+        Self::from_toml_str(EMBEDDED_TOML, "embedded")
+    }
+
+    /// The text of the shipped rules file, to start an edited copy from.
+    pub fn embedded_text() -> &'static str {
+        EMBEDDED_TOML
+    }
+
+    /// Reads and validates a rules file.
+    pub fn from_path(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            what: "rules",
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml_str(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates rules TOML; `source_name` names the file in errors.
+    pub fn from_toml_str(text: &str, source_name: &str) -> Result<Self> {
+        let rules: Rules = toml::from_str(text).map_err(|err| Error::Rules {
+            file: source_name.to_string(),
+            reason: err.to_string().trim_end().to_string(),
+        })?;
+        rules.validate().map_err(|reason| Error::Rules {
+            file: source_name.to_string(),
+            reason,
+        })?;
+        Ok(rules)
+    }
+
+    /// Checks the invariants listed in the module documentation; the reason names the key.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        for (key, value) in [
+            (
+                "citation.measures_regulation",
+                &self.citation.measures_regulation,
+            ),
+            (
+                "citation.inclusive_supervision",
+                &self.citation.inclusive_supervision,
+            ),
+            ("conclusions.compliant", &self.conclusions.compliant),
+            (
+                "conclusions.pending_rectification",
+                &self.conclusions.pending_rectification,
+            ),
+            ("conclusions.non_compliant", &self.conclusions.non_compliant),
+        ] {
+            if value.trim().is_empty() {
+                return Err(format!("`{key}` must not be empty"));
+            }
+        }
+        // Citations are "<prefix> <article>": a prefix with a space would split wrongly when
+        // several articles are joined.
+        for (key, value) in [
+            (
+                "citation.measures_regulation",
+                &self.citation.measures_regulation,
+            ),
+            (
+                "citation.inclusive_supervision",
+                &self.citation.inclusive_supervision,
+            ),
+        ] {
+            if value.chars().any(char::is_whitespace) {
+                return Err(format!(
+                    "`{key}` must not contain whitespace, found `{value}`"
+                ));
+            }
+        }
+        let d = &self.deadlines;
+        for (key, value) in [
+            (
+                "deadlines.rectification_report_working_days",
+                d.rectification_report_working_days,
+            ),
+            (
+                "deadlines.caution_interview_report_working_days",
+                d.caution_interview_report_working_days,
+            ),
+            (
+                "deadlines.agency_assessment_working_days",
+                d.agency_assessment_working_days,
+            ),
+            (
+                "deadlines.bureau_decision_working_days",
+                d.bureau_decision_working_days,
+            ),
+            (
+                "deadlines.follow_up_rectification_working_days",
+                d.follow_up_rectification_working_days,
+            ),
+            (
+                "leniency.observation_period_days",
+                self.leniency.observation_period_days,
+            ),
+            (
+                "leniency.publicity_period_months",
+                self.leniency.publicity_period_months,
+            ),
+        ] {
+            if value == 0 {
+                return Err(format!("`{key}` must be at least 1"));
+            }
+        }
+        if self.leniency.soft_measures.is_empty() {
+            return Err("`leniency.soft_measures` must list at least one measure".to_string());
+        }
+        let low: BTreeSet<_> = self.leniency.low_risk_grades.iter().collect();
+        if let Some(grade) = self
+            .leniency
+            .key_monitoring_grades
+            .iter()
+            .find(|g| low.contains(g))
+        {
+            return Err(format!(
+                "risk grade {grade} is in both `leniency.low_risk_grades` and \
+                 `leniency.key_monitoring_grades`"
+            ));
+        }
+        if self.escalation.ladder.is_empty() {
+            return Err("`escalation.ladder` must not be empty".to_string());
+        }
+        let mut seen = BTreeSet::new();
+        for step in &self.escalation.ladder {
+            if !seen.insert(step) {
+                return Err(format!("`escalation.ladder` lists `{step}` twice"));
+            }
+        }
+        for (name, flag) in &self.flags {
+            if !is_snake_case(name) {
+                return Err(format!(
+                    "flag name `{name}` must be snake_case (a-z, 0-9, _; starting with a letter)"
+                ));
+            }
+            if flag.article.trim().is_empty() {
+                return Err(format!("`flags.{name}.article` must not be empty"));
+            }
+            if flag.measures.is_empty() {
+                return Err(format!(
+                    "`flags.{name}.measures` must name at least one measure"
+                ));
+            }
+        }
+        for name in &self.leniency.excluding_flags {
+            if !self.flags.contains_key(name) {
+                return Err(format!(
+                    "`leniency.excluding_flags` names `{name}`, which is not a flag in `[flags]`"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A citation of the measures regulation, e.g. `赣药监 第十条(一)`.
+    pub fn cite_measures(&self, article: &str) -> String {
+        format!("{} {article}", self.citation.measures_regulation)
+    }
+
+    /// A citation of the inclusive-supervision measures, e.g. `蒙药监 (六)`.
+    pub fn cite_inclusive(&self, item: &str) -> String {
+        format!("{} {item}", self.citation.inclusive_supervision)
+    }
+
+    /// The rule of a flag, if the flag is known.
+    pub fn flag(&self, name: &str) -> Option<&FlagRule> {
+        self.flags.get(name)
+    }
+
+    /// The wording of a conclusion.
+    pub fn conclusion_label(&self, conclusion: pharmwatch_schemas::Conclusion) -> &str {
+        use pharmwatch_schemas::Conclusion;
+        match conclusion {
+            Conclusion::Compliant => &self.conclusions.compliant,
+            Conclusion::PendingRectification => &self.conclusions.pending_rectification,
+            Conclusion::NonCompliant => &self.conclusions.non_compliant,
+        }
+    }
+}
+
+fn is_snake_case(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some('a'..='z'))
+        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
+        && !name.ends_with('_')
+        && !name.contains("__")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_rules_parse_and_carry_the_regulation_numbers() {
+        let rules = Rules::embedded().expect("embedded rules are valid");
+        assert_eq!(rules, Rules::default());
+        assert_eq!(rules.defects.max_critical, 0);
+        assert_eq!(rules.defects.caution_max_major, 5);
+        assert_eq!(rules.defects.caution_general_above, 15);
+        assert_eq!(rules.defects.interview_major_above, 5);
+        assert_eq!(rules.deadlines.rectification_report_working_days, 30);
+        assert_eq!(rules.deadlines.reissue_extension_working_days, 10);
+        assert_eq!(rules.deadlines.caution_interview_report_working_days, 30);
+        assert_eq!(rules.deadlines.interview_reschedule_notice_working_days, 2);
+        assert_eq!(rules.deadlines.agency_assessment_working_days, 10);
+        assert_eq!(rules.deadlines.bureau_decision_working_days, 5);
+        assert_eq!(rules.leniency.observation_period_days, 30);
+        assert_eq!(rules.leniency.publicity_period_months, 3);
+        assert_eq!(rules.leniency.soft_measures.len(), 6);
+        assert_eq!(rules.cite_measures("第十条(一)"), "赣药监 第十条(一)");
+        assert_eq!(rules.cite_inclusive("(六)"), "蒙药监 (六)");
+    }
+
+    #[test]
+    fn embedded_flags_cover_articles_10_12_and_15() {
+        let rules = Rules::default();
+        let expected = [
+            ("residual_risk", "第十条(二)", MeasureKind::Caution),
+            (
+                "special_inspection_failed",
+                "第十条(三)",
+                MeasureKind::Caution,
+            ),
+            ("other_caution", "第十条(四)", MeasureKind::Caution),
+            (
+                "systemic_qms_problem",
+                "第十二条(二)",
+                MeasureKind::Interview,
+            ),
+            (
+                "key_personnel_changes",
+                "第十二条(三)",
+                MeasureKind::Interview,
+            ),
+            (
+                "repeated_rectification_orders",
+                "第十二条(四)",
+                MeasureKind::Interview,
+            ),
+            (
+                "complaints_or_media",
+                "第十二条(五)",
+                MeasureKind::Interview,
+            ),
+            ("sampling_failures", "第十二条(六)", MeasureKind::Interview),
+            ("changes_not_filed", "第十二条(七)", MeasureKind::Interview),
+            (
+                "annual_report_missing",
+                "第十二条(八)",
+                MeasureKind::Interview,
+            ),
+            (
+                "prior_defects_unrectified",
+                "第十二条(九)",
+                MeasureKind::Interview,
+            ),
+            ("other_interview", "第十二条(十)", MeasureKind::Interview),
+            ("major_hazard", "第十五条(一)", MeasureKind::SuspendSales),
+            (
+                "suspected_violation_major_risk",
+                "第十五条(三)",
+                MeasureKind::SuspendSales,
+            ),
+            (
+                "records_falsified",
+                "第十五条(四)",
+                MeasureKind::SuspendSales,
+            ),
+            (
+                "inspection_refused",
+                "第十五条(四)",
+                MeasureKind::SuspendSales,
+            ),
+            ("nmpa_required", "第十五条(五)", MeasureKind::SuspendSales),
+            (
+                "other_suspension",
+                "第十五条(六)",
+                MeasureKind::SuspendSales,
+            ),
+            (
+                "nonconforming_marketed_drugs",
+                "第五条(三)",
+                MeasureKind::Recall,
+            ),
+        ];
+        assert_eq!(rules.flags.len(), expected.len());
+        for (name, article, measure) in expected {
+            let flag = rules
+                .flag(name)
+                .unwrap_or_else(|| panic!("flag {name} missing"));
+            assert_eq!(flag.article, article, "{name}");
+            assert!(flag.measures.contains(&measure), "{name}");
+            assert!(!flag.description.is_empty(), "{name}");
+        }
+        for name in [
+            "suspected_violation_major_risk",
+            "records_falsified",
+            "inspection_refused",
+        ] {
+            assert!(
+                rules.flags[name]
+                    .measures
+                    .contains(&MeasureKind::CaseReferral),
+                "{name}"
+            );
+        }
+    }
+
+    fn edited(from: &str, to: &str) -> String {
+        let text = Rules::embedded_text();
+        assert!(text.contains(from), "the rules file contains `{from}`");
+        text.replacen(from, to, 1)
+    }
+
+    #[test]
+    fn invalid_rules_files_are_refused_naming_the_key() {
+        let cases = [
+            (
+                "unknown top-level key",
+                edited("[defects]", "typo = 1\n[defects]"),
+                "typo",
+            ),
+            (
+                "unknown nested key",
+                edited("max_critical = 0", "max_critical = 0\nmax_critcal = 1"),
+                "max_critcal",
+            ),
+            (
+                "unknown flag key",
+                edited(
+                    "description = \"Key personnel",
+                    "severity = 3\ndescription = \"Key personnel",
+                ),
+                "severity",
+            ),
+            (
+                "unknown measure in a flag",
+                edited("measures = [\"caution\"]", "measures = [\"warning\"]"),
+                "warning",
+            ),
+            (
+                "zero report deadline",
+                edited(
+                    "rectification_report_working_days = 30",
+                    "rectification_report_working_days = 0",
+                ),
+                "rectification_report_working_days",
+            ),
+            (
+                "negative threshold",
+                edited("caution_max_major = 5", "caution_max_major = -5"),
+                "caution_max_major",
+            ),
+            (
+                "grade in both lists",
+                edited(
+                    "key_monitoring_grades = [\"D\"]",
+                    "key_monitoring_grades = [\"B\"]",
+                ),
+                "both",
+            ),
+            (
+                "repeated ladder step",
+                edited("\"caution\", \"interview\"", "\"caution\", \"caution\""),
+                "twice",
+            ),
+            (
+                "citation prefix with a space",
+                edited(
+                    "measures_regulation = \"赣药监\"",
+                    "measures_regulation = \"JX reg\"",
+                ),
+                "whitespace",
+            ),
+            (
+                "flag not snake_case",
+                edited("[flags.other_caution]", "[flags.OtherCaution]"),
+                "snake_case",
+            ),
+            (
+                "flag without measures",
+                edited(
+                    "measures = [\"interview\"]\ndescription = \"Another",
+                    "measures = []\ndescription = \"Another",
+                ),
+                "other_interview.measures",
+            ),
+            (
+                "unknown excluding flag",
+                edited(
+                    "excluding_flags = [\"repeated_rectification_orders\"]",
+                    "excluding_flags = [\"repeat\"]",
+                ),
+                "repeat",
+            ),
+        ];
+        for (what, text, needle) in cases {
+            match Rules::from_toml_str(&text, "province.toml") {
+                Err(Error::Rules { file, reason }) => {
+                    assert_eq!(file, "province.toml", "{what}");
+                    assert!(reason.contains(needle), "{what}: {reason}");
+                }
+                other => panic!("{what}: expected a rules error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn from_path_reads_an_edited_copy() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("rules.toml");
+        std::fs::write(
+            &path,
+            edited("caution_general_above = 15", "caution_general_above = 20"),
+        )
+        .expect("write");
+        let rules = Rules::from_path(&path).expect("valid edited rules");
+        assert_eq!(rules.defects.caution_general_above, 20);
+        let err = Rules::from_path(dir.path().join("missing.toml")).expect_err("missing file");
+        assert!(matches!(err, Error::Io { what: "rules", .. }), "{err}");
+    }
+}
