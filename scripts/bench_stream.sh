@@ -47,9 +47,12 @@ trap 'kill $tansu_pid 2>/dev/null || true; wait $tansu_pid 2>/dev/null || true; 
 for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 export PHARMWATCH_BROKERS="127.0.0.1:$port"
 
-total_days=$((30 + stream_days))
+# 35 days of history before the streamed days (the simulator plants anomalies only after
+# that), and the anomalies in the streamed days, so the service has signals to find.
+total_days=$((35 + stream_days))
 echo "== simulate $enterprises enterprises x $total_days days"
-"$pw" simulate --enterprises "$enterprises" --days "$total_days" --seed 7 --out "$work/lake" --quiet >/dev/null
+"$pw" simulate --enterprises "$enterprises" --days "$total_days" --seed 7 --out "$work/lake" \
+  --anomaly-days "$stream_days" --quiet >/dev/null
 last=$(python3 -c "import json;print(json.load(open('$work/lake/manifest.json'))['end'])")
 first=$(python3 -c "import datetime as d;print(d.date.fromisoformat('$last')-d.timedelta(days=$stream_days-1))")
 before=$(python3 -c "import datetime as d;print(d.date.fromisoformat('$first')-d.timedelta(days=1))")
@@ -108,9 +111,37 @@ config lat lat
 "$pw" topics --config "$work/lat.toml" --partitions 4 >/dev/null
 "$pw" stream --config "$work/lat.toml" >"$work/lat.json" 2>"$work/lat.log" &
 svc=$!
-sleep 4
+metrics=$(sed -n 's/^metrics_listen = "\(.*\)"/\1/p' "$work/lat.toml")
+# wait_for assigned|consumed: polls the service's /healthz or /metrics until it holds its
+# partitions, or until it has consumed every produced record.
+wait_for() {
+  python3 - "$metrics" "$1" "$n" <<'PY'
+import json, sys, time, urllib.request
+addr, what, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+deadline = time.time() + 300
+while time.time() < deadline:
+    try:
+        if what == "assigned":
+            h = json.load(urllib.request.urlopen(f"http://{addr}/healthz", timeout=2))
+            if h.get("assigned_partitions"):
+                sys.exit(0)
+        else:
+            text = urllib.request.urlopen(f"http://{addr}/metrics", timeout=2).read().decode()
+            done = sum(float(l.split()[-1]) for l in text.splitlines()
+                       if l.startswith("pharmwatch_stream_consumed_total"))
+            if done >= n:
+                sys.exit(0)
+    except OSError:
+        pass
+    time.sleep(0.2)
+sys.exit(f"the stream service did not get {what} within 300 s; see its log")
+PY
+}
+wait_for assigned   # the service holds its partitions (and has seeded the baseline)
+sleep 6             # and is past its start-up hold for the first watermarks
 "$pw" produce --config "$work/lat.toml" --lake "$work/lake" --from "$first" --to "$last" --rate "$rate" | tail -1
-sleep 3
+wait_for consumed   # every produced record is through
+sleep 1
 kill -TERM "$svc"; wait "$svc" || true
 lat=$("$kb" latency "127.0.0.1:$port" lat.risk-events)
 echo "latency: $lat"

@@ -22,6 +22,11 @@ use pharmwatch::stream::config::StreamConfig;
 use pharmwatch::stream::service::{self, RunOptions};
 use pharmwatch_models::Family;
 
+// Small allocations dominate the stream service's per-record work (strings of decoded
+// records, window keys); mimalloc serves them faster than the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Risk early warning for drug supervision (药品风险预警): risk lists from supervision data.
 #[derive(Debug, Parser)]
 #[command(name = "pharmwatch", version, about, long_about = None)]

@@ -5,8 +5,8 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// The stream service's metrics.
@@ -43,6 +43,9 @@ pub struct StreamMetrics {
     pub watermark: GaugeVec,
     /// Messages waiting in the outbox to be published.
     pub outbox_pending: IntGauge,
+    /// Time spent per stage of the consume loop (poll, decode, watermarks, lake, engine,
+    /// store, publish), seconds: where a slow batch spends its time.
+    pub phase_seconds: CounterVec,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -148,6 +151,14 @@ impl StreamMetrics {
             "Risk events and dead letters stored but not yet published to Kafka.",
         ));
         must(registry.register(Box::new(outbox_pending.clone())));
+        let phase_seconds = must(CounterVec::new(
+            Opts::new(
+                "pharmwatch_stream_phase_seconds_total",
+                "Seconds spent per stage of the consume loop: poll, decode, watermarks, lake, engine, store, publish.",
+            ),
+            &["phase"],
+        ));
+        must(registry.register(Box::new(phase_seconds.clone())));
         Self {
             registry,
             consumed,
@@ -164,6 +175,7 @@ impl StreamMetrics {
             assigned_partitions,
             watermark,
             outbox_pending,
+            phase_seconds,
         }
     }
 

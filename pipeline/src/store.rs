@@ -24,7 +24,10 @@ use crate::risk::RiskRow;
 pub const STORE_FILE: &str = "pharmwatch.db";
 
 /// The migrations, in order: version and SQL.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../sql/store/001_stream.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../sql/store/001_stream.sql")),
+    (2, include_str!("../sql/store/002_stream_seeded.sql")),
+];
 
 /// An open store.
 #[derive(Debug)]

@@ -144,8 +144,8 @@ pub struct Baseline {
     pub reported: HashSet<String>,
     /// First failing day per (product, batch).
     pub failed: HashMap<(String, String), NaiveDate>,
-    /// First sales of trace codes (loaded into the store's shared table at start).
-    pub trace: Vec<TraceFirst>,
+    /// Rule-set version of the nightly run that wrote it.
+    pub rule_version: Option<String>,
 }
 
 impl Baseline {
@@ -172,6 +172,7 @@ impl Baseline {
         let mut b = Self {
             dir: Some(dir),
             to: Some(info.to),
+            rule_version: Some(info.rule_version.clone()),
             ..Self::default()
         };
         for r in table_rows::<RetailRow>(&ctx, "retail_daily").await? {
@@ -191,7 +192,38 @@ impl Baseline {
         for r in table_rows::<FailedRow>(&ctx, "failed_batches").await? {
             b.failed.insert((r.product_id, r.batch_no), r.failed_on);
         }
-        b.trace = table_rows::<TraceFirst>(&ctx, "trace_codes").await?;
         Ok(b)
+    }
+
+    /// The first sales of trace codes, read on demand: they go into the store's shared table
+    /// once per baseline (see `stream_seeded`), not on every start.
+    pub async fn trace_codes(&self) -> Result<Vec<TraceFirst>> {
+        let Some(dir) = &self.dir else {
+            return Ok(Vec::new());
+        };
+        let ctx = SessionContext::new();
+        let path = dir.join("trace_codes.parquet");
+        ctx.register_parquet(
+            "trace_codes",
+            path.to_string_lossy().as_ref(),
+            Default::default(),
+        )
+        .await
+        .map_err(|e| PipelineError::query(&format!("baseline {}", path.display()), e))?;
+        table_rows::<TraceFirst>(&ctx, "trace_codes").await
+    }
+
+    /// What identifies this baseline in the store's `stream_seeded` table.
+    pub fn identity(&self) -> Option<String> {
+        let dir = self.dir.as_ref()?;
+        let len = std::fs::metadata(dir.join("trace_codes.parquet"))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        Some(format!(
+            "{}|{}|{}|{len}",
+            dir.display(),
+            self.to?,
+            self.rule_version.as_deref().unwrap_or("")
+        ))
     }
 }

@@ -48,7 +48,8 @@ pub struct StreamConfig {
     pub baseline: Option<PathBuf>,
     /// Largest micro-batch, in messages.
     pub batch_max_records: usize,
-    /// Longest wait for a micro-batch to fill, in milliseconds.
+    /// Longest wait for the first message of a micro-batch, in milliseconds; after it, the
+    /// batch takes what has already arrived (up to `batch_max_records`) and closes.
     pub batch_max_wait_ms: u64,
     /// Allowed lateness in seconds: a record older than the watermark minus this is late
     /// (landed and counted, not judged again), and a business day is closed (reconciled) once

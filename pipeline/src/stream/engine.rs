@@ -53,10 +53,11 @@ use pharmwatch_schemas::{
 use crate::error::{PipelineError, Result};
 use crate::indicators::{Hit, RULE_VERSION, Thresholds, dates, floats, strings};
 use crate::ingest::ReferenceSets;
-use crate::lake::records_to_batch;
+use crate::lake::rows_to_batch;
 use crate::nightly::{collect, register_files, table_rows};
 use crate::risk::{self, RiskItem};
 use crate::store::sql_err;
+use pharmwatch_schemas::records::LakeRow;
 use pharmwatch_schemas::{Enterprise, ReferenceKind};
 
 use super::baseline::Baseline;
@@ -327,6 +328,9 @@ pub struct PartitionState {
     dirty: HashSet<WinKey>,
     new_reported: Vec<(String, NaiveDate)>,
     new_batch_sales: Vec<(String, String, String, NaiveDate, i64)>,
+    /// The `closed_through` the stored rows were last pruned at: pruning scans the
+    /// partition's rows, so it runs when a day closes, not on every batch.
+    pruned_at: Option<NaiveDate>,
 }
 
 fn date_str(d: NaiveDate) -> String {
@@ -523,7 +527,12 @@ impl PartitionState {
                      DO UPDATE SET quantity = quantity + excluded.quantity",
                 )
                 .map_err(e("save batch sales"))?;
+            // One row per (product, batch, enterprise, day), however many sales it had.
+            let mut sums: HashMap<(String, String, String, NaiveDate), i64> = HashMap::new();
             for (prod, batch, ent, d, q) in self.new_batch_sales.drain(..) {
+                *sums.entry((prod, batch, ent, d)).or_default() += q;
+            }
+            for ((prod, batch, ent, d), q) in sums {
                 ins.execute(params![p, prod, batch, ent, date_str(d), q])
                     .map_err(e("save batch sales"))?;
             }
@@ -545,7 +554,12 @@ impl PartitionState {
             params![p, meta],
         )
         .map_err(e("save partition"))?;
-        if let Some(c) = self.meta.closed_through {
+        if let Some(c) = self
+            .meta
+            .closed_through
+            .filter(|c| self.pruned_at != Some(*c))
+        {
+            self.pruned_at = Some(c);
             // Windows older than the surge baseline (28 days) and the batch-sale memory are
             // no longer needed.
             let keep_from = c - Duration::days(29);
@@ -756,6 +770,7 @@ impl Engine {
         path: &Path,
         states: &mut HashMap<i32, PartitionState>,
         batch: &[Accepted],
+        lake: &HashMap<EventKind, Vec<RecordBatch>>,
         holding: &dyn Fn(EventKind, i32) -> bool,
     ) -> Result<BatchOutcome> {
         let mut out = BatchOutcome::default();
@@ -903,7 +918,7 @@ impl Engine {
         }
 
         // Window deltas through DataFusion, merged into the windows.
-        let deltas = window_deltas(batch).await?;
+        let deltas = window_deltas(lake).await?;
         let mut last_source: HashMap<WinKey, (&Source, DateTime<FixedOffset>)> = HashMap::new();
         for a in batch {
             let (ent, prod) = match &a.record {
@@ -995,7 +1010,27 @@ impl Engine {
     ) -> Result<()> {
         let day = biz_date(&s.event_time);
         let ms = s.event_time.timestamp_millis();
-        let stored: Option<(i64, String, String, String, String)> = tx
+        // Most codes are new: one insert settles them. Only a code already on record needs
+        // the comparison below.
+        let inserted = tx
+            .prepare_cached(
+                "INSERT INTO trace_codes (trace_code, event_time_ms, event_id, enterprise_id, product_id, biz_date)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (trace_code) DO NOTHING",
+            )
+            .and_then(|mut st| {
+                st.execute(params![code, ms, s.event_id, s.enterprise_id, s.product_id, date_str(day)])
+            })
+            .map_err(|e| sql_err(path, "record trace code", e))?;
+        if inserted > 0 {
+            return Ok(());
+        }
+        let (first_ms, first_id, first_ent, first_prod, first_day): (
+            i64,
+            String,
+            String,
+            String,
+            String,
+        ) = tx
             .prepare_cached(
                 "SELECT event_time_ms, event_id, enterprise_id, product_id, biz_date
                  FROM trace_codes WHERE trace_code = ?1",
@@ -1004,20 +1039,8 @@ impl Engine {
                 st.query_row([code], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
                 })
-                .optional()
             })
             .map_err(|e| sql_err(path, "read trace codes", e))?;
-        let Some((first_ms, first_id, first_ent, first_prod, first_day)) = stored else {
-            tx.prepare_cached(
-                "INSERT INTO trace_codes (trace_code, event_time_ms, event_id, enterprise_id, product_id, biz_date)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .and_then(|mut st| {
-                st.execute(params![code, ms, s.event_id, s.enterprise_id, s.product_id, date_str(day)])
-            })
-            .map_err(|e| sql_err(path, "record trace code", e))?;
-            return Ok(());
-        };
         if first_id == s.event_id {
             return Ok(());
         }
@@ -1234,47 +1257,51 @@ struct Delta {
     closing: Option<i64>,
 }
 
-/// The micro-batch as lake batches per kind (wire fields + `biz_date`).
-pub fn lake_batches(batch: &[Accepted]) -> Result<Vec<(EventKind, RecordBatch)>> {
-    macro_rules! collect_kind {
-        ($variant:ident, $kind:expr) => {{
-            let v: Vec<_> = batch
+/// The lake batch (wire fields + `biz_date`) of accepted records of one kind; records of
+/// other kinds are ignored. Built once per file and reused for the window deltas.
+pub fn lake_batch(kind: EventKind, recs: &[&Accepted]) -> Result<RecordBatch> {
+    macro_rules! rows {
+        ($variant:ident) => {{
+            let rows: Vec<LakeRow<'_, _>> = recs
                 .iter()
                 .filter_map(|a| match &a.record {
-                    Record::$variant(r) => Some(r.clone()),
+                    Record::$variant(r) => Some(LakeRow {
+                        record: r,
+                        biz_date: biz_date(&r.event_time),
+                    }),
                     _ => None,
                 })
                 .collect();
-            ($kind, records_to_batch($kind, &v)?)
+            rows_to_batch(kind.lake_schema(), &rows, kind.as_str())
         }};
     }
-    Ok(vec![
-        collect_kind!(Production, EventKind::Production),
-        collect_kind!(Sales, EventKind::Sales),
-        collect_kind!(Purchase, EventKind::Purchase),
-        collect_kind!(Inventory, EventKind::Inventory),
-        collect_kind!(ProductTest, EventKind::ProductTest),
-        collect_kind!(Inspection, EventKind::Inspection),
-    ])
+    match kind {
+        EventKind::Production => rows!(Production),
+        EventKind::Sales => rows!(Sales),
+        EventKind::Purchase => rows!(Purchase),
+        EventKind::Inventory => rows!(Inventory),
+        EventKind::ProductTest => rows!(ProductTest),
+        EventKind::Inspection => rows!(Inspection),
+    }
 }
 
 const WINDOW_DELTA_SQL: &str = include_str!("../../sql/stream/window_delta.sql");
 
-async fn window_deltas(batch: &[Accepted]) -> Result<Vec<Delta>> {
-    if batch.is_empty() {
+async fn window_deltas(lake: &HashMap<EventKind, Vec<RecordBatch>>) -> Result<Vec<Delta>> {
+    if lake.values().all(|b| b.is_empty()) {
         return Ok(Vec::new());
     }
     let ctx = SessionContext::new_with_config(
         datafusion::prelude::SessionConfig::new().with_target_partitions(1),
     );
-    for (kind, b) in lake_batches(batch)? {
-        if !matches!(
-            kind,
-            EventKind::Sales | EventKind::Purchase | EventKind::Production | EventKind::Inventory
-        ) {
-            continue;
-        }
-        let t = MemTable::try_new(kind.lake_schema(), vec![vec![b]])
+    for kind in [
+        EventKind::Sales,
+        EventKind::Purchase,
+        EventKind::Production,
+        EventKind::Inventory,
+    ] {
+        let batches = lake.get(&kind).cloned().unwrap_or_default();
+        let t = MemTable::try_new(kind.lake_schema(), vec![batches])
             .map_err(|e| PipelineError::query("window_delta.sql", e))?;
         ctx.register_table(kind.as_str(), Arc::new(t))
             .map_err(|e| PipelineError::query("window_delta.sql", e))?;

@@ -27,15 +27,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{NaiveDate, Utc};
+use datafusion::arrow::array::RecordBatch;
 use rdkafka::ClientContext;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use pharmwatch_schemas::{EventKind, biz_date};
@@ -81,6 +82,8 @@ pub struct RunSummary {
     /// Seconds from the first message received to the end of the last batch (throughput is
     /// `consumed / active_seconds`).
     pub active_seconds: f64,
+    /// Seconds per stage of the consume loop (as `pharmwatch_stream_phase_seconds_total`).
+    pub phase_seconds: BTreeMap<String, f64>,
 }
 
 enum Reb {
@@ -292,12 +295,44 @@ fn remove_uncommitted(lake: &Path, cfg: &StreamConfig, st: &PartitionState) -> R
 }
 
 /// Loads the trace codes of the baseline into the store's shared table (earliest sale wins).
-fn seed_trace_codes(store: &mut Store, baseline: &Baseline) -> Result<()> {
+/// Loads the baseline's first trace-code sales into the store's shared table, once per
+/// baseline: a restart with the same baseline finds it recorded in `stream_seeded` and
+/// starts without re-reading it.
+async fn seed_trace_codes(store: &mut Store, baseline: &Baseline) -> Result<()> {
+    let Some(identity) = baseline.identity() else {
+        return Ok(());
+    };
     let path = store.path().to_path_buf();
+    let seeded: Option<i64> = store
+        .conn()
+        .query_row(
+            "SELECT rows FROM stream_seeded WHERE baseline = ?1",
+            [&identity],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(|e| sql_err(&path, "read stream_seeded", e))?;
+    if seeded.is_some() {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let trace = baseline.trace_codes().await?;
     let tx = store
         .conn()
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(|e| sql_err(&path, "begin", e))?;
+    // Another instance may have seeded it meanwhile (the check above ran outside the lock).
+    let seeded: Option<i64> = tx
+        .query_row(
+            "SELECT rows FROM stream_seeded WHERE baseline = ?1",
+            [&identity],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(|e| sql_err(&path, "read stream_seeded", e))?;
+    if seeded.is_some() {
+        return Ok(());
+    }
     {
         let mut st = tx
             .prepare(
@@ -309,7 +344,7 @@ fn seed_trace_codes(store: &mut Store, baseline: &Baseline) -> Result<()> {
                  WHERE (excluded.event_time_ms, excluded.event_id) < (trace_codes.event_time_ms, trace_codes.event_id)",
             )
             .map_err(|e| sql_err(&path, "seed trace codes", e))?;
-        for t in &baseline.trace {
+        for t in &trace {
             st.execute(params![
                 t.trace_code,
                 t.event_time.timestamp_millis(),
@@ -321,7 +356,18 @@ fn seed_trace_codes(store: &mut Store, baseline: &Baseline) -> Result<()> {
             .map_err(|e| sql_err(&path, "seed trace codes", e))?;
         }
     }
-    tx.commit().map_err(|e| sql_err(&path, "commit", e))
+    tx.execute(
+        "INSERT INTO stream_seeded (baseline, rows, seeded_at) VALUES (?1, ?2, ?3)",
+        params![identity, trace.len() as i64, Utc::now().to_rfc3339()],
+    )
+    .map_err(|e| sql_err(&path, "record stream_seeded", e))?;
+    tx.commit().map_err(|e| sql_err(&path, "commit", e))?;
+    eprintln!(
+        "stream: seeded {} trace codes from the baseline in {:.1} s",
+        trace.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// Envelope of a dead letter on the dead-letter topic.
@@ -366,10 +412,55 @@ struct Service {
 /// `next` arrives, a later first message means the broker skipped records (some brokers
 /// answer a fetch from the middle of a record batch with the next batch), so the consumer
 /// rewinds (`from` is the offset it last asked for) and skips what the store already holds.
+///
+/// The same broker answers a fetch from the middle of the *last* record batch with nothing
+/// at all, so a resume that sees no message while the partition holds more than `next` is
+/// rewound as well (`since` is when the position was last set).
 #[derive(Debug, Clone, Copy)]
 struct Resume {
     next: i64,
     from: i64,
+    since: Instant,
+}
+
+impl Resume {
+    fn at(next: i64) -> Self {
+        Resume {
+            next,
+            from: next,
+            since: Instant::now(),
+        }
+    }
+
+    /// The position to rewind to next: further back each time, down to the start.
+    fn further_back(&self) -> Resume {
+        let back = (self.next - self.from).max(512) * 4;
+        Resume {
+            next: self.next,
+            from: (self.next - back).max(0),
+            since: Instant::now(),
+        }
+    }
+}
+
+/// How long a resuming topic-partition may stay silent while the broker holds more.
+const RESUME_STALL: Duration = Duration::from_secs(3);
+
+/// Books the time since `since` to `phase` (metrics and run summary); returns now.
+fn spent(
+    metrics: &StreamMetrics,
+    summary: &mut RunSummary,
+    phase: &str,
+    since: Instant,
+) -> Instant {
+    let now = Instant::now();
+    let secs = (now - since).as_secs_f64();
+    metrics
+        .phase_seconds
+        .with_label_values(&[phase])
+        .inc_by(secs);
+    *summary.phase_seconds.entry(phase.to_string()).or_default() += secs;
+    now
 }
 
 impl Service {
@@ -452,13 +543,7 @@ impl Service {
                 }
                 for (topic, next) in &st.offsets {
                     if *next > 0 {
-                        self.resume.insert(
-                            (topic.clone(), p),
-                            Resume {
-                                next: *next,
-                                from: *next,
-                            },
-                        );
+                        self.resume.insert((topic.clone(), p), Resume::at(*next));
                     }
                 }
                 self.states.insert(p, st);
@@ -527,13 +612,16 @@ impl Service {
                     }
                     self.resume.remove(&tp);
                 } else {
-                    let back = (r.next - r.from).max(512) * 4;
-                    let from = (r.next - back).max(0);
+                    let back = r.further_back();
                     self.consumer
-                        .seek(&topic, p, Offset::Offset(from), Duration::from_secs(10))
-                        .map_err(|e| kafka_err(format!("seek {topic}[{p}] to {from}"), e))?;
-                    self.resume
-                        .insert(tp.clone(), Resume { next: r.next, from });
+                        .seek(
+                            &topic,
+                            p,
+                            Offset::Offset(back.from),
+                            Duration::from_secs(10),
+                        )
+                        .map_err(|e| kafka_err(format!("seek {topic}[{p}] to {}", back.from), e))?;
+                    self.resume.insert(tp.clone(), back);
                     rewinding.insert(tp);
                     continue;
                 }
@@ -598,6 +686,8 @@ impl Service {
             }
         }
 
+        let mut t = spent(self.metrics, &mut self.summary, "decode", started);
+
         // 2. One transaction for everything the batch produced. A day closes on the
         // statistics' high watermarks, which lag by up to their interval: before closing,
         // ask the broker for fresh ones, so a topic that only looks read to its end does
@@ -621,22 +711,39 @@ impl Service {
                 .map(|(p, _)| *p)
                 .collect()
         };
+        // Only a topic-partition that looks read to its end can let the watermark pass the
+        // day; one the statistics already show behind holds it anyway. The query goes through
+        // the producer's connection: on the consumer's, it would queue behind a long-poll
+        // fetch (up to `fetch.wait.max.ms` per query).
+        let stats_high = self.high_snapshot();
         for p in closing {
             for (topic, tp) in self.assigned.iter().filter(|(_, q)| *q == p) {
+                let key = (topic.clone(), *tp);
+                let next = seen.get(&key).copied().unwrap_or_else(|| {
+                    self.states
+                        .get(tp)
+                        .and_then(|s| s.offsets.get(topic))
+                        .copied()
+                        .unwrap_or(0)
+                });
+                if stats_high.get(&key).is_some_and(|h| *h > next) {
+                    continue;
+                }
                 match self
-                    .consumer
+                    .producer
+                    .client()
                     .fetch_watermarks(topic, *tp, Duration::from_secs(5))
                 {
                     Ok((_, hi)) => {
                         if let Ok(mut high) = self.consumer.context().high.lock() {
-                            high.insert((topic.clone(), *tp), hi);
+                            high.insert(key, hi);
                         }
                     }
                     Err(e) => {
                         // Unknown: hold the day open until the statistics catch up.
                         eprintln!("stream: high watermark of {topic}[{tp}]: {e}");
                         if let Ok(mut high) = self.consumer.context().high.lock() {
-                            high.remove(&(topic.clone(), *tp));
+                            high.remove(&key);
                         }
                     }
                 }
@@ -652,6 +759,7 @@ impl Service {
             }
             m
         };
+        t = spent(self.metrics, &mut self.summary, "watermarks", t);
         let now = Utc::now();
         let tx = self
             .store
@@ -672,7 +780,7 @@ impl Service {
         }
         // 1. Lake files, written whole while the transaction holds the store's write lock
         // (no other instance can take a partition over in between).
-        let mut by_file: BTreeMap<(EventKind, i32, NaiveDate), Vec<Accepted>> = BTreeMap::new();
+        let mut by_file: BTreeMap<(EventKind, i32, NaiveDate), Vec<&Accepted>> = BTreeMap::new();
         for a in &accepted {
             by_file
                 .entry((
@@ -681,27 +789,29 @@ impl Service {
                     biz_date(a.record.event_time()),
                 ))
                 .or_default()
-                .push(a.clone());
+                .push(a);
         }
+        let mut lake: HashMap<EventKind, Vec<RecordBatch>> = HashMap::new();
         for ((kind, p, day), recs) in &by_file {
             let topic = self.cfg.topic(*kind);
             let first = first_offset.get(&(topic, *p)).copied().unwrap_or(0);
-            let batches = super::engine::lake_batches(recs)?;
-            let Some((_, b)) = batches.into_iter().find(|(k, _)| k == kind) else {
-                continue;
-            };
+            let b = super::engine::lake_batch(*kind, recs)?;
             let file = crate::lake::day_dir(&self.cfg.lake, *kind, *day)
                 .join(format!("stream-p{p:03}-o{first:012}.parquet"));
-            write_parquet(&file, kind.lake_schema(), &[b])?;
+            write_parquet(&file, kind.lake_schema(), std::slice::from_ref(&b))?;
+            lake.entry(*kind).or_default().push(b);
         }
 
+        t = spent(self.metrics, &mut self.summary, "lake", t);
         let outcome = self.rt.block_on(self.engine.process(
             &tx,
             &path,
             &mut self.states,
             &accepted,
+            &lake,
             &|k, p| holding_snapshot.get(&(k, p)).copied().unwrap_or(true),
         ))?;
+        t = spent(self.metrics, &mut self.summary, "engine", t);
         for r in &rejected {
             let st = self.states.get_mut(&r.source.partition).ok_or_else(|| {
                 PipelineError::Internal(format!("no state for partition {}", r.source.partition))
@@ -792,6 +902,7 @@ impl Service {
             st.save(&tx, &path)?;
         }
         tx.commit().map_err(|e| sql_err(&path, "commit", e))?;
+        t = spent(self.metrics, &mut self.summary, "store", t);
 
         // Metrics of what is now durable.
         for ((topic, _), c) in &counts {
@@ -828,6 +939,7 @@ impl Service {
         // 3. Publish the outbox, 4. commit offsets to Kafka.
         self.publish_outbox()?;
         self.commit_offsets();
+        spent(self.metrics, &mut self.summary, "publish", t);
         if !msgs.is_empty() {
             self.summary.batches += 1;
             self.metrics
@@ -972,6 +1084,39 @@ impl Service {
         }
     }
 
+    /// Rewinds resuming topic-partitions that stayed silent although the broker holds
+    /// messages past the store's offset (see [`Resume`]). A failed seek is retried later.
+    fn rewind_stalled(&mut self) {
+        let high = self.high_snapshot();
+        let stalled: Vec<((String, i32), Resume)> = self
+            .resume
+            .iter()
+            .filter(|(tp, r)| {
+                r.since.elapsed() >= RESUME_STALL && high.get(*tp).is_some_and(|h| *h > r.next)
+            })
+            .map(|(tp, r)| (tp.clone(), *r))
+            .collect();
+        for ((topic, p), r) in stalled {
+            let back = r.further_back();
+            match self.consumer.seek(
+                &topic,
+                p,
+                Offset::Offset(back.from),
+                Duration::from_secs(10),
+            ) {
+                Ok(()) => eprintln!(
+                    "stream: {topic}[{p}]: nothing arrived from offset {}; reading again from {}",
+                    r.next, back.from
+                ),
+                Err(e) => eprintln!(
+                    "stream: {topic}[{p}]: seek to {} failed ({e}); will retry",
+                    back.from
+                ),
+            }
+            self.resume.insert((topic, p), back);
+        }
+    }
+
     fn high_known(&self) -> bool {
         let Ok(high) = self.consumer.context().high.lock() else {
             return false;
@@ -1003,7 +1148,7 @@ pub async fn run(
         None => Baseline::default(),
     };
     let mut store = Store::open(&cfg.store)?;
-    seed_trace_codes(&mut store, &baseline)?;
+    seed_trace_codes(&mut store, &baseline).await?;
 
     let ctx = Ctx {
         rebalances: Mutex::new(Vec::new()),
@@ -1017,7 +1162,10 @@ pub async fn run(
             .set("partition.assignment.strategy", "range")
             .set("statistics.interval.ms", "250")
             .set("session.timeout.ms", "10000")
-            .set("heartbeat.interval.ms", "1000");
+            .set("heartbeat.interval.ms", "1000")
+            // A fetch that finds nothing new waits at most this long: it bounds how long a
+            // record produced into a quiet partition waits before the service sees it.
+            .set("fetch.wait.max.ms", "100");
         if let Some(id) = &cfg.instance_id {
             c.set("group.instance.id", id);
         }
@@ -1088,10 +1236,17 @@ pub async fn run(
         let mut first_message: Option<Instant> = None;
         while !shutdown.load(Ordering::SeqCst) {
             let deadline = Instant::now() + wait;
+            let poll_started = Instant::now();
             while msgs.len() < batch_max {
-                let left = deadline.saturating_duration_since(Instant::now());
+                let mut left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     break;
+                }
+                // Once the batch has a message, take only what has already arrived: a
+                // batch closes when the consumer's queue runs dry (small batches at a low
+                // rate, full ones under a backlog), so no record waits for the time bound.
+                if !msgs.is_empty() {
+                    left = left.min(Duration::from_millis(2));
                 }
                 match svc.consumer.poll(left) {
                     Some(Ok(m)) => msgs.push(m.detach()),
@@ -1105,11 +1260,13 @@ pub async fn run(
                     break;
                 }
             }
+            spent(svc.metrics, &mut svc.summary, "poll", poll_started);
             if let Ok(mut h) = health.lock() {
                 h.last_poll_unix = Utc::now().timestamp();
                 h.batches = svc.summary.batches;
             }
             svc.apply_rebalances()?;
+            svc.rewind_stalled();
             // The watermark needs each topic-partition's high watermark (from librdkafka's
             // statistics): hold the first batch until they are known, at most a few seconds.
             if !svc.high_known()
