@@ -1,5 +1,6 @@
 //! The `pharmwatch` command line: simulate a province, run the nightly risk list, evaluate it,
-//! or do all three with `demo`; fit, apply and evaluate the anomaly model on any table.
+//! or do all three with `demo`; fit, apply and evaluate the anomaly model on any table; count
+//! working days and decide regulatory measures.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,6 +18,7 @@ use pharmwatch::ingest::InputSpec;
 use pharmwatch::modelcmd::{self, TrainSpec};
 use pharmwatch::nightly::{self, NightlyConfig};
 use pharmwatch::produce;
+use pharmwatch::regcmd;
 use pharmwatch::simulate::{self, SimConfig};
 use pharmwatch::stream::config::StreamConfig;
 use pharmwatch::stream::service::{self, RunOptions};
@@ -50,6 +52,58 @@ enum Command {
     Produce(ProduceArgs),
     /// Create the stream's topics (events, dead letter, risk events) on the broker.
     Topics(TopicsArgs),
+    /// The working-day calendar (工作日历) that every regulatory deadline is counted in.
+    Calendar(CalendarArgs),
+    /// The measures engine (行政处理措施): findings in, measures with articles and due dates out.
+    #[command(subcommand)]
+    Measures(MeasuresCommand),
+}
+
+#[derive(Debug, Args)]
+struct CalendarArgs {
+    /// Calendar file (CSV: date,kind,name,source_url) replacing the embedded 2025–2026 one.
+    #[arg(long, global = true, env = "PHARMWATCH_CALENDAR")]
+    calendar: Option<PathBuf>,
+    #[command(subcommand)]
+    command: CalendarCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum CalendarCommand {
+    /// Print the due date N working days after DATE (counting starts the day after DATE).
+    AddWorkingDays {
+        /// Triggering date (YYYY-MM-DD).
+        date: NaiveDate,
+        /// Number of working days.
+        n: u32,
+    },
+    /// Print whether DATE is a working day (yes/no) and what kind of day it is. Exit code 0 when
+    /// answered, whatever the answer; 1 when the date is outside the calendar.
+    IsWorkingDay {
+        /// Date (YYYY-MM-DD).
+        date: NaiveDate,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MeasuresCommand {
+    /// Decide the measures for a JSON array of findings (schemas/contracts/findings.md) and print
+    /// the JSON array of decisions. Refused findings are reported on stderr (finding, field,
+    /// reason); the others are still decided; exit code 2 when any finding was refused.
+    Decide(DecideArgs),
+}
+
+#[derive(Debug, Args)]
+struct DecideArgs {
+    /// The findings (JSON array).
+    #[arg(long)]
+    findings: PathBuf,
+    /// Rules file (TOML) replacing the embedded defaults (regulation/data/rules.toml).
+    #[arg(long, env = "PHARMWATCH_RULES")]
+    rules: Option<PathBuf>,
+    /// Calendar file replacing the embedded 2025–2026 one.
+    #[arg(long, env = "PHARMWATCH_CALENDAR")]
+    calendar: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -468,6 +522,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
         }
+        Command::Calendar(a) => {
+            let cal = regcmd::load_calendar(a.calendar.as_deref())?;
+            match a.command {
+                CalendarCommand::AddWorkingDays { date, n } => {
+                    println!("{}", regcmd::add_working_days(&cal, date, n)?);
+                }
+                CalendarCommand::IsWorkingDay { date } => {
+                    println!("{}", regcmd::is_working_day(&cal, date)?);
+                }
+            }
+        }
+        Command::Measures(MeasuresCommand::Decide(a)) => return run_decide(a),
         Command::Stream(a) => return run_stream(a).await,
         Command::Produce(a) => return run_produce(a).await,
         Command::Topics(a) => {
@@ -486,6 +552,26 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn run_decide(a: DecideArgs) -> anyhow::Result<ExitCode> {
+    let rules = regcmd::load_rules(a.rules.as_deref())?;
+    let cal = regcmd::load_calendar(a.calendar.as_deref())?;
+    let out = regcmd::decide_file(&a.findings, &rules, &cal)?;
+    println!("{}", out.decisions_json()?);
+    for e in &out.errors {
+        eprintln!("{}: {e}", a.findings.display());
+    }
+    if out.errors.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "{} of {} findings refused",
+            out.errors.len(),
+            out.errors.len() + out.decisions.len()
+        );
+        Ok(ExitCode::from(2))
+    }
 }
 
 async fn run_stream(a: StreamArgs) -> anyhow::Result<ExitCode> {
@@ -542,6 +628,23 @@ async fn run_produce(a: ProduceArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The error and its causes, `: `-joined, leaving out a cause whose text the message already
+/// shows (the pipeline's error variants print their source inline).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -557,7 +660,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
     }
