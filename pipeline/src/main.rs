@@ -15,8 +15,10 @@ use pharmwatch::demo::{self, DemoConfig};
 use pharmwatch::evaluate;
 use pharmwatch::indicators::Thresholds;
 use pharmwatch::ingest::InputSpec;
+use pharmwatch::ledger::{self, Ledger, RecordedEvent};
 use pharmwatch::modelcmd::{self, TrainSpec};
 use pharmwatch::nightly::{self, NightlyConfig};
+use pharmwatch::notices::{self, AuthorityConfig, DocumentKind};
 use pharmwatch::produce;
 use pharmwatch::regcmd;
 use pharmwatch::simulate::{self, SimConfig};
@@ -57,6 +59,64 @@ enum Command {
     /// The measures engine (行政处理措施): findings in, measures with articles and due dates out.
     #[command(subcommand)]
     Measures(MeasuresCommand),
+    /// The case ledger (案件台账): cases, their measures, due dates and event trail.
+    #[command(subcommand)]
+    Case(CaseCommand),
+    /// Print the low-risk (低风险名单), key-monitoring (重点监控名单) and fault-tolerance (容错清单)
+    /// lists.
+    Lists(OutArg),
+}
+
+#[derive(Debug, Args)]
+struct OutArg {
+    /// Output directory holding the ledger (OUT/pharmwatch.db).
+    #[arg(long, env = "PHARMWATCH_OUT")]
+    out: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum CaseCommand {
+    /// List the cases (newest first) with the next due date.
+    List {
+        /// Only open cases.
+        #[arg(long)]
+        open: bool,
+        /// Only this enterprise's cases (credit code).
+        #[arg(long)]
+        enterprise: Option<String>,
+        #[command(flatten)]
+        out: OutArg,
+    },
+    /// Show one case: measures, due dates, lists, documents and the full event trail.
+    Show {
+        /// The case id.
+        case_id: String,
+        #[command(flatten)]
+        out: OutArg,
+    },
+    /// Record an event of the closed loop on a case (appended to its trail, never edited).
+    Record {
+        /// The case id.
+        case_id: String,
+        /// delivered, report-received, verified, resume-request or lifted.
+        #[arg(long)]
+        event: String,
+        /// Who records it (name of the supervisor).
+        #[arg(long)]
+        actor: String,
+        /// Free text kept with the event.
+        #[arg(long, default_value = "")]
+        note: String,
+        /// Business date of the event (default: today, Asia/Shanghai).
+        #[arg(long)]
+        at: Option<NaiveDate>,
+        /// With `verified`: the enterprise made a written compliance commitment (合规承诺),
+        /// which puts it on the low-risk list at the next sweep.
+        #[arg(long)]
+        commitment: bool,
+        #[command(flatten)]
+        out: OutArg,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -104,6 +164,18 @@ struct DecideArgs {
     /// Calendar file replacing the embedded 2025–2026 one.
     #[arg(long, env = "PHARMWATCH_CALENDAR")]
     calendar: Option<PathBuf>,
+    /// Open or update a case in the ledger for every decision (needs --out).
+    #[arg(long, requires = "out")]
+    record: bool,
+    /// Output directory holding the ledger (OUT/pharmwatch.db).
+    #[arg(long, env = "PHARMWATCH_OUT")]
+    out: Option<PathBuf>,
+    /// Who decided, for the ledger's events.
+    #[arg(long, default_value = "pharmwatch measures")]
+    actor: String,
+    /// Business date the cases are opened or updated on (default: today, Asia/Shanghai).
+    #[arg(long)]
+    decided_on: Option<NaiveDate>,
 }
 
 #[derive(Debug, Args)]
@@ -343,6 +415,11 @@ struct DemoArgs {
     quiet: bool,
 }
 
+/// Today in Asia/Shanghai.
+fn today() -> NaiveDate {
+    (Utc::now() + Duration::hours(8)).date_naive()
+}
+
 /// Yesterday in Asia/Shanghai.
 fn yesterday() -> NaiveDate {
     (Utc::now() + Duration::hours(8)).date_naive() - Duration::days(1)
@@ -534,6 +611,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Measures(MeasuresCommand::Decide(a)) => return run_decide(a),
+        Command::Case(c) => return run_case(c),
+        Command::Lists(o) => {
+            let ledger = Ledger::open(&o.out)?;
+            print!("{}", ledger::format_lists(&ledger.list_entries(None)?));
+        }
         Command::Stream(a) => return run_stream(a).await,
         Command::Produce(a) => return run_produce(a).await,
         Command::Topics(a) => {
@@ -559,6 +641,18 @@ fn run_decide(a: DecideArgs) -> anyhow::Result<ExitCode> {
     let cal = regcmd::load_calendar(a.calendar.as_deref())?;
     let out = regcmd::decide_file(&a.findings, &rules, &cal)?;
     println!("{}", out.decisions_json()?);
+    if a.record
+        && let Some(dir) = &a.out
+    {
+        let mut ledger = Ledger::open(dir)?;
+        let on = a.decided_on.unwrap_or_else(today);
+        let (opened, updated) =
+            regcmd::record_decisions_on(&mut ledger, &out.decisions, &a.actor, on)?;
+        eprintln!(
+            "ledger {}: {opened} case(s) opened, {updated} updated",
+            ledger.path().display()
+        );
+    }
     for e in &out.errors {
         eprintln!("{}: {e}", a.findings.display());
     }
@@ -572,6 +666,64 @@ fn run_decide(a: DecideArgs) -> anyhow::Result<ExitCode> {
         );
         Ok(ExitCode::from(2))
     }
+}
+
+fn run_case(c: CaseCommand) -> anyhow::Result<ExitCode> {
+    match c {
+        CaseCommand::List {
+            open,
+            enterprise,
+            out,
+        } => {
+            let ledger = Ledger::open(&out.out)?;
+            print!(
+                "{}",
+                ledger::format_list(&ledger.list(open, enterprise.as_deref())?)
+            );
+        }
+        CaseCommand::Show { case_id, out } => {
+            let ledger = Ledger::open(&out.out)?;
+            print!("{}", ledger::format_show(&ledger.show(&case_id)?));
+        }
+        CaseCommand::Record {
+            case_id,
+            event,
+            actor,
+            note,
+            at,
+            commitment,
+            out,
+        } => {
+            let event = RecordedEvent::parse(&event)?;
+            let mut ledger = Ledger::open(&out.out)?;
+            let at = at.unwrap_or_else(today);
+            ledger.record(&case_id, event, &actor, &note, at, commitment)?;
+            if event == RecordedEvent::Lifted {
+                // 第二十三条: the lifting is served in writing.
+                let rules = regcmd::load_rules(None)?;
+                let (doc, path) = notices::issue(
+                    &mut ledger,
+                    &case_id,
+                    DocumentKind::LiftingNotice,
+                    at,
+                    &actor,
+                    &AuthorityConfig::default(),
+                    &rules,
+                    Some(&out.out),
+                )?;
+                if let Some(p) = path {
+                    println!("{} {} written to {}", doc.number, doc.kind, p.display());
+                }
+            }
+            let case = ledger.show(&case_id)?;
+            println!(
+                "case {case_id}: {} recorded on {at} by {actor}; case is {}",
+                event.event_name(),
+                case.case.status
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn run_stream(a: StreamArgs) -> anyhow::Result<ExitCode> {

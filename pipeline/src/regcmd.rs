@@ -14,6 +14,7 @@ use pharmwatch_regulation::{Decision, FindingError, Rules, decide_json};
 
 use crate::calendar::{DayKind, WorkingCalendar};
 use crate::error::{PipelineError, Result};
+use crate::ledger::{Ledger, Opening, Origin};
 
 /// The calendar from `path`, or the embedded one (2025–2026) when `None`.
 pub fn load_calendar(path: Option<&Path>) -> Result<WorkingCalendar> {
@@ -93,6 +94,38 @@ pub fn decide_file(path: &Path, rules: &Rules, cal: &WorkingCalendar) -> Result<
     let text = std::fs::read_to_string(path).map_err(|e| PipelineError::io(path, e))?;
     let (decisions, errors) = decide_json(&text, rules, cal.regulation());
     Ok(DecideOutput { decisions, errors })
+}
+
+/// `measures decide --record`: opens or updates one case per decision with measures, decided
+/// on `on` (a decision does not carry the inspection day). Returns (cases opened, cases
+/// updated).
+pub fn record_decisions_on(
+    ledger: &mut Ledger,
+    decisions: &[Decision],
+    actor: &str,
+    on: NaiveDate,
+) -> Result<(usize, usize)> {
+    let (mut opened, mut updated) = (0, 0);
+    for d in decisions {
+        if d.measures.is_empty() {
+            continue;
+        }
+        let new = ledger.apply_decision(&Opening {
+            decision: d,
+            on,
+            origin: Origin::Finding,
+            actor,
+            enterprise_name: "",
+            facts_json: "[]",
+            addressee_json: "{}",
+        })?;
+        if new {
+            opened += 1;
+        } else {
+            updated += 1;
+        }
+    }
+    Ok((opened, updated))
 }
 
 #[cfg(test)]

@@ -24,7 +24,10 @@ use crate::risk::RiskRow;
 pub const STORE_FILE: &str = "pharmwatch.db";
 
 /// The migrations, in order: version and SQL.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../sql/store/001_stream.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../sql/store/001_stream.sql")),
+    (10, include_str!("../sql/store/010_ledger.sql")),
+];
 
 /// An open store.
 #[derive(Debug)]
@@ -67,6 +70,11 @@ impl Store {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The connection, read-only use.
+    pub fn conn_ref(&self) -> &Connection {
+        &self.conn
     }
 
     /// The connection (for transactions run by the stream service).
