@@ -19,6 +19,7 @@
 
 pub mod anomaly;
 pub mod calendar;
+pub mod closedloop;
 pub mod demo;
 pub mod error;
 pub mod evaluate;

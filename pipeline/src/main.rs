@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 
 use pharmwatch::anomaly::{self, ModelSource};
 use pharmwatch::calendar::WorkingCalendar;
+use pharmwatch::closedloop::{self, ClosedLoop};
 use pharmwatch::demo::{self, DemoConfig};
 use pharmwatch::evaluate;
 use pharmwatch::indicators::Thresholds;
@@ -18,7 +19,7 @@ use pharmwatch::ingest::InputSpec;
 use pharmwatch::ledger::{self, Ledger, RecordedEvent};
 use pharmwatch::modelcmd::{self, TrainSpec};
 use pharmwatch::nightly::{self, NightlyConfig};
-use pharmwatch::notices::{self, AuthorityConfig, DocumentKind};
+use pharmwatch::notices::{self, AuthorityConfig, DocumentKind, NoticesConfig};
 use pharmwatch::produce;
 use pharmwatch::regcmd;
 use pharmwatch::simulate::{self, SimConfig};
@@ -372,6 +373,19 @@ struct NightlyArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// No case-ledger sweep and no caution notices (risk list only).
+    #[arg(long)]
+    no_notices: bool,
+    /// Notices configuration (TOML: grades, indicators, authority; see
+    /// pipeline/notices.example.toml); default: grades C and D, every indicator.
+    #[arg(long, env = "PHARMWATCH_NOTICES")]
+    notices_config: Option<PathBuf>,
+    /// Measures rules file replacing the embedded defaults.
+    #[arg(long, env = "PHARMWATCH_RULES")]
+    rules: Option<PathBuf>,
+    /// Run date of the ledger sweep and the notices (default: the last business day).
+    #[arg(long)]
+    run_date: Option<NaiveDate>,
 }
 
 #[derive(Debug, Args)]
@@ -525,8 +539,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if !(0.0..=1.0).contains(&cfg.anomaly_threshold) {
                 bail!("--anomaly-threshold must be between 0 and 1");
             }
-            let out = nightly::run(&cfg).await?;
+            let closed_loop = if a.no_notices {
+                None
+            } else {
+                Some(ClosedLoop {
+                    notices: match &a.notices_config {
+                        Some(p) => NoticesConfig::from_path(p)?,
+                        None => NoticesConfig::default(),
+                    },
+                    rules: regcmd::load_rules(a.rules.as_deref())?,
+                    calendar: cal.clone(),
+                    run_date: a.run_date,
+                })
+            };
+            let (out, loop_summary) = nightly::run_with(&cfg, closed_loop.as_ref()).await?;
             print!("{}", nightly::report(&out, cfg.top));
+            if let Some(s) = loop_summary {
+                print!("{}", closedloop::report(&s));
+            }
         }
         Command::Evaluate(a) => {
             let e = evaluate::evaluate_files(&a.risk_list, &a.labels)?;

@@ -471,3 +471,33 @@ pub fn write_files(out: &Path, doc: &IssuedDocument, r: &Rendered) -> Result<Pat
     std::fs::write(&md, &r.markdown).map_err(|e| PipelineError::io(&md, e))?;
     Ok(html)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_example_configuration_parses_and_selects_rows() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("notices.example.toml");
+        let cfg = NoticesConfig::from_path(&path).unwrap();
+        assert_eq!(cfg.authority.abbreviation, "蒙药监");
+        assert!(cfg.selects("D", "sales_spike"));
+        assert!(!cfg.selects("A", "sales_spike"));
+        let only = NoticesConfig {
+            indicators: vec!["expired_batch_sold".into()],
+            ..cfg
+        };
+        assert!(only.selects("D", "sales_spike,expired_batch_sold"));
+        assert!(!only.selects("D", "sales_spike"));
+        assert!(toml::from_str::<NoticesConfig>("grade = [\"D\"]").is_err());
+    }
+
+    #[test]
+    fn chinese_dates() {
+        assert_eq!(
+            date_zh(NaiveDate::from_ymd_opt(2026, 3, 2).unwrap()),
+            "2026年3月2日"
+        );
+    }
+}
