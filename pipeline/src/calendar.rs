@@ -1,58 +1,34 @@
-//! Working-day calendar for Chinese regulatory deadlines.
+//! Working-day calendar for Chinese regulatory deadlines: a thin adapter over the regulation
+//! crate's [`pharmwatch_regulation::Calendar`].
 //!
-//! Deadlines in drug supervision are counted in *working days* (工作日). Which days are
-//! working days is decided each year by the State Council: statutory holidays are days off
-//! even when they fall on a weekday, and some Saturdays or Sundays are declared make-up
-//! working days (调休上班). This module keeps that calendar as **data** — a CSV file with
-//! the columns `date,kind,name,source_url`, where `kind` is `holiday_off` or
-//! `makeup_workday` — and answers working-day questions from it.
-//!
-//! The file shipped with the crate (`pipeline/data/cn_holidays_2025_2026.csv`) is embedded
-//! at compile time and available through [`WorkingCalendar::embedded`].
+//! Deadlines in drug supervision are counted in *working days* (工作日): statutory holidays are
+//! days off even on a weekday, and some Saturdays or Sundays are make-up working days (调休上班).
+//! The calendar is **data** (a CSV file `date,kind,name,source_url`); there is one parser and one
+//! counting rule in the workspace, in `pharmwatch-regulation` (`regulation/data/` holds the file
+//! embedded by [`WorkingCalendar::embedded`]). This module keeps the pipeline's historical API —
+//! [`WorkingCalendar`], [`DayKind`] with holiday names, [`CalendarError`] with covered-year
+//! labels — so the simulator and the stream service need not change, and hands the underlying
+//! calendar to the measures engine through [`WorkingCalendar::regulation`].
 //!
 //! # Counting rule
 //!
 //! A deadline of `N` working days starts the day *after* the triggering date. A day counts
-//! when it is a make-up working day, or when it is a Monday–Friday that is not a statutory
-//! holiday. Weekends and `holiday_off` days do not count. See
-//! [`WorkingCalendar::add_working_days`] and [`WorkingCalendar::working_days_between`].
+//! when it is a make-up working day, or a Monday–Friday that is not a statutory holiday.
 //!
 //! # Invariants
 //!
-//! A [`WorkingCalendar`] can only be built by parsing a calendar file, and parsing
-//! guarantees:
-//!
-//! * the covered years are exactly the years that appear in the file, and they are a
-//!   non-empty, contiguous range (a gap year is rejected, since a year with no entries at
-//!   all is almost certainly a missing year rather than a year without holidays);
-//! * every date appears at most once, so no date is both a holiday and a make-up day;
-//! * every make-up working day is a Saturday or a Sunday (a `holiday_off` date that is
-//!   already a weekend is allowed — official notices list whole holiday spans);
-//! * every listed date has a non-empty name.
-//!
-//! Nothing is guessed outside the data: any query that touches a date in a year the
-//! calendar does not cover — including a walk that crosses into such a year — fails with
-//! [`CalendarError::Uncovered`], naming the date and the covered years.
+//! Those of [`pharmwatch_regulation::calendar`]: the covered years are a non-empty contiguous
+//! range, each date is listed once, make-up days are weekends. Nothing is guessed outside the
+//! data: any query touching a date in a year the calendar does not cover — including a walk
+//! that crosses into such a year — fails with [`CalendarError::Uncovered`].
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeInclusive;
 use std::path::Path;
 
 use chrono::{Datelike, NaiveDate, Weekday};
+use pharmwatch_regulation::Calendar;
+use pharmwatch_regulation::calendar::DayKind as ListedKind;
 use thiserror::Error;
-
-/// The calendar file shipped with the crate, embedded at compile time.
-const EMBEDDED_CSV: &str = include_str!("../data/cn_holidays_2025_2026.csv");
-
-/// The `source_name` used in errors about the embedded calendar file.
-const EMBEDDED_SOURCE_NAME: &str = "embedded";
-
-/// The header a calendar file must have, in this order.
-const EXPECTED_HEADER: [&str; 4] = ["date", "kind", "name", "source_url"];
-
-/// The range of years a calendar file may mention. Four-digit years keep every date and
-/// its neighbours representable, so walking one day past a covered year is always possible.
-const SUPPORTED_YEARS: RangeInclusive<i32> = 1000..=9999;
 
 /// An error while loading a calendar file or answering a query.
 #[derive(Debug, Error)]
@@ -67,28 +43,15 @@ pub enum CalendarError {
         source: std::io::Error,
     },
 
-    /// A field of the calendar file could not be parsed.
-    #[error("{source_name}:{line}: invalid {field}: {reason}")]
-    Parse {
+    /// The calendar file is malformed or contradicts the calendar rules (bad date or kind, a
+    /// duplicate date, a make-up working day on a weekday, a missing year, no entries).
+    #[error("{source_name}:{line}: {reason}")]
+    File {
         /// The file path, or `"embedded"` for the shipped calendar.
         source_name: String,
-        /// The 1-based line of the file (the header is line 1).
+        /// The 1-based line of the file (the header is line 1); 0 for the file as a whole.
         line: u64,
-        /// The column (`date`, `kind`, `name`), or `header` / `record` for structural problems.
-        field: &'static str,
-        /// What is wrong with the value.
-        reason: String,
-    },
-
-    /// The calendar file parses but contradicts itself or the calendar rules
-    /// (a duplicate date, a make-up working day on a weekday, a missing year, no entries).
-    #[error("{source_name}:{line}: inconsistent calendar: {reason}")]
-    Inconsistent {
-        /// The file path, or `"embedded"` for the shipped calendar.
-        source_name: String,
-        /// The 1-based line of the file the problem was found at (the header is line 1).
-        line: u64,
-        /// What is inconsistent.
+        /// What is wrong, naming the column.
         reason: String,
     },
 
@@ -109,6 +72,42 @@ pub enum CalendarError {
         /// The covered years, e.g. `"2025–2026"`.
         covered: String,
     },
+}
+
+/// The covered years as text, e.g. `"2025–2026"` (or `"2025"` for a single year).
+fn label(years: &RangeInclusive<i32>) -> String {
+    if years.start() == years.end() {
+        years.start().to_string()
+    } else {
+        format!("{}–{}", years.start(), years.end())
+    }
+}
+
+impl From<pharmwatch_regulation::Error> for CalendarError {
+    fn from(e: pharmwatch_regulation::Error) -> Self {
+        use pharmwatch_regulation::Error as E;
+        match e {
+            E::Io { path, source, .. } => Self::Io {
+                source_name: path.display().to_string(),
+                source,
+            },
+            E::CalendarFile { file, line, reason } => Self::File {
+                source_name: file,
+                line,
+                reason,
+            },
+            E::CalendarNotCovered { date, years } => Self::Uncovered {
+                date,
+                covered: label(&years),
+            },
+            E::Deadline { source, .. } => Self::from(*source),
+            other => Self::File {
+                source_name: "calendar".to_string(),
+                line: 0,
+                reason: other.to_string(),
+            },
+        }
+    }
 }
 
 /// What kind of day a date is, according to a [`WorkingCalendar`].
@@ -136,236 +135,84 @@ impl DayKind {
     pub fn is_working_day(&self) -> bool {
         matches!(self, Self::Workday | Self::MakeupWorkday { .. })
     }
+
+    /// How the day is described to a supervisor, e.g. `statutory holiday (春节)`.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Workday => "ordinary working day".to_string(),
+            Self::Weekend => "weekend".to_string(),
+            Self::Holiday { name } => format!("statutory holiday ({name})"),
+            Self::MakeupWorkday { name } => format!("make-up working day ({name})"),
+        }
+    }
 }
 
 /// A working-day calendar for a contiguous range of years, loaded from data.
 ///
 /// Build one with [`WorkingCalendar::embedded`], [`WorkingCalendar::from_csv_path`] or
-/// [`WorkingCalendar::from_csv_str`]; see the [module documentation](self) for the
-/// invariants every instance satisfies.
+/// [`WorkingCalendar::from_csv_str`], or from a regulation [`Calendar`] with `From`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkingCalendar {
-    /// First covered year.
-    first_year: i32,
-    /// Last covered year (inclusive); `first_year <= last_year`.
-    last_year: i32,
-    /// Statutory days off (`holiday_off`).
-    holiday_off: BTreeSet<NaiveDate>,
-    /// Weekend days declared working days (`makeup_workday`); disjoint from `holiday_off`.
-    makeup: BTreeSet<NaiveDate>,
-    /// The name of every date in `holiday_off` or `makeup`.
-    names: BTreeMap<NaiveDate, String>,
+    inner: Calendar,
 }
 
-/// The kind column of a calendar file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum EntryKind {
-    HolidayOff,
-    MakeupWorkday,
+impl From<Calendar> for WorkingCalendar {
+    fn from(inner: Calendar) -> Self {
+        Self { inner }
+    }
 }
 
 fn is_weekend(date: NaiveDate) -> bool {
     matches!(date.weekday(), Weekday::Sat | Weekday::Sun)
 }
 
-/// Parses a `date` field: a `YYYY-MM-DD` date in [`SUPPORTED_YEARS`].
-fn parse_date(raw: &str) -> Result<NaiveDate, String> {
-    let date = NaiveDate::parse_from_str(raw, "%Y-%m-%d")
-        .map_err(|err| format!("`{raw}` is not a YYYY-MM-DD date: {err}"))?;
-    if SUPPORTED_YEARS.contains(&date.year()) {
-        Ok(date)
-    } else {
-        Err(format!(
-            "`{raw}` is outside the supported years {}–{}",
-            SUPPORTED_YEARS.start(),
-            SUPPORTED_YEARS.end()
-        ))
-    }
-}
-
-/// Parses a `kind` field.
-fn parse_kind(raw: &str) -> Result<EntryKind, String> {
-    match raw {
-        "holiday_off" => Ok(EntryKind::HolidayOff),
-        "makeup_workday" => Ok(EntryKind::MakeupWorkday),
-        other => Err(format!(
-            "unknown kind `{other}` (expected `holiday_off` or `makeup_workday`)"
-        )),
-    }
-}
-
-/// The first and last year of `years` (year → first line it appears on), or the line and
-/// reason to report if there are no years or the years are not contiguous.
-fn contiguous_years(years: &BTreeMap<i32, u64>) -> Result<(i32, i32), (u64, String)> {
-    let (Some((&first_year, _)), Some((&last_year, _))) =
-        (years.first_key_value(), years.last_key_value())
-    else {
-        return Err((
-            1,
-            "the calendar has no entries, so it covers no years".to_owned(),
-        ));
-    };
-    let mut previous = first_year;
-    for (&year, &line) in years.range(first_year + 1..) {
-        if year != previous + 1 {
-            return Err((
-                line,
-                format!(
-                    "covered years must be contiguous, but there are entries for {previous} \
-                     and {year} and none for {}",
-                    previous + 1
-                ),
-            ));
-        }
-        previous = year;
-    }
-    Ok((first_year, last_year))
-}
-
 impl WorkingCalendar {
-    /// Loads the calendar file shipped with the crate
-    /// (`pipeline/data/cn_holidays_2025_2026.csv`, embedded at compile time).
+    /// The calendar shipped with the workspace (`regulation/data/cn_holidays_2025_2026.csv`,
+    /// embedded at compile time).
     ///
     /// # Errors
     ///
-    /// Returns [`CalendarError::Parse`] or [`CalendarError::Inconsistent`] (with
-    /// `source_name` `"embedded"`) if the shipped file is malformed; the crate's tests
-    /// check that it is not.
+    /// Never in practice (a unit test parses the embedded file).
     pub fn embedded() -> Result<Self, CalendarError> {
-        Self::from_csv_str(EMBEDDED_SOURCE_NAME, EMBEDDED_CSV)
+        Ok(Calendar::embedded()?.into())
     }
 
-    /// Loads a calendar file from disk. The path is used as `source_name` in errors.
+    /// Loads a calendar file from disk.
     ///
     /// # Errors
     ///
-    /// Returns [`CalendarError::Io`] if the file cannot be read (or is not UTF-8), and
-    /// otherwise the errors of [`WorkingCalendar::from_csv_str`].
+    /// [`CalendarError::Io`] if the file cannot be read, [`CalendarError::File`] if it is
+    /// invalid.
     pub fn from_csv_path(path: &Path) -> Result<Self, CalendarError> {
-        let source_name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| CalendarError::Io {
-            source_name: source_name.clone(),
-            source,
-        })?;
-        Self::from_csv_str(&source_name, &text)
+        Ok(Calendar::from_path(path)?.into())
     }
 
-    /// Parses a calendar from CSV text with the header `date,kind,name,source_url`.
-    ///
-    /// `date` is `YYYY-MM-DD`; `kind` is `holiday_off` or `makeup_workday`; `name` must not
-    /// be empty; `source_url` is carried for provenance and may be empty. Surrounding
-    /// whitespace in fields is ignored. `source_name` identifies the text in errors.
+    /// Parses calendar CSV text; `source_name` names the file in errors.
     ///
     /// # Errors
     ///
-    /// * [`CalendarError::Parse`] for a wrong header, a malformed record, an invalid date,
-    ///   a year outside 1000–9999, an unknown kind or an empty name;
-    /// * [`CalendarError::Inconsistent`] for a duplicate date, a make-up working day that
-    ///   is not a Saturday or Sunday, a gap in the covered years, or a file with no entries.
+    /// [`CalendarError::File`] naming the line and what is wrong.
     pub fn from_csv_str(source_name: &str, text: &str) -> Result<Self, CalendarError> {
-        let parse_error = |line: u64, field: &'static str, reason: String| CalendarError::Parse {
-            source_name: source_name.to_owned(),
-            line,
-            field,
-            reason,
-        };
-        let inconsistent = |line: u64, reason: String| CalendarError::Inconsistent {
-            source_name: source_name.to_owned(),
-            line,
-            reason,
-        };
-        let csv_error = |err: csv::Error| {
-            let line = err.position().map_or(1, csv::Position::line);
-            parse_error(line, "record", err.to_string())
-        };
+        Ok(Calendar::from_csv_str(text, source_name)?.into())
+    }
 
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(true)
-            .trim(csv::Trim::All)
-            .from_reader(text.as_bytes());
-
-        let header = reader.headers().map_err(csv_error)?;
-        if !header.iter().eq(EXPECTED_HEADER) {
-            return Err(parse_error(
-                1,
-                "header",
-                format!(
-                    "expected `{}`, found `{}`",
-                    EXPECTED_HEADER.join(","),
-                    header.iter().collect::<Vec<_>>().join(",")
-                ),
-            ));
-        }
-
-        let mut holiday_off = BTreeSet::new();
-        let mut makeup = BTreeSet::new();
-        let mut names = BTreeMap::new();
-        // Line each date was first seen at, for duplicate reports.
-        let mut seen: BTreeMap<NaiveDate, u64> = BTreeMap::new();
-        // First line each year was seen at, for gap reports.
-        let mut years: BTreeMap<i32, u64> = BTreeMap::new();
-
-        for record in reader.records() {
-            let record = record.map_err(csv_error)?;
-            let line = record.position().map_or(0, csv::Position::line);
-            // The header check and the reader's equal-length rule guarantee four fields.
-            let field = |index: usize| record.get(index).unwrap_or_default();
-
-            let date = parse_date(field(0)).map_err(|reason| parse_error(line, "date", reason))?;
-            let kind = parse_kind(field(1)).map_err(|reason| parse_error(line, "kind", reason))?;
-
-            let name = field(2);
-            if name.is_empty() {
-                return Err(parse_error(line, "name", format!("empty name for {date}")));
-            }
-
-            if let Some(first_line) = seen.get(&date) {
-                return Err(inconsistent(
-                    line,
-                    format!("duplicate date {date} (first listed on line {first_line})"),
-                ));
-            }
-            if kind == EntryKind::MakeupWorkday && !is_weekend(date) {
-                return Err(inconsistent(
-                    line,
-                    format!(
-                        "make-up working day {date} is a {}, not a Saturday or Sunday",
-                        date.weekday()
-                    ),
-                ));
-            }
-
-            seen.insert(date, line);
-            years.entry(date.year()).or_insert(line);
-            names.insert(date, name.to_owned());
-            match kind {
-                EntryKind::HolidayOff => holiday_off.insert(date),
-                EntryKind::MakeupWorkday => makeup.insert(date),
-            };
-        }
-
-        let (first_year, last_year) =
-            contiguous_years(&years).map_err(|(line, reason)| inconsistent(line, reason))?;
-
-        Ok(Self {
-            first_year,
-            last_year,
-            holiday_off,
-            makeup,
-            names,
-        })
+    /// The regulation crate's calendar, for the measures engine.
+    #[must_use]
+    pub fn regulation(&self) -> &Calendar {
+        &self.inner
     }
 
     /// Whether `date` falls in a covered year.
     #[must_use]
     pub fn covers(&self, date: NaiveDate) -> bool {
-        self.covered_years().contains(&date.year())
+        self.inner.covers(date)
     }
 
-    /// The covered years: exactly the (contiguous) years that appear in the calendar file.
+    /// The covered years.
     #[must_use]
     pub fn covered_years(&self) -> RangeInclusive<i32> {
-        self.first_year..=self.last_year
+        self.inner.years()
     }
 
     /// Whether `date` counts as a working day (see [`DayKind::is_working_day`]).
@@ -374,8 +221,7 @@ impl WorkingCalendar {
     ///
     /// [`CalendarError::Uncovered`] if `date` is not in a covered year.
     pub fn is_working_day(&self, date: NaiveDate) -> Result<bool, CalendarError> {
-        self.ensure_covered(date)?;
-        Ok(self.makeup.contains(&date) || (!self.holiday_off.contains(&date) && !is_weekend(date)))
+        Ok(self.inner.is_working_day(date)?)
     }
 
     /// Classifies `date`. A listed holiday is [`DayKind::Holiday`] even when it falls on a
@@ -385,67 +231,41 @@ impl WorkingCalendar {
     ///
     /// [`CalendarError::Uncovered`] if `date` is not in a covered year.
     pub fn day_kind(&self, date: NaiveDate) -> Result<DayKind, CalendarError> {
-        self.ensure_covered(date)?;
-        let name = || self.names.get(&date).cloned().unwrap_or_default();
-        Ok(if self.makeup.contains(&date) {
-            DayKind::MakeupWorkday { name: name() }
-        } else if self.holiday_off.contains(&date) {
-            DayKind::Holiday { name: name() }
-        } else if is_weekend(date) {
-            DayKind::Weekend
-        } else {
-            DayKind::Workday
+        self.inner.is_working_day(date)?;
+        Ok(match self.inner.special_day(date) {
+            Some(d) if d.kind == ListedKind::MakeupWorkday => DayKind::MakeupWorkday {
+                name: d.name.clone(),
+            },
+            Some(d) => DayKind::Holiday {
+                name: d.name.clone(),
+            },
+            None if is_weekend(date) => DayKind::Weekend,
+            None => DayKind::Workday,
         })
     }
 
     /// The deadline date `n` working days after `date`: counting starts the day after
-    /// `date`, and the result is the `n`th working day found. The result is always a
-    /// working day when `n >= 1`. For `n == 0` the result is `date` itself (which need
-    /// not be a working day).
-    ///
-    /// `date` itself must be covered even though it is not counted, and so must every day
-    /// walked over.
+    /// `date`, and the result is the `n`th working day found; `date` itself for `n == 0`.
     ///
     /// # Errors
     ///
     /// [`CalendarError::Uncovered`] if `date` is not covered, or naming the first
     /// uncovered date if the walk runs past the last covered year.
     pub fn add_working_days(&self, date: NaiveDate, n: u32) -> Result<NaiveDate, CalendarError> {
-        self.ensure_covered(date)?;
-        let mut current = date;
-        let mut remaining = n;
-        while remaining > 0 {
-            current = current.succ_opt().ok_or_else(|| self.uncovered(current))?;
-            if self.is_working_day(current)? {
-                remaining -= 1;
-            }
-        }
-        Ok(current)
+        Ok(self.inner.add_working_days(date, n)?)
     }
 
-    /// The number of working days in the half-open interval `(from, to]` — the number of
-    /// working days elapsed between a triggering date `from` and `to`. Zero if `to <= from`.
-    ///
-    /// For `n >= 1`, `working_days_between(d, add_working_days(d, n)?)` is `n`.
+    /// The number of working days in the half-open interval `(from, to]`; zero if `to <= from`.
     ///
     /// # Errors
     ///
-    /// [`CalendarError::Uncovered`] if `from` or `to` is not in a covered year (checked
-    /// even when `to <= from`).
+    /// [`CalendarError::Uncovered`] if `from` or `to` is not in a covered year.
     pub fn working_days_between(
         &self,
         from: NaiveDate,
         to: NaiveDate,
     ) -> Result<u32, CalendarError> {
-        self.ensure_covered(from)?;
-        self.ensure_covered(to)?;
-        let mut count = 0;
-        for day in from.iter_days().skip(1).take_while(|day| *day <= to) {
-            if self.is_working_day(day)? {
-                count += 1;
-            }
-        }
-        Ok(count)
+        Ok(self.inner.working_days_between(from, to)?)
     }
 
     /// The number of working days in calendar year `year`.
@@ -454,59 +274,24 @@ impl WorkingCalendar {
     ///
     /// [`CalendarError::UncoveredYear`] if `year` is not covered.
     pub fn working_days_in_year(&self, year: i32) -> Result<u32, CalendarError> {
-        let uncovered = || CalendarError::UncoveredYear {
-            year,
-            covered: self.covered_label(),
-        };
-        if !self.covered_years().contains(&year) {
-            return Err(uncovered());
+        let years = self.inner.years();
+        if !years.contains(&year) {
+            return Err(CalendarError::UncoveredYear {
+                year,
+                covered: label(&years),
+            });
         }
-        let first_day = NaiveDate::from_ymd_opt(year, 1, 1).ok_or_else(uncovered)?;
-        let mut count = 0;
-        for day in first_day.iter_days().take_while(|day| day.year() == year) {
-            if self.is_working_day(day)? {
-                count += 1;
-            }
-        }
-        Ok(count)
+        Ok(self.inner.working_days_in_year(year)?)
     }
 
-    /// The name of the statutory holiday (`holiday_off`) on `date`, if any.
-    ///
-    /// Make-up working days are *not* holidays and return `None`; their associated holiday
-    /// name is available through [`WorkingCalendar::day_kind`]. Uncovered dates return
-    /// `None` as well — use [`WorkingCalendar::covers`] or `day_kind` to tell them apart.
+    /// The name of the statutory holiday (`holiday_off`) on `date`, if any. Make-up working
+    /// days and uncovered dates return `None`.
     #[must_use]
     pub fn holiday_name(&self, date: NaiveDate) -> Option<&str> {
-        if self.holiday_off.contains(&date) {
-            self.names.get(&date).map(String::as_str)
-        } else {
-            None
-        }
-    }
-
-    /// The covered years as text, e.g. `"2025–2026"` (or `"2025"` for a single year).
-    fn covered_label(&self) -> String {
-        if self.first_year == self.last_year {
-            self.first_year.to_string()
-        } else {
-            format!("{}–{}", self.first_year, self.last_year)
-        }
-    }
-
-    fn uncovered(&self, date: NaiveDate) -> CalendarError {
-        CalendarError::Uncovered {
-            date,
-            covered: self.covered_label(),
-        }
-    }
-
-    fn ensure_covered(&self, date: NaiveDate) -> Result<(), CalendarError> {
-        if self.covers(date) {
-            Ok(())
-        } else {
-            Err(self.uncovered(date))
-        }
+        self.inner
+            .special_day(date)
+            .filter(|d| d.kind == ListedKind::HolidayOff)
+            .map(|d| d.name.as_str())
     }
 }
 
@@ -541,9 +326,20 @@ mod tests {
 
     #[test]
     fn from_csv_path_reads_the_shipped_file() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/cn_holidays_2025_2026.csv");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../regulation/data/cn_holidays_2025_2026.csv");
         let from_disk = WorkingCalendar::from_csv_path(&path).unwrap();
-        assert_eq!(from_disk, cal());
+        let embedded = cal();
+        assert_eq!(from_disk.covered_years(), embedded.covered_years());
+        for day in d(2025, 1, 1)
+            .iter_days()
+            .take_while(|day| day.year() <= 2026)
+        {
+            assert_eq!(
+                from_disk.day_kind(day).unwrap(),
+                embedded.day_kind(day).unwrap()
+            );
+        }
     }
 
     #[test]
@@ -759,17 +555,16 @@ mod tests {
         let err =
             parse("2025-01-01,holiday_off,元旦,u\n2025-02-30,holiday_off,春节,u\n").unwrap_err();
         match err {
-            CalendarError::Parse {
+            CalendarError::File {
                 source_name,
                 line,
-                field,
-                ..
+                reason,
             } => {
                 assert_eq!(source_name, "test.csv");
                 assert_eq!(line, 3);
-                assert_eq!(field, "date");
+                assert!(reason.contains("2025-02-30"), "{reason}");
             }
-            other => panic!("expected Parse, got {other:?}"),
+            other => panic!("expected File, got {other:?}"),
         }
     }
 
@@ -777,17 +572,12 @@ mod tests {
     fn unknown_kind_is_a_parse_error_with_line() {
         let err = parse("2025-01-01,holiday_off,元旦,u\n2025-01-02,day_off,元旦,u\n").unwrap_err();
         match err {
-            CalendarError::Parse {
-                line,
-                field,
-                reason,
-                ..
-            } => {
+            CalendarError::File { line, reason, .. } => {
                 assert_eq!(line, 3);
-                assert_eq!(field, "kind");
+                assert!(reason.contains("kind"), "{reason}");
                 assert!(reason.contains("day_off"), "{reason}");
             }
-            other => panic!("expected Parse, got {other:?}"),
+            other => panic!("expected File, got {other:?}"),
         }
     }
 
@@ -797,7 +587,7 @@ mod tests {
         let err = parse("2025-01-26,makeup_workday,春节,u\n2025-01-27,makeup_workday,春节,u\n")
             .unwrap_err();
         match err {
-            CalendarError::Inconsistent {
+            CalendarError::File {
                 source_name,
                 line,
                 reason,
@@ -806,7 +596,7 @@ mod tests {
                 assert_eq!(line, 3);
                 assert!(reason.contains("2025-01-27"), "{reason}");
             }
-            other => panic!("expected Inconsistent, got {other:?}"),
+            other => panic!("expected File, got {other:?}"),
         }
     }
 
@@ -826,11 +616,11 @@ mod tests {
         )
         .unwrap_err();
         match err {
-            CalendarError::Inconsistent { line, reason, .. } => {
+            CalendarError::File { line, reason, .. } => {
                 assert_eq!(line, 4);
-                assert!(reason.contains("line 2"), "{reason}");
+                assert!(reason.contains("listed twice"), "{reason}");
             }
-            other => panic!("expected Inconsistent, got {other:?}"),
+            other => panic!("expected File, got {other:?}"),
         }
     }
 
@@ -838,60 +628,45 @@ mod tests {
     fn same_date_as_holiday_and_makeup_is_inconsistent() {
         let err =
             parse("2025-01-26,makeup_workday,春节,u\n2025-01-26,holiday_off,春节,u\n").unwrap_err();
-        assert!(matches!(err, CalendarError::Inconsistent { line: 3, .. }));
+        assert!(matches!(err, CalendarError::File { line: 3, .. }));
     }
 
     #[test]
     fn empty_name_is_a_parse_error() {
         let err = parse("2025-01-01,holiday_off,,u\n").unwrap_err();
-        assert!(matches!(
-            err,
-            CalendarError::Parse {
-                line: 2,
-                field: "name",
-                ..
-            }
-        ));
+        assert!(
+            matches!(&err, CalendarError::File { line: 2, reason, .. } if reason.contains("name")),
+            "{err:?}"
+        );
     }
 
     #[test]
     fn wrong_header_is_a_parse_error() {
         let err = WorkingCalendar::from_csv_str("x", "day,kind,name,source_url\n").unwrap_err();
-        assert!(matches!(
-            err,
-            CalendarError::Parse {
-                line: 1,
-                field: "header",
-                ..
-            }
-        ));
+        assert!(
+            matches!(&err, CalendarError::File { line: 1, reason, .. } if reason.contains("header")),
+            "{err:?}"
+        );
     }
 
     #[test]
     fn short_record_is_a_parse_error_with_line() {
         let err = parse("2025-01-01,holiday_off,元旦,u\n2025-01-02,holiday_off\n").unwrap_err();
         assert!(
-            matches!(
-                err,
-                CalendarError::Parse {
-                    line: 3,
-                    field: "record",
-                    ..
-                }
-            ),
+            matches!(&err, CalendarError::File { line: 3, reason, .. } if reason.contains("columns")),
             "{err:?}"
         );
     }
 
     #[test]
     fn no_entries_is_inconsistent() {
-        assert!(matches!(parse(""), Err(CalendarError::Inconsistent { .. })));
+        assert!(matches!(
+            parse(""),
+            Err(CalendarError::File { reason, .. }) if reason.contains("no dates")
+        ));
         assert!(matches!(
             WorkingCalendar::from_csv_str("x", ""),
-            Err(CalendarError::Parse {
-                field: "header",
-                ..
-            })
+            Err(CalendarError::File { reason, .. }) if reason.contains("header")
         ));
     }
 
@@ -900,11 +675,10 @@ mod tests {
         let err =
             parse("2025-01-01,holiday_off,元旦,u\n2027-01-01,holiday_off,元旦,u\n").unwrap_err();
         match err {
-            CalendarError::Inconsistent { line, reason, .. } => {
-                assert_eq!(line, 3);
+            CalendarError::File { reason, .. } => {
                 assert!(reason.contains("2026"), "{reason}");
             }
-            other => panic!("expected Inconsistent, got {other:?}"),
+            other => panic!("expected File, got {other:?}"),
         }
     }
 
@@ -912,7 +686,7 @@ mod tests {
     fn error_messages_name_source_and_line() {
         let err = parse("2025-13-01,holiday_off,元旦,u\n").unwrap_err();
         let message = err.to_string();
-        assert!(message.starts_with("test.csv:2: invalid date"), "{message}");
+        assert!(message.starts_with("test.csv:2: date"), "{message}");
     }
 
     fn first_day() -> NaiveDate {

@@ -98,6 +98,30 @@ pub enum PipelineError {
         /// The cause.
         reason: String,
     },
+    /// The regulation crate (rules file, calendar file, measures engine) refused its input.
+    #[error("{context}: {source}")]
+    Regulation {
+        /// What was being done (file, case).
+        context: String,
+        /// The cause.
+        source: pharmwatch_regulation::Error,
+    },
+    /// The case ledger refused an operation (unknown case, an event out of order).
+    #[error("case {case_id}: {reason}")]
+    Ledger {
+        /// The case.
+        case_id: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A document template failed to load or render.
+    #[error("template {template}: {reason}")]
+    Template {
+        /// The template file name.
+        template: String,
+        /// The cause.
+        reason: String,
+    },
     /// A bug: an invariant did not hold.
     #[error("internal error: {0}")]
     Internal(String),
@@ -123,6 +147,20 @@ impl PipelineError {
         Self::Arrow {
             context: context.into(),
             source,
+        }
+    }
+    /// A regulation-crate error while doing `context`.
+    pub fn regulation(context: impl Into<String>, source: pharmwatch_regulation::Error) -> Self {
+        Self::Regulation {
+            context: context.into(),
+            source,
+        }
+    }
+    /// A refusal of the case ledger about `case_id`.
+    pub fn ledger(case_id: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Ledger {
+            case_id: case_id.into(),
+            reason: reason.into(),
         }
     }
     /// A model error while doing `context`.

@@ -12,23 +12,28 @@
 //! the model's features, fits and scores it; [`risk`] scores and writes the risk list;
 //! [`nightly`] ties them together; [`evaluate`] checks a risk list against planted anomalies;
 //! [`demo`] runs it all; [`table`] and [`modelcmd`] serve `pharmwatch model` on any table;
-//! [`calendar`] counts working days; [`stream`] is the real-time service (with [`produce`] to
+//! [`calendar`] counts working days (over the regulation crate's calendar), [`regcmd`] serves
+//! `pharmwatch calendar` and `pharmwatch measures`; [`stream`] is the real-time service (with [`produce`] to
 //! feed it a simulated lake), [`store`] the SQLite risk store both paths write, [`metrics`]
 //! every Prometheus metric.
 
 pub mod anomaly;
 pub mod calendar;
+pub mod closedloop;
 pub mod demo;
 pub mod error;
 pub mod evaluate;
 pub mod indicators;
 pub mod ingest;
 pub mod lake;
+pub mod ledger;
 pub mod metrics;
 pub mod modelcmd;
 pub mod nightly;
+pub mod notices;
 pub mod produce;
 pub mod progress;
+pub mod regcmd;
 pub mod risk;
 pub mod simulate;
 pub mod store;

@@ -1,5 +1,6 @@
 //! The `pharmwatch` command line: simulate a province, run the nightly risk list, evaluate it,
-//! or do all three with `demo`; fit, apply and evaluate the anomaly model on any table.
+//! or do all three with `demo`; fit, apply and evaluate the anomaly model on any table; count
+//! working days and decide regulatory measures.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,13 +11,17 @@ use clap::{Args, Parser, Subcommand};
 
 use pharmwatch::anomaly::{self, ModelSource};
 use pharmwatch::calendar::WorkingCalendar;
+use pharmwatch::closedloop::{self, ClosedLoop};
 use pharmwatch::demo::{self, DemoConfig};
 use pharmwatch::evaluate;
 use pharmwatch::indicators::Thresholds;
 use pharmwatch::ingest::InputSpec;
+use pharmwatch::ledger::{self, Ledger, RecordedEvent};
 use pharmwatch::modelcmd::{self, TrainSpec};
 use pharmwatch::nightly::{self, NightlyConfig};
+use pharmwatch::notices::{self, AuthorityConfig, DocumentKind, NoticesConfig};
 use pharmwatch::produce;
+use pharmwatch::regcmd;
 use pharmwatch::simulate::{self, SimConfig};
 use pharmwatch::stream::config::StreamConfig;
 use pharmwatch::stream::service::{self, RunOptions};
@@ -55,6 +60,128 @@ enum Command {
     Produce(ProduceArgs),
     /// Create the stream's topics (events, dead letter, risk events) on the broker.
     Topics(TopicsArgs),
+    /// The working-day calendar (工作日历) that every regulatory deadline is counted in.
+    Calendar(CalendarArgs),
+    /// The measures engine (行政处理措施): findings in, measures with articles and due dates out.
+    #[command(subcommand)]
+    Measures(MeasuresCommand),
+    /// The case ledger (案件台账): cases, their measures, due dates and event trail.
+    #[command(subcommand)]
+    Case(CaseCommand),
+    /// Print the low-risk (低风险名单), key-monitoring (重点监控名单) and fault-tolerance (容错清单)
+    /// lists.
+    Lists(OutArg),
+}
+
+#[derive(Debug, Args)]
+struct OutArg {
+    /// Output directory holding the ledger (OUT/pharmwatch.db).
+    #[arg(long, env = "PHARMWATCH_OUT")]
+    out: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum CaseCommand {
+    /// List the cases (newest first) with the next due date.
+    List {
+        /// Only open cases.
+        #[arg(long)]
+        open: bool,
+        /// Only this enterprise's cases (credit code).
+        #[arg(long)]
+        enterprise: Option<String>,
+        #[command(flatten)]
+        out: OutArg,
+    },
+    /// Show one case: measures, due dates, lists, documents and the full event trail.
+    Show {
+        /// The case id.
+        case_id: String,
+        #[command(flatten)]
+        out: OutArg,
+    },
+    /// Record an event of the closed loop on a case (appended to its trail, never edited).
+    Record {
+        /// The case id.
+        case_id: String,
+        /// delivered, report-received, verified, resume-request or lifted.
+        #[arg(long)]
+        event: String,
+        /// Who records it (name of the supervisor).
+        #[arg(long)]
+        actor: String,
+        /// Free text kept with the event.
+        #[arg(long, default_value = "")]
+        note: String,
+        /// Business date of the event (default: today, Asia/Shanghai).
+        #[arg(long)]
+        at: Option<NaiveDate>,
+        /// With `verified`: the enterprise made a written compliance commitment (合规承诺),
+        /// which puts it on the low-risk list at the next sweep.
+        #[arg(long)]
+        commitment: bool,
+        #[command(flatten)]
+        out: OutArg,
+    },
+}
+
+#[derive(Debug, Args)]
+struct CalendarArgs {
+    /// Calendar file (CSV: date,kind,name,source_url) replacing the embedded 2025–2026 one.
+    #[arg(long, global = true, env = "PHARMWATCH_CALENDAR")]
+    calendar: Option<PathBuf>,
+    #[command(subcommand)]
+    command: CalendarCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum CalendarCommand {
+    /// Print the due date N working days after DATE (counting starts the day after DATE).
+    AddWorkingDays {
+        /// Triggering date (YYYY-MM-DD).
+        date: NaiveDate,
+        /// Number of working days.
+        n: u32,
+    },
+    /// Print whether DATE is a working day (yes/no) and what kind of day it is. Exit code 0 when
+    /// answered, whatever the answer; 1 when the date is outside the calendar.
+    IsWorkingDay {
+        /// Date (YYYY-MM-DD).
+        date: NaiveDate,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MeasuresCommand {
+    /// Decide the measures for a JSON array of findings (schemas/contracts/findings.md) and print
+    /// the JSON array of decisions. Refused findings are reported on stderr (finding, field,
+    /// reason); the others are still decided; exit code 2 when any finding was refused.
+    Decide(DecideArgs),
+}
+
+#[derive(Debug, Args)]
+struct DecideArgs {
+    /// The findings (JSON array).
+    #[arg(long)]
+    findings: PathBuf,
+    /// Rules file (TOML) replacing the embedded defaults (regulation/data/rules.toml).
+    #[arg(long, env = "PHARMWATCH_RULES")]
+    rules: Option<PathBuf>,
+    /// Calendar file replacing the embedded 2025–2026 one.
+    #[arg(long, env = "PHARMWATCH_CALENDAR")]
+    calendar: Option<PathBuf>,
+    /// Open or update a case in the ledger for every decision (needs --out).
+    #[arg(long, requires = "out")]
+    record: bool,
+    /// Output directory holding the ledger (OUT/pharmwatch.db).
+    #[arg(long, env = "PHARMWATCH_OUT")]
+    out: Option<PathBuf>,
+    /// Who decided, for the ledger's events.
+    #[arg(long, default_value = "pharmwatch measures")]
+    actor: String,
+    /// Business date the cases are opened or updated on (default: today, Asia/Shanghai).
+    #[arg(long)]
+    decided_on: Option<NaiveDate>,
 }
 
 #[derive(Debug, Args)]
@@ -251,6 +378,19 @@ struct NightlyArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// No case-ledger sweep and no caution notices (risk list only).
+    #[arg(long)]
+    no_notices: bool,
+    /// Notices configuration (TOML: grades, indicators, authority; see
+    /// pipeline/notices.example.toml); default: grades C and D, every indicator.
+    #[arg(long, env = "PHARMWATCH_NOTICES")]
+    notices_config: Option<PathBuf>,
+    /// Measures rules file replacing the embedded defaults.
+    #[arg(long, env = "PHARMWATCH_RULES")]
+    rules: Option<PathBuf>,
+    /// Run date of the ledger sweep and the notices (default: the last business day).
+    #[arg(long)]
+    run_date: Option<NaiveDate>,
 }
 
 #[derive(Debug, Args)]
@@ -292,6 +432,11 @@ struct DemoArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+}
+
+/// Today in Asia/Shanghai.
+fn today() -> NaiveDate {
+    (Utc::now() + Duration::hours(8)).date_naive()
 }
 
 /// Yesterday in Asia/Shanghai.
@@ -399,8 +544,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if !(0.0..=1.0).contains(&cfg.anomaly_threshold) {
                 bail!("--anomaly-threshold must be between 0 and 1");
             }
-            let out = nightly::run(&cfg).await?;
+            let closed_loop = if a.no_notices {
+                None
+            } else {
+                Some(ClosedLoop {
+                    notices: match &a.notices_config {
+                        Some(p) => NoticesConfig::from_path(p)?,
+                        None => NoticesConfig::default(),
+                    },
+                    rules: regcmd::load_rules(a.rules.as_deref())?,
+                    calendar: cal.clone(),
+                    run_date: a.run_date,
+                })
+            };
+            let (out, loop_summary) = nightly::run_with(&cfg, closed_loop.as_ref()).await?;
             print!("{}", nightly::report(&out, cfg.top));
+            if let Some(s) = loop_summary {
+                print!("{}", closedloop::report(&s));
+            }
         }
         Command::Evaluate(a) => {
             let e = evaluate::evaluate_files(&a.risk_list, &a.labels)?;
@@ -473,6 +634,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
         }
+        Command::Calendar(a) => {
+            let cal = regcmd::load_calendar(a.calendar.as_deref())?;
+            match a.command {
+                CalendarCommand::AddWorkingDays { date, n } => {
+                    println!("{}", regcmd::add_working_days(&cal, date, n)?);
+                }
+                CalendarCommand::IsWorkingDay { date } => {
+                    println!("{}", regcmd::is_working_day(&cal, date)?);
+                }
+            }
+        }
+        Command::Measures(MeasuresCommand::Decide(a)) => return run_decide(a),
+        Command::Case(c) => return run_case(c),
+        Command::Lists(o) => {
+            let ledger = Ledger::open(&o.out)?;
+            print!("{}", ledger::format_lists(&ledger.list_entries(None)?));
+        }
         Command::Stream(a) => return run_stream(a).await,
         Command::Produce(a) => return run_produce(a).await,
         Command::Topics(a) => {
@@ -487,6 +665,96 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 } else {
                     format!(": {}", created.join(", "))
                 }
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_decide(a: DecideArgs) -> anyhow::Result<ExitCode> {
+    let rules = regcmd::load_rules(a.rules.as_deref())?;
+    let cal = regcmd::load_calendar(a.calendar.as_deref())?;
+    let out = regcmd::decide_file(&a.findings, &rules, &cal)?;
+    println!("{}", out.decisions_json()?);
+    if a.record
+        && let Some(dir) = &a.out
+    {
+        let mut ledger = Ledger::open(dir)?;
+        let on = a.decided_on.unwrap_or_else(today);
+        let (opened, updated) =
+            regcmd::record_decisions_on(&mut ledger, &out.decisions, &a.actor, on)?;
+        eprintln!(
+            "ledger {}: {opened} case(s) opened, {updated} updated",
+            ledger.path().display()
+        );
+    }
+    for e in &out.errors {
+        eprintln!("{}: {e}", a.findings.display());
+    }
+    if out.errors.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "{} of {} findings refused",
+            out.errors.len(),
+            out.errors.len() + out.decisions.len()
+        );
+        Ok(ExitCode::from(2))
+    }
+}
+
+fn run_case(c: CaseCommand) -> anyhow::Result<ExitCode> {
+    match c {
+        CaseCommand::List {
+            open,
+            enterprise,
+            out,
+        } => {
+            let ledger = Ledger::open(&out.out)?;
+            print!(
+                "{}",
+                ledger::format_list(&ledger.list(open, enterprise.as_deref())?)
+            );
+        }
+        CaseCommand::Show { case_id, out } => {
+            let ledger = Ledger::open(&out.out)?;
+            print!("{}", ledger::format_show(&ledger.show(&case_id)?));
+        }
+        CaseCommand::Record {
+            case_id,
+            event,
+            actor,
+            note,
+            at,
+            commitment,
+            out,
+        } => {
+            let event = RecordedEvent::parse(&event)?;
+            let mut ledger = Ledger::open(&out.out)?;
+            let at = at.unwrap_or_else(today);
+            ledger.record(&case_id, event, &actor, &note, at, commitment)?;
+            if event == RecordedEvent::Lifted {
+                // 第二十三条: the lifting is served in writing.
+                let rules = regcmd::load_rules(None)?;
+                let (doc, path) = notices::issue(
+                    &mut ledger,
+                    &case_id,
+                    DocumentKind::LiftingNotice,
+                    at,
+                    &actor,
+                    &AuthorityConfig::default(),
+                    &rules,
+                    Some(&out.out),
+                )?;
+                if let Some(p) = path {
+                    println!("{} {} written to {}", doc.number, doc.kind, p.display());
+                }
+            }
+            let case = ledger.show(&case_id)?;
+            println!(
+                "case {case_id}: {} recorded on {at} by {actor}; case is {}",
+                event.event_name(),
+                case.case.status
             );
         }
     }
@@ -547,6 +815,23 @@ async fn run_produce(a: ProduceArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The error and its causes, `: `-joined, leaving out a cause whose text the message already
+/// shows (the pipeline's error variants print their source inline).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -562,7 +847,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
     }

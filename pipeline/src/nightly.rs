@@ -5,7 +5,8 @@
 //! `[from − 60 days, to]` plus the accepted input rows; run the indicator SQL; compute the
 //! model features, fit (or load) the anomaly model and score `[from, to]`; score and rank;
 //! write `risk_list.{parquet,csv,json}`, `model.json` (the artifact), `features.csv`,
-//! `dead_letter.ndjson` and `run.json` into the output directory.
+//! `dead_letter.ndjson` and `run.json` into the output directory. [`run_with`] adds the closed
+//! loop: the case-ledger sweep and the caution notices under `notices/`.
 //!
 //! Invariants: for input files `read = accepted + rejected`; hits belong to business days in
 //! `[from, to]` only; the output files are written whole (a failed run leaves the previous
@@ -477,6 +478,21 @@ pub async fn run(cfg: &NightlyConfig) -> Result<NightlyOutput> {
         anomalies,
         dead_letters: ingested.dead_letters,
     })
+}
+
+/// A nightly run followed by its closed loop ([`crate::closedloop`]): the ledger sweep on the
+/// run date, then caution notices and cases for the selected risk-list rows. `None` runs the
+/// risk list only.
+pub async fn run_with(
+    cfg: &NightlyConfig,
+    closed_loop: Option<&crate::closedloop::ClosedLoop>,
+) -> Result<(NightlyOutput, Option<crate::closedloop::ClosedLoopSummary>)> {
+    let out = run(cfg).await?;
+    let loop_summary = match closed_loop {
+        Some(cl) => Some(crate::closedloop::run(&cfg.out, &out.rows, cfg.to, cl)?),
+        None => None,
+    };
+    Ok((out, loop_summary))
 }
 
 /// First day of the model's training window, when the model is trained: `train_days` ending

@@ -27,6 +27,7 @@ pub const STORE_FILE: &str = "pharmwatch.db";
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../sql/store/001_stream.sql")),
     (2, include_str!("../sql/store/002_stream_seeded.sql")),
+    (10, include_str!("../sql/store/010_ledger.sql")),
 ];
 
 /// An open store.
@@ -70,6 +71,11 @@ impl Store {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The connection, read-only use.
+    pub fn conn_ref(&self) -> &Connection {
+        &self.conn
     }
 
     /// The connection (for transactions run by the stream service).

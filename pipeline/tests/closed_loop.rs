@@ -1,0 +1,252 @@
+//! End to end: simulate (fixed seed) → nightly with the closed loop → caution notices rendered and
+//! cases opened → report recorded → verified → case closed; and a case whose deadline passes and
+//! escalates to the key-monitoring list, then to case referral. Also checks that a rendered
+//! caution notice has every part the domain brief requires.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+
+use chrono::NaiveDate;
+use pharmwatch::anomaly::ModelSource;
+use pharmwatch::calendar::WorkingCalendar;
+use pharmwatch::closedloop::{ClosedLoop, ClosedLoopSummary};
+use pharmwatch::indicators::Thresholds;
+use pharmwatch::ledger::{Ledger, RecordedEvent};
+use pharmwatch::nightly::{self, NightlyConfig, NightlyOutput};
+use pharmwatch::notices::NoticesConfig;
+use pharmwatch::regcmd;
+use pharmwatch::risk::RiskItem;
+use pharmwatch::simulate::{self, SimConfig};
+
+fn d(s: &str) -> NaiveDate {
+    s.parse().unwrap()
+}
+
+/// Simulates 60 enterprises over 45 days from 2026-03-02 (seed 7) and runs the nightly job over
+/// its last 7 days with the closed loop.
+fn simulate_and_run(dir: &Path) -> (NightlyOutput, ClosedLoopSummary) {
+    let cal = WorkingCalendar::embedded().unwrap();
+    let lake = dir.join("lake");
+    let sim = simulate::run(
+        &SimConfig {
+            enterprises: 60,
+            days: 45,
+            start: d("2026-03-02"),
+            seed: 7,
+            anomaly_days: 10,
+            anomalies_per_kind: Some(2),
+            out: lake.clone(),
+            progress: false,
+        },
+        &cal,
+    )
+    .unwrap();
+    let cfg = NightlyConfig {
+        lake: Some(lake),
+        reference: None,
+        inputs: Vec::new(),
+        from: sim.end - chrono::Duration::days(6),
+        to: sim.end,
+        out: dir.join("out"),
+        thresholds: Thresholds::default(),
+        top: 5,
+        progress: false,
+        model: ModelSource::Off,
+        anomaly_threshold: pharmwatch::anomaly::DEFAULT_THRESHOLD,
+    };
+    let cl = ClosedLoop {
+        notices: NoticesConfig {
+            grades: vec!["B".into(), "C".into(), "D".into()],
+            ..NoticesConfig::default()
+        },
+        rules: regcmd::load_rules(None).unwrap(),
+        calendar: cal,
+        run_date: None,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (out, summary) = rt.block_on(nightly::run_with(&cfg, Some(&cl))).unwrap();
+    (out, summary.unwrap())
+}
+
+#[test]
+fn nightly_notices_open_cases_that_close_after_verification_or_escalate_when_overdue() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, summary) = simulate_and_run(dir.path());
+    let run_date = out.summary.to;
+    assert!(
+        !out.rows.is_empty(),
+        "the planted anomalies give risk-list rows"
+    );
+    assert!(summary.cases_opened >= 2, "{summary:?}");
+    assert_eq!(summary.documents.len(), summary.cases_opened);
+    assert_eq!(summary.selected, summary.cases_opened);
+
+    let out_dir = dir.path().join("out");
+    let mut ledger = Ledger::open(&out_dir).unwrap();
+    let cases = ledger.list(true, None).unwrap();
+    assert_eq!(cases.len(), summary.cases_opened);
+
+    // Every notice is on disk, numbered 1..N in its series, with the row's evidence as facts.
+    let docs = ledger.documents(None).unwrap();
+    let mut seqs: Vec<i64> = docs.iter().map(|x| x.seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=docs.len() as i64).collect::<Vec<_>>());
+    for (number, file) in &summary.documents {
+        let html = std::fs::read_to_string(file).unwrap();
+        assert!(html.contains(number.as_str()));
+        assert!(Path::new(file).with_extension("md").exists());
+    }
+
+    let cal = WorkingCalendar::embedded().unwrap();
+    let rules = regcmd::load_rules(None).unwrap();
+    let due = cal.add_working_days(run_date, 30).unwrap();
+    for c in &cases {
+        assert_eq!(c.origin, "risk_list");
+        assert_eq!(c.next_due.as_deref(), Some(due.to_string().as_str()));
+    }
+
+    // A second nightly run on the same night opens nothing new: the cases are followed.
+    let again = pharmwatch::closedloop::run(
+        &out_dir,
+        &out.rows,
+        run_date,
+        &ClosedLoop {
+            notices: NoticesConfig {
+                grades: vec!["B".into(), "C".into(), "D".into()],
+                ..NoticesConfig::default()
+            },
+            rules: rules.clone(),
+            calendar: cal.clone(),
+            run_date: None,
+        },
+    )
+    .unwrap();
+    assert_eq!(again.cases_opened, 0);
+    assert_eq!(again.already_open, summary.cases_opened);
+
+    // Case A: report received → verified → closed.
+    let a = &cases[0].case_id;
+    ledger
+        .record(a, RecordedEvent::Delivered, "送达员", "", run_date, false)
+        .unwrap();
+    ledger
+        .record(
+            a,
+            RecordedEvent::ReportReceived,
+            "张三",
+            "整改报告",
+            due,
+            false,
+        )
+        .unwrap();
+    ledger
+        .record(a, RecordedEvent::Verified, "李四", "", due, true)
+        .unwrap();
+    let shown = ledger.show(a).unwrap();
+    assert_eq!(shown.case.status, "closed");
+    let trail: Vec<&str> = shown.events.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(trail.first(), Some(&"opened"));
+    assert!(trail.contains(&"notice_issued"));
+    assert_eq!(
+        &trail[trail.len() - 4..],
+        ["delivered", "report_received", "verified", "closed"]
+    );
+
+    // Case B: nothing arrives. The day after the deadline the sweep puts it on the
+    // key-monitoring list with a new deadline; when that passes too, case referral.
+    let b = cases[1].case_id.clone();
+    let after = cal.add_working_days(due, 1).unwrap();
+    let s = ledger.sweep(after, &rules, &cal, "nightly").unwrap();
+    assert!(s.escalated >= 1);
+    let shown = ledger.show(&b).unwrap();
+    assert!(shown.lists.iter().any(|l| l.list_name == "key_monitoring"));
+    assert!(shown.measures.iter().all(|m| m.code != "case_referral"));
+    let new_due: NaiveDate = shown
+        .measures
+        .iter()
+        .find(|m| m.code == "deadline_rectification" && m.state == "open")
+        .unwrap()
+        .due_date
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let later = cal.add_working_days(new_due, 1).unwrap();
+    ledger.sweep(later, &rules, &cal, "nightly").unwrap();
+    let shown = ledger.show(&b).unwrap();
+    assert!(shown.measures.iter().any(|m| m.code == "case_referral"));
+    let trail: Vec<&str> = shown.events.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(trail.iter().filter(|e| **e == "escalated").count(), 2);
+    assert!(trail.contains(&"overdue"));
+    // Case A stayed closed and went on the low-risk list at the sweep.
+    assert!(
+        ledger
+            .list_entries(Some(a))
+            .unwrap()
+            .iter()
+            .any(|l| l.list_name == "low_risk")
+    );
+}
+
+#[test]
+fn a_rendered_caution_notice_has_every_required_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, summary) = simulate_and_run(dir.path());
+    let ledger = Ledger::open(&dir.path().join("out")).unwrap();
+    let (number, _) = &summary.documents[0];
+    let doc = ledger
+        .documents(None)
+        .unwrap()
+        .into_iter()
+        .find(|x| &x.number == number)
+        .unwrap();
+    let case = ledger.show(&doc.case_id).unwrap();
+    let row = out
+        .rows
+        .iter()
+        .find(|r| r.enterprise_id == case.case.enterprise_id)
+        .unwrap();
+    let (html, markdown) = ledger.document_text(number).unwrap().unwrap();
+    let due = case
+        .measures
+        .iter()
+        .find(|m| m.code == "caution")
+        .unwrap()
+        .due_date
+        .clone()
+        .unwrap();
+    let due: NaiveDate = due.parse().unwrap();
+    let due_zh = pharmwatch::notices::date_zh(due);
+    let items: Vec<RiskItem> = serde_json::from_str(&case.facts_json).unwrap();
+    assert!(!items.is_empty());
+    for text in [&html, &markdown] {
+        assert!(text.contains("行政告诫书"));
+        assert!(text.contains(number.as_str()), "document number");
+        assert!(number.starts_with("蒙药监告〔"), "{number}");
+        assert!(text.contains(&row.enterprise_name), "addressee");
+        assert!(text.contains(&row.enterprise_id), "credit code");
+        assert!(text.contains(&row.licence_no), "licence");
+        assert!(text.contains("药品智慧监管平台"), "how it was detected");
+        for item in &items {
+            assert!(
+                text.contains(&item.window_start.to_string()),
+                "evidence window"
+            );
+        }
+        assert!(text.contains("第九十九条"), "药品管理法 article 99");
+        assert!(text.contains("第十条(四)"), "the measure's article");
+        assert!(text.contains(&due_zh), "due date {due_zh}");
+        assert!(text.contains("内蒙古自治区药品监督管理局"), "authority");
+        assert!(text.contains("联系电话"), "contact");
+        assert!(text.contains("送达回证"), "proof of service");
+        if case.first_minor {
+            assert!(text.contains("观察期") && !text.contains("立案"));
+        } else {
+            assert!(text.contains("重点监控名单") && text.contains("立案"));
+        }
+    }
+    assert!(html.starts_with("<!DOCTYPE html>"));
+}

@@ -1,0 +1,380 @@
+//! Case ledger: append-only events, the closed loop through the CLI functions, escalation after a
+//! missed deadline, and gap-free document numbers under concurrent issue.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+
+use chrono::NaiveDate;
+use pharmwatch::ledger::{Ledger, RecordedEvent};
+use pharmwatch::notices::{self, AuthorityConfig, DocumentKind};
+use pharmwatch::regcmd;
+
+const ENTERPRISE: &str = "91110000600037341L";
+
+fn d(s: &str) -> NaiveDate {
+    s.parse().unwrap()
+}
+
+/// Decides `findings` (JSON array) and records them in the ledger of `out` on `on`.
+fn decide_and_record(out: &Path, findings: &str, on: NaiveDate) -> Ledger {
+    let path = out.join("findings.json");
+    std::fs::write(&path, findings).unwrap();
+    let rules = regcmd::load_rules(None).unwrap();
+    let cal = regcmd::load_calendar(None).unwrap();
+    let decided = regcmd::decide_file(&path, &rules, &cal).unwrap();
+    assert!(decided.errors.is_empty(), "{:?}", decided.errors);
+    let mut ledger = Ledger::open(out).unwrap();
+    regcmd::record_decisions_on(&mut ledger, &decided.decisions, "检查员甲", on).unwrap();
+    ledger
+}
+
+fn caution_finding(case_id: &str) -> String {
+    format!(
+        r#"[{{"case_id":"{case_id}","enterprise_id":"{ENTERPRISE}","inspection_date":"2026-03-02",
+            "conclusion":"pending_rectification","defects":{{"critical":0,"major":2,"general":16}}}}]"#
+    )
+}
+
+#[test]
+fn events_are_append_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = decide_and_record(dir.path(), &caution_finding("C-1"), d("2026-03-02"));
+    drop(ledger);
+    let conn = rusqlite::Connection::open(dir.path().join("pharmwatch.db")).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT COUNT(*) FROM case_events", [], |r| r.get(0))
+        .unwrap();
+    assert!(n >= 2);
+    let upd = conn
+        .execute("UPDATE case_events SET actor = 'someone else'", [])
+        .unwrap_err();
+    assert!(upd.to_string().contains("append-only"), "{upd}");
+    let del = conn.execute("DELETE FROM case_events", []).unwrap_err();
+    assert!(del.to_string().contains("append-only"), "{del}");
+    let after: i64 = conn
+        .query_row("SELECT COUNT(*) FROM case_events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(after, n);
+}
+
+#[test]
+fn case_lifecycle_report_verified_closed_then_low_risk() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = decide_and_record(dir.path(), &caution_finding("C-2"), d("2026-03-02"));
+    let open = ledger.list(true, Some(ENTERPRISE)).unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].next_due.as_deref(), Some("2026-04-14"));
+
+    // Verifying before any report is refused, and nothing is appended.
+    let before = ledger.show("C-2").unwrap().events.len();
+    let err = ledger
+        .record(
+            "C-2",
+            RecordedEvent::Verified,
+            "李四",
+            "",
+            d("2026-04-01"),
+            true,
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("report"), "{err}");
+    assert_eq!(ledger.show("C-2").unwrap().events.len(), before);
+
+    ledger
+        .record(
+            "C-2",
+            RecordedEvent::ReportReceived,
+            "张三",
+            "整改报告",
+            d("2026-04-10"),
+            false,
+        )
+        .unwrap();
+    ledger
+        .record(
+            "C-2",
+            RecordedEvent::Verified,
+            "李四",
+            "",
+            d("2026-04-13"),
+            true,
+        )
+        .unwrap();
+    let shown = ledger.show("C-2").unwrap();
+    assert_eq!(shown.case.status, "closed");
+    assert_eq!(shown.case.closed_on.as_deref(), Some("2026-04-13"));
+    assert!(shown.measures.iter().all(|m| m.state == "done"));
+    let events: Vec<&str> = shown.events.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(
+        events,
+        [
+            "opened",
+            "measures_decided",
+            "report_received",
+            "verified",
+            "closed"
+        ]
+    );
+    assert_eq!(shown.events[2].actor, "张三");
+    assert!(ledger.list(true, None).unwrap().is_empty());
+
+    // A closed case takes no more events.
+    assert!(
+        ledger
+            .record(
+                "C-2",
+                RecordedEvent::ReportReceived,
+                "张三",
+                "",
+                d("2026-04-20"),
+                false
+            )
+            .is_err()
+    );
+
+    // The sweep puts the verified, committed enterprise on the low-risk list, once.
+    let rules = regcmd::load_rules(None).unwrap();
+    let cal = regcmd::load_calendar(None).unwrap();
+    let s = ledger
+        .sweep(d("2026-04-14"), &rules, &cal, "nightly")
+        .unwrap();
+    assert_eq!(s.low_risk, 1);
+    let s = ledger
+        .sweep(d("2026-04-15"), &rules, &cal, "nightly")
+        .unwrap();
+    assert_eq!(s.low_risk, 0);
+    let lists = ledger.list_entries(None).unwrap();
+    assert_eq!(lists.len(), 1);
+    assert_eq!(lists[0].list_name, "low_risk");
+    assert_eq!(lists[0].enterprise_id, ENTERPRISE);
+}
+
+#[test]
+fn missed_deadline_escalates_to_key_monitoring_then_case_referral() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = decide_and_record(dir.path(), &caution_finding("C-3"), d("2026-03-02"));
+    let rules = regcmd::load_rules(None).unwrap();
+    let cal = regcmd::load_calendar(None).unwrap();
+
+    // On the due day nothing is overdue yet.
+    let s = ledger
+        .sweep(d("2026-04-14"), &rules, &cal, "nightly")
+        .unwrap();
+    assert_eq!((s.overdue, s.escalated), (0, 0));
+
+    // The day after: overdue → key-monitoring list and a new 30-working-day deadline.
+    let s = ledger
+        .sweep(d("2026-04-15"), &rules, &cal, "nightly")
+        .unwrap();
+    assert_eq!(s.escalated, 1);
+    assert_eq!(s.referred, 0);
+    assert!(s.overdue >= 1);
+    let shown = ledger.show("C-3").unwrap();
+    assert!(shown.lists.iter().any(|l| l.list_name == "key_monitoring"));
+    let new_deadline = shown
+        .measures
+        .iter()
+        .find(|m| m.code == "deadline_rectification")
+        .unwrap();
+    assert_eq!(new_deadline.state, "open");
+    let new_due = new_deadline.due_date.clone().unwrap();
+    assert_eq!(
+        new_due,
+        cal.add_working_days(d("2026-04-15"), 30)
+            .unwrap()
+            .to_string()
+    );
+    assert!(shown.events.iter().any(|e| e.event == "overdue"));
+    assert!(shown.events.iter().any(|e| e.event == "escalated"));
+    assert!(shown.measures.iter().all(|m| m.code != "case_referral"));
+
+    // Sweeping again before the new deadline changes nothing.
+    let s = ledger.sweep(d(&new_due), &rules, &cal, "nightly").unwrap();
+    assert_eq!(s.escalated, 0);
+
+    // The new deadline passes too: case referral (蒙药监 (五)).
+    let after = cal.add_working_days(d(&new_due), 1).unwrap();
+    let s = ledger.sweep(after, &rules, &cal, "nightly").unwrap();
+    assert_eq!((s.escalated, s.referred), (1, 1));
+    let shown = ledger.show("C-3").unwrap();
+    let referral = shown
+        .measures
+        .iter()
+        .find(|m| m.code == "case_referral")
+        .unwrap();
+    assert!(referral.article.contains("(五)"), "{}", referral.article);
+    assert_eq!(shown.case.status, "open");
+
+    // Nothing further once referred.
+    let later = cal.add_working_days(after, 5).unwrap();
+    let s = ledger.sweep(later, &rules, &cal, "nightly").unwrap();
+    assert_eq!(s.escalated, 0);
+}
+
+#[test]
+fn suspension_is_lifted_only_after_verification_and_resume_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let finding = format!(
+        r#"[{{"case_id":"C-4","enterprise_id":"{ENTERPRISE}","inspection_date":"2026-03-02",
+            "conclusion":"non_compliant","defects":{{"critical":1,"major":0,"general":0}}}}]"#
+    );
+    let mut ledger = decide_and_record(dir.path(), &finding, d("2026-03-02"));
+    let shown = ledger.show("C-4").unwrap();
+    assert!(shown.measures.iter().any(|m| m.code == "suspend_sales_all"));
+    assert!(
+        ledger
+            .record(
+                "C-4",
+                RecordedEvent::Lifted,
+                "王五",
+                "",
+                d("2026-03-20"),
+                false
+            )
+            .is_err()
+    );
+    assert!(
+        ledger
+            .record(
+                "C-4",
+                RecordedEvent::ResumeRequest,
+                "企业",
+                "",
+                d("2026-03-20"),
+                false
+            )
+            .is_err()
+    );
+    ledger
+        .record(
+            "C-4",
+            RecordedEvent::ReportReceived,
+            "张三",
+            "",
+            d("2026-03-25"),
+            false,
+        )
+        .unwrap();
+    ledger
+        .record(
+            "C-4",
+            RecordedEvent::Verified,
+            "李四",
+            "",
+            d("2026-03-30"),
+            false,
+        )
+        .unwrap();
+    assert_eq!(ledger.show("C-4").unwrap().case.status, "open");
+    ledger
+        .record(
+            "C-4",
+            RecordedEvent::ResumeRequest,
+            "企业",
+            "",
+            d("2026-03-31"),
+            false,
+        )
+        .unwrap();
+    ledger
+        .record(
+            "C-4",
+            RecordedEvent::Lifted,
+            "王五",
+            "GSP 符合性检查通过",
+            d("2026-04-03"),
+            false,
+        )
+        .unwrap();
+    let rules = regcmd::load_rules(None).unwrap();
+    let (doc, path) = notices::issue(
+        &mut ledger,
+        "C-4",
+        DocumentKind::LiftingNotice,
+        d("2026-04-03"),
+        "王五",
+        &AuthorityConfig::default(),
+        &rules,
+        Some(dir.path()),
+    )
+    .unwrap();
+    assert_eq!(doc.number, "蒙药监解〔2026〕1号");
+    assert!(
+        std::fs::read_to_string(path.unwrap())
+            .unwrap()
+            .contains("解除")
+    );
+    let shown = ledger.show("C-4").unwrap();
+    assert_eq!(shown.case.status, "closed");
+    assert!(shown.events.iter().any(|e| e.event == "lifted"));
+}
+
+#[test]
+fn document_numbers_have_no_gap_under_concurrent_issue() {
+    let dir = tempfile::tempdir().unwrap();
+    let findings: Vec<String> = (0..8)
+        .map(|i| {
+            format!(
+                r#"{{"case_id":"N-{i}","enterprise_id":"{ENTERPRISE}","inspection_date":"2026-03-02",
+                    "conclusion":"pending_rectification","defects":{{"critical":0,"major":2,"general":16}}}}"#
+            )
+        })
+        .collect();
+    drop(decide_and_record(
+        dir.path(),
+        &format!("[{}]", findings.join(",")),
+        d("2026-03-02"),
+    ));
+    let threads = 8;
+    let per_thread = 5;
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let out = dir.path().to_path_buf();
+            s.spawn(move || {
+                // Each thread has its own connection to the same file, as separate processes would.
+                let mut ledger = Ledger::open(&out).unwrap();
+                let rules = regcmd::load_rules(None).unwrap();
+                for _ in 0..per_thread {
+                    notices::issue(
+                        &mut ledger,
+                        &format!("N-{t}"),
+                        DocumentKind::CautionNotice,
+                        d("2026-03-03"),
+                        "并发测试",
+                        &AuthorityConfig::default(),
+                        &rules,
+                        None,
+                    )
+                    .unwrap();
+                }
+            });
+        }
+    });
+    let ledger = Ledger::open(dir.path()).unwrap();
+    let docs = ledger.documents(None).unwrap();
+    let mut seqs: Vec<i64> = docs.iter().map(|d| d.seq).collect();
+    seqs.sort_unstable();
+    let expected: Vec<i64> = (1..=(threads * per_thread) as i64).collect();
+    assert_eq!(seqs, expected, "numbers 1..N without gap or duplicate");
+    let mut numbers: Vec<&str> = docs.iter().map(|d| d.number.as_str()).collect();
+    numbers.sort_unstable();
+    numbers.dedup();
+    assert_eq!(numbers.len(), threads * per_thread);
+    assert!(
+        docs.iter()
+            .all(|d| d.number.starts_with("蒙药监告〔2026〕"))
+    );
+    // Each issue appended exactly one notice_issued event carrying its number.
+    let events: usize = (0..threads)
+        .map(|t| {
+            ledger
+                .show(&format!("N-{t}"))
+                .unwrap()
+                .events
+                .iter()
+                .filter(|e| e.event == "notice_issued" && e.document_no.is_some())
+                .count()
+        })
+        .sum();
+    assert_eq!(events, threads * per_thread);
+}
