@@ -464,6 +464,15 @@ fn spent(
 }
 
 impl Service {
+    /// The next offset the store holds for a topic-partition (0 when never read).
+    fn next_offset(&self, topic: &str, p: i32) -> i64 {
+        self.states
+            .get(&p)
+            .and_then(|s| s.offsets.get(topic))
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// The high watermarks known now (from statistics or a fresh broker query).
     fn high_snapshot(&self) -> HashMap<(String, i32), i64> {
         self.consumer
@@ -478,12 +487,7 @@ impl Service {
         let high = self.high_snapshot();
         move |k: EventKind, p: i32| {
             let topic = self.cfg.topic(k);
-            let next = self
-                .states
-                .get(&p)
-                .and_then(|s| s.offsets.get(&topic))
-                .copied()
-                .unwrap_or(0);
+            let next = self.next_offset(&topic, p);
             match high.get(&(topic, p)) {
                 Some(h) => next < *h,
                 None => true,
@@ -631,13 +635,9 @@ impl Service {
             };
             // The next offset to apply: the store's, advanced by this batch (a rewind can
             // deliver a message twice within one batch).
-            let next = seen.entry(tp.clone()).or_insert_with(|| {
-                self.states
-                    .get(&p)
-                    .and_then(|s| s.offsets.get(&topic))
-                    .copied()
-                    .unwrap_or(0)
-            });
+            let next = seen
+                .entry(tp.clone())
+                .or_insert_with(|| self.next_offset(&topic, p));
             if m.offset() < *next {
                 self.metrics
                     .replayed
@@ -719,13 +719,10 @@ impl Service {
         for p in closing {
             for (topic, tp) in self.assigned.iter().filter(|(_, q)| *q == p) {
                 let key = (topic.clone(), *tp);
-                let next = seen.get(&key).copied().unwrap_or_else(|| {
-                    self.states
-                        .get(tp)
-                        .and_then(|s| s.offsets.get(topic))
-                        .copied()
-                        .unwrap_or(0)
-                });
+                let next = seen
+                    .get(&key)
+                    .copied()
+                    .unwrap_or_else(|| self.next_offset(topic, *tp));
                 if stats_high.get(&key).is_some_and(|h| *h > next) {
                     continue;
                 }
@@ -961,12 +958,7 @@ impl Service {
             let Some(kind) = self.cfg.kind_of(topic) else {
                 continue;
             };
-            let next = self
-                .states
-                .get(p)
-                .and_then(|s| s.offsets.get(topic))
-                .copied()
-                .unwrap_or(0);
+            let next = self.next_offset(topic, *p);
             if let Some(h) = high.get(&(topic.clone(), *p)) {
                 self.metrics
                     .consumer_lag
@@ -1087,15 +1079,37 @@ impl Service {
     /// Rewinds resuming topic-partitions that stayed silent although the broker holds
     /// messages past the store's offset (see [`Resume`]). A failed seek is retried later.
     fn rewind_stalled(&mut self) {
-        let high = self.high_snapshot();
-        let stalled: Vec<((String, i32), Resume)> = self
+        let stats = self.high_snapshot();
+        let due: Vec<((String, i32), Resume)> = self
             .resume
             .iter()
-            .filter(|(tp, r)| {
-                r.since.elapsed() >= RESUME_STALL && high.get(*tp).is_some_and(|h| *h > r.next)
-            })
+            .filter(|(_, r)| r.since.elapsed() >= RESUME_STALL)
             .map(|(tp, r)| (tp.clone(), *r))
             .collect();
+        let mut stalled = Vec::new();
+        for (tp, r) in due {
+            // The statistics may not know a partition that never answered a fetch: ask.
+            let high = match stats.get(&tp) {
+                Some(h) => Some(*h),
+                None => self
+                    .producer
+                    .client()
+                    .fetch_watermarks(&tp.0, tp.1, Duration::from_secs(5))
+                    .ok()
+                    .map(|(_, h)| h),
+            };
+            if high.is_some_and(|h| h > r.next) {
+                stalled.push((tp, r));
+            } else {
+                self.resume.insert(
+                    tp,
+                    Resume {
+                        since: Instant::now(),
+                        ..r
+                    },
+                );
+            }
+        }
         for ((topic, p), r) in stalled {
             let back = r.further_back();
             match self.consumer.seek(
@@ -1114,6 +1128,32 @@ impl Service {
                 ),
             }
             self.resume.insert((topic, p), back);
+        }
+    }
+
+    /// Logs where each lagging topic-partition stands (for an operator, when the service
+    /// makes no progress although the broker holds unread messages).
+    fn log_stall(&self) {
+        let high = self.high_snapshot();
+        let mut parts = Vec::new();
+        for (topic, p) in &self.assigned {
+            let next = self.next_offset(topic, *p);
+            let h = high.get(&(topic.clone(), *p)).copied();
+            if h.is_none_or(|h| h > next) {
+                let resume = self
+                    .resume
+                    .get(&(topic.clone(), *p))
+                    .map(|r| format!(", re-reading from {}", r.from))
+                    .unwrap_or_default();
+                parts.push(format!(
+                    "{topic}[{p}] at {next} of {}{resume}",
+                    h.map_or("?".to_string(), |h| h.to_string())
+                ));
+            }
+        }
+        if !parts.is_empty() {
+            parts.sort();
+            eprintln!("stream: no progress for 30 s: {}", parts.join("; "));
         }
     }
 
@@ -1234,6 +1274,7 @@ pub async fn run(
         let mut last_idle_pass = Instant::now();
         let mut msgs: Vec<OwnedMessage> = Vec::new();
         let mut first_message: Option<Instant> = None;
+        let mut progress = (0u64, Instant::now());
         while !shutdown.load(Ordering::SeqCst) {
             let deadline = Instant::now() + wait;
             let poll_started = Instant::now();
@@ -1261,6 +1302,12 @@ pub async fn run(
                 }
             }
             spent(svc.metrics, &mut svc.summary, "poll", poll_started);
+            if svc.summary.consumed != progress.0 {
+                progress = (svc.summary.consumed, Instant::now());
+            } else if progress.1.elapsed() >= Duration::from_secs(30) {
+                svc.log_stall();
+                progress.1 = Instant::now();
+            }
             if let Ok(mut h) = health.lock() {
                 h.last_poll_unix = Utc::now().timestamp();
                 h.batches = svc.summary.batches;
