@@ -12,6 +12,14 @@ pub enum PipelineError {
     /// Bad arguments or configuration.
     #[error("configuration: {0}")]
     Config(String),
+    /// A value given by the caller is invalid; the message names the field.
+    #[error("{field}: {reason}")]
+    InvalidField {
+        /// The field (argument) name, e.g. `enterprise_id`.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {

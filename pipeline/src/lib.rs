@@ -15,7 +15,8 @@
 //! [`calendar`] counts working days (over the regulation crate's calendar), [`regcmd`] serves
 //! `pharmwatch calendar` and `pharmwatch measures`; [`stream`] is the real-time service (with [`produce`] to
 //! feed it a simulated lake), [`store`] the SQLite risk store both paths write, [`metrics`]
-//! every Prometheus metric.
+//! every Prometheus metric; [`ledger`] is the case ledger and [`guidance`] reads from it what
+//! applies to one enterprise (`pharmwatch guidance`).
 
 pub mod anomaly;
 pub mod calendar;
@@ -23,6 +24,7 @@ pub mod closedloop;
 pub mod demo;
 pub mod error;
 pub mod evaluate;
+pub mod guidance;
 pub mod indicators;
 pub mod ingest;
 pub mod lake;

@@ -14,6 +14,7 @@ use pharmwatch::calendar::WorkingCalendar;
 use pharmwatch::closedloop::{self, ClosedLoop};
 use pharmwatch::demo::{self, DemoConfig};
 use pharmwatch::evaluate;
+use pharmwatch::guidance;
 use pharmwatch::indicators::Thresholds;
 use pharmwatch::ingest::InputSpec;
 use pharmwatch::ledger::{self, Ledger, RecordedEvent};
@@ -71,6 +72,26 @@ enum Command {
     /// Print the low-risk (低风险名单), key-monitoring (重点监控名单) and fault-tolerance (容错清单)
     /// lists.
     Lists(OutArg),
+    /// What applies to one enterprise (合规指引, 免罚早知道、整改有导航): open cases with their
+    /// measures and due dates, observation periods, lists, exemptions and what to submit next.
+    Guidance(GuidanceArgs),
+}
+
+#[derive(Debug, Args)]
+struct GuidanceArgs {
+    /// The enterprise's unified social credit code (统一社会信用代码).
+    enterprise_id: String,
+    /// Reference day for working days left and running periods (default: today, Asia/Shanghai).
+    #[arg(long)]
+    on: Option<NaiveDate>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Measures rules file replacing the embedded defaults.
+    #[arg(long, env = "PHARMWATCH_RULES")]
+    rules: Option<PathBuf>,
+    #[command(flatten)]
+    out: OutArg,
 }
 
 #[derive(Debug, Args)]
@@ -650,6 +671,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Lists(o) => {
             let ledger = Ledger::open(&o.out)?;
             print!("{}", ledger::format_lists(&ledger.list_entries(None)?));
+        }
+        Command::Guidance(a) => {
+            guidance::validate_enterprise_id(&a.enterprise_id)?;
+            let rules = regcmd::load_rules(a.rules.as_deref())?;
+            let ledger = Ledger::open(&a.out.out)?;
+            let g = guidance::guidance(
+                &ledger,
+                &a.enterprise_id,
+                a.on.unwrap_or_else(today),
+                &rules,
+                &cal,
+            )?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&g)?);
+            } else {
+                print!("{}", guidance::format_text(&g));
+            }
         }
         Command::Stream(a) => return run_stream(a).await,
         Command::Produce(a) => return run_produce(a).await,
