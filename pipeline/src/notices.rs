@@ -348,7 +348,7 @@ pub fn render(
             authority => Value::from(Serde(authority)),
             addressee => Value::from(Serde(&addressee)),
             detection => if facts.is_empty() { "经监督检查" } else { "本局通过药品智慧监管平台远程数据监测" },
-            facts => Value::from(Serde(&facts)),
+            facts => Value::from(Serde(&fact_rows(&facts))),
             facts_text => &facts_text,
             measure_article => &measure.article,
             extra_basis => if soft { rules.cite_inclusive("(六)") } else { String::new() },
@@ -470,6 +470,43 @@ pub fn write_files(out: &Path, doc: &IssuedDocument, r: &Rendered) -> Result<Pat
     let md = dir.join(format!("{stem}.md"));
     std::fs::write(&md, &r.markdown).map_err(|e| PipelineError::io(&md, e))?;
     Ok(html)
+}
+
+/// The Chinese name of a risk indicator, for documents (the risk list keeps its English
+/// explanation; a notice speaks the addressee's language).
+pub fn indicator_zh(indicator: &str) -> &'static str {
+    match indicator {
+        "failed_batch_sold" => "销售抽检不合格或未放行批次的药品",
+        "expired_batch_sold" => "销售超过有效期批次的药品",
+        "trace_code_duplicate" => "药品追溯码重复销售",
+        "sold_not_bought" => "销售无购进记录的药品",
+        "special_drug_volume" => "特殊管理药品销量异常增长",
+        "price_below_median" => "零售价格明显低于全省中位价",
+        "inventory_mismatch" => "库存数据与进销记录不符",
+        "reporting_stopped" => "停止报送进销存数据",
+        "production_spike" => "生产量异常增长",
+        "sales_spike" => "销售量异常增长",
+        "purchase_spike" => "采购量异常增长",
+        "model_anomaly" => "经营数据综合异常（模型识别）",
+        _ => "其他风险信号",
+    }
+}
+
+/// The facts table of a notice: each risk item with the Chinese name of its indicator.
+fn fact_rows(facts: &[RiskItem]) -> Vec<serde_json::Value> {
+    facts
+        .iter()
+        .map(|f| {
+            let mut v = serde_json::to_value(f).unwrap_or(serde_json::Value::Null);
+            if let Some(o) = v.as_object_mut() {
+                o.insert(
+                    "label".into(),
+                    serde_json::Value::from(indicator_zh(&f.indicator)),
+                );
+            }
+            v
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use pharmwatch::closedloop::{ClosedLoop, ClosedLoopSummary};
 use pharmwatch::indicators::Thresholds;
 use pharmwatch::ledger::{Ledger, RecordedEvent};
 use pharmwatch::nightly::{self, NightlyConfig, NightlyOutput};
-use pharmwatch::notices::NoticesConfig;
+use pharmwatch::notices::{NoticesConfig, indicator_zh};
 use pharmwatch::regcmd;
 use pharmwatch::risk::RiskItem;
 use pharmwatch::simulate::{self, SimConfig};
@@ -234,6 +234,15 @@ fn a_rendered_caution_notice_has_every_required_part() {
             assert!(
                 text.contains(&item.window_start.to_string()),
                 "evidence window"
+            );
+            assert!(
+                text.contains(indicator_zh(&item.indicator)),
+                "the risk named in Chinese: {}",
+                item.indicator
+            );
+            assert!(
+                !text.contains(&item.reason),
+                "the risk list's English explanation stays out of the notice"
             );
         }
         assert!(text.contains("第九十九条"), "药品管理法 article 99");
