@@ -2,8 +2,9 @@
 # Runs every check and test of pharmwatch: formatting, lints, unit, SQL-fixture, end-to-end and
 # broker tests. Installs what the tests need when it is missing (the toolchain's rustfmt and
 # clippy; tansu, the Kafka-protocol broker of the stream tests, with `cargo install` — about
-# 15 minutes the first time), starts the broker on a free loopback port for the run and stops
-# it at the end. Run from anywhere: scripts/test.sh
+# 15 minutes the first time; headless Chromium and CJK fonts from Debian for the rendered
+# documents), starts the broker on a free loopback port for the run and stops it at the end.
+# Run from anywhere: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +31,17 @@ fi
 TANSU=$(tansu_bin)
 [ -n "$TANSU" ] || { echo "error: tansu did not install; see DEVELOPERS.md" >&2; exit 1; }
 need python3 "install Python 3 (used to pick a free port)"
+
+# Headless Chromium for the rendered-document test (Debian packages; CJK fonts so Chinese
+# documents render as a person would see them).
+if ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi "noto.*cjk"; then
+  echo "== installing chromium and fonts-noto-cjk (Debian packages)"
+  if [ "$(id -u)" = 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-noto-cjk >/dev/null
+  else
+    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-noto-cjk >/dev/null
+  fi
+fi
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 work=$(mktemp -d)
 "$TANSU" broker --listener-url "tcp://127.0.0.1:${port}" \
