@@ -849,7 +849,10 @@ impl Engine {
             }
         }
 
-        // Sales: batch quality and traceability codes, record by record.
+        // Sales: batch quality and traceability codes, record by record. The failing day of
+        // a batch cannot change during this loop (failures were applied above), so it is
+        // looked up once per (product, batch) and batch.
+        let mut failed_days: HashMap<(String, String), Option<NaiveDate>> = HashMap::new();
         for a in batch {
             let Record::Sales(s) = &a.record else {
                 continue;
@@ -894,7 +897,14 @@ impl Engine {
                 out.events
                     .push(self.event(hit, &s.batch_no, &a.source, s.event_time));
             }
-            let failed = self.failed_on(tx, path, &s.product_id, &s.batch_no)?;
+            let failed = match failed_days.get(&key) {
+                Some(f) => *f,
+                None => {
+                    let f = self.failed_on(tx, path, &s.product_id, &s.batch_no)?;
+                    failed_days.insert(key.clone(), f);
+                    f
+                }
+            };
             if let Some(f) = failed.filter(|f| day >= *f) {
                 let hit = mk(
                     "failed_batch_sold",
