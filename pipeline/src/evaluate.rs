@@ -286,6 +286,8 @@ mod tests {
             anomaly_score: None,
             anomaly_percentile: None,
             anomaly_reasons: String::new(),
+            reference_credit_grade: "A".into(),
+            credit_reasons: String::new(),
             items: serde_json::to_string(&items).unwrap(),
         }
     }

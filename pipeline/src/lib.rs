@@ -21,6 +21,7 @@
 pub mod anomaly;
 pub mod calendar;
 pub mod closedloop;
+pub mod credit;
 pub mod demo;
 pub mod error;
 pub mod evaluate;

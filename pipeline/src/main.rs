@@ -75,6 +75,29 @@ enum Command {
     /// What applies to one enterprise (合规指引, 免罚早知道、整改有导航): open cases with their
     /// measures and due dates, observation periods, lists, exemptions and what to submit next.
     Guidance(GuidanceArgs),
+    /// The enterprise's safety credit file (安全信用档案) from the case ledger and the effective
+    /// credit grade it gives on a day, with the reasons (case, measure, public until).
+    Credit(CreditArgs),
+}
+
+#[derive(Debug, Args)]
+struct CreditArgs {
+    /// The enterprise's unified social credit code (统一社会信用代码).
+    enterprise_id: String,
+    /// The day (default: today, Asia/Shanghai).
+    #[arg(long)]
+    on: Option<NaiveDate>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Reference credit grade (default: the enterprise's on the latest risk list in OUT, else B).
+    #[arg(long)]
+    grade: Option<String>,
+    /// Measures rules file replacing the embedded defaults (its `[credit]` section).
+    #[arg(long, env = "PHARMWATCH_RULES")]
+    rules: Option<PathBuf>,
+    #[command(flatten)]
+    out: OutArg,
 }
 
 #[derive(Debug, Args)]
@@ -456,6 +479,24 @@ struct DemoArgs {
 }
 
 /// Today in Asia/Shanghai.
+/// The reference credit grade and name of an enterprise on the latest risk list in `out`
+/// (`B` and no name when it is not there).
+fn reference_grade(out: &std::path::Path, enterprise_id: &str) -> (String, String) {
+    let rows = pharmwatch::risk::read_csv(&out.join("risk_list.csv")).unwrap_or_default();
+    rows.iter()
+        .filter(|r| r.enterprise_id == enterprise_id)
+        .max_by_key(|r| r.date)
+        .map(|r| {
+            let g = if r.reference_credit_grade.is_empty() {
+                r.credit_grade.clone()
+            } else {
+                r.reference_credit_grade.clone()
+            };
+            (g, r.enterprise_name.clone())
+        })
+        .unwrap_or_else(|| ("B".to_string(), String::new()))
+}
+
 fn today() -> NaiveDate {
     (Utc::now() + Duration::hours(8)).date_naive()
 }
@@ -687,6 +728,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&g)?);
             } else {
                 print!("{}", guidance::format_text(&g));
+            }
+        }
+        Command::Credit(a) => {
+            guidance::validate_enterprise_id(&a.enterprise_id)?;
+            let rules = regcmd::load_rules(a.rules.as_deref())?;
+            let ledger = Ledger::open(&a.out.out)?;
+            let (grade, name) = match a.grade {
+                Some(g) => (g, String::new()),
+                None => reference_grade(&a.out.out, &a.enterprise_id),
+            };
+            let f = pharmwatch::credit::credit_file(
+                &ledger,
+                &a.enterprise_id,
+                &name,
+                &grade,
+                a.on.unwrap_or_else(today),
+                &rules,
+            )?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&f)?);
+            } else {
+                print!("{}", pharmwatch::credit::format(&f));
             }
         }
         Command::Stream(a) => return run_stream(a).await,

@@ -266,6 +266,15 @@ async fn count(ctx: &SessionContext, sql: &str) -> Result<u64> {
 
 /// Runs the nightly job.
 pub async fn run(cfg: &NightlyConfig) -> Result<NightlyOutput> {
+    run_rules(cfg, None).await
+}
+
+/// [`run`] with the measures rules whose `[credit]` section sets the credit file's publicity
+/// periods and grade steps (`None`: the shipped rules).
+pub async fn run_rules(
+    cfg: &NightlyConfig,
+    rules: Option<&pharmwatch_regulation::Rules>,
+) -> Result<NightlyOutput> {
     let started = Instant::now();
     if cfg.to < cfg.from {
         return Err(PipelineError::Config(format!(
@@ -422,7 +431,32 @@ pub async fn run(cfg: &NightlyConfig) -> Result<NightlyOutput> {
         .map(|h| (h.enterprise_id.clone(), h.date))
         .collect();
     let (anomalies, model) = run_model(&ctx, cfg, train_from, &flagged_by_rules).await?;
-    let rows = risk::build(&hits, &anomalies, &ent_map, &prod_map);
+    // The credit factor uses the effective credit grade: the reference grade lowered by the
+    // credit-file entries of the case ledger still public on the row's day.
+    let embedded;
+    let rules = match rules {
+        Some(r) => r,
+        None => {
+            embedded = pharmwatch_regulation::Rules::embedded()
+                .map_err(|e| PipelineError::regulation("rules", e))?;
+            &embedded
+        }
+    };
+    let ledger = crate::ledger::Ledger::open(&cfg.out)?;
+    let book = crate::credit::CreditBook::load(
+        &ledger,
+        hits.iter().map(|h| h.enterprise_id.as_str()).chain(
+            anomalies
+                .iter()
+                .filter(|a| a.flagged)
+                .map(|a| a.enterprise_id.as_str()),
+        ),
+        rules,
+    )?;
+    drop(ledger);
+    let rows = risk::build_with_credit(&hits, &anomalies, &ent_map, &prod_map, &|e, d, g| {
+        book.effective(e, d, g)
+    });
     risk::write(&cfg.out, &rows)?;
     crate::store::Store::open(&cfg.out.join(crate::store::STORE_FILE))?.write_risk_list(&rows)?;
     crate::stream::baseline::export(&ctx, &cfg.out, cfg.to, &cfg.thresholds).await?;
@@ -487,7 +521,7 @@ pub async fn run_with(
     cfg: &NightlyConfig,
     closed_loop: Option<&crate::closedloop::ClosedLoop>,
 ) -> Result<(NightlyOutput, Option<crate::closedloop::ClosedLoopSummary>)> {
-    let out = run(cfg).await?;
+    let out = run_rules(cfg, closed_loop.map(|c| &c.rules)).await?;
     let loop_summary = match closed_loop {
         Some(cl) => Some(crate::closedloop::run(&cfg.out, &out.rows, cfg.to, cl)?),
         None => None,

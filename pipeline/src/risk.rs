@@ -139,6 +139,15 @@ pub struct RiskRow<I = Vec<RiskItem>> {
     pub anomaly_percentile: Option<f64>,
     /// The model's top reasons, `; `-separated (upper tail only).
     pub anomaly_reasons: String,
+    /// The reference credit grade (enterprise reference table) before the credit file.
+    /// `credit_grade` is the effective grade the score used; they differ when entries of the
+    /// credit file are within their publicity period on the row's day ([`crate::credit`]).
+    #[serde(default)]
+    pub reference_credit_grade: String,
+    /// Why the effective grade differs from the reference grade: one `; `-separated reason per
+    /// credit-file entry (case, measure, day decided, public until). Empty when they agree.
+    #[serde(default)]
+    pub credit_reasons: String,
     /// The items.
     pub items: I,
 }
@@ -286,13 +295,35 @@ pub fn single_item_score(indicator: &str, credit_grade: &str) -> (f64, &'static 
     (score, grade(score))
 }
 
+/// The effective credit grade of an enterprise on a day and why it differs from the reference
+/// grade (see [`crate::credit`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EffectiveCredit {
+    /// The grade the score uses.
+    pub grade: String,
+    /// Why it differs from the reference grade, `; `-separated; empty when it does not.
+    pub reasons: String,
+}
+
 /// Groups hits and the model's verdicts into risk-list rows: one row per enterprise-day with a
-/// rule hit or a model flag.
+/// rule hit or a model flag. The credit factor uses each enterprise's reference credit grade.
 pub fn build(
     hits: &[Hit],
     anomalies: &[AnomalyScore],
     enterprises: &HashMap<String, Enterprise>,
     products: &HashMap<String, Product>,
+) -> Vec<RiskRow> {
+    build_with_credit(hits, anomalies, enterprises, products, &|_, _, _| None)
+}
+
+/// [`build`] with the effective credit grade: `credit(enterprise_id, day, reference_grade)`
+/// returns the grade the credit file gives on that day (`None`: the reference grade applies).
+pub fn build_with_credit(
+    hits: &[Hit],
+    anomalies: &[AnomalyScore],
+    enterprises: &HashMap<String, Enterprise>,
+    products: &HashMap<String, Product>,
+    credit: &dyn Fn(&str, NaiveDate, &str) -> Option<EffectiveCredit>,
 ) -> Vec<RiskRow> {
     let mut groups: BTreeMap<(NaiveDate, String), Vec<&Hit>> = BTreeMap::new();
     for h in hits {
@@ -330,7 +361,9 @@ pub fn build(
         if flagged.is_some() && !distinct.contains("model_anomaly") {
             keep *= 1.0 - severity("model_anomaly");
         }
-        let credit = e.map(|e| e.credit_grade.as_str()).unwrap_or("B");
+        let reference = e.map(|e| e.credit_grade.as_str()).unwrap_or("B");
+        let effective = credit(&ent, date, reference);
+        let credit = effective.as_ref().map_or(reference, |c| c.grade.as_str());
         let score = round4((100.0 * (1.0 - keep) * credit_factor(credit)).min(100.0));
         rows.push(RiskRow {
             list_id: format!("RL-15-{}", date.format("%Y%m%d")),
@@ -358,6 +391,8 @@ pub fn build(
             anomaly_score: verdict.map(|a| round4(a.score)),
             anomaly_percentile: verdict.map(|a| round4(a.percentile)),
             anomaly_reasons: verdict.map(|a| a.reasons.join("; ")).unwrap_or_default(),
+            reference_credit_grade: reference.to_string(),
+            credit_reasons: effective.map(|c| c.reasons).unwrap_or_default(),
             items,
         });
     }
@@ -427,6 +462,8 @@ pub fn schema() -> SchemaRef {
         Field::new("anomaly_score", DataType::Float64, true),
         Field::new("anomaly_percentile", DataType::Float64, true),
         text("anomaly_reasons"),
+        text("reference_credit_grade"),
+        text("credit_reasons"),
         Field::new(
             "items",
             DataType::List(Arc::new(Field::new(
@@ -466,6 +503,8 @@ impl<I> RiskRow<I> {
             anomaly_score: self.anomaly_score,
             anomaly_percentile: self.anomaly_percentile,
             anomaly_reasons: self.anomaly_reasons,
+            reference_credit_grade: self.reference_credit_grade,
+            credit_reasons: self.credit_reasons,
             items,
         }
     }

@@ -35,4 +35,4 @@ pub use error::{Error, Result};
 pub use finding::{
     AfterRectification, Defects, Finding, FindingError, Harm, RiskGrade, parse_findings,
 };
-pub use rules::{MeasureKind, Rules};
+pub use rules::{CreditRules, MeasureKind, Rules};

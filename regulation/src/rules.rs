@@ -142,6 +142,41 @@ pub struct Leniency {
     pub key_monitoring_grades: Vec<RiskGrade>,
 }
 
+/// The safety credit file (安全信用档案, 赣药监 第二十五条) and the credit grade it feeds
+/// (蒙药监 (十)(十三)). Keys of the maps are measure codes (`caution`, `interview`,
+/// `suspend_sales_all`, …, `key_monitoring_list`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CreditRules {
+    /// Months an entry stays public (and lowers the grade) unless `publicity_months` says
+    /// otherwise.
+    pub default_publicity_months: u32,
+    /// Per measure code: months it stays public.
+    pub publicity_months: BTreeMap<String, u32>,
+    /// Per measure code: grade steps it costs while public (A → B is one step; floor D). A code
+    /// not listed costs nothing (it is still in the file).
+    pub grade_steps: BTreeMap<String, u32>,
+}
+
+impl Default for CreditRules {
+    fn default() -> Self {
+        let steps = [
+            ("caution", 1),
+            ("interview", 1),
+            ("key_monitoring_list", 1),
+            ("suspend_sales_all", 2),
+            ("suspend_sales_partial", 2),
+            ("suspend_sales_products", 2),
+            ("case_referral", 2),
+        ];
+        Self {
+            default_publicity_months: 12,
+            publicity_months: BTreeMap::new(),
+            grade_steps: steps.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        }
+    }
+}
+
 /// The escalation ladder of 第二十四条.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -178,6 +213,10 @@ pub struct Rules {
     pub leniency: Leniency,
     /// Escalation ladder.
     pub escalation: Escalation,
+    /// The safety credit file (赣药监 第二十五条): how long each measure stays public and how
+    /// many grade steps it costs. Optional in a rules file (defaults: [`CreditRules::default`]).
+    #[serde(default)]
+    pub credit: CreditRules,
     /// Condition flags by snake_case name.
     pub flags: BTreeMap<String, FlagRule>,
 }
@@ -349,6 +388,22 @@ impl Rules {
                     "`leniency.excluding_flags` names `{name}`, which is not a flag in `[flags]`"
                 ));
             }
+        }
+        for (table, map) in [
+            ("credit.publicity_months", &self.credit.publicity_months),
+            ("credit.grade_steps", &self.credit.grade_steps),
+        ] {
+            for key in map.keys() {
+                if !crate::decide::MeasureCode::ALL
+                    .iter()
+                    .any(|c| c.as_str() == key)
+                {
+                    return Err(format!("`{table}.{key}` is not a measure code"));
+                }
+            }
+        }
+        if self.credit.default_publicity_months == 0 {
+            return Err("`credit.default_publicity_months` must be at least 1".to_string());
         }
         Ok(())
     }
