@@ -4,9 +4,12 @@
 //! caution notice has every part the domain brief requires.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::Path;
 
 use chrono::NaiveDate;
+use common::simulate_province;
 use pharmwatch::anomaly::ModelSource;
 use pharmwatch::calendar::WorkingCalendar;
 use pharmwatch::closedloop::{ClosedLoop, ClosedLoopSummary};
@@ -16,31 +19,13 @@ use pharmwatch::nightly::{self, NightlyConfig, NightlyOutput};
 use pharmwatch::notices::{NoticesConfig, indicator_zh};
 use pharmwatch::regcmd;
 use pharmwatch::risk::RiskItem;
-use pharmwatch::simulate::{self, SimConfig};
-
-fn d(s: &str) -> NaiveDate {
-    s.parse().unwrap()
-}
 
 /// Simulates 60 enterprises over 45 days from 2026-03-02 (seed 7) and runs the nightly job over
 /// its last 7 days with the closed loop.
 fn simulate_and_run(dir: &Path) -> (NightlyOutput, ClosedLoopSummary) {
     let cal = WorkingCalendar::embedded().unwrap();
     let lake = dir.join("lake");
-    let sim = simulate::run(
-        &SimConfig {
-            enterprises: 60,
-            days: 45,
-            start: d("2026-03-02"),
-            seed: 7,
-            anomaly_days: 10,
-            anomalies_per_kind: Some(2),
-            out: lake.clone(),
-            progress: false,
-        },
-        &cal,
-    )
-    .unwrap();
+    let sim = simulate_province(&lake, &cal);
     let cfg = NightlyConfig {
         lake: Some(lake),
         reference: None,

@@ -4,9 +4,12 @@
 //! default 12 months; the reasons name the case and the day.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::Path;
 
-use chrono::{Months, NaiveDate};
+use chrono::Months;
+use common::{d, simulate_province};
 use pharmwatch::anomaly::ModelSource;
 use pharmwatch::calendar::WorkingCalendar;
 use pharmwatch::credit;
@@ -15,12 +18,7 @@ use pharmwatch::ledger::{Ledger, Opening, Origin};
 use pharmwatch::nightly::{self, NightlyConfig};
 use pharmwatch::regcmd;
 use pharmwatch::risk::RiskRow;
-use pharmwatch::simulate::{self, SimConfig};
 use pharmwatch_regulation::{Finding, Rules, decide};
-
-fn d(s: &str) -> NaiveDate {
-    s.parse().unwrap()
-}
 
 fn nightly(cfg: &NightlyConfig) -> Vec<RiskRow> {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -54,20 +52,7 @@ fn a_public_caution_lowers_the_grade_and_raises_the_nightly_score_until_its_peri
     let cal = WorkingCalendar::embedded().unwrap();
     let rules = regcmd::load_rules(None).unwrap();
     let lake = dir.path().join("lake");
-    let sim = simulate::run(
-        &SimConfig {
-            enterprises: 60,
-            days: 45,
-            start: d("2026-03-02"),
-            seed: 7,
-            anomaly_days: 10,
-            anomalies_per_kind: Some(2),
-            out: lake.clone(),
-            progress: false,
-        },
-        &cal,
-    )
-    .unwrap();
+    let sim = simulate_province(&lake, &cal);
     let out = dir.path().join("out");
     let cfg = NightlyConfig {
         lake: Some(lake),

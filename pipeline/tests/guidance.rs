@@ -4,44 +4,19 @@
 //! "nothing applies" answer; a case closed after report → verified no longer shows as open.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
+mod common;
 
 use chrono::NaiveDate;
+use common::{ENTERPRISE, caution_finding, d, decide_and_record};
 use pharmwatch::calendar::WorkingCalendar;
 use pharmwatch::guidance::{self, Guidance};
 use pharmwatch::ledger::{Ledger, RecordedEvent};
 use pharmwatch::regcmd;
 
-const ENTERPRISE: &str = "91110000600037341L";
-
-fn d(s: &str) -> NaiveDate {
-    s.parse().unwrap()
-}
-
-/// Decides `findings` (JSON array) and records them in the ledger of `out` on `on`.
-fn decide_and_record(out: &Path, findings: &str, on: NaiveDate) -> Ledger {
-    let path = out.join("findings.json");
-    std::fs::write(&path, findings).unwrap();
-    let rules = regcmd::load_rules(None).unwrap();
-    let cal = regcmd::load_calendar(None).unwrap();
-    let decided = regcmd::decide_file(&path, &rules, &cal).unwrap();
-    assert!(decided.errors.is_empty(), "{:?}", decided.errors);
-    let mut ledger = Ledger::open(out).unwrap();
-    regcmd::record_decisions_on(&mut ledger, &decided.decisions, "检查员甲", on).unwrap();
-    ledger
-}
-
 fn guidance_on(ledger: &Ledger, on: NaiveDate) -> Guidance {
     let rules = regcmd::load_rules(None).unwrap();
     let cal = WorkingCalendar::embedded().unwrap();
     guidance::guidance(ledger, ENTERPRISE, on, &rules, &cal).unwrap()
-}
-
-fn caution_finding(case_id: &str) -> String {
-    format!(
-        r#"[{{"case_id":"{case_id}","enterprise_id":"{ENTERPRISE}","inspection_date":"2026-03-02",
-            "conclusion":"pending_rectification","defects":{{"critical":0,"major":2,"general":16}}}}]"#
-    )
 }
 
 #[test]

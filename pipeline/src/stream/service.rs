@@ -295,6 +295,18 @@ fn remove_uncommitted(lake: &Path, cfg: &StreamConfig, st: &PartitionState) -> R
 }
 
 /// Loads the trace codes of the baseline into the store's shared table (earliest sale wins).
+/// Whether the baseline `identity` is recorded in `stream_seeded`.
+fn already_seeded(conn: &rusqlite::Connection, path: &Path, identity: &str) -> Result<bool> {
+    conn.query_row(
+        "SELECT 1 FROM stream_seeded WHERE baseline = ?1",
+        [identity],
+        |_| Ok(()),
+    )
+    .optional()
+    .map(|r| r.is_some())
+    .map_err(|e| sql_err(path, "read stream_seeded", e))
+}
+
 /// Loads the baseline's first trace-code sales into the store's shared table, once per
 /// baseline: a restart with the same baseline finds it recorded in `stream_seeded` and
 /// starts without re-reading it.
@@ -303,16 +315,7 @@ async fn seed_trace_codes(store: &mut Store, baseline: &Baseline) -> Result<()> 
         return Ok(());
     };
     let path = store.path().to_path_buf();
-    let seeded: Option<i64> = store
-        .conn()
-        .query_row(
-            "SELECT rows FROM stream_seeded WHERE baseline = ?1",
-            [&identity],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(|e| sql_err(&path, "read stream_seeded", e))?;
-    if seeded.is_some() {
+    if already_seeded(store.conn(), &path, &identity)? {
         return Ok(());
     }
     let started = Instant::now();
@@ -322,15 +325,7 @@ async fn seed_trace_codes(store: &mut Store, baseline: &Baseline) -> Result<()> 
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(|e| sql_err(&path, "begin", e))?;
     // Another instance may have seeded it meanwhile (the check above ran outside the lock).
-    let seeded: Option<i64> = tx
-        .query_row(
-            "SELECT rows FROM stream_seeded WHERE baseline = ?1",
-            [&identity],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(|e| sql_err(&path, "read stream_seeded", e))?;
-    if seeded.is_some() {
+    if already_seeded(&tx, &path, &identity)? {
         return Ok(());
     }
     {
