@@ -202,6 +202,107 @@ pub fn stream() -> &'static StreamMetrics {
     M.get_or_init(StreamMetrics::new)
 }
 
+/// The delivery worker's metrics (`pharmwatch deliver`, and the worker inside `stream` and
+/// `serve`). Labels: `channel` is one of `webhook`, `dingtalk`, `wecom`, `email`, `manual`;
+/// `outcome` of an attempt is `success`, `retry` or `final_failure`; `kind` is a document kind.
+#[derive(Debug, Clone)]
+pub struct DeliveryMetrics {
+    /// The registry they live in.
+    pub registry: Registry,
+    /// Send attempts, by channel and outcome.
+    pub attempts: IntCounterVec,
+    /// Deliveries that reached the receiver, by channel.
+    pub delivered: IntCounterVec,
+    /// Deliveries marked failed after their last attempt, by channel.
+    pub failed: IntCounterVec,
+    /// Deliveries waiting to be sent (due now or later), by channel.
+    pub pending: IntGaugeVec,
+    /// Time of one send attempt, seconds, by channel.
+    pub attempt_seconds: HistogramVec,
+    /// Notices acknowledged (送达) through their signed link, by document kind.
+    pub acknowledged: IntCounterVec,
+}
+
+impl DeliveryMetrics {
+    /// Creates and registers every delivery metric.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = must(IntCounterVec::new(Opts::new(name, help), labels));
+            must(registry.register(Box::new(c.clone())));
+            c
+        };
+        let attempts = counter(
+            "pharmwatch_delivery_attempts_total",
+            "Delivery send attempts, by channel and outcome (success, retry, final_failure).",
+            &["channel", "outcome"],
+        );
+        let delivered = counter(
+            "pharmwatch_delivery_delivered_total",
+            "Deliveries accepted by the receiver, by channel.",
+            &["channel"],
+        );
+        let failed = counter(
+            "pharmwatch_delivery_failed_total",
+            "Deliveries marked failed after their last attempt, by channel.",
+            &["channel"],
+        );
+        let acknowledged = counter(
+            "pharmwatch_delivery_acknowledged_total",
+            "Notices acknowledged (送达) through their signed link, by document kind.",
+            &["kind"],
+        );
+        let pending = must(IntGaugeVec::new(
+            Opts::new(
+                "pharmwatch_delivery_pending",
+                "Deliveries waiting to be sent, by channel.",
+            ),
+            &["channel"],
+        ));
+        must(registry.register(Box::new(pending.clone())));
+        let attempt_seconds = must(HistogramVec::new(
+            HistogramOpts::new(
+                "pharmwatch_delivery_attempt_seconds",
+                "Time of one send attempt, seconds, by channel.",
+            )
+            .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            &["channel"],
+        ));
+        must(registry.register(Box::new(attempt_seconds.clone())));
+        Self {
+            registry,
+            attempts,
+            delivered,
+            failed,
+            pending,
+            attempt_seconds,
+            acknowledged,
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let enc = TextEncoder::new();
+        if let Err(e) = enc.encode(&self.registry.gather(), &mut buf) {
+            return format!("# encoding failed: {e}\n");
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}
+
+impl Default for DeliveryMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The process-wide delivery metrics.
+pub fn delivery() -> &'static DeliveryMetrics {
+    static M: OnceLock<DeliveryMetrics> = OnceLock::new();
+    M.get_or_init(DeliveryMetrics::new)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,5 +329,23 @@ mod tests {
         {
             assert!(line.starts_with("pharmwatch_"), "{line}");
         }
+    }
+
+    #[test]
+    fn delivery_metrics_render() {
+        let m = DeliveryMetrics::new();
+        m.attempts.with_label_values(&["webhook", "retry"]).inc();
+        m.pending.with_label_values(&["email"]).set(3);
+        let text = m.render();
+        assert!(
+            text.contains(
+                "pharmwatch_delivery_attempts_total{channel=\"webhook\",outcome=\"retry\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("pharmwatch_delivery_pending{channel=\"email\"} 3"),
+            "{text}"
+        );
     }
 }
