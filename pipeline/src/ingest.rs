@@ -97,9 +97,9 @@ pub struct FileCounts {
 #[derive(Debug, Clone, Default)]
 pub struct ReferenceSets {
     /// Known enterprise credit codes.
-    pub enterprises: HashSet<String>,
+    pub enterprises: crate::fasthash::FastSet<String>,
     /// Known product ids.
-    pub products: HashSet<String>,
+    pub products: crate::fasthash::FastSet<String>,
 }
 
 /// The accepted business-day range of a run.

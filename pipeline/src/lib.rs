@@ -25,6 +25,7 @@ pub mod credit;
 pub mod demo;
 pub mod error;
 pub mod evaluate;
+pub mod fasthash;
 pub mod guidance;
 pub mod indicators;
 pub mod ingest;

@@ -43,8 +43,11 @@ pub struct StreamMetrics {
     pub watermark: GaugeVec,
     /// Messages waiting in the outbox to be published.
     pub outbox_pending: IntGauge,
-    /// Time spent per stage of the consume loop (poll, decode, watermarks, lake, engine,
-    /// store, publish), seconds: where a slow batch spends its time.
+    /// Time spent per stage of the consume loop, seconds: where a slow batch spends its time.
+    /// On the consuming thread: poll, decode (itself on two threads for a large batch),
+    /// watermarks, engine (steps engine_rules, engine_windows, engine_close), store, commit,
+    /// publish. Beside the engine, on a second thread: lake (records to Arrow),
+    /// engine_deltas (the DataFusion window deltas), lake_write (Parquet files).
     pub phase_seconds: CounterVec,
 }
 
@@ -154,7 +157,7 @@ impl StreamMetrics {
         let phase_seconds = must(CounterVec::new(
             Opts::new(
                 "pharmwatch_stream_phase_seconds_total",
-                "Seconds spent per stage of the consume loop: poll, decode, watermarks, lake, engine, store, publish.",
+                "Seconds spent per stage of the consume loop: poll, decode, watermarks, engine (engine_rules, engine_windows, engine_close), store, commit, publish; beside the engine on a second thread: lake, engine_deltas, lake_write.",
             ),
             &["phase"],
         ));

@@ -270,7 +270,10 @@ pub fn model_item(a: &AnomalyScore) -> RiskItem {
 }
 
 /// The risk item of a hit: its evidence, reason and severity.
-pub fn item(h: &Hit, products: &HashMap<String, Product>) -> RiskItem {
+pub fn item<S: std::hash::BuildHasher>(
+    h: &Hit,
+    products: &HashMap<String, Product, S>,
+) -> RiskItem {
     RiskItem {
         indicator: h.indicator.clone(),
         product_id: h.product_id.clone(),

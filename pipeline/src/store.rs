@@ -27,6 +27,7 @@ pub const STORE_FILE: &str = "pharmwatch.db";
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../sql/store/001_stream.sql")),
     (2, include_str!("../sql/store/002_stream_seeded.sql")),
+    (3, include_str!("../sql/store/003_stream_without_rowid.sql")),
     (10, include_str!("../sql/store/010_ledger.sql")),
 ];
 
@@ -60,11 +61,39 @@ impl Store {
             .map_err(|e| sql_err(path, "WAL mode", e))?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(|e| sql_err(path, "synchronous", e))?;
+        // The stream's lookups land all over large key-ordered tables (a traceability code
+        // per sale): a 64 MiB page cache and reads through a memory map instead of a copy
+        // per page keep them off the system-call path.
+        conn.pragma_update(None, "cache_size", -65_536)
+            .map_err(|e| sql_err(path, "cache size", e))?;
+        conn.pragma_update(None, "mmap_size", 1_i64 << 30)
+            .map_err(|e| sql_err(path, "mmap size", e))?;
         let mut store = Self {
             conn,
             path: path.to_path_buf(),
         };
         store.migrate()?;
+        Ok(store)
+    }
+
+    /// Opens the store for the stream service. Everything the stream writes is derived from
+    /// the broker and replayed from the store's own offsets after a restart, so its commits
+    /// need not wait for the disk: with `synchronous = NORMAL` a WAL commit survives a
+    /// crash of the process (`kill -9`) and the database stays consistent; only a power
+    /// failure can take back the last commits, and the service then re-reads those messages
+    /// from the broker (its risk events keep their ids, the lake files past the store's
+    /// offsets are removed at start). A larger WAL between checkpoints keeps the pages a
+    /// busy stream rewrites every batch from being copied back on every commit.
+    pub fn open_stream(path: &Path) -> Result<Self> {
+        let store = Self::open(path)?;
+        store
+            .conn
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(|e| sql_err(path, "synchronous", e))?;
+        store
+            .conn
+            .pragma_update(None, "wal_autocheckpoint", 16_384)
+            .map_err(|e| sql_err(path, "wal autocheckpoint", e))?;
         Ok(store)
     }
 

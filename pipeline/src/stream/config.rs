@@ -208,12 +208,24 @@ impl StreamConfig {
             .unwrap_or_else(|| format!("{}{}", self.topic_prefix, kind.as_str().replace('_', "-")))
     }
 
-    /// The event kind of a topic.
+    /// The event kind of a topic (asked once per message, so it compares without building
+    /// the topic names).
     pub fn kind_of(&self, topic: &str) -> Option<EventKind> {
         EventKind::ALL
             .iter()
             .copied()
-            .find(|k| self.topic(*k) == topic)
+            .find(|k| match self.topics.get(k.as_str()) {
+                Some(t) => t == topic,
+                None => topic
+                    .strip_prefix(self.topic_prefix.as_str())
+                    .is_some_and(|rest| {
+                        rest.len() == k.as_str().len()
+                            && rest
+                                .bytes()
+                                .zip(k.as_str().bytes())
+                                .all(|(a, b)| a == if b == b'_' { b'-' } else { b })
+                    }),
+            })
     }
 }
 
@@ -227,6 +239,12 @@ mod tests {
         assert_eq!(c.topic(EventKind::Sales), "pharmwatch.sales");
         assert_eq!(c.topic(EventKind::ProductTest), "pharmwatch.product-test");
         c.topics.insert("sales".into(), "platform.sales.v1".into());
+        assert_eq!(
+            c.kind_of("pharmwatch.product-test"),
+            Some(EventKind::ProductTest)
+        );
+        assert_eq!(c.kind_of("pharmwatch.product_test"), None);
+        assert_eq!(c.kind_of("pharmwatch.product-tes"), None);
         assert_eq!(c.kind_of("platform.sales.v1"), Some(EventKind::Sales));
         assert_eq!(c.kind_of("pharmwatch.sales"), None);
         c.check().unwrap();

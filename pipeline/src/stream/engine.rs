@@ -33,11 +33,12 @@
 //! restart; the granularity is the nightly item's, so the stream and the nightly job flag the
 //! same enterprise × product × day.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, FixedOffset, NaiveDate, Utc};
+use crate::fasthash::{FastMap, FastSet};
+use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveDate, Utc};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::Int64Type;
 use datafusion::datasource::MemTable;
@@ -115,6 +116,12 @@ pub fn decode(
         payload: &[u8],
         refs: &ReferenceSets,
     ) -> std::result::Result<T, (String, String)> {
+        // Almost every message is valid: decode it straight, and only when that fails decode
+        // it again tracking the path, to name the offending field.
+        if let Ok(rec) = serde_json::from_slice::<T>(payload) {
+            crate::ingest::check(&rec, refs, None)?;
+            return Ok(rec);
+        }
         let mut de = serde_json::Deserializer::from_slice(payload);
         let rec: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
@@ -220,11 +227,11 @@ pub struct RiskEvent {
 #[derive(Debug, Default)]
 pub struct Reference {
     /// Enterprises by credit code.
-    pub enterprises: HashMap<String, Enterprise>,
+    pub enterprises: FastMap<String, Enterprise>,
     /// Products by id.
-    pub products: HashMap<String, Product>,
+    pub products: FastMap<String, Product>,
     /// Batches by (product, batch number).
-    pub batches: HashMap<(String, String), Batch>,
+    pub batches: FastMap<(String, String), Batch>,
     /// Known ids, for validation.
     pub sets: ReferenceSets,
 }
@@ -298,7 +305,7 @@ pub struct Window {
 type WinKey = (String, String, NaiveDate);
 
 /// Sales per (product, batch): (enterprise, business day, packages).
-type BatchSales = HashMap<(String, String), Vec<(String, NaiveDate, i64)>>;
+type BatchSales = FastMap<(String, String), Vec<(String, NaiveDate, i64)>>;
 
 /// Persistent facts of a partition besides its windows.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -321,11 +328,11 @@ pub struct PartitionState {
     pub offsets: HashMap<String, i64>,
     /// Ownership epoch this instance took the partition with.
     pub epoch: i64,
-    windows: HashMap<WinKey, Window>,
-    reported: HashSet<(String, NaiveDate)>,
-    retail_days: HashMap<String, HashSet<NaiveDate>>,
+    windows: FastMap<WinKey, Window>,
+    reported: FastSet<(String, NaiveDate)>,
+    retail_days: FastMap<String, FastSet<NaiveDate>>,
     batch_sales: BatchSales,
-    dirty: HashSet<WinKey>,
+    dirty: FastSet<WinKey>,
     new_reported: Vec<(String, NaiveDate)>,
     new_batch_sales: Vec<(String, String, String, NaiveDate, i64)>,
     /// The `closed_through` the stored rows were last pruned at: pruning scans the
@@ -333,11 +340,47 @@ pub struct PartitionState {
     pruned_at: Option<NaiveDate>,
 }
 
+/// `YYYY-MM-DD`, as the store keeps business days (written for every window and sale, so it
+/// skips chrono's format-string interpreter for the common four-digit year).
 fn date_str(d: NaiveDate) -> String {
-    d.format("%Y-%m-%d").to_string()
+    let (y, m, day) = (d.year(), d.month(), d.day());
+    if !(0..=9999).contains(&y) {
+        return d.format("%Y-%m-%d").to_string();
+    }
+    let digit = |v: u32| char::from(b'0' + (v % 10) as u8);
+    let y = y as u32;
+    let mut s = String::with_capacity(10);
+    for c in [
+        digit(y / 1000),
+        digit(y / 100),
+        digit(y / 10),
+        digit(y),
+        '-',
+        digit(m / 10),
+        digit(m),
+        '-',
+        digit(day / 10),
+        digit(day),
+    ] {
+        s.push(c);
+    }
+    s
 }
 
 fn parse_date(s: &str) -> rusqlite::Result<NaiveDate> {
+    let b = s.as_bytes();
+    if b.len() == 10 && b[4] == b'-' && b[7] == b'-' {
+        let num = |r: std::ops::Range<usize>| {
+            b[r].iter().try_fold(0u32, |acc, c| {
+                c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+            })
+        };
+        if let (Some(y), Some(m), Some(d)) = (num(0..4), num(5..7), num(8..10))
+            && let Some(date) = NaiveDate::from_ymd_opt(y as i32, m, d)
+        {
+            return Ok(date);
+        }
+    }
     NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
     })
@@ -489,7 +532,10 @@ impl PartitionState {
                          AND product_id = ?3 AND biz_date = ?4",
                 )
                 .map_err(e("save windows"))?;
-            for k in self.dirty.drain() {
+            // In key order: consecutive writes land on the same B-tree pages.
+            let mut dirty: Vec<WinKey> = self.dirty.drain().collect();
+            dirty.sort_unstable();
+            for k in dirty {
                 match self.windows.get(&k) {
                     Some(w) => up
                         .execute(params![
@@ -528,10 +574,12 @@ impl PartitionState {
                 )
                 .map_err(e("save batch sales"))?;
             // One row per (product, batch, enterprise, day), however many sales it had.
-            let mut sums: HashMap<(String, String, String, NaiveDate), i64> = HashMap::new();
+            let mut sums: FastMap<(String, String, String, NaiveDate), i64> = FastMap::default();
             for (prod, batch, ent, d, q) in self.new_batch_sales.drain(..) {
                 *sums.entry((prod, batch, ent, d)).or_default() += q;
             }
+            let mut sums: Vec<_> = sums.into_iter().collect();
+            sums.sort_unstable();
             for ((prod, batch, ent, d), q) in sums {
                 ins.execute(params![p, prod, batch, ent, date_str(d), q])
                     .map_err(e("save batch sales"))?;
@@ -630,6 +678,9 @@ pub struct BatchOutcome {
     pub events: Vec<RiskEvent>,
     /// Accepted records later than the allowed lateness, per (topic, partition).
     pub late: HashMap<(String, i32), u64>,
+    /// Seconds spent per step (`rules`: tests, sales and trace codes record by record;
+    /// `windows`: the DataFusion deltas merged into the windows; `close`: days closed).
+    pub steps: Vec<(&'static str, f64)>,
 }
 
 /// The engine: reference data, baseline and thresholds.
@@ -763,17 +814,25 @@ impl Engine {
 
     /// Judges one micro-batch of accepted records for the partitions in `states`, updating
     /// their windows and metadata and the shared tables through `tx`. `holding(kind, p)` says
-    /// whether partition `p` of `kind`'s topic still has unread messages.
-    pub async fn process(
+    /// whether partition `p` of `kind`'s topic still has unread messages. `deltas` gives the
+    /// batch's window deltas ([`window_deltas`] over its lake batches); it is called once the
+    /// record-by-record rules are done, so the caller can compute them on another thread
+    /// meanwhile.
+    pub fn process(
         &self,
         tx: &Transaction<'_>,
         path: &Path,
         states: &mut HashMap<i32, PartitionState>,
         batch: &[Accepted],
-        lake: &HashMap<EventKind, Vec<RecordBatch>>,
+        deltas: impl FnOnce() -> Result<Vec<Delta>>,
         holding: &dyn Fn(EventKind, i32) -> bool,
     ) -> Result<BatchOutcome> {
         let mut out = BatchOutcome::default();
+        let mut mark = std::time::Instant::now();
+        let mut step = |out: &mut BatchOutcome, name: &'static str| {
+            out.steps.push((name, mark.elapsed().as_secs_f64()));
+            mark = std::time::Instant::now();
+        };
         // Lateness is judged against the watermark before this batch.
         let mut wm_before: HashMap<i32, Option<i64>> = HashMap::new();
         for (p, st) in states.iter() {
@@ -852,7 +911,8 @@ impl Engine {
         // Sales: batch quality and traceability codes, record by record. The failing day of
         // a batch cannot change during this loop (failures were applied above), so it is
         // looked up once per (product, batch) and batch.
-        let mut failed_days: HashMap<(String, String), Option<NaiveDate>> = HashMap::new();
+        let mut failed_days: FastMap<(String, String), Option<NaiveDate>> = FastMap::default();
+        let mut codes: Vec<(&String, &SalesRecord, &Source)> = Vec::new();
         for a in batch {
             let Record::Sales(s) = &a.record else {
                 continue;
@@ -923,13 +983,23 @@ impl Engine {
                     .push(self.event(hit, &s.batch_no, &a.source, s.event_time));
             }
             if let Some(code) = &s.trace_code {
-                self.trace(tx, path, s, code, &a.source, &mut out)?;
+                codes.push((code, s, &a.source));
             }
         }
+        // Traceability codes in code order, so consecutive lookups share B-tree pages. The
+        // order does not change what is found: a repeat is judged by event time either way,
+        // and its event id names the later sale whichever of the two came first.
+        codes.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (code, s, source) in codes {
+            self.trace(tx, path, s, code, source, &mut out)?;
+        }
 
+        step(&mut out, "rules");
         // Window deltas through DataFusion, merged into the windows.
-        let deltas = window_deltas(lake).await?;
-        let mut last_source: HashMap<WinKey, (&Source, DateTime<FixedOffset>)> = HashMap::new();
+        let deltas = deltas()?;
+        // The last record of the batch per window, borrowed from the batch (no key copies).
+        let mut last_source: FastMap<(&str, &str, NaiveDate), (&Source, DateTime<FixedOffset>)> =
+            FastMap::default();
         for a in batch {
             let (ent, prod) = match &a.record {
                 Record::Sales(r) => (&r.enterprise_id, &r.product_id),
@@ -948,13 +1018,18 @@ impl Engine {
                     st.new_reported.push(rk);
                 }
             }
-            last_source.insert((ent.clone(), prod.clone(), biz_date(&et)), (&a.source, et));
+            last_source.insert(
+                (ent.as_str(), prod.as_str(), biz_date(&et)),
+                (&a.source, et),
+            );
         }
         for d in deltas {
-            let key = (d.enterprise_id, d.product_id, d.biz_date);
-            let Some((source, et)) = last_source.get(&key).map(|(s, t)| ((*s).clone(), *t)) else {
+            let Some(&(source, et)) =
+                last_source.get(&(d.enterprise_id.as_str(), d.product_id.as_str(), d.biz_date))
+            else {
                 continue;
             };
+            let key = (d.enterprise_id, d.product_id, d.biz_date);
             let st = states
                 .get_mut(&source.partition)
                 .ok_or_else(|| PipelineError::Internal("no state for partition".into()))?;
@@ -975,11 +1050,12 @@ impl Engine {
                     if let Some(w) = st.windows.get_mut(&key) {
                         w.surge_fired = true;
                     }
-                    out.events.push(self.event(hit, "", &source, et));
+                    out.events.push(self.event(hit, "", source, et));
                 }
             }
         }
 
+        step(&mut out, "windows");
         // Close the days the watermark has passed.
         for (p, st) in states.iter_mut() {
             let p = *p;
@@ -1006,6 +1082,7 @@ impl Engine {
                 st.prune();
             }
         }
+        step(&mut out, "close");
         Ok(out)
     }
 
@@ -1255,9 +1332,9 @@ impl Engine {
     }
 }
 
-/// One row of `window_delta.sql`.
+/// One row of `window_delta.sql`: what a micro-batch adds to one window.
 #[derive(Debug, Clone, PartialEq)]
-struct Delta {
+pub struct Delta {
     enterprise_id: String,
     product_id: String,
     biz_date: NaiveDate,
@@ -1297,7 +1374,9 @@ pub fn lake_batch(kind: EventKind, recs: &[&Accepted]) -> Result<RecordBatch> {
 
 const WINDOW_DELTA_SQL: &str = include_str!("../../sql/stream/window_delta.sql");
 
-async fn window_deltas(lake: &HashMap<EventKind, Vec<RecordBatch>>) -> Result<Vec<Delta>> {
+/// The window deltas of a micro-batch: `window_delta.sql` through DataFusion over the batch's
+/// lake batches (per kind), one row per enterprise × product × business day it touches.
+pub async fn window_deltas(lake: &HashMap<EventKind, Vec<RecordBatch>>) -> Result<Vec<Delta>> {
     if lake.values().all(|b| b.is_empty()) {
         return Ok(Vec::new());
     }
@@ -1340,4 +1419,23 @@ async fn window_deltas(lake: &HashMap<EventKind, Vec<RecordBatch>>) -> Result<Ve
         }
     }
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn business_days_format_and_parse_like_chrono() {
+        let mut d = NaiveDate::from_ymd_opt(1999, 12, 25).unwrap_or_default();
+        for _ in 0..12_000 {
+            let s = date_str(d);
+            assert_eq!(s, d.format("%Y-%m-%d").to_string());
+            assert_eq!(parse_date(&s).ok(), Some(d));
+            d += Duration::days(1);
+        }
+        assert!(parse_date("2026-02-30").is_err());
+        assert!(parse_date("2026-1a-01").is_err());
+        assert!(parse_date("26-01-01").is_err());
+    }
 }

@@ -49,7 +49,8 @@ use crate::store::{Store, sql_err};
 use super::baseline::Baseline;
 use super::config::StreamConfig;
 use super::engine::{
-    Accepted, Engine, PartitionState, Reference, Rejected, RiskEvent, Source, decode,
+    Accepted, Delta, Engine, PartitionState, Reference, Rejected, RiskEvent, Source, decode,
+    window_deltas,
 };
 
 /// Options of one run of the service besides its configuration.
@@ -319,7 +320,9 @@ async fn seed_trace_codes(store: &mut Store, baseline: &Baseline) -> Result<()> 
         return Ok(());
     }
     let started = Instant::now();
-    let trace = baseline.trace_codes().await?;
+    let mut trace = baseline.trace_codes().await?;
+    // In key order, every insert appends to the table's B-tree instead of landing at random.
+    trace.sort_unstable_by(|a, b| a.trace_code.cmp(&b.trace_code));
     let tx = store
         .conn()
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -818,27 +821,105 @@ impl Service {
                 .or_default()
                 .push(a);
         }
-        let mut lake: HashMap<EventKind, Vec<RecordBatch>> = HashMap::new();
-        for ((kind, p, day), recs) in &by_file {
-            let topic = self.cfg.topic(*kind);
-            let first = first_offset.get(&(topic, *p)).copied().unwrap_or(0);
-            let b = super::engine::lake_batch(*kind, recs)?;
-            let file = crate::lake::day_dir(&self.cfg.lake, *kind, *day)
-                .join(format!("stream-p{p:03}-o{first:012}.parquet"));
-            write_parquet(&file, kind.lake_schema(), std::slice::from_ref(&b))?;
-            lake.entry(*kind).or_default().push(b);
+        // Two threads from here: this one judges the batch record by record through the
+        // transaction, while a second converts it to Arrow once per lake file, computes the
+        // window deltas with DataFusion over those batches and writes the Parquet files. The
+        // engine takes the deltas once its record rules are done; the transaction commits after
+        // both threads are done (a failed write rolls the batch back; its files are removed at
+        // the next start).
+        let lake_dir = self.cfg.lake.clone();
+        let named: Vec<_> = by_file
+            .iter()
+            .map(|(key, recs)| {
+                let first = first_offset
+                    .get(&(self.cfg.topic(key.0), key.1))
+                    .copied()
+                    .unwrap_or(0);
+                (*key, recs, first)
+            })
+            .collect();
+        let rt = self.rt.clone();
+        let lake_started = Instant::now();
+        let (outcome, written) = std::thread::scope(|s| {
+            let (deltas_tx, deltas_rx) = std::sync::mpsc::channel::<Result<Vec<Delta>>>();
+            let worker = s.spawn(move || -> Result<[(&'static str, f64); 3]> {
+                let mut lake: HashMap<EventKind, Vec<RecordBatch>> = HashMap::new();
+                let mut files: Vec<(PathBuf, EventKind, RecordBatch)> = Vec::new();
+                let mut convert = || -> Result<()> {
+                    for ((kind, p, day), recs, first) in &named {
+                        let b = super::engine::lake_batch(*kind, recs)?;
+                        let file = crate::lake::day_dir(&lake_dir, *kind, *day)
+                            .join(format!("stream-p{p:03}-o{first:012}.parquet"));
+                        files.push((file, *kind, b.clone()));
+                        lake.entry(*kind).or_default().push(b);
+                    }
+                    Ok(())
+                };
+                let converted = convert();
+                let convert_secs = lake_started.elapsed().as_secs_f64();
+                match converted {
+                    Ok(()) => {
+                        let _ = deltas_tx.send(rt.block_on(window_deltas(&lake)));
+                    }
+                    Err(e) => {
+                        let _ = deltas_tx.send(Err(PipelineError::Internal(format!(
+                            "lake conversion failed: {e}"
+                        ))));
+                        return Err(e);
+                    }
+                }
+                drop(deltas_tx);
+                let deltas_secs = lake_started.elapsed().as_secs_f64() - convert_secs;
+                let writing = Instant::now();
+                for (file, kind, b) in &files {
+                    write_parquet(file, kind.lake_schema(), std::slice::from_ref(b))?;
+                }
+                Ok([
+                    ("lake", convert_secs),
+                    ("engine_deltas", deltas_secs),
+                    ("lake_write", writing.elapsed().as_secs_f64()),
+                ])
+            });
+            let outcome = self.engine.process(
+                &tx,
+                &path,
+                &mut self.states,
+                &accepted,
+                || {
+                    deltas_rx.recv().unwrap_or_else(|_| {
+                        Err(PipelineError::Internal(
+                            "the lake thread ended without window deltas".into(),
+                        ))
+                    })
+                },
+                &|k, p| holding_snapshot.get(&(k, p)).copied().unwrap_or(true),
+            );
+            match worker.join() {
+                Ok(w) => (outcome, w),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        });
+        let beside = written?;
+        let mut outcome = outcome?;
+        for (phase, secs) in beside {
+            self.metrics
+                .phase_seconds
+                .with_label_values(&[phase])
+                .inc_by(secs);
+            *self.summary.phase_seconds.entry(phase.into()).or_default() += secs;
         }
-
-        t = spent(self.metrics, &mut self.summary, "lake", t);
-        let outcome = self.rt.block_on(self.engine.process(
-            &tx,
-            &path,
-            &mut self.states,
-            &accepted,
-            &lake,
-            &|k, p| holding_snapshot.get(&(k, p)).copied().unwrap_or(true),
-        ))?;
         t = spent(self.metrics, &mut self.summary, "engine", t);
+        for (step, secs) in std::mem::take(&mut outcome.steps) {
+            self.metrics
+                .phase_seconds
+                .with_label_values(&[&format!("engine_{step}")])
+                .inc_by(secs);
+            *self
+                .summary
+                .phase_seconds
+                .entry(format!("engine_{step}"))
+                .or_default() += secs;
+        }
         for r in &rejected {
             let st = self.states.get_mut(&r.source.partition).ok_or_else(|| {
                 PipelineError::Internal(format!("no state for partition {}", r.source.partition))
@@ -928,8 +1009,9 @@ impl Service {
         for st in self.states.values_mut() {
             st.save(&tx, &path)?;
         }
-        tx.commit().map_err(|e| sql_err(&path, "commit", e))?;
         t = spent(self.metrics, &mut self.summary, "store", t);
+        tx.commit().map_err(|e| sql_err(&path, "commit", e))?;
+        t = spent(self.metrics, &mut self.summary, "commit", t);
 
         // Metrics of what is now durable.
         for ((topic, _), c) in &counts {
@@ -1217,7 +1299,7 @@ pub async fn run(
         Some(dir) => Baseline::load(dir).await?,
         None => Baseline::default(),
     };
-    let mut store = Store::open(&cfg.store)?;
+    let mut store = Store::open_stream(&cfg.store)?;
     seed_trace_codes(&mut store, &baseline).await?;
 
     let ctx = Ctx {
