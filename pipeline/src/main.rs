@@ -435,6 +435,11 @@ struct NightlyArgs {
     /// Run date of the ledger sweep and the notices (default: the last business day).
     #[arg(long)]
     run_date: Option<NaiveDate>,
+    /// Write the run's metrics (status, duration, the day's risk list by grade and region,
+    /// model, notices, cases) to this file for node_exporter's textfile collector, e.g.
+    /// /var/lib/prometheus/node-exporter/pharmwatch_nightly.prom. A failed run is recorded too.
+    #[arg(long, env = "PHARMWATCH_METRICS_TEXTFILE", value_name = "PATH")]
+    metrics_textfile: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -619,7 +624,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     run_date: a.run_date,
                 })
             };
-            let (out, loop_summary) = nightly::run_with(&cfg, closed_loop.as_ref()).await?;
+            let (out, loop_summary) = nightly::run_recorded(
+                &cfg,
+                closed_loop.as_ref(),
+                a.metrics_textfile.as_deref(),
+            )
+            .await?;
             print!("{}", nightly::report(&out, cfg.top));
             if let Some(s) = loop_summary {
                 print!("{}", closedloop::report(&s));
