@@ -624,12 +624,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     run_date: a.run_date,
                 })
             };
-            let (out, loop_summary) = nightly::run_recorded(
-                &cfg,
-                closed_loop.as_ref(),
-                a.metrics_textfile.as_deref(),
-            )
-            .await?;
+            let (out, loop_summary) =
+                nightly::run_recorded(&cfg, closed_loop.as_ref(), a.metrics_textfile.as_deref())
+                    .await?;
             print!("{}", nightly::report(&out, cfg.top));
             if let Some(s) = loop_summary {
                 print!("{}", closedloop::report(&s));

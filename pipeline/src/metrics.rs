@@ -320,6 +320,11 @@ impl StreamMetrics {
             for c in [&consumed, &accepted, &late, &replayed] {
                 c.with_label_values(&[k.as_str()]);
             }
+            // A reject names a field of the contract, or `-` for the message as a whole.
+            rejected.with_label_values(&[k.as_str(), "-"]);
+            for f in k.fields() {
+                rejected.with_label_values(&[k.as_str(), f.name]);
+            }
         }
         for i in crate::indicators::INDICATORS {
             risk_events.with_label_values(&[*i]);
@@ -833,7 +838,11 @@ mod tests {
                 assert!(f.name.ends_with("_total"), "{}", f.name);
             }
             for l in &f.labels {
-                assert!(!l.contains("enterprise_id") && l != "case_id", "{}: {l}", f.name);
+                assert!(
+                    !l.contains("enterprise_id") && l != "case_id",
+                    "{}: {l}",
+                    f.name
+                );
             }
         }
     }
@@ -855,12 +864,19 @@ mod tests {
         assert!(!success_line.is_empty(), "{good}");
         NightlyMetrics::write_failure(&path, 3.0).unwrap_or_else(|e| panic!("{e}"));
         let text = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(text.contains("pharmwatch_nightly_last_run_success 0"), "{text}");
+        assert!(
+            text.contains("pharmwatch_nightly_last_run_success 0"),
+            "{text}"
+        );
         assert!(text.contains(&success_line), "{text}");
         assert!(text.contains("pharmwatch_cases_open 7"), "{text}");
-        assert!(text.contains("pharmwatch_nightly_duration_seconds 3"), "{text}");
+        assert!(
+            text.contains("pharmwatch_nightly_duration_seconds 3"),
+            "{text}"
+        );
         assert_eq!(
-            text.matches("# TYPE pharmwatch_nightly_last_run_success ").count(),
+            text.matches("# TYPE pharmwatch_nightly_last_run_success ")
+                .count(),
             1,
             "{text}"
         );

@@ -564,10 +564,9 @@ pub async fn run_recorded(
             Ok((out, loop_summary))
         }
         Err(e) => {
-            if let Err(w) = crate::metrics::NightlyMetrics::write_failure(
-                path,
-                started.elapsed().as_secs_f64(),
-            ) {
+            if let Err(w) =
+                crate::metrics::NightlyMetrics::write_failure(path, started.elapsed().as_secs_f64())
+            {
                 eprintln!("nightly: the failed run could not be recorded: {w}");
             }
             Err(e)

@@ -227,7 +227,12 @@ impl Snapshot {
     pub fn by_indicator(&self) -> Vec<(String, i64)> {
         let mut m: BTreeMap<String, i64> = BTreeMap::new();
         for r in &self.rows {
-            for i in r.indicators.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            for i in r
+                .indicators
+                .split(',')
+                .map(str::trim)
+                .filter(|i| !i.is_empty())
+            {
                 *m.entry(i.to_string()).or_default() += 1;
             }
         }
@@ -267,7 +272,12 @@ pub fn run_metrics(out: &NightlyOutput, snap: &Snapshot) -> NightlyMetrics {
         if let Some(gi) = grade_index(&r.grade) {
             c[gi] += 1;
         }
-        for i in r.indicators.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        for i in r
+            .indicators
+            .split(',')
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+        {
             m.risk_list_indicator_rows
                 .with_label_values(&[i, r.grade.as_str()])
                 .inc();
@@ -380,14 +390,17 @@ fn region_chart(snap: &Snapshot) -> Result<String> {
                     |(i, (_, c))| {
                         let below: i64 = c[..gi].iter().sum();
                         let x = i as i32;
-                        let mut bar = Rectangle::new([(x, below), (x + 1, below + c[gi])], colour.filled());
+                        let mut bar =
+                            Rectangle::new([(x, below), (x + 1, below + c[gi])], colour.filled());
                         bar.set_margin(0, 0, 6, 6);
                         bar
                     },
                 ))
                 .map_err(|x| e(x.to_string()))?
                 .label(format!("{g}级"))
-                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled()));
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled())
+                });
         }
         chart
             .configure_series_labels()
@@ -419,7 +432,10 @@ fn trend_chart(snap: &Snapshot) -> Result<String> {
         let n = snap.trend.len().max(2) as i32;
         let days: Vec<NaiveDate> = snap.trend.iter().map(|(d, _)| *d).collect();
         let mut chart = ChartBuilder::on(&root)
-            .caption(format!("近{TREND_DAYS}日风险清单趋势（按等级）"), (FONT, 22))
+            .caption(
+                format!("近{TREND_DAYS}日风险清单趋势（按等级）"),
+                (FONT, 22),
+            )
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(44)
@@ -503,7 +519,8 @@ fn indicator_chart(snap: &Snapshot) -> Result<String> {
         chart
             .draw_series(data.iter().enumerate().map(|(i, (_, v))| {
                 let y = n - 1 - i as i32;
-                let mut bar = Rectangle::new([(0, y), (*v, y + 1)], RGBColor(41, 128, 185).filled());
+                let mut bar =
+                    Rectangle::new([(0, y), (*v, y + 1)], RGBColor(41, 128, 185).filled());
                 bar.set_margin(5, 5, 0, 0);
                 bar
             }))
@@ -554,10 +571,7 @@ pub fn html(snap: &Snapshot) -> Result<String> {
     let issued: i64 = snap.documents.iter().map(|d| d.on_day).sum();
     let mut h = String::new();
     h.push_str("<!DOCTYPE html>\n<html lang=\"zh-CN\">\n<head>\n<meta charset=\"utf-8\">\n");
-    h.push_str(&format!(
-        "<title>药品安全风险日报 {}</title>\n",
-        snap.day
-    ));
+    h.push_str(&format!("<title>药品安全风险日报 {}</title>\n", snap.day));
     h.push_str(
         "<style>\nbody{font-family:\"Noto Sans CJK SC\",\"Noto Sans SC\",\"Microsoft YaHei\",sans-serif;margin:24px auto;max-width:900px;color:#222}\n\
          h1{font-size:24px;margin-bottom:4px}h2{font-size:18px;border-bottom:2px solid #2c3e50;padding-bottom:4px;margin-top:28px}\n\
@@ -578,7 +592,11 @@ pub fn html(snap: &Snapshot) -> Result<String> {
     for (gi, g) in GRADES.iter().enumerate().take(2) {
         h.push_str(&format!(
             "<div class=\"tile grade-{g}\" data-tile=\"grade-{g}\">{g}级（{}）<b>{}</b>条</div>\n",
-            if *g == "D" { "高风险" } else { "较高风险" },
+            if *g == "D" {
+                "高风险"
+            } else {
+                "较高风险"
+            },
             by_grade[gi]
         ));
     }
@@ -727,7 +745,10 @@ mod tests {
         let h = html(&snapshot()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(h.matches("<svg").count(), 3);
         assert!(!h.contains("<script") && !h.contains("src=\""));
-        assert!(h.contains("包头市") && h.contains("销售量异常增长"), "SVG text in Chinese");
+        assert!(
+            h.contains("包头市") && h.contains("销售量异常增长"),
+            "SVG text in Chinese"
+        );
         assert!(h.contains("&lt;康泰&gt;大药房") && !h.contains("<康泰>"));
         // One trend line of 30 points per grade.
         let lines = h
