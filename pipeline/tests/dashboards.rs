@@ -385,16 +385,20 @@ fn promtool_checks_and_unit_tests_the_alert_rules() {
     }
 }
 
-/// A simulated province, two nightly runs into one output directory (an earlier run that opened
-/// cases whose deadlines have passed by the later one, run by the binary with the metrics
-/// textfile), built once per test binary.
+/// A simulated province of 46 days; two nightly runs into one output directory (an earlier run
+/// that opened cases whose deadlines have passed by the later one, and last night's run by the
+/// binary with the metrics textfile); the last day is left for the stream service, which starts
+/// from last night's baseline. Built once per test binary.
 struct Fixture {
     _dir: tempfile::TempDir,
     root: PathBuf,
     lake: PathBuf,
     out: PathBuf,
     textfiles: PathBuf,
+    /// Tonight's business day (the nightly run's).
     day: NaiveDate,
+    /// The day after, which flows through the stream service.
+    stream_day: NaiveDate,
 }
 
 fn fixture() -> &'static Fixture {
@@ -416,7 +420,7 @@ fn build_fixture() -> Fixture {
     let sim = simulate::run(
         &SimConfig {
             enterprises: 60,
-            days: 45,
+            days: 46,
             start: NaiveDate::from_ymd_opt(2026, 3, 2).unwrap(),
             seed: seed(),
             anomaly_days: 10,
@@ -427,7 +431,8 @@ fn build_fixture() -> Fixture {
         &cal,
     )
     .unwrap();
-    let day = sim.end;
+    let stream_day = sim.end;
+    let day = stream_day - chrono::Duration::days(1);
     // The earlier nights: 29 days of risk lists; their notices dated far enough back that the
     // rectification deadlines (30 working days) have passed on `day`.
     let cfg = NightlyConfig {
@@ -480,6 +485,7 @@ fn build_fixture() -> Fixture {
         out,
         textfiles,
         day,
+        stream_day,
     }
 }
 
@@ -694,7 +700,7 @@ fn prometheus_evaluates_every_dashboard_query_and_alert_rule_against_a_running_p
     std::fs::create_dir_all(&work).unwrap();
 
     // The stream service: own topics, a lake with the reference tables, the nightly store
-    // (shared, as in production) and the nightly baseline.
+    // (shared, as in production) and last night's baseline; today's records flow through it.
     let unique = format!(
         "dash-{}-{}",
         std::process::id(),
@@ -803,8 +809,8 @@ fn prometheus_evaluates_every_dashboard_query_and_alert_rule_against_a_running_p
         .block_on(pharmwatch::produce::produce(
             &cfg,
             &f.lake,
-            Some(f.day),
-            Some(f.day),
+            Some(f.stream_day),
+            Some(f.stream_day),
             None,
         ))
         .unwrap();
@@ -847,6 +853,33 @@ fn prometheus_evaluates_every_dashboard_query_and_alert_rule_against_a_running_p
     let flowed = started.elapsed();
     // A few more scrapes so every rate window holds the whole run.
     std::thread::sleep(Duration::from_secs(3));
+
+    // What Prometheus holds is what happened: the rejects, tonight's list, the ledger.
+    let value = |expr: &str| {
+        query(&prom_addr, expr)
+            .unwrap()
+            .first()
+            .map(sample_value)
+            .unwrap_or(f64::NAN)
+    };
+    assert_eq!(value("sum(pharmwatch_stream_rejected_total)"), bad as f64);
+    let snap = {
+        let store = pharmwatch::store::Store::open(&f.out.join("pharmwatch.db")).unwrap();
+        pharmwatch::report::Snapshot::load(&store, f.day, f.day).unwrap()
+    };
+    assert_eq!(
+        value("sum(pharmwatch_risk_list_rows)"),
+        snap.rows.len() as f64
+    );
+    assert_eq!(
+        value("sum(pharmwatch_risk_list_rows{grade=\"D\"})"),
+        snap.rows.iter().filter(|r| r.grade == "D").count() as f64
+    );
+    assert_eq!(value("pharmwatch_cases_overdue"), snap.cases_overdue as f64);
+    assert!(snap.cases_overdue > 0);
+    assert_eq!(value("pharmwatch_cases_open"), snap.cases_open as f64);
+    assert_eq!(value("pharmwatch_nightly_last_run_success"), 1.0);
+    let risk_events = value("sum(pharmwatch_stream_risk_events_total)");
 
     // Every dashboard query parses and returns data.
     let defined = metrics::defined();
@@ -953,7 +986,7 @@ fn prometheus_evaluates_every_dashboard_query_and_alert_rule_against_a_running_p
     stream.assert_running();
     eprintln!(
         "dashboards: {} PromQL queries ({per_dashboard:?}) returned {series} series; {} alert rules \
-         evaluated ok, {alert_inputs} inputs with series; {} messages flowed in {:.1} s; total {:.1} s",
+         evaluated ok, {alert_inputs} inputs with series; {} messages flowed in {:.1} s ({risk_events} real-time risk events); total {:.1} s",
         targets.len(),
         rules.len(),
         total,
