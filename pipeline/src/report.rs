@@ -364,20 +364,27 @@ fn region_chart(snap: &Snapshot) -> Result<String> {
             .max()
             .unwrap_or(0)
             .max(1);
-        let n = data.len().max(1) as i32;
+        // Regions at integer x, bars centred on them.
+        let n = data.len().max(1) as f64;
         let mut chart = ChartBuilder::on(&root)
             .caption("当日风险清单：各地区按风险等级", (FONT, 22))
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(44)
-            .build_cartesian_2d(0..n, 0..(ymax + ymax / 10 + 1))
+            .build_cartesian_2d(-0.5..(n - 0.5), 0..(ymax + ymax / 10 + 1))
             .map_err(|x| e(x.to_string()))?;
         let names: Vec<String> = data.iter().map(|(r, _)| r.clone()).collect();
         chart
             .configure_mesh()
             .disable_x_mesh()
-            .x_labels(data.len().max(1))
-            .x_label_formatter(&|i| names.get(*i as usize).cloned().unwrap_or_default())
+            .x_labels(data.len().max(1) + 1)
+            .x_label_formatter(&|x: &f64| {
+                if (x - x.round()).abs() < 1e-6 && *x >= 0.0 {
+                    names.get(x.round() as usize).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
             .x_label_style((FONT, 15))
             .y_desc("企业·日（条）")
             .y_label_style((FONT, 15))
@@ -389,11 +396,11 @@ fn region_chart(snap: &Snapshot) -> Result<String> {
                 .draw_series(data.iter().enumerate().filter(|(_, (_, c))| c[gi] > 0).map(
                     |(i, (_, c))| {
                         let below: i64 = c[..gi].iter().sum();
-                        let x = i as i32;
-                        let mut bar =
-                            Rectangle::new([(x, below), (x + 1, below + c[gi])], colour.filled());
-                        bar.set_margin(0, 0, 6, 6);
-                        bar
+                        let x = i as f64;
+                        Rectangle::new(
+                            [(x - 0.35, below), (x + 0.35, below + c[gi])],
+                            colour.filled(),
+                        )
                     },
                 ))
                 .map_err(|x| e(x.to_string()))?
@@ -556,6 +563,11 @@ fn document_zh(kind: &str) -> &'static str {
     }
 }
 
+/// The Chinese name of an enterprise type (the code itself when unknown).
+fn enterprise_type_zh(t: &str) -> &str {
+    pharmwatch_schemas::EnterpriseType::parse(t).map_or(t, |e| e.zh())
+}
+
 /// Rows of the day's list shown in the report's table.
 pub const TABLE_ROWS: usize = 50;
 
@@ -638,7 +650,7 @@ pub fn html(snap: &Snapshot) -> Result<String> {
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"grade-{}\">{}</td><td>{:.1}</td><td>{}</td><td>{}</td></tr>\n",
             r.rank,
             esc(&r.enterprise_name),
-            esc(&r.enterprise_type),
+            esc(enterprise_type_zh(&r.enterprise_type)),
             esc(&r.region_name),
             esc(&r.grade),
             esc(&r.grade),
@@ -665,7 +677,7 @@ pub fn html(snap: &Snapshot) -> Result<String> {
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
             esc(&c.case_id),
             esc(&c.enterprise_name),
-            esc(&c.measure),
+            esc(&crate::guidance::measure_name(&c.measure)),
             esc(&c.article),
             esc(&c.due_date)
         ));

@@ -113,6 +113,32 @@ fn sql_targets() -> Vec<(String, String)> {
     v
 }
 
+/// (dashboard, variable, metric, label) of every `label_values(METRIC, LABEL)` variable.
+fn label_value_variables() -> Vec<(String, String, String, String)> {
+    let mut v = Vec::new();
+    for name in DASHBOARDS {
+        for var in dashboard(name)["templating"]["list"].as_array().unwrap() {
+            let q = var["query"]["query"]
+                .as_str()
+                .or_else(|| var["definition"].as_str())
+                .unwrap_or_default();
+            if let Some(args) = q
+                .strip_prefix("label_values(")
+                .and_then(|r| r.strip_suffix(')'))
+            {
+                let (metric, label) = args.split_once(',').unwrap();
+                v.push((
+                    name.to_string(),
+                    var["name"].as_str().unwrap().to_string(),
+                    metric.trim().to_string(),
+                    label.trim().to_string(),
+                ));
+            }
+        }
+    }
+    v
+}
+
 /// PromQL functions and keywords (everything an identifier outside a matcher may be besides a
 /// metric name).
 const PROMQL_WORDS: &[&str] = &[
@@ -334,6 +360,15 @@ fn every_panel_is_described_and_queries_metrics_the_code_defines() {
         }
     }
     assert!(queries >= 30, "{queries}");
+    let vars = label_value_variables();
+    assert!(!vars.is_empty());
+    for (dash, var, metric, label) in &vars {
+        check_names(
+            &format!("{dash}: variable {var}"),
+            &format!("{metric}{{{label}=\"\"}}"),
+            &defined,
+        );
+    }
     // The checker itself: a misspelt metric or a label the metric lacks is caught.
     let caught = |e: &str| names_defined(e, &defined).is_err();
     assert!(caught("sum(rate(pharmwatch_stream_consumd_total[5m]))"));
@@ -908,6 +943,23 @@ fn prometheus_evaluates_every_dashboard_query_and_alert_rule_against_a_running_p
         targets.len(),
         failures.join("\n")
     );
+
+    // Every `label_values` variable offers values.
+    for (dash, var, metric, label) in label_value_variables() {
+        let (_, body) = http_get(
+            &prom_addr,
+            &format!(
+                "/api/v1/label/{label}/values?match[]={}",
+                urlencode(&metric)
+            ),
+        )
+        .unwrap();
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert!(
+            v["data"].as_array().is_some_and(|a| !a.is_empty()),
+            "{dash}: variable {var} has no values: {body}"
+        );
+    }
 
     // Every alert rule is loaded, evaluates without error, and each metric it reads has series.
     let rules_in_file = std::fs::read_to_string(&alerts)
