@@ -239,6 +239,14 @@ fn promql_names(expr: &str) -> Result<(BTreeSet<String>, BTreeSet<String>), Stri
         } else if c == ')' {
             label_list = false;
         }
+        if c.is_ascii_digit() {
+            // A number or a duration (`0.95`, `1e-9`, `26`, `1d`): no name in it.
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
+                i += 1;
+            }
+            prev_word.clear();
+            continue;
+        }
         if c.is_ascii_alphabetic() || c == '_' || c == ':' {
             let start = i;
             while i < chars.len() && (chars[i].is_ascii_alphanumeric() || "_:".contains(chars[i])) {
@@ -256,7 +264,7 @@ fn promql_names(expr: &str) -> Result<(BTreeSet<String>, BTreeSet<String>), Stri
                 if !PROMQL_WORDS.contains(&word.as_str()) {
                     return Err(format!("`{expr}`: unknown function or keyword {word}"));
                 }
-            } else if !(word == "e" && start > 0 && chars[start - 1].is_ascii_digit()) {
+            } else {
                 metrics.insert(word.clone());
             }
             prev_word = word;
@@ -380,6 +388,20 @@ fn every_panel_is_described_and_queries_metrics_the_code_defines() {
     assert!(!caught(
         "histogram_quantile(0.9, sum by (le) (rate(pharmwatch_stream_batch_seconds_bucket[5m])))"
     ));
+    assert_eq!(
+        promql_names(
+            "pharmwatch_cases_overdue - pharmwatch_cases_overdue offset 1d > 1e-9 \
+             and on (instance) sum by (instance) (pharmwatch_cases_open{job=\"n\"}) > 0"
+        )
+        .unwrap(),
+        (
+            ["pharmwatch_cases_open", "pharmwatch_cases_overdue"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            ["instance", "job"].iter().map(|s| s.to_string()).collect()
+        )
+    );
 }
 
 /// A required program, or a failure saying how to install it.
@@ -1036,6 +1058,10 @@ fn prometheus_evaluates_every_dashboard_query_and_alert_rule_against_a_running_p
         "the last good run's risk list stays visible"
     );
     stream.assert_running();
+    drop((stream, node, prom));
+    // The Prometheus TSDB and the stream's lake (the fixture's directory lives as long as the
+    // test binary).
+    std::fs::remove_dir_all(&work).unwrap();
     eprintln!(
         "dashboards: {} PromQL queries ({per_dashboard:?}) returned {series} series; {} alert rules \
          evaluated ok, {alert_inputs} inputs with series; {} messages flowed in {:.1} s ({risk_events} real-time risk events); total {:.1} s",
