@@ -740,6 +740,22 @@ mod tests {
     }
 
     #[test]
+    fn the_store_names_every_region_the_simulator_knows() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store =
+            Store::open(&dir.path().join("pharmwatch.db")).unwrap_or_else(|e| panic!("{e}"));
+        for (code, name, _) in crate::simulate::world::REGIONS {
+            let stored: String = store
+                .conn_ref()
+                .query_row("SELECT name FROM regions WHERE code = ?1", [code], |r| {
+                    r.get(0)
+                })
+                .unwrap_or_else(|e| panic!("{code}: {e}"));
+            assert_eq!(stored, *name);
+        }
+    }
+
+    #[test]
     fn regions_and_indicators_are_counted_most_first() {
         let s = snapshot();
         assert_eq!(
