@@ -3,7 +3,7 @@
 # broker tests. Installs what the tests need when it is missing (the toolchain's rustfmt and
 # clippy; tansu, the Kafka-protocol broker of the stream tests, with `cargo install` — about
 # 15 minutes the first time; headless Chromium and CJK fonts from Debian for the rendered
-# documents), starts the broker on a free loopback port for the run and stops it at the end.
+# documents; Prometheus and node_exporter from Debian for the dashboards test), starts the broker on a free loopback port for the run and stops it at the end.
 # Run from anywhere: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,6 +42,25 @@ if ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi "no
     sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-noto-cjk >/dev/null
   fi
 fi
+# --- dashboards (issue 7) -------------------------------------------------------------------
+# Prometheus, promtool and node_exporter for the dashboards test (pipeline/tests/dashboards.rs):
+# it starts them on free loopback ports, evaluates every dashboard query and alert rule, and
+# runs `promtool check rules` / `promtool test rules` on dashboards/alerts.yml.
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1 \
+  || ! command -v prometheus-node-exporter >/dev/null 2>&1; then
+  echo "== installing prometheus and prometheus-node-exporter (Debian packages)"
+  if [ "$(id -u)" = 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+      prometheus prometheus-node-exporter >/dev/null
+  else
+    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+      prometheus prometheus-node-exporter >/dev/null
+  fi
+fi
+# The Debian packages enable their own services; the test runs private instances on free
+# ports, so the system ones are left as they are.
+# --- end dashboards ---------------------------------------------------------------------------
+
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 work=$(mktemp -d)
 "$TANSU" broker --listener-url "tcp://127.0.0.1:${port}" \

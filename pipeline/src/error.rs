@@ -130,6 +130,14 @@ pub enum PipelineError {
         /// The cause.
         reason: String,
     },
+    /// A chart of the supervisors' report could not be drawn.
+    #[error("report chart {chart}: {reason}")]
+    Chart {
+        /// The chart (e.g. `trend`).
+        chart: String,
+        /// The cause.
+        reason: String,
+    },
     /// A bug: an invariant did not hold.
     #[error("internal error: {0}")]
     Internal(String),

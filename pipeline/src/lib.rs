@@ -15,7 +15,8 @@
 //! [`calendar`] counts working days (over the regulation crate's calendar), [`regcmd`] serves
 //! `pharmwatch calendar` and `pharmwatch measures`; [`stream`] is the real-time service (with [`produce`] to
 //! feed it a simulated lake), [`store`] the SQLite risk store both paths write, [`metrics`]
-//! every Prometheus metric; [`ledger`] is the case ledger and [`guidance`] reads from it what
+//! every Prometheus metric, [`report`] the supervisors' daily report (`report.html`) and the
+//! nightly run's metrics; [`ledger`] is the case ledger and [`guidance`] reads from it what
 //! applies to one enterprise (`pharmwatch guidance`).
 
 pub mod anomaly;
@@ -38,6 +39,7 @@ pub mod notices;
 pub mod produce;
 pub mod progress;
 pub mod regcmd;
+pub mod report;
 pub mod risk;
 pub mod simulate;
 pub mod store;

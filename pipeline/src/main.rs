@@ -435,6 +435,11 @@ struct NightlyArgs {
     /// Run date of the ledger sweep and the notices (default: the last business day).
     #[arg(long)]
     run_date: Option<NaiveDate>,
+    /// Write the run's metrics (status, duration, the day's risk list by grade and region,
+    /// model, notices, cases) to this file for node_exporter's textfile collector, e.g.
+    /// /var/lib/prometheus/node-exporter/pharmwatch_nightly.prom. A failed run is recorded too.
+    #[arg(long, env = "PHARMWATCH_METRICS_TEXTFILE", value_name = "PATH")]
+    metrics_textfile: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -566,63 +571,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("lake written to {}", a.out.display());
         }
         Command::Nightly(a) => {
-            let (from, to) = match (a.date, a.from, a.to) {
-                (Some(d), _, _) => (d, d),
-                (None, Some(f), Some(t)) => (f, t),
-                _ => {
-                    let d = yesterday();
-                    (d, d)
+            let textfile = a.metrics_textfile.clone();
+            let started = std::time::Instant::now();
+            if let Err(e) = run_nightly(a, &cal).await {
+                // A run that cannot even start (arguments, rules, notices configuration) is a
+                // failed run too; one that failed later is already recorded, and recording it
+                // again only updates its duration.
+                if let Some(path) = &textfile
+                    && let Err(w) = pharmwatch::metrics::NightlyMetrics::write_failure(
+                        path,
+                        started.elapsed().as_secs_f64(),
+                    )
+                {
+                    eprintln!("warning: the failed run could not be recorded: {w}");
                 }
-            };
-            if a.lake.is_none() && a.inputs.is_empty() {
-                bail!("nothing to read: give --lake DIR and/or --input FILE");
-            }
-            let inputs = a
-                .inputs
-                .iter()
-                .map(|s| InputSpec::parse(s))
-                .collect::<Result<Vec<_>, _>>()?;
-            let cfg = NightlyConfig {
-                lake: a.lake,
-                reference: a.reference,
-                inputs,
-                from,
-                to,
-                out: a.out,
-                thresholds: Thresholds::default(),
-                top: a.top,
-                progress: !a.quiet,
-                model: match (a.no_model, a.model) {
-                    (true, _) => ModelSource::Off,
-                    (false, Some(p)) => ModelSource::Load(p),
-                    (false, None) => ModelSource::Train {
-                        families: families(&a.detectors)?,
-                        seed: a.model_seed,
-                        train_days: a.train_days,
-                    },
-                },
-                anomaly_threshold: a.anomaly_threshold,
-            };
-            if !(0.0..=1.0).contains(&cfg.anomaly_threshold) {
-                bail!("--anomaly-threshold must be between 0 and 1");
-            }
-            let closed_loop = if a.no_notices {
-                None
-            } else {
-                Some(ClosedLoop {
-                    notices: match &a.notices_config {
-                        Some(p) => NoticesConfig::from_path(p)?,
-                        None => NoticesConfig::default(),
-                    },
-                    rules: regcmd::load_rules(a.rules.as_deref())?,
-                    calendar: cal.clone(),
-                    run_date: a.run_date,
-                })
-            };
-            let (out, loop_summary) = nightly::run_with(&cfg, closed_loop.as_ref()).await?;
-            print!("{}", nightly::report(&out, cfg.top));
-            if let Some(s) = loop_summary {
-                print!("{}", closedloop::report(&s));
+                return Err(e);
             }
         }
         Command::Evaluate(a) => {
@@ -860,6 +823,70 @@ fn run_case(c: CaseCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `pharmwatch nightly`: the risk list, the closed loop, the report and the run's metrics.
+async fn run_nightly(a: NightlyArgs, cal: &WorkingCalendar) -> anyhow::Result<()> {
+    let (from, to) = match (a.date, a.from, a.to) {
+        (Some(d), _, _) => (d, d),
+        (None, Some(f), Some(t)) => (f, t),
+        _ => {
+            let d = yesterday();
+            (d, d)
+        }
+    };
+    if a.lake.is_none() && a.inputs.is_empty() {
+        bail!("nothing to read: give --lake DIR and/or --input FILE");
+    }
+    let inputs = a
+        .inputs
+        .iter()
+        .map(|s| InputSpec::parse(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let cfg = NightlyConfig {
+        lake: a.lake,
+        reference: a.reference,
+        inputs,
+        from,
+        to,
+        out: a.out,
+        thresholds: Thresholds::default(),
+        top: a.top,
+        progress: !a.quiet,
+        model: match (a.no_model, a.model) {
+            (true, _) => ModelSource::Off,
+            (false, Some(p)) => ModelSource::Load(p),
+            (false, None) => ModelSource::Train {
+                families: families(&a.detectors)?,
+                seed: a.model_seed,
+                train_days: a.train_days,
+            },
+        },
+        anomaly_threshold: a.anomaly_threshold,
+    };
+    if !(0.0..=1.0).contains(&cfg.anomaly_threshold) {
+        bail!("--anomaly-threshold must be between 0 and 1");
+    }
+    let closed_loop = if a.no_notices {
+        None
+    } else {
+        Some(ClosedLoop {
+            notices: match &a.notices_config {
+                Some(p) => NoticesConfig::from_path(p)?,
+                None => NoticesConfig::default(),
+            },
+            rules: regcmd::load_rules(a.rules.as_deref())?,
+            calendar: cal.clone(),
+            run_date: a.run_date,
+        })
+    };
+    let (out, loop_summary) =
+        nightly::run_recorded(&cfg, closed_loop.as_ref(), a.metrics_textfile.as_deref()).await?;
+    print!("{}", nightly::report(&out, cfg.top));
+    if let Some(s) = loop_summary {
+        print!("{}", closedloop::report(&s));
+    }
+    Ok(())
 }
 
 async fn run_stream(a: StreamArgs) -> anyhow::Result<ExitCode> {

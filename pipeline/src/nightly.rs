@@ -526,7 +526,52 @@ pub async fn run_with(
         Some(cl) => Some(crate::closedloop::run(&cfg.out, &out.rows, cfg.to, cl)?),
         None => None,
     };
+    let snap = snapshot(cfg, loop_summary.as_ref())?;
+    crate::report::write_html(&cfg.out, &snap)?;
     Ok((out, loop_summary))
+}
+
+/// The store's view of a finished run: the day's list, trend, notices and cases.
+fn snapshot(
+    cfg: &NightlyConfig,
+    loop_summary: Option<&crate::closedloop::ClosedLoopSummary>,
+) -> Result<crate::report::Snapshot> {
+    let run_date = loop_summary.and_then(|s| s.run_date).unwrap_or(cfg.to);
+    let store = crate::store::Store::open(&cfg.out.join(crate::store::STORE_FILE))?;
+    crate::report::Snapshot::load(&store, cfg.to, run_date)
+}
+
+/// [`run_with`], recording the run in `metrics_textfile` (node_exporter's textfile collector
+/// format) when given: a successful run writes every nightly metric; a failed one marks the
+/// run failed and keeps the last good run's numbers ([`NightlyMetrics::write_failure`]).
+///
+/// [`NightlyMetrics::write_failure`]: crate::metrics::NightlyMetrics::write_failure
+pub async fn run_recorded(
+    cfg: &NightlyConfig,
+    closed_loop: Option<&crate::closedloop::ClosedLoop>,
+    metrics_textfile: Option<&Path>,
+) -> Result<(NightlyOutput, Option<crate::closedloop::ClosedLoopSummary>)> {
+    let started = Instant::now();
+    let result = run_with(cfg, closed_loop).await;
+    let Some(path) = metrics_textfile else {
+        return result;
+    };
+    match result {
+        Ok((out, loop_summary)) => {
+            let snap = snapshot(cfg, loop_summary.as_ref())?;
+            crate::report::run_metrics(&out, &snap)
+                .write_success(path, started.elapsed().as_secs_f64())?;
+            Ok((out, loop_summary))
+        }
+        Err(e) => {
+            if let Err(w) =
+                crate::metrics::NightlyMetrics::write_failure(path, started.elapsed().as_secs_f64())
+            {
+                eprintln!("nightly: the failed run could not be recorded: {w}");
+            }
+            Err(e)
+        }
+    }
 }
 
 /// First day of the model's training window, when the model is trained: `train_days` ending
@@ -763,7 +808,7 @@ pub fn report(out: &NightlyOutput, top: usize) -> String {
             .join(", ")
     ));
     text.push_str(&format!(
-        "  outputs: {}/risk_list.{{parquet,csv,json}}, model.json, features.csv, run.json, dead_letter.ndjson\n",
+        "  outputs: {}/risk_list.{{parquet,csv,json}}, model.json, features.csv, run.json, dead_letter.ndjson, report.html\n",
         s.out.display()
     ));
     text

@@ -233,9 +233,10 @@ async fn serve_http(
         .route(
             "/metrics",
             get(move || async move {
+                // The delivery worker runs in this process too: one scrape serves both sets.
                 (
                     [("content-type", "text/plain; version=0.0.4")],
-                    metrics.render(),
+                    metrics::render(&[&metrics.registry, &metrics::delivery().registry]),
                 )
             }),
         )
