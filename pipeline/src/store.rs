@@ -28,6 +28,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../sql/store/001_stream.sql")),
     (2, include_str!("../sql/store/002_stream_seeded.sql")),
     (10, include_str!("../sql/store/010_ledger.sql")),
+    (20, include_str!("../sql/store/020_delivery.sql")),
 ];
 
 /// An open store.
