@@ -99,7 +99,8 @@ impl Contact {
         crate::guidance::validate_enterprise_id(&self.enterprise_id)?;
         match self.channel {
             Channel::Webhook | Channel::Dingtalk | Channel::Wecom => {
-                let ok = self.address.starts_with("https://") || self.address.starts_with("http://");
+                let ok =
+                    self.address.starts_with("https://") || self.address.starts_with("http://");
                 if !ok || self.address.contains(char::is_whitespace) {
                     return Err(bad(
                         "address",
@@ -170,8 +171,7 @@ impl Directory {
         let text = std::fs::read_to_string(path).map_err(|e| PipelineError::io(path, e))?;
         let contacts: Vec<Contact> = serde_json::from_str(&text)
             .map_err(|e| PipelineError::Config(format!("{}: {e}", path.display())))?;
-        Self::new(contacts)
-            .map_err(|e| PipelineError::Config(format!("{}: {e}", path.display())))
+        Self::new(contacts).map_err(|e| PipelineError::Config(format!("{}: {e}", path.display())))
     }
 
     /// The registered contacts of `enterprise_id`, first choice first (empty when none).
@@ -236,8 +236,15 @@ pub fn simulate(
         let secret_ref = matches!(first, Channel::Webhook | Channel::Dingtalk)
             .then(|| format!("file:{}", e.enterprise_id));
         if secret_ref.is_some() {
-            let prefix = if first == Channel::Dingtalk { "SEC" } else { "" };
-            secrets.insert(e.enterprise_id.clone(), format!("{prefix}{}", hex(&mut rng, 32)));
+            let prefix = if first == Channel::Dingtalk {
+                "SEC"
+            } else {
+                ""
+            };
+            secrets.insert(
+                e.enterprise_id.clone(),
+                format!("{prefix}{}", hex(&mut rng, 32)),
+            );
         }
         let address = match first {
             Channel::Webhook => format!("{}/{}", endpoints.webhook_base, e.enterprise_id),
@@ -423,6 +430,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = write(dir.path(), &a[..4], &secrets_a).unwrap();
         let text = std::fs::read_to_string(&file).unwrap();
-        assert!(!secrets_a.values().any(|s| text.contains(s.as_str())), "no secret inline");
+        assert!(
+            !secrets_a.values().any(|s| text.contains(s.as_str())),
+            "no secret inline"
+        );
     }
 }

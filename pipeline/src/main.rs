@@ -1011,7 +1011,10 @@ async fn run_serve(a: ServeArgs, cal: WorkingCalendar) -> anyhow::Result<ExitCod
         rules,
         cal,
         &authority.name,
-        &format!("{} {}", authority.contact_department, authority.contact_phone),
+        &format!(
+            "{} {}",
+            authority.contact_department, authority.contact_phone
+        ),
     )?);
     let (addr, server) = delivery::serve::spawn(&a.listen, state).await?;
     let stop = Arc::new(AtomicBool::new(false));

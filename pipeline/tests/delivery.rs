@@ -43,6 +43,7 @@ fn code(i: u64) -> String {
 /// Decides a caution finding for `enterprise` as case `case_id` and issues its caution notice
 /// (行政告诫书); returns the document number.
 fn issue_notice(out: &Path, case_id: &str, enterprise: &str) -> String {
+    std::fs::create_dir_all(out).unwrap();
     let finding = format!(
         r#"[{{"case_id":"{case_id}","enterprise_id":"{enterprise}","inspection_date":"2026-03-02",
             "conclusion":"pending_rectification","defects":{{"critical":0,"major":2,"general":16}}}}]"#
@@ -186,16 +187,15 @@ async fn webhook(
         let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
         if parsed["enterprise"]["credit_code"] != enterprise.as_str() {
             g.cross_enterprise += 1;
-            return (StatusCode::BAD_REQUEST, "not this enterprise's notice".into());
+            return (
+                StatusCode::BAD_REQUEST,
+                "not this enterprise's notice".into(),
+            );
         }
         if let Some(s) = h.always.get(&enterprise) {
             return (StatusCode::from_u16(*s).unwrap(), "always".into());
         }
-        let b = h
-            .plan
-            .get(&enterprise)
-            .and_then(|p| p.get(n - 1))
-            .copied();
+        let b = h.plan.get(&enterprise).and_then(|p| p.get(n - 1)).copied();
         if let Some(Behaviour::Status(s)) = b {
             return (StatusCode::from_u16(s).unwrap(), "planned failure".into());
         }
@@ -232,9 +232,8 @@ async fn dingtalk(State(h): State<Arc<Hooks>>, uri: Uri, body: Bytes) -> String 
     let q = query(&uri);
     let ts = q.get("timestamp").cloned().unwrap_or_default();
     let key = hmac::Key::new(hmac::HMAC_SHA256, h.dingtalk_secret.as_bytes());
-    let expected = base64::engine::general_purpose::STANDARD.encode(
-        hmac::sign(&key, format!("{ts}\n{}", h.dingtalk_secret).as_bytes()).as_ref(),
-    );
+    let expected = base64::engine::general_purpose::STANDARD
+        .encode(hmac::sign(&key, format!("{ts}\n{}", h.dingtalk_secret).as_bytes()).as_ref());
     let mut g = h.got.lock().unwrap();
     if q.get("sign") != Some(&expected) {
         g.bad_signatures += 1;
@@ -341,7 +340,12 @@ fn mails(dir: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn write_config(dir: &Path, contacts: &[Contact], secrets: &[(&str, &str)], extra: &str) -> PathBuf {
+fn write_config(
+    dir: &Path,
+    contacts: &[Contact],
+    secrets: &[(&str, &str)],
+    extra: &str,
+) -> PathBuf {
     let cpath = dir.join("contacts.json");
     std::fs::write(&cpath, serde_json::to_string_pretty(contacts).unwrap()).unwrap();
     let spath = dir.join("secrets.toml");
@@ -425,13 +429,19 @@ fn every_notice_is_delivered_once_through_failures_and_worker_restarts() {
     let [a, b, c, dd, e, f, g, h] = [0, 1, 2, 3, 4, 5, 6, 7].map(code);
     // Nine notices: two for A, one for each other enterprise.
     let mut docs: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (i, ent) in [&a, &a, &b, &c, &dd, &e, &f, &g, &h].into_iter().enumerate() {
+    for (i, ent) in [&a, &a, &b, &c, &dd, &e, &f, &g, &h]
+        .into_iter()
+        .enumerate()
+    {
         let number = issue_notice(&out, &format!("CASE-D{i}"), ent);
         docs.entry(ent.clone()).or_default().push(number);
     }
     // The outbox row is written with the document: one per notice, before any worker runs.
     assert_eq!(
-        count(&out, "SELECT COUNT(*) FROM deliveries WHERE status = 'pending'"),
+        count(
+            &out,
+            "SELECT COUNT(*) FROM deliveries WHERE status = 'pending'"
+        ),
         9
     );
     assert_eq!(
@@ -505,12 +515,25 @@ fn every_notice_is_delivered_once_through_failures_and_worker_restarts() {
     ])
     .output()
     .unwrap();
-    assert!(dry.status.success(), "{}", String::from_utf8_lossy(&dry.stderr));
+    assert!(
+        dry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
     let dry = String::from_utf8(dry.stdout).unwrap();
     assert!(dry.contains("9 due now"), "{dry}");
-    assert!(dry.contains(&format!("l***@{}.example.com", dd.to_lowercase())), "{dry}");
-    assert!(!dry.contains(&email(&dd)), "an e-mail address in clear: {dry}");
-    assert!(dry.contains("access_token=***") && !dry.contains("tok-g"), "{dry}");
+    assert!(
+        dry.contains(&format!("l***@{}.example.com", dd.to_lowercase())),
+        "{dry}"
+    );
+    assert!(
+        !dry.contains(&email(&dd)),
+        "an e-mail address in clear: {dry}"
+    );
+    assert!(
+        dry.contains("access_token=***") && !dry.contains("tok-g"),
+        "{dry}"
+    );
     assert!(!dry.contains("secret-of"), "{dry}");
     assert!(dry.contains("no registered contact"), "{dry}");
     assert_eq!(count(&out, "SELECT COUNT(*) FROM delivery_attempts"), 0);
@@ -542,13 +565,27 @@ fn every_notice_is_delivered_once_through_failures_and_worker_restarts() {
     let t0 = Instant::now();
     let mut w1 = start_worker(&out, &cfg, &dir.path().join("worker1.log"));
     wait_for("A's first two attempts", Duration::from_secs(30), || {
-        hooks.got.lock().unwrap().per_path.get(&a).copied().unwrap_or(0) >= 4
+        hooks
+            .got
+            .lock()
+            .unwrap()
+            .per_path
+            .get(&a)
+            .copied()
+            .unwrap_or(0)
+            >= 4
     });
     w1.0.kill().unwrap();
     w1.0.wait().unwrap();
     let killed_at = t0.elapsed();
-    let pending_at_kill = count(&out, "SELECT COUNT(*) FROM deliveries WHERE status = 'pending'");
-    assert!(pending_at_kill >= 3, "the worker was killed mid-retries ({pending_at_kill} pending)");
+    let pending_at_kill = count(
+        &out,
+        "SELECT COUNT(*) FROM deliveries WHERE status = 'pending'",
+    );
+    assert!(
+        pending_at_kill >= 3,
+        "the worker was killed mid-retries ({pending_at_kill} pending)"
+    );
     let refused_attempts = count(
         &out,
         "SELECT COUNT(*) FROM delivery_attempts WHERE detail LIKE 'connection failed%'",
@@ -559,7 +596,10 @@ fn every_notice_is_delivered_once_through_failures_and_worker_restarts() {
     let _rt_b = start_receiver(hooks.clone(), refused_port);
     let _w2 = start_worker(&out, &cfg, &dir.path().join("worker2.log"));
     wait_for("every delivery to settle", Duration::from_secs(60), || {
-        count(&out, "SELECT COUNT(*) FROM deliveries WHERE status = 'pending'") == 0
+        count(
+            &out,
+            "SELECT COUNT(*) FROM deliveries WHERE status = 'pending'",
+        ) == 0
     });
     let settled_at = t0.elapsed();
     drop(_w2);
@@ -568,7 +608,9 @@ fn every_notice_is_delivered_once_through_failures_and_worker_restarts() {
     let states: BTreeMap<String, (String, Option<String>)> = {
         let conn = db(&out);
         let mut st = conn
-            .prepare("SELECT document_no, status, COALESCE(delivered_channel, channel) FROM deliveries")
+            .prepare(
+                "SELECT document_no, status, COALESCE(delivered_channel, channel) FROM deliveries",
+            )
             .unwrap();
         st.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))
             .unwrap()
@@ -614,22 +656,38 @@ fn every_notice_is_delivered_once_through_failures_and_worker_restarts() {
     got_a.sort();
     assert_eq!(got_a, want_a);
     assert_eq!(processed[&b], docs[&b]);
-    assert_eq!(processed.len(), 2, "only A's and B's webhooks accept: {processed:?}");
-    assert!(got.duplicates >= 2, "A's retries after the stalled answers were deduped");
+    assert_eq!(
+        processed.len(),
+        2,
+        "only A's and B's webhooks accept: {processed:?}"
+    );
+    assert!(
+        got.duplicates >= 2,
+        "A's retries after the stalled answers were deduped"
+    );
     for (key, (ent, body)) in &got.accepted {
         assert_eq!(body["notice_id"], key.as_str());
         assert_eq!(body["type"], "notice");
         assert_eq!(body["enterprise"]["credit_code"], ent.as_str());
         assert_eq!(body["document"]["kind"], "caution_notice");
-        assert!(body["due_date"].as_str().is_some_and(|x| x.starts_with("2026-")));
-        assert!(body["link"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("/e/{ent}/ack/")));
+        assert!(
+            body["due_date"]
+                .as_str()
+                .is_some_and(|x| x.starts_with("2026-"))
+        );
+        assert!(
+            body["link"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("/e/{ent}/ack/"))
+        );
     }
     // C's webhook answered 400 once (final, no retry) and E's 500 seven times.
     assert_eq!(got.per_path[&c], 1, "a 400 is not retried");
-    assert_eq!(got.per_path[&e], 7, "a 500 is retried up to the last attempt");
+    assert_eq!(
+        got.per_path[&e], 7,
+        "a 500 is retried up to the last attempt"
+    );
     // Robots: DingTalk (signed URL, the first message throttled and retried) and WeCom.
     assert_eq!(got.robot_throttled, 1);
     assert_eq!(got.robots.len(), 2);
@@ -675,7 +733,10 @@ fn every_notice_is_delivered_once_through_failures_and_worker_restarts() {
             .unwrap();
         let html = html["text"].as_str().unwrap();
         assert!(html.contains(&docs[ent][0]) && html.contains("行政告诫书"));
-        assert!(html.contains(&format!("/e/{ent}/ack/")), "the ack link is in the e-mail");
+        assert!(
+            html.contains(&format!("/e/{ent}/ack/")),
+            "the ack link is in the e-mail"
+        );
         let attachment = parts
             .iter()
             .find(|p| p["disposition"] == "attachment")
@@ -708,7 +769,10 @@ fn every_notice_is_delivered_once_through_failures_and_worker_restarts() {
     for r in &recipients {
         let (ent, to) = r.split_once(' ').unwrap();
         assert!(
-            to == "-" || to.contains(&ent.to_lowercase()) || to.contains(ent) || to.contains("robot"),
+            to == "-"
+                || to.contains(&ent.to_lowercase())
+                || to.contains(ent)
+                || to.contains("robot"),
             "{r}: a recipient that is not the enterprise's own"
         );
         assert!(!to.contains("lead@"), "recipients are stored masked: {to}");
@@ -721,7 +785,10 @@ fn every_notice_is_delivered_once_through_failures_and_worker_restarts() {
         .unwrap();
     let show = String::from_utf8(show.stdout).unwrap();
     assert!(show.contains("deliveries:"), "{show}");
-    assert!(show.contains("FAILED") && show.contains("manual-service list"), "{show}");
+    assert!(
+        show.contains("FAILED") && show.contains("manual-service list"),
+        "{show}"
+    );
     assert!(show.contains("webhook ×7 final_failure"), "{show}");
     let manual = pharmwatch(&[
         "deliver",
@@ -735,11 +802,17 @@ fn every_notice_is_delivered_once_through_failures_and_worker_restarts() {
     .unwrap();
     let manual = String::from_utf8(manual.stdout).unwrap();
     assert!(manual.contains("2 delivery(ies)"), "{manual}");
-    assert!(manual.contains(&docs[&e][0]) && manual.contains(&docs[&f][0]), "{manual}");
+    assert!(
+        manual.contains(&docs[&e][0]) && manual.contains(&docs[&f][0]),
+        "{manual}"
+    );
     // The logs mask recipients.
     let logs = std::fs::read_to_string(dir.path().join("worker1.log")).unwrap()
         + &std::fs::read_to_string(dir.path().join("worker2.log")).unwrap();
-    assert!(!logs.contains(&email(&dd)) && !logs.contains("tok-g"), "{logs}");
+    assert!(
+        !logs.contains(&email(&dd)) && !logs.contains("tok-g"),
+        "{logs}"
+    );
     assert!(logs.contains("retry in"), "{logs}");
     let attempts = count(&out, "SELECT COUNT(*) FROM delivery_attempts");
     let retries = count(
@@ -826,19 +899,31 @@ fn links_open_only_their_own_enterprise_and_refuse_tampered_or_expired_ones() {
     // A's link under B's address: refused, nothing recorded for anyone.
     let (s, page, _) = get(format!("/e/{b}/ack/{ack_a}"));
     assert_eq!(s, 403);
-    assert!(page.contains("链接无效") && page.contains("不属于该企业"), "{page}");
-    assert_eq!(delivered_events(&out, &doc_a) + delivered_events(&out, &doc_b), 0);
+    assert!(
+        page.contains("链接无效") && page.contains("不属于该企业"),
+        "{page}"
+    );
+    assert_eq!(
+        delivered_events(&out, &doc_a) + delivered_events(&out, &doc_b),
+        0
+    );
     // A's acknowledgement link cannot open A's guidance page either (wrong purpose).
     assert_eq!(get(format!("/e/{a}/guidance/{ack_a}")).0, 403);
     // A signed link of A naming B's document: refused, B's notice stays unacknowledged.
-    let (s, _, _) = get(format!("/e/{a}/ack/{}", token(Purpose::Ack, &a, &doc_b, future)));
+    let (s, _, _) = get(format!(
+        "/e/{a}/ack/{}",
+        token(Purpose::Ack, &a, &doc_b, future)
+    ));
     assert_eq!(s, 403);
     assert_eq!(delivered_events(&out, &doc_b), 0);
     // Tampered: one character of the signature changed; and a token signed with another key.
     let mut tampered = ack_a.clone().into_bytes();
     let i = tampered.len() - 3;
     tampered[i] = if tampered[i] == b'x' { b'y' } else { b'x' };
-    let (s, page, _) = get(format!("/e/{a}/ack/{}", String::from_utf8(tampered).unwrap()));
+    let (s, page, _) = get(format!(
+        "/e/{a}/ack/{}",
+        String::from_utf8(tampered).unwrap()
+    ));
     assert_eq!(s, 403);
     assert!(page.contains("无法验证"), "{page}");
     let other = Signer::new(&[9u8; 32], "http://127.0.0.1", 30).unwrap();
@@ -860,7 +945,10 @@ fn links_open_only_their_own_enterprise_and_refuse_tampered_or_expired_ones() {
     let (s, page, cache) = get(format!("/e/{a}/ack/{ack_a}"));
     assert_eq!(s, 200, "{page}");
     assert_eq!(cache.as_deref(), Some("no-store"));
-    assert!(page.contains("已确认送达") && page.contains(&doc_a), "{page}");
+    assert!(
+        page.contains("已确认送达") && page.contains(&doc_a),
+        "{page}"
+    );
     let (s, page, _) = get(format!("/e/{a}/ack/{ack_a}"));
     assert_eq!(s, 200);
     assert!(page.contains("无需重复确认"), "{page}");
@@ -880,7 +968,10 @@ fn links_open_only_their_own_enterprise_and_refuse_tampered_or_expired_ones() {
     let guide_a = token(Purpose::Guidance, &a, &doc_a, future);
     let (s, page, _) = get(format!("/e/{a}/guidance/{guide_a}"));
     assert_eq!(s, 200);
-    assert!(page.contains("合规指引") && page.contains("CASE-LA"), "{page}");
+    assert!(
+        page.contains("合规指引") && page.contains("CASE-LA"),
+        "{page}"
+    );
     assert!(!page.contains("CASE-LB") && !page.contains(&b), "{page}");
     let (s, page, _) = get(format!("/e/{b}/guidance/{guide_a}"));
     assert_eq!(s, 403);
@@ -927,8 +1018,15 @@ fn a_notice_never_reaches_another_enterprises_contacts() {
     let got = hooks.got.lock().unwrap();
     assert_eq!(got.accepted.len(), 1);
     let (ent, body) = got.accepted.values().next().unwrap();
-    assert_eq!((ent.as_str(), body["document"]["number"].as_str()), (a.as_str(), Some(doc_a.as_str())));
-    assert!(!serde_json::to_string(&*got.accepted).unwrap().contains(&doc_b));
+    assert_eq!(
+        (ent.as_str(), body["document"]["number"].as_str()),
+        (a.as_str(), Some(doc_a.as_str()))
+    );
+    assert!(
+        !serde_json::to_string(&got.accepted)
+            .unwrap()
+            .contains(&doc_b)
+    );
     drop(got);
     assert_eq!(
         count(
@@ -959,7 +1057,10 @@ fn a_notice_never_reaches_another_enterprises_contacts() {
         issued_at: String::new(),
     };
     let outcome = rt.block_on(sender.send(&contacts[0], &msg));
-    assert!(matches!(outcome, Outcome::Final(ref d) if d.contains("refused")), "{outcome:?}");
+    assert!(
+        matches!(outcome, Outcome::Final(ref d) if d.contains("refused")),
+        "{outcome:?}"
+    );
     assert_eq!(hooks.got.lock().unwrap().per_path.get(&a), Some(&1));
 }
 
@@ -1037,8 +1138,21 @@ fn a_lead_opens_the_received_links_in_a_browser() {
     ])
     .output()
     .unwrap();
-    assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
-    let body = hooks.got.lock().unwrap().accepted.values().next().unwrap().1.clone();
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    let body = hooks
+        .got
+        .lock()
+        .unwrap()
+        .accepted
+        .values()
+        .next()
+        .unwrap()
+        .1
+        .clone();
     let ack = body["link"].as_str().unwrap().to_string();
     let guide = body["guidance_link"].as_str().unwrap().to_string();
     // … and opens its links, served by `pharmwatch serve`.
@@ -1061,10 +1175,23 @@ fn a_lead_opens_the_received_links_in_a_browser() {
         std::net::TcpStream::connect(("127.0.0.1", serve_port)).is_ok()
     });
     let dom = dump_dom(&bin, &ack);
-    for part in ["已确认送达", "行政告诫书", number.as_str(), "合规指引", "CASE-BR"] {
-        assert!(dom.contains(part), "{part} missing from the acknowledgement page:\n{dom}");
+    for part in [
+        "已确认送达",
+        "行政告诫书",
+        number.as_str(),
+        "合规指引",
+        "CASE-BR",
+    ] {
+        assert!(
+            dom.contains(part),
+            "{part} missing from the acknowledgement page:\n{dom}"
+        );
     }
-    assert_eq!(delivered_events(&out, &number), 1, "the visit recorded the service once");
+    assert_eq!(
+        delivered_events(&out, &number),
+        1,
+        "the visit recorded the service once"
+    );
     let dom = dump_dom(&bin, &guide);
     let rules = regcmd::load_rules(None).unwrap();
     let cal = regcmd::load_calendar(None).unwrap();
@@ -1076,11 +1203,18 @@ fn a_lead_opens_the_received_links_in_a_browser() {
     for m in &case.measures {
         assert!(dom.contains(&m.name), "measure {} missing:\n{dom}", m.name);
         if let Some(next) = &m.next_step {
-            assert!(dom.contains(&next.text), "next step {} missing:\n{dom}", next.text);
+            assert!(
+                dom.contains(&next.text),
+                "next step {} missing:\n{dom}",
+                next.text
+            );
         }
     }
     // Another enterprise's address with this link: the browser sees the refusal page.
     let other = guide.replace(&format!("/e/{a}/"), &format!("/e/{}/", code(41)));
     let dom = dump_dom(&bin, &other);
-    assert!(dom.contains("链接无效") && !dom.contains("CASE-BR"), "{dom}");
+    assert!(
+        dom.contains("链接无效") && !dom.contains("CASE-BR"),
+        "{dom}"
+    );
 }

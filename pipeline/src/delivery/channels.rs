@@ -306,7 +306,10 @@ impl Sender {
                     Some(s) => self.webhook(&contact.address, s, msg).await,
                     None => Outcome::Final("a webhook needs a signing secret".into()),
                 },
-                Channel::Dingtalk => self.dingtalk(&contact.address, secret.as_deref(), msg).await,
+                Channel::Dingtalk => {
+                    self.dingtalk(&contact.address, secret.as_deref(), msg)
+                        .await
+                }
                 Channel::Wecom => self.wecom(&contact.address, msg).await,
                 Channel::Email => self.email(contact, msg).await,
             }
@@ -314,7 +317,10 @@ impl Sender {
         // The HTTP client has its own limit; this one also bounds the SMTP dialogue.
         match tokio::time::timeout(self.timeout + Duration::from_millis(250), run).await {
             Ok(o) => o,
-            Err(_) => Outcome::Retry(format!("timed out after {:.1} s", self.timeout.as_secs_f64())),
+            Err(_) => Outcome::Retry(format!(
+                "timed out after {:.1} s",
+                self.timeout.as_secs_f64()
+            )),
         }
     }
 
@@ -359,9 +365,11 @@ impl Sender {
             ("x-pharmwatch-signature", sig),
         ];
         match self.post(url, &headers, body).await {
-            PostResult::Answer(status, text) => {
-                classify_status(status)(format!("HTTP {status} {}", mask::text(&text)).trim().to_string())
-            }
+            PostResult::Answer(status, text) => classify_status(status)(
+                format!("HTTP {status} {}", mask::text(&text))
+                    .trim()
+                    .to_string(),
+            ),
             PostResult::Transport(e) => Outcome::Retry(e),
         }
     }
@@ -548,11 +556,13 @@ pub fn build_email(
             let file = format!("{}_{}.html", d.kind, d.number);
             MultiPart::mixed()
                 .multipart(MultiPart::alternative_plain_html(plain, html))
-                .singlepart(Attachment::new(file).body(
-                    d.html.clone(),
-                    ContentType::parse("text/html; charset=utf-8")
-                        .map_err(|e| format!("content type: {e}"))?,
-                ))
+                .singlepart(
+                    Attachment::new(file).body(
+                        d.html.clone(),
+                        ContentType::parse("text/html; charset=utf-8")
+                            .map_err(|e| format!("content type: {e}"))?,
+                    ),
+                )
         }
         None => MultiPart::alternative_plain_html(
             plain,
@@ -584,7 +594,11 @@ mod tests {
             assert_eq!(classify_status(s)(String::new()).label(), "retry", "{s}");
         }
         for s in [301, 400, 401, 403, 404, 410, 422] {
-            assert_eq!(classify_status(s)(String::new()).label(), "final_failure", "{s}");
+            assert_eq!(
+                classify_status(s)(String::new()).label(),
+                "final_failure",
+                "{s}"
+            );
         }
     }
 
@@ -600,7 +614,10 @@ mod tests {
         let key = hmac::Key::new(hmac::HMAC_SHA256, b"secret");
         assert_eq!(
             s,
-            format!("sha256={}", hex(hmac::sign(&key, b"1700000000.{}").as_ref()))
+            format!(
+                "sha256={}",
+                hex(hmac::sign(&key, b"1700000000.{}").as_ref())
+            )
         );
         let url = dingtalk_signed_url(
             "https://oapi.dingtalk.com/robot/send?access_token=t",

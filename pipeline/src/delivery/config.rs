@@ -288,7 +288,9 @@ impl DeliveryConfig {
         }
         if let Some(v) = s("PHARMWATCH_SMTP_PORT") {
             self.smtp.port = v.trim().parse().map_err(|_| {
-                PipelineError::Config(format!("environment PHARMWATCH_SMTP_PORT={v:?}: not a port"))
+                PipelineError::Config(format!(
+                    "environment PHARMWATCH_SMTP_PORT={v:?}: not a port"
+                ))
             })?;
         }
         Ok(())
@@ -302,7 +304,8 @@ impl DeliveryConfig {
                 reason: reason.to_string(),
             })
         };
-        if !(self.link_base_url.starts_with("https://") || self.link_base_url.starts_with("http://"))
+        if !(self.link_base_url.starts_with("https://")
+            || self.link_base_url.starts_with("http://"))
         {
             return bad("link_base_url", "must be an http(s) URL");
         }
@@ -402,7 +405,10 @@ mod tests {
             _ => None,
         })
         .unwrap();
-        assert_eq!((cfg.smtp.host.as_str(), cfg.smtp.port), ("mail.internal", 2525));
+        assert_eq!(
+            (cfg.smtp.host.as_str(), cfg.smtp.port),
+            ("mail.internal", 2525)
+        );
         assert!(
             cfg.apply_env(|k| (k == "PHARMWATCH_SMTP_PORT").then(|| "x".into()))
                 .is_err()

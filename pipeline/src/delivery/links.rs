@@ -231,7 +231,10 @@ mod tests {
             s.verify(Purpose::Ack, B, &t, 1_000),
             Err(Refusal::OtherEnterprise)
         );
-        assert_eq!(s.verify(Purpose::Ack, A, &t, 2_000), Err(Refusal::Expired(2_000)));
+        assert_eq!(
+            s.verify(Purpose::Ack, A, &t, 2_000),
+            Err(Refusal::Expired(2_000))
+        );
         assert_eq!(Refusal::Expired(1).status(), 410);
         assert!(
             s.url(&c)
@@ -257,7 +260,10 @@ mod tests {
         assert_eq!(s.verify(Purpose::Ack, A, &flipped, 0), Err(Refusal::Forged));
         let other = Signer::new(&[8u8; 32], "https://n.example", 30).unwrap();
         assert_eq!(other.verify(Purpose::Ack, A, &t, 0), Err(Refusal::Forged));
-        assert_eq!(s.verify(Purpose::Ack, A, "garbage", 0), Err(Refusal::Forged));
+        assert_eq!(
+            s.verify(Purpose::Ack, A, "garbage", 0),
+            Err(Refusal::Forged)
+        );
         assert!(Signer::new(b"short", "https://n.example", 30).is_err());
         assert!(!format!("{s:?}").contains("7, 7"));
     }

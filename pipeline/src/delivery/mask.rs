@@ -120,7 +120,10 @@ mod tests {
 
     #[test]
     fn addresses_numbers_and_tokens_are_masked() {
-        assert_eq!(email("lead00001@ent00001.example.com"), "l***@ent00001.example.com");
+        assert_eq!(
+            email("lead00001@ent00001.example.com"),
+            "l***@ent00001.example.com"
+        );
         assert_eq!(phone("13847100037"), "138****0037");
         assert_eq!(
             url("https://oapi.dingtalk.com/robot/send?access_token=abc&timestamp=1&sign=x"),
@@ -140,6 +143,9 @@ mod tests {
         assert!(t.contains("138****0037"), "{t}");
         assert!(t.contains("HTTP") || t.contains("550"), "{t}");
         // Short numbers (status codes, counts) stay readable.
-        assert_eq!(text("HTTP 500 after 3 attempts"), "HTTP 500 after 3 attempts");
+        assert_eq!(
+            text("HTTP 500 after 3 attempts"),
+            "HTTP 500 after 3 attempts"
+        );
     }
 }

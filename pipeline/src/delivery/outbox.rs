@@ -181,7 +181,12 @@ pub fn record(store: &mut Store, due: &Due, a: &Attempt<'_>, step: &Step) -> Res
                      delivered_channel = ?4, channel = ?4, attempts = attempts + 1,
                      lease_until = 0, last_error = NULL {guard}"
             ),
-            params![due.delivery_id, due.lease_until, now.to_rfc3339(), a.channel],
+            params![
+                due.delivery_id,
+                due.lease_until,
+                now.to_rfc3339(),
+                a.channel
+            ],
         ),
         Step::RetryAt(next) => tx.execute(
             &format!(
@@ -217,7 +222,8 @@ pub fn record(store: &mut Store, due: &Due, a: &Attempt<'_>, step: &Step) -> Res
         ),
     }
     .map_err(|e| sql_err(&path, "advance delivery", e))?;
-    tx.commit().map_err(|e| sql_err(&path, "commit record", e))?;
+    tx.commit()
+        .map_err(|e| sql_err(&path, "commit record", e))?;
     Ok(changed == 1)
 }
 
@@ -277,7 +283,10 @@ pub fn message_of(conn: &Connection, path: &Path, due: &Due, signer: &Signer) ->
             .optional()
             .map_err(|e| sql_err(path, "notice message", e))?
             .ok_or_else(|| {
-                PipelineError::Internal(format!("delivery {}: no document {number}", due.delivery_id))
+                PipelineError::Internal(format!(
+                    "delivery {}: no document {number}",
+                    due.delivery_id
+                ))
             })?;
         let (number, kind, issued_on, html, markdown, name, due_date) = row;
         let title = document_kind(&kind).map_or("执法文书", DocumentKind::title);
@@ -568,7 +577,10 @@ pub fn acknowledge(
             .optional()
             .map_err(|e| sql_err(path, "acknowledged document", e))?;
         let Some((number, kind, case_id, owner, name)) = doc else {
-            return Err(PipelineError::ledger("-", format!("no document {document_no}")));
+            return Err(PipelineError::ledger(
+                "-",
+                format!("no document {document_no}"),
+            ));
         };
         if owner != enterprise_id {
             return Err(PipelineError::ledger(
@@ -604,7 +616,10 @@ pub fn acknowledge(
             "delivered",
             on,
             ACK_ACTOR,
-            &format!("《{}》经签名链接确认送达 (acknowledged through the signed link)", doc.title),
+            &format!(
+                "《{}》经签名链接确认送达 (acknowledged through the signed link)",
+                doc.title
+            ),
             Some(&number),
         )?;
         let at = chrono::Utc::now().to_rfc3339();

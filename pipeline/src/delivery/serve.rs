@@ -106,7 +106,10 @@ impl ServeState {
             HeaderValue::from_static("text/html; charset=utf-8"),
         );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+        h.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
         h.insert("x-robots-tag", HeaderValue::from_static("noindex"));
         r
     }
@@ -118,7 +121,9 @@ impl ServeState {
                 format!(
                     "此链接已于 {} 过期（link expired）。",
                     chrono::DateTime::from_timestamp(*at, 0)
-                        .map(|t| (t + chrono::Duration::hours(8)).format("%Y-%m-%d %H:%M").to_string())
+                        .map(|t| (t + chrono::Duration::hours(8))
+                            .format("%Y-%m-%d %H:%M")
+                            .to_string())
                         .unwrap_or_default()
                 ),
             ),
@@ -139,11 +144,16 @@ impl ServeState {
         self.page(
             status,
             context! { page => "refused", heading, reason, authority => &self.authority,
-                       contact => &self.contact },
+            contact => &self.contact },
         )
     }
 
-    fn verify(&self, purpose: Purpose, enterprise: &str, token: &str) -> std::result::Result<Claims, Refusal> {
+    fn verify(
+        &self,
+        purpose: Purpose,
+        enterprise: &str,
+        token: &str,
+    ) -> std::result::Result<Claims, Refusal> {
         self.signer
             .verify(purpose, enterprise, token, chrono::Utc::now().timestamp())
     }
@@ -187,9 +197,9 @@ impl ServeState {
         self.page(
             StatusCode::OK,
             context! { page => "ack", heading => "已确认送达", already, at,
-                       title => doc.title, number => doc.number, case_id => doc.case_id,
-                       enterprise_name => doc.enterprise_name, guidance_url,
-                       authority => &self.authority },
+            title => doc.title, number => doc.number, case_id => doc.case_id,
+            enterprise_name => doc.enterprise_name, guidance_url,
+            authority => &self.authority },
         )
     }
 

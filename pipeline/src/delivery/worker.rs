@@ -139,7 +139,12 @@ impl Worker {
     async fn pace(&mut self, channel: Channel) {
         let spacing = self.cfg.rate_limits.spacing(channel);
         let now = Instant::now();
-        let slot = self.next_slot.get(&channel).copied().unwrap_or(now).max(now);
+        let slot = self
+            .next_slot
+            .get(&channel)
+            .copied()
+            .unwrap_or(now)
+            .max(now);
         if slot > now {
             tokio::time::sleep(slot - now).await;
         }
@@ -174,10 +179,9 @@ impl Worker {
     }
 
     async fn one(&mut self, d: &Due, s: &mut WorkerSummary) -> Result<()> {
-        let what = d
-            .document_no
-            .clone()
-            .unwrap_or_else(|| format!("risk warning {}", d.risk_event_id.as_deref().unwrap_or("")));
+        let what = d.document_no.clone().unwrap_or_else(|| {
+            format!("risk warning {}", d.risk_event_id.as_deref().unwrap_or(""))
+        });
         let contacts = self.directory.contacts_of(&d.enterprise_id).to_vec();
         let Some(contact) = contacts.get(d.contact_index).cloned() else {
             // No (more) registered contact: straight to the manual-service list.
@@ -336,7 +340,12 @@ impl Worker {
     /// What would be sent now, one line per due row, recipients masked; nothing is sent or
     /// written.
     pub fn dry_run(&self) -> Result<String> {
-        let due = outbox::due_now(&self.store, now_ms(), self.cfg.risk_warnings, usize::MAX >> 1)?;
+        let due = outbox::due_now(
+            &self.store,
+            now_ms(),
+            self.cfg.risk_warnings,
+            usize::MAX >> 1,
+        )?;
         let mut out = String::new();
         let path = self.store.path().to_path_buf();
         for d in &due {
@@ -355,7 +364,10 @@ impl Worker {
                     d.contact_index + 1,
                     contacts.len()
                 ),
-                None => format!("no registered contact → manual service ({})", self.cfg.manual_service),
+                None => format!(
+                    "no registered contact → manual service ({})",
+                    self.cfg.manual_service
+                ),
             };
             let title = outbox::message_of(self.store.conn_ref(), &path, d, &self.signer)
                 .map(|m| m.title())
