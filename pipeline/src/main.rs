@@ -877,7 +877,7 @@ fn run_case(c: CaseCommand) -> anyhow::Result<ExitCode> {
                 "{}",
                 delivery::outbox::format_case_deliveries(
                     &delivery::outbox::case_deliveries(&store, &case_id)?,
-                    "manual service"
+                    "pharmwatch deliver --manual"
                 )
             );
         }

@@ -172,7 +172,15 @@ impl Worker {
             ..Default::default()
         };
         for d in due {
-            self.one(&d, &mut s).await?;
+            // A row that cannot be sent (its message cannot be built, the store refused the
+            // record) stays leased until `lease_secs` and is tried again then; the others go on.
+            if let Err(e) = self.one(&d, &mut s).await {
+                eprintln!(
+                    "deliver: delivery {} left for a later pass: {}",
+                    d.delivery_id,
+                    mask::text(&e.to_string())
+                );
+            }
         }
         self.update_pending()?;
         Ok(s)
@@ -318,7 +326,15 @@ impl Worker {
     pub async fn run(&mut self, stop: Arc<AtomicBool>, once: bool) -> Result<WorkerSummary> {
         let mut total = WorkerSummary::default();
         loop {
-            let s = self.pass().await?;
+            let s = match self.pass().await {
+                Ok(s) => s,
+                // A continuous worker outlives a busy or briefly unavailable store.
+                Err(e) if !once => {
+                    eprintln!("deliver: pass failed, retrying after the poll interval: {e}");
+                    WorkerSummary::default()
+                }
+                Err(e) => return Err(e),
+            };
             let busy = s.attempts + s.failed >= self.cfg.batch_size as u64;
             total.add(&s);
             if once || stop.load(Ordering::SeqCst) {
