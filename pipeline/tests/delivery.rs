@@ -1218,3 +1218,80 @@ fn a_lead_opens_the_received_links_in_a_browser() {
         "{dom}"
     );
 }
+
+#[test]
+fn a_real_time_risk_warning_is_queued_with_its_event_and_pushed() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    drop(Ledger::open(&out).unwrap()); // the store with every migration
+    let a = code(50);
+    // The stream's insert (see stream::service): a rolled-back batch queues nothing, a
+    // committed one queues exactly its new events (a replayed event id inserts nothing).
+    let insert = |conn: &rusqlite::Connection, id: &str| {
+        conn.execute(
+            "INSERT OR IGNORE INTO risk_events (id, indicator, enterprise_id, product_id, biz_date,
+                 event_time, detected_at, source_topic, source_partition, source_offset, score,
+                 grade, item_json)
+             VALUES (?1, 'expired_batch_sold', ?2, 'P1', '2026-03-02', '2026-03-02T10:00:00+08:00',
+                     '2026-03-02T10:00:01+08:00', 'pw.sales', 0, 7, 90.0, 'D',
+                     '{\"evidence\":\"batch B1 expired 2026-02-28, 12 units sold\"}')",
+            rusqlite::params![id, a],
+        )
+        .unwrap()
+    };
+    let mut conn = db(&out);
+    let tx = conn.transaction().unwrap();
+    insert(&tx, "ev-rolled-back");
+    tx.rollback().unwrap();
+    let tx = conn.transaction().unwrap();
+    insert(&tx, "ev-1");
+    insert(&tx, "ev-1");
+    tx.commit().unwrap();
+    assert_eq!(
+        count(
+            &out,
+            "SELECT COUNT(*) FROM deliveries WHERE kind = 'risk_warning'"
+        ),
+        1
+    );
+
+    let port = free_port();
+    let contacts = vec![contact(
+        &a,
+        1,
+        Channel::Webhook,
+        format!("http://127.0.0.1:{port}/hooks/{a}"),
+        Some("file:A"),
+    )];
+    let cfg_path = write_config(dir.path(), &contacts, &[("A", "secret-of-a")], FAST);
+    let hooks = Arc::new(Hooks {
+        secrets: [(a.clone(), "secret-of-a".to_string())].into(),
+        got: Mutex::new(Received::default()),
+        ..Hooks::default()
+    });
+    let rt = start_receiver(hooks.clone(), port);
+    let cfg = DeliveryConfig::load(&cfg_path).unwrap();
+    let signer = Signer::new(LINK_KEY.as_bytes(), &cfg.link_base_url, 30).unwrap();
+    let mut worker = Worker::with_signer(&cfg, &out.join("pharmwatch.db"), signer)
+        .unwrap()
+        .quiet(true);
+    let s = rt.block_on(worker.pass()).unwrap();
+    assert_eq!(s.delivered, 1, "{s:?}");
+    let got = hooks.got.lock().unwrap();
+    let (key, (_, body)) = got.accepted.iter().next().unwrap();
+    assert_eq!(key, "risk-ev-1");
+    assert_eq!(body["type"], "risk_warning");
+    assert!(body["document"].is_null());
+    let summary = body["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("销售超过有效期批次的药品") && summary.contains("batch B1"),
+        "{summary}"
+    );
+    assert!(
+        body["link"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("/e/{a}/guidance/"))
+    );
+}

@@ -232,9 +232,11 @@ async fn serve_http(
         .route(
             "/metrics",
             get(move || async move {
+                // The delivery worker's metrics too, when it runs in this process
+                // (`stream --deliver-config`).
                 (
                     [("content-type", "text/plain; version=0.0.4")],
-                    metrics.render(),
+                    metrics.render() + &crate::metrics::delivery().render(),
                 )
             }),
         )
