@@ -803,6 +803,10 @@ fn every_notice_is_delivered_once_through_failures_and_worker_restarts() {
     let manual = String::from_utf8(manual.stdout).unwrap();
     assert!(manual.contains("2 delivery(ies)"), "{manual}");
     assert!(
+        manual.contains(&e) && manual.contains(&f),
+        "the desk sees whom to serve: {manual}"
+    );
+    assert!(
         manual.contains(&docs[&e][0]) && manual.contains(&docs[&f][0]),
         "{manual}"
     );

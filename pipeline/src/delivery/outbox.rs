@@ -508,7 +508,7 @@ pub fn format_case_deliveries(v: &[DeliveryView], manual_service: &str) -> Strin
                     .unwrap_or_default()
             ),
         };
-        out.push_str(&format!("  {what}  {state}\n"));
+        out.push_str(&format!("  {what}  {}  {state}\n", d.enterprise_id));
         if let Some(a) = &d.attempts {
             out.push_str(&format!("      attempts: {a}\n"));
         }
