@@ -1084,6 +1084,16 @@ fn chromium() -> String {
     );
 }
 
+/// A plain HTTP/1.0 GET on loopback; returns the whole answer.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
 fn dump_dom(bin: &str, url: &str) -> String {
     let out = Command::new(bin)
         .args([
@@ -1131,21 +1141,25 @@ fn a_lead_opens_the_received_links_in_a_browser() {
         ..Hooks::default()
     });
     let _rt = start_receiver(hooks.clone(), hook_port);
-    // The lead receives the notice …
-    let sent = pharmwatch(&[
-        "deliver",
-        "--once",
-        "--out",
-        out.to_str().unwrap(),
-        "--config",
-        cfg.to_str().unwrap(),
-    ])
-    .output()
-    .unwrap();
-    assert!(
-        sent.status.success(),
-        "{}",
-        String::from_utf8_lossy(&sent.stderr)
+    // `pharmwatch serve` runs the delivery worker: the lead receives the notice …
+    let _serve = Reaper(
+        pharmwatch(&[
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{serve_port}"),
+            "--out",
+            out.to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap(),
+    );
+    wait_for(
+        "the notice at the lead's webhook",
+        Duration::from_secs(30),
+        || !hooks.got.lock().unwrap().accepted.is_empty(),
     );
     let body = hooks
         .got
@@ -1159,25 +1173,8 @@ fn a_lead_opens_the_received_links_in_a_browser() {
         .clone();
     let ack = body["link"].as_str().unwrap().to_string();
     let guide = body["guidance_link"].as_str().unwrap().to_string();
-    // … and opens its links, served by `pharmwatch serve`.
-    let _serve = Reaper(
-        pharmwatch(&[
-            "serve",
-            "--no-worker",
-            "--listen",
-            &format!("127.0.0.1:{serve_port}"),
-            "--out",
-            out.to_str().unwrap(),
-            "--config",
-            cfg.to_str().unwrap(),
-        ])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap(),
-    );
-    wait_for("pharmwatch serve", Duration::from_secs(20), || {
-        std::net::TcpStream::connect(("127.0.0.1", serve_port)).is_ok()
-    });
+    assert!(ack.starts_with(&format!("http://127.0.0.1:{serve_port}/e/{a}/ack/")));
+    // … and opens its links, served by the same process.
     let dom = dump_dom(&bin, &ack);
     for part in [
         "已确认送达",
@@ -1196,6 +1193,17 @@ fn a_lead_opens_the_received_links_in_a_browser() {
         1,
         "the visit recorded the service once"
     );
+    let metrics = http_get(serve_port, "/metrics");
+    for line in [
+        "pharmwatch_delivery_delivered_total{channel=\"webhook\"} 1",
+        "pharmwatch_delivery_attempts_total{channel=\"webhook\",outcome=\"success\"} 1",
+        "pharmwatch_delivery_acknowledged_total{kind=\"caution_notice\"} 1",
+    ] {
+        assert!(
+            metrics.contains(line),
+            "{line} missing from /metrics:\n{metrics}"
+        );
+    }
     let dom = dump_dom(&bin, &guide);
     let rules = regcmd::load_rules(None).unwrap();
     let cal = regcmd::load_calendar(None).unwrap();
