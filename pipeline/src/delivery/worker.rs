@@ -85,6 +85,18 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// The wait before retry number `n` (1-based) of one contact, milliseconds: the `n`-th of
+/// `delays` (seconds) scaled by a uniform factor in [1 − jitter, 1 + jitter].
+pub fn retry_wait_ms(delays: &[f64], jitter: f64, n: usize, rng: &mut impl Rng) -> i64 {
+    let base = delays.get(n.saturating_sub(1)).copied().unwrap_or(0.0);
+    let factor = if jitter > 0.0 {
+        1.0 + jitter * rng.gen_range(-1.0..=1.0)
+    } else {
+        1.0
+    };
+    (base * factor * 1000.0).round() as i64
+}
+
 impl Worker {
     /// A worker on the store file `store_path` with the contacts, secrets and link key of
     /// `cfg` (the key from the environment).
@@ -122,18 +134,12 @@ impl Worker {
 
     /// The wait before retry number `n` (1-based) with jitter.
     fn delay_ms(&mut self, n: usize) -> i64 {
-        let base = self
-            .cfg
-            .retry_delays_secs
-            .get(n.saturating_sub(1))
-            .copied()
-            .unwrap_or(0.0);
-        let j = if self.cfg.jitter > 0.0 {
-            1.0 + self.cfg.jitter * self.rng.gen_range(-1.0..=1.0)
-        } else {
-            1.0
-        };
-        (base * j * 1000.0).round() as i64
+        retry_wait_ms(
+            &self.cfg.retry_delays_secs,
+            self.cfg.jitter,
+            n,
+            &mut self.rng,
+        )
     }
 
     async fn pace(&mut self, channel: Channel) {
@@ -404,5 +410,39 @@ impl Worker {
             due.len()
         ));
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_waits_follow_the_schedule_within_the_jitter_and_the_seed() {
+        let cfg = DeliveryConfig::with_contacts("c.json".into());
+        let schedule = [30_000, 120_000, 600_000, 3_600_000, 14_400_000, 43_200_000];
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(42);
+        let mut again = Xoshiro256PlusPlus::seed_from_u64(42);
+        for _ in 0..200 {
+            for (i, base) in schedule.iter().enumerate() {
+                let w = retry_wait_ms(&cfg.retry_delays_secs, cfg.jitter, i + 1, &mut rng);
+                let lo = (*base as f64 * 0.8) as i64;
+                let hi = (*base as f64 * 1.2) as i64;
+                assert!((lo..=hi).contains(&w), "retry {}: {w} ms", i + 1);
+                assert_eq!(
+                    w,
+                    retry_wait_ms(&cfg.retry_delays_secs, cfg.jitter, i + 1, &mut again),
+                    "deterministic by seed"
+                );
+            }
+        }
+        // No jitter: the schedule exactly.
+        assert_eq!(retry_wait_ms(&[0.5], 0.0, 1, &mut rng), 500);
+        // Jitter spreads the waits (not all equal).
+        let waits: std::collections::BTreeSet<i64> = (0..20)
+            .map(|_| retry_wait_ms(&[30.0], 0.2, 1, &mut rng))
+            .collect();
+        assert!(waits.len() > 10);
+        assert_eq!(cfg.attempts_per_contact(), 7);
     }
 }
