@@ -1307,3 +1307,78 @@ fn a_real_time_risk_warning_is_queued_with_its_event_and_pushed() {
             .contains(&format!("/e/{a}/guidance/"))
     );
 }
+
+#[test]
+fn rate_limits_space_the_sends_and_required_starttls_never_falls_back_to_plain_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let (a, b) = (code(60), code(61));
+    for i in 0..3 {
+        issue_notice(&out, &format!("CASE-R{i}"), &a);
+    }
+    issue_notice(&out, "CASE-TLS", &b);
+    let (port, smtp_port) = (free_port(), free_port());
+    let mail_dir = dir.path().join("mail");
+    let _smtp = start_smtp(smtp_port, &mail_dir, 0);
+    let contacts = vec![
+        contact(
+            &a,
+            1,
+            Channel::Webhook,
+            format!("http://127.0.0.1:{port}/hooks/{a}"),
+            Some("file:A"),
+        ),
+        contact(
+            &b,
+            1,
+            Channel::Email,
+            format!("lead@{}.example.com", b.to_lowercase()),
+            None,
+        ),
+    ];
+    // 120 webhook messages a minute: one every 0.5 s. The relay does not offer STARTTLS, and
+    // the configuration requires it: one attempt, then the manual-service list.
+    let cfg_path = write_config(
+        dir.path(),
+        &contacts,
+        &[("A", "secret-of-a")],
+        &format!(
+            "retry_delays_secs = []\nattempt_timeout_secs = 2.0\n[rate_limits]\nwebhook = 120\n\
+             [smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\ntls = \"starttls_required\"\n"
+        ),
+    );
+    let hooks = Arc::new(Hooks {
+        secrets: [(a.clone(), "secret-of-a".to_string())].into(),
+        got: Mutex::new(Received::default()),
+        ..Hooks::default()
+    });
+    let rt = start_receiver(hooks.clone(), port);
+    let cfg = DeliveryConfig::load(&cfg_path).unwrap();
+    let signer = Signer::new(LINK_KEY.as_bytes(), &cfg.link_base_url, 30).unwrap();
+    let mut worker = Worker::with_signer(&cfg, &out.join("pharmwatch.db"), signer)
+        .unwrap()
+        .quiet(true);
+    let t0 = Instant::now();
+    let s = rt.block_on(worker.pass()).unwrap();
+    let took = t0.elapsed();
+    assert_eq!((s.delivered, s.failed), (3, 1), "{s:?}");
+    assert!(
+        took >= Duration::from_millis(950),
+        "three webhook sends at 120/min take ≥ 1 s, took {took:?}"
+    );
+    assert_eq!(hooks.got.lock().unwrap().accepted.len(), 3);
+    // Nothing went over plain SMTP, and the attempt says why.
+    assert!(
+        mails(&mail_dir).is_empty(),
+        "a message was sent without TLS"
+    );
+    let detail: String = db(&out)
+        .query_row(
+            "SELECT a.detail FROM delivery_attempts a JOIN deliveries d
+             ON d.delivery_id = a.delivery_id WHERE d.enterprise_id = ?1",
+            [&b],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(detail.to_lowercase().contains("tls"), "{detail}");
+}
