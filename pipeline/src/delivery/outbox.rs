@@ -529,6 +529,8 @@ pub fn format_case_deliveries(v: &[DeliveryView], manual_service: &str) -> Strin
 pub struct AckDocument {
     /// Number.
     pub number: String,
+    /// Kind (`caution_notice`, …).
+    pub kind: String,
     /// Title.
     pub title: String,
     /// Case.
@@ -590,6 +592,7 @@ pub fn acknowledge(
         }
         let doc = AckDocument {
             number: number.clone(),
+            kind: kind.clone(),
             title: document_kind(&kind)
                 .map_or("执法文书", DocumentKind::title)
                 .to_string(),

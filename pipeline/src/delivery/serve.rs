@@ -172,7 +172,7 @@ impl ServeState {
             Ok(Ack::Recorded(doc, at)) => {
                 self.metrics
                     .acknowledged
-                    .with_label_values(&[&kind_of(&doc.title)])
+                    .with_label_values(&[doc.kind.as_str()])
                     .inc();
                 eprintln!("serve: {} acknowledged by {enterprise}", doc.number);
                 (doc, at, false)
@@ -224,18 +224,6 @@ impl ServeState {
             }
         }
     }
-}
-
-/// The metrics label of a document title.
-fn kind_of(title: &str) -> String {
-    match title {
-        "行政告诫书" => "caution_notice",
-        "约谈通知书" => "interview_notice",
-        "暂停销售决定书" => "suspension_decision",
-        "解除暂停销售通知书" => "lifting_notice",
-        _ => "other",
-    }
-    .to_string()
 }
 
 /// The router.
