@@ -661,6 +661,7 @@ fn every_notice_is_delivered_once_through_failures_and_worker_restarts() {
         2,
         "only A's and B's webhooks accept: {processed:?}"
     );
+    let duplicates = got.duplicates;
     assert!(
         got.duplicates >= 2,
         "A's retries after the stalled answers were deduped"
@@ -824,8 +825,9 @@ fn every_notice_is_delivered_once_through_failures_and_worker_restarts() {
         "SELECT COUNT(*) FROM delivery_attempts WHERE outcome = 'retry'",
     );
     eprintln!(
-        "delivery: 9 notices, {attempts} attempts ({retries} retries), worker 1 killed at {:.1} s \
-         with {pending_at_kill} pending, all settled at {:.1} s",
+        "delivery: 9 notices, {attempts} attempts ({retries} retries), {duplicates} duplicate \
+         request(s) deduped by the receiver, worker 1 killed at {:.1} s with {pending_at_kill} \
+         pending, all settled at {:.1} s",
         killed_at.as_secs_f64(),
         settled_at.as_secs_f64()
     );
