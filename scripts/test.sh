@@ -60,6 +60,18 @@ fi
 # The Debian packages enable their own services; the test runs private instances on free
 # ports, so the system ones are left as they are.
 # --- end dashboards ---------------------------------------------------------------------------
+# --- delivery tests: a real SMTP server (aiosmtpd from PyPI) in a venv of its own ----------
+# The delivery tests start `pipeline/tests/support/smtp_sink.py` with the Python named by
+# PHARMWATCH_TEST_PYTHON and fail (never skip) without it. The venv is made once and reused.
+venv="${PHARMWATCH_TEST_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/pharmwatch/venv}"
+if ! "$venv/bin/python" -c 'import aiosmtpd' >/dev/null 2>&1; then
+  echo "== creating $venv with aiosmtpd (SMTP server of the delivery tests)"
+  python3 -m venv "$venv" || { echo "error: python3 -m venv failed (Debian: apt-get install python3-venv)" >&2; exit 1; }
+  "$venv/bin/pip" install --quiet aiosmtpd
+fi
+export PHARMWATCH_TEST_PYTHON="$venv/bin/python"
+echo "== aiosmtpd in $venv (PHARMWATCH_TEST_PYTHON)"
+# --- end of the delivery block -------------------------------------------------------------
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 work=$(mktemp -d)

@@ -17,12 +17,16 @@
 //! feed it a simulated lake), [`store`] the SQLite risk store both paths write, [`metrics`]
 //! every Prometheus metric, [`report`] the supervisors' daily report (`report.html`) and the
 //! nightly run's metrics; [`ledger`] is the case ledger and [`guidance`] reads from it what
-//! applies to one enterprise (`pharmwatch guidance`).
+//! applies to one enterprise (`pharmwatch guidance`); [`contacts`] are the enterprises'
+//! registered leads and channels, [`delivery`] pushes notices and risk warnings to them through
+//! an outbox and records the service (送达) from signed links.
 
 pub mod anomaly;
 pub mod calendar;
 pub mod closedloop;
+pub mod contacts;
 pub mod credit;
+pub mod delivery;
 pub mod demo;
 pub mod error;
 pub mod evaluate;

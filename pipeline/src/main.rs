@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use pharmwatch::anomaly::{self, ModelSource};
 use pharmwatch::calendar::WorkingCalendar;
 use pharmwatch::closedloop::{self, ClosedLoop};
+use pharmwatch::delivery::{self, DeliveryConfig};
 use pharmwatch::demo::{self, DemoConfig};
 use pharmwatch::evaluate;
 use pharmwatch::guidance;
@@ -78,6 +79,51 @@ enum Command {
     /// The enterprise's safety credit file (安全信用档案) from the case ledger and the effective
     /// credit grade it gives on a day, with the reasons (case, measure, public until).
     Credit(CreditArgs),
+    /// Push issued notices and real-time risk warnings to the enterprise leads (精准推送): send
+    /// what the outbox holds over each enterprise's registered channels (signed webhook,
+    /// DingTalk/WeCom robot, e-mail), retrying with backoff and falling back from channel to
+    /// channel; what no channel delivers goes to the manual-service list.
+    Deliver(DeliverArgs),
+    /// Serve the signed acknowledgement links (送达确认, recorded in the case ledger) and each
+    /// enterprise's guidance page behind its own signed link; runs the delivery worker too.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+struct DeliverArgs {
+    /// Delivery configuration (TOML, see pipeline/delivery.example.toml).
+    #[arg(long, env = "PHARMWATCH_DELIVERY_CONFIG")]
+    config: PathBuf,
+    /// Send what is due now and exit (for cron); default: keep running until SIGTERM or Ctrl-C.
+    #[arg(long)]
+    once: bool,
+    /// Show what would be sent now (recipients masked); send and change nothing.
+    #[arg(long, conflicts_with = "once")]
+    dry_run: bool,
+    /// Print the manual-service list (deliveries every channel failed) and exit.
+    #[arg(long, conflicts_with_all = ["once", "dry_run"])]
+    manual: bool,
+    #[command(flatten)]
+    out: OutArg,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Delivery configuration (TOML): the link key's variable, the links' base URL, and the
+    /// worker's contacts and channels.
+    #[arg(long, env = "PHARMWATCH_DELIVERY_CONFIG")]
+    config: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8088")]
+    listen: String,
+    /// Only serve the links; do not run the delivery worker in this process.
+    #[arg(long)]
+    no_worker: bool,
+    /// Measures rules file replacing the embedded defaults (for the guidance page).
+    #[arg(long, env = "PHARMWATCH_RULES")]
+    rules: Option<PathBuf>,
+    #[command(flatten)]
+    out: OutArg,
 }
 
 #[derive(Debug, Args)]
@@ -247,6 +293,10 @@ struct StreamArgs {
     /// seconds (for demos, tests and benchmarks).
     #[arg(long)]
     exit_when_idle: Option<f64>,
+    /// Also run the delivery worker (risk warnings and notices to the enterprise leads) with
+    /// this delivery configuration, on the stream's store.
+    #[arg(long, env = "PHARMWATCH_DELIVERY_CONFIG")]
+    deliver_config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -716,6 +766,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Stream(a) => return run_stream(a).await,
+        Command::Deliver(a) => return run_deliver(a).await,
+        Command::Serve(a) => return run_serve(a, cal).await,
         Command::Produce(a) => return run_produce(a).await,
         Command::Topics(a) => {
             let cfg = StreamConfig::load(a.config.as_deref())?;
@@ -783,6 +835,14 @@ fn run_case(c: CaseCommand) -> anyhow::Result<ExitCode> {
         CaseCommand::Show { case_id, out } => {
             let ledger = Ledger::open(&out.out)?;
             print!("{}", ledger::format_show(&ledger.show(&case_id)?));
+            let store = pharmwatch::store::Store::open(ledger.path())?;
+            print!(
+                "{}",
+                delivery::outbox::format_case_deliveries(
+                    &delivery::outbox::case_deliveries(&store, &case_id)?,
+                    "pharmwatch deliver --manual"
+                )
+            );
         }
         CaseCommand::Record {
             case_id,
@@ -889,11 +949,143 @@ async fn run_nightly(a: NightlyArgs, cal: &WorkingCalendar) -> anyhow::Result<()
     Ok(())
 }
 
+/// Sets `flag` on SIGTERM or Ctrl-C.
+fn stop_on_signal(flag: std::sync::Arc<std::sync::atomic::AtomicBool>, who: &'static str) {
+    use std::sync::atomic::Ordering;
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        eprintln!("{who}: cannot watch SIGTERM: {e}");
+                        let _ = ctrl_c.await;
+                        flag.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        eprintln!("{who}: stopping after the work in hand");
+        flag.store(true, Ordering::SeqCst);
+    });
+}
+
+async fn run_deliver(a: DeliverArgs) -> anyhow::Result<ExitCode> {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    let cfg = DeliveryConfig::load(&a.config)?;
+    let store = a.out.out.join(pharmwatch::store::STORE_FILE);
+    if a.manual {
+        let s = pharmwatch::store::Store::open(&store)?;
+        let list = delivery::outbox::manual_list(&s)?;
+        println!(
+            "manual-service list ({}): {} delivery(ies)",
+            cfg.manual_service,
+            list.len()
+        );
+        print!(
+            "{}",
+            delivery::outbox::format_case_deliveries(&list, &cfg.manual_service)
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut worker = delivery::Worker::new(&cfg, &store)?;
+    if a.dry_run {
+        print!("{}", worker.dry_run()?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    stop_on_signal(stop.clone(), "deliver");
+    let started = std::time::Instant::now();
+    let s = worker.run(stop, a.once).await?;
+    println!(
+        "deliver: {} attempt(s) in {:.1} s: {} delivered, {} to retry, {} contact(s) failed, \
+         {} on the manual-service list",
+        s.attempts,
+        started.elapsed().as_secs_f64(),
+        s.delivered,
+        s.retries,
+        s.contacts_failed,
+        s.failed
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_serve(a: ServeArgs, cal: WorkingCalendar) -> anyhow::Result<ExitCode> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let cfg = DeliveryConfig::load(&a.config)?;
+    let rules = regcmd::load_rules(a.rules.as_deref())?;
+    let ledger = Ledger::open(&a.out.out)?;
+    let store = ledger.path().to_path_buf();
+    let signer = delivery::links::Signer::from_env(
+        &cfg.link_key_env,
+        &cfg.link_base_url,
+        cfg.link_ttl_days,
+    )?;
+    let authority = AuthorityConfig::default();
+    let state = Arc::new(delivery::serve::ServeState::new(
+        ledger,
+        signer,
+        rules,
+        cal,
+        &authority.name,
+        &format!(
+            "{} {}",
+            authority.contact_department, authority.contact_phone
+        ),
+    )?);
+    let (addr, server) = delivery::serve::spawn(&a.listen, state).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    stop_on_signal(stop.clone(), "serve");
+    let worker = if a.no_worker {
+        None
+    } else {
+        Some(delivery::spawn_worker(&cfg, &store, stop.clone())?)
+    };
+    eprintln!(
+        "serve: acknowledgement and guidance links on http://{addr} (public base {}); \
+         metrics on http://{addr}/metrics; delivery worker {}",
+        cfg.link_base_url,
+        if worker.is_some() { "running" } else { "off" }
+    );
+    while !stop.load(Ordering::SeqCst) {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    if let Some(w) = worker
+        && let Ok(Some(s)) = w.await
+    {
+        eprintln!(
+            "serve: delivery worker: {} attempt(s), {} delivered, {} failed",
+            s.attempts, s.delivered, s.failed
+        );
+    }
+    server.abort();
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn run_stream(a: StreamArgs) -> anyhow::Result<ExitCode> {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
     let cfg = StreamConfig::load(a.config.as_deref())?;
     let shutdown = Arc::new(AtomicBool::new(false));
+    let worker = match &a.deliver_config {
+        Some(path) => {
+            let dcfg = DeliveryConfig::load(path)?;
+            // Opening the store first applies the migrations the worker needs.
+            drop(pharmwatch::store::Store::open(&cfg.store)?);
+            Some(delivery::spawn_worker(&dcfg, &cfg.store, shutdown.clone())?)
+        }
+        None => None,
+    };
     {
         let flag = shutdown.clone();
         tokio::spawn(async move {
@@ -925,7 +1117,18 @@ async fn run_stream(a: StreamArgs) -> anyhow::Result<ExitCode> {
     let opts = RunOptions {
         exit_when_idle: a.exit_when_idle.map(std::time::Duration::from_secs_f64),
     };
-    let summary = service::run(cfg, opts, shutdown).await?;
+    let summary = service::run(cfg, opts, shutdown.clone()).await;
+    // The worker stops with the service (also when the service stopped on its own).
+    shutdown.store(true, Ordering::SeqCst);
+    if let Some(w) = worker
+        && let Ok(Some(s)) = w.await
+    {
+        eprintln!(
+            "stream: delivery worker: {} attempt(s), {} delivered, {} failed",
+            s.attempts, s.delivered, s.failed
+        );
+    }
+    let summary = summary?;
     println!("{}", serde_json::to_string(&summary)?);
     Ok(ExitCode::SUCCESS)
 }

@@ -828,6 +828,18 @@ pub fn run(cfg: &SimConfig, cal: &WorkingCalendar) -> Result<SimSummary> {
     let enterprises: Vec<_> = world.enterprises.iter().map(|e| e.row.clone()).collect();
     let products: Vec<_> = world.products.iter().map(|p| p.row.clone()).collect();
     writer.write_reference(&enterprises, &products, &world.batches)?;
+    // The leads' registered contacts (and the simulated webhook secrets), from a random stream
+    // of their own so that the records of a seed do not change.
+    let (contacts, secrets) = crate::contacts::simulate(
+        &enterprises,
+        cfg.seed,
+        &crate::contacts::SimulatedEndpoints::default(),
+    );
+    crate::contacts::write(
+        &cfg.out.join(crate::lake::REFERENCE_DIR),
+        &contacts,
+        &secrets,
+    )?;
 
     let mut labels: Vec<Label> = engine
         .anomalies

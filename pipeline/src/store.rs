@@ -29,6 +29,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../sql/store/002_stream_seeded.sql")),
     (3, include_str!("../sql/store/003_stream_without_rowid.sql")),
     (10, include_str!("../sql/store/010_ledger.sql")),
+    (20, include_str!("../sql/store/020_delivery.sql")),
     (30, include_str!("../sql/store/030_regions.sql")),
 ];
 
