@@ -1086,34 +1086,7 @@ async fn run_stream(a: StreamArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    {
-        let flag = shutdown.clone();
-        tokio::spawn(async move {
-            let ctrl_c = tokio::signal::ctrl_c();
-            #[cfg(unix)]
-            {
-                let mut term =
-                    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    {
-                        Ok(t) => t,
-                        Err(e) => {
-                            eprintln!("stream: cannot watch SIGTERM: {e}");
-                            let _ = ctrl_c.await;
-                            flag.store(true, Ordering::SeqCst);
-                            return;
-                        }
-                    };
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            #[cfg(not(unix))]
-            let _ = ctrl_c.await;
-            eprintln!("stream: stopping after the batch in hand");
-            flag.store(true, Ordering::SeqCst);
-        });
-    }
+    stop_on_signal(shutdown.clone(), "stream");
     let opts = RunOptions {
         exit_when_idle: a.exit_when_idle.map(std::time::Duration::from_secs_f64),
     };

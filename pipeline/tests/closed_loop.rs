@@ -245,55 +245,9 @@ fn a_rendered_caution_notice_has_every_required_part() {
     assert!(html.starts_with("<!DOCTYPE html>"));
 }
 
-/// Headless Chromium (Debian package `chromium`; `scripts/test.sh` installs it when missing).
-fn chromium() -> String {
-    for bin in ["chromium", "chromium-browser", "google-chrome"] {
-        if std::process::Command::new(bin)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-        {
-            return bin.to_string();
-        }
-    }
-    panic!(
-        "headless Chromium is missing: `apt-get install chromium fonts-noto-cjk` (scripts/test.sh does this)"
-    );
-}
-
-/// Runs Chromium headless on a file with extra arguments; returns stdout.
-fn headless(bin: &str, page: &Path, args: &[String]) -> String {
-    let out = std::process::Command::new(bin)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--hide-scrollbars",
-            "--window-size=1240,1754",
-        ])
-        .args(args)
-        .arg(format!("file://{}", page.display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Width and height from a PNG's IHDR chunk.
-fn png_size(bytes: &[u8]) -> (u32, u32) {
-    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "a PNG file");
-    let be = |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
-    (be(16), be(20))
-}
-
 #[test]
 fn a_rendered_caution_notice_opens_in_chromium_as_a_document() {
-    let bin = chromium();
+    let bin = common::chromium();
     let dir = tempfile::tempdir().unwrap();
     let (_, summary) = simulate_and_run(dir.path());
     let ledger = Ledger::open(&dir.path().join("out")).unwrap();
@@ -309,7 +263,7 @@ fn a_rendered_caution_notice_opens_in_chromium_as_a_document() {
     .unwrap();
 
     // What the browser laid out: the title, the number, the facts table and the seal line.
-    let dom = headless(&bin, &page, &["--dump-dom".to_string()]);
+    let dom = common::headless(&bin, &page, (1240, 1754), &["--dump-dom".to_string()]);
     for part in [
         "行政告诫书",
         number.as_str(),
@@ -325,12 +279,17 @@ fn a_rendered_caution_notice_opens_in_chromium_as_a_document() {
     // notice compresses far worse than one of an empty page of the same size).
     let shot = |p: &Path, name: &str| {
         let png = dir.path().join(name);
-        headless(&bin, p, &[format!("--screenshot={}", png.display())]);
+        common::headless(
+            &bin,
+            p,
+            (1240, 1754),
+            &[format!("--screenshot={}", png.display())],
+        );
         std::fs::read(&png).unwrap()
     };
     let notice_png = shot(&page, "notice.png");
     let blank_png = shot(&blank, "blank.png");
-    assert_eq!(png_size(&notice_png), (1240, 1754));
+    assert_eq!(common::png_size(&notice_png), (1240, 1754));
     assert!(
         notice_png.len() > 10 * blank_png.len(),
         "the notice screenshot ({} bytes) is not much more than an empty page ({} bytes)",

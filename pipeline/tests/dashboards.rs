@@ -15,6 +15,8 @@
 //! `PHARMWATCH_TEST_SEED` (default 7).
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -1073,50 +1075,6 @@ fn prometheus_evaluates_every_dashboard_query_and_alert_rule_against_a_running_p
     );
 }
 
-/// Headless Chromium (Debian package `chromium`; `scripts/test.sh` installs it when missing).
-fn chromium() -> String {
-    for bin in ["chromium", "chromium-browser", "google-chrome"] {
-        if Command::new(bin)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-        {
-            return bin.to_string();
-        }
-    }
-    panic!(
-        "headless Chromium is missing: `apt-get install chromium fonts-noto-cjk` (scripts/test.sh does this)"
-    );
-}
-
-fn headless(bin: &str, page: &Path, args: &[String]) -> String {
-    let out = Command::new(bin)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--hide-scrollbars",
-            "--window-size=1000,2400",
-        ])
-        .args(args)
-        .arg(format!("file://{}", page.display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn png_size(bytes: &[u8]) -> (u32, u32) {
-    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "a PNG file");
-    let be = |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
-    (be(16), be(20))
-}
-
 /// The `<figure data-chart=NAME …>…</figure>` of the dumped DOM.
 fn figure<'a>(dom: &'a str, name: &str) -> &'a str {
     let start = dom
@@ -1134,7 +1092,7 @@ fn attr<'a>(el: &'a str, name: &str) -> &'a str {
 
 #[test]
 fn the_supervisors_report_renders_its_charts_in_chromium() {
-    let chrome = chromium();
+    let chrome = common::chromium();
     let f = fixture();
     let page = f.out.join(pharmwatch::report::REPORT_FILE);
     let html = std::fs::read_to_string(&page).unwrap();
@@ -1146,7 +1104,7 @@ fn the_supervisors_report_renders_its_charts_in_chromium() {
     let snap = pharmwatch::report::Snapshot::load(&store, f.day, f.day).unwrap();
     assert!(!snap.rows.is_empty() && snap.cases_overdue > 0, "{snap:?}");
 
-    let dom = headless(&chrome, &page, &["--dump-dom".to_string()]);
+    let dom = common::headless(&chrome, &page, (1000, 2400), &["--dump-dom".to_string()]);
     assert_eq!(dom.matches("<svg").count(), 3, "three charts");
     // Trend: one line per grade through all 30 days, data-driven (not all on the axis).
     let trend = figure(&dom, "trend");
@@ -1196,12 +1154,17 @@ fn the_supervisors_report_renders_its_charts_in_chromium() {
     std::fs::write(&blank, "<!DOCTYPE html><html><body></body></html>").unwrap();
     let shot = |p: &Path, name: &str| {
         let png = dir.path().join(name);
-        headless(&chrome, p, &[format!("--screenshot={}", png.display())]);
+        common::headless(
+            &chrome,
+            p,
+            (1000, 2400),
+            &[format!("--screenshot={}", png.display())],
+        );
         std::fs::read(&png).unwrap()
     };
     let report_png = shot(&page, "report.png");
     let blank_png = shot(&blank, "blank.png");
-    assert_eq!(png_size(&report_png), (1000, 2400));
+    assert_eq!(common::png_size(&report_png), (1000, 2400));
     assert!(
         report_png.len() > 20 * blank_png.len(),
         "the report screenshot ({} bytes) is not much more than an empty page ({} bytes)",

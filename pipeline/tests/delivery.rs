@@ -1070,22 +1070,6 @@ fn a_notice_never_reaches_another_enterprises_contacts() {
     assert_eq!(hooks.got.lock().unwrap().per_path.get(&a), Some(&1));
 }
 
-/// Headless Chromium (Debian package `chromium`; `scripts/test.sh` installs it when missing).
-fn chromium() -> String {
-    for bin in ["chromium", "chromium-browser", "google-chrome"] {
-        if Command::new(bin)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-        {
-            return bin.to_string();
-        }
-    }
-    panic!(
-        "headless Chromium is missing: `apt-get install chromium fonts-noto-cjk` (scripts/test.sh does this)"
-    );
-}
-
 /// A plain HTTP/1.0 GET on loopback; returns the whole answer.
 fn http_get(port: u16, path: &str) -> String {
     use std::io::{Read, Write};
@@ -1118,7 +1102,7 @@ fn dump_dom(bin: &str, url: &str) -> String {
 
 #[test]
 fn a_lead_opens_the_received_links_in_a_browser() {
-    let bin = chromium();
+    let bin = common::chromium();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let a = code(40);

@@ -1,6 +1,7 @@
 //! Helpers shared by the ledger, guidance, credit and closed-loop tests: dates, a sample
 //! enterprise and finding, recording decisions in a real ledger, and the small simulated
-//! province the closed-loop tests run the nightly job over.
+//! province the closed-loop tests run the nightly job over; headless Chromium for the tests
+//! that look at a rendered page.
 #![allow(clippy::unwrap_used, dead_code)]
 
 use std::path::Path;
@@ -57,4 +58,51 @@ pub fn simulate_province(lake: &Path, cal: &WorkingCalendar) -> SimSummary {
         cal,
     )
     .unwrap()
+}
+
+/// Headless Chromium (Debian package `chromium`; `scripts/test.sh` installs it when missing).
+pub fn chromium() -> String {
+    for bin in ["chromium", "chromium-browser", "google-chrome"] {
+        if std::process::Command::new(bin)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            return bin.to_string();
+        }
+    }
+    panic!(
+        "headless Chromium is missing: `apt-get install chromium fonts-noto-cjk` (scripts/test.sh does this)"
+    );
+}
+
+/// Runs Chromium headless on a file in a `width`×`height` window with extra arguments;
+/// returns stdout.
+pub fn headless(bin: &str, page: &Path, (width, height): (u32, u32), args: &[String]) -> String {
+    let out = std::process::Command::new(bin)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--window-size={width},{height}"))
+        .args(args)
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Width and height from a PNG's IHDR chunk.
+pub fn png_size(bytes: &[u8]) -> (u32, u32) {
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "a PNG file");
+    let be = |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+    (be(16), be(20))
 }
