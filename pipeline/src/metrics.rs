@@ -224,6 +224,7 @@ pub const PHASES: &[&str] = &[
     "lake",
     "engine_deltas",
     "lake_write",
+    "decode_ahead",
 ];
 
 impl StreamMetrics {

@@ -19,6 +19,11 @@
 //! Partitions are the unit of scale: several instances in one group (range assignment, so
 //! partition p of every event topic goes to one instance) split them, and state is loaded per
 //! partition from the shared store when a partition is assigned.
+//!
+//! Under a backlog the next batch is polled before the current one is judged and decoded on a
+//! second thread meanwhile. A seek (rewinding a resuming topic-partition) makes everything
+//! polled before it for that topic-partition stale: those messages are dropped, never
+//! judged, and the consumer delivers them again from the new position.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -405,6 +410,9 @@ struct Service {
     rt: tokio::runtime::Handle,
     assigned_at: Instant,
     resume: HashMap<(String, i32), Resume>,
+    /// Topic-partitions sought since the pending messages were last cleaned: what was
+    /// polled for them before the seek is stale (see [`Pending::drop_sought`]).
+    sought: HashSet<(String, i32)>,
 }
 
 /// A topic-partition resuming from the store's offset: until its first message at or before
@@ -448,19 +456,22 @@ const RESUME_STALL: Duration = Duration::from_secs(3);
 /// What decoding a message gave: the record, or the field and reason it was refused for.
 type Decoded = std::result::Result<super::engine::Record, (String, String)>;
 
-/// Decodes and validates a micro-batch, `None` for a message of no event topic. Decoding is
-/// the costliest per-message step and needs nothing but the message, so both halves of a
-/// large batch are decoded at once on two threads; the order is kept.
+/// Decodes and validates messages, `None` for a message of no event topic; the order is
+/// kept. Decoding is the costliest per-message step and needs nothing but the message: with
+/// `split`, both halves of a large batch are decoded at once on two threads (the consuming
+/// thread's own decoding); without, on the calling thread alone (decoding the next batch
+/// beside the one being judged).
 fn decode_all(
     cfg: &StreamConfig,
     sets: &crate::ingest::ReferenceSets,
     msgs: &[OwnedMessage],
+    split: bool,
 ) -> Vec<Option<Decoded>> {
     let one = |m: &OwnedMessage| {
         cfg.kind_of(m.topic())
             .map(|k| decode(k, m.payload().unwrap_or_default(), sets))
     };
-    if msgs.len() < 1024 {
+    if !split || msgs.len() < 1024 {
         return msgs.iter().map(one).collect();
     }
     let (a, b) = msgs.split_at(msgs.len() / 2);
@@ -473,6 +484,40 @@ fn decode_all(
         }
         out
     })
+}
+
+/// Polled messages not yet judged, and the decoding of a prefix of them (the part decoded
+/// ahead, beside the previous batch).
+#[derive(Default)]
+struct Pending {
+    msgs: Vec<OwnedMessage>,
+    decoded: Vec<Option<Decoded>>,
+}
+
+impl Pending {
+    /// Drops the messages of topic-partitions in `sought`: a seek makes what was polled
+    /// before it stale (the consumer delivers again from the new position).
+    fn drop_sought(&mut self, sought: &HashSet<(String, i32)>) {
+        if sought.is_empty() {
+            return;
+        }
+        let n = self.decoded.len();
+        let mut keep = Vec::with_capacity(self.msgs.len());
+        let mut kept_decoded = Vec::with_capacity(n);
+        let mut decoded = std::mem::take(&mut self.decoded).into_iter();
+        for (i, m) in std::mem::take(&mut self.msgs).into_iter().enumerate() {
+            let d = if i < n { decoded.next() } else { None };
+            if sought.contains(&(m.topic().to_string(), m.partition())) {
+                continue;
+            }
+            if let Some(d) = d {
+                kept_decoded.push(d);
+            }
+            keep.push(m);
+        }
+        self.msgs = keep;
+        self.decoded = kept_decoded;
+    }
 }
 
 /// Books the time since `since` to `phase` (metrics and run summary); returns now.
@@ -592,10 +637,26 @@ impl Service {
         Ok(())
     }
 
-    /// Processes one micro-batch (possibly empty: then only closes days).
-    fn process(&mut self, msgs: Vec<OwnedMessage>) -> Result<()> {
+    /// Processes one micro-batch (possibly empty: then only closes days). `decoded` is the
+    /// decoding of a prefix of `msgs` (done ahead); the rest is decoded here.
+    fn process(
+        &mut self,
+        msgs: Vec<OwnedMessage>,
+        mut decoded: Vec<Option<Decoded>>,
+    ) -> Result<()> {
         loop {
-            let Some(fenced) = self.process_once(&msgs)? else {
+            if decoded.len() < msgs.len() {
+                let started = Instant::now();
+                let rest = decode_all(
+                    &self.cfg,
+                    &self.engine.reference.sets,
+                    &msgs[decoded.len()..],
+                    true,
+                );
+                decoded.extend(rest);
+                spent(self.metrics, &mut self.summary, "decode", started);
+            }
+            let Some(fenced) = self.process_once(&msgs, std::mem::take(&mut decoded))? else {
                 return Ok(());
             };
             for p in fenced {
@@ -607,9 +668,14 @@ impl Service {
         }
     }
 
-    /// One attempt at a micro-batch: `Some(partitions)` when some partitions turned out to
-    /// be owned by another instance (nothing was written; redo without them).
-    fn process_once(&mut self, msgs: &[OwnedMessage]) -> Result<Option<Vec<i32>>> {
+    /// One attempt at a micro-batch (`decoded` is the decoding of every message):
+    /// `Some(partitions)` when some partitions turned out to be owned by another instance
+    /// (nothing was written; redo without them).
+    fn process_once(
+        &mut self,
+        msgs: &[OwnedMessage],
+        decoded: Vec<Option<Decoded>>,
+    ) -> Result<Option<Vec<i32>>> {
         let started = Instant::now();
         let path = self.store.path().to_path_buf();
         let mut accepted: Vec<Accepted> = Vec::new();
@@ -617,9 +683,8 @@ impl Service {
         let mut counts: HashMap<(String, i32), [i64; 4]> = HashMap::new();
         let mut first_offset: HashMap<(String, i32), i64> = HashMap::new();
         let mut timestamps: HashMap<Source, i64> = HashMap::new();
-        let mut rewinding: HashSet<(String, i32)> = HashSet::new();
         let mut seen: HashMap<(String, i32), i64> = HashMap::new();
-        let mut decoded = decode_all(&self.cfg, &self.engine.reference.sets, msgs).into_iter();
+        let mut decoded = decoded.into_iter();
         for m in msgs {
             let decoded = decoded.next().flatten();
             let topic = m.topic().to_string();
@@ -628,7 +693,8 @@ impl Service {
                 continue; // revoked while the batch was collected: the new owner reads it
             }
             let tp = (topic.clone(), p);
-            if rewinding.contains(&tp) {
+            // Every message of the batch was polled before any seek made now.
+            if self.sought.contains(&tp) {
                 continue;
             }
             if let Some(r) = self.resume.get(&tp).copied() {
@@ -657,7 +723,7 @@ impl Service {
                         )
                         .map_err(|e| kafka_err(format!("seek {topic}[{p}] to {}", back.from), e))?;
                     self.resume.insert(tp.clone(), back);
-                    rewinding.insert(tp);
+                    self.sought.insert(tp);
                     continue;
                 }
             }
@@ -1231,10 +1297,13 @@ impl Service {
                 Offset::Offset(back.from),
                 Duration::from_secs(10),
             ) {
-                Ok(()) => eprintln!(
-                    "stream: {topic}[{p}]: nothing arrived from offset {}; reading again from {}",
-                    r.next, back.from
-                ),
+                Ok(()) => {
+                    eprintln!(
+                        "stream: {topic}[{p}]: nothing arrived from offset {}; reading again from {}",
+                        r.next, back.from
+                    );
+                    self.sought.insert((topic.clone(), p));
+                }
                 Err(e) => eprintln!(
                     "stream: {topic}[{p}]: seek to {} failed ({e}); will retry",
                     back.from
@@ -1380,18 +1449,23 @@ pub async fn run(
         rt: rt.clone(),
         assigned_at: Instant::now(),
         resume: HashMap::new(),
+        sought: HashSet::new(),
     };
+    // Decoding the next batch beside the current one needs the topic names and reference
+    // sets while the service is borrowed for judging: its own copies.
+    let decode_cfg = svc.cfg.clone();
+    let decode_sets = svc.engine.reference.sets.clone();
     let result = tokio::task::block_in_place(|| -> Result<()> {
         svc.publish_outbox()?;
         let mut last_message = Instant::now();
         let mut last_idle_pass = Instant::now();
-        let mut msgs: Vec<OwnedMessage> = Vec::new();
+        let mut pending = Pending::default();
         let mut first_message: Option<Instant> = None;
         let mut progress = (0u64, Instant::now());
         while !shutdown.load(Ordering::SeqCst) {
             let deadline = Instant::now() + wait;
             let poll_started = Instant::now();
-            while msgs.len() < batch_max {
+            while pending.msgs.len() < batch_max {
                 let mut left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     break;
@@ -1399,11 +1473,11 @@ pub async fn run(
                 // Once the batch has a message, take only what has already arrived: a
                 // batch closes when the consumer's queue runs dry (small batches at a low
                 // rate, full ones under a backlog), so no record waits for the time bound.
-                if !msgs.is_empty() {
+                if !pending.msgs.is_empty() {
                     left = left.min(Duration::from_millis(2));
                 }
                 match svc.consumer.poll(left) {
-                    Some(Ok(m)) => msgs.push(m.detach()),
+                    Some(Ok(m)) => pending.msgs.push(m.detach()),
                     Some(Err(e)) => {
                         eprintln!("stream: consumer error: {e}");
                         break;
@@ -1427,17 +1501,67 @@ pub async fn run(
             }
             svc.apply_rebalances()?;
             svc.rewind_stalled();
+            pending.drop_sought(&svc.sought);
+            svc.sought.clear();
             // The watermark needs each topic-partition's high watermark (from librdkafka's
             // statistics): hold the first batch until they are known, at most a few seconds.
             if !svc.high_known()
                 && svc.assigned_at.elapsed() < Duration::from_secs(5)
-                && msgs.len() < batch_max
+                && pending.msgs.len() < batch_max
             {
                 continue;
             }
-            if !msgs.is_empty() {
+            if !pending.msgs.is_empty() {
                 first_message.get_or_insert_with(Instant::now);
-                svc.process(std::mem::take(&mut msgs))?;
+                // Under a backlog the next batch has already arrived: take it now (without
+                // waiting) and decode it on a second thread while this one is judged. At a
+                // low rate there is nothing yet and the next batch is polled as usual.
+                let ahead_started = Instant::now();
+                let mut ahead = Pending::default();
+                while ahead.msgs.len() < batch_max {
+                    match svc.consumer.poll(Duration::ZERO) {
+                        Some(Ok(m)) => ahead.msgs.push(m.detach()),
+                        Some(Err(e)) => {
+                            eprintln!("stream: consumer error: {e}");
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+                spent(svc.metrics, &mut svc.summary, "poll", ahead_started);
+                // That poll may have served a rebalance: apply it before judging.
+                svc.apply_rebalances()?;
+                let current = std::mem::take(&mut pending);
+                let (judged, decoded_ahead) = std::thread::scope(|s| {
+                    let decoding = (!ahead.msgs.is_empty()).then(|| {
+                        s.spawn(|| {
+                            let t = Instant::now();
+                            let d = decode_all(&decode_cfg, &decode_sets, &ahead.msgs, false);
+                            (d, t.elapsed().as_secs_f64())
+                        })
+                    });
+                    let judged = svc.process(current.msgs, current.decoded);
+                    let decoded = decoding.map(|h| match h.join() {
+                        Ok(d) => d,
+                        Err(panic) => std::panic::resume_unwind(panic),
+                    });
+                    (judged, decoded)
+                });
+                judged?;
+                if let Some((decoded, secs)) = decoded_ahead {
+                    svc.metrics
+                        .phase_seconds
+                        .with_label_values(&["decode_ahead"])
+                        .inc_by(secs);
+                    *svc.summary
+                        .phase_seconds
+                        .entry("decode_ahead".into())
+                        .or_default() += secs;
+                    ahead.decoded = decoded;
+                }
+                pending = ahead;
+                pending.drop_sought(&svc.sought);
+                svc.sought.clear();
                 last_message = Instant::now();
                 if let Some(f) = first_message {
                     svc.summary.active_seconds = (last_message - f).as_secs_f64();
@@ -1447,7 +1571,7 @@ pub async fn run(
             {
                 // Nothing arrived: days may still close as topics are read to their end.
                 last_idle_pass = Instant::now();
-                svc.process(Vec::new())?;
+                svc.process(Vec::new(), Vec::new())?;
                 if let Some(idle) = opts.exit_when_idle
                     && last_message.elapsed() >= idle
                     && svc.all_read()
