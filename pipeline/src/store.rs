@@ -24,10 +24,11 @@ use crate::risk::RiskRow;
 pub const STORE_FILE: &str = "pharmwatch.db";
 
 /// The migrations, in order: version and SQL.
-const MIGRATIONS: &[(i64, &str)] = &[
+pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../sql/store/001_stream.sql")),
     (2, include_str!("../sql/store/002_stream_seeded.sql")),
     (3, include_str!("../sql/store/003_stream_without_rowid.sql")),
+    (4, include_str!("../sql/store/004_stream_window_sets.sql")),
     (10, include_str!("../sql/store/010_ledger.sql")),
     (20, include_str!("../sql/store/020_delivery.sql")),
     (30, include_str!("../sql/store/030_regions.sql")),

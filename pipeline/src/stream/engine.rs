@@ -304,6 +304,11 @@ pub struct Window {
 
 type WinKey = (String, String, NaiveDate);
 
+/// A window as stored in its enterprise-day row: product, sold, retail, inflow, closing,
+/// surge fired (0 or 1).
+type StoredWindow = (String, i64, f64, i64, Option<i64>, u8);
+type StoredWindowRef<'a> = (&'a str, i64, f64, i64, Option<i64>, u8);
+
 /// Sales per (product, batch): (enterprise, business day, packages).
 type BatchSales = FastMap<(String, String), Vec<(String, NaiveDate, i64)>>;
 
@@ -329,10 +334,14 @@ pub struct PartitionState {
     /// Ownership epoch this instance took the partition with.
     pub epoch: i64,
     windows: FastMap<WinKey, Window>,
+    /// The products with a window per (enterprise, business day): windows are stored one row
+    /// per enterprise-day.
+    ent_days: FastMap<(String, NaiveDate), Vec<String>>,
     reported: FastSet<(String, NaiveDate)>,
     retail_days: FastMap<String, FastSet<NaiveDate>>,
     batch_sales: BatchSales,
-    dirty: FastSet<WinKey>,
+    /// Enterprise-days whose windows changed since the last save.
+    dirty: FastSet<(String, NaiveDate)>,
     new_reported: Vec<(String, NaiveDate)>,
     new_batch_sales: Vec<(String, String, String, NaiveDate, i64)>,
     /// The `closed_through` the stored rows were last pruned at: pruning scans the
@@ -431,35 +440,43 @@ impl PartitionState {
         }
         let mut st = tx
             .prepare(
-                "SELECT enterprise_id, product_id, biz_date, sold, retail, inflow, closing, surge_fired
-                 FROM stream_windows WHERE partition = ?1",
+                "SELECT enterprise_id, biz_date, windows FROM stream_window_sets WHERE partition = ?1",
             )
             .map_err(e("load windows"))?;
         for row in st
             .query_map([p], |r| {
                 Ok((
-                    (
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        parse_date(&r.get::<_, String>(2)?)?,
-                    ),
-                    Window {
-                        sold: r.get(3)?,
-                        retail: r.get(4)?,
-                        inflow: r.get(5)?,
-                        closing: r.get(6)?,
-                        surge_fired: r.get::<_, i64>(7)? != 0,
-                    },
+                    r.get::<_, String>(0)?,
+                    parse_date(&r.get::<_, String>(1)?)?,
+                    r.get::<_, String>(2)?,
                 ))
             })
             .map_err(e("load windows"))?
         {
-            let (k, w) = row.map_err(e("load windows"))?;
-            if w.retail > 0.0 {
-                s.retail_days.entry(k.0.clone()).or_default().insert(k.2);
+            let (ent, day, json) = row.map_err(e("load windows"))?;
+            let set: Vec<StoredWindow> =
+                serde_json::from_str(&json).map_err(|err| PipelineError::Store {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "partition {p}: windows of {ent} on {}: {err}",
+                        date_str(day)
+                    ),
+                })?;
+            for (product, sold, retail, inflow, closing, surge_fired) in set {
+                if retail > 0.0 {
+                    s.retail_days.entry(ent.clone()).or_default().insert(day);
+                }
+                *s.window_mut((ent.clone(), product, day)).0 = Window {
+                    sold,
+                    retail,
+                    inflow,
+                    closing,
+                    surge_fired: surge_fired != 0,
+                };
             }
-            s.windows.insert(k, w);
         }
+        // Loading marks nothing to save.
+        s.dirty.clear();
         let mut st = tx
             .prepare("SELECT enterprise_id, biz_date FROM stream_reported WHERE partition = ?1")
             .map_err(e("load reported"))?;
@@ -518,42 +535,47 @@ impl PartitionState {
         {
             let mut up = tx
                 .prepare_cached(
-                    "INSERT INTO stream_windows (partition, enterprise_id, product_id, biz_date,
-                         sold, retail, inflow, closing, surge_fired)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                     ON CONFLICT (partition, enterprise_id, product_id, biz_date) DO UPDATE SET
-                         sold = excluded.sold, retail = excluded.retail, inflow = excluded.inflow,
-                         closing = excluded.closing, surge_fired = excluded.surge_fired",
+                    "INSERT INTO stream_window_sets (partition, biz_date, enterprise_id, windows)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (partition, biz_date, enterprise_id) DO UPDATE SET
+                         windows = excluded.windows",
                 )
                 .map_err(e("save windows"))?;
             let mut del = tx
                 .prepare_cached(
-                    "DELETE FROM stream_windows WHERE partition = ?1 AND enterprise_id = ?2
-                         AND product_id = ?3 AND biz_date = ?4",
+                    "DELETE FROM stream_window_sets WHERE partition = ?1 AND biz_date = ?2
+                         AND enterprise_id = ?3",
                 )
                 .map_err(e("save windows"))?;
             // In key order: consecutive writes land on the same B-tree pages.
-            let mut dirty: Vec<WinKey> = self.dirty.drain().collect();
-            dirty.sort_unstable();
-            for k in dirty {
-                match self.windows.get(&k) {
-                    Some(w) => up
-                        .execute(params![
-                            p,
-                            k.0,
-                            k.1,
-                            date_str(k.2),
-                            w.sold,
-                            w.retail,
-                            w.inflow,
-                            w.closing,
-                            w.surge_fired as i64
-                        ])
-                        .map_err(e("save windows"))?,
-                    None => del
-                        .execute(params![p, k.0, k.1, date_str(k.2)])
-                        .map_err(e("save windows"))?,
-                };
+            let mut dirty: Vec<(String, NaiveDate)> = self.dirty.drain().collect();
+            dirty.sort_unstable_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+            for (ent, day) in dirty {
+                let mut set: Vec<StoredWindowRef<'_>> = Vec::new();
+                if let Some(products) = self.ent_days.get_mut(&(ent.clone(), day)) {
+                    products.sort_unstable();
+                    for prod in products.iter() {
+                        if let Some(w) = self.windows.get(&(ent.clone(), prod.clone(), day)) {
+                            set.push((
+                                prod,
+                                w.sold,
+                                w.retail,
+                                w.inflow,
+                                w.closing,
+                                u8::from(w.surge_fired),
+                            ));
+                        }
+                    }
+                }
+                if set.is_empty() {
+                    del.execute(params![p, date_str(day), ent])
+                        .map_err(e("save windows"))?;
+                } else {
+                    let json = serde_json::to_string(&set)
+                        .map_err(|err| PipelineError::Internal(err.to_string()))?;
+                    up.execute(params![p, date_str(day), ent, json])
+                        .map_err(e("save windows"))?;
+                }
             }
             let mut ins = tx
                 .prepare_cached(
@@ -612,7 +634,7 @@ impl PartitionState {
             // no longer needed.
             let keep_from = c - Duration::days(29);
             tx.execute(
-                "DELETE FROM stream_windows WHERE partition = ?1 AND biz_date < ?2",
+                "DELETE FROM stream_window_sets WHERE partition = ?1 AND biz_date < ?2",
                 params![p, date_str(keep_from)],
             )
             .map_err(e("prune windows"))?;
@@ -654,12 +676,29 @@ impl PartitionState {
         self.meta.max_event_ms.values().copied().max()
     }
 
+    /// The window of `key` (created empty when new), marked to be saved; with the key back.
+    fn window_mut(&mut self, key: WinKey) -> (&mut Window, WinKey) {
+        let day_key = (key.0.clone(), key.2);
+        if !self.dirty.contains(&day_key) {
+            self.dirty.insert(day_key.clone());
+        }
+        if !self.windows.contains_key(&key) {
+            self.ent_days
+                .entry(day_key)
+                .or_default()
+                .push(key.1.clone());
+        }
+        let w = self.windows.entry(key.clone()).or_default();
+        (w, key)
+    }
+
     fn prune(&mut self) {
         let Some(c) = self.meta.closed_through else {
             return;
         };
         let keep_from = c - Duration::days(29);
         self.windows.retain(|k, _| k.2 >= keep_from);
+        self.ent_days.retain(|k, _| k.1 >= keep_from);
         self.reported.retain(|k| k.1 >= keep_from);
         for days in self.retail_days.values_mut() {
             days.retain(|d| *d >= keep_from);
@@ -850,17 +889,27 @@ impl Engine {
             {
                 *out.late.entry((a.source.topic.clone(), p)).or_default() += 1;
             }
-            let k = a.record.kind().as_str().to_string();
-            let m = st.meta.max_event_ms.entry(k).or_insert(ms);
-            *m = (*m).max(ms);
+            // Looked up before inserting: no key copies per record.
+            let k = a.record.kind().as_str();
+            match st.meta.max_event_ms.get_mut(k) {
+                Some(m) => *m = (*m).max(ms),
+                None => {
+                    st.meta.max_event_ms.insert(k.to_string(), ms);
+                }
+            }
             if st.meta.closed_through.is_none() {
                 st.meta.closed_through = Some(match self.baseline.to {
                     Some(t) => t,
                     None => biz_date(a.record.event_time()) - Duration::days(1),
                 });
             }
-            let next = st.offsets.entry(a.source.topic.clone()).or_insert(0);
-            *next = (*next).max(a.source.offset + 1);
+            match st.offsets.get_mut(&a.source.topic) {
+                Some(next) => *next = (*next).max(a.source.offset + 1),
+                None => {
+                    st.offsets
+                        .insert(a.source.topic.clone(), a.source.offset + 1);
+                }
+            }
         }
 
         // Failing test results first, so a sale in the same batch sees them.
@@ -1033,23 +1082,20 @@ impl Engine {
             let st = states
                 .get_mut(&source.partition)
                 .ok_or_else(|| PipelineError::Internal("no state for partition".into()))?;
-            let w = st.windows.entry(key.clone()).or_default();
+            let (w, key) = st.window_mut(key);
             w.sold += d.sold;
             w.retail += d.retail;
             w.inflow += d.inflow;
             if let Some(c) = d.closing {
                 w.closing = Some(w.closing.unwrap_or(0) + c);
             }
-            st.dirty.insert(key.clone());
             if d.retail > 0.0 {
                 st.retail_days
                     .entry(key.0.clone())
                     .or_default()
                     .insert(key.2);
                 if let Some(hit) = self.surge(st, &key) {
-                    if let Some(w) = st.windows.get_mut(&key) {
-                        w.surge_fired = true;
-                    }
+                    st.window_mut(key.clone()).0.surge_fired = true;
                     out.events.push(self.event(hit, "", source, et));
                 }
             }
@@ -1424,6 +1470,7 @@ pub async fn window_deltas(lake: &HashMap<EventKind, Vec<RecordBatch>>) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
 
     #[test]
     fn business_days_format_and_parse_like_chrono() {
@@ -1441,5 +1488,88 @@ mod tests {
             parse_date("26-01-01").ok(),
             NaiveDate::parse_from_str("26-01-01", "%Y-%m-%d").ok()
         );
+    }
+
+    #[test]
+    fn windows_of_a_version_3_store_migrate_and_survive_a_save_and_a_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pharmwatch.db");
+        let day = |s: &str| parse_date(s).unwrap();
+        // A store at schema version 3: one row per window.
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+            )
+            .unwrap();
+            for (v, sql) in crate::store::MIGRATIONS.iter().filter(|(v, _)| *v <= 3) {
+                conn.execute_batch(sql).unwrap();
+                conn.execute("INSERT INTO schema_migrations VALUES (?1, 'then')", [v])
+                    .unwrap();
+            }
+            conn.execute_batch(
+                "INSERT INTO stream_windows VALUES
+                     (0, 'E1', 'P2', '2026-03-01', 5, 2.5, 7, NULL, 0),
+                     (0, 'E1', 'P1', '2026-03-01', 3, 0.0, 0, 12, 1),
+                     (0, 'E2', 'P1', '2026-03-02', 1, 1.0, 4, NULL, 0),
+                     (1, 'E1', 'P1', '2026-03-01', 9, 9.0, 9, 9, 1)",
+            )
+            .unwrap();
+        }
+        let mut store = Store::open(&path).unwrap();
+        let tx = store.conn().transaction().unwrap();
+        let stored = |tx: &Transaction<'_>, p: i32, d: &str, e: &str| -> Option<String> {
+            tx.query_row(
+                "SELECT windows FROM stream_window_sets WHERE partition = ?1 AND biz_date = ?2 AND enterprise_id = ?3",
+                params![p, d, e],
+                |r| r.get(0),
+            )
+            .optional()
+            .unwrap()
+        };
+        // One row per enterprise-day, products in order.
+        assert_eq!(
+            stored(&tx, 0, "2026-03-01", "E1").as_deref(),
+            Some(r#"[["P1",3,0.0,0,12,1],["P2",5,2.5,7,null,0]]"#)
+        );
+        let w = |sold, retail, inflow, closing, surge_fired| Window {
+            sold,
+            retail,
+            inflow,
+            closing,
+            surge_fired,
+        };
+        let key = |e: &str, p: &str, d: &str| (e.to_string(), p.to_string(), day(d));
+        let mut st = PartitionState::load(&tx, &path, 0).unwrap();
+        let expected: FastMap<WinKey, Window> = [
+            (key("E1", "P1", "2026-03-01"), w(3, 0.0, 0, Some(12), true)),
+            (key("E1", "P2", "2026-03-01"), w(5, 2.5, 7, None, false)),
+            (key("E2", "P1", "2026-03-02"), w(1, 1.0, 4, None, false)),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(st.windows, expected);
+        assert!(st.dirty.is_empty(), "loading marks nothing to save");
+        assert!(st.retail_days["E1"].contains(&day("2026-03-01")));
+        assert!(st.retail_days["E2"].contains(&day("2026-03-02")));
+
+        // A changed window and a new one rewrite their enterprise-day only.
+        st.window_mut(key("E2", "P1", "2026-03-02")).0.sold += 10;
+        *st.window_mut(key("E2", "P0", "2026-03-02")).0 = w(2, 0.0, 3, None, false);
+        st.save(&tx, &path).unwrap();
+        assert_eq!(
+            stored(&tx, 0, "2026-03-02", "E2").as_deref(),
+            Some(r#"[["P0",2,0.0,3,null,0],["P1",11,1.0,4,null,0]]"#)
+        );
+        let again = PartitionState::load(&tx, &path, 0).unwrap();
+        assert_eq!(again.windows, st.windows);
+        assert_eq!(again.windows.len(), 4);
+        // The other partition's windows are its own.
+        let other = PartitionState::load(&tx, &path, 1).unwrap();
+        assert_eq!(
+            other.windows.get(&key("E1", "P1", "2026-03-01")),
+            Some(&w(9, 9.0, 9, Some(9), true))
+        );
+        assert_eq!(other.windows.len(), 1);
     }
 }

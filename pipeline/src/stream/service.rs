@@ -486,6 +486,25 @@ fn decode_all(
     })
 }
 
+/// One topic-partition's part of a micro-batch while it is routed.
+struct TpRun {
+    topic: String,
+    partition: i32,
+    kind: Option<EventKind>,
+    /// Not this instance's (revoked) or sought since it was polled: left alone.
+    skip: bool,
+    /// Still resuming from the store's offset (see [`Resume`]).
+    resuming: bool,
+    /// The next offset to apply.
+    next: i64,
+    /// Consumed, accepted, rejected, late.
+    counts: [i64; 4],
+    first: Option<i64>,
+    replayed: u64,
+    /// (offset, producer timestamp) of the accepted messages, in offset order.
+    timestamps: Vec<(i64, i64)>,
+}
+
 /// Polled messages not yet judged, and the decoding of a prefix of them (the part decoded
 /// ahead, beside the previous batch).
 #[derive(Default)]
@@ -678,98 +697,109 @@ impl Service {
     ) -> Result<Option<Vec<i32>>> {
         let started = Instant::now();
         let path = self.store.path().to_path_buf();
-        let mut accepted: Vec<Accepted> = Vec::new();
+        let mut accepted: Vec<Accepted> = Vec::with_capacity(msgs.len());
         let mut rejected: Vec<Rejected> = Vec::new();
-        let mut counts: HashMap<(String, i32), [i64; 4]> = HashMap::new();
-        let mut first_offset: HashMap<(String, i32), i64> = HashMap::new();
-        let mut timestamps: HashMap<Source, i64> = HashMap::new();
-        let mut seen: HashMap<(String, i32), i64> = HashMap::new();
+        // What the batch holds per topic-partition, found by a short scan (a batch holds a
+        // few dozen topic-partitions and their messages come in runs).
+        let mut runs: Vec<TpRun> = Vec::new();
+        let mut last = usize::MAX;
         let mut decoded = decoded.into_iter();
         for m in msgs {
             let decoded = decoded.next().flatten();
-            let topic = m.topic().to_string();
             let p = m.partition();
-            if !self.assigned.contains(&(topic.clone(), p)) {
-                continue; // revoked while the batch was collected: the new owner reads it
+            let topic = m.topic();
+            if last >= runs.len() || runs[last].partition != p || runs[last].topic != topic {
+                last = match runs
+                    .iter()
+                    .position(|r| r.partition == p && r.topic == topic)
+                {
+                    Some(i) => i,
+                    None => {
+                        let tp = (topic.to_string(), p);
+                        runs.push(TpRun {
+                            // Revoked while the batch was collected: the new owner reads it.
+                            // Every message of the batch was polled before any seek made now.
+                            skip: !self.assigned.contains(&tp) || self.sought.contains(&tp),
+                            resuming: self.resume.contains_key(&tp),
+                            kind: self.cfg.kind_of(topic),
+                            next: self.next_offset(topic, p),
+                            topic: tp.0,
+                            partition: p,
+                            counts: [0; 4],
+                            first: None,
+                            replayed: 0,
+                            timestamps: Vec::new(),
+                        });
+                        runs.len() - 1
+                    }
+                };
             }
-            let tp = (topic.clone(), p);
-            // Every message of the batch was polled before any seek made now.
-            if self.sought.contains(&tp) {
+            let run = &mut runs[last];
+            if run.skip {
                 continue;
             }
-            if let Some(r) = self.resume.get(&tp).copied() {
-                if m.offset() <= r.next || r.from == 0 {
-                    if m.offset() > r.next {
-                        let lost = m.offset() - r.next;
-                        eprintln!(
-                            "stream: {topic}[{p}]: offsets {}..{} are gone from the broker (retention?); {lost} message(s) cannot be read",
-                            r.next,
-                            m.offset()
-                        );
-                        self.metrics
-                            .gap
-                            .with_label_values(&[p.to_string().as_str()])
-                            .inc_by(lost as u64);
+            if run.resuming {
+                let tp = (run.topic.clone(), p);
+                if let Some(r) = self.resume.get(&tp).copied() {
+                    if m.offset() <= r.next || r.from == 0 {
+                        if m.offset() > r.next {
+                            let lost = m.offset() - r.next;
+                            eprintln!(
+                                "stream: {topic}[{p}]: offsets {}..{} are gone from the broker (retention?); {lost} message(s) cannot be read",
+                                r.next,
+                                m.offset()
+                            );
+                            self.metrics
+                                .gap
+                                .with_label_values(&[p.to_string().as_str()])
+                                .inc_by(lost as u64);
+                        }
+                        self.resume.remove(&tp);
+                    } else {
+                        let back = r.further_back();
+                        self.consumer
+                            .seek(topic, p, Offset::Offset(back.from), Duration::from_secs(10))
+                            .map_err(|e| {
+                                kafka_err(format!("seek {topic}[{p}] to {}", back.from), e)
+                            })?;
+                        self.resume.insert(tp.clone(), back);
+                        self.sought.insert(tp);
+                        run.skip = true;
+                        continue;
                     }
-                    self.resume.remove(&tp);
-                } else {
-                    let back = r.further_back();
-                    self.consumer
-                        .seek(
-                            &topic,
-                            p,
-                            Offset::Offset(back.from),
-                            Duration::from_secs(10),
-                        )
-                        .map_err(|e| kafka_err(format!("seek {topic}[{p}] to {}", back.from), e))?;
-                    self.resume.insert(tp.clone(), back);
-                    self.sought.insert(tp);
-                    continue;
                 }
+                run.resuming = false;
             }
-            let Some(kind) = self.cfg.kind_of(&topic) else {
+            let Some(kind) = run.kind else {
                 continue;
             };
             // The next offset to apply: the store's, advanced by this batch (a rewind can
             // deliver a message twice within one batch).
-            let next = seen
-                .entry(tp.clone())
-                .or_insert_with(|| self.next_offset(&topic, p));
-            if m.offset() < *next {
-                self.metrics
-                    .replayed
-                    .with_label_values(&[kind.as_str()])
-                    .inc();
-                self.summary.replayed += 1;
+            if m.offset() < run.next {
+                run.replayed += 1;
                 continue;
             }
-            *next = m.offset() + 1;
-            self.metrics
-                .consumed
-                .with_label_values(&[kind.as_str()])
-                .inc();
-            let c = counts.entry((topic.clone(), p)).or_default();
-            c[0] += 1;
-            first_offset.entry((topic.clone(), p)).or_insert(m.offset());
-            let source = Source {
-                topic: topic.clone(),
-                partition: p,
-                offset: m.offset(),
-            };
-            let payload = m.payload().unwrap_or_default();
+            run.next = m.offset() + 1;
+            run.counts[0] += 1;
+            run.first.get_or_insert(m.offset());
             let Some(decoded) = decoded else {
                 continue;
             };
+            let source = Source {
+                topic: run.topic.clone(),
+                partition: p,
+                offset: m.offset(),
+            };
             match decoded {
                 Ok(record) => {
-                    c[1] += 1;
+                    run.counts[1] += 1;
                     if let Some(ts) = m.timestamp().to_millis() {
-                        timestamps.insert(source.clone(), ts);
+                        run.timestamps.push((m.offset(), ts));
                     }
                     accepted.push(Accepted { source, record });
                 }
                 Err((field, reason)) => {
-                    c[2] += 1;
+                    run.counts[2] += 1;
                     self.metrics
                         .rejected
                         .with_label_values(&[kind.as_str(), field.as_str()])
@@ -780,11 +810,49 @@ impl Service {
                         key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
                         field,
                         reason,
-                        raw: String::from_utf8_lossy(payload).into_owned(),
+                        raw: String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
                     });
                 }
             }
         }
+        let mut counts: HashMap<(String, i32), [i64; 4]> = HashMap::new();
+        let mut first_offset: HashMap<(String, i32), i64> = HashMap::new();
+        let mut seen: HashMap<(String, i32), i64> = HashMap::new();
+        for run in &runs {
+            let Some(kind) = run.kind.filter(|_| !run.skip || run.counts[0] > 0) else {
+                continue;
+            };
+            if run.replayed > 0 {
+                self.metrics
+                    .replayed
+                    .with_label_values(&[kind.as_str()])
+                    .inc_by(run.replayed);
+                self.summary.replayed += run.replayed;
+            }
+            let tp = (run.topic.clone(), run.partition);
+            seen.insert(tp.clone(), run.next);
+            if run.counts[0] > 0 {
+                self.metrics
+                    .consumed
+                    .with_label_values(&[kind.as_str()])
+                    .inc_by(run.counts[0] as u64);
+                counts.insert(tp.clone(), run.counts);
+            }
+            if let Some(first) = run.first {
+                first_offset.insert(tp, first);
+            }
+        }
+        // The producer's timestamp of a message, for the detection latency of its events.
+        let timestamp_of = |s: &Source| -> Option<i64> {
+            let run = runs
+                .iter()
+                .find(|r| r.partition == s.partition && r.topic == s.topic)?;
+            let i = run
+                .timestamps
+                .binary_search_by_key(&s.offset, |(o, _)| *o)
+                .ok()?;
+            Some(run.timestamps[i].1)
+        };
 
         let mut t = spent(self.metrics, &mut self.summary, "decode", started);
 
@@ -1023,7 +1091,7 @@ impl Service {
         }
         let mut new_events: Vec<RiskEvent> = Vec::new();
         for mut ev in outcome.events {
-            ev.source_timestamp_ms = timestamps.get(&ev.source).copied();
+            ev.source_timestamp_ms = timestamp_of(&ev.source);
             let item = serde_json::to_string(&ev.item)
                 .map_err(|e| PipelineError::Internal(e.to_string()))?;
             let new = tx
@@ -1643,4 +1711,56 @@ pub async fn create_topics(cfg: &StreamConfig, partitions: i32) -> Result<Vec<St
         }
     }
     Ok(created)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(topic: &str, partition: i32, offset: i64) -> OwnedMessage {
+        OwnedMessage::new(
+            Some(b"{}".to_vec()),
+            None,
+            topic.to_string(),
+            rdkafka::Timestamp::NotAvailable,
+            partition,
+            offset,
+            None,
+        )
+    }
+
+    #[test]
+    fn a_seek_drops_what_was_polled_before_it_for_that_topic_partition_only() {
+        let mut pending = Pending {
+            msgs: vec![
+                msg("s", 0, 10),
+                msg("s", 1, 20),
+                msg("s", 0, 11),
+                msg("p", 0, 5),
+                msg("s", 1, 21),
+            ],
+            // The first three were decoded ahead.
+            decoded: vec![
+                Some(Err(("a".into(), "x".into()))),
+                Some(Err(("b".into(), "x".into()))),
+                None,
+            ],
+        };
+        pending.drop_sought(&HashSet::new());
+        assert_eq!(pending.msgs.len(), 5, "no seek, nothing dropped");
+        let sought: HashSet<(String, i32)> = [("s".to_string(), 0)].into_iter().collect();
+        pending.drop_sought(&sought);
+        let left: Vec<(String, i32, i64)> = pending
+            .msgs
+            .iter()
+            .map(|m| (m.topic().to_string(), m.partition(), m.offset()))
+            .collect();
+        assert_eq!(
+            left,
+            [("s".into(), 1, 20), ("p".into(), 0, 5), ("s".into(), 1, 21)]
+        );
+        // The decoding still belongs to the messages it was made for.
+        assert_eq!(pending.decoded.len(), 1);
+        assert!(matches!(&pending.decoded[0], Some(Err((f, _))) if f == "b"));
+    }
 }
