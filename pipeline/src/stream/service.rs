@@ -1545,7 +1545,12 @@ pub async fn run(
                     left = left.min(Duration::from_millis(2));
                 }
                 match svc.consumer.poll(left) {
-                    Some(Ok(m)) => pending.msgs.push(m.detach()),
+                    Some(Ok(m)) => {
+                        // The clock of the sustained rate starts when the first message is
+                        // in hand, as a bare consumer's does.
+                        first_message.get_or_insert_with(Instant::now);
+                        pending.msgs.push(m.detach());
+                    }
                     Some(Err(e)) => {
                         eprintln!("stream: consumer error: {e}");
                         break;
@@ -1580,7 +1585,6 @@ pub async fn run(
                 continue;
             }
             if !pending.msgs.is_empty() {
-                first_message.get_or_insert_with(Instant::now);
                 // Under a backlog the next batch has already arrived: take it now (without
                 // waiting) and decode it on a second thread while this one is judged. At a
                 // low rate there is nothing yet and the next batch is polled as usual.
