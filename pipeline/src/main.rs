@@ -30,7 +30,9 @@ use pharmwatch::stream::service::{self, RunOptions};
 use pharmwatch_models::Family;
 
 // Small allocations dominate the stream service's per-record work (strings of decoded
-// records, window keys); mimalloc serves them faster than the system allocator.
+// records, window keys); mimalloc serves them faster than the system allocator. It is built
+// without transparent huge pages (feature `no_thp`): zeroing a fresh 2 MiB page on first
+// touch cost the stream about a third of its system CPU time and 60 MB of resident memory.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

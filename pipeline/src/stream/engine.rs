@@ -1044,9 +1044,8 @@ impl Engine {
         }
 
         step(&mut out, "rules");
-        // Window deltas through DataFusion, merged into the windows.
-        let deltas = deltas()?;
-        // The last record of the batch per window, borrowed from the batch (no key copies).
+        // The last record of the batch per window, borrowed from the batch (no key copies);
+        // built while the second thread may still be computing the deltas.
         let mut last_source: FastMap<(&str, &str, NaiveDate), (&Source, DateTime<FixedOffset>)> =
             FastMap::default();
         for a in batch {
@@ -1072,6 +1071,8 @@ impl Engine {
                 (&a.source, et),
             );
         }
+        // Window deltas through DataFusion, merged into the windows.
+        let deltas = deltas()?;
         for d in deltas {
             let Some(&(source, et)) =
                 last_source.get(&(d.enterprise_id.as_str(), d.product_id.as_str(), d.biz_date))
