@@ -632,65 +632,6 @@ impl Proc {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn broker() -> String {
-    match std::env::var("PHARMWATCH_TEST_BROKER") {
-        Ok(b) if !b.is_empty() => b,
-        _ => panic!(
-            "PHARMWATCH_TEST_BROKER is not set: this test needs a Kafka-protocol broker on loopback. \
-             Run scripts/test.sh (it installs and starts tansu), or start one yourself: \
-             `tansu broker --listener-url tcp://127.0.0.1:9092 --advertised-listener-url tcp://127.0.0.1:9092 \
-             --storage-engine memory://tansu/` and export PHARMWATCH_TEST_BROKER=127.0.0.1:9092"
-        ),
-    }
-}
-
-/// A plain HTTP/1.1 GET on loopback: (status, body).
-fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept-Encoding: identity\r\n\r\n"
-    )
-    .ok()?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).ok()?;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    Some((status, body))
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        body = rest[n..].trim_start_matches("\r\n");
-    }
-    out
-}
-
 fn urlencode(s: &str) -> String {
     let mut o = String::new();
     for b in s.bytes() {
@@ -705,8 +646,9 @@ fn urlencode(s: &str) -> String {
 
 /// An instant query: Ok(result array) or Err(Prometheus's error).
 fn query(prom: &str, expr: &str) -> Result<Vec<Value>, String> {
-    let (status, body) = http_get(prom, &format!("/api/v1/query?query={}", urlencode(expr)))
-        .ok_or_else(|| "no answer from Prometheus".to_string())?;
+    let (status, body) =
+        common::http_get(prom, &format!("/api/v1/query?query={}", urlencode(expr)))
+            .ok_or_else(|| "no answer from Prometheus".to_string())?;
     let v: Value = serde_json::from_str(&body).map_err(|e| format!("{status}: {e}: {body}"))?;
     if v["status"] != "success" {
         return Err(format!("{}: {}", v["errorType"], v["error"]));
@@ -752,7 +694,7 @@ fn grafana_vars(expr: &str) -> String {
 fn prometheus_evaluates_every_dashboard_query_and_alert_rule_against_a_running_pipeline() {
     let prometheus = program("prometheus", "prometheus");
     let node_exporter = program("prometheus-node-exporter", "prometheus-node-exporter");
-    let brokers = broker();
+    let brokers = common::broker();
     let f = fixture();
     let started = Instant::now();
     let work = f.root.join(format!("live-{}", std::process::id()));
@@ -775,7 +717,7 @@ fn prometheus_evaluates_every_dashboard_query_and_alert_rule_against_a_running_p
         let e = e.unwrap();
         std::fs::copy(e.path(), refs.join(e.file_name())).unwrap();
     }
-    let stream_addr = format!("127.0.0.1:{}", free_port());
+    let stream_addr = format!("127.0.0.1:{}", common::free_port());
     let cfg = StreamConfig {
         brokers: brokers.clone(),
         group_id: format!("g-{unique}"),
@@ -806,7 +748,7 @@ fn prometheus_evaluates_every_dashboard_query_and_alert_rule_against_a_running_p
 
     // node_exporter serving the nightly textfile, and Prometheus scraping both every second
     // with the alert rules loaded.
-    let node_addr = format!("127.0.0.1:{}", free_port());
+    let node_addr = format!("127.0.0.1:{}", common::free_port());
     let mut node = Proc::spawn(
         "prometheus-node-exporter",
         Command::new(&node_exporter)
@@ -819,7 +761,7 @@ fn prometheus_evaluates_every_dashboard_query_and_alert_rule_against_a_running_p
             )),
         work.join("node_exporter.log"),
     );
-    let prom_addr = format!("127.0.0.1:{}", free_port());
+    let prom_addr = format!("127.0.0.1:{}", common::free_port());
     let alerts = repo().join("dashboards").join("alerts.yml");
     std::fs::write(
         work.join("prometheus.yml"),
@@ -848,7 +790,7 @@ fn prometheus_evaluates_every_dashboard_query_and_alert_rule_against_a_running_p
     wait_for(
         "Prometheus to be ready",
         60,
-        || http_get(&prom_addr, "/-/ready").is_some_and(|(s, _)| s == 200),
+        || common::http_get(&prom_addr, "/-/ready").is_some_and(|(s, _)| s == 200),
         &mut [&mut prom, &mut stream, &mut node],
     );
     wait_for(
@@ -970,7 +912,7 @@ fn prometheus_evaluates_every_dashboard_query_and_alert_rule_against_a_running_p
 
     // Every `label_values` variable offers values.
     for (dash, var, metric, label) in label_value_variables() {
-        let (_, body) = http_get(
+        let (_, body) = common::http_get(
             &prom_addr,
             &format!(
                 "/api/v1/label/{label}/values?match[]={}",
@@ -995,7 +937,7 @@ fn prometheus_evaluates_every_dashboard_query_and_alert_rule_against_a_running_p
         "every alert rule to be evaluated",
         60,
         || {
-            let Some((_, body)) = http_get(&prom_addr, "/api/v1/rules") else {
+            let Some((_, body)) = common::http_get(&prom_addr, "/api/v1/rules") else {
                 return false;
             };
             let v: Value = serde_json::from_str(&body).unwrap();
@@ -1149,29 +1091,5 @@ fn the_supervisors_report_renders_its_charts_in_chromium() {
     assert!(dom.contains("逾期未整改"));
 
     // What a supervisor sees: a page with real content, far more than an empty page.
-    let dir = tempfile::tempdir().unwrap();
-    let blank = dir.path().join("blank.html");
-    std::fs::write(&blank, "<!DOCTYPE html><html><body></body></html>").unwrap();
-    let shot = |p: &Path, name: &str| {
-        let png = dir.path().join(name);
-        common::headless(
-            &chrome,
-            p,
-            (1000, 2400),
-            &[format!("--screenshot={}", png.display())],
-        );
-        std::fs::read(&png).unwrap()
-    };
-    let report_png = shot(&page, "report.png");
-    let blank_png = shot(&blank, "blank.png");
-    assert_eq!(common::png_size(&report_png), (1000, 2400));
-    assert!(
-        report_png.len() > 20 * blank_png.len(),
-        "the report screenshot ({} bytes) is not much more than an empty page ({} bytes)",
-        report_png.len(),
-        blank_png.len()
-    );
-    if let Ok(keep) = std::env::var("PHARMWATCH_KEEP_SCREENSHOT") {
-        std::fs::copy(dir.path().join("report.png"), keep).unwrap();
-    }
+    common::assert_screenshot_has_content(&chrome, &page, (1000, 2400), 20, "report");
 }

@@ -1080,26 +1080,6 @@ fn http_get(port: u16, path: &str) -> String {
     out
 }
 
-fn dump_dom(bin: &str, url: &str) -> String {
-    let out = Command::new(bin)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--dump-dom",
-            url,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn a_lead_opens_the_received_links_in_a_browser() {
     let bin = common::chromium();
@@ -1161,7 +1141,7 @@ fn a_lead_opens_the_received_links_in_a_browser() {
     let guide = body["guidance_link"].as_str().unwrap().to_string();
     assert!(ack.starts_with(&format!("http://127.0.0.1:{serve_port}/e/{a}/ack/")));
     // … and opens its links, served by the same process.
-    let dom = dump_dom(&bin, &ack);
+    let dom = common::headless_url(&bin, &ack, (1000, 1000), &["--dump-dom".to_string()]);
     for part in [
         "已确认送达",
         "行政告诫书",
@@ -1190,7 +1170,7 @@ fn a_lead_opens_the_received_links_in_a_browser() {
             "{line} missing from /metrics:\n{metrics}"
         );
     }
-    let dom = dump_dom(&bin, &guide);
+    let dom = common::headless_url(&bin, &guide, (1000, 1000), &["--dump-dom".to_string()]);
     let rules = regcmd::load_rules(None).unwrap();
     let cal = regcmd::load_calendar(None).unwrap();
     let today = (chrono::Utc::now() + chrono::Duration::hours(8)).date_naive();
@@ -1210,7 +1190,7 @@ fn a_lead_opens_the_received_links_in_a_browser() {
     }
     // Another enterprise's address with this link: the browser sees the refusal page.
     let other = guide.replace(&format!("/e/{a}/"), &format!("/e/{}/", code(41)));
-    let dom = dump_dom(&bin, &other);
+    let dom = common::headless_url(&bin, &other, (1000, 1000), &["--dump-dom".to_string()]);
     assert!(
         dom.contains("链接无效") && !dom.contains("CASE-BR"),
         "{dom}"

@@ -8,8 +8,9 @@
 // Test code may unwrap: a panic is a test failure with its message.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::AtomicBool;
@@ -48,18 +49,6 @@ const STREAM_INDICATORS: &[&str] = &[
 const SESSION_MS: u64 = 6000;
 /// Judged when the business day closes (needs the next day's records).
 const AT_DAY_CLOSE: &[&str] = &["sold_not_bought", "inventory_mismatch"];
-
-fn broker() -> String {
-    match std::env::var("PHARMWATCH_TEST_BROKER") {
-        Ok(b) if !b.is_empty() => b,
-        _ => panic!(
-            "PHARMWATCH_TEST_BROKER is not set: these tests need a Kafka-protocol broker on loopback. \
-             Run scripts/test.sh (it installs and starts tansu), or start one yourself: \
-             `tansu broker --listener-url tcp://127.0.0.1:9092 --advertised-listener-url tcp://127.0.0.1:9092 \
-             --storage-engine memory://tansu/` and export PHARMWATCH_TEST_BROKER=127.0.0.1:9092"
-        ),
-    }
-}
 
 /// A simulated lake, the nightly baseline of the day before the stream days, and the nightly
 /// hits of the stream days (the expectation). Built once per test binary.
@@ -215,14 +204,6 @@ struct Env {
     cfg: StreamConfig,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A lake holding only the fixture's reference tables (what the stream validates against).
 fn copy_reference(f: &Fixture, lake_dir: &Path) {
     let refs = lake_dir.join(lake::REFERENCE_DIR);
@@ -247,7 +228,7 @@ async fn env(name: &str, partitions: i32, with_baseline: bool) -> Env {
             .as_nanos()
     );
     let cfg = StreamConfig {
-        brokers: broker(),
+        brokers: common::broker(),
         group_id: format!("g-{unique}"),
         instance_id: Some(format!("{name}-1")),
         topic_prefix: format!("t-{unique}."),
@@ -256,7 +237,7 @@ async fn env(name: &str, partitions: i32, with_baseline: bool) -> Env {
         lake: lake_dir,
         store: dir.path().join("out").join("pharmwatch.db"),
         baseline: with_baseline.then(|| f.baseline_out.clone()),
-        metrics_listen: format!("127.0.0.1:{}", free_port()),
+        metrics_listen: format!("127.0.0.1:{}", common::free_port()),
         batch_max_records: 2000,
         ..StreamConfig::default()
     };
@@ -616,20 +597,6 @@ async fn malformed_messages_go_to_the_dead_letter_with_their_reasons() {
     assert_eq!(landed.len(), 1);
 }
 
-fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let code = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Some((code, body))
-}
-
 fn spawn_stream(config: &Path, extra: &[&str], log: &Path) -> Child {
     let log = std::fs::File::create(log).unwrap();
     Command::new(env!("CARGO_BIN_EXE_pharmwatch"))
@@ -713,10 +680,12 @@ async fn kill_9_mid_stream_then_restart_loses_nothing_and_repeats_nothing() {
         std::thread::sleep(Duration::from_millis(100));
     }
     // The service is up: health and metrics answer.
-    let (code, body) = http_get(&env.cfg.metrics_listen, "/healthz").expect("healthz answers");
+    let (code, body) =
+        common::http_get(&env.cfg.metrics_listen, "/healthz").expect("healthz answers");
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("assigned_partitions"), "{body}");
-    let (code, metrics) = http_get(&env.cfg.metrics_listen, "/metrics").expect("metrics answer");
+    let (code, metrics) =
+        common::http_get(&env.cfg.metrics_listen, "/metrics").expect("metrics answer");
     assert_eq!(code, 200);
     for name in [
         "pharmwatch_stream_consumed_total",
@@ -774,7 +743,7 @@ async fn two_instances_in_one_group_find_what_one_finds() {
     // hours here are the same order of tolerance as ten minutes of a real day's traffic.
     env.cfg.allowed_lateness_secs = 2 * 3600;
     let mut second = env.cfg.clone();
-    second.metrics_listen = format!("127.0.0.1:{}", free_port());
+    second.metrics_listen = format!("127.0.0.1:{}", common::free_port());
 
     let a = tokio::spawn({
         let cfg = env.cfg.clone();
@@ -790,7 +759,7 @@ async fn two_instances_in_one_group_find_what_one_finds() {
         let ready = [&env.cfg.metrics_listen, &second.metrics_listen]
             .iter()
             .all(|addr| {
-                http_get(addr, "/healthz").is_some_and(|(_, body)| {
+                common::http_get(addr, "/healthz").is_some_and(|(_, body)| {
                     serde_json::from_str::<serde_json::Value>(&body)
                         .ok()
                         .and_then(|v| v["assigned_partitions"].as_array().map(|a| !a.is_empty()))
@@ -909,7 +878,7 @@ fn an_unreachable_broker_stops_start_up_with_a_clear_error() {
     let f = fixture();
     let lake_dir = dir.path().join("lake");
     copy_reference(f, &lake_dir);
-    let port = free_port(); // bound and released: nothing listens there
+    let port = common::free_port(); // bound and released: nothing listens there
     let out = Command::new(env!("CARGO_BIN_EXE_pharmwatch"))
         .args(["stream"])
         .env("PHARMWATCH_BROKERS", format!("127.0.0.1:{port}"))
@@ -918,7 +887,7 @@ fn an_unreachable_broker_stops_start_up_with_a_clear_error() {
         .env("PHARMWATCH_STORE", dir.path().join("pharmwatch.db"))
         .env(
             "PHARMWATCH_METRICS_LISTEN",
-            format!("127.0.0.1:{}", free_port()),
+            format!("127.0.0.1:{}", common::free_port()),
         )
         .output()
         .unwrap();

@@ -1,7 +1,8 @@
 //! Helpers shared by the ledger, guidance, credit and closed-loop tests: dates, a sample
 //! enterprise and finding, recording decisions in a real ledger, and the small simulated
 //! province the closed-loop tests run the nightly job over; headless Chromium for the tests
-//! that look at a rendered page.
+//! that look at a rendered page; loopback ports, the test broker and a plain HTTP GET for the
+//! tests that run services.
 #![allow(clippy::unwrap_used, dead_code)]
 
 use std::path::Path;
@@ -78,7 +79,13 @@ pub fn chromium() -> String {
 
 /// Runs Chromium headless on a file in a `width`×`height` window with extra arguments;
 /// returns stdout.
-pub fn headless(bin: &str, page: &Path, (width, height): (u32, u32), args: &[String]) -> String {
+pub fn headless(bin: &str, page: &Path, size: (u32, u32), args: &[String]) -> String {
+    headless_url(bin, &format!("file://{}", page.display()), size, args)
+}
+
+/// Runs Chromium headless on `url` in a `width`×`height` window with extra arguments;
+/// returns stdout.
+pub fn headless_url(bin: &str, url: &str, (width, height): (u32, u32), args: &[String]) -> String {
     let out = std::process::Command::new(bin)
         .args([
             "--headless",
@@ -89,7 +96,7 @@ pub fn headless(bin: &str, page: &Path, (width, height): (u32, u32), args: &[Str
         ])
         .arg(format!("--window-size={width},{height}"))
         .args(args)
-        .arg(format!("file://{}", page.display()))
+        .arg(url)
         .output()
         .unwrap();
     assert!(
@@ -100,9 +107,107 @@ pub fn headless(bin: &str, page: &Path, (width, height): (u32, u32), args: &[Str
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// What a person sees: a screenshot of `page` in a `size` window is that size and compresses
+/// more than `factor` times worse than one of an empty page (real content on it).
+/// `PHARMWATCH_KEEP_SCREENSHOT=FILE` keeps the screenshot.
+pub fn assert_screenshot_has_content(
+    bin: &str,
+    page: &Path,
+    size: (u32, u32),
+    factor: usize,
+    what: &str,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let blank = dir.path().join("blank.html");
+    std::fs::write(
+        &blank,
+        "<!doctype html><html><head><meta charset=\"utf-8\"></head><body></body></html>",
+    )
+    .unwrap();
+    let shot = |p: &Path, name: &str| {
+        let png = dir.path().join(name);
+        headless(bin, p, size, &[format!("--screenshot={}", png.display())]);
+        std::fs::read(&png).unwrap()
+    };
+    let page_png = shot(page, "page.png");
+    let blank_png = shot(&blank, "blank.png");
+    assert_eq!(png_size(&page_png), size);
+    assert!(
+        page_png.len() > factor * blank_png.len(),
+        "the {what} screenshot ({} bytes) is not much more than an empty page ({} bytes)",
+        page_png.len(),
+        blank_png.len()
+    );
+    if let Ok(keep) = std::env::var("PHARMWATCH_KEEP_SCREENSHOT") {
+        std::fs::copy(dir.path().join("page.png"), keep).unwrap();
+    }
+}
+
 /// Width and height from a PNG's IHDR chunk.
 pub fn png_size(bytes: &[u8]) -> (u32, u32) {
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "a PNG file");
     let be = |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
     (be(16), be(20))
+}
+
+/// A free loopback port (bound and released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The test broker (`PHARMWATCH_TEST_BROKER`, set by `scripts/test.sh`).
+pub fn broker() -> String {
+    match std::env::var("PHARMWATCH_TEST_BROKER") {
+        Ok(b) if !b.is_empty() => b,
+        _ => panic!(
+            "PHARMWATCH_TEST_BROKER is not set: these tests need a Kafka-protocol broker on loopback. \
+             Run scripts/test.sh (it installs and starts tansu), or start one yourself: \
+             `tansu broker --listener-url tcp://127.0.0.1:9092 --advertised-listener-url tcp://127.0.0.1:9092 \
+             --storage-engine memory://tansu/` and export PHARMWATCH_TEST_BROKER=127.0.0.1:9092"
+        ),
+    }
+}
+
+/// A plain HTTP/1.1 GET on loopback: (status, body).
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept-Encoding: identity\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Some((status, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
 }
