@@ -537,8 +537,8 @@ fn indicator_chart(snap: &Snapshot) -> Result<String> {
     Ok(svg)
 }
 
-/// HTML-escapes text from the data.
-fn esc(s: &str) -> String {
+/// HTML-escapes text from the data (also for the e-mail bodies of the delivery worker).
+pub(crate) fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

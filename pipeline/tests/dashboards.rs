@@ -78,33 +78,15 @@ fn panels(d: &Value) -> Vec<Value> {
     out
 }
 
-/// (dashboard, panel title, expression) of every Prometheus query.
-fn promql_targets() -> Vec<(String, String, String)> {
+/// (dashboard, panel title, query) of every panel target with the query in `field`.
+fn targets(field: &str) -> Vec<(String, String, String)> {
     let mut v = Vec::new();
     for name in DASHBOARDS {
         for p in panels(&dashboard(name)) {
             for t in p["targets"].as_array().into_iter().flatten() {
-                if let Some(e) = t["expr"].as_str() {
+                if let Some(q) = t[field].as_str() {
                     v.push((
                         name.to_string(),
-                        p["title"].as_str().unwrap_or_default().to_string(),
-                        e.to_string(),
-                    ));
-                }
-            }
-        }
-    }
-    v
-}
-
-/// (panel title, SQL) of every SQLite query.
-fn sql_targets() -> Vec<(String, String)> {
-    let mut v = Vec::new();
-    for name in DASHBOARDS {
-        for p in panels(&dashboard(name)) {
-            for t in p["targets"].as_array().into_iter().flatten() {
-                if let Some(q) = t["rawQueryText"].as_str() {
-                    v.push((
                         p["title"].as_str().unwrap_or_default().to_string(),
                         q.to_string(),
                     ));
@@ -113,6 +95,19 @@ fn sql_targets() -> Vec<(String, String)> {
         }
     }
     v
+}
+
+/// (dashboard, panel title, expression) of every Prometheus query.
+fn promql_targets() -> Vec<(String, String, String)> {
+    targets("expr")
+}
+
+/// (panel title, SQL) of every SQLite query.
+fn sql_targets() -> Vec<(String, String)> {
+    targets("rawQueryText")
+        .into_iter()
+        .map(|(_, title, sql)| (title, sql))
+        .collect()
 }
 
 /// (dashboard, variable, metric, label) of every `label_values(METRIC, LABEL)` variable.

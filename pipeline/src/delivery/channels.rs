@@ -517,9 +517,9 @@ pub fn build_email(
         "<div style=\"border:2px solid #b00;padding:.8em 1em;margin:1em auto;max-width:46em;\
          font-family:sans-serif\"><p>{}（{}）：</p><p>{}</p><p>{}<a href=\"{}\">合规指引（compliance \
          guidance）</a></p></div>",
-        html_escape(&msg.enterprise.name),
-        html_escape(&msg.enterprise.credit_code),
-        html_escape(&msg.summary),
+        crate::report::esc(&msg.enterprise.name),
+        crate::report::esc(&msg.enterprise.credit_code),
+        crate::report::esc(&msg.summary),
         if msg.document.is_some() {
             format!(
                 "请点击 <a href=\"{}\">确认送达（acknowledge receipt）</a>；",
@@ -572,13 +572,6 @@ pub fn build_email(
     builder
         .multipart(body)
         .map_err(|e| format!("cannot build the e-mail: {e}"))
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 #[cfg(test)]
