@@ -85,7 +85,8 @@ pub async fn run(cfg: &DemoConfig, cal: &WorkingCalendar) -> Result<DemoOutput> 
         model: ModelSource::default(),
         anomaly_threshold: crate::anomaly::DEFAULT_THRESHOLD,
     };
-    let nightly = nightly::run(&nightly_cfg).await?;
+    // With the report (`report.html`), as the printed outputs say; no closed loop.
+    let (nightly, _) = nightly::run_with(&nightly_cfg, None).await?;
     report.push_str(&nightly::report(&nightly, 10));
     let evaluation =
         evaluate::evaluate_files(&out.join("risk_list.csv"), &lake.join("labels.csv"))?;
