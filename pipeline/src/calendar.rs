@@ -215,6 +215,12 @@ impl WorkingCalendar {
         self.inner.years()
     }
 
+    /// Whether `year` is covered.
+    #[must_use]
+    pub fn covers_year(&self, year: i32) -> bool {
+        self.inner.years().contains(&year)
+    }
+
     /// Whether `date` counts as a working day (see [`DayKind::is_working_day`]).
     ///
     /// # Errors

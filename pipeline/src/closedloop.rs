@@ -6,7 +6,9 @@
 //! is open (the case is followed, not repeated); the measures come from the regulation crate's
 //! engine (a remote finding: 赣药监 第十条(四) caution with the 第二十二条 report deadline, and
 //! for a first violation at a minor grade the 蒙药监 (六) observation period and fault-tolerance
-//! list); every notice is numbered and recorded in the same transaction as its ledger event.
+//! list); every notice is numbered and recorded in the same transaction as its ledger event; a
+//! deadline past the calendar's last year never stops the night: the case opens with its due
+//! date pending the calendar, and the summary says so.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -49,6 +51,11 @@ pub struct ClosedLoopSummary {
     pub cases_opened: usize,
     /// Documents issued: number and file.
     pub documents: Vec<(String, String)>,
+    /// Measures of the cases opened whose due date waits for a year the calendar does not
+    /// cover yet, and that year (the earliest).
+    pub deadlines_pending: usize,
+    /// The year those deadlines wait for.
+    pub pending_year: Option<i32>,
 }
 
 /// The case id of a risk-list row: `RL-<date>-<credit code>`.
@@ -128,6 +135,18 @@ pub fn run(
             continue;
         }
         summary.cases_opened += 1;
+        for p in decision
+            .measures
+            .iter()
+            .filter_map(|m| m.due_pending.as_ref())
+        {
+            summary.deadlines_pending += 1;
+            summary.pending_year = Some(
+                summary
+                    .pending_year
+                    .map_or(p.needs_year, |y| y.min(p.needs_year)),
+            );
+        }
         ledger.set_first_minor(&id, minor)?;
         for (code, kind) in [
             (MeasureCode::Caution, DocumentKind::CautionNotice),
@@ -156,7 +175,15 @@ pub fn run(
 
 /// The closed loop's lines of the nightly report.
 pub fn report(s: &ClosedLoopSummary) -> String {
-    format!(
+    let pending = match s.pending_year {
+        Some(year) if s.deadlines_pending > 0 => format!(
+            "{} due date(s) of the cases opened wait for the {year} working-day calendar: load \
+             it with `pharmwatch calendar import` and they are set\n",
+            s.deadlines_pending
+        ),
+        _ => String::new(),
+    };
+    let text = format!(
         "case ledger on {}: {} open case(s) swept, {} overdue, {} escalated ({} referred), {} \
          low-risk; {} row(s) selected for notices, {} already under an open case, {} case(s) \
          opened, {} document(s) issued under notices/\n",
@@ -170,5 +197,6 @@ pub fn report(s: &ClosedLoopSummary) -> String {
         s.already_open,
         s.cases_opened,
         s.documents.len()
-    )
+    );
+    text + &pending
 }

@@ -16,7 +16,9 @@
 //!   [`PipelineError::InvalidField`] naming `enterprise_id`, never an empty answer;
 //! - the ledger is read as it is now; `on` is the reference day from which working days left
 //!   (via the calendar) and running periods are counted. A due date the calendar does not cover
-//!   gives no working-day count (`working_days_left: null`), never a guess;
+//!   gives no working-day count (`working_days_left: null`), never a guess; a deadline whose
+//!   date waits for next year's calendar is stated as its count (`due_pending`), and shows its
+//!   date as soon as an operator loads that year;
 //! - a measure whose state is `done` has no next step; a closed case is never listed as open;
 //! - [`Guidance::nothing_applies`] is true exactly when there is no open case, no running
 //!   observation period, no current list entry and no exemption.
@@ -85,6 +87,9 @@ pub struct MeasureGuidance {
     /// Working days from `on` (exclusive) to the due date (inclusive); negative when overdue;
     /// `None` without a due date or outside the calendar.
     pub working_days_left: Option<i64>,
+    /// While the due date waits for the next year's working-day calendar: the deadline in
+    /// words (how many working days from which date), as the notice states it.
+    pub due_pending: Option<String>,
     /// The measure's detail as decided.
     pub detail: Option<String>,
     /// What the enterprise must do next; `None` when the measure is done.
@@ -242,6 +247,7 @@ fn next_step(
     code: MeasureCode,
     state: &str,
     due: Option<NaiveDate>,
+    pending: Option<&str>,
 ) -> Option<NextStep> {
     if state == "done" {
         return None;
@@ -314,9 +320,10 @@ fn next_step(
         ),
         _ => step(
             "rectification_report",
-            match due {
-                Some(b) => format!("{b} 前提交整改报告 (rectification report)"),
-                None => "提交整改报告 (rectification report)".to_string(),
+            match (due, pending) {
+                (Some(b), _) => format!("{b} 前提交整改报告 (rectification report)"),
+                (None, Some(p)) => format!("{p}提交整改报告 (rectification report)"),
+                (None, None) => "提交整改报告 (rectification report)".to_string(),
             },
             due,
         ),
@@ -504,6 +511,11 @@ pub fn guidance(
                 }
             }
             let due = parse_day(m.due_date.as_deref());
+            let pending = match (due, m.due_pending_year) {
+                (None, Some(year)) => Some(crate::notices::pending_due_zh(&m.due_counts, year)),
+                _ => None,
+            };
+            let next = next_step(&d, code, &m.state, due, pending.as_deref());
             measures.push(MeasureGuidance {
                 code: m.code.clone(),
                 name: measure_name(&m.code),
@@ -512,8 +524,9 @@ pub fn guidance(
                 state_name: state_name(&m.state),
                 due_date: due,
                 working_days_left: due.and_then(|x| working_days_left(cal, on, x)),
+                due_pending: pending,
                 detail: m.detail.clone(),
-                next_step: next_step(&d, code, &m.state, due),
+                next_step: next,
             });
         }
         out.open_cases.push(OpenCase {
@@ -643,8 +656,11 @@ pub fn format_text(g: &Guidance) -> String {
                 "    {}  {}  期限 (due) {}{}\n      依据 (article) {}\n",
                 m.name,
                 m.state_name,
-                m.due_date
-                    .map_or_else(|| "-".to_string(), |d| d.to_string()),
+                match (m.due_date, &m.due_pending) {
+                    (Some(d), _) => d.to_string(),
+                    (None, Some(p)) => format!("{p} (pending the next year's calendar)"),
+                    (None, None) => "-".to_string(),
+                },
                 if m.state == "done" {
                     String::new()
                 } else {

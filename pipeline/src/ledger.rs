@@ -20,8 +20,10 @@
 use std::path::Path;
 
 use chrono::NaiveDate;
+use pharmwatch_regulation::calendar::CalendarYear;
 use pharmwatch_regulation::{
-    CaseState, Decision, Measure, MeasureCode, OpenMeasure, Rules, escalate,
+    CaseState, Decision, Measure, MeasureCode, OpenMeasure, Resolution, Rules, WorkingDayCount,
+    escalate, resolve_earliest,
 };
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use serde::Serialize;
@@ -135,6 +137,8 @@ pub struct CaseSummary {
     pub closed_on: Option<String>,
     /// Earliest due date of a measure still open.
     pub next_due: Option<String>,
+    /// The year whose working-day calendar an open measure's due date waits for, if any.
+    pub due_pending_year: Option<i32>,
 }
 
 /// A measure of a case as stored.
@@ -146,12 +150,82 @@ pub struct CaseMeasure {
     pub article: String,
     /// Due date.
     pub due_date: Option<String>,
+    /// How the working-day deadline is counted (the earliest count wins).
+    pub due_counts: Vec<WorkingDayCount>,
+    /// The year whose working-day calendar the due date waits for (no `due_date` then).
+    pub due_pending_year: Option<i32>,
     /// Detail.
     pub detail: Option<String>,
     /// `open`, `reported`, `done` or `overdue`.
     pub state: String,
     /// Day decided.
     pub decided_on: String,
+}
+
+impl CaseMeasure {
+    /// The due date in words for a supervisor: the date, `pending the 2027 calendar (30
+    /// working days after decision_date 2026-12-03)`, or `-`.
+    pub fn due_text(&self) -> String {
+        match (&self.due_date, self.due_pending_year) {
+            (Some(d), _) => d.clone(),
+            (None, Some(year)) => format!(
+                "pending the {year} calendar ({})",
+                self.due_counts
+                    .iter()
+                    .map(WorkingDayCount::describe)
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ),
+            (None, None) => "-".to_string(),
+        }
+    }
+}
+
+/// A deadline that the calendar did not reach, as `calendar status` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PendingDeadline {
+    /// The case.
+    pub case_id: String,
+    /// Enterprise credit code.
+    pub enterprise_id: String,
+    /// Enterprise name.
+    pub enterprise_name: String,
+    /// The measure.
+    pub code: String,
+    /// How it is counted.
+    pub due_counts: Vec<WorkingDayCount>,
+    /// The year it waits for.
+    pub needs_year: i32,
+}
+
+/// A deadline set or changed by a calendar import.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeadlineChange {
+    /// The case.
+    pub case_id: String,
+    /// The measure.
+    pub code: String,
+    /// The due date before (`None`: pending).
+    pub was: Option<NaiveDate>,
+    /// The due date now (`None`: still pending).
+    pub now: Option<NaiveDate>,
+}
+
+/// What `calendar import` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CalendarImport {
+    /// The year loaded.
+    pub year: i32,
+    /// Whether it replaced a covered year.
+    pub replaced: bool,
+    /// Its working days.
+    pub working_days: u32,
+    /// The last day the calendar now covers.
+    pub covered_until: NaiveDate,
+    /// Deadlines that got their date (were pending) or changed (a replaced year).
+    pub changes: Vec<DeadlineChange>,
+    /// Deadlines still pending (they need a later year).
+    pub still_pending: usize,
 }
 
 /// One event of the audit trail.
@@ -299,6 +373,11 @@ impl Ledger {
     /// The database file.
     pub fn path(&self) -> &Path {
         self.store.path()
+    }
+
+    /// The store's connection, for reads beside the ledger's own.
+    pub fn conn(&self) -> &rusqlite::Connection {
+        self.store.conn_ref()
     }
 
     /// Runs `f` in one IMMEDIATE transaction (the write lock is taken at once, so concurrent
@@ -481,6 +560,8 @@ impl Ledger {
                 "SELECT c.case_id, c.enterprise_id, c.enterprise_name, c.origin, c.opened_on,
                         c.status, c.closed_on,
                         (SELECT MIN(due_date) FROM case_measures m
+                          WHERE m.case_id = c.case_id AND m.state = 'open'),
+                        (SELECT MIN(due_pending_year) FROM case_measures m
                           WHERE m.case_id = c.case_id AND m.state = 'open')
                  FROM cases c
                  WHERE (?1 = 0 OR c.status = 'open') AND (?2 IS NULL OR c.enterprise_id = ?2)
@@ -504,15 +585,17 @@ impl Ledger {
                         c.status, c.closed_on,
                         (SELECT MIN(due_date) FROM case_measures m
                           WHERE m.case_id = c.case_id AND m.state = 'open'),
+                        (SELECT MIN(due_pending_year) FROM case_measures m
+                          WHERE m.case_id = c.case_id AND m.state = 'open'),
                         c.facts_json, c.first_minor, c.addressee_json
                  FROM cases c WHERE c.case_id = ?1",
                 [case_id],
                 |r| {
                     Ok((
                         summary_row(r)?,
-                        r.get::<_, String>(8)?,
-                        r.get::<_, bool>(9)?,
-                        r.get::<_, String>(10)?,
+                        r.get::<_, String>(9)?,
+                        r.get::<_, bool>(10)?,
+                        r.get::<_, String>(11)?,
                     ))
                 },
             )
@@ -642,6 +725,107 @@ impl Ledger {
                 |r| r.get(0),
             )
             .map_err(|e| sql_err(self.store.path(), "case history", e))
+    }
+
+    /// The deadlines of open measures that wait for a year the calendar does not cover yet.
+    pub fn pending_deadlines(&self) -> Result<Vec<PendingDeadline>> {
+        let path = self.store.path();
+        let mut st = self
+            .store
+            .conn_ref()
+            .prepare(
+                "SELECT m.case_id, c.enterprise_id, c.enterprise_name, m.code, m.due_counts_json,
+                        m.due_pending_year
+                 FROM case_measures m JOIN cases c ON c.case_id = m.case_id
+                 WHERE m.due_pending_year IS NOT NULL AND m.state <> 'done'
+                 ORDER BY m.due_pending_year, m.case_id, m.code",
+            )
+            .map_err(|e| sql_err(path, "pending deadlines", e))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, i32>(5)?,
+                ))
+            })
+            .map_err(|e| sql_err(path, "pending deadlines", e))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| sql_err(path, "pending deadlines", e))?;
+        rows.into_iter()
+            .map(
+                |(case_id, enterprise_id, enterprise_name, code, counts, year)| {
+                    Ok(PendingDeadline {
+                        due_counts: parse_counts(path, &case_id, &code, &counts)?,
+                        case_id,
+                        enterprise_id,
+                        enterprise_name,
+                        code,
+                        needs_year: year,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    /// The working-day calendar of this store: `base` (built in, or a `--calendar` file) with
+    /// the years operators loaded ([`crate::calendar_store`]).
+    pub fn calendar(&self, base: &WorkingCalendar) -> Result<WorkingCalendar> {
+        crate::calendar_store::load(self.store.conn_ref(), self.store.path(), base)
+    }
+
+    /// Loads a calendar year (`pharmwatch calendar import`) and, in the same transaction,
+    /// computes every open deadline the new calendar reaches: a pending one gets its date
+    /// (`deadline_set` event), and one whose date a replaced year changes gets the new date
+    /// (`deadline_changed`). `on` is the business date of those events.
+    pub fn import_calendar_year(
+        &mut self,
+        base: &WorkingCalendar,
+        year: &CalendarYear,
+        replace: bool,
+        source_file: &str,
+        actor: &str,
+        on: NaiveDate,
+    ) -> Result<CalendarImport> {
+        if actor.trim().is_empty() {
+            return Err(PipelineError::Config("the actor is empty".to_string()));
+        }
+        self.immediate(|tx, path| {
+            let current = crate::calendar_store::load(tx, path, base)?;
+            let replaced = current.covers_year(year.year);
+            let next: WorkingCalendar = current
+                .regulation()
+                .with_year(year, replace)
+                .map_err(|e| PipelineError::regulation(format!("calendar file {source_file}"), e))?
+                .into();
+            crate::calendar_store::write_year(tx, path, year, source_file, actor)?;
+            let why = format!(
+                "the {} working-day calendar was {} ({})",
+                year.year,
+                if replaced { "replaced" } else { "loaded" },
+                year.notice
+            );
+            let changes = recompute_deadlines(tx, path, &next, on, actor, &why)?;
+            let still_pending: i64 = tx
+                .query_row(
+                    "SELECT COUNT(*) FROM case_measures
+                     WHERE due_pending_year IS NOT NULL AND state <> 'done'",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(|e| sql_err(path, "pending deadlines", e))?;
+            Ok(CalendarImport {
+                year: year.year,
+                replaced,
+                working_days: year.working_days(),
+                covered_until: next.regulation().last_covered_day(),
+                changes,
+                still_pending: usize::try_from(still_pending).unwrap_or(0),
+            })
+        })
     }
 
     /// The nightly sweep on `today`: every open case's missed deadlines become `overdue` events
@@ -801,6 +985,7 @@ fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CaseSummary> {
         status: r.get(5)?,
         closed_on: r.get(6)?,
         next_due: r.get(7)?,
+        due_pending_year: r.get(8)?,
     })
 }
 
@@ -831,23 +1016,158 @@ fn measures_in(
 ) -> Result<Vec<CaseMeasure>> {
     let mut st = conn
         .prepare(
-            "SELECT code, article, due_date, detail, state, decided_on FROM case_measures
-             WHERE case_id = ?1 ORDER BY decided_on, code",
+            "SELECT code, article, due_date, detail, state, decided_on, due_counts_json,
+                    due_pending_year
+             FROM case_measures WHERE case_id = ?1 ORDER BY decided_on, code",
         )
         .map_err(|e| sql_err(path, "case measures", e))?;
-    st.query_map([case_id], |r| {
-        Ok(CaseMeasure {
-            code: r.get(0)?,
-            article: r.get(1)?,
-            due_date: r.get(2)?,
-            detail: r.get(3)?,
-            state: r.get(4)?,
-            decided_on: r.get(5)?,
+    let rows = st
+        .query_map([case_id], |r| {
+            Ok((
+                CaseMeasure {
+                    code: r.get(0)?,
+                    article: r.get(1)?,
+                    due_date: r.get(2)?,
+                    due_counts: Vec::new(),
+                    due_pending_year: r.get(7)?,
+                    detail: r.get(3)?,
+                    state: r.get(4)?,
+                    decided_on: r.get(5)?,
+                },
+                r.get::<_, String>(6)?,
+            ))
         })
+        .map_err(|e| sql_err(path, "case measures", e))?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| sql_err(path, "case measures", e))?;
+    rows.into_iter()
+        .map(|(mut m, counts)| {
+            m.due_counts = parse_counts(path, case_id, &m.code, &counts)?;
+            Ok(m)
+        })
+        .collect()
+}
+
+/// Reads a stored `due_counts_json`.
+fn parse_counts(
+    path: &Path,
+    case_id: &str,
+    code: &str,
+    json: &str,
+) -> Result<Vec<WorkingDayCount>> {
+    serde_json::from_str(json).map_err(|e| PipelineError::Store {
+        path: path.to_path_buf(),
+        reason: format!("case {case_id}, measure {code}: due_counts_json is not valid: {e}"),
     })
-    .map_err(|e| sql_err(path, "case measures", e))?
-    .collect::<std::result::Result<Vec<_>, _>>()
-    .map_err(|e| sql_err(path, "case measures", e))
+}
+
+/// Computes again every deadline of a measure not yet done that has working-day counts, with
+/// `cal`; writes the ones that changed (a pending one set, or a date moved by a replaced year)
+/// and appends an event for each, explaining `why`.
+fn recompute_deadlines(
+    tx: &Transaction<'_>,
+    path: &Path,
+    cal: &WorkingCalendar,
+    on: NaiveDate,
+    actor: &str,
+    why: &str,
+) -> Result<Vec<DeadlineChange>> {
+    struct Stored {
+        case_id: String,
+        code: String,
+        due: Option<String>,
+        counts_json: String,
+        pending_year: Option<i32>,
+    }
+    let rows = {
+        let mut st = tx
+            .prepare(
+                "SELECT case_id, code, due_date, due_counts_json, due_pending_year
+                 FROM case_measures WHERE state <> 'done' AND due_counts_json <> '[]'
+                 ORDER BY case_id, code",
+            )
+            .map_err(|e| sql_err(path, "deadlines", e))?;
+        st.query_map([], |r| {
+            Ok(Stored {
+                case_id: r.get(0)?,
+                code: r.get(1)?,
+                due: r.get(2)?,
+                counts_json: r.get(3)?,
+                pending_year: r.get(4)?,
+            })
+        })
+        .map_err(|e| sql_err(path, "deadlines", e))?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| sql_err(path, "deadlines", e))?
+    };
+    let mut changes = Vec::new();
+    for Stored {
+        case_id,
+        code,
+        due,
+        counts_json,
+        pending_year,
+    } in rows
+    {
+        let counts = parse_counts(path, &case_id, &code, &counts_json)?;
+        let Some((resolution, winners)) = resolve_earliest(&counts, cal.regulation())
+            .map_err(|e| PipelineError::regulation(format!("case {case_id}, {code}"), e))?
+        else {
+            continue;
+        };
+        let was = due.as_deref().and_then(|d| d.parse::<NaiveDate>().ok());
+        let (now, now_pending) = match &resolution {
+            Resolution::On(date) => (Some(*date), None),
+            Resolution::Pending(p) => (None, Some(p.needs_year)),
+        };
+        if now == was && now_pending == pending_year {
+            continue;
+        }
+        tx.execute(
+            "UPDATE case_measures SET due_date = ?3, due_pending_year = ?4, due_counts_json = ?5
+             WHERE case_id = ?1 AND code = ?2",
+            params![
+                case_id,
+                code,
+                now.map(|d| d.to_string()),
+                now_pending,
+                serde_json::to_string(&winners)
+                    .map_err(|e| PipelineError::Internal(format!("due counts: {e}")))?
+            ],
+        )
+        .map_err(|e| sql_err(path, "set deadline", e))?;
+        let counted = winners
+            .iter()
+            .map(WorkingDayCount::describe)
+            .collect::<Vec<_>>()
+            .join(" or ");
+        let (event, note) = match (was, now) {
+            (None, Some(date)) => (
+                "deadline_set",
+                format!("{code} due {date} ({counted}): {why}"),
+            ),
+            (Some(old), Some(date)) => (
+                "deadline_changed",
+                format!("{code} due {date}, was {old} ({counted}): {why}"),
+            ),
+            (Some(old), None) => (
+                "deadline_changed",
+                format!(
+                    "{code} due date pending the {} calendar, was {old} ({counted}): {why}",
+                    now_pending.unwrap_or_default()
+                ),
+            ),
+            (None, None) => continue,
+        };
+        append_event(tx, path, &case_id, event, on, actor, &note, None)?;
+        changes.push(DeadlineChange {
+            case_id,
+            code,
+            was,
+            now,
+        });
+    }
+    Ok(changes)
 }
 
 /// Appends one event (the only way rows enter `case_events`).
@@ -957,9 +1277,14 @@ fn apply_in(
     let described: Vec<String> = d
         .measures
         .iter()
-        .map(|m| match m.due_date {
-            Some(due) => format!("{} due {due}", m.code.as_str()),
-            None => m.code.as_str().to_string(),
+        .map(|m| match (m.due_date, &m.due_pending) {
+            (Some(due), _) => format!("{} due {due}", m.code.as_str()),
+            (None, Some(p)) => format!(
+                "{} due date pending the {} working-day calendar",
+                m.code.as_str(),
+                p.needs_year
+            ),
+            (None, None) => m.code.as_str().to_string(),
         })
         .collect();
     if escalated.is_empty() {
@@ -1003,11 +1328,13 @@ fn upsert_measure(
         "open"
     };
     tx.execute(
-        "INSERT INTO case_measures (case_id, code, article, due_date, detail, state, decided_on)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+        "INSERT INTO case_measures (case_id, code, article, due_date, detail, state, decided_on,
+                                    due_counts_json, due_pending_year)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
          ON CONFLICT (case_id, code) DO UPDATE SET article = excluded.article,
              due_date = excluded.due_date, detail = excluded.detail, state = excluded.state,
-             decided_on = excluded.decided_on",
+             decided_on = excluded.decided_on, due_counts_json = excluded.due_counts_json,
+             due_pending_year = excluded.due_pending_year",
         params![
             case_id,
             m.code.as_str(),
@@ -1015,7 +1342,10 @@ fn upsert_measure(
             m.due_date.map(|d| d.to_string()),
             m.detail,
             state,
-            on
+            on,
+            serde_json::to_string(&m.due_counts)
+                .map_err(|e| PipelineError::Internal(format!("due counts: {e}")))?,
+            m.due_pending.as_ref().map(|p| p.needs_year)
         ],
     )
     .map_err(|e| sql_err(path, "write measure", e))?;
@@ -1073,7 +1403,11 @@ pub fn format_list(cases: &[CaseSummary]) -> String {
             c.enterprise_id,
             c.status,
             c.opened_on,
-            c.next_due.as_deref().unwrap_or("-"),
+            match (&c.next_due, c.due_pending_year) {
+                (Some(d), _) => d.clone(),
+                (None, Some(y)) => format!("{y}?"),
+                (None, None) => "-".to_string(),
+            },
             c.enterprise_name
         ));
     }
@@ -1106,8 +1440,14 @@ pub fn format_show(d: &CaseDetail) -> String {
             "  {:<24} {:<9} due {:<10}  {}\n",
             m.code,
             m.state,
-            m.due_date.as_deref().unwrap_or("-"),
+            m.due_text(),
             m.article
+        ));
+    }
+    if let Some(year) = d.case.due_pending_year {
+        out.push_str(&format!(
+            "  note: a due date waits for the {year} working-day calendar; it is set when an \
+             operator loads that year (pharmwatch calendar import)\n"
         ));
     }
     if !d.lists.is_empty() {

@@ -12,7 +12,8 @@
 //! the model's features, fits and scores it; [`risk`] scores and writes the risk list;
 //! [`nightly`] ties them together; [`evaluate`] checks a risk list against planted anomalies;
 //! [`demo`] runs it all; [`table`] and [`modelcmd`] serve `pharmwatch model` on any table;
-//! [`calendar`] counts working days (over the regulation crate's calendar), [`regcmd`] serves
+//! [`calendar`] counts working days (over the regulation crate's calendar) and
+//! [`calendar_store`] keeps the years operators load in the store, [`regcmd`] serves
 //! `pharmwatch calendar` and `pharmwatch measures`; [`stream`] is the real-time service (with [`produce`] to
 //! feed it a simulated lake), [`store`] the SQLite risk store both paths write, [`metrics`]
 //! every Prometheus metric, [`report`] the supervisors' daily report (`report.html`) and the
@@ -23,6 +24,7 @@
 
 pub mod anomaly;
 pub mod calendar;
+pub mod calendar_store;
 pub mod closedloop;
 pub mod contacts;
 pub mod credit;

@@ -222,6 +222,10 @@ struct CalendarArgs {
     /// Calendar file (CSV: date,kind,name,source_url) replacing the embedded 2025–2026 one.
     #[arg(long, global = true, env = "PHARMWATCH_CALENDAR")]
     calendar: Option<PathBuf>,
+    /// Output directory whose store holds the years loaded with `calendar import` (every
+    /// process of the deployment reads them from there); required by `import` and `status`.
+    #[arg(long, global = true, env = "PHARMWATCH_OUT")]
+    out: Option<PathBuf>,
     #[command(subcommand)]
     command: CalendarCommand,
 }
@@ -240,6 +244,35 @@ enum CalendarCommand {
     IsWorkingDay {
         /// Date (YYYY-MM-DD).
         date: NaiveDate,
+    },
+    /// Load next year's holidays and make-up working days (from the State Council's notice)
+    /// into the store, then set every deadline that waited for that year (each recorded as a
+    /// ledger event). FILE is TOML (one [[holiday]] per holiday: name, from, to,
+    /// makeup_workdays) or a CSV of one year (date,kind,name,source_url). A bad file is
+    /// refused with its line and the reason; a year already loaded needs --replace.
+    Import {
+        /// The year file.
+        file: PathBuf,
+        /// Replace a year that is already covered (its deadlines are computed again; changed
+        /// ones are recorded as `deadline_changed` events).
+        #[arg(long)]
+        replace: bool,
+        /// Who loads it, for the store and the ledger's events.
+        #[arg(long, default_value = "pharmwatch calendar import")]
+        actor: String,
+        /// Business date of the ledger events (default: today, Asia/Shanghai).
+        #[arg(long)]
+        at: Option<NaiveDate>,
+    },
+    /// Print the covered years (and where each comes from), the last covered day, and the
+    /// deadlines waiting for a year not loaded yet. Warns when fewer than 60 days are left.
+    Status {
+        /// The day to count from (default: today, Asia/Shanghai).
+        #[arg(long)]
+        on: Option<NaiveDate>,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -625,7 +658,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Nightly(a) => {
             let textfile = a.metrics_textfile.clone();
             let started = std::time::Instant::now();
-            if let Err(e) = run_nightly(a, &cal).await {
+            if let Err(e) = run_nightly(a).await {
                 // A run that cannot even start (arguments, rules, notices configuration) is a
                 // failed run too; one that failed later is already recorded, and recording it
                 // again only updates its duration.
@@ -711,17 +744,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
         }
-        Command::Calendar(a) => {
-            let cal = regcmd::load_calendar(a.calendar.as_deref())?;
-            match a.command {
-                CalendarCommand::AddWorkingDays { date, n } => {
-                    println!("{}", regcmd::add_working_days(&cal, date, n)?);
-                }
-                CalendarCommand::IsWorkingDay { date } => {
-                    println!("{}", regcmd::is_working_day(&cal, date)?);
-                }
-            }
-        }
+        Command::Calendar(a) => return run_calendar(a),
         Command::Measures(MeasuresCommand::Decide(a)) => return run_decide(a),
         Command::Case(c) => return run_case(c),
         Command::Lists(o) => {
@@ -732,6 +755,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             guidance::validate_enterprise_id(&a.enterprise_id)?;
             let rules = regcmd::load_rules(a.rules.as_deref())?;
             let ledger = Ledger::open(&a.out.out)?;
+            let cal = ledger.calendar(&cal)?;
             let g = guidance::guidance(
                 &ledger,
                 &a.enterprise_id,
@@ -789,9 +813,58 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn run_calendar(a: CalendarArgs) -> anyhow::Result<ExitCode> {
+    let needs_out = || {
+        a.out
+            .as_deref()
+            .context("give --out OUT: the store of that output directory keeps the loaded years")
+    };
+    match a.command {
+        CalendarCommand::AddWorkingDays { date, n } => {
+            let cal = regcmd::calendar_for(a.calendar.as_deref(), a.out.as_deref())?;
+            println!("{}", regcmd::add_working_days(&cal, date, n)?);
+        }
+        CalendarCommand::IsWorkingDay { date } => {
+            let cal = regcmd::calendar_for(a.calendar.as_deref(), a.out.as_deref())?;
+            println!("{}", regcmd::is_working_day(&cal, date)?);
+        }
+        CalendarCommand::Import {
+            ref file,
+            replace,
+            ref actor,
+            at,
+        } => {
+            let year = pharmwatch_regulation::CalendarYear::from_path(file)?;
+            let base = regcmd::load_calendar(a.calendar.as_deref())?;
+            let mut ledger = Ledger::open(needs_out()?)?;
+            let report = ledger.import_calendar_year(
+                &base,
+                &year,
+                replace,
+                &file.display().to_string(),
+                actor,
+                at.unwrap_or_else(today),
+            )?;
+            print!("{}", regcmd::format_import(&year, &report));
+        }
+        CalendarCommand::Status { on, json } => {
+            let base = regcmd::load_calendar(a.calendar.as_deref())?;
+            let ledger = Ledger::open(needs_out()?)?;
+            let status = regcmd::calendar_status(&ledger, &base, on.unwrap_or_else(today))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{}", regcmd::format_status(&status));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run_decide(a: DecideArgs) -> anyhow::Result<ExitCode> {
     let rules = regcmd::load_rules(a.rules.as_deref())?;
-    let cal = regcmd::load_calendar(a.calendar.as_deref())?;
+    // With --out, the years loaded into that store count too.
+    let cal = regcmd::calendar_for(a.calendar.as_deref(), a.out.as_deref())?;
     let out = regcmd::decide_file(&a.findings, &rules, &cal)?;
     println!("{}", out.decisions_json()?);
     if a.record
@@ -888,7 +961,7 @@ fn run_case(c: CaseCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// `pharmwatch nightly`: the risk list, the closed loop, the report and the run's metrics.
-async fn run_nightly(a: NightlyArgs, cal: &WorkingCalendar) -> anyhow::Result<()> {
+async fn run_nightly(a: NightlyArgs) -> anyhow::Result<()> {
     let (from, to) = match (a.date, a.from, a.to) {
         (Some(d), _, _) => (d, d),
         (None, Some(f), Some(t)) => (f, t),
@@ -938,7 +1011,8 @@ async fn run_nightly(a: NightlyArgs, cal: &WorkingCalendar) -> anyhow::Result<()
                 None => NoticesConfig::default(),
             },
             rules: regcmd::load_rules(a.rules.as_deref())?,
-            calendar: cal.clone(),
+            // The built-in years and the ones loaded into this output directory's store.
+            calendar: regcmd::calendar_for(None, Some(&cfg.out))?,
             run_date: a.run_date,
         })
     };

@@ -538,6 +538,10 @@ pub struct NightlyMetrics {
     pub cases_overdue: IntGauge,
     /// Escalations recorded in the ledger (monotone).
     pub cases_escalated: IntCounter,
+    /// The last day the working-day calendar covers, Unix seconds (midnight UTC at its start).
+    pub calendar_covered_until: Gauge,
+    /// Deadlines of open measures waiting for a year the calendar does not cover yet.
+    pub deadlines_pending_calendar: IntGauge,
     /// The families above (for [`defined`]).
     pub families: Vec<Family>,
 }
@@ -645,6 +649,17 @@ impl NightlyMetrics {
             )),
             FamilyType::Counter,
         );
+        let calendar_covered_until = b.float_gauge(
+            "pharmwatch_calendar_covered_until_timestamp_seconds",
+            "Last day the working-day calendar covers (built-in and loaded years), Unix seconds (midnight UTC at its start). Deadlines past it wait for the next year's calendar.",
+        );
+        let deadlines_pending_calendar = b.add(
+            must(IntGauge::new(
+                "pharmwatch_deadlines_pending_calendar",
+                "Deadlines of open measures whose due date waits for a year the working-day calendar does not cover yet (set by pharmwatch calendar import).",
+            )),
+            FamilyType::Gauge,
+        );
         for k in pharmwatch_schemas::EventKind::ALL {
             records.with_label_values(&[k.as_str()]);
         }
@@ -684,6 +699,8 @@ impl NightlyMetrics {
             cases_open,
             cases_overdue,
             cases_escalated,
+            calendar_covered_until,
+            deadlines_pending_calendar,
             families: b.families,
         }
     }

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use chrono::{Datelike, NaiveDate};
 use minijinja::value::Serde;
 use minijinja::{AutoEscape, Environment, Value, context};
-use pharmwatch_regulation::{MeasureCode, Rules};
+use pharmwatch_regulation::{MeasureCode, Rules, WorkingDayCount};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{PipelineError, Result};
@@ -245,6 +245,22 @@ pub fn date_zh(d: NaiveDate) -> String {
     format!("{}年{}月{}日", d.year(), d.month(), d.day())
 }
 
+/// A deadline still waiting for the calendar, as an official document states it:
+/// `自2026年12月3日起30个工作日内（具体日期待2027年节假日安排公布后确定并另行告知）`. With several
+/// counts, the earliest applies: each is named, joined by `或`.
+pub fn pending_due_zh(counts: &[WorkingDayCount], needs_year: i32) -> String {
+    let spans: Vec<String> = counts
+        .iter()
+        .map(|c| format!("自{}起{}个工作日内", date_zh(c.from), c.working_days))
+        .collect();
+    let spans = if spans.is_empty() {
+        "本局规定的期限内".to_string()
+    } else {
+        spans.join("或")
+    };
+    format!("{spans}（具体日期待{needs_year}年节假日安排公布后确定并另行告知）")
+}
+
 fn environment(html: bool) -> Result<Environment<'static>> {
     let mut env = Environment::new();
     env.set_auto_escape_callback(move |_| {
@@ -303,6 +319,17 @@ pub fn render(
         .due_date
         .as_deref()
         .and_then(|d| d.parse::<NaiveDate>().ok());
+    let report_days = rules.deadlines.caution_interview_report_working_days;
+    // What the enterprise must do by when, as the sentence reads: a date, or while the
+    // calendar does not reach it, the count with a promise to notify the date.
+    let due_clause = match (due, measure.due_pending_year) {
+        (Some(d), _) if kind == DocumentKind::SuspensionDecision => {
+            format!("于{}前", date_zh(d))
+        }
+        (Some(d), _) => format!("于{}前（{report_days}个工作日内）", date_zh(d)),
+        (None, Some(year)) => pending_due_zh(&measure.due_counts, year),
+        (None, None) => "于本局规定的期限前".to_string(),
+    };
     let observation_until = case
         .measures
         .iter()
@@ -358,8 +385,8 @@ pub fn render(
             soft => soft,
             observation_days => rules.leniency.observation_period_days,
             observation_until_zh => observation_until.map(date_zh).unwrap_or_default(),
-            due_date_zh => due.map(date_zh).unwrap_or_else(|| "本局规定的期限".to_string()),
-            due_working_days => rules.deadlines.caution_interview_report_working_days,
+            due_working_days => report_days,
+            due_clause => &due_clause,
             interview_date_zh => "",
             reschedule_days => rules.deadlines.interview_reschedule_notice_working_days,
             suspension_scope => &suspension_scope,

@@ -1,6 +1,7 @@
 //! `pharmwatch calendar` and `pharmwatch measures decide`: the regulation crate's calendar and
 //! measures engine behind the command line, as library functions the CLI prints and the tests
-//! call.
+//! call. The calendar of a deployment is the built-in years plus the ones operators load into
+//! its store (`calendar import`, `calendar status`).
 //!
 //! Invariants: a date outside the calendar's years is an error, never a guess; `decide` reads
 //! every finding of its input, decides the readable ones and reports each refused one (index,
@@ -9,7 +10,8 @@
 use std::fmt;
 use std::path::Path;
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
+use pharmwatch_regulation::calendar::CalendarYear;
 use pharmwatch_regulation::{Decision, FindingError, Rules, decide_json};
 
 use crate::calendar::{DayKind, WorkingCalendar};
@@ -22,6 +24,150 @@ pub fn load_calendar(path: Option<&Path>) -> Result<WorkingCalendar> {
         Some(p) => WorkingCalendar::from_csv_path(p)?,
         None => WorkingCalendar::embedded()?,
     })
+}
+
+/// The calendar of a deployment: `--calendar FILE` or the built-in years, plus the years loaded
+/// into the store of output directory `out` (`pharmwatch calendar import`) when one is given.
+pub fn calendar_for(path: Option<&Path>, out: Option<&Path>) -> Result<WorkingCalendar> {
+    let base = load_calendar(path)?;
+    match out {
+        Some(out) => Ledger::open(out)?.calendar(&base),
+        None => Ok(base),
+    }
+}
+
+/// Days before the calendar runs out at which operators are warned (the alert rule
+/// `PharmwatchCalendarEndingSoon` uses the same figure).
+pub const COVERAGE_WARNING_DAYS: i64 = 60;
+
+/// What `pharmwatch calendar status` reports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CalendarStatus {
+    /// The day the status is for.
+    pub on: NaiveDate,
+    /// The covered years and where each comes from.
+    pub coverage: crate::calendar_store::Coverage,
+    /// Days from `on` to the last covered day.
+    pub days_left: i64,
+    /// The next year's calendar should be loaded now (fewer than
+    /// [`COVERAGE_WARNING_DAYS`] left).
+    pub load_next_year: bool,
+    /// Deadlines of open measures waiting for a year the calendar does not cover.
+    pub pending: Vec<crate::ledger::PendingDeadline>,
+}
+
+/// `calendar status` for the store of `ledger` on `on`.
+pub fn calendar_status(
+    ledger: &Ledger,
+    base: &WorkingCalendar,
+    on: NaiveDate,
+) -> Result<CalendarStatus> {
+    let stored = crate::calendar_store::stored_years(ledger.conn(), ledger.path())?;
+    let cal = crate::calendar_store::with_years(base, &stored)?;
+    let coverage = crate::calendar_store::coverage(&cal, &stored)?;
+    let days_left = (coverage.covered_until - on).num_days();
+    Ok(CalendarStatus {
+        on,
+        days_left,
+        load_next_year: days_left < COVERAGE_WARNING_DAYS,
+        coverage,
+        pending: ledger.pending_deadlines()?,
+    })
+}
+
+/// The text `calendar status` prints.
+pub fn format_status(s: &CalendarStatus) -> String {
+    let mut out = String::from("working-day calendar (工作日历):\n");
+    for y in &s.coverage.years {
+        out.push_str(&format!(
+            "  {}  {} working days  {}\n",
+            y.year, y.working_days, y.source
+        ));
+    }
+    out.push_str(&format!(
+        "covered until {} ({} days from {})\n",
+        s.coverage.covered_until, s.days_left, s.on
+    ));
+    if s.load_next_year {
+        out.push_str(&format!(
+            "WARNING: fewer than {COVERAGE_WARNING_DAYS} days of calendar left: load the {} \
+             schedule as soon as the State Council publishes it (pharmwatch calendar import)\n",
+            s.coverage.covered_until.year() + 1
+        ));
+    }
+    out.push_str(&format!(
+        "deadlines pending the calendar: {}\n",
+        s.pending.len()
+    ));
+    for p in &s.pending {
+        out.push_str(&format!(
+            "  {:<34} {:<22} needs {}  {}  {}\n",
+            p.case_id,
+            p.code,
+            p.needs_year,
+            p.due_counts
+                .iter()
+                .map(pharmwatch_regulation::WorkingDayCount::describe)
+                .collect::<Vec<_>>()
+                .join(" or "),
+            if p.enterprise_name.is_empty() {
+                &p.enterprise_id
+            } else {
+                &p.enterprise_name
+            }
+        ));
+    }
+    out
+}
+
+/// The text `calendar import` prints.
+pub fn format_import(year: &CalendarYear, r: &crate::ledger::CalendarImport) -> String {
+    let mut out = format!(
+        "{} {} ({}): {} working days, covered until {}\n",
+        if r.replaced { "replaced" } else { "loaded" },
+        r.year,
+        year.notice,
+        r.working_days,
+        r.covered_until
+    );
+    for h in year.holidays() {
+        out.push_str(&format!(
+            "  {}: {} … {} off{}\n",
+            h.name,
+            h.from,
+            h.to,
+            if h.makeup_workdays.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", make-up working days {}",
+                    h.makeup_workdays
+                        .iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        ));
+    }
+    let set = r.changes.iter().filter(|c| c.was.is_none()).count();
+    out.push_str(&format!(
+        "deadlines: {set} set, {} changed, {} still pending\n",
+        r.changes.len() - set,
+        r.still_pending
+    ));
+    for c in &r.changes {
+        out.push_str(&format!(
+            "  {:<34} {:<22} {} → {}\n",
+            c.case_id,
+            c.code,
+            c.was
+                .map_or_else(|| "pending".to_string(), |d| d.to_string()),
+            c.now
+                .map_or_else(|| "pending".to_string(), |d| d.to_string())
+        ));
+    }
+    out
 }
 
 /// The measures rules from `path`, or the embedded defaults (seed 004 and seed 000) when `None`.

@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use chrono::{Duration, NaiveDate};
+use chrono::{Datelike, Duration, NaiveDate};
 use plotters::prelude::*;
 use rusqlite::params;
 
@@ -35,6 +35,7 @@ const TREND_SQL: &str = include_str!("../sql/report/trend.sql");
 const DOCUMENTS_SQL: &str = include_str!("../sql/report/documents.sql");
 const CASES_SQL: &str = include_str!("../sql/report/cases.sql");
 const OVERDUE_SQL: &str = include_str!("../sql/report/overdue.sql");
+const PENDING_SQL: &str = include_str!("../sql/report/pending_deadlines.sql");
 
 /// A row of the day's risk list as the report shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,6 +107,10 @@ pub struct Snapshot {
     pub escalations: i64,
     /// The overdue cases.
     pub overdue: Vec<OverdueCase>,
+    /// The last day the working-day calendar covers (built-in and loaded years).
+    pub calendar_covered_until: NaiveDate,
+    /// Deadlines of open measures waiting for a year the calendar does not cover yet.
+    pub deadlines_pending: i64,
 }
 
 fn grade_index(g: &str) -> Option<usize> {
@@ -192,6 +197,11 @@ impl Snapshot {
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(err("overdue cases"))?
         };
+        let base = crate::calendar::WorkingCalendar::embedded()?;
+        let calendar = crate::calendar_store::load(conn, path, &base)?;
+        let deadlines_pending = conn
+            .query_row(PENDING_SQL, [], |r| r.get(0))
+            .map_err(err("pending deadlines"))?;
         Ok(Self {
             day,
             run_date,
@@ -202,6 +212,8 @@ impl Snapshot {
             cases_overdue,
             escalations,
             overdue,
+            calendar_covered_until: calendar.regulation().last_covered_day(),
+            deadlines_pending,
         })
     }
 
@@ -242,13 +254,17 @@ impl Snapshot {
     }
 }
 
+/// Midnight UTC at the start of `day`, Unix seconds.
+fn day_timestamp(day: NaiveDate) -> f64 {
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+    (day - epoch).num_days() as f64 * 86_400.0
+}
+
 /// The metrics of a successful nightly run: its output and the store's snapshot after it.
 pub fn run_metrics(out: &NightlyOutput, snap: &Snapshot) -> NightlyMetrics {
     let m = NightlyMetrics::new();
     let s = &out.summary;
-    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
-    m.business_day
-        .set((s.to - epoch).num_days() as f64 * 86_400.0);
+    m.business_day.set(day_timestamp(s.to));
     for (kind, n) in &s.lake_records {
         m.records.with_label_values(&[kind.as_str()]).set(*n as i64);
     }
@@ -330,6 +346,9 @@ pub fn run_metrics(out: &NightlyOutput, snap: &Snapshot) -> NightlyMetrics {
     }
     m.cases_open.set(snap.cases_open);
     m.cases_overdue.set(snap.cases_overdue);
+    m.calendar_covered_until
+        .set(day_timestamp(snap.calendar_covered_until));
+    m.deadlines_pending_calendar.set(snap.deadlines_pending);
     m.cases_escalated.inc_by(snap.escalations.max(0) as u64);
     m
 }
@@ -618,6 +637,7 @@ pub fn html(snap: &Snapshot) -> Result<String> {
          <div class=\"tile grade-D\" data-tile=\"overdue\">逾期未整改<b>{}</b>件</div>\n</div>\n",
         snap.cases_open, snap.cases_overdue
     ));
+    h.push_str(&calendar_notice(snap));
     h.push_str("<h2>当日风险清单分布</h2>\n");
     h.push_str(&format!(
         "<figure data-chart=\"region\" data-bars=\"{}\">\n{region}\n</figure>\n",
@@ -686,6 +706,34 @@ pub fn html(snap: &Snapshot) -> Result<String> {
     Ok(h)
 }
 
+/// The report's warning about the working-day calendar: deadlines waiting for next year's
+/// schedule, or coverage ending within the warning period. Empty when neither applies.
+fn calendar_notice(snap: &Snapshot) -> String {
+    let left = (snap.calendar_covered_until - snap.run_date).num_days();
+    let next = snap.calendar_covered_until.year() + 1;
+    let mut parts = Vec::new();
+    if snap.deadlines_pending > 0 {
+        parts.push(format!(
+            "{} 项整改期限待{next}年工作日历公布后确定（deadlines pending the {next} calendar）",
+            snap.deadlines_pending
+        ));
+    }
+    if left < crate::regcmd::COVERAGE_WARNING_DAYS {
+        parts.push(format!(
+            "工作日历仅覆盖至 {}（还剩 {left} 天），请在国务院公布{next}年节假日安排后执行 \
+             pharmwatch calendar import",
+            snap.calendar_covered_until
+        ));
+    }
+    if parts.is_empty() {
+        return String::new();
+    }
+    format!(
+        "<div class=\"box\" data-notice=\"calendar\">{}</div>\n",
+        esc(&parts.join("；"))
+    )
+}
+
 /// Writes the report into `out_dir` whole; returns its path.
 pub fn write_html(out_dir: &Path, snap: &Snapshot) -> Result<PathBuf> {
     let text = html(snap)?;
@@ -734,6 +782,8 @@ mod tests {
             }],
             cases_open: 4,
             cases_overdue: 1,
+            calendar_covered_until: NaiveDate::from_ymd_opt(2026, 12, 31).unwrap_or_default(),
+            deadlines_pending: 0,
             escalations: 1,
             overdue: Vec::new(),
         }

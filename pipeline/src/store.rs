@@ -32,6 +32,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (10, include_str!("../sql/store/010_ledger.sql")),
     (20, include_str!("../sql/store/020_delivery.sql")),
     (30, include_str!("../sql/store/030_regions.sql")),
+    (40, include_str!("../sql/store/040_calendar.sql")),
 ];
 
 /// An open store.

@@ -9,7 +9,8 @@ mod common;
 use std::path::Path;
 
 use chrono::NaiveDate;
-use common::simulate_province;
+use common::d;
+use common::{TEST_2027, simulate_province};
 use pharmwatch::anomaly::ModelSource;
 use pharmwatch::calendar::WorkingCalendar;
 use pharmwatch::closedloop::{ClosedLoop, ClosedLoopSummary};
@@ -271,4 +272,211 @@ fn a_rendered_caution_notice_opens_in_chromium_as_a_document() {
 
     // What a person sees: an A4-shaped page with real content on it.
     common::assert_screenshot_has_content(&bin, &page, (1240, 1754), 10, "notice");
+}
+
+/// Runs the `pharmwatch` binary; panics with its output when it cannot start.
+fn pharmwatch(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_pharmwatch"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The value of an unlabelled metric in a textfile.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} missing from\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The night of 2026-11-25 on a province simulated from 2026-10-15 for 50 days: the cases it
+/// opens have 30-working-day deadlines in 2027, which the built-in calendar does not cover.
+/// The night succeeds with those deadlines pending; a malformed 2027 file is refused with its
+/// line; the good one sets every pending deadline with a ledger event, and the next night has
+/// none pending.
+#[test]
+fn a_night_whose_deadlines_run_into_an_unloaded_year_succeeds_and_the_import_sets_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).display().to_string();
+    let (lake, out) = (p("lake"), p("out"));
+    let sim = pharmwatch(&[
+        "simulate",
+        "--enterprises",
+        "60",
+        "--days",
+        "50",
+        "--start",
+        "2026-10-15",
+        "--seed",
+        "7",
+        "--anomalies-per-kind",
+        "2",
+        "--quiet",
+        "--out",
+        &lake,
+    ]);
+    assert!(
+        sim.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sim.stderr)
+    );
+    let notices_config = p("notices.toml");
+    std::fs::write(&notices_config, "grades = [\"B\", \"C\", \"D\"]\n").unwrap();
+    let prom = p("nightly.prom");
+    let night = |date: &str| {
+        pharmwatch(&[
+            "nightly",
+            "--lake",
+            &lake,
+            "--date",
+            date,
+            "--no-model",
+            "--quiet",
+            "--notices-config",
+            &notices_config,
+            "--out",
+            &out,
+            "--metrics-textfile",
+            &prom,
+        ])
+    };
+    let first = night("2026-11-25");
+    let stdout = String::from_utf8_lossy(&first.stdout).to_string();
+    assert!(
+        first.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(
+        stdout.contains("wait for the 2027 working-day calendar"),
+        "{stdout}"
+    );
+    let metrics = std::fs::read_to_string(&prom).unwrap();
+    let pending = metric(&metrics, "pharmwatch_deadlines_pending_calendar");
+    assert!(pending >= 2.0, "{metrics}");
+    let end_of_2026 = (d("2026-12-31") - d("1970-01-01")).num_days() as f64 * 86_400.0;
+    assert_eq!(
+        metric(
+            &metrics,
+            "pharmwatch_calendar_covered_until_timestamp_seconds"
+        ),
+        end_of_2026
+    );
+    let report = std::fs::read_to_string(dir.path().join("out/report.html")).unwrap();
+    assert!(
+        report.contains("data-notice=\"calendar\""),
+        "no calendar notice"
+    );
+
+    let ledger = Ledger::open(Path::new(&out)).unwrap();
+    let waiting = ledger.pending_deadlines().unwrap();
+    assert_eq!(waiting.len() as f64, pending);
+    let case_id = waiting[0].case_id.clone();
+    drop(ledger);
+    let show = pharmwatch(&["case", "show", &case_id, "--out", &out]);
+    let shown = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        shown.contains("pending the 2027 calendar (30 working days after"),
+        "{shown}"
+    );
+
+    let status = pharmwatch(&["calendar", "status", "--out", &out, "--on", "2026-11-26"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{text}");
+    assert!(
+        text.contains("covered until 2026-12-31 (35 days from 2026-11-26)"),
+        "{text}"
+    );
+    assert!(text.contains("WARNING: fewer than 60 days"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "deadlines pending the calendar: {}",
+            waiting.len()
+        )),
+        "{text}"
+    );
+
+    // A make-up working day on a Monday (line 15): refused, naming the line; nothing changes.
+    let bad = p("2027-bad.toml");
+    std::fs::write(&bad, TEST_2027.replace("2027-02-14, ", "2027-02-15, ")).unwrap();
+    let refused = pharmwatch(&["calendar", "import", &bad, "--out", &out]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(err.contains("line 15"), "{err}");
+    assert!(
+        err.contains("2027-02-15 is a Mon, not a Saturday or Sunday"),
+        "{err}"
+    );
+    let ledger = Ledger::open(Path::new(&out)).unwrap();
+    assert_eq!(ledger.pending_deadlines().unwrap().len(), waiting.len());
+    drop(ledger);
+
+    let good = p("2027.toml");
+    std::fs::write(&good, TEST_2027).unwrap();
+    let loaded = pharmwatch(&[
+        "calendar",
+        "import",
+        &good,
+        "--out",
+        &out,
+        "--actor",
+        "运维甲",
+        "--at",
+        "2026-12-01",
+    ]);
+    let text = String::from_utf8_lossy(&loaded.stdout);
+    assert!(
+        loaded.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
+    assert!(
+        text.starts_with(
+            "loaded 2027 (test notice 2027): 257 working days, covered until 2027-12-31"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "deadlines: {} set, 0 changed, 0 still pending",
+            waiting.len()
+        )),
+        "{text}"
+    );
+    let ledger = Ledger::open(Path::new(&out)).unwrap();
+    assert!(ledger.pending_deadlines().unwrap().is_empty());
+    let case = ledger.show(&case_id).unwrap();
+    let set = case
+        .events
+        .iter()
+        .find(|e| e.event == "deadline_set")
+        .unwrap();
+    assert_eq!(
+        (set.actor.as_str(), set.event_date.as_str()),
+        ("运维甲", "2026-12-01")
+    );
+    assert!(case.measures.iter().all(|m| m.due_pending_year.is_none()));
+    drop(ledger);
+
+    let next = night("2026-11-26");
+    assert!(
+        next.status.success(),
+        "{}",
+        String::from_utf8_lossy(&next.stderr)
+    );
+    let metrics = std::fs::read_to_string(&prom).unwrap();
+    assert_eq!(
+        metric(&metrics, "pharmwatch_deadlines_pending_calendar"),
+        0.0
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "pharmwatch_calendar_covered_until_timestamp_seconds"
+        ),
+        end_of_2026 + 365.0 * 86_400.0
+    );
 }

@@ -4,10 +4,12 @@
 
 mod common;
 
-use common::{ENTERPRISE, caution_finding, d, decide_and_record};
+use common::{ENTERPRISE, TEST_2027, caution_finding, caution_finding_on, d, decide_and_record};
+use pharmwatch::calendar::WorkingCalendar;
 use pharmwatch::ledger::{Ledger, RecordedEvent};
 use pharmwatch::notices::{self, AuthorityConfig, DocumentKind};
 use pharmwatch::regcmd;
+use pharmwatch_regulation::CalendarYear;
 
 #[test]
 fn events_are_append_only() {
@@ -351,4 +353,201 @@ fn document_numbers_have_no_gap_under_concurrent_issue() {
         })
         .sum();
     assert_eq!(events, threads * per_thread);
+}
+
+#[test]
+fn a_case_past_the_calendar_opens_with_pending_deadlines_that_the_loaded_year_sets() {
+    let dir = tempfile::tempdir().unwrap();
+    // Inspected 2026-12-03: the 30-working-day deadlines end in 2027, which the built-in
+    // calendar does not cover.
+    let mut ledger = decide_and_record(
+        dir.path(),
+        &caution_finding_on("C-27", "2026-12-03"),
+        d("2026-12-03"),
+    );
+    let case = ledger.show("C-27").unwrap();
+    assert_eq!(case.case.status, "open");
+    assert_eq!(case.case.due_pending_year, Some(2027));
+    for code in ["deadline_rectification", "caution"] {
+        let m = case.measures.iter().find(|m| m.code == code).unwrap();
+        assert_eq!(m.due_date, None, "{code}");
+        assert_eq!(m.due_pending_year, Some(2027), "{code}");
+        assert_eq!(
+            m.due_text(),
+            "pending the 2027 calendar (30 working days after inspection_date 2026-12-03)"
+        );
+    }
+    let decided = case
+        .events
+        .iter()
+        .find(|e| e.event == "measures_decided")
+        .unwrap();
+    assert!(
+        decided
+            .note
+            .contains("caution due date pending the 2027 working-day calendar"),
+        "{}",
+        decided.note
+    );
+    let shown = pharmwatch::ledger::format_show(&case);
+    assert!(
+        shown.contains("waits for the 2027 working-day calendar"),
+        "{shown}"
+    );
+    assert_eq!(ledger.pending_deadlines().unwrap().len(), 2);
+    assert_eq!(
+        ledger.list(true, None).unwrap()[0].due_pending_year,
+        Some(2027)
+    );
+
+    // The caution notice states the count and promises the date.
+    let rules = regcmd::load_rules(None).unwrap();
+    let (doc, _) = notices::issue(
+        &mut ledger,
+        "C-27",
+        DocumentKind::CautionNotice,
+        d("2026-12-03"),
+        "检查员甲",
+        &AuthorityConfig::default(),
+        &rules,
+        None,
+    )
+    .unwrap();
+    let (_, markdown) = ledger.document_text(&doc.number).unwrap().unwrap();
+    assert!(
+        markdown.contains(
+            "并自2026年12月3日起30个工作日内（具体日期待2027年节假日安排公布后确定并另行告知）向本局提交书面整改报告"
+        ),
+        "{markdown}"
+    );
+
+    // The enterprise's guidance says the same.
+    let base = WorkingCalendar::embedded().unwrap();
+    let g = pharmwatch::guidance::guidance(&ledger, ENTERPRISE, d("2026-12-04"), &rules, &base)
+        .unwrap();
+    let caution = |g: &pharmwatch::guidance::Guidance| {
+        g.open_cases[0]
+            .measures
+            .iter()
+            .find(|m| m.code == "caution")
+            .cloned()
+            .unwrap()
+    };
+    let pending = caution(&g);
+    assert_eq!(pending.due_date, None);
+    assert!(
+        pending
+            .due_pending
+            .as_deref()
+            .is_some_and(|t| t.starts_with("自2026年12月3日起30个工作日内")),
+        "{pending:?}"
+    );
+    assert!(
+        pending
+            .next_step
+            .as_ref()
+            .is_some_and(|s| s.text.contains("具体日期待2027年节假日安排公布后确定")),
+        "{pending:?}"
+    );
+
+    // A year that leaves a gap is refused and changes nothing.
+    let year_2028 = CalendarYear::from_toml_str(
+        &TEST_2027
+            .replace("2027", "2028")
+            .replace("2028-02-14, ", ""),
+        "2028.toml",
+    )
+    .unwrap();
+    let err = ledger
+        .import_calendar_year(
+            &base,
+            &year_2028,
+            false,
+            "2028.toml",
+            "运维甲",
+            d("2026-12-10"),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("load 2027 first"), "{err}");
+    assert_eq!(ledger.pending_deadlines().unwrap().len(), 2);
+
+    // Loading 2027 sets both dates, one event each. 2026-12-03 + 30 working days: December
+    // gives 20 (12-04 … 12-31), 2027-01-01 is off, 01-04 … 01-08 (25), 01-11 … 01-15 (30).
+    let year = CalendarYear::from_toml_str(TEST_2027, "2027.toml").unwrap();
+    let report = ledger
+        .import_calendar_year(&base, &year, false, "2027.toml", "运维甲", d("2026-12-10"))
+        .unwrap();
+    assert!(!report.replaced);
+    assert_eq!(report.covered_until, d("2027-12-31"));
+    assert_eq!(report.still_pending, 0);
+    assert_eq!(report.changes.len(), 2);
+    for c in &report.changes {
+        assert_eq!((c.was, c.now), (None, Some(d("2027-01-15"))), "{c:?}");
+    }
+    let case = ledger.show("C-27").unwrap();
+    let set: Vec<&str> = case
+        .events
+        .iter()
+        .filter(|e| e.event == "deadline_set")
+        .map(|e| e.note.as_str())
+        .collect();
+    assert_eq!(set.len(), 2, "{set:?}");
+    assert!(set.contains(
+        &"caution due 2027-01-15 (30 working days after inspection_date 2026-12-03): the 2027 \
+          working-day calendar was loaded (test notice 2027)"
+    ));
+    assert!(case.events.iter().all(
+        |e| e.event != "deadline_set" || (e.actor == "运维甲" && e.event_date == "2026-12-10")
+    ));
+    assert_eq!(case.case.due_pending_year, None);
+    assert_eq!(case.case.next_due.as_deref(), Some("2027-01-15"));
+    assert!(ledger.pending_deadlines().unwrap().is_empty());
+    let cal = ledger.calendar(&base).unwrap();
+    assert_eq!(cal.covered_years(), 2025..=2027);
+    // The guidance shows the date and the working days left, counted with the loaded year:
+    // from 2026-12-10, 15 in December and 10 in January.
+    let g =
+        pharmwatch::guidance::guidance(&ledger, ENTERPRISE, d("2026-12-10"), &rules, &cal).unwrap();
+    let set = caution(&g);
+    assert_eq!(set.due_date, Some(d("2027-01-15")));
+    assert_eq!(set.due_pending, None);
+    assert_eq!(set.working_days_left, Some(25));
+
+    // Loading 2027 again needs --replace; a corrected 2027 (01-04 and 01-05 off too) moves
+    // the dates by two working days, recorded as changes.
+    let err = ledger
+        .import_calendar_year(&base, &year, false, "2027.toml", "运维甲", d("2026-12-11"))
+        .unwrap_err();
+    assert!(err.to_string().contains("--replace"), "{err}");
+    let fixed = CalendarYear::from_toml_str(
+        &TEST_2027.replace("to = 2027-01-03", "to = 2027-01-05"),
+        "2027-fixed.toml",
+    )
+    .unwrap();
+    let report = ledger
+        .import_calendar_year(
+            &base,
+            &fixed,
+            true,
+            "2027-fixed.toml",
+            "运维乙",
+            d("2026-12-11"),
+        )
+        .unwrap();
+    assert!(report.replaced);
+    assert_eq!(report.changes.len(), 2);
+    assert!(
+        report
+            .changes
+            .iter()
+            .all(|c| (c.was, c.now) == (Some(d("2027-01-15")), Some(d("2027-01-19"))))
+    );
+    let changed = ledger
+        .show("C-27")
+        .unwrap()
+        .events
+        .into_iter()
+        .filter(|e| e.event == "deadline_changed")
+        .count();
+    assert_eq!(changed, 2);
 }

@@ -28,7 +28,16 @@
 //! - every entry has a name and a source.
 //!
 //! Nothing outside the covered years is guessed: any question about such a date, including a
-//! count that walks past the last covered day, is [`Error::CalendarNotCovered`].
+//! count that walks past the last covered day, is [`Error::CalendarNotCovered`]. The measures
+//! engine turns a count past the last covered day into a deadline *pending the calendar*
+//! ([`crate::deadline::WorkingDayCount`]) rather than a refusal.
+//!
+//! # A new year
+//!
+//! The State Council publishes each year's schedule late in the year before. An operator adds
+//! it from a year file ([`CalendarYear`], module [`year`]) with [`Calendar::with_year`]: the
+//! year must follow the last covered year (or precede the first), so the covered years stay
+//! contiguous; a year already covered is replaced only when asked.
 
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
@@ -37,6 +46,10 @@ use std::path::Path;
 use chrono::{Datelike, NaiveDate, Weekday};
 
 use crate::error::{Error, Result};
+
+pub mod year;
+
+pub use year::{CalendarYear, Holiday, MAX_HOLIDAY_DAYS};
 
 /// The calendar file shipped with the crate.
 const EMBEDDED_CSV: &str = include_str!("../data/cn_holidays_2025_2026.csv");
@@ -249,6 +262,68 @@ impl Calendar {
     /// Whether the calendar covers the year of `date`.
     pub fn covers(&self, date: NaiveDate) -> bool {
         self.years.contains(&date.year())
+    }
+
+    /// The first day the calendar covers (1 January of its first year).
+    pub fn first_covered_day(&self) -> NaiveDate {
+        NaiveDate::from_ymd_opt(*self.years.start(), 1, 1).unwrap_or(NaiveDate::MIN)
+    }
+
+    /// The last day the calendar covers (31 December of its last year).
+    pub fn last_covered_day(&self) -> NaiveDate {
+        NaiveDate::from_ymd_opt(*self.years.end(), 12, 31).unwrap_or(NaiveDate::MAX)
+    }
+
+    /// The listed days of `year` (empty when the year is not covered).
+    pub fn year_days(&self, year: i32) -> impl Iterator<Item = (&NaiveDate, &SpecialDay)> {
+        let range = match (
+            NaiveDate::from_ymd_opt(year, 1, 1),
+            NaiveDate::from_ymd_opt(year, 12, 31),
+        ) {
+            (Some(first), Some(last)) => first..=last,
+            _ => NaiveDate::MAX..=NaiveDate::MIN,
+        };
+        self.days.range(range)
+    }
+
+    /// This calendar with `year` added: the year must follow the last covered year or precede
+    /// the first, so the covered years stay contiguous. A covered year is refused unless
+    /// `replace` is set, and then its days are replaced by the file's.
+    ///
+    /// Fails with [`Error::CalendarYear`] naming the year and what to do.
+    pub fn with_year(&self, year: &CalendarYear, replace: bool) -> Result<Calendar> {
+        let y = year.year;
+        let (first, last) = (*self.years.start(), *self.years.end());
+        let refuse = |reason: String| Error::CalendarYear { year: y, reason };
+        let years = if self.years.contains(&y) {
+            if !replace {
+                return Err(refuse(format!(
+                    "{y} is already loaded (the calendar covers {first}–{last}): give --replace to replace it"
+                )));
+            }
+            self.years.clone()
+        } else if y == last + 1 {
+            first..=y
+        } else if y == first - 1 {
+            y..=last
+        } else {
+            return Err(refuse(format!(
+                "the calendar covers {first}–{last}; years are added in order, so load {} first",
+                if y > last { last + 1 } else { first - 1 }
+            )));
+        };
+        let mut days: BTreeMap<NaiveDate, SpecialDay> = self
+            .days
+            .iter()
+            .filter(|(date, _)| date.year() != y)
+            .map(|(date, day)| (*date, day.clone()))
+            .collect();
+        days.extend(year.days.iter().map(|(date, day)| (*date, day.clone())));
+        Ok(Calendar {
+            source: format!("{} + {y} ({})", self.source, year.notice),
+            years,
+            days,
+        })
     }
 
     /// The listed holiday or make-up day on `date`, if any.
@@ -661,6 +736,55 @@ mod tests {
                 }
             ),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_year_is_added_in_order_and_replaced_only_when_asked() {
+        let year = |y: i32| {
+            CalendarYear::from_toml_str(
+                &format!(
+                    "year = {y}\nnotice = \"n{y}\"\nsource_url = \"u\"\n[[holiday]]\n\
+                     name = \"元旦\"\nfrom = {y}-01-01\nto = {y}-01-01\n"
+                ),
+                "y.toml",
+            )
+            .expect("valid year")
+        };
+        let cal = cal();
+        let with = cal.with_year(&year(2027), false).expect("2027 follows");
+        assert_eq!(with.years(), 2025..=2027);
+        assert_eq!(with.last_covered_day(), d("2027-12-31"));
+        assert!(!with.is_working_day(d("2027-01-01")).expect("covered"));
+        assert!(with.source().contains("n2027"), "{}", with.source());
+        // 2025–2026 are unchanged.
+        for y in [2025, 2026] {
+            assert_eq!(with.working_days_in_year(y).expect("covered"), 248);
+        }
+        let before = cal.with_year(&year(2024), false).expect("2024 precedes");
+        assert_eq!(before.first_covered_day(), d("2024-01-01"));
+        // A gap, or a year already there without `replace`, is refused with what to do.
+        let err = cal.with_year(&year(2028), false).expect_err("gap");
+        assert!(
+            matches!(&err, Error::CalendarYear { year: 2028, reason } if reason.contains("load 2027 first")),
+            "{err}"
+        );
+        let err = with.with_year(&year(2027), false).expect_err("twice");
+        assert!(err.to_string().contains("--replace"), "{err}");
+        // Replacing swaps the year's days: the replacement has no holiday on 01-01 but 01-04.
+        let other = CalendarYear::from_toml_str(
+            "year = 2027\nnotice = \"fix\"\nsource_url = \"u\"\n[[holiday]]\nname = \"x\"\n\
+             from = 2027-01-04\nto = 2027-01-04\n",
+            "fix.toml",
+        )
+        .expect("valid");
+        let replaced = with.with_year(&other, true).expect("replace");
+        assert!(replaced.is_working_day(d("2027-01-01")).expect("covered"));
+        assert!(!replaced.is_working_day(d("2027-01-04")).expect("covered"));
+        assert_eq!(replaced.year_days(2027).count(), 1);
+        assert_eq!(
+            replaced.year_days(2026).count(),
+            with.year_days(2026).count()
         );
     }
 

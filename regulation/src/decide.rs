@@ -37,22 +37,28 @@
 //! - one [`Measure`] per code, in the order of [`MeasureCode`]; when several articles call for
 //!   the same measure, its `article` lists them all and its `due_date` is the earliest;
 //! - every `article` names its regulation (the configured prefix) and article or item;
-//! - every working-day `due_date` is a working day of the calendar; nothing is computed for a
-//!   date the calendar does not cover (the finding is refused instead);
+//! - every working-day `due_date` is a working day of the calendar, and `due_counts` says how
+//!   it was counted (N working days after which date); nothing is guessed for a date the
+//!   calendar does not cover: a deadline that runs past the last covered year has no
+//!   `due_date` but `due_pending` (the year to load) and the counts that will give it, and the
+//!   measure is decided all the same;
 //! - measures are never dropped to make room for others (several apply at once, 第五条(二)), and
 //!   a measure never stands in for a penalty: suspected violations also get a case referral.
 
 use std::collections::BTreeMap;
 
-use chrono::{Days, NaiveDate};
+use chrono::{Datelike, Days, NaiveDate};
 use pharmwatch_schemas::Conclusion;
 use serde::{Deserialize, Serialize};
 
 use crate::calendar::Calendar;
-use crate::deadline;
+use crate::deadline::{self, DuePending, Resolution, WorkingDayCount};
 use crate::error::{Error, Result};
 use crate::finding::{AfterRectification, Finding, FindingError, Harm, parse_findings};
 use crate::rules::{MeasureKind, Rules};
+
+/// The name of the ledger sweep's day in working-day counts and errors.
+pub const SWEEP_DATE: &str = "sweep_date";
 
 /// A measure imposed on the enterprise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -173,6 +179,14 @@ pub struct Measure {
     /// The deadline: the report's due day (working days) or the end of the observation period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub due_date: Option<NaiveDate>,
+    /// How a working-day deadline is counted: the count that gives `due_date`, or, while the
+    /// date is pending, the counts that will give it (the earliest wins).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub due_counts: Vec<WorkingDayCount>,
+    /// Set when the deadline falls beyond the years the calendar covers: the measure stands,
+    /// its due date waits for the named year's calendar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_pending: Option<DuePending>,
     /// Why, and what it covers, in one or more `; `-separated sentences.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
@@ -231,6 +245,12 @@ pub struct FollowUp {
     /// When it is due, if the regulation sets a deadline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub due_date: Option<NaiveDate>,
+    /// How the deadline is counted (see [`Measure::due_counts`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub due_counts: Vec<WorkingDayCount>,
+    /// Set while the deadline waits for the calendar (see [`Measure::due_pending`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_pending: Option<DuePending>,
     /// Details.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
@@ -269,13 +289,15 @@ impl Decision {
 }
 
 /// How an entry's due date is set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Due {
     /// No deadline from this source.
     None,
-    /// A computed date.
+    /// A date in calendar days (the end of an observation period).
     On(NaiveDate),
-    /// The 第二十二条 report after a caution letter or an interview, computed once at the end.
+    /// A working-day count, resolved with the calendar when the decision is finished.
+    Count(WorkingDayCount),
+    /// The 第二十二条 report after a caution letter or an interview, counted once at the end.
     NoticeReport,
 }
 
@@ -283,6 +305,7 @@ enum Due {
 struct Entry {
     articles: Vec<String>,
     due: Option<NaiveDate>,
+    counts: Vec<WorkingDayCount>,
     notice_report: bool,
     details: Vec<String>,
 }
@@ -292,7 +315,26 @@ struct Row<C> {
     code: C,
     article: String,
     due_date: Option<NaiveDate>,
+    due_counts: Vec<WorkingDayCount>,
+    due_pending: Option<DuePending>,
     detail: Option<String>,
+}
+
+/// A code of a decision entry, named in errors.
+trait Code: Ord + Copy {
+    fn name(self) -> &'static str;
+}
+
+impl Code for MeasureCode {
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl Code for FollowUpCode {
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
 }
 
 /// Collects entries by code, merging articles, due dates and details.
@@ -301,7 +343,7 @@ struct Collector<C> {
     entries: BTreeMap<C, Entry>,
 }
 
-impl<C: Ord + Copy> Collector<C> {
+impl<C: Code> Collector<C> {
     fn new() -> Self {
         Self {
             entries: BTreeMap::new(),
@@ -316,6 +358,11 @@ impl<C: Ord + Copy> Collector<C> {
         match due {
             Due::None => {}
             Due::On(date) => entry.due = Some(entry.due.map_or(date, |d| d.min(date))),
+            Due::Count(count) => {
+                if !entry.counts.contains(&count) {
+                    entry.counts.push(count);
+                }
+            }
             Due::NoticeReport => entry.notice_report = true,
         }
         if let Some(detail) = detail
@@ -333,42 +380,74 @@ impl<C: Ord + Copy> Collector<C> {
         self.entries.keys().any(|c| pred(*c))
     }
 
-    /// Resolves notice-report deadlines (when any entry needs one) and returns the rows in
-    /// code order.
-    /// Entries with a notice report also cite `notice_article`, the article of that deadline.
+    /// Resolves every entry's deadline with the calendar and returns the rows in code order.
+    /// Entries with a notice report count `notice` too and cite `notice_article`, the article
+    /// of that deadline. The earliest resolved date wins; when none resolves, the deadline is
+    /// pending and the detail says so.
     fn finish(
         self,
         notice_article: &str,
-        notice_due: impl FnOnce() -> Result<NaiveDate>,
+        notice: &WorkingDayCount,
+        calendar: &Calendar,
     ) -> Result<Vec<Row<C>>> {
-        let needs_notice = self.entries.values().any(|e| e.notice_report);
-        let notice_due = if needs_notice {
-            Some(notice_due()?)
-        } else {
-            None
-        };
-        Ok(self
-            .entries
-            .into_iter()
-            .map(|(code, mut entry)| {
-                let mut due = entry.due;
-                if entry.notice_report
-                    && let Some(notice) = notice_due
-                {
-                    due = Some(due.map_or(notice, |d| d.min(notice)));
-                    if !entry.articles.iter().any(|a| a == notice_article) {
-                        entry.articles.push(notice_article.to_string());
+        let mut rows = Vec::with_capacity(self.entries.len());
+        for (code, mut entry) in self.entries {
+            if entry.notice_report {
+                if !entry.counts.contains(notice) {
+                    entry.counts.push(notice.clone());
+                }
+                if !entry.articles.iter().any(|a| a == notice_article) {
+                    entry.articles.push(notice_article.to_string());
+                }
+            }
+            let resolved =
+                deadline::resolve_earliest(&entry.counts, calendar).map_err(|e| match e {
+                    Error::Deadline {
+                        deadline,
+                        field,
+                        source,
+                    } => Error::Deadline {
+                        deadline: format!("{}: {deadline}", code.name()),
+                        field,
+                        source,
+                    },
+                    other => other,
+                })?;
+            let (mut due_date, mut due_counts, mut due_pending) = (entry.due, Vec::new(), None);
+            match resolved {
+                Some((Resolution::On(date), counts)) => {
+                    if entry.due.is_none_or(|d| date <= d) {
+                        due_counts = counts;
                     }
+                    due_date = Some(entry.due.map_or(date, |d| d.min(date)));
                 }
-                let detail = (!entry.details.is_empty()).then(|| entry.details.join("; "));
-                Row {
-                    code,
-                    article: join_articles(&entry.articles),
-                    due_date: due,
-                    detail,
+                Some((Resolution::Pending(pending), counts)) if entry.due.is_none() => {
+                    entry.details.push(format!(
+                        "{}: {}",
+                        pending.describe(),
+                        counts
+                            .iter()
+                            .map(WorkingDayCount::describe)
+                            .collect::<Vec<_>>()
+                            .join(" or ")
+                    ));
+                    due_counts = counts;
+                    due_pending = Some(pending);
                 }
-            })
-            .collect())
+                // A calendar-day date ends before any pending working-day count.
+                Some((Resolution::Pending(_), _)) | None => {}
+            }
+            let detail = (!entry.details.is_empty()).then(|| entry.details.join("; "));
+            rows.push(Row {
+                code,
+                article: join_articles(&entry.articles),
+                due_date,
+                due_counts,
+                due_pending,
+                detail,
+            });
+        }
+        Ok(rows)
     }
 }
 
@@ -394,14 +473,6 @@ fn join_articles(articles: &[String]) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-/// Wraps a calendar error as a deadline error on `field`.
-fn on_field(field: &str) -> impl FnOnce(Error) -> Error + '_ {
-    move |source| Error::Deadline {
-        field: field.to_string(),
-        source: Box::new(source),
-    }
 }
 
 /// The suspension measure(s) for a scope: partial for business-scope classes, named products,
@@ -533,8 +604,7 @@ pub fn decide(finding: &Finding, rules: &Rules, calendar: &Calendar) -> Result<D
     // 第七条, 第二十一条: any deviation → deadline rectification, unless it was already assessed.
     if deviation && after.is_none() {
         let reissued = f.reissue_count.unwrap_or(0) > 0;
-        let due = deadline::rectification_report_due(f.inspection_date, reissued, rules, calendar)
-            .map_err(on_field("inspection_date"))?;
+        let due = deadline::rectification_report_count(f.inspection_date, reissued, rules);
         let mut detail = format!(
             "conclusion {}, defects critical {} / major {} / general {}; rectification report \
              due {} working days after the inspection",
@@ -553,7 +623,7 @@ pub fn decide(finding: &Finding, rules: &Rules, calendar: &Calendar) -> Result<D
         m.add(
             MeasureCode::DeadlineRectification,
             rules.cite_measures("第七条、第二十一条"),
-            Due::On(due),
+            Due::Count(due),
             Some(detail),
         );
     }
@@ -595,10 +665,11 @@ pub fn decide(finding: &Finding, rules: &Rules, calendar: &Calendar) -> Result<D
         };
         for kind in &flag.measures {
             let rectification_due = if *kind == MeasureKind::DeadlineRectification {
-                Due::On(
-                    deadline::rectification_report_due(f.inspection_date, false, rules, calendar)
-                        .map_err(on_field("inspection_date"))?,
-                )
+                Due::Count(deadline::rectification_report_count(
+                    f.inspection_date,
+                    false,
+                    rules,
+                ))
             } else {
                 Due::None
             };
@@ -650,12 +721,11 @@ pub fn decide(finding: &Finding, rules: &Rules, calendar: &Calendar) -> Result<D
 
     // 蒙药监 (五): rectification fell short → a new deadline and the key-monitoring list.
     if after == Some(AfterRectification::NonCompliant) {
-        let due = deadline::follow_up_rectification_due(decided, rules, calendar)
-            .map_err(on_field(decided_field))?;
+        let due = deadline::follow_up_rectification_count(decided, decided_field, rules);
         m.add(
             MeasureCode::DeadlineRectification,
             rules.cite_inclusive("(五)"),
-            Due::On(due),
+            Due::Count(due),
             Some(format!(
                 "rectification fell short: new deadline of {} working days",
                 rules.deadlines.follow_up_rectification_working_days
@@ -776,16 +846,35 @@ pub fn decide(finding: &Finding, rules: &Rules, calendar: &Calendar) -> Result<D
     if let Some(interview_date) = f.interview_date
         && m.has(MeasureCode::Interview)
     {
-        let last = deadline::reschedule_request_deadline(interview_date, rules, calendar)
-            .map_err(on_field("interview_date"))?;
+        let notice_days = rules.deadlines.interview_reschedule_notice_working_days;
+        let last = if interview_date > calendar.last_covered_day() {
+            None
+        } else {
+            let last = deadline::reschedule_request_deadline(interview_date, rules, calendar)
+                .map_err(|source| Error::Deadline {
+                    deadline: format!(
+                        "interview: last day to ask for another date, {notice_days} working days \
+                         before interview_date {interview_date}"
+                    ),
+                    field: "interview_date".to_string(),
+                    source: Box::new(source),
+                })?;
+            Some(last)
+        };
+        let by = match last {
+            Some(last) => format!("by {last}"),
+            None => format!(
+                "by a day set once the {} working-day calendar is loaded",
+                calendar.last_covered_day().year() + 1
+            ),
+        };
         m.add(
             MeasureCode::Interview,
             rules.cite_measures("第二十二条"),
             Due::None,
             Some(format!(
                 "interview on {interview_date}; a written request for another date must be filed \
-                 by {last} (at least {} working days before)",
-                rules.deadlines.interview_reschedule_notice_working_days
+                 {by} (at least {notice_days} working days before)"
             )),
         );
     }
@@ -818,12 +907,11 @@ pub fn decide(finding: &Finding, rules: &Rules, calendar: &Calendar) -> Result<D
     // Follow-ups of the regulator.
     let mut follow = Collector::new();
     if m.any(|c| c.is_suspension() || c == MeasureCode::CaseReferral) {
-        let dl = deadline::assessment_deadlines(f.inspection_date, rules, calendar)
-            .map_err(on_field("inspection_date"))?;
+        let (agency, bureau) = deadline::assessment_counts(f.inspection_date, rules);
         follow.add(
             FollowUpCode::AgencyAssessment,
             rules.cite_measures("第二十条"),
-            Due::On(dl.agency_assessment),
+            Due::Count(agency),
             Some(format!(
                 "overall assessment and proposed measures within {} working days of the inspection",
                 rules.deadlines.agency_assessment_working_days
@@ -832,7 +920,7 @@ pub fn decide(finding: &Finding, rules: &Rules, calendar: &Calendar) -> Result<D
         follow.add(
             FollowUpCode::BureauDecision,
             rules.cite_measures("第二十条"),
-            Due::On(dl.bureau_decision),
+            Due::Count(bureau),
             Some(format!(
                 "risk assessment and decision within {} working days of the proposal",
                 rules.deadlines.bureau_decision_working_days
@@ -877,13 +965,12 @@ pub fn decide(finding: &Finding, rules: &Rules, calendar: &Calendar) -> Result<D
     }
 
     let notice_article = rules.cite_measures("第二十二条");
-    let notice_due =
-        || deadline::notice_report_due(decided, rules, calendar).map_err(on_field(decided_field));
+    let notice = deadline::notice_report_count(decided, decided_field, rules);
     Ok(Decision {
         case_id: f.case_id.clone(),
         enterprise_id: f.enterprise_id.clone(),
-        measures: into_measures(m.finish(&notice_article, notice_due)?),
-        follow_up: into_follow_ups(follow.finish(&notice_article, || Ok(decided))?),
+        measures: into_measures(m.finish(&notice_article, &notice, calendar)?),
+        follow_up: into_follow_ups(follow.finish(&notice_article, &notice, calendar)?),
     })
 }
 
@@ -893,6 +980,8 @@ fn into_measures(rows: Vec<Row<MeasureCode>>) -> Vec<Measure> {
             code: row.code,
             article: row.article,
             due_date: row.due_date,
+            due_counts: row.due_counts,
+            due_pending: row.due_pending,
             detail: row.detail,
         })
         .collect()
@@ -904,6 +993,8 @@ fn into_follow_ups(rows: Vec<Row<FollowUpCode>>) -> Vec<FollowUp> {
             code: row.code,
             article: row.article,
             due_date: row.due_date,
+            due_counts: row.due_counts,
+            due_pending: row.due_pending,
             detail: row.detail,
         })
         .collect()
@@ -988,14 +1079,25 @@ pub struct CaseState {
 /// - A refused interview (第二十二条): the next step above the interview (or above the highest
 ///   open measure, if higher).
 ///
-/// An empty `measures` list means nothing to escalate. `today` must be covered by the calendar.
+/// An empty `measures` list means nothing to escalate. `today` must not lie before the
+/// calendar's first year; new deadlines past its last year are pending the calendar.
 pub fn escalate(
     state: &CaseState,
     today: NaiveDate,
     rules: &Rules,
     calendar: &Calendar,
 ) -> Result<Decision> {
-    calendar.is_working_day(today).map_err(on_field("today"))?;
+    if today < calendar.first_covered_day() {
+        let years = calendar.years();
+        return Err(Error::InvalidField {
+            field: SWEEP_DATE.to_string(),
+            reason: format!(
+                "{today} is before the working-day calendar, which covers {}–{}",
+                years.start(),
+                years.end()
+            ),
+        });
+    }
     let scope = state.affected_scope.as_slice();
     let products = state.affected_products.as_slice();
     let mut m = Collector::new();
@@ -1018,8 +1120,7 @@ pub fn escalate(
             .collect::<Vec<_>>()
             .join(", ");
         if !state.on_key_monitoring_list {
-            let due = deadline::follow_up_rectification_due(today, rules, calendar)
-                .map_err(on_field("today"))?;
+            let due = deadline::follow_up_rectification_count(today, SWEEP_DATE, rules);
             m.add(
                 MeasureCode::KeyMonitoringList,
                 rules.cite_inclusive("(五)"),
@@ -1029,7 +1130,7 @@ pub fn escalate(
             m.add(
                 MeasureCode::DeadlineRectification,
                 rules.cite_inclusive("(五)"),
-                Due::On(due),
+                Due::Count(due),
                 Some(format!(
                     "deadline passed ({which}): new deadline of {} working days",
                     rules.deadlines.follow_up_rectification_working_days
@@ -1064,10 +1165,9 @@ pub fn escalate(
             return Ok(());
         }
         let rectification_due = if *kind == MeasureKind::DeadlineRectification {
-            Due::On(
-                deadline::follow_up_rectification_due(today, rules, calendar)
-                    .map_err(on_field("today"))?,
-            )
+            Due::Count(deadline::follow_up_rectification_count(
+                today, SWEEP_DATE, rules,
+            ))
         } else {
             Due::None
         };
@@ -1112,13 +1212,12 @@ pub fn escalate(
         );
     }
     let notice_article = rules.cite_measures("第二十二条");
-    let notice_due =
-        || deadline::notice_report_due(today, rules, calendar).map_err(on_field("today"));
+    let notice = deadline::notice_report_count(today, SWEEP_DATE, rules);
     Ok(Decision {
         case_id: state.case_id.clone(),
         enterprise_id: state.enterprise_id.clone(),
-        measures: into_measures(m.finish(&notice_article, notice_due)?),
-        follow_up: into_follow_ups(follow.finish(&notice_article, || Ok(today))?),
+        measures: into_measures(m.finish(&notice_article, &notice, calendar)?),
+        follow_up: into_follow_ups(follow.finish(&notice_article, &notice, calendar)?),
     })
 }
 

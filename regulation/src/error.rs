@@ -56,6 +56,15 @@ pub enum Error {
         years: RangeInclusive<i32>,
     },
 
+    /// A calendar year cannot be added: it is already covered, or it would leave a gap.
+    #[error("calendar year {year}: {reason}")]
+    CalendarYear {
+        /// The year of the file.
+        year: i32,
+        /// Why, and what to do.
+        reason: String,
+    },
+
     /// The rules file is not valid TOML, has an unknown key, or breaks a rule invariant.
     #[error("rules file {file}: {reason}")]
     Rules {
@@ -74,11 +83,15 @@ pub enum Error {
         reason: String,
     },
 
-    /// A deadline counted from a field's date could not be computed (typically the count runs
-    /// past the years the calendar covers).
-    #[error("field `{field}`: {source}")]
+    /// A deadline could not be counted: its start lies before the first year the calendar
+    /// covers. (A count that runs past the last covered year is not an error: the deadline is
+    /// pending the calendar.)
+    #[error("{deadline}: {source}")]
     Deadline {
-        /// The date field the deadline counts from.
+        /// The deadline being computed: the measure and its count, e.g. `caution: 30 working
+        /// days after decision_date 2024-12-20`.
+        deadline: String,
+        /// The date field the count starts from.
         field: String,
         /// The calendar error.
         #[source]
@@ -99,7 +112,9 @@ impl Error {
     pub fn reason(&self) -> String {
         match self {
             Error::InvalidField { reason, .. } => reason.clone(),
-            Error::Deadline { source, .. } => source.to_string(),
+            Error::Deadline {
+                deadline, source, ..
+            } => format!("{deadline}: {source}"),
             other => other.to_string(),
         }
     }

@@ -10,8 +10,9 @@
 //! - `case_id` is 1–64 characters and `enterprise_id` a valid unified social credit code;
 //! - every flag is a flag of the rules, listed once;
 //! - `after_rectification` is only given for the conclusion `pending_rectification`;
-//! - every date is in a year the calendar covers, and `decision_date` / `interview_date` are
-//!   not before `inspection_date`;
+//! - no date lies before the first year the calendar covers (a date after the covered years
+//!   is accepted: its deadlines are pending the calendar), and `decision_date` /
+//!   `interview_date` are not before `inspection_date`;
 //! - scope and product names are non-empty.
 //!
 //! Errors of a batch ([`FindingError`]) name the finding by its index in the JSON array and
@@ -246,12 +247,18 @@ impl Finding {
         ];
         for (field, date) in dates {
             let Some(date) = date else { continue };
-            if !calendar.covers(date) {
+            // A date after the covered years is fine: its deadlines wait for the calendar. A
+            // date before them has no calendar to come.
+            if date < calendar.first_covered_day() {
                 let years = calendar.years();
-                return Err(Error::Deadline {
-                    field: field.to_string(),
-                    source: Box::new(Error::CalendarNotCovered { date, years }),
-                });
+                return Err(invalid(
+                    field,
+                    format!(
+                        "{date} is before the working-day calendar, which covers {}–{}: load that year's calendar (pharmwatch calendar import) to decide it",
+                        years.start(),
+                        years.end()
+                    ),
+                ));
             }
             if date < self.inspection_date {
                 return Err(invalid(

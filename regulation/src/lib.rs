@@ -8,11 +8,13 @@
 //! observation period and the exemptions. This crate turns a [`Finding`] into a [`Decision`]
 //! (measures with their articles and due dates) and sweeps open cases ([`escalate`]).
 //!
-//! - [`calendar`]: working days from a holiday CSV (embedded 2025–2026 default); a date outside
-//!   the covered years is an error, never a guess.
+//! - [`calendar`]: working days from a holiday CSV (embedded 2025–2026 default), and the year
+//!   files an operator adds when the State Council publishes the next year; a date outside the
+//!   covered years is never guessed.
 //! - [`rules`]: every threshold, deadline and condition flag, from TOML (embedded default).
 //! - [`finding`]: the finding wire format and its validation.
-//! - [`deadline`]: the deadlines of the regulation, in working days.
+//! - [`deadline`]: the deadlines of the regulation, in working days, as counts that resolve to
+//!   a date or wait for the next year's calendar.
 //! - [`decide`](mod@decide): the decision engine and the ledger sweep.
 //!
 //! The crate is pure and synchronous: no I/O except reading the files it is given by path, no
@@ -26,10 +28,11 @@ pub mod error;
 pub mod finding;
 pub mod rules;
 
-pub use calendar::{Calendar, DayKind, SpecialDay};
+pub use calendar::{Calendar, CalendarYear, DayKind, SpecialDay};
+pub use deadline::{DuePending, Resolution, WorkingDayCount, resolve_earliest};
 pub use decide::{
-    CaseState, Decision, FollowUp, FollowUpCode, Measure, MeasureCode, OpenMeasure, decide,
-    decide_json, escalate,
+    CaseState, Decision, FollowUp, FollowUpCode, Measure, MeasureCode, OpenMeasure, SWEEP_DATE,
+    decide, decide_json, escalate,
 };
 pub use error::{Error, Result};
 pub use finding::{

@@ -191,7 +191,11 @@ fn decision_schema_lists_exactly_the_codes() {
     let decision_fields = keys(&schema["properties"]);
     let example: Decision = serde_json::from_value(json!({
         "case_id": "C", "enterprise_id": "E",
-        "measures": [{"code": "caution", "article": "a", "due_date": "2026-01-05", "detail": "d"}],
+        "measures": [{"code": "caution", "article": "a", "due_date": "2026-01-05",
+                      "due_counts": [{"from": "2026-01-01", "from_field": "decision_date",
+                                      "working_days": 2}],
+                      "due_pending": {"needs_year": 2027, "covered_until": "2026-12-31"},
+                      "detail": "d"}],
         "follow_up": [{"code": "credit_file_entry", "article": "a"}]
     }))
     .expect("decision parses");

@@ -278,6 +278,7 @@ pub fn message_of(conn: &Connection, path: &Path, due: &Due, signer: &Signer) ->
                     r.get::<_, String>(4)?,
                     r.get::<_, String>(5)?,
                     r.get::<_, Option<String>>(6)?,
+                    r.get::<_, Option<i32>>(7)?,
                 ))
             })
             .optional()
@@ -288,13 +289,18 @@ pub fn message_of(conn: &Connection, path: &Path, due: &Due, signer: &Signer) ->
                     due.delivery_id
                 ))
             })?;
-        let (number, kind, issued_on, html, markdown, name, due_date) = row;
+        let (number, kind, issued_on, html, markdown, name, due_date, pending_year) = row;
         let title = document_kind(&kind).map_or("执法文书", DocumentKind::title);
-        let due_text = due_date
-            .as_deref()
-            .and_then(|d| d.parse::<NaiveDate>().ok())
-            .map(|d| format!("请于{}前按文书要求办理并书面报告，", date_zh(d)))
-            .unwrap_or_default();
+        let due_text = match (
+            due_date.as_deref().and_then(|d| d.parse::<NaiveDate>().ok()),
+            pending_year,
+        ) {
+            (Some(d), _) => format!("请于{}前按文书要求办理并书面报告，", date_zh(d)),
+            (None, Some(year)) => format!(
+                "请在文书规定的工作日期限内办理并书面报告（具体日期待{year}年节假日安排公布后另行告知），"
+            ),
+            (None, None) => String::new(),
+        };
         return Ok(Message {
             notice_id: due.key.clone(),
             kind: MessageKind::Notice,

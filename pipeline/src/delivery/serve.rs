@@ -36,6 +36,7 @@ pub struct ServeState {
     ledger: Mutex<Ledger>,
     signer: Signer,
     rules: Rules,
+    /// The built-in calendar; the store's years are added per request.
     calendar: WorkingCalendar,
     metrics: &'static DeliveryMetrics,
     pages: Environment<'static>,
@@ -209,7 +210,11 @@ impl ServeState {
             return self.refused(&r);
         }
         let g = match self.ledger.lock() {
-            Ok(l) => guidance::guidance(&l, enterprise, today(), &self.rules, &self.calendar),
+            // The calendar is read with the ledger: a year an operator loads while the server
+            // runs shows in the next page.
+            Ok(l) => l
+                .calendar(&self.calendar)
+                .and_then(|cal| guidance::guidance(&l, enterprise, today(), &self.rules, &cal)),
             Err(_) => Err(PipelineError::Internal("ledger lock poisoned".into())),
         };
         match g {

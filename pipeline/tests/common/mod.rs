@@ -42,6 +42,31 @@ pub fn caution_finding(case_id: &str) -> String {
     )
 }
 
+/// A caution finding (16 general defects) inspected on `date`.
+pub fn caution_finding_on(case_id: &str, date: &str) -> String {
+    caution_finding(case_id).replace("2026-03-02", date)
+}
+
+/// A 2027 year file for the calendar tests. Made-up test data, **not** the State Council's
+/// schedule: New Year off 01-01 … 01-03, Spring Festival 02-06 … 02-13 with make-up working
+/// days 02-14 and 02-20.
+pub const TEST_2027: &str = r#"# test data, not the State Council's 2027 schedule
+year = 2027
+notice = "test notice 2027"
+source_url = "https://example.invalid/2027"
+
+[[holiday]]
+name = "元旦"
+from = 2027-01-01
+to = 2027-01-03
+
+[[holiday]]
+name = "春节"
+from = 2027-02-06
+to = 2027-02-13
+makeup_workdays = [2027-02-14, 2027-02-20]
+"#;
+
 /// Simulates 60 enterprises over 45 days from 2026-03-02 (seed 7, anomalies in the last 10
 /// days) into `lake`.
 pub fn simulate_province(lake: &Path, cal: &WorkingCalendar) -> SimSummary {

@@ -781,7 +781,7 @@ fn decide_json_reports_bad_findings_and_decides_the_others() {
         with("BAD-DATE", "inspection_date", json!("2026-02-30")),
         wrong_type,
         with("CONCLUSION", "conclusion", json!("acceptable")),
-        with("OUTSIDE", "inspection_date", json!("2027-03-01")),
+        with("OUTSIDE", "inspection_date", json!("2024-12-02")),
         with("RUNS-PAST", "inspection_date", json!("2026-12-01")),
         with("CREDIT", "enterprise_id", json!("91110000600037341A")),
         json!("not an object"),
@@ -796,16 +796,26 @@ fn decide_json_reports_bad_findings_and_decides_the_others() {
     let (decisions, errors) =
         decide_json(&input.to_string(), &Rules::default(), &Calendar::default());
     let ids: Vec<&str> = decisions.iter().map(|d| d.case_id.as_str()).collect();
-    assert_eq!(ids, ["OK-1", "OK-2"]);
+    // A deadline past the calendar leaves the finding decided, its due date pending.
+    assert_eq!(ids, ["OK-1", "RUNS-PAST", "OK-2"]);
+    let runs_past = &decisions[1];
+    assert!(!runs_past.measures.is_empty());
+    assert!(
+        runs_past
+            .measures
+            .iter()
+            .filter(|m| !m.due_counts.is_empty())
+            .all(|m| m.due_date.is_none() && m.due_pending.is_some()),
+        "{runs_past:#?}"
+    );
     // (index, case_id, field, a word of the reason)
-    let expected: [(usize, Option<&str>, Option<&str>, &str); 12] = [
+    let expected: [(usize, Option<&str>, Option<&str>, &str); 11] = [
         (1, Some("FLAG"), Some("flags[1]"), "too_many_snacks"),
         (2, Some("MISSING"), Some("conclusion"), "missing"),
         (3, Some("BAD-DATE"), Some("inspection_date"), "YYYY-MM-DD"),
         (4, Some("WRONG-TYPE"), Some("defects.major"), "invalid type"),
         (5, Some("CONCLUSION"), Some("conclusion"), "acceptable"),
         (6, Some("OUTSIDE"), Some("inspection_date"), "2025–2026"),
-        (7, Some("RUNS-PAST"), Some("inspection_date"), "2027-01-01"),
         (8, Some("CREDIT"), Some("enterprise_id"), "check"),
         (9, None, None, "invalid type"),
         (10, Some("NEGATIVE"), Some("defects.general"), "-1"),
@@ -992,14 +1002,33 @@ fn refused_interview_leads_to_further_measures() {
 }
 
 #[test]
-fn sweep_outside_the_calendar_is_an_error() {
+fn sweep_past_the_calendar_leaves_the_new_deadline_pending() {
     let s = state(&[("deadline_rectification", Some("2026-12-01"))]);
-    let err = escalate(&s, d("2027-01-04"), &Rules::default(), &Calendar::default())
-        .expect_err("2027 not covered");
-    assert_eq!(err.field(), Some("today"));
+    // A sweep day before the calendar has no calendar to come: refused, naming the day.
+    let err = escalate(&s, d("2024-12-02"), &Rules::default(), &Calendar::default())
+        .expect_err("2024 not covered");
+    assert_eq!(err.field(), Some(SWEEP_DATE));
     assert!(err.to_string().contains("2025–2026"), "{err}");
-    // The new deadline would run past the calendar: refused, not guessed.
-    let err = escalate(&s, d("2026-12-02"), &Rules::default(), &Calendar::default())
-        .expect_err("new deadline in 2027");
-    assert!(err.to_string().contains("2027-01-01"), "{err}");
+    // In 2027, and on a day whose new deadline runs into 2027: escalated all the same, the
+    // new deadline pending the 2027 calendar — never guessed.
+    for today in ["2027-01-04", "2026-12-02"] {
+        let decision =
+            escalate(&s, d(today), &Rules::default(), &Calendar::default()).expect("escalated");
+        let m = measure(&decision, MeasureCode::DeadlineRectification);
+        assert_eq!(m.due_date, None, "{today}");
+        let pending = m.due_pending.as_ref().expect("pending");
+        assert_eq!(pending.needs_year, 2027);
+        assert_eq!(
+            m.due_counts,
+            [WorkingDayCount::new(d(today), SWEEP_DATE, 30)],
+            "{today}"
+        );
+        assert!(
+            m.detail
+                .as_deref()
+                .is_some_and(|t| t.contains("pending the 2027 working-day calendar")),
+            "{m:?}"
+        );
+        assert!(decision.measure(MeasureCode::KeyMonitoringList).is_some());
+    }
 }
