@@ -28,9 +28,6 @@
 use std::collections::BTreeMap;
 
 use ndarray::Array2;
-use rand::SeedableRng;
-use rand::seq::index::sample;
-use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 
 use crate::calibrate::{Calibration, ScoreDistribution};
@@ -182,17 +179,6 @@ pub fn short(x: f64) -> String {
     } else {
         s
     }
-}
-
-/// Up to `max` rows of `z`, drawn without replacement with `seed`, in row order.
-pub fn sample_rows(z: &Array2<f64>, max: usize, seed: u64) -> Array2<f64> {
-    if z.nrows() <= max {
-        return z.clone();
-    }
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x5a5a_5a5a);
-    let mut idx = sample(&mut rng, z.nrows(), max).into_vec();
-    idx.sort_unstable();
-    z.select(ndarray::Axis(0), &idx)
 }
 
 impl Model {

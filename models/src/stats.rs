@@ -1,9 +1,15 @@
-//! Robust statistics: medians, median absolute deviation, robust z-scores.
+//! Robust statistics: medians, median absolute deviation, robust z-scores, and the seeded row
+//! sample the detectors fit on.
 //!
 //! This crate holds what the detectors are built on: medians, median absolute deviation and
 //! robust z-scores that survive heavy tails and zero-inflated counts. The linfa-backed
 //! detectors build on it. Invariants: no function panics on empty input or NaN; NaN values
 //! are ignored, never propagated silently into a score.
+
+use ndarray::Array2;
+use rand::SeedableRng;
+use rand::seq::index::sample;
+use rand_xoshiro::Xoshiro256PlusPlus;
 
 /// Median of the finite values, or `None` when there are none.
 pub fn median(values: &[f64]) -> Option<f64> {
@@ -53,6 +59,18 @@ impl RobustScale {
     pub fn z(&self, x: f64) -> f64 {
         (x - self.center) / self.scale
     }
+}
+
+/// Up to `max` rows of `z`, drawn without replacement with `seed`, in row order (the
+/// detectors fit on such a sample of large tables).
+pub fn sample_rows(z: &Array2<f64>, max: usize, seed: u64) -> Array2<f64> {
+    if z.nrows() <= max {
+        return z.clone();
+    }
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x5a5a_5a5a);
+    let mut idx = sample(&mut rng, z.nrows(), max).into_vec();
+    idx.sort_unstable();
+    z.select(ndarray::Axis(0), &idx)
 }
 
 #[cfg(test)]

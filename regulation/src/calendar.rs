@@ -94,6 +94,42 @@ pub struct SpecialDay {
     pub source_url: String,
 }
 
+/// What kind of day a date is, as a supervisor is told (`pharmwatch calendar is-working-day`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum DayClass {
+    /// An ordinary Monday–Friday working day.
+    Workday,
+    /// A Saturday or Sunday that is neither a listed holiday nor a make-up working day.
+    Weekend,
+    /// A statutory day off (`holiday_off`), whether it falls on a weekday or a weekend.
+    Holiday {
+        /// The holiday's name as listed, e.g. `春节`.
+        name: String,
+    },
+    /// A Saturday or Sunday declared a working day (`makeup_workday`).
+    MakeupWorkday {
+        /// The holiday the make-up day belongs to, e.g. `春节`.
+        name: String,
+    },
+}
+
+impl DayClass {
+    /// Whether a day of this class counts towards a working-day deadline.
+    pub fn is_working_day(&self) -> bool {
+        matches!(self, Self::Workday | Self::MakeupWorkday { .. })
+    }
+
+    /// The class in words, e.g. `statutory holiday (春节)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Workday => "ordinary working day".to_string(),
+            Self::Weekend => "weekend".to_string(),
+            Self::Holiday { name } => format!("statutory holiday ({name})"),
+            Self::MakeupWorkday { name } => format!("make-up working day ({name})"),
+        }
+    }
+}
+
 /// A working-day calendar covering a contiguous range of years.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Calendar {
@@ -329,6 +365,31 @@ impl Calendar {
     /// The listed holiday or make-up day on `date`, if any.
     pub fn special_day(&self, date: NaiveDate) -> Option<&SpecialDay> {
         self.days.get(&date)
+    }
+
+    /// The name of the statutory holiday on `date`, if any (make-up days and uncovered dates
+    /// have none).
+    pub fn holiday_name(&self, date: NaiveDate) -> Option<&str> {
+        self.days
+            .get(&date)
+            .filter(|d| d.kind == DayKind::HolidayOff)
+            .map(|d| d.name.as_str())
+    }
+
+    /// What kind of day `date` is; an error when its year is not covered. A listed holiday is
+    /// [`DayClass::Holiday`] even on a weekend.
+    pub fn day_class(&self, date: NaiveDate) -> Result<DayClass> {
+        self.check_covered(date)?;
+        Ok(match self.days.get(&date) {
+            Some(d) if d.kind == DayKind::MakeupWorkday => DayClass::MakeupWorkday {
+                name: d.name.clone(),
+            },
+            Some(d) => DayClass::Holiday {
+                name: d.name.clone(),
+            },
+            None if is_weekend(date) => DayClass::Weekend,
+            None => DayClass::Workday,
+        })
     }
 
     /// Whether `date` is a working day; an error when its year is not covered.
@@ -785,6 +846,93 @@ mod tests {
         assert_eq!(
             replaced.year_days(2026).count(),
             with.year_days(2026).count()
+        );
+    }
+
+    #[test]
+    fn day_classes_and_holiday_names() {
+        let cal = cal();
+        let cases = [
+            ("2025-03-03", DayClass::Workday),
+            ("2025-03-08", DayClass::Weekend),
+            (
+                "2025-10-01",
+                DayClass::Holiday {
+                    name: "国庆节、中秋节".to_owned(),
+                },
+            ),
+            // A holiday_off on a Saturday is still a holiday.
+            (
+                "2025-02-01",
+                DayClass::Holiday {
+                    name: "春节".to_owned(),
+                },
+            ),
+            (
+                "2026-02-14",
+                DayClass::MakeupWorkday {
+                    name: "春节".to_owned(),
+                },
+            ),
+        ];
+        for (date, class) in cases {
+            let got = cal.day_class(d(date)).expect("covered");
+            assert_eq!(
+                got.is_working_day(),
+                cal.is_working_day(d(date)).expect("covered")
+            );
+            assert_eq!(got, class, "{date}");
+        }
+        assert_eq!(
+            DayClass::Holiday {
+                name: "春节".into()
+            }
+            .describe(),
+            "statutory holiday (春节)"
+        );
+        assert!(cal.day_class(d("2027-01-01")).is_err());
+        assert_eq!(cal.holiday_name(d("2026-01-01")), Some("元旦"));
+        assert_eq!(cal.holiday_name(d("2026-09-25")), Some("中秋节"));
+        assert_eq!(cal.holiday_name(d("2026-01-04")), None, "make-up day");
+        assert_eq!(cal.holiday_name(d("2025-03-03")), None);
+        assert_eq!(cal.holiday_name(d("2024-10-01")), None);
+    }
+
+    #[test]
+    fn the_shipped_file_read_from_disk_is_the_embedded_calendar() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/cn_holidays_2025_2026.csv");
+        let from_disk = Calendar::from_path(&path).expect("valid");
+        let embedded = cal();
+        assert_eq!(from_disk.years(), embedded.years());
+        for day in d("2025-01-01")
+            .iter_days()
+            .take_while(|day| day.year() <= 2026)
+        {
+            assert_eq!(
+                from_disk.day_class(day).expect("covered"),
+                embedded.day_class(day).expect("covered")
+            );
+        }
+    }
+
+    #[test]
+    fn working_days_between_is_zero_for_non_increasing_ranges() {
+        let cal = cal();
+        assert_eq!(
+            cal.working_days_between(d("2025-03-03"), d("2025-03-03"))
+                .expect("covered"),
+            0
+        );
+        assert_eq!(
+            cal.working_days_between(d("2025-03-10"), d("2025-03-03"))
+                .expect("covered"),
+            0
+        );
+        // (Fri, next Fri] = Mon … Fri.
+        assert_eq!(
+            cal.working_days_between(d("2025-03-07"), d("2025-03-14"))
+                .expect("covered"),
+            5
         );
     }
 

@@ -52,120 +52,14 @@ use pharmwatch_schemas::Conclusion;
 use serde::{Deserialize, Serialize};
 
 use crate::calendar::Calendar;
+use crate::codes::{MeasureCode, MeasureKind};
 use crate::deadline::{self, DuePending, Resolution, WorkingDayCount};
 use crate::error::{Error, Result};
 use crate::finding::{AfterRectification, Finding, FindingError, Harm, parse_findings};
-use crate::rules::{MeasureKind, Rules};
+use crate::rules::Rules;
 
 /// The name of the ledger sweep's day in working-day counts and errors.
 pub const SWEEP_DATE: &str = "sweep_date";
-
-/// A measure imposed on the enterprise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MeasureCode {
-    /// 限期整改: rectify within a deadline and report.
-    DeadlineRectification,
-    /// 告诫: caution letter.
-    Caution,
-    /// 约谈: interview of the enterprise's leads.
-    Interview,
-    /// 暂停全部经营范围销售: suspend sales of the whole business scope.
-    SuspendSalesAll,
-    /// 暂停部分经营范围销售: suspend sales of part of the business scope.
-    SuspendSalesPartial,
-    /// 暂停相关药品销售: suspend sales of named drugs.
-    SuspendSalesProducts,
-    /// 召回: recall (with the marketing authorisation holder).
-    Recall,
-    /// 立案调查: refer for case investigation (administrative penalty).
-    CaseReferral,
-    /// 观察期: correction observation period.
-    ObservationPeriod,
-    /// 容错清单: fault-tolerance list, soft measures preferred.
-    FaultToleranceList,
-    /// 重点监控名单: key-monitoring list.
-    KeyMonitoringList,
-    /// 低风险名单: low-risk list, fewer inspections.
-    LowRiskList,
-}
-
-impl MeasureCode {
-    /// Every code, in decision order.
-    pub const ALL: [MeasureCode; 12] = [
-        MeasureCode::DeadlineRectification,
-        MeasureCode::Caution,
-        MeasureCode::Interview,
-        MeasureCode::SuspendSalesAll,
-        MeasureCode::SuspendSalesPartial,
-        MeasureCode::SuspendSalesProducts,
-        MeasureCode::Recall,
-        MeasureCode::CaseReferral,
-        MeasureCode::ObservationPeriod,
-        MeasureCode::FaultToleranceList,
-        MeasureCode::KeyMonitoringList,
-        MeasureCode::LowRiskList,
-    ];
-
-    /// The snake_case wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MeasureCode::DeadlineRectification => "deadline_rectification",
-            MeasureCode::Caution => "caution",
-            MeasureCode::Interview => "interview",
-            MeasureCode::SuspendSalesAll => "suspend_sales_all",
-            MeasureCode::SuspendSalesPartial => "suspend_sales_partial",
-            MeasureCode::SuspendSalesProducts => "suspend_sales_products",
-            MeasureCode::Recall => "recall",
-            MeasureCode::CaseReferral => "case_referral",
-            MeasureCode::ObservationPeriod => "observation_period",
-            MeasureCode::FaultToleranceList => "fault_tolerance_list",
-            MeasureCode::KeyMonitoringList => "key_monitoring_list",
-            MeasureCode::LowRiskList => "low_risk_list",
-        }
-    }
-
-    /// Whether this is one of the three sales suspensions.
-    pub fn is_suspension(self) -> bool {
-        matches!(
-            self,
-            MeasureCode::SuspendSalesAll
-                | MeasureCode::SuspendSalesPartial
-                | MeasureCode::SuspendSalesProducts
-        )
-    }
-
-    /// Whether this is an administrative measure of the measures regulation (限期整改, 告诫,
-    /// 约谈, 暂停销售, and the recall ordered with them), which 第二十五条 puts in the
-    /// enterprise's safety credit file. The lists and the observation period are not.
-    pub fn is_administrative_measure(self) -> bool {
-        matches!(
-            self,
-            MeasureCode::DeadlineRectification
-                | MeasureCode::Caution
-                | MeasureCode::Interview
-                | MeasureCode::Recall
-        ) || self.is_suspension()
-    }
-
-    /// The measure family of the rules (escalation ladder), if the code is on it.
-    pub fn kind(self) -> Option<MeasureKind> {
-        Some(match self {
-            MeasureCode::DeadlineRectification => MeasureKind::DeadlineRectification,
-            MeasureCode::Caution => MeasureKind::Caution,
-            MeasureCode::Interview => MeasureKind::Interview,
-            MeasureCode::SuspendSalesAll
-            | MeasureCode::SuspendSalesPartial
-            | MeasureCode::SuspendSalesProducts => MeasureKind::SuspendSales,
-            MeasureCode::Recall => MeasureKind::Recall,
-            MeasureCode::CaseReferral => MeasureKind::CaseReferral,
-            MeasureCode::KeyMonitoringList => MeasureKind::KeyMonitoringList,
-            MeasureCode::ObservationPeriod
-            | MeasureCode::FaultToleranceList
-            | MeasureCode::LowRiskList => return None,
-        })
-    }
-}
 
 /// One measure of a decision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -26,6 +26,7 @@ use pharmwatch_schemas::Conclusion;
 use serde::{Deserialize, Serialize};
 
 use crate::calendar::Calendar;
+use crate::codes::RiskGrade;
 use crate::error::{Error, Result};
 use crate::rules::Rules;
 
@@ -52,30 +53,6 @@ pub enum Harm {
     Slight,
     /// Serious harm.
     Serious,
-}
-
-/// The enterprise's risk grade, A (low) to D (high), from the risk + credit model (蒙药监 (十三)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum RiskGrade {
-    /// Low risk.
-    A,
-    /// Moderate risk.
-    B,
-    /// Elevated risk.
-    C,
-    /// High risk.
-    D,
-}
-
-impl fmt::Display for RiskGrade {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            RiskGrade::A => "A",
-            RiskGrade::B => "B",
-            RiskGrade::C => "C",
-            RiskGrade::D => "D",
-        })
-    }
 }
 
 /// Defect counts by class: 严重缺陷 > 主要缺陷 > 一般缺陷.

@@ -22,20 +22,20 @@
 //! field they are about.
 
 pub mod calendar;
+pub mod codes;
 pub mod deadline;
 pub mod decide;
 pub mod error;
 pub mod finding;
 pub mod rules;
 
-pub use calendar::{Calendar, CalendarYear, DayKind, SpecialDay};
+pub use calendar::{Calendar, CalendarYear, DayClass, DayKind, SpecialDay};
+pub use codes::{MeasureCode, MeasureKind, RiskGrade};
 pub use deadline::{DuePending, Resolution, WorkingDayCount, resolve_earliest};
 pub use decide::{
-    CaseState, Decision, FollowUp, FollowUpCode, Measure, MeasureCode, OpenMeasure, SWEEP_DATE,
-    decide, decide_json, escalate,
+    CaseState, Decision, FollowUp, FollowUpCode, Measure, OpenMeasure, SWEEP_DATE, decide,
+    decide_json, escalate,
 };
 pub use error::{Error, Result};
-pub use finding::{
-    AfterRectification, Defects, Finding, FindingError, Harm, RiskGrade, parse_findings,
-};
-pub use rules::{CreditRules, MeasureKind, Rules};
+pub use finding::{AfterRectification, Defects, Finding, FindingError, Harm, parse_findings};
+pub use rules::{CreditRules, Rules};

@@ -15,58 +15,15 @@
 //! - every flag in `leniency.excluding_flags` is a known flag.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::codes::{MeasureKind, RiskGrade};
 use crate::error::{Error, Result};
-use crate::finding::RiskGrade;
 
 /// The rules file shipped with the crate.
 const EMBEDDED_TOML: &str = include_str!("../data/rules.toml");
-
-/// The measure families a rules file may name (in flags and the escalation ladder). A
-/// `suspend_sales` is resolved to all, partial or named products from the finding's scope.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MeasureKind {
-    /// 限期整改.
-    DeadlineRectification,
-    /// 告诫.
-    Caution,
-    /// 约谈.
-    Interview,
-    /// 暂停销售, scope resolved from the finding.
-    SuspendSales,
-    /// 召回.
-    Recall,
-    /// 立案调查.
-    CaseReferral,
-    /// 重点监控名单.
-    KeyMonitoringList,
-}
-
-impl MeasureKind {
-    /// The snake_case name used in rules files.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MeasureKind::DeadlineRectification => "deadline_rectification",
-            MeasureKind::Caution => "caution",
-            MeasureKind::Interview => "interview",
-            MeasureKind::SuspendSales => "suspend_sales",
-            MeasureKind::Recall => "recall",
-            MeasureKind::CaseReferral => "case_referral",
-            MeasureKind::KeyMonitoringList => "key_monitoring_list",
-        }
-    }
-}
-
-impl fmt::Display for MeasureKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// The prefixes naming each regulation in a measure's `article`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -394,7 +351,7 @@ impl Rules {
             ("credit.grade_steps", &self.credit.grade_steps),
         ] {
             for key in map.keys() {
-                if !crate::decide::MeasureCode::ALL
+                if !crate::codes::MeasureCode::ALL
                     .iter()
                     .any(|c| c.as_str() == key)
                 {

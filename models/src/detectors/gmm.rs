@@ -45,7 +45,7 @@ impl MixtureDensity {
         }
         let per_component = d * (d + 3) / 2;
         let k = (n / (10 * per_component).max(1)).clamp(1, 4);
-        let sample = crate::model::sample_rows(z, super::kmeans::FIT_ROWS, seed);
+        let sample = crate::stats::sample_rows(z, super::kmeans::FIT_ROWS, seed);
         let rng = Xoshiro256Plus::seed_from_u64(seed);
         let fitted = GaussianMixtureModel::params(k)
             .with_rng(rng)

@@ -41,7 +41,7 @@ impl KMeansDistance {
             });
         }
         let k = (n / 50).clamp(2, 8);
-        let sample = crate::model::sample_rows(z, FIT_ROWS, seed);
+        let sample = crate::stats::sample_rows(z, FIT_ROWS, seed);
         let rng = Xoshiro256Plus::seed_from_u64(seed);
         let model = KMeans::params_with_rng(k, rng)
             .n_runs(1)
