@@ -99,6 +99,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== crate graph (one direction, no import circle)"
+python3 scripts/check_crate_graph.py
 echo "== cargo test --workspace"
 log="$work/test.log"
 cargo test --workspace --no-fail-fast 2>&1 | tee "$log"

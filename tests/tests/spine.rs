@@ -6,12 +6,12 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use pharmwatch::anomaly::ModelSource;
-use pharmwatch::calendar::WorkingCalendar;
 use pharmwatch::evaluate;
 use pharmwatch::indicators::Thresholds;
 use pharmwatch::ingest::InputSpec;
 use pharmwatch::nightly::{self, NightlyConfig};
 use pharmwatch::simulate::{self, SimConfig};
+use pharmwatch_regulation::Calendar;
 use pharmwatch_tests::{Fixture, day, ent};
 
 fn config(lake: &Path, out: &Path, from: i64, to: i64) -> NightlyConfig {
@@ -270,7 +270,7 @@ fn spikes_prices_and_silence_are_judged_against_each_enterprise_s_own_history() 
 }
 
 fn simulate(dir: &Path, enterprises: usize, days: u32, seed: u64) -> simulate::SimSummary {
-    let cal = WorkingCalendar::embedded().unwrap();
+    let cal = Calendar::embedded().unwrap();
     let cfg = SimConfig {
         enterprises,
         days,
@@ -536,7 +536,7 @@ fn bad_input_rows_go_to_the_dead_letter_and_the_counts_reconcile() {
 fn a_province_without_planted_anomalies_raises_no_alarm() {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
-    let cal = WorkingCalendar::embedded().unwrap();
+    let cal = Calendar::embedded().unwrap();
     let cfg = SimConfig {
         enterprises: 150,
         days: 45,

@@ -1,0 +1,7 @@
+//! `pharmwatch-batch`: the nightly job — the day's risk list from the lake, the anomaly
+//! model, the closed loop over the case ledger — and the supervisors' daily report
+//! (`report.html`, charts drawn with plotters).
+
+pub mod metrics;
+pub mod nightly;
+pub mod report;

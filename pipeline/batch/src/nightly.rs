@@ -1,0 +1,563 @@
+//! The nightly job: lake (and input files) in, windowed indicators, the day's risk list out.
+//!
+//! Steps: load the reference tables; read and validate input files (bad rows to the dead
+//! letter); register each event kind as one table over the lake partitions of
+//! `[from − 60 days, to]` plus the accepted input rows; run the indicator SQL; compute the
+//! model features, fit (or load) the anomaly model and score `[from, to]`; score and rank;
+//! write `risk_list.{parquet,csv,json}`, `model.json` (the artifact), `features.csv`,
+//! `dead_letter.ndjson` and `run.json` into the output directory. [`run_with`] adds the closed
+//! loop: the case-ledger sweep and the caution notices under `notices/`.
+//!
+//! Invariants: for input files `read = accepted + rejected`; hits belong to business days in
+//! `[from, to]` only; the output files are written whole (a failed run leaves the previous
+//! outputs untouched until it succeeds).
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{Duration, NaiveDate};
+use datafusion::arrow::array::{Date32Array, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+use serde::{Deserialize, Serialize};
+use pharmwatch_core::query::{collect, register_files, session, table_rows};
+
+use pharmwatch_schemas::{Enterprise, EventKind, Product, ReferenceKind};
+
+use pharmwatch_core::anomaly::{self, AnomalyScore, ModelSource};
+use pharmwatch_core::error::{PipelineError, Result};
+use pharmwatch_core::indicators::{self, Hit, INDICATORS, LOOKBACK_DAYS, Thresholds};
+use pharmwatch_core::ingest::{self, InputSpec, ReferenceSets};
+use pharmwatch_core::lake;
+use pharmwatch_core::risk;
+
+pub mod summary;
+
+pub use summary::{ModelSummary, NightlyOutput, NightlySummary, read_run, report};
+
+/// The `[nightly]` table of `pharmwatch.toml`: what a run reads from the configuration when
+/// the command line does not say (the command line wins).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NightlySettings {
+    /// Days of the model's training window, ending with the run's last day.
+    pub train_days: i64,
+    /// Percentile (0–1) of the training scores from which the model flags an enterprise-day.
+    pub anomaly_threshold: f64,
+    /// Seed of every random choice of the model.
+    pub model_seed: u64,
+    /// Indicator thresholds.
+    pub thresholds: Thresholds,
+}
+
+impl Default for NightlySettings {
+    fn default() -> Self {
+        Self {
+            train_days: anomaly::DEFAULT_TRAIN_DAYS,
+            anomaly_threshold: anomaly::DEFAULT_THRESHOLD,
+            model_seed: 1,
+            thresholds: Thresholds::default(),
+        }
+    }
+}
+
+impl pharmwatch_core::config::Section for NightlySettings {
+    const NAME: &'static str = "nightly";
+}
+
+impl NightlySettings {
+    /// Checks the values a run cannot use.
+    pub fn validate(&self) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.anomaly_threshold) {
+            return Err(PipelineError::Config(
+                "nightly.anomaly_threshold must be between 0 and 1".into(),
+            ));
+        }
+        if self.train_days < 1 {
+            return Err(PipelineError::Config(
+                "nightly.train_days must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Settings of a nightly run.
+#[derive(Debug, Clone)]
+pub struct NightlyConfig {
+    /// The lake, if any.
+    pub lake: Option<PathBuf>,
+    /// Reference-table directory (default: `LAKE/reference`).
+    pub reference: Option<PathBuf>,
+    /// Input files.
+    pub inputs: Vec<InputSpec>,
+    /// First business day of the risk list.
+    pub from: NaiveDate,
+    /// Last business day of the risk list.
+    pub to: NaiveDate,
+    /// Output directory.
+    pub out: PathBuf,
+    /// Rule thresholds.
+    pub thresholds: Thresholds,
+    /// Rows of the top-N table printed at the end.
+    pub top: usize,
+    /// Show a progress bar over the indicator queries.
+    pub progress: bool,
+    /// Where the anomaly model comes from.
+    pub model: ModelSource,
+    /// Percentile from which the model flags an enterprise-day.
+    pub anomaly_threshold: f64,
+}
+
+/// Registers an event kind as `kind` = lake files ∪ input rows.
+async fn register_kind(
+    ctx: &SessionContext,
+    kind: EventKind,
+    files: &[PathBuf],
+    input: Vec<RecordBatch>,
+) -> Result<()> {
+    let name = kind.as_str();
+    let schema = kind.lake_schema();
+    if input.iter().all(|b| b.num_rows() == 0) {
+        return register_files(ctx, name, schema, files).await;
+    }
+    let lake_name = format!("{name}_lake");
+    register_files(ctx, &lake_name, schema.clone(), files).await?;
+    let mem = MemTable::try_new(schema, vec![input]).map_err(|e| PipelineError::query(name, e))?;
+    let input_name = format!("{name}_input");
+    ctx.register_table(input_name.as_str(), Arc::new(mem))
+        .map_err(|e| PipelineError::query(name, e))?;
+    let view = format!(
+        "CREATE VIEW {name} AS SELECT * FROM {lake_name} UNION ALL SELECT * FROM {input_name}"
+    );
+    ctx.sql(&view)
+        .await
+        .map_err(|e| PipelineError::query(name, e))?;
+    Ok(())
+}
+
+async fn count(ctx: &SessionContext, sql: &str) -> Result<u64> {
+    let batches = collect(ctx, "count", sql).await?;
+    let mut n = 0u64;
+    for b in &batches {
+        let a = datafusion::arrow::compute::cast(b.column(0), &DataType::UInt64)
+            .map_err(|e| PipelineError::arrow("count", e))?;
+        let a = a
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::UInt64Array>()
+            .ok_or_else(|| PipelineError::Internal("count is not an integer".into()))?;
+        n += a.iter().flatten().sum::<u64>();
+    }
+    Ok(n)
+}
+
+/// Runs the nightly job.
+pub async fn run(cfg: &NightlyConfig) -> Result<NightlyOutput> {
+    run_rules(cfg, None).await
+}
+
+/// [`run`] with the measures rules whose `[credit]` section sets the credit file's publicity
+/// periods and grade steps (`None`: the shipped rules).
+pub async fn run_rules(
+    cfg: &NightlyConfig,
+    rules: Option<&pharmwatch_regulation::Rules>,
+) -> Result<NightlyOutput> {
+    let started = Instant::now();
+    if cfg.to < cfg.from {
+        return Err(PipelineError::Config(format!(
+            "--to {} is before --from {}",
+            cfg.to, cfg.from
+        )));
+    }
+    let reference_dir = match (&cfg.reference, &cfg.lake) {
+        (Some(r), _) => r.clone(),
+        (None, Some(l)) => l.join(lake::REFERENCE_DIR),
+        (None, None) => {
+            return Err(PipelineError::Config(
+                "give --lake DIR, or --reference DIR with --input files".into(),
+            ));
+        }
+    };
+    let ctx = session();
+
+    // Reference tables.
+    for kind in ReferenceKind::ALL {
+        let path = reference_dir.join(format!("{}.parquet", kind.as_str()));
+        if !path.exists() {
+            return Err(PipelineError::Lake {
+                path: reference_dir.clone(),
+                reason: format!(
+                    "reference table {} is missing (the simulator writes it; see README)",
+                    path.display()
+                ),
+            });
+        }
+        register_files(&ctx, kind.as_str(), kind.schema(), &[path]).await?;
+    }
+    let enterprises: Vec<Enterprise> = table_rows(&ctx, "enterprises").await?;
+    let products: Vec<Product> = table_rows(&ctx, "products").await?;
+    let refs = ReferenceSets {
+        enterprises: enterprises
+            .iter()
+            .map(|e| e.enterprise_id.clone())
+            .collect(),
+        products: products.iter().map(|p| p.product_id.clone()).collect(),
+    };
+
+    // Input files.
+    let ingested = ingest::ingest_all(
+        &cfg.inputs,
+        &refs,
+        ingest::run_range(cfg.from, cfg.to, LOOKBACK_DAYS),
+    )?;
+    let mut inputs: HashMap<EventKind, Vec<RecordBatch>> = HashMap::new();
+    for (kind, batch) in ingested.batches {
+        inputs.entry(kind).or_default().push(batch);
+    }
+
+    // Event tables.
+    let lookback_from = cfg.from - Duration::days(LOOKBACK_DAYS);
+    for kind in EventKind::ALL {
+        let files: Vec<PathBuf> = match &cfg.lake {
+            Some(l) => {
+                let since = if *kind == EventKind::ProductTest {
+                    NaiveDate::MIN
+                } else {
+                    lookback_from
+                };
+                let mut files = Vec::new();
+                for (_, dir) in lake::partitions(l, *kind, since, cfg.to)? {
+                    files.extend(lake::day_files(&dir)?);
+                }
+                files
+            }
+            None => Vec::new(),
+        };
+        register_kind(&ctx, *kind, &files, inputs.remove(kind).unwrap_or_default()).await?;
+    }
+    let run_dates: Vec<i32> = {
+        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+        let mut v = Vec::new();
+        let mut d = cfg.from;
+        while d <= cfg.to {
+            v.push((d - epoch).num_days() as i32);
+            d += Duration::days(1);
+        }
+        v
+    };
+    let rd_schema = Arc::new(Schema::new(vec![Field::new(
+        "run_date",
+        DataType::Date32,
+        false,
+    )]));
+    let rd_batch = RecordBatch::try_new(
+        rd_schema.clone(),
+        vec![Arc::new(Date32Array::from(run_dates))],
+    )
+    .map_err(|e| PipelineError::arrow("run_dates", e))?;
+    let rd = MemTable::try_new(rd_schema, vec![vec![rd_batch]])
+        .map_err(|e| PipelineError::query("run_dates", e))?;
+    ctx.register_table("run_dates", Arc::new(rd))
+        .map_err(|e| PipelineError::query("run_dates", e))?;
+
+    // What was read.
+    let range = format!(
+        "biz_date BETWEEN DATE '{}' AND DATE '{}'",
+        cfg.from.format("%Y-%m-%d"),
+        cfg.to.format("%Y-%m-%d")
+    );
+    let mut lake_records = Vec::new();
+    for kind in EventKind::ALL {
+        let n = count(
+            &ctx,
+            &format!("SELECT COUNT(*) FROM {} WHERE {range}", kind.as_str()),
+        )
+        .await?;
+        lake_records.push((kind.as_str().to_string(), n));
+    }
+    let enterprises_scored = count(
+        &ctx,
+        &format!(
+            "SELECT COUNT(DISTINCT enterprise_id) FROM (SELECT enterprise_id FROM inventory WHERE {range} \
+             UNION ALL SELECT enterprise_id FROM sales WHERE {range} UNION ALL SELECT enterprise_id FROM purchase WHERE {range})"
+        ),
+    )
+    .await?;
+    if cfg.lake.is_some() && lake_records.iter().all(|(_, n)| *n == 0) && cfg.inputs.is_empty() {
+        return Err(PipelineError::Lake {
+            path: cfg.lake.clone().unwrap_or_default(),
+            reason: format!(
+                "no records for {} … {} (check --date / --from / --to)",
+                cfg.from, cfg.to
+            ),
+        });
+    }
+
+    // Indicators, scoring, outputs.
+    let bar = pharmwatch_core::progress::bar(
+        cfg.progress,
+        indicators::QUERIES.len() as u64,
+        "indicators",
+    );
+    // When the model is trained, the rules run over its training window too: enterprise-days
+    // the rules already flag are left out of what the model learns as normal.
+    let train_from = training_start(cfg);
+    let query_from = train_from.map_or(cfg.from, |t| t.min(cfg.from));
+    let (all_hits, query_seconds) =
+        indicators::run_all(&ctx, query_from, cfg.to, &cfg.thresholds, &bar).await?;
+    let (hits, earlier_hits): (Vec<Hit>, Vec<Hit>) =
+        all_hits.into_iter().partition(|h| h.date >= cfg.from);
+    let ent_map: HashMap<String, Enterprise> = enterprises
+        .into_iter()
+        .map(|e| (e.enterprise_id.clone(), e))
+        .collect();
+    let prod_map: HashMap<String, Product> = products
+        .into_iter()
+        .map(|p| (p.product_id.clone(), p))
+        .collect();
+    std::fs::create_dir_all(&cfg.out).map_err(|e| PipelineError::io(&cfg.out, e))?;
+    let flagged_by_rules: HashSet<(String, NaiveDate)> = hits
+        .iter()
+        .chain(&earlier_hits)
+        .map(|h| (h.enterprise_id.clone(), h.date))
+        .collect();
+    let (anomalies, model) = run_model(&ctx, cfg, train_from, &flagged_by_rules).await?;
+    // The credit factor uses the effective credit grade: the reference grade lowered by the
+    // credit-file entries of the case ledger still public on the row's day.
+    let embedded;
+    let rules = match rules {
+        Some(r) => r,
+        None => {
+            embedded = pharmwatch_regulation::Rules::embedded()
+                .map_err(|e| PipelineError::regulation("rules", e))?;
+            &embedded
+        }
+    };
+    let ledger = pharmwatch_casework::ledger::Ledger::open(&cfg.out)?;
+    let book = pharmwatch_casework::credit::CreditBook::load(
+        &ledger,
+        hits.iter().map(|h| h.enterprise_id.as_str()).chain(
+            anomalies
+                .iter()
+                .filter(|a| a.flagged)
+                .map(|a| a.enterprise_id.as_str()),
+        ),
+        rules,
+    )?;
+    drop(ledger);
+    let rows = risk::build_with_credit(&hits, &anomalies, &ent_map, &prod_map, &|e, d, g| {
+        book.effective(e, d, g)
+    });
+    risk::write(&cfg.out, &rows)?;
+    pharmwatch_core::store::Store::open(&cfg.out.join(pharmwatch_core::store::STORE_FILE))?
+        .write_risk_list(&rows)?;
+    pharmwatch_core::baseline::export(&ctx, &cfg.out, cfg.to, &cfg.thresholds).await?;
+    ingest::write_dead_letters(&cfg.out.join("dead_letter.ndjson"), &ingested.dead_letters)?;
+
+    let mut per_indicator: Vec<(String, usize)> = INDICATORS
+        .iter()
+        .map(|i| {
+            (
+                i.to_string(),
+                hits.iter().filter(|h| h.indicator == *i).count(),
+            )
+        })
+        .collect();
+    if model.is_some() {
+        per_indicator.push((
+            "model_anomaly".to_string(),
+            anomalies.iter().filter(|a| a.flagged).count(),
+        ));
+    }
+    let rows_per_grade: Vec<(String, usize)> = ["D", "C", "B", "A"]
+        .iter()
+        .map(|g| (g.to_string(), rows.iter().filter(|r| r.grade == *g).count()))
+        .collect();
+    let input_read = ingested.files.iter().map(|f| f.read).sum();
+    let input_accepted = ingested.files.iter().map(|f| f.accepted).sum();
+    let input_rejected = ingested.files.iter().map(|f| f.rejected).sum();
+    let summary = NightlySummary {
+        from: cfg.from,
+        to: cfg.to,
+        lake_records,
+        input_files: ingested.files,
+        input_read,
+        input_accepted,
+        input_rejected,
+        enterprises_scored,
+        risk_rows: rows.len(),
+        hits_per_indicator: per_indicator,
+        rows_per_grade,
+        query_seconds,
+        model,
+        seconds: started.elapsed().as_secs_f64(),
+        out: cfg.out.clone(),
+    };
+    let run_path = cfg.out.join("run.json");
+    let text = serde_json::to_string_pretty(&summary)
+        .map_err(|e| PipelineError::Internal(e.to_string()))?;
+    std::fs::write(&run_path, text + "\n").map_err(|e| PipelineError::io(&run_path, e))?;
+    Ok(NightlyOutput {
+        summary,
+        rows,
+        hits,
+        anomalies,
+        dead_letters: ingested.dead_letters,
+    })
+}
+
+/// A nightly run followed by its closed loop ([`pharmwatch_casework::closedloop`]): the ledger sweep on the
+/// run date, then caution notices and cases for the selected risk-list rows. `None` runs the
+/// risk list only.
+pub async fn run_with(
+    cfg: &NightlyConfig,
+    closed_loop: Option<&pharmwatch_casework::closedloop::ClosedLoop>,
+) -> Result<(
+    NightlyOutput,
+    Option<pharmwatch_casework::closedloop::ClosedLoopSummary>,
+)> {
+    let out = run_rules(cfg, closed_loop.map(|c| &c.rules)).await?;
+    let loop_summary = match closed_loop {
+        Some(cl) => Some(pharmwatch_casework::closedloop::run(
+            &cfg.out, &out.rows, cfg.to, cl,
+        )?),
+        None => None,
+    };
+    let snap = snapshot(cfg, loop_summary.as_ref())?;
+    crate::report::write_html(&cfg.out, &snap)?;
+    Ok((out, loop_summary))
+}
+
+/// The store's view of a finished run: the day's list, trend, notices and cases.
+fn snapshot(
+    cfg: &NightlyConfig,
+    loop_summary: Option<&pharmwatch_casework::closedloop::ClosedLoopSummary>,
+) -> Result<crate::report::Snapshot> {
+    let run_date = loop_summary.and_then(|s| s.run_date).unwrap_or(cfg.to);
+    let store =
+        pharmwatch_core::store::Store::open(&cfg.out.join(pharmwatch_core::store::STORE_FILE))?;
+    crate::report::Snapshot::load(&store, cfg.to, run_date)
+}
+
+/// [`run_with`], recording the run in `metrics_textfile` (node_exporter's textfile collector
+/// format) when given: a successful run writes every nightly metric; a failed one marks the
+/// run failed and keeps the last good run's numbers ([`NightlyMetrics::write_failure`]).
+///
+/// [`NightlyMetrics::write_failure`]: crate::metrics::NightlyMetrics::write_failure
+pub async fn run_recorded(
+    cfg: &NightlyConfig,
+    closed_loop: Option<&pharmwatch_casework::closedloop::ClosedLoop>,
+    metrics_textfile: Option<&Path>,
+) -> Result<(
+    NightlyOutput,
+    Option<pharmwatch_casework::closedloop::ClosedLoopSummary>,
+)> {
+    let started = Instant::now();
+    let result = run_with(cfg, closed_loop).await;
+    let Some(path) = metrics_textfile else {
+        return result;
+    };
+    match result {
+        Ok((out, loop_summary)) => {
+            let snap = snapshot(cfg, loop_summary.as_ref())?;
+            crate::metrics::run_metrics(&out, &snap)
+                .write_success(path, started.elapsed().as_secs_f64())?;
+            Ok((out, loop_summary))
+        }
+        Err(e) => {
+            if let Err(w) =
+                crate::metrics::NightlyMetrics::write_failure(path, started.elapsed().as_secs_f64())
+            {
+                eprintln!("nightly: the failed run could not be recorded: {w}");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// First day of the model's training window, when the model is trained: `train_days` ending
+/// with `to`, widened to cover `[from, to]`, and never so early that the rules' 31-day
+/// lookback would leave the lake range the run registered.
+pub fn training_start(cfg: &NightlyConfig) -> Option<NaiveDate> {
+    let ModelSource::Train { train_days, .. } = &cfg.model else {
+        return None;
+    };
+    let earliest = cfg.from - Duration::days(LOOKBACK_DAYS - 31);
+    Some(
+        cfg.from
+            .min(cfg.to - Duration::days((*train_days).max(1) - 1))
+            .max(earliest),
+    )
+}
+
+/// Features, model (trained or loaded) and verdicts for `[from, to]`; writes `model.json` and
+/// `features.csv` into the output directory. Training leaves out the enterprise-days in
+/// `flagged_by_rules`.
+async fn run_model(
+    ctx: &SessionContext,
+    cfg: &NightlyConfig,
+    train_from: Option<NaiveDate>,
+    flagged_by_rules: &HashSet<(String, NaiveDate)>,
+) -> Result<(Vec<AnomalyScore>, Option<ModelSummary>)> {
+    let started = Instant::now();
+    let artifact = cfg.out.join("model.json");
+    let (set, table, source, train_window, notes, artifact) = match &cfg.model {
+        ModelSource::Off => return Ok((Vec::new(), None)),
+        ModelSource::Train { families, seed, .. } => {
+            let train_from = train_from.unwrap_or(cfg.from);
+            let table = anomaly::features(ctx, train_from, cfg.to).await?;
+            let trained_at = chrono::Utc::now().to_rfc3339();
+            let (set, notes) = anomaly::train(
+                &table,
+                flagged_by_rules,
+                families,
+                *seed,
+                &trained_at,
+                (train_from, cfg.to),
+            )?;
+            pharmwatch_core::anomaly::write_artifact(&artifact, &set)?;
+            (
+                set,
+                table,
+                "trained",
+                Some((train_from, cfg.to)),
+                notes,
+                artifact,
+            )
+        }
+        ModelSource::Load(path) => {
+            let set = pharmwatch_core::anomaly::read_artifact(path)?;
+            anomaly::check_features(&set, path)?;
+            let table = anomaly::features(ctx, cfg.from, cfg.to).await?;
+            (set, table, "loaded", None, Vec::new(), path.clone())
+        }
+    };
+    table.write_csv(&cfg.out.join("features.csv"))?;
+    let anomalies = anomaly::score(&set, &table, cfg.from, cfg.to, cfg.anomaly_threshold);
+    let summary = ModelSummary {
+        source: source.to_string(),
+        artifact,
+        feature_rows: table.len(),
+        train_window,
+        segments: set
+            .segments
+            .iter()
+            .map(|(k, m)| {
+                (
+                    k.clone(),
+                    m.training_rows,
+                    m.detector_names().iter().map(|s| s.to_string()).collect(),
+                )
+            })
+            .collect(),
+        notes,
+        scored: anomalies.len(),
+        flagged: anomalies.iter().filter(|a| a.flagged).count(),
+        threshold: cfg.anomaly_threshold,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    Ok((anomalies, Some(summary)))
+}

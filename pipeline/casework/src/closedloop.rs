@@ -1,0 +1,202 @@
+//! The nightly job's closed loop (体检反馈—整改复诊): after the risk list is written, sweep the
+//! case ledger on the run date (missed deadlines escalate), then issue caution notices for the
+//! risk-list rows the notices configuration selects and open their cases.
+//!
+//! Invariants: an enterprise with an open risk-list case gets no second notice while that case
+//! is open (the case is followed, not repeated); the measures come from the regulation crate's
+//! engine (a remote finding: 赣药监 第十条(四) caution with the 第二十二条 report deadline, and
+//! for a first violation at a minor grade the 蒙药监 (六) observation period and fault-tolerance
+//! list); every notice is numbered and recorded in the same transaction as its ledger event; a
+//! deadline past the calendar's last year never stops the night: the case opens with its due
+//! date pending the calendar, and the summary says so.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use chrono::NaiveDate;
+use pharmwatch_regulation::{Finding, MeasureCode, Rules, decide};
+use serde::Serialize;
+
+use crate::ledger::{Ledger, NIGHTLY_ACTOR, Opening, Origin, SweepSummary};
+use crate::notices::{self, Addressee, DocumentKind, NoticesConfig};
+use pharmwatch_core::error::{PipelineError, Result};
+use pharmwatch_core::risk::RiskRow;
+use pharmwatch_regulation::Calendar;
+
+/// Settings of the closed loop of a nightly run.
+#[derive(Debug, Clone)]
+pub struct ClosedLoop {
+    /// Which rows get notices, and the authority.
+    pub notices: NoticesConfig,
+    /// The measures rules.
+    pub rules: Rules,
+    /// The working-day calendar.
+    pub calendar: Calendar,
+    /// The run date (sweep day and notice date); default: the last business day of the run.
+    pub run_date: Option<NaiveDate>,
+}
+
+/// What the closed loop did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ClosedLoopSummary {
+    /// The run date.
+    pub run_date: Option<NaiveDate>,
+    /// The sweep of the ledger.
+    pub sweep: SweepSummary,
+    /// Risk-list rows the configuration selected (one per enterprise).
+    pub selected: usize,
+    /// Enterprises skipped because a risk-list case of theirs is still open.
+    pub already_open: usize,
+    /// Cases opened.
+    pub cases_opened: usize,
+    /// Documents issued: number and file.
+    pub documents: Vec<(String, String)>,
+    /// Measures of the cases opened whose due date waits for a year the calendar does not
+    /// cover yet, and that year (the earliest).
+    pub deadlines_pending: usize,
+    /// The year those deadlines wait for.
+    pub pending_year: Option<i32>,
+}
+
+/// The case id of a risk-list row: `RL-<date>-<credit code>`.
+pub fn case_id(row: &RiskRow) -> String {
+    format!("RL-{}-{}", row.date, row.enterprise_id)
+}
+
+/// Runs the closed loop for the rows of a nightly run in output directory `out`.
+pub fn run(
+    out: &Path,
+    rows: &[RiskRow],
+    last_day: NaiveDate,
+    cl: &ClosedLoop,
+) -> Result<ClosedLoopSummary> {
+    let today = cl.run_date.unwrap_or(last_day);
+    let mut ledger = Ledger::open(out)?;
+    let mut summary = ClosedLoopSummary {
+        run_date: Some(today),
+        sweep: ledger.sweep(today, &cl.rules, &cl.calendar, NIGHTLY_ACTOR)?,
+        ..Default::default()
+    };
+    // One row per enterprise: its highest-scoring selected row (latest day on ties).
+    let mut chosen: BTreeMap<&str, &RiskRow> = BTreeMap::new();
+    for r in rows
+        .iter()
+        .filter(|r| cl.notices.selects(&r.grade, &r.indicators))
+    {
+        let keep = chosen
+            .get(r.enterprise_id.as_str())
+            .is_none_or(|c| (r.score, r.date) > (c.score, c.date));
+        if keep {
+            chosen.insert(&r.enterprise_id, r);
+        }
+    }
+    summary.selected = chosen.len();
+    for row in chosen.values() {
+        let open = ledger.open_cases_of(&row.enterprise_id)?;
+        if open.iter().any(|c| c.origin == "risk_list") {
+            summary.already_open += 1;
+            continue;
+        }
+        let first = !ledger.has_history(&row.enterprise_id)?;
+        let minor = first && cl.notices.minor_grades.contains(&row.grade);
+        let id = case_id(row);
+        let finding: Finding = serde_json::from_value(serde_json::json!({
+            "case_id": id,
+            "enterprise_id": row.enterprise_id,
+            "inspection_date": today,
+            "conclusion": "pending_rectification",
+            "defects": {"critical": 0, "major": 0, "general": 0},
+            "flags": ["other_caution"],
+            "first_violation": first,
+            "harm": if minor { "slight" } else { "serious" },
+        }))
+        .map_err(|e| PipelineError::Internal(format!("remote finding for {id}: {e}")))?;
+        let decision = decide(&finding, &cl.rules, &cl.calendar)
+            .map_err(|e| PipelineError::regulation(format!("case {id}"), e))?;
+        let facts = serde_json::to_string(&row.items)
+            .map_err(|e| PipelineError::Internal(e.to_string()))?;
+        let addressee = serde_json::to_string(&Addressee {
+            name: row.enterprise_name.clone(),
+            credit_code: row.enterprise_id.clone(),
+            licence_no: row.licence_no.clone(),
+            lead_name: String::new(),
+        })
+        .map_err(|e| PipelineError::Internal(e.to_string()))?;
+        let new = ledger.apply_decision(&Opening {
+            decision: &decision,
+            on: today,
+            origin: Origin::RiskList,
+            actor: NIGHTLY_ACTOR,
+            enterprise_name: &row.enterprise_name,
+            facts_json: &facts,
+            addressee_json: &addressee,
+        })?;
+        if !new {
+            continue;
+        }
+        summary.cases_opened += 1;
+        for p in decision
+            .measures
+            .iter()
+            .filter_map(|m| m.due_pending.as_ref())
+        {
+            summary.deadlines_pending += 1;
+            summary.pending_year = Some(
+                summary
+                    .pending_year
+                    .map_or(p.needs_year, |y| y.min(p.needs_year)),
+            );
+        }
+        ledger.set_first_minor(&id, minor)?;
+        for (code, kind) in [
+            (MeasureCode::Caution, DocumentKind::CautionNotice),
+            (MeasureCode::Interview, DocumentKind::InterviewNotice),
+        ] {
+            if decision.measure(code).is_some() {
+                let (doc, path) = notices::issue(
+                    &mut ledger,
+                    &id,
+                    kind,
+                    today,
+                    NIGHTLY_ACTOR,
+                    &cl.notices.authority,
+                    &cl.rules,
+                    Some(out),
+                )?;
+                summary.documents.push((
+                    doc.number,
+                    path.map(|p| p.display().to_string()).unwrap_or_default(),
+                ));
+            }
+        }
+    }
+    Ok(summary)
+}
+
+/// The closed loop's lines of the nightly report.
+pub fn report(s: &ClosedLoopSummary) -> String {
+    let pending = match s.pending_year {
+        Some(year) if s.deadlines_pending > 0 => format!(
+            "{} due date(s) of the cases opened wait for the {year} working-day calendar: load \
+             it with `pharmwatch calendar import` and they are set\n",
+            s.deadlines_pending
+        ),
+        _ => String::new(),
+    };
+    let text = format!(
+        "case ledger on {}: {} open case(s) swept, {} overdue, {} escalated ({} referred), {} \
+         low-risk; {} row(s) selected for notices, {} already under an open case, {} case(s) \
+         opened, {} document(s) issued under notices/\n",
+        s.run_date.map(|d| d.to_string()).unwrap_or_default(),
+        s.sweep.cases,
+        s.sweep.overdue,
+        s.sweep.escalated,
+        s.sweep.referred,
+        s.sweep.low_risk,
+        s.selected,
+        s.already_open,
+        s.cases_opened,
+        s.documents.len()
+    );
+    text + &pending
+}

@@ -1,0 +1,21 @@
+//! `pharmwatch-casework`: what follows a risk list — the case ledger (案件台账), the documents
+//! with legal force (numbering, rendering, issuing), the enterprise's guidance and credit
+//! file, the nightly closed loop, the measures engine behind the command line, the signed
+//! links of service (送达) and the record of deliveries.
+//!
+//! - [`ledger`]: cases, measures, deadlines and the append-only event trail;
+//! - [`notices`]: the four documents, their numbers and templates;
+//! - [`guidance`]: what applies to one enterprise; [`credit`]: its safety credit file;
+//! - [`closedloop`]: the nightly sweep and the notices of the risk list;
+//! - [`measures`]: findings to decisions, the rules and the deployment's calendar;
+//! - [`links`]: signed acknowledgement and guidance links; [`service`]: the record of service
+//!   (acknowledgements, deliveries as supervisors see them).
+
+pub mod closedloop;
+pub mod credit;
+pub mod guidance;
+pub mod ledger;
+pub mod links;
+pub mod measures;
+pub mod notices;
+pub mod service;

@@ -1,0 +1,567 @@
+//! Documents (执法文书): the caution notice (行政告诫书), interview notice (约谈通知书), sales
+//! suspension decision (暂停销售决定书) and lifting notice (解除通知书), rendered from the
+//! minijinja templates in `pipeline/templates/` (embedded at compile time) to HTML and Markdown,
+//! numbered and recorded in the case ledger.
+//!
+//! Every document has the parts the domain brief lists: heading with the document number,
+//! addressee with credit code, licence and lead, the facts with the risk list's evidence, the
+//! legal basis (药品管理法 第九十九条 and the measure's article), the demands with the due date,
+//! the consequences, the contact, the issuing authority and date, and a proof of service
+//! (送达回证). A first minor violation (observation period, fault-tolerance list) gets the soft
+//! wording of 蒙药监 (六) and no penalty language.
+//!
+//! Invariants: the number `<series>〔<year>〕<seq>号` is allocated as `MAX(seq) + 1` per series
+//! (authority abbreviation + kind word, e.g. 蒙药监告) and year inside the IMMEDIATE transaction
+//! that stores the rendered text and appends the `notice_issued` event: concurrent issuers get
+//! 1, 2, 3 … without gaps or duplicates, and a failed render consumes no number. The files under
+//! `OUT/notices/` are written after the commit, from the stored text.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{Datelike, NaiveDate};
+use minijinja::value::Serde;
+use minijinja::{AutoEscape, Environment, Value, context};
+use pharmwatch_regulation::{MeasureCode, Rules, WorkingDayCount};
+use serde::{Deserialize, Serialize};
+
+use crate::ledger::{CaseDetail, IssuedDocument, Ledger, append_event, parse_code};
+use pharmwatch_core::display::indicator_zh;
+use pharmwatch_core::config::Section;
+use pharmwatch_core::error::{PipelineError, Result};
+use pharmwatch_core::risk::RiskItem;
+use pharmwatch_core::store::sql_err;
+
+/// The templates, by file name.
+const TEMPLATES: &[(&str, &str)] = &[
+    ("base.html.j2", include_str!("../../templates/base.html.j2")),
+    ("base.md.j2", include_str!("../../templates/base.md.j2")),
+    (
+        "caution_notice.j2",
+        include_str!("../../templates/caution_notice.j2"),
+    ),
+    (
+        "interview_notice.j2",
+        include_str!("../../templates/interview_notice.j2"),
+    ),
+    (
+        "suspension_decision.j2",
+        include_str!("../../templates/suspension_decision.j2"),
+    ),
+    (
+        "lifting_notice.j2",
+        include_str!("../../templates/lifting_notice.j2"),
+    ),
+];
+
+/// Directory of the written documents inside an output directory.
+pub const NOTICES_DIR: &str = "notices";
+
+/// The kinds of document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DocumentKind {
+    /// 行政告诫书: the caution letter of a caution measure.
+    CautionNotice,
+    /// 约谈通知书: the notice of an interview.
+    InterviewNotice,
+    /// 暂停销售决定书: the sales suspension decision.
+    SuspensionDecision,
+    /// 解除通知书: lifting the sales suspension.
+    LiftingNotice,
+}
+
+impl DocumentKind {
+    /// Every kind, in ledger order.
+    pub const ALL: [DocumentKind; 4] = [
+        DocumentKind::CautionNotice,
+        DocumentKind::InterviewNotice,
+        DocumentKind::SuspensionDecision,
+        DocumentKind::LiftingNotice,
+    ];
+
+    /// The kind of a stored wire name (`caution_notice` …).
+    pub fn parse(kind: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == kind)
+    }
+
+    /// The snake_case name (template and file names).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CautionNotice => "caution_notice",
+            Self::InterviewNotice => "interview_notice",
+            Self::SuspensionDecision => "suspension_decision",
+            Self::LiftingNotice => "lifting_notice",
+        }
+    }
+
+    /// The title printed on the document.
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::CautionNotice => "行政告诫书",
+            Self::InterviewNotice => "约谈通知书",
+            Self::SuspensionDecision => "暂停销售决定书",
+            Self::LiftingNotice => "解除暂停销售通知书",
+        }
+    }
+
+    /// The word of the number series after the authority abbreviation (蒙药监**告**〔2026〕1号).
+    pub fn series_word(self) -> &'static str {
+        match self {
+            Self::CautionNotice => "告",
+            Self::InterviewNotice => "约",
+            Self::SuspensionDecision => "停",
+            Self::LiftingNotice => "解",
+        }
+    }
+
+    /// Whether the case's measure `code` is the one this document serves.
+    fn serves(self, code: MeasureCode) -> bool {
+        match self {
+            Self::CautionNotice => code == MeasureCode::Caution,
+            Self::InterviewNotice => code == MeasureCode::Interview,
+            Self::SuspensionDecision | Self::LiftingNotice => code.is_suspension(),
+        }
+    }
+}
+
+/// The issuing authority, as printed on every document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorityConfig {
+    /// Full name (内蒙古自治区药品监督管理局).
+    #[serde(default = "default_authority_name")]
+    pub name: String,
+    /// Abbreviation that starts the document numbers (蒙药监).
+    #[serde(default = "default_abbreviation")]
+    pub abbreviation: String,
+    /// Department to contact.
+    #[serde(default = "default_department")]
+    pub contact_department: String,
+    /// Phone number to contact.
+    #[serde(default = "default_phone")]
+    pub contact_phone: String,
+    /// Postal address (optional).
+    #[serde(default)]
+    pub address: String,
+}
+
+fn default_authority_name() -> String {
+    "内蒙古自治区药品监督管理局".to_string()
+}
+fn default_abbreviation() -> String {
+    "蒙药监".to_string()
+}
+fn default_department() -> String {
+    "药品流通监督管理处".to_string()
+}
+fn default_phone() -> String {
+    "0471-0000000".to_string()
+}
+
+impl Default for AuthorityConfig {
+    fn default() -> Self {
+        Self {
+            name: default_authority_name(),
+            abbreviation: default_abbreviation(),
+            contact_department: default_department(),
+            contact_phone: default_phone(),
+            address: String::new(),
+        }
+    }
+}
+
+/// Which risk-list rows the nightly run sends a caution notice for, and who signs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoticesConfig {
+    /// Issue notices at all.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Risk grades that get a caution notice.
+    #[serde(default = "default_grades")]
+    pub grades: Vec<String>,
+    /// Indicators that qualify a row (any one of them); empty: every indicator.
+    #[serde(default)]
+    pub indicators: Vec<String>,
+    /// Risk grades counted as minor: a first violation at such a grade gets the observation
+    /// period and the soft wording (蒙药监 (六)).
+    #[serde(default = "default_minor_grades")]
+    pub minor_grades: Vec<String>,
+    /// The issuing authority.
+    #[serde(default)]
+    pub authority: AuthorityConfig,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_grades() -> Vec<String> {
+    vec!["C".to_string(), "D".to_string()]
+}
+fn default_minor_grades() -> Vec<String> {
+    vec!["C".to_string()]
+}
+
+impl Default for NoticesConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            grades: default_grades(),
+            indicators: Vec::new(),
+            minor_grades: default_minor_grades(),
+            authority: AuthorityConfig::default(),
+        }
+    }
+}
+
+impl Section for NoticesConfig {
+    const NAME: &'static str = "notices";
+}
+
+impl NoticesConfig {
+    /// Reads the `[notices]` table of `pharmwatch.toml` (if given) over the defaults, with
+    /// `PHARMWATCH__NOTICES__*` overrides; unknown keys are refused.
+    pub fn load(path: Option<&Path>) -> Result<Self> {
+        pharmwatch_core::config::load(path)
+    }
+
+    /// Whether a risk-list row with this grade and these indicators gets a notice.
+    pub fn selects(&self, grade: &str, indicators: &str) -> bool {
+        self.enabled
+            && self.grades.iter().any(|g| g == grade)
+            && (self.indicators.is_empty()
+                || indicators
+                    .split(',')
+                    .any(|i| self.indicators.iter().any(|w| w == i.trim())))
+    }
+}
+
+/// The addressee of a document.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Addressee {
+    /// Enterprise name.
+    pub name: String,
+    /// Unified social credit code.
+    pub credit_code: String,
+    /// Licence number.
+    pub licence_no: String,
+    /// Enterprise lead (企业负责人).
+    #[serde(default)]
+    pub lead_name: String,
+}
+
+/// A rendered document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// HTML.
+    pub html: String,
+    /// Markdown.
+    pub markdown: String,
+}
+
+/// `2026年3月2日`.
+pub fn date_zh(d: NaiveDate) -> String {
+    format!("{}年{}月{}日", d.year(), d.month(), d.day())
+}
+
+/// A deadline still waiting for the calendar, as an official document states it:
+/// `自2026年12月3日起30个工作日内（具体日期待2027年节假日安排公布后确定并另行告知）`. With several
+/// counts, the earliest applies: each is named, joined by `或`.
+pub fn pending_due_zh(counts: &[WorkingDayCount], needs_year: i32) -> String {
+    let spans: Vec<String> = counts
+        .iter()
+        .map(|c| format!("自{}起{}个工作日内", date_zh(c.from), c.working_days))
+        .collect();
+    let spans = if spans.is_empty() {
+        "本局规定的期限内".to_string()
+    } else {
+        spans.join("或")
+    };
+    format!("{spans}（具体日期待{needs_year}年节假日安排公布后确定并另行告知）")
+}
+
+fn environment(html: bool) -> Result<Environment<'static>> {
+    let mut env = Environment::new();
+    env.set_auto_escape_callback(move |_| {
+        if html {
+            AutoEscape::Html
+        } else {
+            AutoEscape::None
+        }
+    });
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    for (name, text) in TEMPLATES {
+        env.add_template(name, text)
+            .map_err(|e| PipelineError::Template {
+                template: (*name).to_string(),
+                reason: e.to_string(),
+            })?;
+    }
+    Ok(env)
+}
+
+/// Renders document `kind` of case `case` with `number`, issued on `issued_on`.
+pub fn render(
+    kind: DocumentKind,
+    number: &str,
+    case: &CaseDetail,
+    issued_on: NaiveDate,
+    authority: &AuthorityConfig,
+    rules: &Rules,
+) -> Result<Rendered> {
+    let measure = case
+        .measures
+        .iter()
+        .find(|m| parse_code(&m.code).is_some_and(|c| kind.serves(c)))
+        .ok_or_else(|| {
+            PipelineError::ledger(
+                &case.case.case_id,
+                format!("has no measure a {} serves", kind.title()),
+            )
+        })?;
+    let facts: Vec<RiskItem> = serde_json::from_str(&case.facts_json).unwrap_or_default();
+    let mut addressee: Addressee = serde_json::from_str(&case.addressee_json).unwrap_or_default();
+    if addressee.name.is_empty() {
+        addressee.name = if case.case.enterprise_name.is_empty() {
+            case.case.enterprise_id.clone()
+        } else {
+            case.case.enterprise_name.clone()
+        };
+    }
+    if addressee.credit_code.is_empty() {
+        addressee.credit_code = case.case.enterprise_id.clone();
+    }
+    if addressee.licence_no.is_empty() {
+        addressee.licence_no = "（未登记）".to_string();
+    }
+    let due = measure
+        .due_date
+        .as_deref()
+        .and_then(|d| d.parse::<NaiveDate>().ok());
+    let report_days = rules.deadlines.caution_interview_report_working_days;
+    // What the enterprise must do by when, as the sentence reads: a date, or while the
+    // calendar does not reach it, the count with a promise to notify the date.
+    let due_clause = match (due, measure.due_pending_year) {
+        (Some(d), _) if kind == DocumentKind::SuspensionDecision => {
+            format!("于{}前", date_zh(d))
+        }
+        (Some(d), _) => format!("于{}前（{report_days}个工作日内）", date_zh(d)),
+        (None, Some(year)) => pending_due_zh(&measure.due_counts, year),
+        (None, None) => "于本局规定的期限前".to_string(),
+    };
+    let observation_until = case
+        .measures
+        .iter()
+        .find(|m| m.code == MeasureCode::ObservationPeriod.as_str())
+        .and_then(|m| m.due_date.as_deref())
+        .and_then(|d| d.parse::<NaiveDate>().ok());
+    let soft = case.first_minor && kind == DocumentKind::CautionNotice;
+    let (demands_heading, consequences_heading, basis_action) = match kind {
+        DocumentKind::CautionNotice => ("整改要求和期限", "不按期整改的后果", "对你单位予以告诫"),
+        DocumentKind::InterviewNotice => (
+            "约谈事项和整改期限",
+            "不接受约谈的后果",
+            "决定对你单位进行约谈",
+        ),
+        DocumentKind::SuspensionDecision => (
+            "决定内容和整改期限",
+            "违反本决定的后果",
+            "决定对你单位采取暂停销售措施",
+        ),
+        DocumentKind::LiftingNotice => ("解除事项", "后续要求", "决定解除暂停销售措施"),
+    };
+    let suspension_scope = match measure.code.as_str() {
+        "suspend_sales_partial" => format!(
+            "暂停你单位以下经营范围的药品销售：{}",
+            measure.detail.clone().unwrap_or_default()
+        ),
+        "suspend_sales_products" => format!(
+            "暂停销售以下药品：{}",
+            measure.detail.clone().unwrap_or_default()
+        ),
+        _ => "暂停你单位全部经营范围的药品销售".to_string(),
+    };
+    let facts_text = if facts.is_empty() {
+        "监督检查中发现的缺陷和问题，详见检查记录".to_string()
+    } else {
+        String::new()
+    };
+    let ctx = |base: &str| {
+        context! {
+            base => base,
+            title => kind.title(),
+            number => number,
+            authority => Value::from(Serde(authority)),
+            addressee => Value::from(Serde(&addressee)),
+            detection => if facts.is_empty() { "经监督检查" } else { "本局通过药品智慧监管平台远程数据监测" },
+            facts => Value::from(Serde(&fact_rows(&facts))),
+            facts_text => &facts_text,
+            measure_article => &measure.article,
+            extra_basis => if soft { rules.cite_inclusive("(六)") } else { String::new() },
+            basis_action => basis_action,
+            demands_heading => demands_heading,
+            consequences_heading => consequences_heading,
+            soft => soft,
+            observation_days => rules.leniency.observation_period_days,
+            observation_until_zh => observation_until.map(date_zh).unwrap_or_default(),
+            due_working_days => report_days,
+            due_clause => &due_clause,
+            interview_date_zh => "",
+            reschedule_days => rules.deadlines.interview_reschedule_notice_working_days,
+            suspension_scope => &suspension_scope,
+            issued_on_zh => date_zh(issued_on),
+        }
+    };
+    let template = format!("{}.j2", kind.as_str());
+    let run = |html: bool, base: &str| -> Result<String> {
+        let env = environment(html)?;
+        let t = env
+            .get_template(&template)
+            .map_err(|e| PipelineError::Template {
+                template: template.clone(),
+                reason: e.to_string(),
+            })?;
+        t.render(ctx(base)).map_err(|e| PipelineError::Template {
+            template: template.clone(),
+            reason: format!("{e:#}"),
+        })
+    };
+    Ok(Rendered {
+        html: run(true, "base.html.j2")?,
+        markdown: run(false, "base.md.j2")?,
+    })
+}
+
+/// Issues document `kind` for `case_id`: allocates the next number of the series and year,
+/// renders, stores the text and appends the `notice_issued` event — all in one IMMEDIATE
+/// transaction — then writes `OUT/notices/<number>.{html,md}` when `out` is given.
+#[allow(clippy::too_many_arguments)]
+pub fn issue(
+    ledger: &mut Ledger,
+    case_id: &str,
+    kind: DocumentKind,
+    issued_on: NaiveDate,
+    actor: &str,
+    authority: &AuthorityConfig,
+    rules: &Rules,
+    out: Option<&Path>,
+) -> Result<(IssuedDocument, Option<PathBuf>)> {
+    let case = ledger.show(case_id)?;
+    let series = format!("{}{}", authority.abbreviation, kind.series_word());
+    let year = issued_on.year();
+    let (doc, rendered) = ledger.immediate(|tx, path| {
+        let seq: i64 = tx
+            .query_row(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM documents WHERE series = ?1 AND year = ?2",
+                rusqlite::params![series, year],
+                |r| r.get(0),
+            )
+            .map_err(|e| sql_err(path, "next document number", e))?;
+        let number = format!("{series}〔{year}〕{seq}号");
+        let rendered = render(kind, &number, &case, issued_on, authority, rules)?;
+        tx.execute(
+            "INSERT INTO documents (series, year, seq, number, kind, case_id, issued_on, html,
+                                    markdown)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            rusqlite::params![
+                series,
+                year,
+                seq,
+                number,
+                kind.as_str(),
+                case_id,
+                issued_on.to_string(),
+                rendered.html,
+                rendered.markdown
+            ],
+        )
+        .map_err(|e| sql_err(path, "store document", e))?;
+        append_event(
+            tx,
+            path,
+            case_id,
+            "notice_issued",
+            issued_on,
+            actor,
+            kind.title(),
+            Some(&number),
+        )?;
+        Ok((
+            IssuedDocument {
+                number,
+                series: series.clone(),
+                year,
+                seq,
+                kind: kind.as_str().to_string(),
+                case_id: case_id.to_string(),
+                issued_on: issued_on.to_string(),
+            },
+            rendered,
+        ))
+    })?;
+    let written = match out {
+        Some(dir) => Some(write_files(dir, &doc, &rendered)?),
+        None => None,
+    };
+    Ok((doc, written))
+}
+
+/// Writes a document's HTML and Markdown under `OUT/notices/`; returns the HTML path.
+pub fn write_files(out: &Path, doc: &IssuedDocument, r: &Rendered) -> Result<PathBuf> {
+    let dir = out.join(NOTICES_DIR);
+    std::fs::create_dir_all(&dir).map_err(|e| PipelineError::io(&dir, e))?;
+    let stem = format!("{}_{}_{:04}_{}", doc.kind, doc.year, doc.seq, doc.case_id);
+    let html = dir.join(format!("{stem}.html"));
+    std::fs::write(&html, &r.html).map_err(|e| PipelineError::io(&html, e))?;
+    let md = dir.join(format!("{stem}.md"));
+    std::fs::write(&md, &r.markdown).map_err(|e| PipelineError::io(&md, e))?;
+    Ok(html)
+}
+
+/// The facts table of a notice: each risk item with the Chinese name of its indicator.
+fn fact_rows(facts: &[RiskItem]) -> Vec<serde_json::Value> {
+    facts
+        .iter()
+        .map(|f| {
+            let mut v = serde_json::to_value(f).unwrap_or(serde_json::Value::Null);
+            if let Some(o) = v.as_object_mut() {
+                o.insert(
+                    "label".into(),
+                    serde_json::Value::from(indicator_zh(&f.indicator)),
+                );
+            }
+            v
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_example_configuration_parses_and_selects_rows() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/pharmwatch.example.toml");
+        let cfg: NoticesConfig = pharmwatch_core::config::load_with(Some(&path), Vec::new()).unwrap();
+        assert_eq!(cfg.authority.abbreviation, "蒙药监");
+        assert!(cfg.selects("D", "sales_spike"));
+        assert!(!cfg.selects("A", "sales_spike"));
+        let only = NoticesConfig {
+            indicators: vec!["expired_batch_sold".into()],
+            ..cfg
+        };
+        assert!(only.selects("D", "sales_spike,expired_batch_sold"));
+        assert!(!only.selects("D", "sales_spike"));
+        assert!(toml::from_str::<NoticesConfig>("grade = [\"D\"]").is_err());
+    }
+
+    #[test]
+    fn chinese_dates() {
+        assert_eq!(
+            date_zh(NaiveDate::from_ymd_opt(2026, 3, 2).unwrap()),
+            "2026年3月2日"
+        );
+    }
+}

@@ -1,0 +1,559 @@
+//! Case ledger: append-only events, the closed loop through the CLI functions, escalation after a
+//! missed deadline, and gap-free document numbers under concurrent issue.
+
+use crate::common::{
+    ENTERPRISE, TEST_2027, caution_finding, caution_finding_on, d, decide_and_record,
+};
+use pharmwatch_casework::ledger::{Ledger, RecordedEvent};
+use pharmwatch_casework::measures;
+use pharmwatch_casework::notices::{self, AuthorityConfig, DocumentKind};
+use pharmwatch_regulation::Calendar;
+use pharmwatch_regulation::CalendarYear;
+
+#[test]
+fn events_are_append_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = decide_and_record(dir.path(), &caution_finding("C-1"), d("2026-03-02"));
+    drop(ledger);
+    let conn = rusqlite::Connection::open(dir.path().join("pharmwatch.db")).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT COUNT(*) FROM case_events", [], |r| r.get(0))
+        .unwrap();
+    assert!(n >= 2);
+    let upd = conn
+        .execute("UPDATE case_events SET actor = 'someone else'", [])
+        .unwrap_err();
+    assert!(upd.to_string().contains("append-only"), "{upd}");
+    let del = conn.execute("DELETE FROM case_events", []).unwrap_err();
+    assert!(del.to_string().contains("append-only"), "{del}");
+    let after: i64 = conn
+        .query_row("SELECT COUNT(*) FROM case_events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(after, n);
+}
+
+#[test]
+fn case_lifecycle_report_verified_closed_then_low_risk() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = decide_and_record(dir.path(), &caution_finding("C-2"), d("2026-03-02"));
+    let open = ledger.list(true, Some(ENTERPRISE)).unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].next_due.as_deref(), Some("2026-04-14"));
+
+    // Verifying before any report is refused, and nothing is appended.
+    let before = ledger.show("C-2").unwrap().events.len();
+    let err = ledger
+        .record(
+            "C-2",
+            RecordedEvent::Verified,
+            "李四",
+            "",
+            d("2026-04-01"),
+            true,
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("report"), "{err}");
+    assert_eq!(ledger.show("C-2").unwrap().events.len(), before);
+
+    ledger
+        .record(
+            "C-2",
+            RecordedEvent::ReportReceived,
+            "张三",
+            "整改报告",
+            d("2026-04-10"),
+            false,
+        )
+        .unwrap();
+    ledger
+        .record(
+            "C-2",
+            RecordedEvent::Verified,
+            "李四",
+            "",
+            d("2026-04-13"),
+            true,
+        )
+        .unwrap();
+    let shown = ledger.show("C-2").unwrap();
+    assert_eq!(shown.case.status, "closed");
+    assert_eq!(shown.case.closed_on.as_deref(), Some("2026-04-13"));
+    assert!(shown.measures.iter().all(|m| m.state == "done"));
+    let events: Vec<&str> = shown.events.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(
+        events,
+        [
+            "opened",
+            "measures_decided",
+            "report_received",
+            "verified",
+            "closed"
+        ]
+    );
+    assert_eq!(shown.events[2].actor, "张三");
+    assert!(ledger.list(true, None).unwrap().is_empty());
+
+    // A closed case takes no more events.
+    assert!(
+        ledger
+            .record(
+                "C-2",
+                RecordedEvent::ReportReceived,
+                "张三",
+                "",
+                d("2026-04-20"),
+                false
+            )
+            .is_err()
+    );
+
+    // The sweep puts the verified, committed enterprise on the low-risk list, once.
+    let rules = measures::load_rules(None).unwrap();
+    let cal = measures::load_calendar(None).unwrap();
+    let s = ledger
+        .sweep(d("2026-04-14"), &rules, &cal, "nightly")
+        .unwrap();
+    assert_eq!(s.low_risk, 1);
+    let s = ledger
+        .sweep(d("2026-04-15"), &rules, &cal, "nightly")
+        .unwrap();
+    assert_eq!(s.low_risk, 0);
+    let lists = ledger.list_entries(None).unwrap();
+    assert_eq!(lists.len(), 1);
+    assert_eq!(lists[0].list_name, "low_risk");
+    assert_eq!(lists[0].enterprise_id, ENTERPRISE);
+}
+
+#[test]
+fn missed_deadline_escalates_to_key_monitoring_then_case_referral() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = decide_and_record(dir.path(), &caution_finding("C-3"), d("2026-03-02"));
+    let rules = measures::load_rules(None).unwrap();
+    let cal = measures::load_calendar(None).unwrap();
+
+    // On the due day nothing is overdue yet.
+    let s = ledger
+        .sweep(d("2026-04-14"), &rules, &cal, "nightly")
+        .unwrap();
+    assert_eq!((s.overdue, s.escalated), (0, 0));
+
+    // The day after: overdue → key-monitoring list and a new 30-working-day deadline.
+    let s = ledger
+        .sweep(d("2026-04-15"), &rules, &cal, "nightly")
+        .unwrap();
+    assert_eq!(s.escalated, 1);
+    assert_eq!(s.referred, 0);
+    assert!(s.overdue >= 1);
+    let shown = ledger.show("C-3").unwrap();
+    assert!(shown.lists.iter().any(|l| l.list_name == "key_monitoring"));
+    let new_deadline = shown
+        .measures
+        .iter()
+        .find(|m| m.code == "deadline_rectification")
+        .unwrap();
+    assert_eq!(new_deadline.state, "open");
+    let new_due = new_deadline.due_date.clone().unwrap();
+    assert_eq!(
+        new_due,
+        cal.add_working_days(d("2026-04-15"), 30)
+            .unwrap()
+            .to_string()
+    );
+    assert!(shown.events.iter().any(|e| e.event == "overdue"));
+    assert!(shown.events.iter().any(|e| e.event == "escalated"));
+    assert!(shown.measures.iter().all(|m| m.code != "case_referral"));
+
+    // Sweeping again before the new deadline changes nothing.
+    let s = ledger.sweep(d(&new_due), &rules, &cal, "nightly").unwrap();
+    assert_eq!(s.escalated, 0);
+
+    // The new deadline passes too: case referral (蒙药监 (五)).
+    let after = cal.add_working_days(d(&new_due), 1).unwrap();
+    let s = ledger.sweep(after, &rules, &cal, "nightly").unwrap();
+    assert_eq!((s.escalated, s.referred), (1, 1));
+    let shown = ledger.show("C-3").unwrap();
+    let referral = shown
+        .measures
+        .iter()
+        .find(|m| m.code == "case_referral")
+        .unwrap();
+    assert!(referral.article.contains("(五)"), "{}", referral.article);
+    assert_eq!(shown.case.status, "open");
+
+    // Nothing further once referred.
+    let later = cal.add_working_days(after, 5).unwrap();
+    let s = ledger.sweep(later, &rules, &cal, "nightly").unwrap();
+    assert_eq!(s.escalated, 0);
+}
+
+#[test]
+fn suspension_is_lifted_only_after_verification_and_resume_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let finding = format!(
+        r#"[{{"case_id":"C-4","enterprise_id":"{ENTERPRISE}","inspection_date":"2026-03-02",
+            "conclusion":"non_compliant","defects":{{"critical":1,"major":0,"general":0}}}}]"#
+    );
+    let mut ledger = decide_and_record(dir.path(), &finding, d("2026-03-02"));
+    let shown = ledger.show("C-4").unwrap();
+    assert!(shown.measures.iter().any(|m| m.code == "suspend_sales_all"));
+    assert!(
+        ledger
+            .record(
+                "C-4",
+                RecordedEvent::Lifted,
+                "王五",
+                "",
+                d("2026-03-20"),
+                false
+            )
+            .is_err()
+    );
+    assert!(
+        ledger
+            .record(
+                "C-4",
+                RecordedEvent::ResumeRequest,
+                "企业",
+                "",
+                d("2026-03-20"),
+                false
+            )
+            .is_err()
+    );
+    ledger
+        .record(
+            "C-4",
+            RecordedEvent::ReportReceived,
+            "张三",
+            "",
+            d("2026-03-25"),
+            false,
+        )
+        .unwrap();
+    ledger
+        .record(
+            "C-4",
+            RecordedEvent::Verified,
+            "李四",
+            "",
+            d("2026-03-30"),
+            false,
+        )
+        .unwrap();
+    assert_eq!(ledger.show("C-4").unwrap().case.status, "open");
+    ledger
+        .record(
+            "C-4",
+            RecordedEvent::ResumeRequest,
+            "企业",
+            "",
+            d("2026-03-31"),
+            false,
+        )
+        .unwrap();
+    ledger
+        .record(
+            "C-4",
+            RecordedEvent::Lifted,
+            "王五",
+            "GSP 符合性检查通过",
+            d("2026-04-03"),
+            false,
+        )
+        .unwrap();
+    let rules = measures::load_rules(None).unwrap();
+    let (doc, path) = notices::issue(
+        &mut ledger,
+        "C-4",
+        DocumentKind::LiftingNotice,
+        d("2026-04-03"),
+        "王五",
+        &AuthorityConfig::default(),
+        &rules,
+        Some(dir.path()),
+    )
+    .unwrap();
+    assert_eq!(doc.number, "蒙药监解〔2026〕1号");
+    assert!(
+        std::fs::read_to_string(path.unwrap())
+            .unwrap()
+            .contains("解除")
+    );
+    let shown = ledger.show("C-4").unwrap();
+    assert_eq!(shown.case.status, "closed");
+    assert!(shown.events.iter().any(|e| e.event == "lifted"));
+}
+
+#[test]
+fn document_numbers_have_no_gap_under_concurrent_issue() {
+    let dir = tempfile::tempdir().unwrap();
+    let findings: Vec<String> = (0..8)
+        .map(|i| {
+            format!(
+                r#"{{"case_id":"N-{i}","enterprise_id":"{ENTERPRISE}","inspection_date":"2026-03-02",
+                    "conclusion":"pending_rectification","defects":{{"critical":0,"major":2,"general":16}}}}"#
+            )
+        })
+        .collect();
+    drop(decide_and_record(
+        dir.path(),
+        &format!("[{}]", findings.join(",")),
+        d("2026-03-02"),
+    ));
+    let threads = 8;
+    let per_thread = 5;
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let out = dir.path().to_path_buf();
+            s.spawn(move || {
+                // Each thread has its own connection to the same file, as separate processes would.
+                let mut ledger = Ledger::open(&out).unwrap();
+                let rules = measures::load_rules(None).unwrap();
+                for _ in 0..per_thread {
+                    notices::issue(
+                        &mut ledger,
+                        &format!("N-{t}"),
+                        DocumentKind::CautionNotice,
+                        d("2026-03-03"),
+                        "并发测试",
+                        &AuthorityConfig::default(),
+                        &rules,
+                        None,
+                    )
+                    .unwrap();
+                }
+            });
+        }
+    });
+    let ledger = Ledger::open(dir.path()).unwrap();
+    let docs = ledger.documents(None).unwrap();
+    let mut seqs: Vec<i64> = docs.iter().map(|d| d.seq).collect();
+    seqs.sort_unstable();
+    let expected: Vec<i64> = (1..=(threads * per_thread) as i64).collect();
+    assert_eq!(seqs, expected, "numbers 1..N without gap or duplicate");
+    let mut numbers: Vec<&str> = docs.iter().map(|d| d.number.as_str()).collect();
+    numbers.sort_unstable();
+    numbers.dedup();
+    assert_eq!(numbers.len(), threads * per_thread);
+    assert!(
+        docs.iter()
+            .all(|d| d.number.starts_with("蒙药监告〔2026〕"))
+    );
+    // Each issue appended exactly one notice_issued event carrying its number.
+    let events: usize = (0..threads)
+        .map(|t| {
+            ledger
+                .show(&format!("N-{t}"))
+                .unwrap()
+                .events
+                .iter()
+                .filter(|e| e.event == "notice_issued" && e.document_no.is_some())
+                .count()
+        })
+        .sum();
+    assert_eq!(events, threads * per_thread);
+}
+
+#[test]
+fn a_case_past_the_calendar_opens_with_pending_deadlines_that_the_loaded_year_sets() {
+    let dir = tempfile::tempdir().unwrap();
+    // Inspected 2026-12-03: the 30-working-day deadlines end in 2027, which the built-in
+    // calendar does not cover.
+    let mut ledger = decide_and_record(
+        dir.path(),
+        &caution_finding_on("C-27", "2026-12-03"),
+        d("2026-12-03"),
+    );
+    let case = ledger.show("C-27").unwrap();
+    assert_eq!(case.case.status, "open");
+    assert_eq!(case.case.due_pending_year, Some(2027));
+    for code in ["deadline_rectification", "caution"] {
+        let m = case.measures.iter().find(|m| m.code == code).unwrap();
+        assert_eq!(m.due_date, None, "{code}");
+        assert_eq!(m.due_pending_year, Some(2027), "{code}");
+        assert_eq!(
+            m.due_text(),
+            "pending the 2027 calendar (30 working days after inspection_date 2026-12-03)"
+        );
+    }
+    let decided = case
+        .events
+        .iter()
+        .find(|e| e.event == "measures_decided")
+        .unwrap();
+    assert!(
+        decided
+            .note
+            .contains("caution due date pending the 2027 working-day calendar"),
+        "{}",
+        decided.note
+    );
+    let shown = pharmwatch_casework::ledger::format_show(&case);
+    assert!(
+        shown.contains("waits for the 2027 working-day calendar"),
+        "{shown}"
+    );
+    assert_eq!(ledger.pending_deadlines().unwrap().len(), 2);
+    assert_eq!(
+        ledger.list(true, None).unwrap()[0].due_pending_year,
+        Some(2027)
+    );
+
+    // The caution notice states the count and promises the date.
+    let rules = measures::load_rules(None).unwrap();
+    let (doc, _) = notices::issue(
+        &mut ledger,
+        "C-27",
+        DocumentKind::CautionNotice,
+        d("2026-12-03"),
+        "检查员甲",
+        &AuthorityConfig::default(),
+        &rules,
+        None,
+    )
+    .unwrap();
+    let (_, markdown) = ledger.document_text(&doc.number).unwrap().unwrap();
+    assert!(
+        markdown.contains(
+            "并自2026年12月3日起30个工作日内（具体日期待2027年节假日安排公布后确定并另行告知）向本局提交书面整改报告"
+        ),
+        "{markdown}"
+    );
+
+    // The enterprise's guidance says the same.
+    let base = Calendar::embedded().unwrap();
+    let g = pharmwatch_casework::guidance::guidance(
+        &ledger,
+        ENTERPRISE,
+        d("2026-12-04"),
+        &rules,
+        &base,
+    )
+    .unwrap();
+    let caution = |g: &pharmwatch_casework::guidance::Guidance| {
+        g.open_cases[0]
+            .measures
+            .iter()
+            .find(|m| m.code == "caution")
+            .cloned()
+            .unwrap()
+    };
+    let pending = caution(&g);
+    assert_eq!(pending.due_date, None);
+    assert!(
+        pending
+            .due_pending
+            .as_deref()
+            .is_some_and(|t| t.starts_with("自2026年12月3日起30个工作日内")),
+        "{pending:?}"
+    );
+    assert!(
+        pending
+            .next_step
+            .as_ref()
+            .is_some_and(|s| s.text.contains("具体日期待2027年节假日安排公布后确定")),
+        "{pending:?}"
+    );
+
+    // A year that leaves a gap is refused and changes nothing.
+    let year_2028 = CalendarYear::from_toml_str(
+        &TEST_2027
+            .replace("2027", "2028")
+            .replace("2028-02-14, ", ""),
+        "2028.toml",
+    )
+    .unwrap();
+    let err = ledger
+        .import_calendar_year(
+            &base,
+            &year_2028,
+            false,
+            "2028.toml",
+            "运维甲",
+            d("2026-12-10"),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("load 2027 first"), "{err}");
+    assert_eq!(ledger.pending_deadlines().unwrap().len(), 2);
+
+    // Loading 2027 sets both dates, one event each. 2026-12-03 + 30 working days: December
+    // gives 20 (12-04 … 12-31), 2027-01-01 is off, 01-04 … 01-08 (25), 01-11 … 01-15 (30).
+    let year = CalendarYear::from_toml_str(TEST_2027, "2027.toml").unwrap();
+    let report = ledger
+        .import_calendar_year(&base, &year, false, "2027.toml", "运维甲", d("2026-12-10"))
+        .unwrap();
+    assert!(!report.replaced);
+    assert_eq!(report.covered_until, d("2027-12-31"));
+    assert_eq!(report.still_pending, 0);
+    assert_eq!(report.changes.len(), 2);
+    for c in &report.changes {
+        assert_eq!((c.was, c.now), (None, Some(d("2027-01-15"))), "{c:?}");
+    }
+    let case = ledger.show("C-27").unwrap();
+    let set: Vec<&str> = case
+        .events
+        .iter()
+        .filter(|e| e.event == "deadline_set")
+        .map(|e| e.note.as_str())
+        .collect();
+    assert_eq!(set.len(), 2, "{set:?}");
+    assert!(set.contains(
+        &"caution due 2027-01-15 (30 working days after inspection_date 2026-12-03): the 2027 \
+          working-day calendar was loaded (test notice 2027)"
+    ));
+    assert!(case.events.iter().all(
+        |e| e.event != "deadline_set" || (e.actor == "运维甲" && e.event_date == "2026-12-10")
+    ));
+    assert_eq!(case.case.due_pending_year, None);
+    assert_eq!(case.case.next_due.as_deref(), Some("2027-01-15"));
+    assert!(ledger.pending_deadlines().unwrap().is_empty());
+    let cal = ledger.calendar(&base).unwrap();
+    assert_eq!(cal.years(), 2025..=2027);
+    // The guidance shows the date and the working days left, counted with the loaded year:
+    // from 2026-12-10, 15 in December and 10 in January.
+    let g =
+        pharmwatch_casework::guidance::guidance(&ledger, ENTERPRISE, d("2026-12-10"), &rules, &cal)
+            .unwrap();
+    let set = caution(&g);
+    assert_eq!(set.due_date, Some(d("2027-01-15")));
+    assert_eq!(set.due_pending, None);
+    assert_eq!(set.working_days_left, Some(25));
+
+    // Loading 2027 again needs --replace; a corrected 2027 (01-04 and 01-05 off too) moves
+    // the dates by two working days, recorded as changes.
+    let err = ledger
+        .import_calendar_year(&base, &year, false, "2027.toml", "运维甲", d("2026-12-11"))
+        .unwrap_err();
+    assert!(err.to_string().contains("--replace"), "{err}");
+    let fixed = CalendarYear::from_toml_str(
+        &TEST_2027.replace("to = 2027-01-03", "to = 2027-01-05"),
+        "2027-fixed.toml",
+    )
+    .unwrap();
+    let report = ledger
+        .import_calendar_year(
+            &base,
+            &fixed,
+            true,
+            "2027-fixed.toml",
+            "运维乙",
+            d("2026-12-11"),
+        )
+        .unwrap();
+    assert!(report.replaced);
+    assert_eq!(report.changes.len(), 2);
+    assert!(
+        report
+            .changes
+            .iter()
+            .all(|c| (c.was, c.now) == (Some(d("2027-01-15")), Some(d("2027-01-19"))))
+    );
+    let changed = ledger
+        .show("C-27")
+        .unwrap()
+        .events
+        .into_iter()
+        .filter(|e| e.event == "deadline_changed")
+        .count();
+    assert_eq!(changed, 2);
+}

@@ -1,0 +1,8 @@
+//! The casework crate's integration tests, in one binary: the case ledger (append-only events,
+//! the closed loop through the measures functions, escalation, gap-free numbering, deadlines
+//! pending the calendar) and the enterprise's guidance.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+mod guidance;
+mod ledger;

@@ -1,0 +1,70 @@
+//! `pharmwatch deliver`: the delivery worker, once or until stopped; dry run; the manual-service list.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use pharmwatch::delivery::{self, DeliveryConfig};
+
+use super::{OutArg, stop_on_signal};
+
+#[derive(Debug, Args)]
+pub struct DeliverArgs {
+    /// Configuration (pharmwatch.toml, see config/pharmwatch.example.toml): its [delivery]
+    /// table; PHARMWATCH__DELIVERY__* variables override it.
+    #[arg(long, env = "PHARMWATCH_CONFIG")]
+    config: PathBuf,
+    /// Send what is due now and exit (for cron); default: keep running until SIGTERM or Ctrl-C.
+    #[arg(long)]
+    once: bool,
+    /// Show what would be sent now (recipients masked); send and change nothing.
+    #[arg(long, conflicts_with = "once")]
+    dry_run: bool,
+    /// Print the manual-service list (deliveries every channel failed) and exit.
+    #[arg(long, conflicts_with_all = ["once", "dry_run"])]
+    manual: bool,
+    #[command(flatten)]
+    out: OutArg,
+}
+
+pub async fn run(a: DeliverArgs) -> anyhow::Result<ExitCode> {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    let cfg = DeliveryConfig::load(&a.config)?;
+    let store = a.out.out.join(pharmwatch::store::STORE_FILE);
+    if a.manual {
+        let s = pharmwatch::store::Store::open(&store)?;
+        let list = pharmwatch::service::manual_list(&s)?;
+        println!(
+            "manual-service list ({}): {} delivery(ies)",
+            cfg.manual_service,
+            list.len()
+        );
+        print!(
+            "{}",
+            pharmwatch::service::format_case_deliveries(&list, &cfg.manual_service)
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut worker = delivery::Worker::new(&cfg, &store)?;
+    if a.dry_run {
+        print!("{}", worker.dry_run()?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    stop_on_signal(stop.clone(), "deliver");
+    let started = std::time::Instant::now();
+    let s = worker.run(stop, a.once).await?;
+    println!(
+        "deliver: {} attempt(s) in {:.1} s: {} delivered, {} to retry, {} contact(s) failed, \
+         {} on the manual-service list",
+        s.attempts,
+        started.elapsed().as_secs_f64(),
+        s.delivered,
+        s.retries,
+        s.contacts_failed,
+        s.failed
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,43 @@
+//! `pharmwatch produce`: a lake's records published to the event topics.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chrono::NaiveDate;
+use clap::Args;
+
+use pharmwatch::produce;
+use pharmwatch::stream::config::StreamConfig;
+
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    /// The lake to publish (written by `pharmwatch simulate`).
+    #[arg(long)]
+    lake: PathBuf,
+    /// Configuration (pharmwatch.toml): its [stream] table (brokers and topic names);
+    /// PHARMWATCH__STREAM__* variables override it.
+    #[arg(long, env = "PHARMWATCH_CONFIG")]
+    config: Option<PathBuf>,
+    /// First business day to publish (default: the lake's first).
+    #[arg(long)]
+    from: Option<NaiveDate>,
+    /// Last business day to publish (default: the lake's last).
+    #[arg(long)]
+    to: Option<NaiveDate>,
+    /// Messages per second (default: as fast as the broker takes them).
+    #[arg(long)]
+    rate: Option<f64>,
+}
+
+pub async fn run(a: ProduceArgs) -> anyhow::Result<ExitCode> {
+    let cfg = StreamConfig::load(a.config.as_deref())?;
+    let s = produce::produce(&cfg, &a.lake, a.from, a.to, a.rate).await?;
+    for (t, n) in &s.per_topic {
+        println!("  {t:<28} {n:>10} messages");
+    }
+    println!(
+        "produced {} messages in {:.2} s ({:.0} messages/s)",
+        s.sent, s.seconds, s.rate
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,89 @@
+//! `pharmwatch serve`: the acknowledgement and guidance links, with the delivery worker.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use pharmwatch::delivery::{self, DeliveryConfig};
+use pharmwatch::ledger::Ledger;
+use pharmwatch::measures;
+use pharmwatch::notices::NoticesConfig;
+use pharmwatch_regulation::Calendar;
+
+use super::{OutArg, stop_on_signal};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Configuration (pharmwatch.toml): [serve] (address, worker), [delivery] (the link key's
+    /// variable, the links' base URL, the worker's contacts and channels) and
+    /// [notices.authority] (the authority the pages name).
+    #[arg(long, env = "PHARMWATCH_CONFIG")]
+    config: PathBuf,
+    /// Address to listen on; default: serve.listen of the configuration (127.0.0.1:8088).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Only serve the links; do not run the delivery worker in this process.
+    #[arg(long)]
+    no_worker: bool,
+    /// Measures rules file replacing the embedded defaults (for the guidance page).
+    #[arg(long, env = "PHARMWATCH_RULES")]
+    rules: Option<PathBuf>,
+    #[command(flatten)]
+    out: OutArg,
+}
+
+pub async fn run(a: ServeArgs, cal: Calendar) -> anyhow::Result<ExitCode> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let cfg = DeliveryConfig::load(&a.config)?;
+    let settings: pharmwatch::serve::ServeSettings = pharmwatch::config::load(Some(&a.config))?;
+    let listen = a.listen.unwrap_or(settings.listen);
+    let rules = measures::load_rules(a.rules.as_deref())?;
+    let ledger = Ledger::open(&a.out.out)?;
+    let store = ledger.path().to_path_buf();
+    let signer = pharmwatch::links::Signer::from_env(
+        &cfg.link_key_env,
+        &cfg.link_base_url,
+        cfg.link_ttl_days,
+    )?;
+    let authority = NoticesConfig::load(Some(&a.config))?.authority;
+    let state = Arc::new(pharmwatch::serve::ServeState::new(
+        ledger,
+        signer,
+        rules,
+        cal,
+        &authority.name,
+        &format!(
+            "{} {}",
+            authority.contact_department, authority.contact_phone
+        ),
+    )?);
+    let (addr, server) = pharmwatch::serve::spawn(&listen, state).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    stop_on_signal(stop.clone(), "serve");
+    let worker = if a.no_worker || !settings.worker {
+        None
+    } else {
+        Some(delivery::spawn_worker(&cfg, &store, stop.clone())?)
+    };
+    eprintln!(
+        "serve: acknowledgement and guidance links on http://{addr} (public base {}); \
+         metrics on http://{addr}/metrics; delivery worker {}",
+        cfg.link_base_url,
+        if worker.is_some() { "running" } else { "off" }
+    );
+    while !stop.load(Ordering::SeqCst) {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    if let Some(w) = worker
+        && let Ok(Some(s)) = w.await
+    {
+        eprintln!(
+            "serve: delivery worker: {} attempt(s), {} delivered, {} failed",
+            s.attempts, s.delivered, s.failed
+        );
+    }
+    server.abort();
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,67 @@
+//! `pharmwatch`: the command line's library side and the facade of the role crates.
+//!
+//! The binary (`src/main.rs`) parses arguments and hands each command to its module under
+//! `src/cmd/`. The rest of this crate re-exports the role crates under the module names the
+//! end-to-end tests use (as DataFusion's `datafusion` crate re-exports its parts), so a test
+//! reads `pharmwatch::ledger` whichever crate the ledger lives in:
+//!
+//! ```text
+//! cli ──► sim ──► { batch, stream, delivery, serve } ──► casework ──► core ──► { regulation, models, schemas }
+//! ```
+
+pub mod demo;
+pub mod metrics;
+pub mod modelcmd;
+
+pub use pharmwatch_batch::{nightly, report};
+pub use pharmwatch_casework::{
+    closedloop, credit, guidance, ledger, links, measures, notices, service,
+};
+pub use pharmwatch_core::{PipelineError, Result};
+pub use pharmwatch_core::{
+    anomaly, baseline, calendar_store, config, contacts, display, error, indicators, ingest, lake,
+    progress, query, regions, risk, store, table,
+};
+pub use pharmwatch_delivery as delivery;
+pub use pharmwatch_serve as serve;
+pub use pharmwatch_sim::{evaluate, simulate};
+pub use pharmwatch_stream as stream;
+pub use pharmwatch_stream::produce;
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::path::Path;
+
+    /// Every example in `config/` parses, table by table, with the loader the commands use
+    /// (no environment), and passes each component's checks.
+    #[test]
+    fn every_example_configuration_parses() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "toml") {
+                continue;
+            }
+            seen += 1;
+            let stream = pharmwatch_stream::config::StreamConfig::load_with(Some(&path), Vec::new())
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(!stream.brokers.is_empty());
+            let delivery = pharmwatch_delivery::DeliveryConfig::load_with(&path, Vec::new())
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(delivery.contacts.starts_with(&dir));
+            let notices: pharmwatch_casework::notices::NoticesConfig =
+                crate::config::load_with(Some(&path), Vec::new()).unwrap();
+            assert!(!notices.authority.name.is_empty());
+            let nightly: pharmwatch_batch::nightly::NightlySettings =
+                crate::config::load_with(Some(&path), Vec::new()).unwrap();
+            nightly.validate().unwrap();
+            let serve: pharmwatch_serve::ServeSettings =
+                crate::config::load_with(Some(&path), Vec::new()).unwrap();
+            assert!(serve.listen.contains(':'));
+        }
+        assert!(seen >= 1, "no example in {}", dir.display());
+    }
+}

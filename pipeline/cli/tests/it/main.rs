@@ -1,0 +1,12 @@
+//! End-to-end tests of the `pharmwatch` binary and the role crates together, in one binary:
+//! the nightly closed loop over a simulated province, the credit file, the stream service
+//! against a real broker, delivery to real receivers and the acknowledgement pages in
+//! Chromium, and the dashboards and alert rules against a real Prometheus.
+#![allow(clippy::unwrap_used)]
+
+mod closed_loop;
+mod common;
+mod credit;
+mod dashboards;
+mod delivery;
+mod stream;

@@ -1,0 +1,895 @@
+//! The stream service against a real Kafka-protocol broker (tansu, started by
+//! `scripts/test.sh`, address in `PHARMWATCH_TEST_BROKER`). Every test uses its own topics
+//! (a unique prefix), consumer group, lake and store, so the tests share one broker safely.
+//!
+//! The expected risk events come from the nightly job run over the same simulated days: the
+//! stream must flag the same enterprise × product × day for the signals it judges in real time.
+
+// Test code may unwrap: a panic is a test failure with its message.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use chrono::{Duration as Days, NaiveDate};
+use datafusion::arrow::array::Array;
+use rdkafka::Message;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use pharmwatch::anomaly::ModelSource;
+use pharmwatch::indicators::Thresholds;
+use pharmwatch::lake;
+use pharmwatch::nightly::{self, NightlyConfig};
+use pharmwatch::simulate::{self, SimConfig};
+use pharmwatch::store::Store;
+use pharmwatch::stream::config::StreamConfig;
+use pharmwatch::stream::engine::event_id;
+use pharmwatch::stream::service::{self, RunOptions};
+use pharmwatch_regulation::Calendar;
+use pharmwatch_schemas::EventKind;
+
+/// Indicators the stream judges.
+const STREAM_INDICATORS: &[&str] = &[
+    "expired_batch_sold",
+    "failed_batch_sold",
+    "trace_code_duplicate",
+    "special_drug_volume",
+    "sold_not_bought",
+    "inventory_mismatch",
+];
+/// Session timeout of the restarted member in the kill test, milliseconds.
+const SESSION_MS: u64 = 6000;
+/// Judged when the business day closes (needs the next day's records).
+const AT_DAY_CLOSE: &[&str] = &["sold_not_bought", "inventory_mismatch"];
+
+/// A simulated lake, the nightly baseline of the day before the stream days, and the nightly
+/// hits of the stream days (the expectation). Built once per test binary.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    lake: PathBuf,
+    baseline_out: PathBuf,
+    first: NaiveDate,
+    last: NaiveDate,
+    expected: BTreeSet<(String, String, String, NaiveDate)>,
+    produced: BTreeMap<String, BTreeSet<String>>,
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    // Built on a thread of its own: the async tests call this from inside their runtime.
+    F.get_or_init(|| std::thread::spawn(build_fixture).join().unwrap())
+}
+
+fn build_fixture() -> Fixture {
+    {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let lake = dir.path().join("lake");
+            let cal = Calendar::embedded().unwrap();
+            let days = 38;
+            let cfg = SimConfig {
+                enterprises: 120,
+                days,
+                start: simulate::default_start(),
+                seed: 11,
+                anomaly_days: 2,
+                anomalies_per_kind: Some(4),
+                out: lake.clone(),
+                progress: false,
+            };
+            let sim = simulate::run(&cfg, &cal).unwrap();
+            let last = sim.end;
+            let first = last - Days::days(1);
+            let nightly_cfg = |from: NaiveDate, to: NaiveDate, out: PathBuf| NightlyConfig {
+                lake: Some(lake.clone()),
+                reference: None,
+                inputs: Vec::new(),
+                from,
+                to,
+                out,
+                thresholds: Thresholds::default(),
+                top: 5,
+                progress: false,
+                model: ModelSource::Off,
+                anomaly_threshold: pharmwatch::anomaly::DEFAULT_THRESHOLD,
+            };
+            let baseline_out = dir.path().join("baseline");
+            let before = first - Days::days(1);
+            nightly::run(&nightly_cfg(before, before, baseline_out.clone()))
+                .await
+                .unwrap();
+            let out = nightly::run(&nightly_cfg(first, last, dir.path().join("expected")))
+                .await
+                .unwrap();
+            let expected = out
+                .hits
+                .iter()
+                .filter(|h| STREAM_INDICATORS.contains(&h.indicator.as_str()))
+                .filter(|h| !(h.date == last && AT_DAY_CLOSE.contains(&h.indicator.as_str())))
+                .map(|h| {
+                    (
+                        h.indicator.clone(),
+                        h.enterprise_id.clone(),
+                        h.product_id.clone().unwrap_or_default(),
+                        h.date,
+                    )
+                })
+                .collect();
+            let produced = lake_event_ids(&lake, first, last, false).await;
+            Fixture {
+                _dir: dir,
+                lake,
+                baseline_out,
+                first,
+                last,
+                expected,
+                produced,
+            }
+        })
+    }
+}
+
+/// Event ids per kind in the lake's days `[from, to]` (only the stream's files when `stream_only`).
+async fn lake_event_ids(
+    lake_dir: &Path,
+    from: NaiveDate,
+    to: NaiveDate,
+    stream_only: bool,
+) -> BTreeMap<String, BTreeSet<String>> {
+    let ctx = datafusion::prelude::SessionContext::new();
+    let mut out = BTreeMap::new();
+    for kind in EventKind::ALL {
+        let mut files = Vec::new();
+        for (_, d) in lake::partitions(lake_dir, *kind, from, to).unwrap() {
+            files.extend(lake::day_files(&d).unwrap().into_iter().filter(|f| {
+                !stream_only
+                    || f.file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .starts_with("stream-")
+            }));
+        }
+        let mut ids = BTreeSet::new();
+        let mut n = 0usize;
+        for f in files {
+            let df = ctx
+                .read_parquet(f.to_string_lossy().as_ref(), Default::default())
+                .await
+                .unwrap();
+            for b in df
+                .select_columns(&["event_id"])
+                .unwrap()
+                .collect()
+                .await
+                .unwrap()
+            {
+                let col = datafusion::arrow::compute::cast(
+                    b.column(0),
+                    &datafusion::arrow::datatypes::DataType::Utf8,
+                )
+                .unwrap();
+                let a = col
+                    .as_any()
+                    .downcast_ref::<datafusion::arrow::array::StringArray>()
+                    .unwrap();
+                for i in 0..a.len() {
+                    n += 1;
+                    ids.insert(a.value(i).to_string());
+                }
+            }
+        }
+        assert_eq!(n, ids.len(), "{kind}: the lake holds a record twice");
+        if !ids.is_empty() {
+            out.insert(kind.as_str().to_string(), ids);
+        }
+    }
+    out
+}
+
+/// A stream environment: its own topics, group, lake (reference tables only) and store.
+struct Env {
+    dir: tempfile::TempDir,
+    cfg: StreamConfig,
+}
+
+/// A lake holding only the fixture's reference tables (what the stream validates against).
+fn copy_reference(f: &Fixture, lake_dir: &Path) {
+    let refs = lake_dir.join(lake::REFERENCE_DIR);
+    std::fs::create_dir_all(&refs).unwrap();
+    for e in std::fs::read_dir(f.lake.join(lake::REFERENCE_DIR)).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), refs.join(e.file_name())).unwrap();
+    }
+}
+
+async fn env(name: &str, partitions: i32, with_baseline: bool) -> Env {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let lake_dir = dir.path().join("lake");
+    copy_reference(f, &lake_dir);
+    let unique = format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let cfg = StreamConfig {
+        brokers: crate::common::broker(),
+        group_id: format!("g-{unique}"),
+        instance_id: Some(format!("{name}-1")),
+        topic_prefix: format!("t-{unique}."),
+        dead_letter_topic: format!("t-{unique}.dead-letter"),
+        risk_events_topic: format!("t-{unique}.risk-events"),
+        lake: lake_dir,
+        store: dir.path().join("out").join("pharmwatch.db"),
+        baseline: with_baseline.then(|| f.baseline_out.clone()),
+        metrics_listen: format!("127.0.0.1:{}", crate::common::free_port()),
+        batch_max_records: 2000,
+        ..StreamConfig::default()
+    };
+    let created = service::create_topics(&cfg, partitions).await.unwrap();
+    assert_eq!(created.len(), EventKind::ALL.len() + 2, "{created:?}");
+    Env { dir, cfg }
+}
+
+async fn run_until_idle(cfg: &StreamConfig, idle_secs: f64) -> service::RunSummary {
+    let opts = RunOptions {
+        exit_when_idle: Some(Duration::from_secs_f64(idle_secs)),
+    };
+    tokio::time::timeout(
+        Duration::from_secs(300),
+        service::run(cfg.clone(), opts, Arc::new(AtomicBool::new(false))),
+    )
+    .await
+    .expect("the stream did not go idle within 300 s")
+    .unwrap()
+}
+
+type EventKey = (String, String, String, NaiveDate);
+
+/// The store's events as (indicator, enterprise, product, day), checking each one's id and
+/// evidence on the way.
+fn stored_events(store: &Path) -> (BTreeSet<EventKey>, BTreeSet<String>) {
+    let s = Store::open(store).unwrap();
+    let mut keys = BTreeSet::new();
+    let mut ids = BTreeSet::new();
+    for e in s.risk_events().unwrap() {
+        let day = NaiveDate::parse_from_str(&e.biz_date, "%Y-%m-%d").unwrap();
+        let item: serde_json::Value = serde_json::from_str(&e.item_json).unwrap();
+        assert!(!item["reason"].as_str().unwrap().is_empty(), "{item}");
+        assert!(!item["evidence"].as_str().unwrap().is_empty(), "{item}");
+        let batch_extra = if e.indicator.ends_with("_batch_sold") {
+            item["evidence"]
+                .as_str()
+                .unwrap()
+                .split(';')
+                .find_map(|kv| kv.strip_prefix("batch="))
+                .unwrap()
+                .to_string()
+        } else {
+            String::new()
+        };
+        assert_eq!(
+            e.id,
+            event_id(
+                &e.indicator,
+                &e.enterprise_id,
+                e.product_id.as_deref(),
+                day,
+                &batch_extra
+            ),
+            "ids are derived from the event, not from processing"
+        );
+        assert!(ids.insert(e.id.clone()));
+        keys.insert((
+            e.indicator,
+            e.enterprise_id,
+            e.product_id.unwrap_or_default(),
+            day,
+        ));
+    }
+    (keys, ids)
+}
+
+/// Every message of a topic (key, payload, headers) read from the start.
+fn read_topic(
+    brokers: &str,
+    topic: &str,
+) -> Vec<(String, serde_json::Value, BTreeMap<String, String>)> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("reader-{topic}-{}", std::process::id()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    c.subscribe(&[topic]).unwrap();
+    let mut out = Vec::new();
+    let mut quiet_since = Instant::now();
+    let started = Instant::now();
+    while quiet_since.elapsed() < Duration::from_secs(4)
+        && started.elapsed() < Duration::from_secs(120)
+    {
+        match c.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                use rdkafka::message::Headers;
+                let mut headers = BTreeMap::new();
+                if let Some(h) = m.headers() {
+                    for hd in h.iter() {
+                        headers.insert(
+                            hd.key.to_string(),
+                            String::from_utf8_lossy(hd.value.unwrap_or_default()).into_owned(),
+                        );
+                    }
+                }
+                out.push((
+                    String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                    serde_json::from_slice(m.payload().unwrap_or_default()).unwrap(),
+                    headers,
+                ));
+                quiet_since = Instant::now();
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+fn assert_counts_reconcile(store: &Path, produced: usize) {
+    // Offsets start at 0 and each is consumed once: the next offset equals the count.
+    let conn = rusqlite::Connection::open(store).unwrap();
+    let mut st = conn
+        .prepare(
+            "SELECT o.topic, o.partition, o.next_offset, c.consumed FROM stream_offsets o
+             JOIN stream_counts c USING (topic, partition) WHERE o.next_offset != c.consumed",
+        )
+        .unwrap();
+    let off: Vec<(String, i32, i64, i64)> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert!(
+        off.is_empty(),
+        "(topic, partition, next offset, consumed): {off:?}"
+    );
+    let counts = Store::open(store).unwrap().stream_counts().unwrap();
+    let consumed: i64 = counts.iter().map(|c| c.consumed).sum();
+    for c in &counts {
+        assert_eq!(c.consumed, c.accepted + c.rejected, "{c:?}");
+    }
+    assert_eq!(
+        consumed as usize, produced,
+        "every produced message consumed once: {counts:?}"
+    );
+}
+
+fn compare_events(got: &BTreeSet<EventKey>, expected: &BTreeSet<EventKey>) {
+    let missing: Vec<_> = expected.difference(got).collect();
+    let extra: Vec<_> = got.difference(expected).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "stream and nightly disagree\n missing (nightly only): {missing:?}\n extra (stream only): {extra:?}"
+    );
+}
+
+#[test]
+fn the_fixture_exercises_every_stream_signal() {
+    let f = fixture();
+    let kinds: BTreeSet<&str> = f.expected.iter().map(|k| k.0.as_str()).collect();
+    for i in STREAM_INDICATORS {
+        assert!(kinds.contains(i), "no {i} in the stream days: {kinds:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn simulated_records_in_the_nightly_signals_out_with_evidence() {
+    let f = fixture();
+    let env = env("signals", 3, true).await;
+    let sent = pharmwatch::produce::produce(&env.cfg, &f.lake, Some(f.first), Some(f.last), None)
+        .await
+        .unwrap();
+    let summary = run_until_idle(&env.cfg, 3.0).await;
+    assert_eq!(summary.consumed, sent.sent);
+    assert_eq!(summary.rejected, 0);
+    assert_counts_reconcile(&env.cfg.store, sent.sent as usize);
+
+    let (events, ids) = stored_events(&env.cfg.store);
+    compare_events(&events, &f.expected);
+
+    // The topic carries the same events, keyed and headed by id.
+    let topic = read_topic(&env.cfg.brokers, &env.cfg.risk_events_topic);
+    let topic_ids: BTreeSet<String> = topic.iter().map(|(k, _, _)| k.clone()).collect();
+    assert_eq!(topic_ids, ids);
+    assert_eq!(topic.len(), ids.len(), "no crash, so no re-publication");
+    for (k, v, h) in &topic {
+        assert_eq!(v["id"].as_str(), Some(k.as_str()));
+        assert_eq!(h.get("pharmwatch-id"), Some(k));
+        assert!(v["item"]["reason"].as_str().is_some_and(|r| !r.is_empty()));
+        assert!(
+            v["grade"]
+                .as_str()
+                .is_some_and(|g| ["A", "B", "C", "D"].contains(&g))
+        );
+    }
+
+    // Every produced record landed once, in the lake layout the nightly job reads.
+    let landed = lake_event_ids(&env.cfg.lake, f.first, f.last, true).await;
+    assert_eq!(landed, f.produced);
+}
+
+async fn produce_raw(cfg: &StreamConfig, msgs: &[(EventKind, &str, String)]) {
+    let p: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &cfg.brokers)
+        .create()
+        .unwrap();
+    for (kind, key, payload) in msgs {
+        p.send(
+            FutureRecord::to(&cfg.topic(*kind))
+                .key(*key)
+                .payload(payload),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// A valid sales record of the fixture's first stream day, as JSON.
+async fn valid_sale(f: &Fixture) -> serde_json::Value {
+    let dir = lake::day_dir(&f.lake, EventKind::Sales, f.first);
+    let file = lake::day_files(&dir).unwrap().remove(0);
+    let ctx = datafusion::prelude::SessionContext::new();
+    let cols: Vec<&str> = EventKind::Sales.fields().iter().map(|f| f.name).collect();
+    let df = ctx
+        .read_parquet(file.to_string_lossy().as_ref(), Default::default())
+        .await
+        .unwrap()
+        .select_columns(&cols)
+        .unwrap()
+        .limit(0, Some(1))
+        .unwrap();
+    let batches = df.collect().await.unwrap();
+    let mut buf = Vec::new();
+    {
+        let mut w = datafusion::arrow::json::ArrayWriter::new(&mut buf);
+        for b in &batches {
+            w.write(b).unwrap();
+        }
+        w.finish().unwrap();
+    }
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&buf).unwrap();
+    rows.into_iter().next().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn malformed_messages_go_to_the_dead_letter_with_their_reasons() {
+    let f = fixture();
+    let env = env("dlq", 2, false).await;
+    let sale = valid_sale(f).await;
+    let ent = sale["enterprise_id"].as_str().unwrap().to_string();
+    let with = |k: &str, v: serde_json::Value| {
+        let mut s = sale.clone();
+        s[k] = v;
+        s["event_id"] = serde_json::json!(format!("{}-{k}", sale["event_id"].as_str().unwrap()));
+        s.to_string()
+    };
+    let mut unknown_field = sale.clone();
+    unknown_field["discount"] = serde_json::json!(0.1);
+    unknown_field["event_id"] = serde_json::json!("X-unknown-field");
+    let mut missing = sale.clone();
+    missing.as_object_mut().unwrap().remove("quantity");
+    // (topic kind, key, message, the field the dead letter names (None: any), reason words)
+    let bad: Vec<(EventKind, &str, String, Option<&str>, &str)> = vec![
+        (
+            EventKind::Sales,
+            ent.as_str(),
+            "{not json".into(),
+            Some("-"),
+            "invalid JSON",
+        ),
+        (
+            EventKind::Sales,
+            ent.as_str(),
+            missing.to_string(),
+            Some("-"),
+            "missing field `quantity`",
+        ),
+        (
+            EventKind::Sales,
+            ent.as_str(),
+            with("quantity", serde_json::json!(-5)),
+            Some("quantity"),
+            "negative",
+        ),
+        (
+            EventKind::Sales,
+            ent.as_str(),
+            with("enterprise_id", serde_json::json!("91110000000000000X")),
+            Some("enterprise_id"),
+            "",
+        ),
+        (
+            EventKind::Sales,
+            ent.as_str(),
+            with("product_id", serde_json::json!("P-NOPE")),
+            Some("product_id"),
+            "",
+        ),
+        (
+            EventKind::Sales,
+            ent.as_str(),
+            unknown_field.to_string(),
+            Some("discount"),
+            "unknown field `discount`",
+        ),
+        (
+            EventKind::Purchase,
+            ent.as_str(),
+            sale.to_string(),
+            None,
+            "field",
+        ),
+    ];
+    let mut msgs: Vec<(EventKind, &str, String)> =
+        vec![(EventKind::Sales, ent.as_str(), sale.to_string())];
+    msgs.extend(bad.iter().map(|(k, key, p, _, _)| (*k, *key, p.clone())));
+    let mut good2 = sale.clone();
+    good2["event_id"] = serde_json::json!(format!("{}-second", sale["event_id"].as_str().unwrap()));
+    msgs.push((EventKind::Sales, ent.as_str(), good2.to_string()));
+    produce_raw(&env.cfg, &msgs).await;
+
+    let summary = run_until_idle(&env.cfg, 3.0).await;
+    assert_eq!(summary.consumed, msgs.len() as u64);
+    assert_eq!(summary.accepted, 2);
+    assert_eq!(summary.rejected, bad.len() as u64);
+    assert_counts_reconcile(&env.cfg.store, msgs.len());
+
+    let store = Store::open(&env.cfg.store).unwrap();
+    let dead = store.dead_letters().unwrap();
+    assert_eq!(dead.len(), bad.len());
+    for (_, _, payload, field, reason) in &bad {
+        let d = dead
+            .iter()
+            .find(|d| &d.raw == payload)
+            .unwrap_or_else(|| panic!("no dead letter for {payload}: {dead:?}"));
+        if let Some(field) = field {
+            assert_eq!(&d.field, field, "{d:?}");
+        }
+        assert!(!d.field.is_empty(), "{d:?}");
+        assert!(d.reason.contains(reason), "{d:?} should say {reason:?}");
+        assert!(d.offset >= 0);
+    }
+    let topic = read_topic(&env.cfg.brokers, &env.cfg.dead_letter_topic);
+    assert_eq!(topic.len(), bad.len());
+    for (key, v, h) in &topic {
+        let src = v["source_topic"].as_str().unwrap();
+        assert_eq!(
+            key,
+            &format!("{src}/{}/{}", v["partition"], v["offset"]),
+            "keyed by source coordinates"
+        );
+        assert!(!v["reason"].as_str().unwrap().is_empty());
+        assert!(v["raw"].is_string());
+        assert_eq!(
+            h.get("pharmwatch-kind").map(String::as_str),
+            Some("dead_letter")
+        );
+    }
+    // The accepted records landed; the rejected did not.
+    let landed = lake_event_ids(&env.cfg.lake, f.first, f.first, true).await;
+    assert_eq!(landed.get("sales").map(|s| s.len()), Some(2));
+    assert_eq!(landed.len(), 1);
+}
+
+fn spawn_stream(config: &Path, extra: &[&str], log: &Path) -> Child {
+    let log = std::fs::File::create(log).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_pharmwatch"))
+        .arg("stream")
+        .arg("--config")
+        .arg(config)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap()
+}
+
+fn consumed_so_far(store: &Path) -> i64 {
+    if !store.exists() {
+        return 0;
+    }
+    Store::open(store)
+        .ok()
+        .and_then(|s| s.stream_counts().ok())
+        .map(|c| c.iter().map(|c| c.consumed).sum())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_mid_stream_then_restart_loses_nothing_and_repeats_nothing() {
+    let f = fixture();
+    let mut env = env("kill9", 3, true).await;
+    env.cfg.batch_max_records = 300;
+    // A plain member, restarted the way a supervisor (systemd) restarts it: after the group's
+    // session timeout, so the broker has evicted the killed member when the new one joins.
+    env.cfg.instance_id = None;
+    env.cfg
+        .kafka
+        .insert("session.timeout.ms".into(), SESSION_MS.to_string());
+    let config = env.dir.path().join("pharmwatch.toml");
+    std::fs::write(&config, pharmwatch::config::file_text(&env.cfg).unwrap()).unwrap();
+    let sent = pharmwatch::produce::produce(&env.cfg, &f.lake, Some(f.first), Some(f.last), None)
+        .await
+        .unwrap();
+    let total = sent.sent as i64;
+
+    // Two hard kills at different points of the stream.
+    for (round, share) in [(1, 0.2), (2, 0.55)] {
+        let log = env.dir.path().join(format!("stream-{round}.log"));
+        let mut child = spawn_stream(&config, &[], &log);
+        let started = Instant::now();
+        while consumed_so_far(&env.cfg.store) < (share * total as f64) as i64 {
+            assert!(
+                started.elapsed() < Duration::from_secs(240),
+                "round {round}: no progress; log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "stream exited early: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(SESSION_MS + 1000));
+        let at = consumed_so_far(&env.cfg.store);
+        assert!(
+            at < total,
+            "round {round}: the kill came after the end ({at} of {total})"
+        );
+    }
+
+    // Restart and let it finish; then stop it with SIGTERM like an operator would.
+    let log = env.dir.path().join("stream-final.log");
+    let mut child = spawn_stream(&config, &[], &log);
+    let started = Instant::now();
+    while consumed_so_far(&env.cfg.store) < total {
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "no completion; log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The service is up: health and metrics answer.
+    let (code, body) =
+        crate::common::http_get(&env.cfg.metrics_listen, "/healthz").expect("healthz answers");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("assigned_partitions"), "{body}");
+    let (code, metrics) =
+        crate::common::http_get(&env.cfg.metrics_listen, "/metrics").expect("metrics answer");
+    assert_eq!(code, 200);
+    for name in [
+        "pharmwatch_stream_consumed_total",
+        "pharmwatch_stream_accepted_total",
+        "pharmwatch_stream_batch_seconds_bucket",
+        "pharmwatch_stream_consumer_lag",
+        "pharmwatch_stream_replayed_total",
+    ] {
+        assert!(
+            metrics.contains(name),
+            "{name} missing from /metrics:\n{metrics}"
+        );
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let exit = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no exit within 60 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        exit.success(),
+        "SIGTERM exit: {exit:?}; log:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+
+    assert_counts_reconcile(&env.cfg.store, total as usize);
+    let (events, ids) = stored_events(&env.cfg.store);
+    compare_events(&events, &f.expected);
+    let topic = read_topic(&env.cfg.brokers, &env.cfg.risk_events_topic);
+    let topic_ids: BTreeSet<String> = topic.iter().map(|(k, _, _)| k.clone()).collect();
+    assert_eq!(
+        topic_ids, ids,
+        "after dedupe by id the topic holds exactly the stored events"
+    );
+    let landed = lake_event_ids(&env.cfg.lake, f.first, f.last, true).await;
+    assert_eq!(landed, f.produced, "lake rows equal what was produced");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 6)]
+async fn two_instances_in_one_group_find_what_one_finds() {
+    let f = fixture();
+    let mut env = env("pair", 4, true).await;
+    env.cfg.instance_id = None;
+    // The traffic below runs event time about 19,000 times faster than real time, so the
+    // default ten minutes of allowed lateness would be 30 ms of delivery jitter between two
+    // topics of a partition (a producer batch sent a little later on a loaded machine). Two
+    // hours here are the same order of tolerance as ten minutes of a real day's traffic.
+    env.cfg.allowed_lateness_secs = 2 * 3600;
+    let mut second = env.cfg.clone();
+    second.metrics_listen = format!("127.0.0.1:{}", crate::common::free_port());
+
+    let a = tokio::spawn({
+        let cfg = env.cfg.clone();
+        async move { run_until_idle(&cfg, 12.0).await }
+    });
+    let b = tokio::spawn({
+        let cfg = second.clone();
+        async move { run_until_idle(&cfg, 12.0).await }
+    });
+    // Both must hold partitions before the records arrive.
+    let started = Instant::now();
+    loop {
+        let ready = [&env.cfg.metrics_listen, &second.metrics_listen]
+            .iter()
+            .all(|addr| {
+                crate::common::http_get(addr, "/healthz").is_some_and(|(_, body)| {
+                    serde_json::from_str::<serde_json::Value>(&body)
+                        .ok()
+                        .and_then(|v| v["assigned_partitions"].as_array().map(|a| !a.is_empty()))
+                        .unwrap_or(false)
+                })
+            });
+        if ready {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the group did not split the partitions"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Live traffic, paced: two days of event time in about nine seconds. Unpaced, a
+    // partition's inventory batch can reach the broker after the next day's sales (hours of
+    // event time in milliseconds), which the watermark rightly treats as late.
+    let sent =
+        pharmwatch::produce::produce(&env.cfg, &f.lake, Some(f.first), Some(f.last), Some(2500.0))
+            .await
+            .unwrap();
+    let (ra, rb) = (a.await.unwrap(), b.await.unwrap());
+    assert_eq!(
+        ra.late + rb.late,
+        0,
+        "paced traffic is never late: {ra:?} {rb:?}"
+    );
+    assert!(
+        ra.consumed > 0 && rb.consumed > 0,
+        "both instances worked: {ra:?} {rb:?}"
+    );
+    assert_eq!(ra.consumed + rb.consumed, sent.sent);
+    assert_counts_reconcile(&env.cfg.store, sent.sent as usize);
+    let (events, _) = stored_events(&env.cfg.store);
+    compare_events(&events, &f.expected);
+    let landed = lake_event_ids(&env.cfg.lake, f.first, f.last, true).await;
+    assert_eq!(landed, f.produced);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn late_records_are_counted_landed_and_seen_by_the_next_nightly_run() {
+    let f = fixture();
+    let mut env = env("late", 1, false).await;
+    env.cfg.allowed_lateness_secs = 60;
+    let sale = valid_sale(f).await;
+    let ent = sale["enterprise_id"].as_str().unwrap().to_string();
+    let day = f.first;
+    let at = |h: u32, id: &str| {
+        let mut s = sale.clone();
+        s["event_time"] = serde_json::json!(format!("{day}T{h:02}:00:00+08:00"));
+        s["event_id"] = serde_json::json!(id);
+        s["trace_code"] = serde_json::Value::Null;
+        s.to_string()
+    };
+    produce_raw(
+        &env.cfg,
+        &[
+            (EventKind::Sales, ent.as_str(), at(9, "LATE-TEST-1")),
+            (EventKind::Sales, ent.as_str(), at(20, "LATE-TEST-2")),
+        ],
+    )
+    .await;
+    let first = run_until_idle(&env.cfg, 2.0).await;
+    assert_eq!((first.accepted, first.late), (2, 0));
+    // Eleven hours behind the watermark, far beyond the 60 s allowed.
+    produce_raw(
+        &env.cfg,
+        &[(EventKind::Sales, ent.as_str(), at(9, "LATE-TEST-3"))],
+    )
+    .await;
+    let second = run_until_idle(&env.cfg, 2.0).await;
+    assert_eq!((second.accepted, second.late), (1, 1), "{second:?}");
+    let counts = Store::open(&env.cfg.store)
+        .unwrap()
+        .stream_counts()
+        .unwrap();
+    assert_eq!(counts.iter().map(|c| c.late).sum::<i64>(), 1);
+    assert_counts_reconcile(&env.cfg.store, 3);
+    // Landed like any record, so the next nightly run reads it.
+    let landed = lake_event_ids(&env.cfg.lake, day, day, true).await;
+    assert!(landed["sales"].contains("LATE-TEST-3"), "{landed:?}");
+    let out = env.dir.path().join("nightly");
+    let n = nightly::run(&NightlyConfig {
+        lake: Some(env.cfg.lake.clone()),
+        reference: None,
+        inputs: Vec::new(),
+        from: day,
+        to: day,
+        out: out.clone(),
+        thresholds: Thresholds::default(),
+        top: 5,
+        progress: false,
+        model: ModelSource::Off,
+        anomaly_threshold: pharmwatch::anomaly::DEFAULT_THRESHOLD,
+    })
+    .await
+    .unwrap();
+    let sales = n
+        .summary
+        .lake_records
+        .iter()
+        .find(|(k, _)| k == "sales")
+        .map(|(_, c)| *c);
+    assert_eq!(
+        sales,
+        Some(3),
+        "the nightly run reads the late record: {:?}",
+        n.summary.lake_records
+    );
+}
+
+#[test]
+fn an_unreachable_broker_stops_start_up_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = fixture();
+    let lake_dir = dir.path().join("lake");
+    copy_reference(f, &lake_dir);
+    let port = crate::common::free_port(); // bound and released: nothing listens there
+    let out = Command::new(env!("CARGO_BIN_EXE_pharmwatch"))
+        .args(["stream"])
+        .env("PHARMWATCH_BROKERS", format!("127.0.0.1:{port}"))
+        .env("PHARMWATCH_STARTUP_TIMEOUT_SECS", "2")
+        .env("PHARMWATCH_LAKE", &lake_dir)
+        .env("PHARMWATCH_STORE", dir.path().join("pharmwatch.db"))
+        .env(
+            "PHARMWATCH_METRICS_LISTEN",
+            format!("127.0.0.1:{}", crate::common::free_port()),
+        )
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("cannot reach the broker"), "{err}");
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+}

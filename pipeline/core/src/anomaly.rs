@@ -1,0 +1,466 @@
+//! The anomaly model in the nightly job: features per enterprise × day, a model per segment,
+//! scores with reasons a supervisor can read, and the flags that become `model_anomaly` items.
+//!
+//! Features come from `sql/features/enterprise_daily.sql` (each is described there). The
+//! model set is fitted per segment — pharmacies, wholesale (wholesalers and chain
+//! headquarters), manufacturers — on the training window `[to − train_days + 1, to]` (widened
+//! to cover `[from, to]`) minus the enterprise-days the rules flag there (the model is to
+//! learn normal from what passed the rules, and catch what they miss), or loaded from a
+//! previous artifact. Every enterprise-day of
+//! `[from, to]` with a row in the feature table is scored; it is **flagged** when its
+//! percentile in its segment's training distribution reaches the threshold (default
+//! [`DEFAULT_THRESHOLD`]).
+//!
+//! Invariants: a segment with fewer than [`MIN_SEGMENT_ROWS`] training rows gets no model
+//! and its rows no score (recorded in the summary, never guessed); a loaded artifact must have
+//! exactly this build's feature names, or the run fails naming the difference.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+use chrono::NaiveDate;
+use datafusion::prelude::SessionContext;
+use serde::Serialize;
+
+use pharmwatch_models::model::short;
+use pharmwatch_models::{Contribution, Family, FitOptions, Model, ModelSet};
+
+use crate::error::{PipelineError, Result};
+use crate::indicators::{Thresholds, dates, floats, render, strings};
+
+/// The feature query.
+pub const FEATURE_SQL: &str = include_str!("../../sql/features/enterprise_daily.sql");
+
+/// Feature columns, in the query's order.
+pub const FEATURES: &[&str] = &[
+    "sales_ratio",
+    "products_sold_ratio",
+    "sales_up_share",
+    "purchase_ratio",
+    "production_ratio",
+    "purchase_sales_7d",
+    "price_vs_own",
+    "min_price_vs_own",
+    "low_price_share",
+    "special_share",
+    "special_ratio",
+    "stock_gap_units",
+    "stock_gap_products",
+    "report_gap_days",
+];
+
+/// Percentile from which an enterprise-day is flagged.
+pub const DEFAULT_THRESHOLD: f64 = 0.995;
+/// Days of the training window.
+pub const DEFAULT_TRAIN_DAYS: i64 = 28;
+/// Fewest training rows for a segment's model.
+pub const MIN_SEGMENT_ROWS: usize = 50;
+/// Reasons kept per scored row.
+pub const TOP_REASONS: usize = 3;
+
+/// Where the model comes from.
+#[derive(Debug, Clone)]
+pub enum ModelSource {
+    /// Fit on the run's data.
+    Train {
+        /// Families of the ensemble.
+        families: Vec<Family>,
+        /// Seed.
+        seed: u64,
+        /// Days of the training window.
+        train_days: i64,
+    },
+    /// Load an artifact written by an earlier run or `pharmwatch model train`.
+    Load(std::path::PathBuf),
+    /// No model: rules only.
+    Off,
+}
+
+impl Default for ModelSource {
+    fn default() -> Self {
+        Self::Train {
+            families: pharmwatch_models::model::DEFAULT_FAMILIES.to_vec(),
+            seed: 1,
+            train_days: DEFAULT_TRAIN_DAYS,
+        }
+    }
+}
+
+/// The feature table of a window.
+#[derive(Debug, Clone, Default)]
+pub struct FeatureTable {
+    /// Enterprise of each row.
+    pub enterprise_id: Vec<String>,
+    /// Day of each row.
+    pub date: Vec<NaiveDate>,
+    /// Segment of each row.
+    pub segment: Vec<String>,
+    /// Row-major values, `FEATURES.len()` per row (NaN where the feature has no basis).
+    pub values: Vec<f64>,
+}
+
+impl FeatureTable {
+    /// Rows.
+    pub fn len(&self) -> usize {
+        self.date.len()
+    }
+    /// Whether empty.
+    pub fn is_empty(&self) -> bool {
+        self.date.is_empty()
+    }
+    /// One row's values.
+    pub fn row(&self, i: usize) -> &[f64] {
+        let d = FEATURES.len();
+        &self.values[i * d..(i + 1) * d]
+    }
+
+    /// Writes the table as CSV (enterprise_id, biz_date, segment, features…).
+    pub fn write_csv(&self, path: &Path) -> Result<()> {
+        let mut w = csv::Writer::from_path(path).map_err(|e| PipelineError::Csv {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        let csv_err = |e| PipelineError::Csv {
+            path: path.to_path_buf(),
+            source: e,
+        };
+        let mut header = vec!["enterprise_id", "biz_date", "segment"];
+        header.extend(FEATURES);
+        w.write_record(&header).map_err(csv_err)?;
+        for i in 0..self.len() {
+            let mut rec = vec![
+                self.enterprise_id[i].clone(),
+                self.date[i].to_string(),
+                self.segment[i].clone(),
+            ];
+            rec.extend(self.row(i).iter().map(|v| {
+                if v.is_finite() {
+                    format!("{v}")
+                } else {
+                    String::new()
+                }
+            }));
+            w.write_record(&rec).map_err(csv_err)?;
+        }
+        w.flush().map_err(|e| PipelineError::io(path, e))
+    }
+}
+
+/// Rounds a feature to 9 decimals. Window aggregates over parallel partitions may add in a
+/// different order from run to run (and with a different query range), which changes the
+/// last bits; rounding makes the features, and so the model's verdicts, reproducible.
+fn settle(x: f64) -> f64 {
+    if x.is_finite() && x.abs() < 1e9 {
+        (x * 1e9).round() / 1e9
+    } else {
+        x
+    }
+}
+
+/// Computes the feature table of `[from, to]` on a context whose tables are registered.
+pub async fn features(
+    ctx: &SessionContext,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<FeatureTable> {
+    let sql = render(FEATURE_SQL, from, to, &Thresholds::default())?;
+    let what = "features/enterprise_daily.sql";
+    let batches = ctx
+        .sql(&sql)
+        .await
+        .map_err(|e| PipelineError::query(what, e))?
+        .collect()
+        .await
+        .map_err(|e| PipelineError::query(what, e))?;
+    let mut t = FeatureTable::default();
+    for b in &batches {
+        let text = |c| -> Result<Vec<String>> {
+            Ok(strings(what, b, c)?
+                .into_iter()
+                .map(Option::unwrap_or_default)
+                .collect())
+        };
+        t.enterprise_id.extend(text("enterprise_id")?);
+        t.segment.extend(text("segment")?);
+        t.date.extend(dates(what, b, "biz_date")?);
+        let cols = FEATURES
+            .iter()
+            .map(|f| Ok(floats(what, b, f)?.into_iter().map(settle).collect()))
+            .collect::<Result<Vec<Vec<f64>>>>()?;
+        t.values
+            .extend(crate::table::row_major(&cols, b.num_rows()));
+    }
+    Ok(t)
+}
+
+/// Fits one model per segment on the table's rows, leaving out the enterprise-days in
+/// `exclude` (those the rules flagged: the model learns normal from what passed the rules).
+pub fn train(
+    table: &FeatureTable,
+    exclude: &HashSet<(String, NaiveDate)>,
+    families: &[Family],
+    seed: u64,
+    trained_at: &str,
+    window: (NaiveDate, NaiveDate),
+) -> Result<(ModelSet, Vec<String>)> {
+    let names: Vec<String> = FEATURES.iter().map(|s| s.to_string()).collect();
+    let mut by_segment: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut left_out = 0;
+    for i in 0..table.len() {
+        if exclude.contains(&(table.enterprise_id[i].clone(), table.date[i])) {
+            left_out += 1;
+            continue;
+        }
+        by_segment
+            .entry(table.segment[i].as_str())
+            .or_default()
+            .extend_from_slice(table.row(i));
+    }
+    let mut set = ModelSet {
+        format: pharmwatch_models::model::FORMAT,
+        segment_column: Some("segment".to_string()),
+        segments: BTreeMap::new(),
+    };
+    let mut notes = vec![format!(
+        "{left_out} enterprise-days flagged by the rules left out of training"
+    )];
+    for (segment, rows) in by_segment {
+        let n = rows.len() / names.len();
+        if n < MIN_SEGMENT_ROWS {
+            notes.push(format!(
+                "segment {segment}: {n} training rows, fewer than {MIN_SEGMENT_ROWS}: not scored"
+            ));
+            continue;
+        }
+        let opts = FitOptions {
+            families: families.to_vec(),
+            seed,
+            version: format!("pharmwatch {} features v1", env!("CARGO_PKG_VERSION")),
+            trained_at: trained_at.to_string(),
+            data_window: Some(format!("{}..{}", window.0, window.1)),
+            ..FitOptions::default()
+        };
+        let model = Model::fit(&names, &rows, &opts)
+            .map_err(|e| PipelineError::model(format!("segment {segment}"), e))?;
+        for s in &model.skipped {
+            notes.push(format!(
+                "segment {segment}: detector {} skipped: {}",
+                s.family.as_str(),
+                s.reason
+            ));
+        }
+        set.segments.insert(segment.to_string(), model);
+    }
+    Ok((set, notes))
+}
+
+/// Checks that a loaded artifact has this build's features.
+pub fn check_features(set: &ModelSet, path: &Path) -> Result<()> {
+    set.check_format()
+        .map_err(|e| PipelineError::model(path.display().to_string(), e))?;
+    for (segment, m) in &set.segments {
+        if m.features != FEATURES {
+            return Err(PipelineError::Config(format!(
+                "{}: segment {segment} was trained on features [{}], this build computes [{}]",
+                path.display(),
+                m.features.join(", "),
+                FEATURES.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The model's verdict on one enterprise-day.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AnomalyScore {
+    /// Enterprise.
+    pub enterprise_id: String,
+    /// Day.
+    pub date: NaiveDate,
+    /// Segment.
+    pub segment: String,
+    /// Ensemble score.
+    pub score: f64,
+    /// Percentile in the segment's training distribution.
+    pub percentile: f64,
+    /// The threshold it was judged against.
+    pub threshold: f64,
+    /// Whether the percentile reaches the threshold.
+    pub flagged: bool,
+    /// The top reasons, most important first.
+    pub reasons: Vec<String>,
+}
+
+/// Scores the rows of `[from, to]`. Rows of segments without a model are left out.
+pub fn score(
+    set: &ModelSet,
+    table: &FeatureTable,
+    from: NaiveDate,
+    to: NaiveDate,
+    threshold: f64,
+) -> Vec<AnomalyScore> {
+    let mut out = Vec::new();
+    for i in 0..table.len() {
+        let date = table.date[i];
+        if date < from || date > to {
+            continue;
+        }
+        let Ok(model) = set.model(&table.segment[i]) else {
+            continue;
+        };
+        let row = table.row(i);
+        let s = model.score_row(row);
+        // Explanations only where someone will read them: flagged rows and the upper tail.
+        let reasons = if s.percentile >= 0.9 {
+            model
+                .explain(row)
+                .iter()
+                .take(TOP_REASONS)
+                .map(feature_reason)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        out.push(AnomalyScore {
+            enterprise_id: table.enterprise_id[i].clone(),
+            date,
+            segment: table.segment[i].clone(),
+            score: s.score,
+            percentile: s.percentile,
+            threshold,
+            flagged: s.percentile >= threshold,
+            reasons,
+        });
+    }
+    out
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.0}%", 100.0 * x)
+}
+
+/// A reason a supervisor can read, for one feature's contribution.
+pub fn feature_reason(c: &Contribution) -> String {
+    let v = c.value;
+    let t = c.typical;
+    let text = match c.feature.as_str() {
+        "sales_ratio" => format!("sales {}× the enterprise's 28-day daily mean", short(v)),
+        "products_sold_ratio" => {
+            format!("{}× the usual number of products sold in a day", short(v))
+        }
+        "sales_up_share" => format!(
+            "{} of the products sold were above their usual range (typical {})",
+            pct(v),
+            pct(t)
+        ),
+        "purchase_ratio" => format!("purchases {}× the 28-day daily mean", short(v)),
+        "production_ratio" => format!("production {}× the 28-day daily mean", short(v)),
+        "purchase_sales_7d" => format!(
+            "bought {} packages per package sold over 7 days (typical {})",
+            short(v),
+            short(t)
+        ),
+        "price_vs_own" => format!("prices at {} of the enterprise's own 28-day prices", pct(v)),
+        "min_price_vs_own" => format!("a product priced at {} of its own 28-day price", pct(v)),
+        "low_price_share" => format!(
+            "{} of packages sold below 90% of the enterprise's usual price (typical {})",
+            pct(v),
+            pct(t)
+        ),
+        "special_share" => format!(
+            "narcotic/psychotropic/ephedrine products {} of packages sold (typical {})",
+            pct(v),
+            pct(t)
+        ),
+        "special_ratio" => format!("special-drug sales {}× the 28-day daily mean", short(v)),
+        "stock_gap_units" => format!(
+            "stock records off by {} packages (typical {})",
+            short(v),
+            short(t)
+        ),
+        "stock_gap_products" => format!("{} products whose stock does not reconcile", short(v)),
+        "report_gap_days" => format!("reported after a gap of {} days", short(v)),
+        _ => return c.plain_reason(),
+    };
+    if v.is_finite() {
+        text
+    } else {
+        format!("{}: no value", c.feature)
+    }
+}
+
+/// Writes an artifact atomically.
+pub fn write_artifact(out: &Path, set: &ModelSet) -> Result<()> {
+    let text =
+        serde_json::to_string_pretty(set).map_err(|e| PipelineError::Internal(e.to_string()))?;
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| PipelineError::io(dir, e))?;
+    }
+    let tmp = out.with_extension("json.tmp");
+    std::fs::write(&tmp, text + "\n").map_err(|e| PipelineError::io(&tmp, e))?;
+    std::fs::rename(&tmp, out).map_err(|e| PipelineError::io(out, e))
+}
+
+/// Reads a model artifact (`model.json`), checking its format.
+pub fn read_artifact(path: &Path) -> Result<ModelSet> {
+    let text = std::fs::read_to_string(path).map_err(|e| PipelineError::io(path, e))?;
+    let set: ModelSet = serde_json::from_str(&text).map_err(|e| {
+        PipelineError::Config(format!(
+            "{}: not a pharmwatch model artifact: {e}",
+            path.display()
+        ))
+    })?;
+    set.check_format()
+        .map_err(|e| PipelineError::model(path.display().to_string(), e))?;
+    Ok(set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(feature: &str, value: f64, typical: f64) -> Contribution {
+        Contribution {
+            index: 0,
+            feature: feature.to_string(),
+            value,
+            typical,
+            z: 5.0,
+            share: 0.5,
+        }
+    }
+
+    #[test]
+    fn every_feature_has_a_reason_a_supervisor_can_read() {
+        for f in FEATURES {
+            let r = feature_reason(&c(f, 0.8, 1.0));
+            assert!(!r.contains(" = "), "{f} falls back to the plain form: {r}");
+        }
+        assert_eq!(
+            feature_reason(&c("sales_ratio", 4.1, 1.0)),
+            "sales 4.1× the enterprise's 28-day daily mean"
+        );
+        assert_eq!(
+            feature_reason(&c("low_price_share", 0.25, 0.0)),
+            "25% of packages sold below 90% of the enterprise's usual price (typical 0%)"
+        );
+        assert_eq!(
+            feature_reason(&c("stock_gap_units", f64::NAN, 0.0)),
+            "stock_gap_units: no value"
+        );
+        // Columns of other tables get the plain form.
+        assert!(feature_reason(&c("x", 2.0, 1.0)).starts_with("x = 2 (typical 1"));
+    }
+
+    #[test]
+    fn the_feature_query_returns_the_declared_columns() {
+        for f in FEATURES {
+            assert!(
+                FEATURE_SQL.contains(&format!(" AS {f},"))
+                    || FEATURE_SQL.contains(&format!(" AS {f}\n")),
+                "{f} is not a column of enterprise_daily.sql"
+            );
+        }
+    }
+}

@@ -1,0 +1,400 @@
+//! Windowed risk indicators: the SQL in `pipeline/sql/*.sql`, run by DataFusion over the
+//! registered tables (`sales`, `purchase`, `production`, `inventory`, `product_test`,
+//! `products`, `batches`, `run_dates`).
+//!
+//! Every query returns hits of one shape — `enterprise_id, product_id, biz_date, indicator,
+//! window_start, window_end, observed, expected, detail` — for business days in the run's
+//! range only; baselines look back before the range. Thresholds are substituted into the SQL
+//! as `${name}` tokens from [`Thresholds`], so they are data, not code.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Date32Type, Float64Type};
+use datafusion::prelude::SessionContext;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{PipelineError, Result};
+
+/// The indicator queries: file name and SQL text.
+pub const QUERIES: &[(&str, &str)] = &[
+    ("inventory.sql", include_str!("../../sql/inventory.sql")),
+    (
+        "retail_spike.sql",
+        include_str!("../../sql/retail_spike.sql"),
+    ),
+    ("order_spike.sql", include_str!("../../sql/order_spike.sql")),
+    (
+        "batch_quality.sql",
+        include_str!("../../sql/batch_quality.sql"),
+    ),
+    (
+        "trace_duplicate.sql",
+        include_str!("../../sql/trace_duplicate.sql"),
+    ),
+    ("price.sql", include_str!("../../sql/price.sql")),
+    ("reporting.sql", include_str!("../../sql/reporting.sql")),
+];
+
+/// Feature tables built before the indicator queries (`CREATE TABLE name AS …`): name and SQL.
+pub const FEATURES: &[(&str, &str)] = &[(
+    "retail_daily",
+    include_str!("../../sql/features/retail_daily.sql"),
+)];
+
+/// Indicator names, the same words as the simulator's label kinds.
+pub const INDICATORS: &[&str] = &[
+    "inventory_mismatch",
+    "sold_not_bought",
+    "sales_spike",
+    "purchase_spike",
+    "production_spike",
+    "special_drug_volume",
+    "expired_batch_sold",
+    "failed_batch_sold",
+    "trace_code_duplicate",
+    "price_below_median",
+    "reporting_stopped",
+];
+
+/// Days of history the queries read before the first day of a run.
+pub const LOOKBACK_DAYS: i64 = 60;
+
+/// Version of the rule set, printed on every risk item.
+pub const RULE_VERSION: &str = "rules-2026.11";
+
+/// Thresholds of the indicator rules. Defaults are documented in each SQL file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Thresholds {
+    /// Smallest stock gap (packages) that counts as a mismatch.
+    pub mismatch_min: f64,
+    /// Smallest stock gap as a share of available stock.
+    pub mismatch_share: f64,
+    /// Sales spike: ratio to the 28-day daily mean.
+    pub spike_ratio: f64,
+    /// Sales spike: excess over the mean in units of √mean.
+    pub spike_z: f64,
+    /// Sales spike: extra packages on top of the √mean term.
+    pub spike_abs: f64,
+    /// Special drugs: ratio to the 28-day daily mean.
+    pub special_ratio: f64,
+    /// Special drugs: excess in units of √mean.
+    pub special_z: f64,
+    /// Special drugs: extra packages.
+    pub special_abs: f64,
+    /// Retail spikes are judged only after this many active days in the prior 28.
+    pub min_active_days: u32,
+    /// Purchase/production spike: ratio to the largest day in the prior 28 days.
+    pub lumpy_max_ratio: f64,
+    /// Purchase/production spike: ratio to the 28-day daily mean.
+    pub lumpy_mean_ratio: f64,
+    /// Price hit below this share of the market reference.
+    pub price_ratio: f64,
+    /// Reporting stopped after this many silent days.
+    pub stop_days: u32,
+    /// … if the enterprise reported on at least this many of days D−30 … D−3.
+    pub stop_min_active: u32,
+    /// Trace codes are looked up over this many days.
+    pub trace_lookback_days: u32,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            mismatch_min: 3.0,
+            mismatch_share: 0.02,
+            spike_ratio: 3.0,
+            spike_z: 6.0,
+            spike_abs: 3.0,
+            special_ratio: 2.5,
+            special_z: 4.0,
+            special_abs: 3.0,
+            min_active_days: 20,
+            lumpy_max_ratio: 2.5,
+            lumpy_mean_ratio: 4.0,
+            price_ratio: 0.5,
+            stop_days: 3,
+            stop_min_active: 20,
+            trace_lookback_days: 60,
+        }
+    }
+}
+
+impl Thresholds {
+    fn tokens(&self) -> BTreeMap<&'static str, String> {
+        let mut m = BTreeMap::new();
+        m.insert("mismatch_min", num(self.mismatch_min));
+        m.insert("mismatch_share", num(self.mismatch_share));
+        m.insert("spike_ratio", num(self.spike_ratio));
+        m.insert("spike_z", num(self.spike_z));
+        m.insert("spike_abs", num(self.spike_abs));
+        m.insert("special_ratio", num(self.special_ratio));
+        m.insert("special_z", num(self.special_z));
+        m.insert("special_abs", num(self.special_abs));
+        m.insert("min_active_days", self.min_active_days.to_string());
+        m.insert("lumpy_max_ratio", num(self.lumpy_max_ratio));
+        m.insert("lumpy_mean_ratio", num(self.lumpy_mean_ratio));
+        m.insert("price_ratio", num(self.price_ratio));
+        m.insert("stop_days", self.stop_days.to_string());
+        m.insert("stop_min_active", self.stop_min_active.to_string());
+        m.insert(
+            "trace_lookback_days",
+            self.trace_lookback_days
+                .min(LOOKBACK_DAYS as u32)
+                .to_string(),
+        );
+        m
+    }
+}
+
+fn num(x: f64) -> String {
+    // Always a decimal literal, so SQL arithmetic stays in floating point.
+    format!("{x:?}")
+}
+
+/// Substitutes `${from}`, `${to}` and the threshold tokens into a query.
+pub fn render(sql: &str, from: NaiveDate, to: NaiveDate, t: &Thresholds) -> Result<String> {
+    let mut out = sql
+        .replace("${from}", &format!("DATE '{}'", from.format("%Y-%m-%d")))
+        .replace("${to}", &format!("DATE '{}'", to.format("%Y-%m-%d")));
+    for (k, v) in t.tokens() {
+        out = out.replace(&format!("${{{k}}}"), &v);
+    }
+    if let Some(pos) = out.find("${") {
+        let end = out[pos..]
+            .find('}')
+            .map(|e| pos + e + 1)
+            .unwrap_or(out.len());
+        return Err(PipelineError::Internal(format!(
+            "unknown SQL token {}",
+            &out[pos..end]
+        )));
+    }
+    Ok(out)
+}
+
+/// One indicator hit: the evidence of one risk item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hit {
+    /// Enterprise credit code.
+    pub enterprise_id: String,
+    /// Product id; `None` for enterprise-level indicators.
+    pub product_id: Option<String>,
+    /// Business day the hit belongs to.
+    pub date: NaiveDate,
+    /// Indicator name.
+    pub indicator: String,
+    /// First day of the evidence window.
+    pub window_start: NaiveDate,
+    /// Last day of the evidence window.
+    pub window_end: NaiveDate,
+    /// Observed value.
+    pub observed: f64,
+    /// Expected value (baseline, bound or reference).
+    pub expected: f64,
+    /// Extra evidence as `key=value;…`.
+    pub detail: String,
+}
+
+impl Hit {
+    /// Value of a `key=value` pair in the detail.
+    pub fn detail_value(&self, key: &str) -> Option<&str> {
+        self.detail
+            .split(';')
+            .find_map(|kv| kv.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+    }
+}
+
+/// Runs every indicator query for `[from, to]` on a context whose tables are registered,
+/// advancing `progress` by one per query. Returns the hits and each query's wall time.
+pub async fn run_all(
+    ctx: &SessionContext,
+    from: NaiveDate,
+    to: NaiveDate,
+    t: &Thresholds,
+    progress: &indicatif::ProgressBar,
+) -> Result<(Vec<Hit>, Vec<(String, f64)>)> {
+    let mut hits = Vec::new();
+    let mut timings = Vec::new();
+    for (name, sql) in FEATURES {
+        let started = std::time::Instant::now();
+        let text = format!("CREATE TABLE {name} AS {}", render(sql, from, to, t)?);
+        let df = ctx
+            .sql(&text)
+            .await
+            .map_err(|e| PipelineError::query(name, e))?;
+        df.collect()
+            .await
+            .map_err(|e| PipelineError::query(name, e))?;
+        timings.push((format!("{name}.sql"), started.elapsed().as_secs_f64()));
+    }
+    for (name, sql) in QUERIES {
+        progress.set_message(name.to_string());
+        let started = std::time::Instant::now();
+        hits.extend(run_query(ctx, name, sql, from, to, t).await?);
+        timings.push((name.to_string(), started.elapsed().as_secs_f64()));
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+    hits.sort_by(|a, b| {
+        (
+            a.date,
+            &a.enterprise_id,
+            &a.indicator,
+            &a.product_id,
+            &a.detail,
+        )
+            .cmp(&(
+                b.date,
+                &b.enterprise_id,
+                &b.indicator,
+                &b.product_id,
+                &b.detail,
+            ))
+    });
+    Ok((hits, timings))
+}
+
+/// Runs one indicator query and converts its rows to hits.
+pub async fn run_query(
+    ctx: &SessionContext,
+    name: &str,
+    sql: &str,
+    from: NaiveDate,
+    to: NaiveDate,
+    t: &Thresholds,
+) -> Result<Vec<Hit>> {
+    let text = render(sql, from, to, t)?;
+    let df = ctx
+        .sql(&text)
+        .await
+        .map_err(|e| PipelineError::query(name, e))?;
+    let batches = df
+        .collect()
+        .await
+        .map_err(|e| PipelineError::query(name, e))?;
+    let mut hits = Vec::new();
+    for b in &batches {
+        hits.extend(batch_to_hits(name, b)?);
+    }
+    Ok(hits)
+}
+
+fn col<'a>(name: &str, b: &'a RecordBatch, c: &str) -> Result<&'a dyn Array> {
+    b.column_by_name(c)
+        .map(|a| a.as_ref())
+        .ok_or_else(|| PipelineError::Internal(format!("{name}: result has no column {c}")))
+}
+
+/// Column `c` of a result batch as text (NULL → None); errors name the query `name`.
+pub fn strings(name: &str, b: &RecordBatch, c: &str) -> Result<Vec<Option<String>>> {
+    let a = col(name, b, c)?;
+    let cast = datafusion::arrow::compute::cast(a, &DataType::Utf8)
+        .map_err(|e| PipelineError::arrow(format!("{name}.{c}"), e))?;
+    let s = cast.as_string::<i32>();
+    Ok((0..s.len())
+        .map(|i| {
+            if s.is_null(i) {
+                None
+            } else {
+                Some(s.value(i).to_string())
+            }
+        })
+        .collect())
+}
+
+/// Column `c` of a result batch as dates.
+pub fn dates(name: &str, b: &RecordBatch, c: &str) -> Result<Vec<NaiveDate>> {
+    let a = col(name, b, c)?;
+    let cast = datafusion::arrow::compute::cast(a, &DataType::Date32)
+        .map_err(|e| PipelineError::arrow(format!("{name}.{c}"), e))?;
+    let d = cast.as_primitive::<Date32Type>();
+    (0..d.len())
+        .map(|i| {
+            d.value_as_date(i).ok_or_else(|| {
+                PipelineError::Internal(format!("{name}.{c}: row {i} is not a date"))
+            })
+        })
+        .collect()
+}
+
+/// Column `c` of a result batch as f64 (NULL → NaN).
+pub fn floats(name: &str, b: &RecordBatch, c: &str) -> Result<Vec<f64>> {
+    let a = col(name, b, c)?;
+    let cast = datafusion::arrow::compute::cast(a, &DataType::Float64)
+        .map_err(|e| PipelineError::arrow(format!("{name}.{c}"), e))?;
+    let f = cast.as_primitive::<Float64Type>();
+    Ok((0..f.len())
+        .map(|i| if f.is_null(i) { f64::NAN } else { f.value(i) })
+        .collect())
+}
+
+/// Converts a result batch of the hit shape to hits.
+pub fn batch_to_hits(name: &str, b: &RecordBatch) -> Result<Vec<Hit>> {
+    let ent = strings(name, b, "enterprise_id")?;
+    let prod = strings(name, b, "product_id")?;
+    let day = dates(name, b, "biz_date")?;
+    let ind = strings(name, b, "indicator")?;
+    let ws = dates(name, b, "window_start")?;
+    let we = dates(name, b, "window_end")?;
+    let obs = floats(name, b, "observed")?;
+    let exp = floats(name, b, "expected")?;
+    let det = strings(name, b, "detail")?;
+    let mut out = Vec::with_capacity(b.num_rows());
+    for i in 0..b.num_rows() {
+        out.push(Hit {
+            enterprise_id: ent[i].clone().unwrap_or_default(),
+            product_id: prod[i].clone(),
+            date: day[i],
+            indicator: ind[i].clone().unwrap_or_default(),
+            window_start: ws[i],
+            window_end: we[i],
+            observed: obs[i],
+            expected: exp[i],
+            detail: det[i].clone().unwrap_or_default(),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_query_renders_without_leftover_tokens() {
+        let d = NaiveDate::from_ymd_opt(2026, 10, 1).unwrap();
+        for (name, sql) in QUERIES.iter().chain(FEATURES) {
+            let text = render(sql, d, d, &Thresholds::default()).unwrap();
+            assert!(!text.contains("${"), "{name}");
+            assert!(text.contains("DATE '2026-10-01'"), "{name}");
+        }
+    }
+
+    #[test]
+    fn unknown_tokens_are_refused() {
+        let d = NaiveDate::from_ymd_opt(2026, 10, 1).unwrap();
+        let err = render("SELECT ${nope}", d, d, &Thresholds::default()).unwrap_err();
+        assert!(err.to_string().contains("${nope}"));
+    }
+
+    #[test]
+    fn detail_values_are_found_by_key() {
+        let h = Hit {
+            enterprise_id: "e".into(),
+            product_id: None,
+            date: NaiveDate::from_ymd_opt(2026, 10, 1).unwrap(),
+            indicator: "x".into(),
+            window_start: NaiveDate::from_ymd_opt(2026, 10, 1).unwrap(),
+            window_end: NaiveDate::from_ymd_opt(2026, 10, 1).unwrap(),
+            observed: 1.0,
+            expected: 0.0,
+            detail: "batch=B1;expiry=2026-09-01".into(),
+        };
+        assert_eq!(h.detail_value("batch"), Some("B1"));
+        assert_eq!(h.detail_value("expiry"), Some("2026-09-01"));
+        assert_eq!(h.detail_value("missing"), None);
+    }
+}

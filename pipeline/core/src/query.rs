@@ -1,0 +1,99 @@
+//! DataFusion helpers every role uses: the session the queries run in, registering Parquet
+//! files (or an empty table of the right schema) under a name, collecting a query, and reading
+//! a table's rows into serde structs. The nightly job, the stream's engine, `produce` and the
+//! stream baseline all go through these, so a query error always names what it was for.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::Schema;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::datasource::MemTable;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::error::{PipelineError, Result};
+
+/// A DataFusion context configured for the pipeline's queries.
+pub fn session() -> SessionContext {
+    let mut config = SessionConfig::new()
+        .with_target_partitions(
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+        )
+        .with_information_schema(false);
+    // Evaluate filters (including the dynamic filters of hash joins) while decoding Parquet, so
+    // the columns of rows that cannot match are never materialised.
+    let parquet = &mut config.options_mut().execution.parquet;
+    parquet.pushdown_filters = true;
+    parquet.reorder_filters = true;
+    SessionContext::new_with_config(config)
+}
+
+/// Registers Parquet `files` as table `name` with `schema` (an empty table when there are none).
+pub async fn register_files(
+    ctx: &SessionContext,
+    name: &str,
+    schema: Arc<Schema>,
+    files: &[PathBuf],
+) -> Result<()> {
+    if files.is_empty() {
+        let empty = MemTable::try_new(schema.clone(), vec![vec![RecordBatch::new_empty(schema)]])
+            .map_err(|e| PipelineError::query(name, e))?;
+        ctx.register_table(name, Arc::new(empty))
+            .map_err(|e| PipelineError::query(name, e))?;
+        return Ok(());
+    }
+    let mut urls = Vec::with_capacity(files.len());
+    for f in files {
+        let abs = std::fs::canonicalize(f).map_err(|e| PipelineError::io(f, e))?;
+        urls.push(
+            ListingTableUrl::parse(abs.to_string_lossy())
+                .map_err(|e| PipelineError::query(name, e))?,
+        );
+    }
+    let options =
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let config = ListingTableConfig::new_with_multi_paths(urls)
+        .with_listing_options(options)
+        .with_schema(schema);
+    let table = ListingTable::try_new(config).map_err(|e| PipelineError::query(name, e))?;
+    ctx.register_table(name, Arc::new(table))
+        .map_err(|e| PipelineError::query(name, e))?;
+    Ok(())
+}
+
+/// Runs `sql` and collects its batches; errors name `what`.
+pub async fn collect(ctx: &SessionContext, what: &str, sql: &str) -> Result<Vec<RecordBatch>> {
+    let df = ctx
+        .sql(sql)
+        .await
+        .map_err(|e| PipelineError::query(what, e))?;
+    df.collect()
+        .await
+        .map_err(|e| PipelineError::query(what, e))
+}
+
+/// Reads a table's rows into serde structs through Arrow's JSON writer.
+pub async fn table_rows<T: serde::de::DeserializeOwned>(
+    ctx: &SessionContext,
+    table: &str,
+) -> Result<Vec<T>> {
+    let batches = collect(ctx, table, &format!("SELECT * FROM {table}")).await?;
+    let mut buf = Vec::new();
+    {
+        let mut w = datafusion::arrow::json::ArrayWriter::new(&mut buf);
+        for b in &batches {
+            w.write(b).map_err(|e| PipelineError::arrow(table, e))?;
+        }
+        w.finish().map_err(|e| PipelineError::arrow(table, e))?;
+    }
+    if buf.is_empty() {
+        return Ok(Vec::new());
+    }
+    serde_json::from_slice(&buf).map_err(|e| PipelineError::Internal(format!("{table}: {e}")))
+}

@@ -1,0 +1,332 @@
+//! The risk store: one SQLite database (`OUT/pharmwatch.db` by default) that the nightly job
+//! and the stream service share. It holds the nightly risk list, the real-time risk events,
+//! the stream's checkpoints and window state, and an outbox of messages to publish.
+//!
+//! Invariants:
+//! - the schema is created by numbered migrations in `pipeline/sql/store/`, applied once each
+//!   and recorded in `schema_migrations`;
+//! - a risk event's id is deterministic, so inserting it twice stores it once
+//!   ([`Store::insert_risk_event`] reports whether it was new);
+//! - the stream writes everything one micro-batch produced (events, dead letters, window state,
+//!   offsets, counts) in one transaction: after a crash either all of it is there or none;
+//! - the database runs in WAL mode with a busy timeout, so several stream instances of one
+//!   consumer group on one host can share it (their transactions serialise).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::{PipelineError, Result};
+use crate::risk::RiskRow;
+
+/// Default file name of the store inside an output directory.
+pub const STORE_FILE: &str = "pharmwatch.db";
+
+/// The migrations, in order: version and SQL.
+pub const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../sql/store/001_stream.sql")),
+    (2, include_str!("../../sql/store/002_stream_seeded.sql")),
+    (
+        3,
+        include_str!("../../sql/store/003_stream_without_rowid.sql"),
+    ),
+    (
+        4,
+        include_str!("../../sql/store/004_stream_window_sets.sql"),
+    ),
+    (10, include_str!("../../sql/store/010_ledger.sql")),
+    (20, include_str!("../../sql/store/020_delivery.sql")),
+    (30, include_str!("../../sql/store/030_regions.sql")),
+    (40, include_str!("../../sql/store/040_calendar.sql")),
+];
+
+/// An open store.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// Maps a SQLite error on `path` to the pipeline's error.
+pub fn sql_err(path: &Path, what: &str, e: rusqlite::Error) -> PipelineError {
+    PipelineError::Store {
+        path: path.to_path_buf(),
+        reason: format!("{what}: {e}"),
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path` and applies pending migrations.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| PipelineError::io(dir, e))?;
+        }
+        let conn = Connection::open(path).map_err(|e| sql_err(path, "open", e))?;
+        conn.busy_timeout(Duration::from_secs(60))
+            .map_err(|e| sql_err(path, "busy timeout", e))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| sql_err(path, "WAL mode", e))?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(|e| sql_err(path, "synchronous", e))?;
+        // The stream's lookups land all over large key-ordered tables (a traceability code
+        // per sale): a 64 MiB page cache and reads through a memory map instead of a copy
+        // per page keep them off the system-call path.
+        conn.pragma_update(None, "cache_size", -65_536)
+            .map_err(|e| sql_err(path, "cache size", e))?;
+        conn.pragma_update(None, "mmap_size", 1_i64 << 30)
+            .map_err(|e| sql_err(path, "mmap size", e))?;
+        let mut store = Self {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Opens the store for the stream service. Everything the stream writes is derived from
+    /// the broker and replayed from the store's own offsets after a restart, so its commits
+    /// need not wait for the disk: with `synchronous = NORMAL` a WAL commit survives a
+    /// crash of the process (`kill -9`) and the database stays consistent; only a power
+    /// failure can take back the last commits, and the service then re-reads those messages
+    /// from the broker (its risk events keep their ids, the lake files past the store's
+    /// offsets are removed at start). A larger WAL between checkpoints keeps the pages a
+    /// busy stream rewrites every batch from being copied back on every commit.
+    pub fn open_stream(path: &Path) -> Result<Self> {
+        let store = Self::open(path)?;
+        store
+            .conn
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(|e| sql_err(path, "synchronous", e))?;
+        store
+            .conn
+            .pragma_update(None, "wal_autocheckpoint", 16_384)
+            .map_err(|e| sql_err(path, "wal autocheckpoint", e))?;
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The connection, read-only use.
+    pub fn conn_ref(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The connection (for transactions run by the stream service).
+    pub fn conn(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| sql_err(&path, "begin migration", e))?;
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+        )
+        .map_err(|e| sql_err(&path, "schema_migrations", e))?;
+        for (version, sql) in MIGRATIONS {
+            let done: Option<i64> = tx
+                .query_row(
+                    "SELECT version FROM schema_migrations WHERE version = ?1",
+                    [version],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(|e| sql_err(&path, "read migrations", e))?;
+            if done.is_some() {
+                continue;
+            }
+            tx.execute_batch(sql)
+                .map_err(|e| sql_err(&path, &format!("migration {version}"), e))?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+                params![version, chrono::Utc::now().to_rfc3339()],
+            )
+            .map_err(|e| sql_err(&path, "record migration", e))?;
+        }
+        tx.commit()
+            .map_err(|e| sql_err(&path, "commit migration", e))
+    }
+
+    /// Replaces the risk-list rows of the lists in `rows` (a rerun of a night replaces its list).
+    pub fn write_risk_list(&mut self, rows: &[RiskRow]) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| sql_err(&path, "begin", e))?;
+        let mut lists: Vec<&str> = rows.iter().map(|r| r.list_id.as_str()).collect();
+        lists.sort_unstable();
+        lists.dedup();
+        for l in lists {
+            tx.execute("DELETE FROM risk_list WHERE list_id = ?1", [l])
+                .map_err(|e| sql_err(&path, "replace risk list", e))?;
+        }
+        {
+            let mut ins = tx
+                .prepare(
+                    "INSERT INTO risk_list (list_id, biz_date, rank, enterprise_id, enterprise_name,
+                         enterprise_type, region_code, score, grade, indicators, top_reason,
+                         rule_version, items_json)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                )
+                .map_err(|e| sql_err(&path, "prepare risk list", e))?;
+            for r in rows {
+                let items = serde_json::to_string(&r.items)
+                    .map_err(|e| PipelineError::Internal(e.to_string()))?;
+                ins.execute(params![
+                    r.list_id,
+                    r.date.to_string(),
+                    r.rank,
+                    r.enterprise_id,
+                    r.enterprise_name,
+                    r.enterprise_type,
+                    r.region_code,
+                    r.score,
+                    r.grade,
+                    r.indicators,
+                    r.top_reason,
+                    r.rule_version,
+                    items
+                ])
+                .map_err(|e| sql_err(&path, "insert risk list", e))?;
+            }
+        }
+        tx.commit().map_err(|e| sql_err(&path, "commit", e))
+    }
+
+    /// All risk events, ordered by business day, enterprise and id.
+    pub fn risk_events(&self) -> Result<Vec<StoredEvent>> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT id, indicator, enterprise_id, product_id, biz_date, item_json
+                 FROM risk_events ORDER BY biz_date, enterprise_id, id",
+            )
+            .map_err(|e| sql_err(&self.path, "read risk events", e))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(StoredEvent {
+                    id: r.get(0)?,
+                    indicator: r.get(1)?,
+                    enterprise_id: r.get(2)?,
+                    product_id: r.get(3)?,
+                    biz_date: r.get(4)?,
+                    item_json: r.get(5)?,
+                })
+            })
+            .map_err(|e| sql_err(&self.path, "read risk events", e))?;
+        rows.collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| sql_err(&self.path, "read risk events", e))
+    }
+
+    /// Stream counts summed over partitions, per topic: (topic, consumed, accepted, rejected, late).
+    pub fn stream_counts(&self) -> Result<Vec<TopicCounts>> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT topic, SUM(consumed), SUM(accepted), SUM(rejected), SUM(late)
+                 FROM stream_counts GROUP BY topic ORDER BY topic",
+            )
+            .map_err(|e| sql_err(&self.path, "read counts", e))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(TopicCounts {
+                    topic: r.get(0)?,
+                    consumed: r.get(1)?,
+                    accepted: r.get(2)?,
+                    rejected: r.get(3)?,
+                    late: r.get(4)?,
+                })
+            })
+            .map_err(|e| sql_err(&self.path, "read counts", e))?;
+        rows.collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| sql_err(&self.path, "read counts", e))
+    }
+
+    /// The dead letters, in source order.
+    pub fn dead_letters(&self) -> Result<Vec<StoredDeadLetter>> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT source_topic, source_partition, source_offset, kind, field, reason, raw
+                 FROM dead_letters ORDER BY source_topic, source_partition, source_offset",
+            )
+            .map_err(|e| sql_err(&self.path, "read dead letters", e))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(StoredDeadLetter {
+                    topic: r.get(0)?,
+                    partition: r.get(1)?,
+                    offset: r.get(2)?,
+                    kind: r.get(3)?,
+                    field: r.get(4)?,
+                    reason: r.get(5)?,
+                    raw: r.get(6)?,
+                })
+            })
+            .map_err(|e| sql_err(&self.path, "read dead letters", e))?;
+        rows.collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| sql_err(&self.path, "read dead letters", e))
+    }
+}
+
+/// A risk event as stored.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StoredEvent {
+    /// Deterministic id.
+    pub id: String,
+    /// Indicator.
+    pub indicator: String,
+    /// Enterprise credit code.
+    pub enterprise_id: String,
+    /// Product id.
+    pub product_id: Option<String>,
+    /// Business day (YYYY-MM-DD).
+    pub biz_date: String,
+    /// The risk item with its evidence, as JSON.
+    pub item_json: String,
+}
+
+/// Stream counts of one topic.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TopicCounts {
+    /// Topic.
+    pub topic: String,
+    /// Messages consumed (each offset once).
+    pub consumed: i64,
+    /// Accepted records.
+    pub accepted: i64,
+    /// Rejected messages (dead letters).
+    pub rejected: i64,
+    /// Accepted records later than the allowed lateness.
+    pub late: i64,
+}
+
+/// A dead letter as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StoredDeadLetter {
+    /// Source topic.
+    pub topic: String,
+    /// Source partition.
+    pub partition: i32,
+    /// Source offset.
+    pub offset: i64,
+    /// Event kind of the topic.
+    pub kind: String,
+    /// Offending field (`-` for the message as a whole).
+    pub field: String,
+    /// Why it was rejected.
+    pub reason: String,
+    /// The raw message (UTF-8, lossy).
+    pub raw: String,
+}

@@ -1,0 +1,449 @@
+//! The delivery worker: passes over the outbox, sending each due row to the enterprise's
+//! current contact, and deciding from the answer what happens next — delivered; retried on the
+//! same contact after the configured wait with jitter; or, after the contact's last attempt (or
+//! a final answer), the next contact in priority order; after the last contact, failed and on
+//! the manual-service list.
+//!
+//! Invariants: recipients come from [`Directory::contacts_of`] for the row's own enterprise
+//! only; every attempt is recorded with its masked recipient before the worker moves on; a row
+//! is leased while it is sent, so a worker killed in the middle of an attempt leaves the row to
+//! be retried by the next worker after the lease (the receiver dedupes on the idempotency key);
+//! per-channel rate limits space the sends.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use serde::Serialize;
+
+use super::channels::{Outcome, Sender};
+use super::config::DeliveryConfig;
+use super::mask;
+use super::outbox::{self, Attempt, Due, Step};
+use crate::metrics::{self, DeliveryMetrics};
+use pharmwatch_casework::links::Signer;
+use pharmwatch_core::contacts::{Channel, Directory};
+use pharmwatch_core::error::Result;
+use pharmwatch_core::store::Store;
+
+/// Counts of a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct WorkerSummary {
+    /// Passes over the outbox.
+    pub passes: u64,
+    /// Send attempts.
+    pub attempts: u64,
+    /// Deliveries delivered.
+    pub delivered: u64,
+    /// Attempts to be retried on the same contact.
+    pub retries: u64,
+    /// Contacts given up (final answer or last attempt), falling back to the next.
+    pub contacts_failed: u64,
+    /// Deliveries failed on every contact (manual-service list).
+    pub failed: u64,
+}
+
+impl WorkerSummary {
+    fn add(&mut self, o: &WorkerSummary) {
+        self.passes += o.passes;
+        self.attempts += o.attempts;
+        self.delivered += o.delivered;
+        self.retries += o.retries;
+        self.contacts_failed += o.contacts_failed;
+        self.failed += o.failed;
+    }
+}
+
+/// The worker over one store.
+pub struct Worker {
+    cfg: DeliveryConfig,
+    store: Store,
+    directory: Directory,
+    sender: Sender,
+    signer: Signer,
+    rng: Xoshiro256PlusPlus,
+    metrics: &'static DeliveryMetrics,
+    next_slot: HashMap<Channel, Instant>,
+    quiet: bool,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("store", &self.store.path())
+            .field("enterprises", &self.directory.enterprises())
+            .finish()
+    }
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The wait before retry number `n` (1-based) of one contact, milliseconds: the `n`-th of
+/// `delays` (seconds) scaled by a uniform factor in [1 − jitter, 1 + jitter].
+pub fn retry_wait_ms(delays: &[f64], jitter: f64, n: usize, rng: &mut impl Rng) -> i64 {
+    let base = delays.get(n.saturating_sub(1)).copied().unwrap_or(0.0);
+    let factor = if jitter > 0.0 {
+        1.0 + jitter * rng.gen_range(-1.0..=1.0)
+    } else {
+        1.0
+    };
+    (base * factor * 1000.0).round() as i64
+}
+
+impl Worker {
+    /// A worker on the store file `store_path` with the contacts, secrets and link key of
+    /// `cfg` (the key from the environment).
+    pub fn new(cfg: &DeliveryConfig, store_path: &Path) -> Result<Self> {
+        let signer = Signer::from_env(&cfg.link_key_env, &cfg.link_base_url, cfg.link_ttl_days)?;
+        Self::with_signer(cfg, store_path, signer)
+    }
+
+    /// A worker with a given link signer.
+    pub fn with_signer(cfg: &DeliveryConfig, store_path: &Path, signer: Signer) -> Result<Self> {
+        cfg.validate()?;
+        let directory = Directory::load(&cfg.contacts)?;
+        let rng = match cfg.jitter_seed {
+            Some(s) => Xoshiro256PlusPlus::seed_from_u64(s),
+            None => Xoshiro256PlusPlus::from_entropy(),
+        };
+        Ok(Self {
+            sender: Sender::new(cfg)?,
+            store: Store::open(store_path)?,
+            directory,
+            signer,
+            rng,
+            metrics: metrics::delivery(),
+            next_slot: HashMap::new(),
+            cfg: cfg.clone(),
+            quiet: false,
+        })
+    }
+
+    /// No per-attempt lines on stderr.
+    pub fn quiet(mut self, quiet: bool) -> Self {
+        self.quiet = quiet;
+        self
+    }
+
+    /// The wait before retry number `n` (1-based) with jitter.
+    fn delay_ms(&mut self, n: usize) -> i64 {
+        retry_wait_ms(
+            &self.cfg.retry_delays_secs,
+            self.cfg.jitter,
+            n,
+            &mut self.rng,
+        )
+    }
+
+    async fn pace(&mut self, channel: Channel) {
+        let spacing = self.cfg.rate_limits.spacing(channel);
+        let now = Instant::now();
+        let slot = self
+            .next_slot
+            .get(&channel)
+            .copied()
+            .unwrap_or(now)
+            .max(now);
+        if slot > now {
+            tokio::time::sleep(slot - now).await;
+        }
+        self.next_slot.insert(channel, slot + spacing);
+    }
+
+    fn log(&self, line: String) {
+        if !self.quiet {
+            eprintln!("deliver: {line}");
+        }
+    }
+
+    /// One pass: takes the due rows and sends each once.
+    pub async fn pass(&mut self) -> Result<WorkerSummary> {
+        let lease_ms = (self.cfg.lease_secs * 1000.0) as i64;
+        let due = outbox::claim_due(
+            &mut self.store,
+            now_ms(),
+            lease_ms,
+            self.cfg.risk_warnings,
+            self.cfg.batch_size,
+        )?;
+        let mut s = WorkerSummary {
+            passes: 1,
+            ..Default::default()
+        };
+        for d in due {
+            // A row that cannot be sent (its message cannot be built, the store refused the
+            // record) stays leased until `lease_secs` and is tried again then; the others go on.
+            if let Err(e) = self.one(&d, &mut s).await {
+                eprintln!(
+                    "deliver: delivery {} left for a later pass: {}",
+                    d.delivery_id,
+                    mask::text(&e.to_string())
+                );
+            }
+        }
+        self.update_pending()?;
+        Ok(s)
+    }
+
+    async fn one(&mut self, d: &Due, s: &mut WorkerSummary) -> Result<()> {
+        let what = d.document_no.clone().unwrap_or_else(|| {
+            format!("risk warning {}", d.risk_event_id.as_deref().unwrap_or(""))
+        });
+        let contacts = self.directory.contacts_of(&d.enterprise_id).to_vec();
+        let Some(contact) = contacts.get(d.contact_index).cloned() else {
+            // No (more) registered contact: straight to the manual-service list.
+            let detail = if contacts.is_empty() {
+                "no registered contact".to_string()
+            } else {
+                "no registered contact left".to_string()
+            };
+            let a = Attempt {
+                channel: "manual",
+                recipient: "-",
+                started_at: chrono::Utc::now().to_rfc3339(),
+                duration_ms: 0,
+                outcome: "final_failure",
+                detail: &detail,
+            };
+            if outbox::record(&mut self.store, d, &a, &Step::Failed)? {
+                s.failed += 1;
+                self.log(format!(
+                    "{what} for {}: {detail}; on the manual-service list ({})",
+                    d.enterprise_id, self.cfg.manual_service
+                ));
+            }
+            return Ok(());
+        };
+        if contact.enterprise_id != d.enterprise_id {
+            return Err(pharmwatch_core::error::PipelineError::Internal(format!(
+                "the directory returned a contact of {} for {}",
+                contact.enterprise_id, d.enterprise_id
+            )));
+        }
+        let path = self.store.path().to_path_buf();
+        let msg = outbox::message_of(self.store.conn_ref(), &path, d, &self.signer)?;
+        let channel = contact.channel;
+        let recipient = mask::recipient(channel, &contact.address);
+        self.pace(channel).await;
+        let started_at = chrono::Utc::now().to_rfc3339();
+        let t0 = Instant::now();
+        let outcome = self.sender.send(&contact, &msg).await;
+        let took = t0.elapsed();
+        let m = self.metrics;
+        m.attempt_seconds
+            .with_label_values(&[channel.as_str()])
+            .observe(took.as_secs_f64());
+        s.attempts += 1;
+        let attempt_no = d.attempts as usize + 1;
+        let per_contact = self.cfg.attempts_per_contact() as usize;
+        let last_contact = d.contact_index + 1 >= contacts.len();
+        let (step, label) = match &outcome {
+            Outcome::Success(_) => (Step::Delivered, "success"),
+            Outcome::Retry(_) if attempt_no < per_contact => {
+                (Step::RetryAt(now_ms() + self.delay_ms(attempt_no)), "retry")
+            }
+            _ if last_contact => (Step::Failed, "final_failure"),
+            _ => (Step::NextContact, "final_failure"),
+        };
+        let a = Attempt {
+            channel: channel.as_str(),
+            recipient: &recipient,
+            started_at,
+            duration_ms: took.as_millis() as i64,
+            outcome: label,
+            detail: outcome.detail(),
+        };
+        let current = outbox::record(&mut self.store, d, &a, &step)?;
+        m.attempts
+            .with_label_values(&[channel.as_str(), label])
+            .inc();
+        let who = format!("{} via {} {recipient}", d.enterprise_id, channel.as_str());
+        match &step {
+            Step::Delivered => {
+                m.delivered.with_label_values(&[channel.as_str()]).inc();
+                s.delivered += 1;
+                self.log(format!("{what} → {who}: delivered ({})", outcome.detail()));
+            }
+            Step::RetryAt(at) => {
+                s.retries += 1;
+                self.log(format!(
+                    "{what} → {who}: attempt {attempt_no}/{per_contact} failed ({}); retry in {:.1} s",
+                    outcome.detail(),
+                    (*at - now_ms()).max(0) as f64 / 1000.0
+                ));
+            }
+            Step::NextContact | Step::Failed => {
+                m.failed.with_label_values(&[channel.as_str()]).inc();
+                s.contacts_failed += 1;
+                if step == Step::Failed {
+                    s.failed += 1;
+                    self.log(format!(
+                        "{what} → {who}: failed for good ({}); every contact failed, on the \
+                         manual-service list ({})",
+                        outcome.detail(),
+                        self.cfg.manual_service
+                    ));
+                } else {
+                    self.log(format!(
+                        "{what} → {who}: failed for good ({}); falling back to the next contact",
+                        outcome.detail()
+                    ));
+                }
+            }
+        }
+        if !current {
+            self.log(format!(
+                "{what}: the lease ran out during the attempt; the row's newer owner decides"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sets the pending gauge per channel (the current contact's channel; `manual` for the
+    /// failed deliveries waiting for manual service).
+    fn update_pending(&self) -> Result<()> {
+        let mut by: HashMap<&'static str, i64> = HashMap::new();
+        for (enterprise, idx, n) in outbox::pending_by_contact(&self.store)? {
+            let ch = self
+                .directory
+                .contacts_of(&enterprise)
+                .get(idx)
+                .map_or("manual", |c| c.channel.as_str());
+            *by.entry(ch).or_default() += n;
+        }
+        *by.entry("manual").or_default() +=
+            pharmwatch_casework::service::manual_list(&self.store)?.len() as i64;
+        for ch in ["webhook", "dingtalk", "wecom", "email", "manual"] {
+            self.metrics
+                .pending
+                .with_label_values(&[ch])
+                .set(by.get(ch).copied().unwrap_or(0));
+        }
+        Ok(())
+    }
+
+    /// Runs passes until `stop` is set; with `once`, one pass over what is due now.
+    pub async fn run(&mut self, stop: Arc<AtomicBool>, once: bool) -> Result<WorkerSummary> {
+        let mut total = WorkerSummary::default();
+        loop {
+            let s = match self.pass().await {
+                Ok(s) => s,
+                // A continuous worker outlives a busy or briefly unavailable store.
+                Err(e) if !once => {
+                    eprintln!("deliver: pass failed, retrying after the poll interval: {e}");
+                    WorkerSummary::default()
+                }
+                Err(e) => return Err(e),
+            };
+            let busy = s.attempts + s.failed >= self.cfg.batch_size as u64;
+            total.add(&s);
+            if once || stop.load(Ordering::SeqCst) {
+                break;
+            }
+            if !busy {
+                let until = Instant::now() + Duration::from_millis(self.cfg.poll_interval_ms);
+                while Instant::now() < until && !stop.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    /// What would be sent now, one line per due row, recipients masked; nothing is sent or
+    /// written.
+    pub fn dry_run(&self) -> Result<String> {
+        let due = outbox::due_now(
+            &self.store,
+            now_ms(),
+            self.cfg.risk_warnings,
+            usize::MAX >> 1,
+        )?;
+        let mut out = String::new();
+        let path = self.store.path().to_path_buf();
+        for d in &due {
+            let contacts = self.directory.contacts_of(&d.enterprise_id);
+            let what = d.document_no.clone().unwrap_or_else(|| {
+                format!("risk warning {}", d.risk_event_id.as_deref().unwrap_or(""))
+            });
+            let to = match contacts.get(d.contact_index) {
+                Some(c) => format!(
+                    "{} {} (lead {}; attempt {} of {} on contact {} of {})",
+                    c.channel.as_str(),
+                    mask::recipient(c.channel, &c.address),
+                    c.lead_name,
+                    d.attempts + 1,
+                    self.cfg.attempts_per_contact(),
+                    d.contact_index + 1,
+                    contacts.len()
+                ),
+                None => format!(
+                    "no registered contact → manual service ({})",
+                    self.cfg.manual_service
+                ),
+            };
+            let title = outbox::message_of(self.store.conn_ref(), &path, d, &self.signer)
+                .map(|m| m.title())
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "#{:<5} {} {what} → {} {to}\n        {title}\n",
+                d.delivery_id, d.kind, d.enterprise_id
+            ));
+        }
+        let pending: i64 = outbox::pending_by_contact(&self.store)?
+            .iter()
+            .map(|(_, _, n)| n)
+            .sum();
+        let failed = pharmwatch_casework::service::manual_list(&self.store)?.len();
+        out.push_str(&format!(
+            "dry run: {} due now, {pending} pending in all, {failed} on the manual-service list; \
+             nothing sent\n",
+            due.len()
+        ));
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_waits_follow_the_schedule_within_the_jitter_and_the_seed() {
+        let cfg = DeliveryConfig::with_contacts("c.json".into());
+        let schedule = [30_000, 120_000, 600_000, 3_600_000, 14_400_000, 43_200_000];
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(42);
+        let mut again = Xoshiro256PlusPlus::seed_from_u64(42);
+        for _ in 0..200 {
+            for (i, base) in schedule.iter().enumerate() {
+                let w = retry_wait_ms(&cfg.retry_delays_secs, cfg.jitter, i + 1, &mut rng);
+                let lo = (*base as f64 * 0.8) as i64;
+                let hi = (*base as f64 * 1.2) as i64;
+                assert!((lo..=hi).contains(&w), "retry {}: {w} ms", i + 1);
+                assert_eq!(
+                    w,
+                    retry_wait_ms(&cfg.retry_delays_secs, cfg.jitter, i + 1, &mut again),
+                    "deterministic by seed"
+                );
+            }
+        }
+        // No jitter: the schedule exactly.
+        assert_eq!(retry_wait_ms(&[0.5], 0.0, 1, &mut rng), 500);
+        // Jitter spreads the waits (not all equal).
+        let waits: std::collections::BTreeSet<i64> = (0..20)
+            .map(|_| retry_wait_ms(&[30.0], 0.2, 1, &mut rng))
+            .collect();
+        assert!(waits.len() > 10);
+        assert_eq!(cfg.attempts_per_contact(), 7);
+    }
+}
