@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-INDICATORS_RS = ROOT / "pipeline" / "src" / "indicators.rs"
+INDICATORS_RS = ROOT / "pipeline" / "core" / "src" / "indicators.rs"
 SQL_DIR = ROOT / "pipeline" / "sql"
 
 EVENT_TABLES = ["sales", "purchase", "production", "inventory", "product_test"]
@@ -51,8 +51,8 @@ REFERENCE_TABLES = ["products", "batches"]
 FULL = {"enterprises": 2000, "days": 60, "min_records": 10_000_000}
 SMALL = {"enterprises": 300, "days": 60, "min_records": 0}
 
-# Fallbacks, used only if pipeline/src/indicators.rs cannot be parsed. Source of truth:
-# `impl Default for Thresholds` and `LOOKBACK_DAYS` in pipeline/src/indicators.rs.
+# Fallbacks, used only if pipeline/core/src/indicators.rs cannot be parsed. Source of truth:
+# `impl Default for Thresholds` and `LOOKBACK_DAYS` in pipeline/core/src/indicators.rs.
 FALLBACK_THRESHOLDS = {
     "mismatch_min": 3.0,
     "mismatch_share": 0.02,
@@ -72,13 +72,13 @@ FALLBACK_THRESHOLDS = {
 }
 FALLBACK_LOOKBACK_DAYS = 60
 FALLBACK_QUERIES = [
-    "inventory.sql",
-    "retail_spike.sql",
-    "order_spike.sql",
-    "batch_quality.sql",
-    "trace_duplicate.sql",
-    "price.sql",
-    "reporting.sql",
+    "indicators/inventory.sql",
+    "indicators/retail_spike.sql",
+    "indicators/order_spike.sql",
+    "indicators/batch_quality.sql",
+    "indicators/trace_duplicate.sql",
+    "indicators/price.sql",
+    "indicators/reporting.sql",
 ]
 
 # Textual rewrites applied to the rendered SQL before DuckDB runs it: (file, old, new, why).
@@ -154,9 +154,10 @@ def parse_indicators_rs(path: Path) -> dict:
     if not m:
         raise ValueError("LOOKBACK_DAYS not found")
     lookback = int(m.group(1))
-    queries = re.findall(r'include_str!\("\.\./sql/([\w.]+\.sql)"\)', text)
+    # Paths under pipeline/sql/ as indicators.rs includes them (`../../sql/indicators/X.sql`).
+    queries = re.findall(r'include_str!\("(?:\.\./)+sql/((?:indicators/)?[\w.]+\.sql)"\)', text)
     # Feature tables (sql/features/NAME.sql), built with CREATE TABLE NAME AS … before the queries.
-    features = re.findall(r'include_str!\("\.\./sql/features/([\w]+)\.sql"\)', text)
+    features = re.findall(r'include_str!\("(?:\.\./)+sql/features/([\w]+)\.sql"\)', text)
     ind_m = re.search(r"pub const INDICATORS\s*:[^=]*=\s*&\[(.*?)\];", text, re.S)
     indicators = re.findall(r'"(\w+)"', ind_m.group(1)) if ind_m else []
     return {"thresholds": thresholds, "lookback_days": lookback, "queries": queries,
@@ -175,7 +176,7 @@ def load_rules(args) -> dict:
             "queries": [],
             "features": [],
             "indicators": [],
-            "source": "hard-coded fallback (see pipeline/src/indicators.rs)",
+            "source": "hard-coded fallback (see pipeline/core/src/indicators.rs)",
         }
     if not rules["queries"]:
         rules["queries"] = list(FALLBACK_QUERIES)
@@ -192,7 +193,12 @@ def load_rules(args) -> dict:
         if not p.exists():
             die(f"feature file {p} is missing")
         rules["feature_sql"][name] = p.read_text(encoding="utf-8")
-    extra = sorted(p.name for p in sql_dir.glob("*.sql") if p.name not in rules["sql"])
+    extra = sorted(
+        str(p.relative_to(sql_dir))
+        for pattern in ("*.sql", "indicators/*.sql")
+        for p in sql_dir.glob(pattern)
+        if str(p.relative_to(sql_dir)) not in rules["sql"]
+    )
     if extra:
         log(f"warning: {sql_dir} has SQL files pharmwatch does not run: {', '.join(extra)} (ignored)")
     return rules
@@ -464,7 +470,7 @@ def main() -> int:
     ap.add_argument("--out", help="pharmwatch nightly output directory (default LAKE-nightly)")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per engine (default 3)")
     ap.add_argument("--duckdb-threads", type=int, help="DuckDB threads (default: DuckDB's default, all cores)")
-    ap.add_argument("--sql-dir", default=str(SQL_DIR), help="indicator SQL directory (default pipeline/sql)")
+    ap.add_argument("--sql-dir", default=str(SQL_DIR), help="SQL directory (default pipeline/sql)")
     ap.add_argument("--json", help="result JSON path (default /tmp/pharmwatch-bench-{full,small}.json)")
     args = ap.parse_args()
 

@@ -2,7 +2,7 @@
 # Stream benchmark: pharmwatch's consumer service beside a bare rdkafka consumer, on the same
 # topics of one tansu broker (in-memory storage), in one run.
 #
-#   1. raw rate:   a bare rdkafka consumer (pipeline/examples/kafka_bench.rs) reads every message
+#   1. raw rate:   a bare rdkafka consumer (pipeline/stream/examples/kafka_bench.rs) reads every message
 #   2. throughput: `pharmwatch stream` reads the same topics (its own group) end to end —
 #                  decode, validate, lake files, window state, risk events, store commit
 #   3. latency:    fresh topics, the service running, `pharmwatch produce --rate R`; the
@@ -30,7 +30,8 @@ while [ $# -gt 0 ]; do
 done
 
 if [ "$build" = 1 ]; then
-  cargo build --release -p pharmwatch --bin pharmwatch --example kafka_bench
+  cargo build --release -p pharmwatch --bin pharmwatch
+  cargo build --release -p pharmwatch-stream --example kafka_bench
 fi
 target=${CARGO_TARGET_DIR:-target}
 pw="$target/release/pharmwatch"
@@ -45,7 +46,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 tansu_pid=$!
 trap 'kill $tansu_pid 2>/dev/null || true; wait $tansu_pid 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
-export PHARMWATCH_BROKERS="127.0.0.1:$port"
+export PHARMWATCH__STREAM__BROKERS="127.0.0.1:$port"
 
 # 35 days of history before the streamed days (the simulator plants anomalies only after
 # that), and the anomalies in the streamed days, so the service has signals to find.
@@ -61,8 +62,9 @@ before=$(python3 -c "import datetime as d;print(d.date.fromisoformat('$first')-d
 mkdir -p "$work/refs/reference"
 cp "$work/lake/reference/"* "$work/refs/reference/"
 
-config() { # $1 = run name; writes $work/$1.toml
+config() { # $1 = run name; writes $work/$1.toml (its [stream] table)
   cat >"$work/$1.toml" <<EOF
+[stream]
 brokers = "127.0.0.1:$port"
 group_id = "bench-$1"
 topic_prefix = "$2."

@@ -43,7 +43,7 @@ if ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi "no
   fi
 fi
 # --- dashboards (issue 7) -------------------------------------------------------------------
-# Prometheus, promtool and node_exporter for the dashboards test (pipeline/tests/dashboards.rs):
+# Prometheus, promtool and node_exporter for the dashboards test (pipeline/cli/tests/it/dashboards.rs):
 # it starts them on free loopback ports, evaluates every dashboard query and alert rule, and
 # runs `promtool check rules` / `promtool test rules` on dashboards/alerts.yml.
 if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1 \
@@ -61,7 +61,7 @@ fi
 # ports, so the system ones are left as they are.
 # --- end dashboards ---------------------------------------------------------------------------
 # --- delivery tests: a real SMTP server (aiosmtpd from PyPI) in a venv of its own ----------
-# The delivery tests start `pipeline/tests/support/smtp_sink.py` with the Python named by
+# The delivery tests start `pipeline/cli/tests/support/smtp_sink.py` with the Python named by
 # PHARMWATCH_TEST_PYTHON and fail (never skip) without it. The venv is made once and reused.
 venv="${PHARMWATCH_TEST_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/pharmwatch/venv}"
 if ! "$venv/bin/python" -c 'import aiosmtpd' >/dev/null 2>&1; then

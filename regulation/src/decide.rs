@@ -478,81 +478,148 @@ fn add_kind(
 /// date is outside the calendar or a deadline runs past it.
 pub fn decide(finding: &Finding, rules: &Rules, calendar: &Calendar) -> Result<Decision> {
     finding.validate(rules, calendar)?;
-    let f = finding;
-    let decided = f.decision_day();
-    let decided_field = if f.decision_date.is_some() {
-        "decision_date"
-    } else {
-        "inspection_date"
-    };
-    let after = f.after_rectification;
-    let pending = f.conclusion == Conclusion::PendingRectification;
-    let non_compliant =
-        f.conclusion == Conclusion::NonCompliant || after == Some(AfterRectification::NonCompliant);
-    let deviation = f.conclusion != Conclusion::Compliant || f.defects.total() > 0;
-    let critical_ok = f.defects.critical <= rules.defects.max_critical;
-    let scope = f.affected_scope.as_slice();
-    let products = f.affected_products.as_slice();
+    let cx = DecisionContext::new(finding, rules, calendar);
     let mut m = Collector::new();
 
-    // 第七条, 第二十一条: any deviation → deadline rectification, unless it was already assessed.
-    if deviation && after.is_none() {
-        let reissued = f.reissue_count.unwrap_or(0) > 0;
-        let due = deadline::rectification_report_count(f.inspection_date, reissued, rules);
-        let mut detail = format!(
-            "conclusion {}, defects critical {} / major {} / general {}; rectification report \
-             due {} working days after the inspection",
-            rules.conclusion_label(f.conclusion),
-            f.defects.critical,
-            f.defects.major,
-            f.defects.general,
-            rules.deadlines.rectification_report_working_days
-        );
-        if reissued {
-            detail.push_str(&format!(
-                ", extended by {} working days because the inspection form was re-issued",
-                rules.deadlines.reissue_extension_working_days
-            ));
+    // The phases run in this order: later ones look at the measures the earlier ones decided.
+    add_deadline_rectification(&cx, &mut m);
+    add_defect_thresholds(&cx, &mut m);
+    add_flag_measures(&cx, &mut m);
+    add_non_compliant_suspension(&cx, &mut m);
+    add_rectification_outcome(&cx, &mut m);
+    add_risk_grade_monitoring(&cx, &mut m);
+    add_aggravated_referral(&cx, &mut m);
+    add_observation_period(&cx, &mut m)?;
+    add_guidance_interviews(&cx, &mut m);
+    add_interview_rescheduling(&cx, &mut m)?;
+    add_low_risk_list(&cx, &mut m);
+    let follow = decision_follow_ups(&cx, &m);
+
+    let notice_article = rules.cite_measures("第二十二条");
+    let notice = deadline::notice_report_count(cx.decided, cx.decided_field, rules);
+    Ok(Decision {
+        case_id: finding.case_id.clone(),
+        enterprise_id: finding.enterprise_id.clone(),
+        measures: into_measures(m.finish(&notice_article, &notice, calendar)?),
+        follow_up: into_follow_ups(follow.finish(&notice_article, &notice, calendar)?),
+    })
+}
+
+/// What every phase of [`decide`] reads: the finding, the rules, the calendar, and the values
+/// computed once from them.
+struct DecisionContext<'a> {
+    finding: &'a Finding,
+    rules: &'a Rules,
+    calendar: &'a Calendar,
+    /// The day measures are decided ([`Finding::decision_day`]).
+    decided: NaiveDate,
+    /// The field `decided` comes from, named in working-day counts and errors.
+    decided_field: &'static str,
+    /// The assessment of the rectification, if it was assessed.
+    after: Option<AfterRectification>,
+    /// The overall conclusion is non-compliant, on site or after rectification.
+    non_compliant: bool,
+    /// What a suspension or a recall covers.
+    coverage: Coverage<'a>,
+}
+
+impl<'a> DecisionContext<'a> {
+    /// Computes the shared values once: the decision day, and whether the overall conclusion
+    /// is non-compliant (赣药监 第十五条(一), 第七条: on site or after rectification).
+    fn new(finding: &'a Finding, rules: &'a Rules, calendar: &'a Calendar) -> Self {
+        let after = finding.after_rectification;
+        Self {
+            finding,
+            rules,
+            calendar,
+            decided: finding.decision_day(),
+            decided_field: if finding.decision_date.is_some() {
+                "decision_date"
+            } else {
+                "inspection_date"
+            },
+            after,
+            non_compliant: finding.conclusion == Conclusion::NonCompliant
+                || after == Some(AfterRectification::NonCompliant),
+            coverage: Coverage {
+                scope: finding.affected_scope.as_slice(),
+                products: finding.affected_products.as_slice(),
+            },
         }
+    }
+}
+
+/// 赣药监 第七条, 第二十一条: any deviation → deadline rectification, unless it was already
+/// assessed.
+fn add_deadline_rectification(cx: &DecisionContext<'_>, m: &mut Collector<MeasureCode>) {
+    let (f, rules) = (cx.finding, cx.rules);
+    let deviation = f.conclusion != Conclusion::Compliant || f.defects.total() > 0;
+    if !deviation || cx.after.is_some() {
+        return;
+    }
+    let reissued = f.reissue_count.unwrap_or(0) > 0;
+    let due = deadline::rectification_report_count(f.inspection_date, reissued, rules);
+    let mut detail = format!(
+        "conclusion {}, defects critical {} / major {} / general {}; rectification report \
+         due {} working days after the inspection",
+        rules.conclusion_label(f.conclusion),
+        f.defects.critical,
+        f.defects.major,
+        f.defects.general,
+        rules.deadlines.rectification_report_working_days
+    );
+    if reissued {
+        detail.push_str(&format!(
+            ", extended by {} working days because the inspection form was re-issued",
+            rules.deadlines.reissue_extension_working_days
+        ));
+    }
+    m.add(
+        MeasureCode::DeadlineRectification,
+        rules.cite_measures("第七条、第二十一条"),
+        Due::Count(due),
+        Some(detail),
+    );
+}
+
+/// 赣药监 第十条(一) and 第十二条(一): defect thresholds of a pending conclusion (caution,
+/// interview).
+fn add_defect_thresholds(cx: &DecisionContext<'_>, m: &mut Collector<MeasureCode>) {
+    let (f, rules) = (cx.finding, cx.rules);
+    let pending = f.conclusion == Conclusion::PendingRectification;
+    let critical_ok = f.defects.critical <= rules.defects.max_critical;
+    if !(pending && critical_ok) {
+        return;
+    }
+    let d = &rules.defects;
+    if f.defects.major <= d.caution_max_major && f.defects.general > d.caution_general_above {
         m.add(
-            MeasureCode::DeadlineRectification,
-            rules.cite_measures("第七条、第二十一条"),
-            Due::Count(due),
-            Some(detail),
+            MeasureCode::Caution,
+            rules.cite_measures("第十条(一)"),
+            Due::NoticeReport,
+            Some(format!(
+                "no critical defect, {} major (at most {}), {} general (more than {})",
+                f.defects.major, d.caution_max_major, f.defects.general, d.caution_general_above
+            )),
         );
     }
-
-    // 第十条(一) and 第十二条(一): defect thresholds of a pending conclusion.
-    if pending && critical_ok {
-        let d = &rules.defects;
-        if f.defects.major <= d.caution_max_major && f.defects.general > d.caution_general_above {
-            m.add(
-                MeasureCode::Caution,
-                rules.cite_measures("第十条(一)"),
-                Due::NoticeReport,
-                Some(format!(
-                    "no critical defect, {} major (at most {}), {} general (more than {})",
-                    f.defects.major,
-                    d.caution_max_major,
-                    f.defects.general,
-                    d.caution_general_above
-                )),
-            );
-        }
-        if f.defects.major > d.interview_major_above {
-            m.add(
-                MeasureCode::Interview,
-                rules.cite_measures("第十二条(一)"),
-                Due::NoticeReport,
-                Some(format!(
-                    "no critical defect, {} major (more than {})",
-                    f.defects.major, d.interview_major_above
-                )),
-            );
-        }
+    if f.defects.major > d.interview_major_above {
+        m.add(
+            MeasureCode::Interview,
+            rules.cite_measures("第十二条(一)"),
+            Due::NoticeReport,
+            Some(format!(
+                "no critical defect, {} major (more than {})",
+                f.defects.major, d.interview_major_above
+            )),
+        );
     }
+}
 
-    // Condition flags (第十条, 第十二条, 第十五条, 第五条(三)).
+/// 赣药监 第十条(二)–(四), 第十二条(二)–(十), 第十五条(一)(三)–(六), 第五条(三): the measures of
+/// each condition flag, with the article the rules give it.
+fn add_flag_measures(cx: &DecisionContext<'_>, m: &mut Collector<MeasureCode>) {
+    let (f, rules) = (cx.finding, cx.rules);
     for name in &f.flags {
         let Some(flag) = rules.flag(name) else {
             continue; // validate() refused unknown flags already
@@ -568,7 +635,7 @@ pub fn decide(finding: &Finding, rules: &Rules, calendar: &Calendar) -> Result<D
                 Due::None
             };
             add_kind(
-                &mut m,
+                m,
                 rules,
                 *kind,
                 rules.cite_measures(&flag.article),
@@ -576,29 +643,33 @@ pub fn decide(finding: &Finding, rules: &Rules, calendar: &Calendar) -> Result<D
                     "{name}: {}",
                     flag.description.trim_end_matches('.')
                 )),
-                Coverage { scope, products },
+                cx.coverage,
                 rectification_due,
             );
         }
     }
+}
 
-    // 第十五条(一), 第七条: overall conclusion non-compliant → sales suspension.
-    if non_compliant {
-        let stage = if after.is_some() {
+/// 赣药监 第十五条(一), 第七条: overall conclusion non-compliant → sales suspension; and
+/// 第十五条(二): a recall beside a partial or named-drug suspension rests on it as well.
+fn add_non_compliant_suspension(cx: &DecisionContext<'_>, m: &mut Collector<MeasureCode>) {
+    let rules = cx.rules;
+    if cx.non_compliant {
+        let stage = if cx.after.is_some() {
             "after rectification"
         } else {
             "on site"
         };
         add_suspension(
-            &mut m,
+            m,
             rules,
             rules.cite_measures("第十五条(一)"),
             Some(format!(
                 "overall conclusion {} {stage}",
                 rules.conclusion_label(Conclusion::NonCompliant)
             )),
-            scope,
-            products,
+            cx.coverage.scope,
+            cx.coverage.products,
         );
     }
     // A recall beside a partial or named-drug suspension also rests on 第十五条(二).
@@ -612,10 +683,14 @@ pub fn decide(finding: &Finding, rules: &Rules, calendar: &Calendar) -> Result<D
             None,
         );
     }
+}
 
-    // 蒙药监 (五): rectification fell short → a new deadline and the key-monitoring list.
-    if after == Some(AfterRectification::NonCompliant) {
-        let due = deadline::follow_up_rectification_count(decided, decided_field, rules);
+/// 蒙药监 (五): rectification fell short → a new deadline and the key-monitoring list; still
+/// not rectified after the deadline → the key-monitoring list and case filing.
+fn add_rectification_outcome(cx: &DecisionContext<'_>, m: &mut Collector<MeasureCode>) {
+    let rules = cx.rules;
+    if cx.after == Some(AfterRectification::NonCompliant) {
+        let due = deadline::follow_up_rectification_count(cx.decided, cx.decided_field, rules);
         m.add(
             MeasureCode::DeadlineRectification,
             rules.cite_inclusive("(五)"),
@@ -633,7 +708,7 @@ pub fn decide(finding: &Finding, rules: &Rules, calendar: &Calendar) -> Result<D
         );
     }
     // 蒙药监 (五): still not rectified after the deadline → case filing.
-    if f.deadline_missed {
+    if cx.finding.deadline_missed {
         m.add(
             MeasureCode::KeyMonitoringList,
             rules.cite_inclusive("(五)"),
@@ -647,8 +722,12 @@ pub fn decide(finding: &Finding, rules: &Rules, calendar: &Calendar) -> Result<D
             Some("rectification still not done after the deadline: case filing".to_string()),
         );
     }
-    // 蒙药监 (十三): high risk grade → key-monitoring list.
-    if let Some(grade) = f.risk_grade
+}
+
+/// 蒙药监 (十三): a risk grade configured as high → key-monitoring list.
+fn add_risk_grade_monitoring(cx: &DecisionContext<'_>, m: &mut Collector<MeasureCode>) {
+    let rules = cx.rules;
+    if let Some(grade) = cx.finding.risk_grade
         && rules.leniency.key_monitoring_grades.contains(&grade)
     {
         m.add(
@@ -658,18 +737,28 @@ pub fn decide(finding: &Finding, rules: &Rules, calendar: &Calendar) -> Result<D
             Some(format!("risk grade {grade}")),
         );
     }
-    // 蒙药监 (六): intentional, repeated or egregious → punished severely.
-    if f.aggravating {
+}
+
+/// 蒙药监 (六): intentional, repeated or egregious → punished severely (case referral).
+fn add_aggravated_referral(cx: &DecisionContext<'_>, m: &mut Collector<MeasureCode>) {
+    if cx.finding.aggravating {
         m.add(
             MeasureCode::CaseReferral,
-            rules.cite_inclusive("(六)"),
+            cx.rules.cite_inclusive("(六)"),
             Due::None,
             Some("intentional, repeated or egregious violation: no leniency".to_string()),
         );
     }
-    // 蒙药监 (六): first, minor violation with no or slight harm → observation period and the
-    // fault-tolerance list. "Minor" here: no critical defect, not non-compliant, and nothing that
-    // calls for a suspension or a case.
+}
+
+/// 蒙药监 (六): first, minor violation with no or slight harm → observation period and the
+/// fault-tolerance list. "Minor" here: no critical defect, not non-compliant, and nothing that
+/// calls for a suspension or a case (so it runs after every phase that may decide those).
+///
+/// Fails with [`Error::InvalidField`] when the observation period ends beyond the supported
+/// dates.
+fn add_observation_period(cx: &DecisionContext<'_>, m: &mut Collector<MeasureCode>) -> Result<()> {
+    let (f, rules) = (cx.finding, cx.rules);
     let excluded_by_flag = f
         .flags
         .iter()
@@ -678,41 +767,48 @@ pub fn decide(finding: &Finding, rules: &Rules, calendar: &Calendar) -> Result<D
         && matches!(f.harm, Some(Harm::None | Harm::Slight))
         && !f.aggravating
         && f.defects.critical == 0
-        && !non_compliant
+        && !cx.non_compliant
         && !excluded_by_flag
         && !m.any(|c| c.is_suspension() || c == MeasureCode::CaseReferral);
-    if lenient {
-        let end = decided
-            .checked_add_days(Days::new(u64::from(rules.leniency.observation_period_days)))
-            .ok_or_else(|| Error::InvalidField {
-                field: decided_field.to_string(),
-                reason: "observation period ends beyond the supported dates".to_string(),
-            })?;
-        m.add(
-            MeasureCode::ObservationPeriod,
-            rules.cite_inclusive("(六)"),
-            Due::On(end),
-            Some(format!(
-                "first violation, minor, harm {}: {}-day correction period, prudent case filing",
-                if f.harm == Some(Harm::None) {
-                    "none"
-                } else {
-                    "slight"
-                },
-                rules.leniency.observation_period_days
-            )),
-        );
-        m.add(
-            MeasureCode::FaultToleranceList,
-            rules.cite_inclusive("(六)"),
-            Due::None,
-            Some(format!(
-                "soft measures preferred, in this order: {}",
-                rules.leniency.soft_measures.join(" → ")
-            )),
-        );
+    if !lenient {
+        return Ok(());
     }
-    // 蒙药监 (八)(九): self-reported or diligent → guidance interview, exemption.
+    let end = cx
+        .decided
+        .checked_add_days(Days::new(u64::from(rules.leniency.observation_period_days)))
+        .ok_or_else(|| Error::InvalidField {
+            field: cx.decided_field.to_string(),
+            reason: "observation period ends beyond the supported dates".to_string(),
+        })?;
+    m.add(
+        MeasureCode::ObservationPeriod,
+        rules.cite_inclusive("(六)"),
+        Due::On(end),
+        Some(format!(
+            "first violation, minor, harm {}: {}-day correction period, prudent case filing",
+            if f.harm == Some(Harm::None) {
+                "none"
+            } else {
+                "slight"
+            },
+            rules.leniency.observation_period_days
+        )),
+    );
+    m.add(
+        MeasureCode::FaultToleranceList,
+        rules.cite_inclusive("(六)"),
+        Due::None,
+        Some(format!(
+            "soft measures preferred, in this order: {}",
+            rules.leniency.soft_measures.join(" → ")
+        )),
+    );
+    Ok(())
+}
+
+/// 蒙药监 (八)(九): self-reported or diligent → guidance interview, exemption.
+fn add_guidance_interviews(cx: &DecisionContext<'_>, m: &mut Collector<MeasureCode>) {
+    let (f, rules) = (cx.finding, cx.rules);
     if f.self_reported {
         m.add(
             MeasureCode::Interview,
@@ -737,44 +833,63 @@ pub fn decide(finding: &Finding, rules: &Rules, calendar: &Calendar) -> Result<D
             ),
         );
     }
-    if let Some(interview_date) = f.interview_date
-        && m.has(MeasureCode::Interview)
-    {
-        let notice_days = rules.deadlines.interview_reschedule_notice_working_days;
-        let last = if interview_date > calendar.last_covered_day() {
-            None
-        } else {
-            let last = deadline::reschedule_request_deadline(interview_date, rules, calendar)
-                .map_err(|source| Error::Deadline {
-                    deadline: format!(
-                        "interview: last day to ask for another date, {notice_days} working days \
-                         before interview_date {interview_date}"
-                    ),
-                    field: "interview_date".to_string(),
-                    source: Box::new(source),
-                })?;
-            Some(last)
-        };
-        let by = match last {
-            Some(last) => format!("by {last}"),
-            None => format!(
-                "by a day set once the {} working-day calendar is loaded",
-                calendar.last_covered_day().year() + 1
-            ),
-        };
-        m.add(
-            MeasureCode::Interview,
-            rules.cite_measures("第二十二条"),
-            Due::None,
-            Some(format!(
-                "interview on {interview_date}; a written request for another date must be filed \
-                 {by} (at least {notice_days} working days before)"
-            )),
-        );
+}
+
+/// 赣药监 第二十二条: an interview with an `interview_date` names the last day to ask for
+/// another date (pending while that day is beyond the calendar).
+///
+/// Fails with [`Error::Deadline`] when that day cannot be counted within the calendar.
+fn add_interview_rescheduling(
+    cx: &DecisionContext<'_>,
+    m: &mut Collector<MeasureCode>,
+) -> Result<()> {
+    let (rules, calendar) = (cx.rules, cx.calendar);
+    let Some(interview_date) = cx.finding.interview_date else {
+        return Ok(());
+    };
+    if !m.has(MeasureCode::Interview) {
+        return Ok(());
     }
-    // 蒙药监 (五): rectified (or compliant) and committed → low-risk list, when nothing else
-    // weighs against it.
-    let rectified = after == Some(AfterRectification::Compliant)
+    let notice_days = rules.deadlines.interview_reschedule_notice_working_days;
+    let last = if interview_date > calendar.last_covered_day() {
+        None
+    } else {
+        let last = deadline::reschedule_request_deadline(interview_date, rules, calendar).map_err(
+            |source| Error::Deadline {
+                deadline: format!(
+                    "interview: last day to ask for another date, {notice_days} working days \
+                     before interview_date {interview_date}"
+                ),
+                field: "interview_date".to_string(),
+                source: Box::new(source),
+            },
+        )?;
+        Some(last)
+    };
+    let by = match last {
+        Some(last) => format!("by {last}"),
+        None => format!(
+            "by a day set once the {} working-day calendar is loaded",
+            calendar.last_covered_day().year() + 1
+        ),
+    };
+    m.add(
+        MeasureCode::Interview,
+        rules.cite_measures("第二十二条"),
+        Due::None,
+        Some(format!(
+            "interview on {interview_date}; a written request for another date must be filed \
+             {by} (at least {notice_days} working days before)"
+        )),
+    );
+    Ok(())
+}
+
+/// 蒙药监 (五): rectified (or compliant) and committed → low-risk list, when nothing else
+/// weighs against it (so it runs after every other measure is decided).
+fn add_low_risk_list(cx: &DecisionContext<'_>, m: &mut Collector<MeasureCode>) {
+    let (f, rules) = (cx.finding, cx.rules);
+    let rectified = cx.after == Some(AfterRectification::Compliant)
         || (f.conclusion == Conclusion::Compliant && f.defects.total() == 0);
     let grade_allows = f
         .risk_grade
@@ -797,8 +912,17 @@ pub fn decide(finding: &Finding, rules: &Rules, calendar: &Calendar) -> Result<D
             Some("rectified and committed to lawful operation: fewer inspections".to_string()),
         );
     }
+}
 
-    // Follow-ups of the regulator.
+/// The regulator's follow-ups of the decided measures: 赣药监 第二十条 (assessment and decision
+/// deadlines for suspensions and case referrals), 第二十五条 (the safety credit file entry for
+/// administrative measures; notifying another province) and 蒙药监 (十) (shortened publicity
+/// and credit repair for a diligent enterprise).
+fn decision_follow_ups(
+    cx: &DecisionContext<'_>,
+    m: &Collector<MeasureCode>,
+) -> Collector<FollowUpCode> {
+    let (f, rules) = (cx.finding, cx.rules);
     let mut follow = Collector::new();
     if m.any(|c| c.is_suspension() || c == MeasureCode::CaseReferral) {
         let (agency, bureau) = deadline::assessment_counts(f.inspection_date, rules);
@@ -857,15 +981,7 @@ pub fn decide(finding: &Finding, rules: &Rules, calendar: &Calendar) -> Result<D
             Some("credit repair through the green channel".to_string()),
         );
     }
-
-    let notice_article = rules.cite_measures("第二十二条");
-    let notice = deadline::notice_report_count(decided, decided_field, rules);
-    Ok(Decision {
-        case_id: f.case_id.clone(),
-        enterprise_id: f.enterprise_id.clone(),
-        measures: into_measures(m.finish(&notice_article, &notice, calendar)?),
-        follow_up: into_follow_ups(follow.finish(&notice_article, &notice, calendar)?),
-    })
+    follow
 }
 
 fn into_measures(rows: Vec<Row<MeasureCode>>) -> Vec<Measure> {
@@ -981,6 +1097,33 @@ pub fn escalate(
     rules: &Rules,
     calendar: &Calendar,
 ) -> Result<Decision> {
+    check_sweep_date(today, calendar)?;
+    let mut m = Collector::new();
+    add_overdue_escalation(state, today, rules, &mut m);
+    add_ladder_escalation(state, today, rules, &mut m)?;
+
+    let mut follow = Collector::new();
+    if m.any(MeasureCode::is_administrative_measure) {
+        follow.add(
+            FollowUpCode::CreditFileEntry,
+            rules.cite_measures("第二十五条"),
+            Due::None,
+            Some("record the escalation in the safety credit file".to_string()),
+        );
+    }
+    let notice_article = rules.cite_measures("第二十二条");
+    let notice = deadline::notice_report_count(today, SWEEP_DATE, rules);
+    Ok(Decision {
+        case_id: state.case_id.clone(),
+        enterprise_id: state.enterprise_id.clone(),
+        measures: into_measures(m.finish(&notice_article, &notice, calendar)?),
+        follow_up: into_follow_ups(follow.finish(&notice_article, &notice, calendar)?),
+    })
+}
+
+/// The sweep's day must not lie before the calendar (the working-day counts of 赣药监 第二十一条,
+/// 第二十二条 and 蒙药监 (五) start from it): fails with [`Error::InvalidField`] otherwise.
+fn check_sweep_date(today: NaiveDate, calendar: &Calendar) -> Result<()> {
     if today < calendar.first_covered_day() {
         let years = calendar.years();
         return Err(Error::InvalidField {
@@ -992,57 +1135,77 @@ pub fn escalate(
             ),
         });
     }
-    let scope = state.affected_scope.as_slice();
-    let products = state.affected_products.as_slice();
-    let mut m = Collector::new();
+    Ok(())
+}
 
+/// 蒙药监 (五): an open measure past its deadline → the key-monitoring list with a new
+/// rectification deadline; already on the list → case referral; already referred → nothing.
+fn add_overdue_escalation(
+    state: &CaseState,
+    today: NaiveDate,
+    rules: &Rules,
+    m: &mut Collector<MeasureCode>,
+) {
     let overdue: Vec<&OpenMeasure> = state
         .open_measures
         .iter()
         .filter(|o| o.due_date.is_some_and(|due| due < today))
         .collect();
-    if !overdue.is_empty() {
-        let which = overdue
-            .iter()
-            .map(|o| {
-                format!(
-                    "{} due {}",
-                    o.code.as_str(),
-                    o.due_date.map(|d| d.to_string()).unwrap_or_default()
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        if !state.on_key_monitoring_list {
-            let due = deadline::follow_up_rectification_count(today, SWEEP_DATE, rules);
-            m.add(
-                MeasureCode::KeyMonitoringList,
-                rules.cite_inclusive("(五)"),
-                Due::None,
-                Some(format!("deadline passed: {which}")),
-            );
-            m.add(
-                MeasureCode::DeadlineRectification,
-                rules.cite_inclusive("(五)"),
-                Due::Count(due),
-                Some(format!(
-                    "deadline passed ({which}): new deadline of {} working days",
-                    rules.deadlines.follow_up_rectification_working_days
-                )),
-            );
-        } else if !state.case_referred {
-            m.add(
-                MeasureCode::CaseReferral,
-                rules.cite_inclusive("(五)"),
-                Due::None,
-                Some(format!(
-                    "still not rectified after the deadline on the key-monitoring list ({which}): \
-                     case filing"
-                )),
-            );
-        }
+    if overdue.is_empty() {
+        return;
     }
+    let which = overdue
+        .iter()
+        .map(|o| {
+            format!(
+                "{} due {}",
+                o.code.as_str(),
+                o.due_date.map(|d| d.to_string()).unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    if !state.on_key_monitoring_list {
+        let due = deadline::follow_up_rectification_count(today, SWEEP_DATE, rules);
+        m.add(
+            MeasureCode::KeyMonitoringList,
+            rules.cite_inclusive("(五)"),
+            Due::None,
+            Some(format!("deadline passed: {which}")),
+        );
+        m.add(
+            MeasureCode::DeadlineRectification,
+            rules.cite_inclusive("(五)"),
+            Due::Count(due),
+            Some(format!(
+                "deadline passed ({which}): new deadline of {} working days",
+                rules.deadlines.follow_up_rectification_working_days
+            )),
+        );
+    } else if !state.case_referred {
+        m.add(
+            MeasureCode::CaseReferral,
+            rules.cite_inclusive("(五)"),
+            Due::None,
+            Some(format!(
+                "still not rectified after the deadline on the key-monitoring list ({which}): \
+                 case filing"
+            )),
+        );
+    }
+}
 
+/// 赣药监 第二十四条: risen risk → the next step of the escalation ladder above the highest open
+/// measure; 第二十二条: an interview refused without good reason → the next step above the
+/// interview (or above the highest open measure, if higher).
+fn add_ladder_escalation(
+    state: &CaseState,
+    today: NaiveDate,
+    rules: &Rules,
+    m: &mut Collector<MeasureCode>,
+) -> Result<()> {
+    let scope = state.affected_scope.as_slice();
+    let products = state.affected_products.as_slice();
     let ladder = &rules.escalation.ladder;
     let highest_open = state
         .open_measures
@@ -1066,7 +1229,7 @@ pub fn escalate(
             Due::None
         };
         add_kind(
-            &mut m,
+            m,
             rules,
             *kind,
             article,
@@ -1095,24 +1258,7 @@ pub fn escalate(
             "interview refused without good reason: further measures",
         )?;
     }
-
-    let mut follow = Collector::new();
-    if m.any(MeasureCode::is_administrative_measure) {
-        follow.add(
-            FollowUpCode::CreditFileEntry,
-            rules.cite_measures("第二十五条"),
-            Due::None,
-            Some("record the escalation in the safety credit file".to_string()),
-        );
-    }
-    let notice_article = rules.cite_measures("第二十二条");
-    let notice = deadline::notice_report_count(today, SWEEP_DATE, rules);
-    Ok(Decision {
-        case_id: state.case_id.clone(),
-        enterprise_id: state.enterprise_id.clone(),
-        measures: into_measures(m.finish(&notice_article, &notice, calendar)?),
-        follow_up: into_follow_ups(follow.finish(&notice_article, &notice, calendar)?),
-    })
+    Ok(())
 }
 
 #[cfg(test)]

@@ -212,7 +212,7 @@ impl Fixture {
     }
 
     /// Writes the lake under `dir`.
-    pub fn write(&self, dir: &Path) -> pharmwatch::Result<()> {
+    pub fn write(&self, dir: &Path) -> pharmwatch::CoreResult<()> {
         let mut w = LakeWriter::new(dir)?;
         w.write_reference(&self.enterprises, &self.products, &self.batches)?;
         let mut days: Vec<NaiveDate> = Vec::new();
@@ -245,7 +245,7 @@ fn write_on<T: Validate + Serialize + Clone>(
     kind: EventKind,
     d: NaiveDate,
     records: &[T],
-) -> pharmwatch::Result<usize> {
+) -> pharmwatch::CoreResult<usize> {
     let on_day: Vec<T> = records
         .iter()
         .filter(|r| biz_date(r.event_time()) == d)

@@ -2,6 +2,10 @@
 //! model, the closed loop over the case ledger — and the supervisors' daily report
 //! (`report.html`, charts drawn with plotters).
 
+pub mod error;
 pub mod metrics;
 pub mod nightly;
 pub mod report;
+pub mod summary;
+
+pub use error::{BatchError, Result};

@@ -13,14 +13,15 @@ use prometheus::{
     TextEncoder,
 };
 
-use pharmwatch_core::error::{PipelineError, Result};
+use crate::error::Result;
+use pharmwatch_core::error::CoreError;
 use pharmwatch_core::metrics::{
     Builder, DOCUMENT_KINDS, Family, FamilyType, GRADES, family_of_line, must, render, unix_now,
     write_textfile,
 };
 
-use crate::nightly::summary::NightlyOutput;
 use crate::report::{Snapshot, grade_index};
+use crate::summary::NightlyOutput;
 
 /// Families of a nightly run's status: on a failed run these alone are replaced in the
 /// textfile, and the rest of the last good run's numbers stay.
@@ -198,25 +199,7 @@ impl NightlyMetrics {
             )),
             FamilyType::Gauge,
         );
-        for k in pharmwatch_schemas::EventKind::ALL {
-            records.with_label_values(&[k.as_str()]);
-        }
-        for o in ["read", "accepted", "rejected"] {
-            input_rows.with_label_values(&[o]);
-        }
-        for i in pharmwatch_core::indicators::INDICATORS
-            .iter()
-            .chain(&["model_anomaly"])
-        {
-            for g in GRADES {
-                risk_list_indicator_rows.with_label_values(&[*i, *g]);
-            }
-        }
-        for k in DOCUMENT_KINDS {
-            notices_issued.with_label_values(&[*k]);
-            notices_total.with_label_values(&[*k]);
-        }
-        Self {
+        let m = Self {
             registry: b.registry,
             last_run_success,
             last_run_timestamp,
@@ -240,6 +223,31 @@ impl NightlyMetrics {
             calendar_covered_until,
             deadlines_pending_calendar,
             families: b.families,
+        };
+        m.zero_label_sets();
+        m
+    }
+
+    /// Starts every bounded label set at zero (event kinds, input outcomes, indicator × grade,
+    /// document kinds), so a panel has a series before the first run fills it.
+    fn zero_label_sets(&self) {
+        for k in pharmwatch_schemas::EventKind::ALL {
+            self.records.with_label_values(&[k.as_str()]);
+        }
+        for o in ["read", "accepted", "rejected"] {
+            self.input_rows.with_label_values(&[o]);
+        }
+        for i in pharmwatch_core::indicators::INDICATORS
+            .iter()
+            .chain(&["model_anomaly"])
+        {
+            for g in GRADES {
+                self.risk_list_indicator_rows.with_label_values(&[*i, *g]);
+            }
+        }
+        for k in DOCUMENT_KINDS {
+            self.notices_issued.with_label_values(&[*k]);
+            self.notices_total.with_label_values(&[*k]);
         }
     }
 
@@ -255,7 +263,7 @@ impl NightlyMetrics {
         self.last_run_timestamp.set(now);
         self.last_success_timestamp.set(now);
         self.duration_seconds.set(seconds);
-        write_textfile(path, &self.render())
+        Ok(write_textfile(path, &self.render())?)
     }
 
     /// Records a failed run in `path` (atomically): the status families are replaced, the last
@@ -264,7 +272,7 @@ impl NightlyMetrics {
         let previous = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(PipelineError::io(path, e)),
+            Err(e) => return Err(CoreError::io(path, e).into()),
         };
         let last_success = previous
             .lines()
@@ -287,14 +295,14 @@ impl NightlyMetrics {
         let mut buf = Vec::new();
         TextEncoder::new()
             .encode(&families, &mut buf)
-            .map_err(|e| PipelineError::Internal(format!("encoding metrics: {e}")))?;
+            .map_err(|e| CoreError::Internal(format!("encoding metrics: {e}")))?;
         let mut text: String = previous
             .lines()
             .filter(|l| !NIGHTLY_STATUS.contains(&family_of_line(l)))
             .map(|l| format!("{l}\n"))
             .collect();
         text.push_str(&String::from_utf8_lossy(&buf));
-        write_textfile(path, &text)
+        Ok(write_textfile(path, &text)?)
     }
 }
 

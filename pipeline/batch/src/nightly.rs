@@ -18,25 +18,24 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{Duration, NaiveDate};
-use datafusion::arrow::array::{Date32Array, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::DataType;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
+use pharmwatch_core::query::{register_files, run_sql, session, table_rows};
 use serde::{Deserialize, Serialize};
-use pharmwatch_core::query::{collect, register_files, session, table_rows};
 
 use pharmwatch_schemas::{Enterprise, EventKind, Product, ReferenceKind};
 
+use crate::error::Result;
 use pharmwatch_core::anomaly::{self, AnomalyScore, ModelSource};
-use pharmwatch_core::error::{PipelineError, Result};
+use pharmwatch_core::error::CoreError;
 use pharmwatch_core::indicators::{self, Hit, INDICATORS, LOOKBACK_DAYS, Thresholds};
 use pharmwatch_core::ingest::{self, InputSpec, ReferenceSets};
 use pharmwatch_core::lake;
-use pharmwatch_core::risk;
+use pharmwatch_core::risk::{self, RiskRow};
 
-pub mod summary;
-
-pub use summary::{ModelSummary, NightlyOutput, NightlySummary, read_run, report};
+pub use crate::summary::{ModelSummary, NightlyOutput, NightlySummary, read_run, report};
 
 /// The `[nightly]` table of `pharmwatch.toml`: what a run reads from the configuration when
 /// the command line does not say (the command line wins).
@@ -72,14 +71,13 @@ impl NightlySettings {
     /// Checks the values a run cannot use.
     pub fn validate(&self) -> Result<()> {
         if !(0.0..=1.0).contains(&self.anomaly_threshold) {
-            return Err(PipelineError::Config(
+            return Err(CoreError::Config(
                 "nightly.anomaly_threshold must be between 0 and 1".into(),
-            ));
+            )
+            .into());
         }
         if self.train_days < 1 {
-            return Err(PipelineError::Config(
-                "nightly.train_days must be at least 1".into(),
-            ));
+            return Err(CoreError::Config("nightly.train_days must be at least 1".into()).into());
         }
         Ok(())
     }
@@ -122,33 +120,33 @@ async fn register_kind(
     let name = kind.as_str();
     let schema = kind.lake_schema();
     if input.iter().all(|b| b.num_rows() == 0) {
-        return register_files(ctx, name, schema, files).await;
+        return Ok(register_files(ctx, name, schema, files).await?);
     }
     let lake_name = format!("{name}_lake");
     register_files(ctx, &lake_name, schema.clone(), files).await?;
-    let mem = MemTable::try_new(schema, vec![input]).map_err(|e| PipelineError::query(name, e))?;
+    let mem = MemTable::try_new(schema, vec![input]).map_err(|e| CoreError::query(name, e))?;
     let input_name = format!("{name}_input");
     ctx.register_table(input_name.as_str(), Arc::new(mem))
-        .map_err(|e| PipelineError::query(name, e))?;
+        .map_err(|e| CoreError::query(name, e))?;
     let view = format!(
         "CREATE VIEW {name} AS SELECT * FROM {lake_name} UNION ALL SELECT * FROM {input_name}"
     );
     ctx.sql(&view)
         .await
-        .map_err(|e| PipelineError::query(name, e))?;
+        .map_err(|e| CoreError::query(name, e))?;
     Ok(())
 }
 
 async fn count(ctx: &SessionContext, sql: &str) -> Result<u64> {
-    let batches = collect(ctx, "count", sql).await?;
+    let batches = run_sql(ctx, "count", sql).await?;
     let mut n = 0u64;
     for b in &batches {
         let a = datafusion::arrow::compute::cast(b.column(0), &DataType::UInt64)
-            .map_err(|e| PipelineError::arrow("count", e))?;
+            .map_err(|e| CoreError::arrow("count", e))?;
         let a = a
             .as_any()
             .downcast_ref::<datafusion::arrow::array::UInt64Array>()
-            .ok_or_else(|| PipelineError::Internal("count is not an integer".into()))?;
+            .ok_or_else(|| CoreError::Internal("count is not an integer".into()))?;
         n += a.iter().flatten().sum::<u64>();
     }
     Ok(n)
@@ -167,46 +165,12 @@ pub async fn run_rules(
 ) -> Result<NightlyOutput> {
     let started = Instant::now();
     if cfg.to < cfg.from {
-        return Err(PipelineError::Config(format!(
-            "--to {} is before --from {}",
-            cfg.to, cfg.from
-        )));
+        return Err(
+            CoreError::Config(format!("--to {} is before --from {}", cfg.to, cfg.from)).into(),
+        );
     }
-    let reference_dir = match (&cfg.reference, &cfg.lake) {
-        (Some(r), _) => r.clone(),
-        (None, Some(l)) => l.join(lake::REFERENCE_DIR),
-        (None, None) => {
-            return Err(PipelineError::Config(
-                "give --lake DIR, or --reference DIR with --input files".into(),
-            ));
-        }
-    };
     let ctx = session();
-
-    // Reference tables.
-    for kind in ReferenceKind::ALL {
-        let path = reference_dir.join(format!("{}.parquet", kind.as_str()));
-        if !path.exists() {
-            return Err(PipelineError::Lake {
-                path: reference_dir.clone(),
-                reason: format!(
-                    "reference table {} is missing (the simulator writes it; see README)",
-                    path.display()
-                ),
-            });
-        }
-        register_files(&ctx, kind.as_str(), kind.schema(), &[path]).await?;
-    }
-    let enterprises: Vec<Enterprise> = table_rows(&ctx, "enterprises").await?;
-    let products: Vec<Product> = table_rows(&ctx, "products").await?;
-    let refs = ReferenceSets {
-        enterprises: enterprises
-            .iter()
-            .map(|e| e.enterprise_id.clone())
-            .collect(),
-        products: products.iter().map(|p| p.product_id.clone()).collect(),
-    };
-
+    let (enterprises, products, refs) = register_reference(&ctx, &reference_dir(cfg)?).await?;
     // Input files.
     let ingested = ingest::ingest_all(
         &cfg.inputs,
@@ -217,84 +181,9 @@ pub async fn run_rules(
     for (kind, batch) in ingested.batches {
         inputs.entry(kind).or_default().push(batch);
     }
-
-    // Event tables.
-    let lookback_from = cfg.from - Duration::days(LOOKBACK_DAYS);
-    for kind in EventKind::ALL {
-        let files: Vec<PathBuf> = match &cfg.lake {
-            Some(l) => {
-                let since = if *kind == EventKind::ProductTest {
-                    NaiveDate::MIN
-                } else {
-                    lookback_from
-                };
-                let mut files = Vec::new();
-                for (_, dir) in lake::partitions(l, *kind, since, cfg.to)? {
-                    files.extend(lake::day_files(&dir)?);
-                }
-                files
-            }
-            None => Vec::new(),
-        };
-        register_kind(&ctx, *kind, &files, inputs.remove(kind).unwrap_or_default()).await?;
-    }
-    let run_dates: Vec<i32> = {
-        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
-        let mut v = Vec::new();
-        let mut d = cfg.from;
-        while d <= cfg.to {
-            v.push((d - epoch).num_days() as i32);
-            d += Duration::days(1);
-        }
-        v
-    };
-    let rd_schema = Arc::new(Schema::new(vec![Field::new(
-        "run_date",
-        DataType::Date32,
-        false,
-    )]));
-    let rd_batch = RecordBatch::try_new(
-        rd_schema.clone(),
-        vec![Arc::new(Date32Array::from(run_dates))],
-    )
-    .map_err(|e| PipelineError::arrow("run_dates", e))?;
-    let rd = MemTable::try_new(rd_schema, vec![vec![rd_batch]])
-        .map_err(|e| PipelineError::query("run_dates", e))?;
-    ctx.register_table("run_dates", Arc::new(rd))
-        .map_err(|e| PipelineError::query("run_dates", e))?;
-
-    // What was read.
-    let range = format!(
-        "biz_date BETWEEN DATE '{}' AND DATE '{}'",
-        cfg.from.format("%Y-%m-%d"),
-        cfg.to.format("%Y-%m-%d")
-    );
-    let mut lake_records = Vec::new();
-    for kind in EventKind::ALL {
-        let n = count(
-            &ctx,
-            &format!("SELECT COUNT(*) FROM {} WHERE {range}", kind.as_str()),
-        )
-        .await?;
-        lake_records.push((kind.as_str().to_string(), n));
-    }
-    let enterprises_scored = count(
-        &ctx,
-        &format!(
-            "SELECT COUNT(DISTINCT enterprise_id) FROM (SELECT enterprise_id FROM inventory WHERE {range} \
-             UNION ALL SELECT enterprise_id FROM sales WHERE {range} UNION ALL SELECT enterprise_id FROM purchase WHERE {range})"
-        ),
-    )
-    .await?;
-    if cfg.lake.is_some() && lake_records.iter().all(|(_, n)| *n == 0) && cfg.inputs.is_empty() {
-        return Err(PipelineError::Lake {
-            path: cfg.lake.clone().unwrap_or_default(),
-            reason: format!(
-                "no records for {} … {} (check --date / --from / --to)",
-                cfg.from, cfg.to
-            ),
-        });
-    }
+    register_events(&ctx, cfg, inputs).await?;
+    indicators::register_run_dates(&ctx, cfg.from, cfg.to)?;
+    let (lake_records, enterprises_scored) = count_read(&ctx, cfg).await?;
 
     // Indicators, scoring, outputs.
     let bar = pharmwatch_core::progress::bar(
@@ -310,48 +199,15 @@ pub async fn run_rules(
         indicators::run_all(&ctx, query_from, cfg.to, &cfg.thresholds, &bar).await?;
     let (hits, earlier_hits): (Vec<Hit>, Vec<Hit>) =
         all_hits.into_iter().partition(|h| h.date >= cfg.from);
-    let ent_map: HashMap<String, Enterprise> = enterprises
-        .into_iter()
-        .map(|e| (e.enterprise_id.clone(), e))
-        .collect();
-    let prod_map: HashMap<String, Product> = products
-        .into_iter()
-        .map(|p| (p.product_id.clone(), p))
-        .collect();
-    std::fs::create_dir_all(&cfg.out).map_err(|e| PipelineError::io(&cfg.out, e))?;
+    std::fs::create_dir_all(&cfg.out).map_err(|e| CoreError::io(&cfg.out, e))?;
     let flagged_by_rules: HashSet<(String, NaiveDate)> = hits
         .iter()
         .chain(&earlier_hits)
         .map(|h| (h.enterprise_id.clone(), h.date))
         .collect();
     let (anomalies, model) = run_model(&ctx, cfg, train_from, &flagged_by_rules).await?;
-    // The credit factor uses the effective credit grade: the reference grade lowered by the
-    // credit-file entries of the case ledger still public on the row's day.
-    let embedded;
-    let rules = match rules {
-        Some(r) => r,
-        None => {
-            embedded = pharmwatch_regulation::Rules::embedded()
-                .map_err(|e| PipelineError::regulation("rules", e))?;
-            &embedded
-        }
-    };
-    let ledger = pharmwatch_casework::ledger::Ledger::open(&cfg.out)?;
-    let book = pharmwatch_casework::credit::CreditBook::load(
-        &ledger,
-        hits.iter().map(|h| h.enterprise_id.as_str()).chain(
-            anomalies
-                .iter()
-                .filter(|a| a.flagged)
-                .map(|a| a.enterprise_id.as_str()),
-        ),
-        rules,
-    )?;
-    drop(ledger);
-    let rows = risk::build_with_credit(&hits, &anomalies, &ent_map, &prod_map, &|e, d, g| {
-        book.effective(e, d, g)
-    });
-    risk::write(&cfg.out, &rows)?;
+    let rows = score_rows(cfg, rules, &hits, &anomalies, enterprises, products)?;
+    risk::write_list(&cfg.out, &rows)?;
     pharmwatch_core::store::Store::open(&cfg.out.join(pharmwatch_core::store::STORE_FILE))?
         .write_risk_list(&rows)?;
     pharmwatch_core::baseline::export(&ctx, &cfg.out, cfg.to, &cfg.thresholds).await?;
@@ -397,9 +253,9 @@ pub async fn run_rules(
         out: cfg.out.clone(),
     };
     let run_path = cfg.out.join("run.json");
-    let text = serde_json::to_string_pretty(&summary)
-        .map_err(|e| PipelineError::Internal(e.to_string()))?;
-    std::fs::write(&run_path, text + "\n").map_err(|e| PipelineError::io(&run_path, e))?;
+    let text =
+        serde_json::to_string_pretty(&summary).map_err(|e| CoreError::Internal(e.to_string()))?;
+    std::fs::write(&run_path, text + "\n").map_err(|e| CoreError::io(&run_path, e))?;
     Ok(NightlyOutput {
         summary,
         rows,
@@ -407,6 +263,169 @@ pub async fn run_rules(
         anomalies,
         dead_letters: ingested.dead_letters,
     })
+}
+
+/// The directory of the reference tables: `--reference`, else `LAKE/reference`.
+fn reference_dir(cfg: &NightlyConfig) -> Result<PathBuf> {
+    match (&cfg.reference, &cfg.lake) {
+        (Some(r), _) => Ok(r.clone()),
+        (None, Some(l)) => Ok(l.join(lake::REFERENCE_DIR)),
+        (None, None) => Err(CoreError::Config(
+            "give --lake DIR, or --reference DIR with --input files".into(),
+        )
+        .into()),
+    }
+}
+
+/// Registers the reference tables; returns the enterprises, the products and the id sets
+/// input files are checked against.
+async fn register_reference(
+    ctx: &SessionContext,
+    dir: &Path,
+) -> Result<(Vec<Enterprise>, Vec<Product>, ReferenceSets)> {
+    for kind in ReferenceKind::ALL {
+        let path = dir.join(format!("{}.parquet", kind.as_str()));
+        if !path.exists() {
+            return Err(CoreError::Lake {
+                path: dir.to_path_buf(),
+                reason: format!(
+                    "reference table {} is missing (the simulator writes it; see README)",
+                    path.display()
+                ),
+            }
+            .into());
+        }
+        register_files(ctx, kind.as_str(), kind.schema(), &[path]).await?;
+    }
+    let enterprises: Vec<Enterprise> = table_rows(ctx, "enterprises").await?;
+    let products: Vec<Product> = table_rows(ctx, "products").await?;
+    let refs = ReferenceSets {
+        enterprises: enterprises
+            .iter()
+            .map(|e| e.enterprise_id.clone())
+            .collect(),
+        products: products.iter().map(|p| p.product_id.clone()).collect(),
+    };
+    Ok((enterprises, products, refs))
+}
+
+/// Registers each event kind over the lake partitions of `[from − lookback, to]` (product
+/// tests over all of them) plus the accepted input rows.
+async fn register_events(
+    ctx: &SessionContext,
+    cfg: &NightlyConfig,
+    mut inputs: HashMap<EventKind, Vec<RecordBatch>>,
+) -> Result<()> {
+    let lookback_from = cfg.from - Duration::days(LOOKBACK_DAYS);
+    for kind in EventKind::ALL {
+        let files: Vec<PathBuf> = match &cfg.lake {
+            Some(l) => {
+                let since = if *kind == EventKind::ProductTest {
+                    NaiveDate::MIN
+                } else {
+                    lookback_from
+                };
+                let mut files = Vec::new();
+                for (_, dir) in lake::partitions(l, *kind, since, cfg.to)? {
+                    files.extend(lake::day_files(&dir)?);
+                }
+                files
+            }
+            None => Vec::new(),
+        };
+        register_kind(ctx, *kind, &files, inputs.remove(kind).unwrap_or_default()).await?;
+    }
+    Ok(())
+}
+
+/// What was read for `[from, to]`: records per kind and the enterprises scored; an error when
+/// the lake holds nothing for the range and no input file was given.
+async fn count_read(
+    ctx: &SessionContext,
+    cfg: &NightlyConfig,
+) -> Result<(Vec<(String, u64)>, u64)> {
+    let range = format!(
+        "biz_date BETWEEN DATE '{}' AND DATE '{}'",
+        cfg.from.format("%Y-%m-%d"),
+        cfg.to.format("%Y-%m-%d")
+    );
+    let mut lake_records = Vec::new();
+    for kind in EventKind::ALL {
+        let n = count(
+            ctx,
+            &format!("SELECT COUNT(*) FROM {} WHERE {range}", kind.as_str()),
+        )
+        .await?;
+        lake_records.push((kind.as_str().to_string(), n));
+    }
+    let enterprises_scored = count(
+        ctx,
+        &format!(
+            "SELECT COUNT(DISTINCT enterprise_id) FROM (SELECT enterprise_id FROM inventory WHERE {range} \
+             UNION ALL SELECT enterprise_id FROM sales WHERE {range} UNION ALL SELECT enterprise_id FROM purchase WHERE {range})"
+        ),
+    )
+    .await?;
+    if cfg.lake.is_some() && lake_records.iter().all(|(_, n)| *n == 0) && cfg.inputs.is_empty() {
+        return Err(CoreError::Lake {
+            path: cfg.lake.clone().unwrap_or_default(),
+            reason: format!(
+                "no records for {} … {} (check --date / --from / --to)",
+                cfg.from, cfg.to
+            ),
+        }
+        .into());
+    }
+    Ok((lake_records, enterprises_scored))
+}
+
+/// Scores the hits and the model's flags into the risk list. The credit factor uses the
+/// effective credit grade: the reference grade lowered by the credit-file entries of the case
+/// ledger still public on the row's day.
+fn score_rows(
+    cfg: &NightlyConfig,
+    rules: Option<&pharmwatch_regulation::Rules>,
+    hits: &[Hit],
+    anomalies: &[AnomalyScore],
+    enterprises: Vec<Enterprise>,
+    products: Vec<Product>,
+) -> Result<Vec<RiskRow>> {
+    let ent_map: HashMap<String, Enterprise> = enterprises
+        .into_iter()
+        .map(|e| (e.enterprise_id.clone(), e))
+        .collect();
+    let prod_map: HashMap<String, Product> = products
+        .into_iter()
+        .map(|p| (p.product_id.clone(), p))
+        .collect();
+    let embedded;
+    let rules = match rules {
+        Some(r) => r,
+        None => {
+            embedded = pharmwatch_regulation::Rules::embedded()
+                .map_err(|e| CoreError::regulation("rules", e))?;
+            &embedded
+        }
+    };
+    let ledger = pharmwatch_casework::ledger::Ledger::open(&cfg.out)?;
+    let book = pharmwatch_casework::credit::CreditBook::load(
+        &ledger,
+        hits.iter().map(|h| h.enterprise_id.as_str()).chain(
+            anomalies
+                .iter()
+                .filter(|a| a.flagged)
+                .map(|a| a.enterprise_id.as_str()),
+        ),
+        rules,
+    )?;
+    drop(ledger);
+    Ok(risk::build_with_credit(
+        hits,
+        anomalies,
+        &ent_map,
+        &prod_map,
+        &|e, d, g| book.effective(e, d, g),
+    ))
 }
 
 /// A nightly run followed by its closed loop ([`pharmwatch_casework::closedloop`]): the ledger sweep on the

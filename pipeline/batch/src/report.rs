@@ -19,8 +19,10 @@ use chrono::{Datelike, Duration, NaiveDate};
 use plotters::prelude::*;
 use rusqlite::params;
 
-use pharmwatch_core::display::{document_zh, enterprise_type_zh, esc, indicator_zh};
-use pharmwatch_core::error::{PipelineError, Result};
+use crate::error::{BatchError, Result};
+use minijinja::context;
+use pharmwatch_core::display::{document_zh, enterprise_type_zh, indicator_zh};
+use pharmwatch_core::error::CoreError;
 use pharmwatch_core::metrics::GRADES;
 use pharmwatch_core::store::{Store, sql_err};
 
@@ -263,8 +265,8 @@ const GRADE_COLOURS: [RGBColor; 4] = [
 ];
 const FONT: &str = "Noto Sans CJK SC";
 
-fn chart_err(chart: &str) -> impl Fn(String) -> PipelineError + '_ {
-    move |reason| PipelineError::Chart {
+fn chart_err(chart: &str) -> impl Fn(String) -> BatchError + '_ {
+    move |reason| BatchError::Chart {
         chart: chart.to_string(),
         reason,
     }
@@ -460,124 +462,89 @@ fn indicator_chart(snap: &Snapshot) -> Result<String> {
 /// Rows of the day's list shown in the report's table.
 pub const TABLE_ROWS: usize = 50;
 
+const REPORT_TEMPLATE: &str = include_str!("../../templates/report.html.j2");
+
 /// The report as one self-contained HTML page.
 pub fn html(snap: &Snapshot) -> Result<String> {
-    let region = region_chart(snap)?;
-    let trend = trend_chart(snap)?;
-    let indicators = indicator_chart(snap)?;
-    let by_grade: Vec<i64> = GRADES
+    let by_grade = |g: &str| snap.rows.iter().filter(|r| r.grade == g).count();
+    let rows: Vec<minijinja::Value> = snap
+        .rows
         .iter()
-        .map(|g| snap.rows.iter().filter(|r| r.grade == *g).count() as i64)
+        .take(TABLE_ROWS)
+        .map(|r| {
+            let inds: Vec<&str> = r
+                .indicators
+                .split(',')
+                .map(str::trim)
+                .filter(|i| !i.is_empty())
+                .map(indicator_zh)
+                .collect();
+            context! {
+                rank => r.rank,
+                enterprise_name => &r.enterprise_name,
+                enterprise_type => enterprise_type_zh(&r.enterprise_type),
+                region_name => &r.region_name,
+                grade => &r.grade,
+                score => format!("{:.1}", r.score),
+                indicators => inds.join("、"),
+                top_reason => &r.top_reason,
+            }
+        })
         .collect();
-    let issued: i64 = snap.documents.iter().map(|d| d.on_day).sum();
-    let mut h = String::new();
-    h.push_str("<!DOCTYPE html>\n<html lang=\"zh-CN\">\n<head>\n<meta charset=\"utf-8\">\n");
-    h.push_str(&format!("<title>药品安全风险日报 {}</title>\n", snap.day));
-    h.push_str(
-        "<style>\nbody{font-family:\"Noto Sans CJK SC\",\"Noto Sans SC\",\"Microsoft YaHei\",sans-serif;margin:24px auto;max-width:900px;color:#222}\n\
-         h1{font-size:24px;margin-bottom:4px}h2{font-size:18px;border-bottom:2px solid #2c3e50;padding-bottom:4px;margin-top:28px}\n\
-         .tiles{display:flex;gap:12px;flex-wrap:wrap}.tile{border:1px solid #ccc;border-radius:6px;padding:10px 16px;min-width:120px}\n\
-         .tile b{display:block;font-size:26px}.grade-D{color:#c0392b}.grade-C{color:#e67e22}\n\
-         table{border-collapse:collapse;width:100%;font-size:13px}th,td{border:1px solid #ccc;padding:4px 6px;text-align:left}\n\
-         th{background:#f2f4f6}figure{margin:12px 0}.muted{color:#777;font-size:12px}\n</style>\n</head>\n<body>\n",
-    );
-    h.push_str(&format!(
-        "<h1>药品安全风险日报</h1>\n<p class=\"muted\">业务日期 {} · 处置日期 {} · 数据来自风险库（pharmwatch.db）</p>\n",
-        snap.day, snap.run_date
-    ));
-    h.push_str("<div class=\"tiles\">\n");
-    h.push_str(&format!(
-        "<div class=\"tile\" data-tile=\"rows\">当日风险清单<b>{}</b>条</div>\n",
-        snap.rows.len()
-    ));
-    for (gi, g) in GRADES.iter().enumerate().take(2) {
-        h.push_str(&format!(
-            "<div class=\"tile grade-{g}\" data-tile=\"grade-{g}\">{g}级（{}）<b>{}</b>条</div>\n",
-            if *g == "D" {
-                "高风险"
-            } else {
-                "较高风险"
-            },
-            by_grade[gi]
-        ));
-    }
-    h.push_str(&format!(
-        "<div class=\"tile\" data-tile=\"documents\">当日签发文书<b>{issued}</b>份</div>\n\
-         <div class=\"tile\" data-tile=\"open\">在办案件<b>{}</b>件</div>\n\
-         <div class=\"tile grade-D\" data-tile=\"overdue\">逾期未整改<b>{}</b>件</div>\n</div>\n",
-        snap.cases_open, snap.cases_overdue
-    ));
-    h.push_str(&calendar_notice(snap));
-    h.push_str("<h2>当日风险清单分布</h2>\n");
-    h.push_str(&format!(
-        "<figure data-chart=\"region\" data-bars=\"{}\">\n{region}\n</figure>\n",
-        snap.by_region().len()
-    ));
-    h.push_str(&format!("<h2>近{TREND_DAYS}日趋势</h2>\n"));
-    h.push_str(&format!(
-        "<figure data-chart=\"trend\" data-points=\"{}\">\n{trend}\n</figure>\n",
-        snap.trend.len()
-    ));
-    h.push_str("<h2>主要风险指标</h2>\n");
-    h.push_str(&format!(
-        "<figure data-chart=\"indicators\" data-bars=\"{}\">\n{indicators}\n</figure>\n",
-        snap.by_indicator().len().min(10)
-    ));
-    h.push_str(&format!(
-        "<h2>当日风险清单（前{} 条，共 {} 条）</h2>\n<table data-table=\"risk-list\">\n<tr><th>排名</th><th>企业</th><th>类型</th><th>地区</th><th>等级</th><th>分值</th><th>风险指标</th><th>主要原因</th></tr>\n",
-        TABLE_ROWS.min(snap.rows.len()),
-        snap.rows.len()
-    ));
-    for r in snap.rows.iter().take(TABLE_ROWS) {
-        let inds: Vec<&str> = r
-            .indicators
-            .split(',')
-            .map(str::trim)
-            .filter(|i| !i.is_empty())
-            .map(indicator_zh)
-            .collect();
-        h.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"grade-{}\">{}</td><td>{:.1}</td><td>{}</td><td>{}</td></tr>\n",
-            r.rank,
-            esc(&r.enterprise_name),
-            esc(enterprise_type_zh(&r.enterprise_type)),
-            esc(&r.region_name),
-            esc(&r.grade),
-            esc(&r.grade),
-            r.score,
-            esc(&inds.join("、")),
-            esc(&r.top_reason)
-        ));
-    }
-    h.push_str("</table>\n<h2>文书签发</h2>\n<table data-table=\"documents\">\n<tr><th>文书</th><th>当日签发</th><th>累计</th></tr>\n");
-    for d in &snap.documents {
-        h.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-            document_zh(&d.kind),
-            d.on_day,
-            d.total
-        ));
-    }
-    h.push_str(&format!(
-        "</table>\n<h2>逾期未整改案件（{} 件；累计升级处置 {} 次）</h2>\n<table data-table=\"overdue\">\n<tr><th>案件编号</th><th>企业</th><th>措施</th><th>依据</th><th>期限</th></tr>\n",
-        snap.cases_overdue, snap.escalations
-    ));
-    for c in &snap.overdue {
-        h.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-            esc(&c.case_id),
-            esc(&c.enterprise_name),
-            esc(&pharmwatch_casework::guidance::measure_name(&c.measure)),
-            esc(&c.article),
-            esc(&c.due_date)
-        ));
-    }
-    h.push_str("</table>\n</body>\n</html>\n");
-    Ok(h)
+    let documents: Vec<minijinja::Value> = snap
+        .documents
+        .iter()
+        .map(|d| context! { title => document_zh(&d.kind), on_day => d.on_day, total => d.total })
+        .collect();
+    let overdue: Vec<minijinja::Value> = snap
+        .overdue
+        .iter()
+        .map(|c| {
+            context! {
+                case_id => &c.case_id,
+                enterprise_name => &c.enterprise_name,
+                measure => pharmwatch_casework::guidance::measure_name(&c.measure),
+                article => &c.article,
+                due_date => &c.due_date,
+            }
+        })
+        .collect();
+    let ctx = context! {
+        day => snap.day.to_string(),
+        run_date => snap.run_date.to_string(),
+        rows_total => snap.rows.len(),
+        grade_d => by_grade("D"),
+        grade_c => by_grade("C"),
+        issued => snap.documents.iter().map(|d| d.on_day).sum::<i64>(),
+        cases_open => snap.cases_open,
+        cases_overdue => snap.cases_overdue,
+        escalations => snap.escalations,
+        calendar_notice => calendar_notice(snap),
+        region_bars => snap.by_region().len(),
+        region_svg => region_chart(snap)?,
+        trend_days => TREND_DAYS,
+        trend_points => snap.trend.len(),
+        trend_svg => trend_chart(snap)?,
+        indicator_bars => snap.by_indicator().len().min(10),
+        indicator_svg => indicator_chart(snap)?,
+        rows => rows,
+        documents => documents,
+        overdue => overdue,
+    };
+    // Every value from the data is escaped by the template; the charts are SVG the report
+    // drew itself (their text escaped by plotters), inserted as they are.
+    let mut env = pharmwatch_core::display::templates();
+    env.add_template("report.html.j2", REPORT_TEMPLATE)
+        .and_then(|()| env.get_template("report.html.j2"))
+        .and_then(|t| t.render(ctx))
+        .map_err(|e| BatchError::Template {
+            template: "report.html.j2".into(),
+            source: e,
+        })
 }
 
-/// The report's warning about the working-day calendar: deadlines waiting for next year's
-/// schedule, or coverage ending within the warning period. Empty when neither applies.
+/// The report's warning about the working-day calendar, in words: deadlines waiting for next
+/// year's schedule, or coverage ending within the warning period. Empty when neither applies.
 fn calendar_notice(snap: &Snapshot) -> String {
     let left = (snap.calendar_covered_until - snap.run_date).num_days();
     let next = snap.calendar_covered_until.year() + 1;
@@ -595,13 +562,7 @@ fn calendar_notice(snap: &Snapshot) -> String {
             snap.calendar_covered_until
         ));
     }
-    if parts.is_empty() {
-        return String::new();
-    }
-    format!(
-        "<div class=\"box\" data-notice=\"calendar\">{}</div>\n",
-        esc(&parts.join("；"))
-    )
+    parts.join("；")
 }
 
 /// Writes the report into `out_dir` whole; returns its path.
@@ -609,8 +570,8 @@ pub fn write_html(out_dir: &Path, snap: &Snapshot) -> Result<PathBuf> {
     let text = html(snap)?;
     let path = out_dir.join(REPORT_FILE);
     let tmp = out_dir.join(format!("{REPORT_FILE}.tmp"));
-    std::fs::write(&tmp, text).map_err(|e| PipelineError::io(&tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| PipelineError::io(&path, e))?;
+    std::fs::write(&tmp, text).map_err(|e| CoreError::io(&tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| CoreError::io(&path, e))?;
     Ok(path)
 }
 

@@ -17,9 +17,10 @@ use chrono::NaiveDate;
 use pharmwatch_regulation::{Finding, MeasureCode, Rules, decide};
 use serde::Serialize;
 
+use crate::error::Result;
 use crate::ledger::{Ledger, NIGHTLY_ACTOR, Opening, Origin, SweepSummary};
 use crate::notices::{self, Addressee, DocumentKind, NoticesConfig};
-use pharmwatch_core::error::{PipelineError, Result};
+use pharmwatch_core::error::CoreError;
 use pharmwatch_core::risk::RiskRow;
 use pharmwatch_regulation::Calendar;
 
@@ -110,18 +111,18 @@ pub fn run(
             "first_violation": first,
             "harm": if minor { "slight" } else { "serious" },
         }))
-        .map_err(|e| PipelineError::Internal(format!("remote finding for {id}: {e}")))?;
+        .map_err(|e| CoreError::Internal(format!("remote finding for {id}: {e}")))?;
         let decision = decide(&finding, &cl.rules, &cl.calendar)
-            .map_err(|e| PipelineError::regulation(format!("case {id}"), e))?;
-        let facts = serde_json::to_string(&row.items)
-            .map_err(|e| PipelineError::Internal(e.to_string()))?;
+            .map_err(|e| CoreError::regulation(format!("case {id}"), e))?;
+        let facts =
+            serde_json::to_string(&row.items).map_err(|e| CoreError::Internal(e.to_string()))?;
         let addressee = serde_json::to_string(&Addressee {
             name: row.enterprise_name.clone(),
             credit_code: row.enterprise_id.clone(),
             licence_no: row.licence_no.clone(),
             lead_name: String::new(),
         })
-        .map_err(|e| PipelineError::Internal(e.to_string()))?;
+        .map_err(|e| CoreError::Internal(e.to_string()))?;
         let new = ledger.apply_decision(&Opening {
             decision: &decision,
             on: today,

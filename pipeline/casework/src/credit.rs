@@ -33,8 +33,8 @@ use chrono::{Months, NaiveDate};
 use pharmwatch_regulation::Rules;
 use serde::Serialize;
 
+use crate::error::{CaseworkError, Result};
 use crate::ledger::{CaseDetail, Ledger};
-use pharmwatch_core::error::{PipelineError, Result};
 use pharmwatch_core::risk::EffectiveCredit;
 
 /// The credit grades, best first.
@@ -147,7 +147,7 @@ pub fn entries(ledger: &Ledger, enterprise_id: &str, rules: &Rules) -> Result<Ve
 
 fn day(s: &str, what: &str, case_id: &str) -> Result<NaiveDate> {
     s.parse()
-        .map_err(|_| PipelineError::ledger(case_id, format!("{what} `{s}` is not a date")))
+        .map_err(|_| CaseworkError::ledger(case_id, format!("{what} `{s}` is not a date")))
 }
 
 fn case_entries(d: &CaseDetail, rules: &Rules, diligent: &str) -> Result<Vec<CreditEntry>> {
@@ -178,7 +178,7 @@ fn case_entries(d: &CaseDetail, rules: &Rules, diligent: &str) -> Result<Vec<Cre
         let public_until = decided_on
             .checked_add_months(Months::new(months))
             .and_then(|d| d.pred_opt())
-            .ok_or_else(|| PipelineError::ledger(case_id, "publicity period out of range"))?;
+            .ok_or_else(|| CaseworkError::ledger(case_id, "publicity period out of range"))?;
         let is_list = m.code.ends_with("_list") || m.code == "observation_period";
         let mut outcome = match (m.state.as_str(), is_list) {
             (_, true) => "listed",
@@ -338,7 +338,7 @@ impl CreditBook {
 }
 
 /// The text `pharmwatch credit` prints.
-pub fn format(f: &CreditFile) -> String {
+pub fn render(f: &CreditFile) -> String {
     let mut out = format!(
         "credit file of {} {} on {}\n  reference grade  {}\n  effective grade  {}\n",
         f.enterprise_id, f.enterprise_name, f.on, f.reference_grade, f.effective_grade

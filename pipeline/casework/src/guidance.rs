@@ -13,7 +13,7 @@
 //! Invariants:
 //! - read-only: computing guidance never writes to the ledger;
 //! - the enterprise id is validated as a unified social credit code first; an invalid one is a
-//!   [`PipelineError::InvalidField`] naming `enterprise_id`, never an empty answer;
+//!   [`CoreError::InvalidField`] naming `enterprise_id`, never an empty answer;
 //! - the ledger is read as it is now; `on` is the reference day from which working days left
 //!   (via the calendar) and running periods are counted. A due date the calendar does not cover
 //!   gives no working-day count (`working_days_left: null`), never a guess; a deadline whose
@@ -27,8 +27,8 @@ use chrono::NaiveDate;
 use pharmwatch_regulation::{MeasureCode, Rules};
 use serde::Serialize;
 
-use crate::ledger::{CaseDetail, Ledger, parse_code};
-use pharmwatch_core::error::Result;
+use crate::error::Result;
+use crate::ledger::{CaseDetail, CaseMeasure, Ledger, parse_code};
 pub use pharmwatch_core::ids::validate_enterprise_id;
 use pharmwatch_regulation::Calendar;
 
@@ -372,79 +372,12 @@ pub fn guidance(
         exemptions: Vec::new(),
         closed_cases: cases.iter().filter(|c| c.status == "closed").count(),
     };
-    let self_report = rules.cite_inclusive("(八)");
-    let diligent = rules.cite_inclusive("(九)");
-    let publicity = rules.cite_inclusive("(十)");
-    let leniency = rules.cite_inclusive("(六)");
-    let mut claimed_self_report = false;
-    let mut claimed_diligent = false;
+    let cite = Citations::of(rules);
+    let mut claimed = Claimed::default();
     for summary in &cases {
         let d = ledger.show(&summary.case_id)?;
-        let open = d.case.status == "open";
-        // Observation period: the measure's end, or the fault-tolerance list's.
-        let obs = d
-            .measures
-            .iter()
-            .find(|m| m.code == MeasureCode::ObservationPeriod.as_str());
-        let obs_end = obs
-            .and_then(|m| parse_day(m.due_date.as_deref()))
-            .or_else(|| {
-                d.lists
-                    .iter()
-                    .find(|l| l.list_name == "fault_tolerance")
-                    .and_then(|l| parse_day(l.until_date.as_deref()))
-            });
-        if let Some(end) = obs_end {
-            let article = obs.map_or_else(|| leniency.clone(), |m| m.article.clone());
-            let started = obs.map_or_else(|| d.case.opened_on.clone(), |m| m.decided_on.clone());
-            if end >= on {
-                out.observation_periods.push(ObservationPeriod {
-                    case_id: d.case.case_id.clone(),
-                    started_on: started,
-                    ends_on: end,
-                    days_left: (end - on).num_days(),
-                    article: article.clone(),
-                });
-            }
-            let closed_on = parse_day(d.case.closed_on.as_deref());
-            let exemption = if open && end >= on {
-                Some((
-                    "conditional",
-                    format!(
-                        "首次轻微违法 (first minor violation)：在观察期内（{end} 前）完成改正的，\
-                         依法免予行政处罚 (no penalty if corrected within the observation period)"
-                    ),
-                ))
-            } else if open {
-                Some((
-                    "lapsed",
-                    format!(
-                        "观察期已于 {end} 结束而未完成改正：观察期内改正免罚不再适用 \
-                         (observation period ended without correction)"
-                    ),
-                ))
-            } else if closed_on.is_some_and(|c| c <= end) && end >= on {
-                Some((
-                    "met",
-                    format!(
-                        "已在观察期内（{end} 前）完成改正：依法免予行政处罚 \
-                         (corrected within the observation period: no penalty)"
-                    ),
-                ))
-            } else {
-                None
-            };
-            if let Some((status, text)) = exemption {
-                out.exemptions.push(Exemption {
-                    code: "first_minor_no_penalty".to_string(),
-                    status: status.to_string(),
-                    case_id: Some(d.case.case_id.clone()),
-                    article,
-                    text,
-                });
-            }
-        }
-        if !open {
+        let obs = observation(&d, on, &cite, &mut out);
+        if d.case.status != "open" {
             continue;
         }
         let mut measures = Vec::new();
@@ -457,74 +390,15 @@ pub fn guidance(
                 continue;
             }
             if code == MeasureCode::Interview {
-                if m.article.contains(&self_report) {
-                    claimed_self_report = true;
-                    out.exemptions.push(Exemption {
-                        code: "self_report_interview".to_string(),
-                        status: "applies".to_string(),
-                        case_id: Some(d.case.case_id.clone()),
-                        article: self_report.clone(),
-                        text: "主动发现并报告问题药品 (self-report)：以约谈引导代替处罚，依法免予或减轻\
-                               处罚 (guidance interview instead of a penalty)"
-                            .to_string(),
-                    });
-                }
-                if m.article.contains(&diligent) {
-                    claimed_diligent = true;
-                    out.exemptions.push(Exemption {
-                        code: "diligent_exemption".to_string(),
-                        status: "applies".to_string(),
-                        case_id: Some(d.case.case_id.clone()),
-                        article: diligent.clone(),
-                        text:
-                            "已履行进货查验和追溯义务、无过错 (diligent)：约谈引导，依法免予处罚 \
-                               (guidance interview, exempted from penalty)"
-                                .to_string(),
-                    });
-                    out.exemptions.push(Exemption {
-                        code: "shortened_publicity".to_string(),
-                        status: "applies".to_string(),
-                        case_id: Some(d.case.case_id.clone()),
-                        article: publicity.clone(),
-                        text: format!(
-                            "行政处罚信息公示期缩短为 {} 个月 (shortened publicity)",
-                            rules.leniency.publicity_period_months
-                        ),
-                    });
-                    out.exemptions.push(Exemption {
-                        code: "credit_repair".to_string(),
-                        status: "applies".to_string(),
-                        case_id: Some(d.case.case_id.clone()),
-                        article: publicity.clone(),
-                        text: "可通过信用修复绿色通道申请信用修复 (credit-repair green channel)"
-                            .to_string(),
-                    });
-                }
+                interview_exemptions(&d, m, &cite, rules, &mut claimed, &mut out);
             }
-            let due = parse_day(m.due_date.as_deref());
-            let pending = match (due, m.due_pending_year) {
-                (None, Some(year)) => Some(crate::notices::pending_due_zh(&m.due_counts, year)),
-                _ => None,
-            };
-            let next = next_step(&d, code, &m.state, due, pending.as_deref());
-            measures.push(MeasureGuidance {
-                code: m.code.clone(),
-                name: measure_name(&m.code),
-                article: m.article.clone(),
-                state: m.state.clone(),
-                state_name: state_name(&m.state),
-                due_date: due,
-                working_days_left: due.and_then(|x| working_days_left(cal, on, x)),
-                due_pending: pending,
-                detail: m.detail.clone(),
-                next_step: next,
-            });
+            measures.push(measure_guidance(&d, m, code, on, cal));
         }
         out.open_cases.push(OpenCase {
             case_id: d.case.case_id.clone(),
             origin: d.case.origin.clone(),
             opened_on: d.case.opened_on.clone(),
-            first_minor: d.first_minor || obs.is_some(),
+            first_minor: d.first_minor || obs,
             measures,
         });
     }
@@ -548,36 +422,225 @@ pub fn guidance(
     }
     // With a case open, say which exemptions the enterprise may still claim (免罚早知道).
     if !out.open_cases.is_empty() {
-        if !claimed_self_report {
-            out.exemptions.push(Exemption {
-                code: "self_report_interview".to_string(),
-                status: "available".to_string(),
-                case_id: None,
-                article: self_report,
-                text: "如系本企业自行发现假劣药品并停售、封存、报告，且无过错：可申请以约谈引导代替处罚，\
-                       依法免予或减轻处罚 (self-report)"
-                    .to_string(),
-            });
-        }
-        if !claimed_diligent {
-            out.exemptions.push(Exemption {
-                code: "diligent_exemption".to_string(),
-                status: "available".to_string(),
-                case_id: None,
-                article: diligent,
-                text: format!(
-                    "如能证明已履行进货查验、记录追溯义务且无过错：可申请免予处罚，处罚信息公示期缩短为 \
-                     {} 个月并走信用修复绿色通道 (diligent; shortened publicity; credit repair, {publicity})",
-                    rules.leniency.publicity_period_months
-                ),
-            });
-        }
+        available_exemptions(&cite, rules, &claimed, &mut out);
     }
     out.nothing_applies = out.open_cases.is_empty()
         && out.observation_periods.is_empty()
         && out.lists.is_empty()
         && out.exemptions.is_empty();
     Ok(out)
+}
+
+/// The articles guidance cites, from the rules' prefixes.
+struct Citations {
+    /// 蒙药监 (八): self-report.
+    self_report: String,
+    /// 蒙药监 (九): proven diligence.
+    diligent: String,
+    /// 蒙药监 (十): shortened publicity and credit repair.
+    publicity: String,
+    /// 蒙药监 (六): first minor violation, observation period.
+    leniency: String,
+}
+
+impl Citations {
+    fn of(rules: &Rules) -> Self {
+        Self {
+            self_report: rules.cite_inclusive("(八)"),
+            diligent: rules.cite_inclusive("(九)"),
+            publicity: rules.cite_inclusive("(十)"),
+            leniency: rules.cite_inclusive("(六)"),
+        }
+    }
+}
+
+/// Exemptions an open case already claims (so they are not offered again).
+#[derive(Default)]
+struct Claimed {
+    self_report: bool,
+    diligent: bool,
+}
+
+/// The case's observation period (蒙药监 (六)): the measure's end, or the fault-tolerance
+/// list's; a running one is listed, and the no-penalty exemption is stated as it stands
+/// (conditional, lapsed or met). Returns whether the case has an observation period.
+fn observation(d: &CaseDetail, on: NaiveDate, cite: &Citations, out: &mut Guidance) -> bool {
+    let open = d.case.status == "open";
+    let obs = d
+        .measures
+        .iter()
+        .find(|m| m.code == MeasureCode::ObservationPeriod.as_str());
+    let obs_end = obs
+        .and_then(|m| parse_day(m.due_date.as_deref()))
+        .or_else(|| {
+            d.lists
+                .iter()
+                .find(|l| l.list_name == "fault_tolerance")
+                .and_then(|l| parse_day(l.until_date.as_deref()))
+        });
+    let Some(end) = obs_end else {
+        return obs.is_some();
+    };
+    let article = obs.map_or_else(|| cite.leniency.clone(), |m| m.article.clone());
+    let started = obs.map_or_else(|| d.case.opened_on.clone(), |m| m.decided_on.clone());
+    if end >= on {
+        out.observation_periods.push(ObservationPeriod {
+            case_id: d.case.case_id.clone(),
+            started_on: started,
+            ends_on: end,
+            days_left: (end - on).num_days(),
+            article: article.clone(),
+        });
+    }
+    let closed_on = parse_day(d.case.closed_on.as_deref());
+    let exemption = if open && end >= on {
+        Some((
+            "conditional",
+            format!(
+                "首次轻微违法 (first minor violation)：在观察期内（{end} 前）完成改正的，\
+                 依法免予行政处罚 (no penalty if corrected within the observation period)"
+            ),
+        ))
+    } else if open {
+        Some((
+            "lapsed",
+            format!(
+                "观察期已于 {end} 结束而未完成改正：观察期内改正免罚不再适用 \
+                 (observation period ended without correction)"
+            ),
+        ))
+    } else if closed_on.is_some_and(|c| c <= end) && end >= on {
+        Some((
+            "met",
+            format!(
+                "已在观察期内（{end} 前）完成改正：依法免予行政处罚 \
+                 (corrected within the observation period: no penalty)"
+            ),
+        ))
+    } else {
+        None
+    };
+    if let Some((status, text)) = exemption {
+        out.exemptions.push(Exemption {
+            code: "first_minor_no_penalty".to_string(),
+            status: status.to_string(),
+            case_id: Some(d.case.case_id.clone()),
+            article,
+            text,
+        });
+    }
+    obs.is_some()
+}
+
+/// The exemptions a guidance interview grants (蒙药监 (八)(九)(十)): a self-report's, and a
+/// diligent enterprise's with its shortened publicity and credit repair.
+fn interview_exemptions(
+    d: &CaseDetail,
+    m: &CaseMeasure,
+    cite: &Citations,
+    rules: &Rules,
+    claimed: &mut Claimed,
+    out: &mut Guidance,
+) {
+    let case_id = Some(d.case.case_id.clone());
+    let applies = |code: &str, article: &str, text: String| Exemption {
+        code: code.to_string(),
+        status: "applies".to_string(),
+        case_id: case_id.clone(),
+        article: article.to_string(),
+        text,
+    };
+    if m.article.contains(&cite.self_report) {
+        claimed.self_report = true;
+        out.exemptions.push(applies(
+            "self_report_interview",
+            &cite.self_report,
+            "主动发现并报告问题药品 (self-report)：以约谈引导代替处罚，依法免予或减轻\
+             处罚 (guidance interview instead of a penalty)"
+                .to_string(),
+        ));
+    }
+    if m.article.contains(&cite.diligent) {
+        claimed.diligent = true;
+        out.exemptions.push(applies(
+            "diligent_exemption",
+            &cite.diligent,
+            "已履行进货查验和追溯义务、无过错 (diligent)：约谈引导，依法免予处罚 \
+             (guidance interview, exempted from penalty)"
+                .to_string(),
+        ));
+        out.exemptions.push(applies(
+            "shortened_publicity",
+            &cite.publicity,
+            format!(
+                "行政处罚信息公示期缩短为 {} 个月 (shortened publicity)",
+                rules.leniency.publicity_period_months
+            ),
+        ));
+        out.exemptions.push(applies(
+            "credit_repair",
+            &cite.publicity,
+            "可通过信用修复绿色通道申请信用修复 (credit-repair green channel)".to_string(),
+        ));
+    }
+}
+
+/// One measure of an open case: its due date (or the count it waits on), working days left
+/// and the next step.
+fn measure_guidance(
+    d: &CaseDetail,
+    m: &CaseMeasure,
+    code: MeasureCode,
+    on: NaiveDate,
+    cal: &Calendar,
+) -> MeasureGuidance {
+    let due = parse_day(m.due_date.as_deref());
+    let pending = match (due, m.due_pending_year) {
+        (None, Some(year)) => Some(crate::notices::pending_due_zh(&m.due_counts, year)),
+        _ => None,
+    };
+    let next = next_step(d, code, &m.state, due, pending.as_deref());
+    MeasureGuidance {
+        code: m.code.clone(),
+        name: measure_name(&m.code),
+        article: m.article.clone(),
+        state: m.state.clone(),
+        state_name: state_name(&m.state),
+        due_date: due,
+        working_days_left: due.and_then(|x| working_days_left(cal, on, x)),
+        due_pending: pending,
+        detail: m.detail.clone(),
+        next_step: next,
+    }
+}
+
+/// The exemptions an enterprise with an open case may still claim (免罚早知道).
+fn available_exemptions(cite: &Citations, rules: &Rules, claimed: &Claimed, out: &mut Guidance) {
+    if !claimed.self_report {
+        out.exemptions.push(Exemption {
+            code: "self_report_interview".to_string(),
+            status: "available".to_string(),
+            case_id: None,
+            article: cite.self_report.clone(),
+            text:
+                "如系本企业自行发现假劣药品并停售、封存、报告，且无过错：可申请以约谈引导代替处罚，\
+                   依法免予或减轻处罚 (self-report)"
+                    .to_string(),
+        });
+    }
+    if !claimed.diligent {
+        out.exemptions.push(Exemption {
+            code: "diligent_exemption".to_string(),
+            status: "available".to_string(),
+            case_id: None,
+            article: cite.diligent.clone(),
+            text: format!(
+                "如能证明已履行进货查验、记录追溯义务且无过错：可申请免予处罚，处罚信息公示期缩短为 \
+                 {} 个月并走信用修复绿色通道 (diligent; shortened publicity; credit repair, {})",
+                rules.leniency.publicity_period_months, cite.publicity
+            ),
+        });
+    }
 }
 
 fn days_left_text(n: Option<i64>) -> String {

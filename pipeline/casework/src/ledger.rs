@@ -28,7 +28,8 @@ use pharmwatch_regulation::{
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use serde::Serialize;
 
-use pharmwatch_core::error::{PipelineError, Result};
+use crate::error::{CaseworkError, Result};
+use pharmwatch_core::error::CoreError;
 use pharmwatch_core::store::{STORE_FILE, Store, sql_err};
 use pharmwatch_regulation::Calendar;
 
@@ -72,10 +73,11 @@ impl RecordedEvent {
             "resume-request" | "resume-requested" => Self::ResumeRequest,
             "lifted" => Self::Lifted,
             other => {
-                return Err(PipelineError::Config(format!(
+                return Err(CoreError::Config(format!(
                     "unknown case event `{other}`: expected delivered, report-received, \
                      verified, resume-request or lifted"
-                )));
+                ))
+                .into());
             }
         })
     }
@@ -433,12 +435,12 @@ impl Ledger {
         commitment: bool,
     ) -> Result<()> {
         if actor.trim().is_empty() {
-            return Err(PipelineError::ledger(case_id, "the actor is empty"));
+            return Err(CaseworkError::ledger(case_id, "the actor is empty"));
         }
         self.immediate(|tx, path| {
             let status = case_status(tx, path, case_id)?;
             if status == "closed" {
-                return Err(PipelineError::ledger(
+                return Err(CaseworkError::ledger(
                     case_id,
                     format!("is closed: no {} can be recorded", event.event_name()),
                 ));
@@ -461,7 +463,7 @@ impl Ledger {
                 }
                 RecordedEvent::Verified => {
                     if !happened("report_received")? {
-                        return Err(PipelineError::ledger(
+                        return Err(CaseworkError::ledger(
                             case_id,
                             "no rectification report was received: record report-received first",
                         ));
@@ -492,13 +494,13 @@ impl Ledger {
                 }
                 RecordedEvent::ResumeRequest => {
                     if !has_suspension_open {
-                        return Err(PipelineError::ledger(
+                        return Err(CaseworkError::ledger(
                             case_id,
                             "has no sales suspension to resume from",
                         ));
                     }
                     if !happened("verified")? {
-                        return Err(PipelineError::ledger(
+                        return Err(CaseworkError::ledger(
                             case_id,
                             "a resume request needs a verified rectification first (第二十三条)",
                         ));
@@ -506,13 +508,13 @@ impl Ledger {
                 }
                 RecordedEvent::Lifted => {
                     if !has_suspension_open {
-                        return Err(PipelineError::ledger(
+                        return Err(CaseworkError::ledger(
                             case_id,
                             "has no sales suspension to lift",
                         ));
                     }
                     if !happened("verified")? || !happened("resume_requested")? {
-                        return Err(PipelineError::ledger(
+                        return Err(CaseworkError::ledger(
                             case_id,
                             "lifting needs a verified rectification and a written resume request \
                              (第二十三条)",
@@ -571,8 +573,9 @@ impl Ledger {
         let rows = st
             .query_map(params![open_only, enterprise], summary_row)
             .map_err(|e| sql_err(path, "list cases", e))?;
-        rows.collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| sql_err(path, "list cases", e))
+        Ok(rows
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| sql_err(path, "list cases", e))?)
     }
 
     /// One case with its measures, lists, documents and full event trail.
@@ -602,7 +605,7 @@ impl Ledger {
             .optional()
             .map_err(|e| sql_err(path, "show case", e))?;
         let Some((case, facts_json, first_minor, addressee_json)) = head else {
-            return Err(PipelineError::ledger(case_id, "no such case"));
+            return Err(CaseworkError::ledger(case_id, "no such case"));
         };
         let measures = measures_in(conn, path, case_id)?;
         let lists = self.list_entries(Some(case_id))?;
@@ -654,20 +657,21 @@ impl Ledger {
                  ORDER BY l.list_name, l.enterprise_id, l.case_id",
             )
             .map_err(|e| sql_err(path, "list entries", e))?;
-        st.query_map([case_id], |r| {
-            Ok(ListEntry {
-                list_name: r.get(0)?,
-                enterprise_id: r.get(1)?,
-                enterprise_name: r.get(2)?,
-                case_id: r.get(3)?,
-                entered_on: r.get(4)?,
-                article: r.get(5)?,
-                until_date: r.get(6)?,
+        Ok(st
+            .query_map([case_id], |r| {
+                Ok(ListEntry {
+                    list_name: r.get(0)?,
+                    enterprise_id: r.get(1)?,
+                    enterprise_name: r.get(2)?,
+                    case_id: r.get(3)?,
+                    entered_on: r.get(4)?,
+                    article: r.get(5)?,
+                    until_date: r.get(6)?,
+                })
             })
-        })
-        .map_err(|e| sql_err(path, "list entries", e))?
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| sql_err(path, "list entries", e))
+            .map_err(|e| sql_err(path, "list entries", e))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| sql_err(path, "list entries", e))?)
     }
 
     /// The issued documents (all, or of one case), in issue order.
@@ -681,25 +685,27 @@ impl Ledger {
                  WHERE ?1 IS NULL OR case_id = ?1 ORDER BY series, year, seq",
             )
             .map_err(|e| sql_err(path, "documents", e))?;
-        st.query_map([case_id], |r| {
-            Ok(IssuedDocument {
-                number: r.get(0)?,
-                series: r.get(1)?,
-                year: r.get(2)?,
-                seq: r.get(3)?,
-                kind: r.get(4)?,
-                case_id: r.get(5)?,
-                issued_on: r.get(6)?,
+        Ok(st
+            .query_map([case_id], |r| {
+                Ok(IssuedDocument {
+                    number: r.get(0)?,
+                    series: r.get(1)?,
+                    year: r.get(2)?,
+                    seq: r.get(3)?,
+                    kind: r.get(4)?,
+                    case_id: r.get(5)?,
+                    issued_on: r.get(6)?,
+                })
             })
-        })
-        .map_err(|e| sql_err(path, "documents", e))?
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| sql_err(path, "documents", e))
+            .map_err(|e| sql_err(path, "documents", e))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| sql_err(path, "documents", e))?)
     }
 
     /// The stored text of a document: (html, markdown).
     pub fn document_text(&self, number: &str) -> Result<Option<(String, String)>> {
-        self.store
+        Ok(self
+            .store
             .conn_ref()
             .query_row(
                 "SELECT html, markdown FROM documents WHERE number = ?1",
@@ -707,7 +713,7 @@ impl Ledger {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()
-            .map_err(|e| sql_err(self.store.path(), "document text", e))
+            .map_err(|e| sql_err(self.store.path(), "document text", e))?)
     }
 
     /// The open cases of an enterprise (for the nightly job: one open risk-list case at a time).
@@ -717,14 +723,15 @@ impl Ledger {
 
     /// Whether the enterprise ever had a case (a later violation is not a first one).
     pub fn has_history(&self, enterprise_id: &str) -> Result<bool> {
-        self.store
+        Ok(self
+            .store
             .conn_ref()
             .query_row(
                 "SELECT EXISTS (SELECT 1 FROM cases WHERE enterprise_id = ?1)",
                 [enterprise_id],
                 |r| r.get(0),
             )
-            .map_err(|e| sql_err(self.store.path(), "case history", e))
+            .map_err(|e| sql_err(self.store.path(), "case history", e))?)
     }
 
     /// The deadlines of open measures that wait for a year the calendar does not cover yet.
@@ -774,7 +781,11 @@ impl Ledger {
     /// The working-day calendar of this store: `base` (built in, or a `--calendar` file) with
     /// the years operators loaded ([`pharmwatch_core::calendar_store`]).
     pub fn calendar(&self, base: &Calendar) -> Result<Calendar> {
-        pharmwatch_core::calendar_store::load(self.store.conn_ref(), self.store.path(), base)
+        Ok(pharmwatch_core::calendar_store::load(
+            self.store.conn_ref(),
+            self.store.path(),
+            base,
+        )?)
     }
 
     /// Loads a calendar year (`pharmwatch calendar import`) and, in the same transaction,
@@ -791,14 +802,14 @@ impl Ledger {
         on: NaiveDate,
     ) -> Result<CalendarImport> {
         if actor.trim().is_empty() {
-            return Err(PipelineError::Config("the actor is empty".to_string()));
+            return Err(CoreError::Config("the actor is empty".to_string()).into());
         }
         self.immediate(|tx, path| {
             let current = pharmwatch_core::calendar_store::load(tx, path, base)?;
             let replaced = current.years().contains(&year.year);
-            let next: Calendar = current.with_year(year, replace).map_err(|e| {
-                PipelineError::regulation(format!("calendar file {source_file}"), e)
-            })?;
+            let next: Calendar = current
+                .with_year(year, replace)
+                .map_err(|e| CoreError::regulation(format!("calendar file {source_file}"), e))?;
             pharmwatch_core::calendar_store::write_year(tx, path, year, source_file, actor)?;
             let why = format!(
                 "the {} working-day calendar was {} ({})",
@@ -887,7 +898,7 @@ impl Ledger {
                     affected_products: Vec::new(),
                 };
                 let decision = escalate(&state, today, rules, cal)
-                    .map_err(|e| PipelineError::regulation(format!("case {case_id}"), e))?;
+                    .map_err(|e| CoreError::regulation(format!("case {case_id}"), e))?;
                 for (code, due) in &overdue {
                     tx.execute(
                         "UPDATE case_measures SET state = 'overdue' WHERE case_id = ?1 AND code = ?2",
@@ -995,16 +1006,17 @@ fn case_status(conn: &rusqlite::Connection, path: &Path, case_id: &str) -> Resul
     )
     .optional()
     .map_err(|e| sql_err(path, "case status", e))?
-    .ok_or_else(|| PipelineError::ledger(case_id, "no such case"))
+    .ok_or_else(|| CaseworkError::ledger(case_id, "no such case"))
 }
 
 fn has_event(conn: &rusqlite::Connection, path: &Path, case_id: &str, event: &str) -> Result<bool> {
-    conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM case_events WHERE case_id = ?1 AND event = ?2)",
-        params![case_id, event],
-        |r| r.get(0),
-    )
-    .map_err(|e| sql_err(path, "case events", e))
+    Ok(conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM case_events WHERE case_id = ?1 AND event = ?2)",
+            params![case_id, event],
+            |r| r.get(0),
+        )
+        .map_err(|e| sql_err(path, "case events", e))?)
 }
 
 fn measures_in(
@@ -1053,10 +1065,12 @@ fn parse_counts(
     code: &str,
     json: &str,
 ) -> Result<Vec<WorkingDayCount>> {
-    serde_json::from_str(json).map_err(|e| PipelineError::Store {
-        path: path.to_path_buf(),
-        reason: format!("case {case_id}, measure {code}: due_counts_json is not valid: {e}"),
-    })
+    Ok(
+        serde_json::from_str(json).map_err(|e| CoreError::StoreContent {
+            path: path.to_path_buf(),
+            reason: format!("case {case_id}, measure {code}: due_counts_json is not valid: {e}"),
+        })?,
+    )
 }
 
 /// Computes again every deadline of a measure not yet done that has working-day counts, with
@@ -1109,7 +1123,7 @@ fn recompute_deadlines(
     {
         let counts = parse_counts(path, &case_id, &code, &counts_json)?;
         let Some((resolution, winners)) = resolve_earliest(&counts, cal)
-            .map_err(|e| PipelineError::regulation(format!("case {case_id}, {code}"), e))?
+            .map_err(|e| CoreError::regulation(format!("case {case_id}, {code}"), e))?
         else {
             continue;
         };
@@ -1130,7 +1144,7 @@ fn recompute_deadlines(
                 now.map(|d| d.to_string()),
                 now_pending,
                 serde_json::to_string(&winners)
-                    .map_err(|e| PipelineError::Internal(format!("due counts: {e}")))?
+                    .map_err(|e| CoreError::Internal(format!("due counts: {e}")))?
             ],
         )
         .map_err(|e| sql_err(path, "set deadline", e))?;
@@ -1342,7 +1356,7 @@ fn upsert_measure(
             state,
             on,
             serde_json::to_string(&m.due_counts)
-                .map_err(|e| PipelineError::Internal(format!("due counts: {e}")))?,
+                .map_err(|e| CoreError::Internal(format!("due counts: {e}")))?,
             m.due_pending.as_ref().map(|p| p.needs_year)
         ],
     )

@@ -13,9 +13,12 @@
 
 pub mod closedloop;
 pub mod credit;
+pub mod error;
 pub mod guidance;
 pub mod ledger;
 pub mod links;
 pub mod measures;
 pub mod notices;
 pub mod service;
+
+pub use error::{CaseworkError, Result};

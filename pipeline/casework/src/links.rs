@@ -17,7 +17,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::hmac;
 
-use pharmwatch_core::error::{PipelineError, Result};
+use crate::error::Result;
+use pharmwatch_core::error::CoreError;
 
 /// What a link is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,10 +99,11 @@ impl Signer {
     /// A signer with `key` (≥ 32 bytes), links under `base_url`, valid `ttl_days` after issue.
     pub fn new(key: &[u8], base_url: &str, ttl_days: u32) -> Result<Self> {
         if key.len() < MIN_KEY_BYTES {
-            return Err(PipelineError::Config(format!(
+            return Err(CoreError::Config(format!(
                 "the link-signing key has {} bytes; at least {MIN_KEY_BYTES} are needed",
                 key.len()
-            )));
+            ))
+            .into());
         }
         Ok(Self {
             key: hmac::Key::new(hmac::HMAC_SHA256, key),
@@ -113,7 +115,7 @@ impl Signer {
     /// The signer of a delivery configuration: the key from the environment variable it names.
     pub fn from_env(env_var: &str, base_url: &str, ttl_days: u32) -> Result<Self> {
         let key = std::env::var(env_var).map_err(|_| {
-            PipelineError::Config(format!(
+            CoreError::Config(format!(
                 "the link-signing key is missing: set {env_var} to a secret of at least \
                  {MIN_KEY_BYTES} bytes (for example `openssl rand -hex 32`)"
             ))

@@ -14,8 +14,9 @@ use chrono::{Datelike, NaiveDate};
 use pharmwatch_regulation::calendar::CalendarYear;
 use pharmwatch_regulation::{Decision, FindingError, Rules, decide_json};
 
+use crate::error::Result;
 use crate::ledger::{Ledger, Opening, Origin};
-use pharmwatch_core::error::{PipelineError, Result};
+use pharmwatch_core::error::CoreError;
 use pharmwatch_regulation::{Calendar, DayClass};
 
 /// The calendar from `path`, or the embedded one (2025–2026) when `None`.
@@ -169,9 +170,9 @@ pub fn format_import(year: &CalendarYear, r: &crate::ledger::CalendarImport) -> 
 /// The measures rules from `path`, or the embedded defaults (seed 004 and seed 000) when `None`.
 pub fn load_rules(path: Option<&Path>) -> Result<Rules> {
     match path {
-        Some(p) => Rules::from_path(p)
-            .map_err(|e| PipelineError::regulation(format!("rules file {}", p.display()), e)),
-        None => Rules::embedded().map_err(|e| PipelineError::regulation("embedded rules", e)),
+        Some(p) => Ok(Rules::from_path(p)
+            .map_err(|e| CoreError::regulation(format!("rules file {}", p.display()), e))?),
+        None => Ok(Rules::embedded().map_err(|e| CoreError::regulation("embedded rules", e))?),
     }
 }
 
@@ -226,14 +227,14 @@ pub struct DecideOutput {
 impl DecideOutput {
     /// The decisions as the pretty-printed JSON array the command prints on stdout.
     pub fn decisions_json(&self) -> Result<String> {
-        serde_json::to_string_pretty(&self.decisions)
-            .map_err(|e| PipelineError::Internal(format!("decisions to JSON: {e}")))
+        Ok(serde_json::to_string_pretty(&self.decisions)
+            .map_err(|e| CoreError::Internal(format!("decisions to JSON: {e}")))?)
     }
 }
 
 /// `measures decide`: reads the JSON array of findings in `path` and decides each.
 pub fn decide_file(path: &Path, rules: &Rules, cal: &Calendar) -> Result<DecideOutput> {
-    let text = std::fs::read_to_string(path).map_err(|e| PipelineError::io(path, e))?;
+    let text = std::fs::read_to_string(path).map_err(|e| CoreError::io(path, e))?;
     let (decisions, errors) = decide_json(&text, rules, cal);
     Ok(DecideOutput { decisions, errors })
 }

@@ -24,10 +24,11 @@ use minijinja::{AutoEscape, Environment, Value, context};
 use pharmwatch_regulation::{MeasureCode, Rules, WorkingDayCount};
 use serde::{Deserialize, Serialize};
 
+use crate::error::{CaseworkError, Result};
 use crate::ledger::{CaseDetail, IssuedDocument, Ledger, append_event, parse_code};
-use pharmwatch_core::display::indicator_zh;
 use pharmwatch_core::config::Section;
-use pharmwatch_core::error::{PipelineError, Result};
+use pharmwatch_core::display::indicator_zh;
+use pharmwatch_core::error::CoreError;
 use pharmwatch_core::risk::RiskItem;
 use pharmwatch_core::store::sql_err;
 
@@ -222,7 +223,7 @@ impl NoticesConfig {
     /// Reads the `[notices]` table of `pharmwatch.toml` (if given) over the defaults, with
     /// `PHARMWATCH__NOTICES__*` overrides; unknown keys are refused.
     pub fn load(path: Option<&Path>) -> Result<Self> {
-        pharmwatch_core::config::load(path)
+        Ok(pharmwatch_core::config::load(path)?)
     }
 
     /// Whether a risk-list row with this grade and these indicators gets a notice.
@@ -281,7 +282,7 @@ pub fn pending_due_zh(counts: &[WorkingDayCount], needs_year: i32) -> String {
 }
 
 fn environment(html: bool) -> Result<Environment<'static>> {
-    let mut env = Environment::new();
+    let mut env = pharmwatch_core::display::templates();
     env.set_auto_escape_callback(move |_| {
         if html {
             AutoEscape::Html
@@ -289,12 +290,11 @@ fn environment(html: bool) -> Result<Environment<'static>> {
             AutoEscape::None
         }
     });
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     for (name, text) in TEMPLATES {
         env.add_template(name, text)
-            .map_err(|e| PipelineError::Template {
+            .map_err(|e| CaseworkError::Template {
                 template: (*name).to_string(),
-                reason: e.to_string(),
+                source: e,
             })?;
     }
     Ok(env)
@@ -314,7 +314,7 @@ pub fn render(
         .iter()
         .find(|m| parse_code(&m.code).is_some_and(|c| kind.serves(c)))
         .ok_or_else(|| {
-            PipelineError::ledger(
+            CaseworkError::ledger(
                 &case.case.case_id,
                 format!("has no measure a {} serves", kind.title()),
             )
@@ -417,13 +417,13 @@ pub fn render(
         let env = environment(html)?;
         let t = env
             .get_template(&template)
-            .map_err(|e| PipelineError::Template {
+            .map_err(|e| CaseworkError::Template {
                 template: template.clone(),
-                reason: e.to_string(),
+                source: e,
             })?;
-        t.render(ctx(base)).map_err(|e| PipelineError::Template {
+        t.render(ctx(base)).map_err(|e| CaseworkError::Template {
             template: template.clone(),
-            reason: format!("{e:#}"),
+            source: e,
         })
     };
     Ok(Rendered {
@@ -509,12 +509,12 @@ pub fn issue(
 /// Writes a document's HTML and Markdown under `OUT/notices/`; returns the HTML path.
 pub fn write_files(out: &Path, doc: &IssuedDocument, r: &Rendered) -> Result<PathBuf> {
     let dir = out.join(NOTICES_DIR);
-    std::fs::create_dir_all(&dir).map_err(|e| PipelineError::io(&dir, e))?;
+    std::fs::create_dir_all(&dir).map_err(|e| CoreError::io(&dir, e))?;
     let stem = format!("{}_{}_{:04}_{}", doc.kind, doc.year, doc.seq, doc.case_id);
     let html = dir.join(format!("{stem}.html"));
-    std::fs::write(&html, &r.html).map_err(|e| PipelineError::io(&html, e))?;
+    std::fs::write(&html, &r.html).map_err(|e| CoreError::io(&html, e))?;
     let md = dir.join(format!("{stem}.md"));
-    std::fs::write(&md, &r.markdown).map_err(|e| PipelineError::io(&md, e))?;
+    std::fs::write(&md, &r.markdown).map_err(|e| CoreError::io(&md, e))?;
     Ok(html)
 }
 
@@ -544,7 +544,8 @@ mod tests {
     fn the_example_configuration_parses_and_selects_rows() {
         let path =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/pharmwatch.example.toml");
-        let cfg: NoticesConfig = pharmwatch_core::config::load_with(Some(&path), Vec::new()).unwrap();
+        let cfg: NoticesConfig =
+            pharmwatch_core::config::load_with(Some(&path), Vec::new()).unwrap();
         assert_eq!(cfg.authority.abbreviation, "蒙药监");
         assert!(cfg.selects("D", "sales_spike"));
         assert!(!cfg.selects("A", "sales_spike"));

@@ -10,7 +10,7 @@ use chrono::NaiveDate;
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use pharmwatch_core::error::{PipelineError, Result};
+use crate::error::{CaseworkError, Result};
 use pharmwatch_core::store::{Store, sql_err};
 
 use crate::ledger::{Ledger, append_event};
@@ -57,27 +57,28 @@ fn views(store: &Store, case_id: Option<&str>, manual: bool) -> Result<Vec<Deliv
         .conn_ref()
         .prepare(CASE_DELIVERIES)
         .map_err(|e| sql_err(path, "deliveries", e))?;
-    st.query_map(params![case_id, manual], |r| {
-        Ok(DeliveryView {
-            delivery_id: r.get(0)?,
-            kind: r.get(1)?,
-            enterprise_id: r.get(2)?,
-            document_no: r.get(3)?,
-            risk_event_id: r.get(4)?,
-            status: r.get(5)?,
-            created_at: r.get(6)?,
-            delivered_at: r.get(7)?,
-            delivered_channel: r.get(8)?,
-            failed_at: r.get(9)?,
-            acknowledged_at: r.get(10)?,
-            last_error: r.get(11)?,
-            case_id: r.get(12)?,
-            attempts: r.get(13)?,
+    Ok(st
+        .query_map(params![case_id, manual], |r| {
+            Ok(DeliveryView {
+                delivery_id: r.get(0)?,
+                kind: r.get(1)?,
+                enterprise_id: r.get(2)?,
+                document_no: r.get(3)?,
+                risk_event_id: r.get(4)?,
+                status: r.get(5)?,
+                created_at: r.get(6)?,
+                delivered_at: r.get(7)?,
+                delivered_channel: r.get(8)?,
+                failed_at: r.get(9)?,
+                acknowledged_at: r.get(10)?,
+                last_error: r.get(11)?,
+                case_id: r.get(12)?,
+                attempts: r.get(13)?,
+            })
         })
-    })
-    .map_err(|e| sql_err(path, "deliveries", e))?
-    .collect::<std::result::Result<Vec<_>, _>>()
-    .map_err(|e| sql_err(path, "deliveries", e))
+        .map_err(|e| sql_err(path, "deliveries", e))?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| sql_err(path, "deliveries", e))?)
 }
 
 /// The deliveries of a case.
@@ -191,13 +192,13 @@ pub fn acknowledge(
             .optional()
             .map_err(|e| sql_err(path, "acknowledged document", e))?;
         let Some((number, kind, case_id, owner, name)) = doc else {
-            return Err(PipelineError::ledger(
+            return Err(CaseworkError::ledger(
                 "-",
                 format!("no document {document_no}"),
             ));
         };
         if owner != enterprise_id {
-            return Err(PipelineError::ledger(
+            return Err(CaseworkError::ledger(
                 &case_id,
                 format!("document {document_no} is not addressed to {enterprise_id}"),
             ));

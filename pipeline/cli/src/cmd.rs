@@ -63,7 +63,7 @@ pub fn stop_on_signal(flag: std::sync::Arc<std::sync::atomic::AtomicBool>, who: 
                 match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
                     Ok(t) => t,
                     Err(e) => {
-                        eprintln!("{who}: cannot watch SIGTERM: {e}");
+                        tracing::warn!(service = who, error = %e, "cannot watch SIGTERM");
                         let _ = ctrl_c.await;
                         flag.store(true, Ordering::SeqCst);
                         return;
@@ -76,7 +76,7 @@ pub fn stop_on_signal(flag: std::sync::Arc<std::sync::atomic::AtomicBool>, who: 
         }
         #[cfg(not(unix))]
         let _ = ctrl_c.await;
-        eprintln!("{who}: stopping after the work in hand");
+        tracing::info!(service = who, "stopping after the work in hand");
         flag.store(true, Ordering::SeqCst);
     });
 }

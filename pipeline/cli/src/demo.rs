@@ -6,9 +6,9 @@ use std::path::PathBuf;
 
 use chrono::Duration;
 
+use crate::error::Result;
 use pharmwatch_batch::nightly::{self, NightlyConfig};
 use pharmwatch_core::anomaly::ModelSource;
-use pharmwatch_core::error::Result;
 use pharmwatch_core::indicators::Thresholds;
 use pharmwatch_regulation::Calendar;
 use pharmwatch_sim::evaluate::{self, Evaluation};

@@ -10,16 +10,18 @@
 //! ```
 
 pub mod demo;
+pub mod error;
 pub mod metrics;
 pub mod modelcmd;
 
+pub use error::{Error, Result};
 pub use pharmwatch_batch::{nightly, report};
 pub use pharmwatch_casework::{
     closedloop, credit, guidance, ledger, links, measures, notices, service,
 };
-pub use pharmwatch_core::{PipelineError, Result};
+pub use pharmwatch_core::{CoreError, ErrorClass, Result as CoreResult};
 pub use pharmwatch_core::{
-    anomaly, baseline, calendar_store, config, contacts, display, error, indicators, ingest, lake,
+    anomaly, baseline, calendar_store, config, contacts, display, indicators, ingest, lake,
     progress, query, regions, risk, store, table,
 };
 pub use pharmwatch_delivery as delivery;
@@ -46,8 +48,9 @@ mod tests {
                 continue;
             }
             seen += 1;
-            let stream = pharmwatch_stream::config::StreamConfig::load_with(Some(&path), Vec::new())
-                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let stream =
+                pharmwatch_stream::config::StreamConfig::load_with(Some(&path), Vec::new())
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert!(!stream.brokers.is_empty());
             let delivery = pharmwatch_delivery::DeliveryConfig::load_with(&path, Vec::new())
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));

@@ -21,8 +21,48 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(name = "pharmwatch", version, about, long_about = None)]
 struct Cli {
+    /// Log format of the long-running services (stream, deliver, serve): `human` lines, or
+    /// `json` objects (one per line, with the fields topic, partition, offset, case_id,
+    /// notice_id …) for a log collector.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "human",
+        env = "PHARMWATCH_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
+    /// Log level (error, warn, info, debug, trace) or a filter such as
+    /// `info,pharmwatch_stream=debug`; default: `RUST_LOG`, else `info`.
+    #[arg(long, global = true, env = "PHARMWATCH_LOG")]
+    log_level: Option<String>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How log lines are written (to stderr).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    /// Lines for people.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Installs the log subscriber: stderr, the level from `--log-level`, `RUST_LOG` or `info`.
+fn init_logs(format: LogFormat, level: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match level {
+        Some(l) => EnvFilter::try_new(l).unwrap_or_else(|_| EnvFilter::new("info")),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder.with_target(false).try_init(),
+        LogFormat::Json => builder.json().with_current_span(true).try_init(),
+    };
 }
 
 #[derive(Debug, Subcommand)]
@@ -113,6 +153,7 @@ fn error_chain(e: &anyhow::Error) -> String {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logs(cli.log_format, cli.log_level.as_deref());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -21,7 +21,7 @@ use pharmwatch_models::metrics::{average_precision, roc_auc};
 use pharmwatch_models::{Family, FitOptions, Model, ModelSet};
 
 pub use pharmwatch_core::anomaly::{read_artifact, write_artifact};
-use pharmwatch_core::error::{PipelineError, Result};
+use pharmwatch_core::error::{CoreError, Result};
 use pharmwatch_core::table::{self, Table};
 
 /// How to fit.
@@ -39,7 +39,7 @@ pub struct TrainSpec {
 
 fn text_column(t: &Table, column: &str) -> Result<Vec<String>> {
     if t.batch.column_by_name(column).is_none() {
-        return Err(PipelineError::Table {
+        return Err(CoreError::Table {
             path: t.path.clone(),
             reason: format!(
                 "segment column '{column}' is missing (columns: {})",
@@ -64,7 +64,7 @@ pub fn fit_table(t: &Table, spec: &TrainSpec) -> Result<ModelSet> {
     }
     let features = t.feature_columns(&exclude)?;
     if features.is_empty() {
-        return Err(PipelineError::Table {
+        return Err(CoreError::Table {
             path: t.path.clone(),
             reason: "no feature columns left after --exclude-columns".into(),
         });
@@ -82,7 +82,7 @@ pub fn fit_table(t: &Table, spec: &TrainSpec) -> Result<ModelSet> {
     match &spec.segment_column {
         None => {
             let m = Model::fit(&features, &matrix, &opts)
-                .map_err(|e| PipelineError::model(t.path.display().to_string(), e))?;
+                .map_err(|e| CoreError::model(t.path.display().to_string(), e))?;
             Ok(ModelSet::single(m))
         }
         Some(col) => {
@@ -100,8 +100,8 @@ pub fn fit_table(t: &Table, spec: &TrainSpec) -> Result<ModelSet> {
                 segments: BTreeMap::new(),
             };
             for (s, rows) in parts {
-                let m = Model::fit(&features, &rows, &opts)
-                    .map_err(|e| PipelineError::model(ctx(s), e))?;
+                let m =
+                    Model::fit(&features, &rows, &opts).map_err(|e| CoreError::model(ctx(s), e))?;
                 set.segments.insert(s.to_string(), m);
             }
             Ok(set)
@@ -111,7 +111,7 @@ pub fn fit_table(t: &Table, spec: &TrainSpec) -> Result<ModelSet> {
 
 /// `model train`: fits and writes the artifact.
 pub async fn train(input: &Path, out: &Path, spec: &TrainSpec) -> Result<ModelSet> {
-    let t = table::read(input).await?;
+    let t = table::read_table(input).await?;
     let set = fit_table(&t, spec)?;
     write_artifact(out, &set)?;
     Ok(set)
@@ -133,7 +133,7 @@ pub fn score_table(t: &Table, set: &ModelSet) -> Result<TableScores> {
     let features = set.features().to_vec();
     for f in &features {
         if !t.columns().contains(f) {
-            return Err(PipelineError::Table {
+            return Err(CoreError::Table {
                 path: t.path.clone(),
                 reason: format!("column '{f}' is missing (the model was trained with it)"),
             });
@@ -148,9 +148,9 @@ pub fn score_table(t: &Table, set: &ModelSet) -> Result<TableScores> {
     let mut out = TableScores::default();
     for i in 0..t.rows() {
         let seg = segments.as_ref().map(|s| s[i].as_str()).unwrap_or("all");
-        let model = set.model(seg).map_err(|e| {
-            PipelineError::model(format!("{} data row {}", t.path.display(), i + 1), e)
-        })?;
+        let model = set
+            .model(seg)
+            .map_err(|e| CoreError::model(format!("{} data row {}", t.path.display(), i + 1), e))?;
         let row = &matrix[i * d..(i + 1) * d];
         let s = model.score_row(row);
         out.score.push(s.score);
@@ -171,7 +171,7 @@ pub fn score_table(t: &Table, set: &ModelSet) -> Result<TableScores> {
 /// `model score`: scores a table and writes it with the score columns.
 pub async fn score(model: &Path, input: &Path, out: &Path) -> Result<usize> {
     let set = read_artifact(model)?;
-    let t = table::read(input).await?;
+    let t = table::read_table(input).await?;
     let s = score_table(&t, &set)?;
     table::write_csv_with(
         out,
@@ -210,7 +210,7 @@ pub struct EvalResult {
 
 /// `model evaluate`: fits without the label, scores the same rows, ranks against the label.
 pub async fn evaluate(input: &Path, label: &str, spec: &TrainSpec) -> Result<EvalResult> {
-    let t = table::read(input).await?;
+    let t = table::read_table(input).await?;
     let labels_raw = t.numeric(label)?;
     let mut labels = Vec::with_capacity(labels_raw.len());
     for (i, v) in labels_raw.iter().enumerate() {
@@ -218,7 +218,7 @@ pub async fn evaluate(input: &Path, label: &str, spec: &TrainSpec) -> Result<Eva
             1.0 => true,
             0.0 => false,
             x => {
-                return Err(PipelineError::Table {
+                return Err(CoreError::Table {
                     path: input.to_path_buf(),
                     reason: format!(
                         "label column '{label}' must be 0 or 1; data row {} has {}",
@@ -244,15 +244,15 @@ pub async fn evaluate(input: &Path, label: &str, spec: &TrainSpec) -> Result<Eva
     let d = features.len();
     let model = set
         .model("all")
-        .map_err(|e| PipelineError::model(input.display().to_string(), e))?;
+        .map_err(|e| CoreError::model(input.display().to_string(), e))?;
     let scores: Vec<f64> = model
         .score_matrix(&matrix)
-        .map_err(|e| PipelineError::model(input.display().to_string(), e))?
+        .map_err(|e| CoreError::model(input.display().to_string(), e))?
         .iter()
         .map(|s| s.score)
         .collect();
     let score_seconds = started.elapsed().as_secs_f64();
-    let both = || PipelineError::Table {
+    let both = || CoreError::Table {
         path: input.to_path_buf(),
         reason: format!("label column '{label}' needs both 0 and 1 rows"),
     };

@@ -25,7 +25,7 @@ use serde::Serialize;
 use pharmwatch_models::model::short;
 use pharmwatch_models::{Contribution, Family, FitOptions, Model, ModelSet};
 
-use crate::error::{PipelineError, Result};
+use crate::error::{CoreError, Result};
 use crate::indicators::{Thresholds, dates, floats, render, strings};
 
 /// The feature query.
@@ -116,11 +116,11 @@ impl FeatureTable {
 
     /// Writes the table as CSV (enterprise_id, biz_date, segment, features…).
     pub fn write_csv(&self, path: &Path) -> Result<()> {
-        let mut w = csv::Writer::from_path(path).map_err(|e| PipelineError::Csv {
+        let mut w = csv::Writer::from_path(path).map_err(|e| CoreError::Csv {
             path: path.to_path_buf(),
             source: e,
         })?;
-        let csv_err = |e| PipelineError::Csv {
+        let csv_err = |e| CoreError::Csv {
             path: path.to_path_buf(),
             source: e,
         };
@@ -142,7 +142,7 @@ impl FeatureTable {
             }));
             w.write_record(&rec).map_err(csv_err)?;
         }
-        w.flush().map_err(|e| PipelineError::io(path, e))
+        w.flush().map_err(|e| CoreError::io(path, e))
     }
 }
 
@@ -168,10 +168,10 @@ pub async fn features(
     let batches = ctx
         .sql(&sql)
         .await
-        .map_err(|e| PipelineError::query(what, e))?
+        .map_err(|e| CoreError::query(what, e))?
         .collect()
         .await
-        .map_err(|e| PipelineError::query(what, e))?;
+        .map_err(|e| CoreError::query(what, e))?;
     let mut t = FeatureTable::default();
     for b in &batches {
         let text = |c| -> Result<Vec<String>> {
@@ -241,7 +241,7 @@ pub fn train(
             ..FitOptions::default()
         };
         let model = Model::fit(&names, &rows, &opts)
-            .map_err(|e| PipelineError::model(format!("segment {segment}"), e))?;
+            .map_err(|e| CoreError::model(format!("segment {segment}"), e))?;
         for s in &model.skipped {
             notes.push(format!(
                 "segment {segment}: detector {} skipped: {}",
@@ -257,10 +257,10 @@ pub fn train(
 /// Checks that a loaded artifact has this build's features.
 pub fn check_features(set: &ModelSet, path: &Path) -> Result<()> {
     set.check_format()
-        .map_err(|e| PipelineError::model(path.display().to_string(), e))?;
+        .map_err(|e| CoreError::model(path.display().to_string(), e))?;
     for (segment, m) in &set.segments {
         if m.features != FEATURES {
-            return Err(PipelineError::Config(format!(
+            return Err(CoreError::Config(format!(
                 "{}: segment {segment} was trained on features [{}], this build computes [{}]",
                 path.display(),
                 m.features.join(", "),
@@ -392,27 +392,26 @@ pub fn feature_reason(c: &Contribution) -> String {
 
 /// Writes an artifact atomically.
 pub fn write_artifact(out: &Path, set: &ModelSet) -> Result<()> {
-    let text =
-        serde_json::to_string_pretty(set).map_err(|e| PipelineError::Internal(e.to_string()))?;
+    let text = serde_json::to_string_pretty(set).map_err(|e| CoreError::Internal(e.to_string()))?;
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| PipelineError::io(dir, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| CoreError::io(dir, e))?;
     }
     let tmp = out.with_extension("json.tmp");
-    std::fs::write(&tmp, text + "\n").map_err(|e| PipelineError::io(&tmp, e))?;
-    std::fs::rename(&tmp, out).map_err(|e| PipelineError::io(out, e))
+    std::fs::write(&tmp, text + "\n").map_err(|e| CoreError::io(&tmp, e))?;
+    std::fs::rename(&tmp, out).map_err(|e| CoreError::io(out, e))
 }
 
 /// Reads a model artifact (`model.json`), checking its format.
 pub fn read_artifact(path: &Path) -> Result<ModelSet> {
-    let text = std::fs::read_to_string(path).map_err(|e| PipelineError::io(path, e))?;
+    let text = std::fs::read_to_string(path).map_err(|e| CoreError::io(path, e))?;
     let set: ModelSet = serde_json::from_str(&text).map_err(|e| {
-        PipelineError::Config(format!(
+        CoreError::Config(format!(
             "{}: not a pharmwatch model artifact: {e}",
             path.display()
         ))
     })?;
     set.check_format()
-        .map_err(|e| PipelineError::model(path.display().to_string(), e))?;
+        .map_err(|e| CoreError::model(path.display().to_string(), e))?;
     Ok(set)
 }
 

@@ -20,10 +20,10 @@ use chrono::{DateTime, FixedOffset, NaiveDate};
 use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{PipelineError, Result};
+use crate::error::{CoreError, Result};
 use crate::indicators::{RULE_VERSION, Thresholds, render};
 use crate::lake::write_parquet;
-use crate::query::{collect, table_rows};
+use crate::query::{run_sql, table_rows};
 
 /// Directory of the baseline inside a nightly output directory.
 pub const BASELINE_DIR: &str = "stream_baseline";
@@ -60,16 +60,16 @@ pub struct BaselineInfo {
 /// `retail_daily` feature table).
 pub async fn export(ctx: &SessionContext, out: &Path, to: NaiveDate, t: &Thresholds) -> Result<()> {
     let dir = out.join(BASELINE_DIR);
-    std::fs::create_dir_all(&dir).map_err(|e| PipelineError::io(&dir, e))?;
+    std::fs::create_dir_all(&dir).map_err(|e| CoreError::io(&dir, e))?;
     for (name, sql) in QUERIES {
         let sql = render(sql, to, to, t)?;
-        let batches = collect(ctx, name, &sql).await?;
+        let batches = run_sql(ctx, name, &sql).await?;
         let schema = match batches.first() {
             Some(b) => b.schema(),
             None => ctx
                 .sql(&sql)
                 .await
-                .map_err(|e| PipelineError::query(name, e))?
+                .map_err(|e| CoreError::query(name, e))?
                 .schema()
                 .inner()
                 .clone(),
@@ -83,9 +83,9 @@ pub async fn export(ctx: &SessionContext, out: &Path, to: NaiveDate, t: &Thresho
     let path = dir.join("baseline.json");
     let tmp = path.with_extension("json.tmp");
     let text =
-        serde_json::to_string_pretty(&info).map_err(|e| PipelineError::Internal(e.to_string()))?;
-    std::fs::write(&tmp, text + "\n").map_err(|e| PipelineError::io(&tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| PipelineError::io(&path, e))
+        serde_json::to_string_pretty(&info).map_err(|e| CoreError::Internal(e.to_string()))?;
+    std::fs::write(&tmp, text + "\n").map_err(|e| CoreError::io(&tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| CoreError::io(&path, e))
 }
 
 /// A trace code's first sale.
@@ -153,7 +153,7 @@ impl Baseline {
     pub async fn load(nightly_out: &Path) -> Result<Self> {
         let dir = nightly_out.join(BASELINE_DIR);
         let info_path = dir.join("baseline.json");
-        let text = std::fs::read_to_string(&info_path).map_err(|e| PipelineError::Lake {
+        let text = std::fs::read_to_string(&info_path).map_err(|e| CoreError::Lake {
             path: dir.clone(),
             reason: format!(
                 "{}: {e} (run `pharmwatch nightly` first; it writes the stream baseline)",
@@ -161,13 +161,13 @@ impl Baseline {
             ),
         })?;
         let info: BaselineInfo = serde_json::from_str(&text)
-            .map_err(|e| PipelineError::Config(format!("{}: {e}", info_path.display())))?;
+            .map_err(|e| CoreError::Config(format!("{}: {e}", info_path.display())))?;
         let ctx = SessionContext::new();
         for (name, _) in QUERIES {
             let path = dir.join(format!("{name}.parquet"));
             ctx.register_parquet(*name, path.to_string_lossy().as_ref(), Default::default())
                 .await
-                .map_err(|e| PipelineError::query(&format!("baseline {}", path.display()), e))?;
+                .map_err(|e| CoreError::query(&format!("baseline {}", path.display()), e))?;
         }
         let mut b = Self {
             dir: Some(dir),
@@ -209,7 +209,7 @@ impl Baseline {
             Default::default(),
         )
         .await
-        .map_err(|e| PipelineError::query(&format!("baseline {}", path.display()), e))?;
+        .map_err(|e| CoreError::query(&format!("baseline {}", path.display()), e))?;
         table_rows::<TraceFirst>(&ctx, "trace_codes").await
     }
 

@@ -18,7 +18,7 @@ use pharmwatch_regulation::calendar::CalendarYear;
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
-use crate::error::{PipelineError, Result};
+use crate::error::{CoreError, Result};
 use crate::store::sql_err;
 use pharmwatch_regulation::Calendar;
 
@@ -97,11 +97,10 @@ pub fn stored_years(
             ));
         }
         let name = format!("{} (calendar_days of {})", path.display(), y.year);
-        let mut parsed = CalendarYear::from_csv_str(&csv, &name).map_err(|e| {
-            PipelineError::regulation(format!("stored calendar year {}", y.year), e)
-        })?;
+        let mut parsed = CalendarYear::from_csv_str(&csv, &name)
+            .map_err(|e| CoreError::regulation(format!("stored calendar year {}", y.year), e))?;
         if parsed.year != y.year {
-            return Err(PipelineError::Store {
+            return Err(CoreError::StoreContent {
                 path: path.to_path_buf(),
                 reason: format!("calendar_days of {} list days of {}", y.year, parsed.year),
             });
@@ -128,7 +127,7 @@ pub fn with_years(base: &Calendar, years: &[(StoredYear, CalendarYear)]) -> Resu
         let replace = cal.years().contains(&y.year);
         cal = cal
             .with_year(y, replace)
-            .map_err(|e| PipelineError::regulation("the calendar years of the store", e))?;
+            .map_err(|e| CoreError::regulation("the calendar years of the store", e))?;
     }
     Ok(cal)
 }

@@ -23,7 +23,7 @@ use figment::providers::{Format, Serialized, Toml};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::error::{PipelineError, Result};
+use crate::error::{CoreError, Result};
 
 /// The tables a `pharmwatch.toml` may hold.
 pub const SECTIONS: &[&str] = &["stream", "delivery", "notices", "nightly", "serve"];
@@ -54,7 +54,7 @@ pub fn load_with<T: Section>(
     let mut figment = Figment::new().merge(Serialized::default(T::NAME, T::default()));
     let origin = match path {
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| PipelineError::io(p, e))?;
+            let text = std::fs::read_to_string(p).map_err(|e| CoreError::io(p, e))?;
             check_sections(&text, &p.display().to_string())?;
             figment = figment.merge(Toml::string(&text));
             p.display().to_string()
@@ -64,8 +64,7 @@ pub fn load_with<T: Section>(
     let env: BTreeMap<String, String> = env.into_iter().collect();
     for (old, key) in T::LEGACY_ENV {
         if let Some(value) = env.get(*old).filter(|v| !v.is_empty()) {
-            let new = format!("{ENV_PREFIX}{}__{}", T::NAME, key.replace('.', "__"))
-                .to_uppercase();
+            let new = format!("{ENV_PREFIX}{}__{}", T::NAME, key.replace('.', "__")).to_uppercase();
             eprintln!("warning: {old} is deprecated and will be removed: set {new} instead");
             figment = figment.merge(Serialized::default(
                 &format!("{}.{key}", T::NAME),
@@ -80,7 +79,7 @@ pub fn load_with<T: Section>(
             .unwrap_or_default()
             .to_lowercase();
         if !SECTIONS.contains(&section.as_str()) {
-            return Err(PipelineError::Config(format!(
+            return Err(CoreError::Config(format!(
                 "environment {name}: `{section}` is not a section of pharmwatch.toml (known: {})",
                 SECTIONS.join(", ")
             )));
@@ -95,7 +94,7 @@ pub fn load_with<T: Section>(
         figment = figment.merge(Serialized::default(&key, env_value(value)));
     }
     figment.extract_inner::<T>(T::NAME).map_err(|e| {
-        PipelineError::Config(format!(
+        CoreError::Config(format!(
             "[{}] of {origin}: {}",
             T::NAME,
             e.to_string().trim()
@@ -114,10 +113,10 @@ fn env_value(text: &str) -> figment::value::Value {
 fn check_sections(text: &str, origin: &str) -> Result<()> {
     let table: toml::Table = text
         .parse()
-        .map_err(|e: toml::de::Error| PipelineError::Config(format!("{origin}: {}", e.message())))?;
+        .map_err(|e: toml::de::Error| CoreError::Config(format!("{origin}: {}", e.message())))?;
     for (key, value) in &table {
         if !SECTIONS.contains(&key.as_str()) || !value.is_table() {
-            return Err(PipelineError::Config(format!(
+            return Err(CoreError::Config(format!(
                 "{origin}: unknown key `{key}`: pharmwatch.toml holds the tables {} (a \
                  configuration of the first release is one of them: put it under its table)",
                 SECTIONS
@@ -135,7 +134,7 @@ fn check_sections(text: &str, origin: &str) -> Result<()> {
 pub fn file_text<T: Section>(value: &T) -> Result<String> {
     let mut doc = BTreeMap::new();
     doc.insert(T::NAME, value);
-    toml::to_string(&doc).map_err(|e| PipelineError::Internal(format!("[{}]: {e}", T::NAME)))
+    toml::to_string(&doc).map_err(|e| CoreError::Internal(format!("[{}]: {e}", T::NAME)))
 }
 
 #[cfg(test)]
@@ -180,8 +179,10 @@ mod tests {
 
     impl Section for Demo {
         const NAME: &'static str = "stream";
-        const LEGACY_ENV: &'static [(&'static str, &'static str)] =
-            &[("PHARMWATCH_BROKERS", "brokers"), ("PHARMWATCH_PORT", "inner.port")];
+        const LEGACY_ENV: &'static [(&'static str, &'static str)] = &[
+            ("PHARMWATCH_BROKERS", "brokers"),
+            ("PHARMWATCH_PORT", "inner.port"),
+        ];
     }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -202,7 +203,8 @@ mod tests {
     fn layers_apply_in_order_key_by_key() {
         let d: Demo = load_with(None, env(&[])).unwrap();
         assert_eq!(d, Demo::default());
-        let (_dir, path) = file("[stream]\nbatch = 20\n[stream.inner]\nhost = \"mx\"\n[delivery]\nx = 1\n");
+        let (_dir, path) =
+            file("[stream]\nbatch = 20\n[stream.inner]\nhost = \"mx\"\n[delivery]\nx = 1\n");
         let d: Demo = load_with(Some(&path), env(&[])).unwrap();
         assert_eq!((d.brokers.as_str(), d.batch), ("b0", 20));
         assert_eq!((d.inner.host.as_str(), d.inner.port), ("mx", 25));
@@ -215,11 +217,17 @@ mod tests {
             ]),
         )
         .unwrap();
-        assert_eq!((d.brokers.as_str(), d.batch, d.inner.port), ("old", 30, 2525));
+        assert_eq!(
+            (d.brokers.as_str(), d.batch, d.inner.port),
+            ("old", 30, 2525)
+        );
         // The new variable wins over the old one.
         let d: Demo = load_with(
             None,
-            env(&[("PHARMWATCH_BROKERS", "old"), ("PHARMWATCH__STREAM__BROKERS", "new")]),
+            env(&[
+                ("PHARMWATCH_BROKERS", "old"),
+                ("PHARMWATCH__STREAM__BROKERS", "new"),
+            ]),
         )
         .unwrap();
         assert_eq!(d.brokers, "new");
@@ -230,13 +238,19 @@ mod tests {
     #[test]
     fn unknown_keys_are_errors_naming_the_key() {
         let (_dir, path) = file("[stream]\nbrokrs = \"x\"\n");
-        let err = load_with::<Demo>(Some(&path), env(&[])).unwrap_err().to_string();
+        let err = load_with::<Demo>(Some(&path), env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("brokrs"), "{err}");
         let (_dir, path) = file("brokers = \"x\"\n");
-        let err = load_with::<Demo>(Some(&path), env(&[])).unwrap_err().to_string();
+        let err = load_with::<Demo>(Some(&path), env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown key `brokers`"), "{err}");
         let (_dir, path) = file("[streem]\nbrokers = \"x\"\n");
-        let err = load_with::<Demo>(Some(&path), env(&[])).unwrap_err().to_string();
+        let err = load_with::<Demo>(Some(&path), env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown key `streem`"), "{err}");
         let err = load_with::<Demo>(None, env(&[("PHARMWATCH__STREAM__BACH", "1")]))
             .unwrap_err()

@@ -23,7 +23,7 @@ use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{PipelineError, Result};
+use crate::error::{CoreError, Result};
 
 /// File name of the contacts inside a lake's reference directory.
 pub const CONTACTS_FILE: &str = "contacts.json";
@@ -92,7 +92,7 @@ pub struct Contact {
 impl Contact {
     /// Checks the contact (credit code, address fits the channel, secret reference form).
     pub fn validate(&self) -> Result<()> {
-        let bad = |field: &str, reason: String| PipelineError::InvalidField {
+        let bad = |field: &str, reason: String| CoreError::InvalidField {
             field: format!("contact {} #{} {field}", self.enterprise_id, self.priority),
             reason,
         };
@@ -157,7 +157,7 @@ impl Directory {
         for (e, list) in &mut by_enterprise {
             list.sort_by_key(|c| c.priority);
             if list.windows(2).any(|w| w[0].priority == w[1].priority) {
-                return Err(PipelineError::InvalidField {
+                return Err(CoreError::InvalidField {
                     field: format!("contacts of {e}"),
                     reason: "two contacts share a priority".into(),
                 });
@@ -168,10 +168,10 @@ impl Directory {
 
     /// Reads a contacts file: a JSON array of contacts (`schemas/contracts/contacts.json`).
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| PipelineError::io(path, e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| CoreError::io(path, e))?;
         let contacts: Vec<Contact> = serde_json::from_str(&text)
-            .map_err(|e| PipelineError::Config(format!("{}: {e}", path.display())))?;
-        Self::new(contacts).map_err(|e| PipelineError::Config(format!("{}: {e}", path.display())))
+            .map_err(|e| CoreError::Config(format!("{}: {e}", path.display())))?;
+        Self::new(contacts).map_err(|e| CoreError::Config(format!("{}: {e}", path.display())))
     }
 
     /// The registered contacts of `enterprise_id`, first choice first (empty when none).
@@ -280,16 +280,16 @@ pub fn simulate(
 
 /// Writes contacts (JSON array) and, when any, their secrets file (TOML, owner-only
 /// permissions) into directory `dir`; returns the contacts file.
-pub fn write(
+pub fn write_file(
     dir: &Path,
     contacts: &[Contact],
     secrets: &BTreeMap<String, String>,
 ) -> Result<PathBuf> {
-    std::fs::create_dir_all(dir).map_err(|e| PipelineError::io(dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| CoreError::io(dir, e))?;
     let path = dir.join(CONTACTS_FILE);
-    let text = serde_json::to_string_pretty(contacts)
-        .map_err(|e| PipelineError::Internal(e.to_string()))?;
-    std::fs::write(&path, text + "\n").map_err(|e| PipelineError::io(&path, e))?;
+    let text =
+        serde_json::to_string_pretty(contacts).map_err(|e| CoreError::Internal(e.to_string()))?;
+    std::fs::write(&path, text + "\n").map_err(|e| CoreError::io(&path, e))?;
     if !secrets.is_empty() {
         let spath = dir.join(SECRETS_FILE);
         let mut text = String::from(
@@ -299,12 +299,12 @@ pub fn write(
         for (k, v) in secrets {
             text.push_str(&format!("{k} = \"{v}\"\n"));
         }
-        std::fs::write(&spath, text).map_err(|e| PipelineError::io(&spath, e))?;
+        std::fs::write(&spath, text).map_err(|e| CoreError::io(&spath, e))?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&spath, std::fs::Permissions::from_mode(0o600))
-                .map_err(|e| PipelineError::io(&spath, e))?;
+                .map_err(|e| CoreError::io(&spath, e))?;
         }
     }
     Ok(path)
@@ -375,7 +375,8 @@ mod tests {
 
     #[test]
     fn simulated_contacts_follow_the_contract_and_the_seed() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas/contracts/contacts.json");
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas/contracts/contacts.json");
         let contract: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         let items = &contract["items"];
@@ -428,7 +429,7 @@ mod tests {
         }
         assert_eq!(seen.len(), 4, "every channel is simulated: {seen:?}");
         let dir = tempfile::tempdir().unwrap();
-        let file = write(dir.path(), &a[..4], &secrets_a).unwrap();
+        let file = write_file(dir.path(), &a[..4], &secrets_a).unwrap();
         let text = std::fs::read_to_string(&file).unwrap();
         assert!(
             !secrets_a.values().any(|s| text.contains(s.as_str())),

@@ -1,14 +1,57 @@
-//! The pipeline's error type: one enum, each variant carrying the context an operator needs to
-//! find the cause (file, line, field, date), and a classification of what to do about it.
+//! The core's error type: one enum, each variant carrying the context an operator needs to
+//! find the cause (file, line, field, what was being done) and its `#[source]`, and a
+//! classification ([`ErrorClass`]) that callers act on: the stream retries a micro-batch only
+//! on [`ErrorClass::Retry`], sends bad input to the dead letter, and stops on a bug. Each role
+//! crate has its own enum wrapping this one.
 
 use std::path::{Path, PathBuf};
 
-/// Result with [`PipelineError`].
-pub type Result<T, E = PipelineError> = std::result::Result<T, E>;
+/// Result with [`CoreError`].
+pub type Result<T, E = CoreError> = std::result::Result<T, E>;
 
-/// Everything that can stop a pipeline run.
+/// What a caller does about an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The same call may succeed later (a busy or locked database, a full disk, a broker or
+    /// receiver away): retry with backoff, bounded.
+    Retry,
+    /// The data or the configuration is wrong: retrying gives the same answer. Records go to
+    /// the dead letter; a person fixes the rest.
+    BadInput,
+    /// An invariant broke: stop and report.
+    Bug,
+}
+
+/// The class of an I/O error: interruptions, timeouts and a full disk pass.
+pub fn io_class(e: &std::io::Error) -> ErrorClass {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::Interrupted | K::TimedOut | K::WouldBlock | K::StorageFull | K::ResourceBusy => {
+            ErrorClass::Retry
+        }
+        _ => ErrorClass::BadInput,
+    }
+}
+
+/// The class of a database error: busy, locked and full pass; the rest is a bug.
+pub fn store_class(e: &rusqlite::Error) -> ErrorClass {
+    use rusqlite::ErrorCode as C;
+    match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                C::DatabaseBusy | C::DatabaseLocked | C::DiskFull | C::SystemIoFailure
+            ) =>
+        {
+            ErrorClass::Retry
+        }
+        _ => ErrorClass::Bug,
+    }
+}
+
+/// Everything that can go wrong in the core of the pipeline.
 #[derive(Debug, thiserror::Error)]
-pub enum PipelineError {
+pub enum CoreError {
     /// Bad arguments or configuration.
     #[error("configuration: {0}")]
     Config(String),
@@ -91,19 +134,22 @@ pub enum PipelineError {
         reason: String,
     },
     /// The risk store (SQLite) failed.
-    #[error("store {}: {reason}", path.display())]
+    #[error("store {}: {what}: {source}", path.display())]
     Store {
         /// The database file.
         path: PathBuf,
-        /// What failed.
-        reason: String,
+        /// What was being done.
+        what: String,
+        /// The database's error.
+        #[source]
+        source: rusqlite::Error,
     },
-    /// The Kafka broker refused or could not be reached.
-    #[error("kafka ({context}): {reason}")]
-    Kafka {
-        /// What was being done (brokers, topic).
-        context: String,
-        /// The cause.
+    /// The risk store holds something it should not (a hand-edited row, a broken invariant).
+    #[error("store {}: {reason}", path.display())]
+    StoreContent {
+        /// The database file.
+        path: PathBuf,
+        /// What is wrong.
         reason: String,
     },
     /// The regulation crate (rules file, calendar file, measures engine) refused its input.
@@ -114,36 +160,12 @@ pub enum PipelineError {
         /// The cause.
         source: pharmwatch_regulation::Error,
     },
-    /// The case ledger refused an operation (unknown case, an event out of order).
-    #[error("case {case_id}: {reason}")]
-    Ledger {
-        /// The case.
-        case_id: String,
-        /// Why it was refused.
-        reason: String,
-    },
-    /// A document template failed to load or render.
-    #[error("template {template}: {reason}")]
-    Template {
-        /// The template file name.
-        template: String,
-        /// The cause.
-        reason: String,
-    },
-    /// A chart of the supervisors' report could not be drawn.
-    #[error("report chart {chart}: {reason}")]
-    Chart {
-        /// The chart (e.g. `trend`).
-        chart: String,
-        /// The cause.
-        reason: String,
-    },
     /// A bug: an invariant did not hold.
     #[error("internal error: {0}")]
     Internal(String),
 }
 
-impl PipelineError {
+impl CoreError {
     /// An I/O error on `path`.
     pub fn io(path: &Path, source: std::io::Error) -> Self {
         Self::Io {
@@ -172,13 +194,6 @@ impl PipelineError {
             source,
         }
     }
-    /// A refusal of the case ledger about `case_id`.
-    pub fn ledger(case_id: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self::Ledger {
-            case_id: case_id.into(),
-            reason: reason.into(),
-        }
-    }
     /// A model error while doing `context`.
     pub fn model(context: impl Into<String>, source: pharmwatch_models::ModelError) -> Self {
         Self::Model {
@@ -186,17 +201,26 @@ impl PipelineError {
             source,
         }
     }
-    /// Whether retrying the same operation may succeed (transient I/O), as opposed to bad input
-    /// or a bug that will fail the same way again.
-    pub fn retryable(&self) -> bool {
+
+    /// What a caller should do about the error (see [`ErrorClass`]).
+    pub fn class(&self) -> ErrorClass {
         match self {
-            Self::Io { source, .. } => matches!(
-                source.kind(),
-                std::io::ErrorKind::Interrupted
-                    | std::io::ErrorKind::TimedOut
-                    | std::io::ErrorKind::WouldBlock
-            ),
-            _ => false,
+            Self::Io { source, .. } => io_class(source),
+            Self::Store { source, .. } => store_class(source),
+            Self::Config(_)
+            | Self::InvalidField { .. }
+            | Self::Csv { .. }
+            | Self::Calendar(_)
+            | Self::Id(_)
+            | Self::Parquet { .. }
+            | Self::Lake { .. }
+            | Self::Model { .. }
+            | Self::Table { .. }
+            | Self::Regulation { .. } => ErrorClass::BadInput,
+            Self::Query { .. }
+            | Self::Arrow { .. }
+            | Self::StoreContent { .. }
+            | Self::Internal(_) => ErrorClass::Bug,
         }
     }
 }

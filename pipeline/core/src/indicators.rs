@@ -1,40 +1,55 @@
-//! Windowed risk indicators: the SQL in `pipeline/sql/*.sql`, run by DataFusion over the
-//! registered tables (`sales`, `purchase`, `production`, `inventory`, `product_test`,
-//! `products`, `batches`, `run_dates`).
+//! Windowed risk indicators: the SQL in `pipeline/sql/indicators/*.sql`, run by DataFusion over
+//! the registered tables (`sales`, `purchase`, `production`, `inventory`, `product_test`,
+//! `products`, `batches`, `run_dates`) and the feature tables built first ([`FEATURES`]).
 //!
 //! Every query returns hits of one shape — `enterprise_id, product_id, biz_date, indicator,
 //! window_start, window_end, observed, expected, detail` — for business days in the run's
 //! range only; baselines look back before the range. Thresholds are substituted into the SQL
-//! as `${name}` tokens from [`Thresholds`], so they are data, not code.
+//! as `${name}` tokens from [`Thresholds`] by [`render`], so they are data, not code. Each query
+//! has golden tests beside it (`pipeline/sql/indicators/*.slt`, run by this crate's `it` test
+//! binary), which bind the run through the same [`render`], [`build_features`] and
+//! [`register_run_dates`] as the nightly job.
 
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
-use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, Date32Type, Float64Type};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, AsArray, Date32Array, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Date32Type, Field, Float64Type, Schema};
+use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{PipelineError, Result};
+use crate::error::{CoreError, Result};
 
 /// The indicator queries: file name and SQL text.
 pub const QUERIES: &[(&str, &str)] = &[
-    ("inventory.sql", include_str!("../../sql/inventory.sql")),
+    (
+        "inventory.sql",
+        include_str!("../../sql/indicators/inventory.sql"),
+    ),
     (
         "retail_spike.sql",
-        include_str!("../../sql/retail_spike.sql"),
+        include_str!("../../sql/indicators/retail_spike.sql"),
     ),
-    ("order_spike.sql", include_str!("../../sql/order_spike.sql")),
+    (
+        "order_spike.sql",
+        include_str!("../../sql/indicators/order_spike.sql"),
+    ),
     (
         "batch_quality.sql",
-        include_str!("../../sql/batch_quality.sql"),
+        include_str!("../../sql/indicators/batch_quality.sql"),
     ),
     (
         "trace_duplicate.sql",
-        include_str!("../../sql/trace_duplicate.sql"),
+        include_str!("../../sql/indicators/trace_duplicate.sql"),
     ),
-    ("price.sql", include_str!("../../sql/price.sql")),
-    ("reporting.sql", include_str!("../../sql/reporting.sql")),
+    ("price.sql", include_str!("../../sql/indicators/price.sql")),
+    (
+        "reporting.sql",
+        include_str!("../../sql/indicators/reporting.sql"),
+    ),
 ];
 
 /// Feature tables built before the indicator queries (`CREATE TABLE name AS …`): name and SQL.
@@ -167,7 +182,7 @@ pub fn render(sql: &str, from: NaiveDate, to: NaiveDate, t: &Thresholds) -> Resu
             .find('}')
             .map(|e| pos + e + 1)
             .unwrap_or(out.len());
-        return Err(PipelineError::Internal(format!(
+        return Err(CoreError::Internal(format!(
             "unknown SQL token {}",
             &out[pos..end]
         )));
@@ -207,6 +222,50 @@ impl Hit {
     }
 }
 
+/// Builds the feature tables of [`FEATURES`] for `[from, to]` (`CREATE TABLE name AS …`), which
+/// the indicator queries read. Returns each table's wall time, named `name.sql`.
+pub async fn build_features(
+    ctx: &SessionContext,
+    from: NaiveDate,
+    to: NaiveDate,
+    t: &Thresholds,
+) -> Result<Vec<(String, f64)>> {
+    let mut timings = Vec::with_capacity(FEATURES.len());
+    for (name, sql) in FEATURES {
+        let started = std::time::Instant::now();
+        let text = format!("CREATE TABLE {name} AS {}", render(sql, from, to, t)?);
+        let df = ctx
+            .sql(&text)
+            .await
+            .map_err(|e| CoreError::query(name, e))?;
+        df.collect().await.map_err(|e| CoreError::query(name, e))?;
+        timings.push((format!("{name}.sql"), started.elapsed().as_secs_f64()));
+    }
+    Ok(timings)
+}
+
+/// Registers table `run_dates` (one non-null Date32 column `run_date`): the business days
+/// `from ..= to` of the run, which `reporting.sql` judges one by one.
+pub fn register_run_dates(ctx: &SessionContext, from: NaiveDate, to: NaiveDate) -> Result<()> {
+    let days: Vec<i32> = from
+        .iter_days()
+        .take_while(|d| *d <= to)
+        .map(Date32Type::from_naive_date)
+        .collect();
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "run_date",
+        DataType::Date32,
+        false,
+    )]));
+    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Date32Array::from(days))])
+        .map_err(|e| CoreError::arrow("run_dates", e))?;
+    let table = MemTable::try_new(schema, vec![vec![batch]])
+        .map_err(|e| CoreError::query("run_dates", e))?;
+    ctx.register_table("run_dates", Arc::new(table))
+        .map_err(|e| CoreError::query("run_dates", e))?;
+    Ok(())
+}
+
 /// Runs every indicator query for `[from, to]` on a context whose tables are registered,
 /// advancing `progress` by one per query. Returns the hits and each query's wall time.
 pub async fn run_all(
@@ -217,19 +276,7 @@ pub async fn run_all(
     progress: &indicatif::ProgressBar,
 ) -> Result<(Vec<Hit>, Vec<(String, f64)>)> {
     let mut hits = Vec::new();
-    let mut timings = Vec::new();
-    for (name, sql) in FEATURES {
-        let started = std::time::Instant::now();
-        let text = format!("CREATE TABLE {name} AS {}", render(sql, from, to, t)?);
-        let df = ctx
-            .sql(&text)
-            .await
-            .map_err(|e| PipelineError::query(name, e))?;
-        df.collect()
-            .await
-            .map_err(|e| PipelineError::query(name, e))?;
-        timings.push((format!("{name}.sql"), started.elapsed().as_secs_f64()));
-    }
+    let mut timings = build_features(ctx, from, to, t).await?;
     for (name, sql) in QUERIES {
         progress.set_message(name.to_string());
         let started = std::time::Instant::now();
@@ -270,11 +317,8 @@ pub async fn run_query(
     let df = ctx
         .sql(&text)
         .await
-        .map_err(|e| PipelineError::query(name, e))?;
-    let batches = df
-        .collect()
-        .await
-        .map_err(|e| PipelineError::query(name, e))?;
+        .map_err(|e| CoreError::query(name, e))?;
+    let batches = df.collect().await.map_err(|e| CoreError::query(name, e))?;
     let mut hits = Vec::new();
     for b in &batches {
         hits.extend(batch_to_hits(name, b)?);
@@ -285,14 +329,14 @@ pub async fn run_query(
 fn col<'a>(name: &str, b: &'a RecordBatch, c: &str) -> Result<&'a dyn Array> {
     b.column_by_name(c)
         .map(|a| a.as_ref())
-        .ok_or_else(|| PipelineError::Internal(format!("{name}: result has no column {c}")))
+        .ok_or_else(|| CoreError::Internal(format!("{name}: result has no column {c}")))
 }
 
 /// Column `c` of a result batch as text (NULL → None); errors name the query `name`.
 pub fn strings(name: &str, b: &RecordBatch, c: &str) -> Result<Vec<Option<String>>> {
     let a = col(name, b, c)?;
     let cast = datafusion::arrow::compute::cast(a, &DataType::Utf8)
-        .map_err(|e| PipelineError::arrow(format!("{name}.{c}"), e))?;
+        .map_err(|e| CoreError::arrow(format!("{name}.{c}"), e))?;
     let s = cast.as_string::<i32>();
     Ok((0..s.len())
         .map(|i| {
@@ -309,13 +353,12 @@ pub fn strings(name: &str, b: &RecordBatch, c: &str) -> Result<Vec<Option<String
 pub fn dates(name: &str, b: &RecordBatch, c: &str) -> Result<Vec<NaiveDate>> {
     let a = col(name, b, c)?;
     let cast = datafusion::arrow::compute::cast(a, &DataType::Date32)
-        .map_err(|e| PipelineError::arrow(format!("{name}.{c}"), e))?;
+        .map_err(|e| CoreError::arrow(format!("{name}.{c}"), e))?;
     let d = cast.as_primitive::<Date32Type>();
     (0..d.len())
         .map(|i| {
-            d.value_as_date(i).ok_or_else(|| {
-                PipelineError::Internal(format!("{name}.{c}: row {i} is not a date"))
-            })
+            d.value_as_date(i)
+                .ok_or_else(|| CoreError::Internal(format!("{name}.{c}: row {i} is not a date")))
         })
         .collect()
 }
@@ -324,7 +367,7 @@ pub fn dates(name: &str, b: &RecordBatch, c: &str) -> Result<Vec<NaiveDate>> {
 pub fn floats(name: &str, b: &RecordBatch, c: &str) -> Result<Vec<f64>> {
     let a = col(name, b, c)?;
     let cast = datafusion::arrow::compute::cast(a, &DataType::Float64)
-        .map_err(|e| PipelineError::arrow(format!("{name}.{c}"), e))?;
+        .map_err(|e| CoreError::arrow(format!("{name}.{c}"), e))?;
     let f = cast.as_primitive::<Float64Type>();
     Ok((0..f.len())
         .map(|i| if f.is_null(i) { f64::NAN } else { f.value(i) })

@@ -23,7 +23,7 @@ use pharmwatch_schemas::{
     PurchaseRecord, SalesRecord, Validate, biz_date,
 };
 
-use crate::error::{PipelineError, Result};
+use crate::error::{CoreError, Result};
 use crate::lake::records_to_batch;
 
 /// An input file and its kind.
@@ -52,7 +52,7 @@ impl InputSpec {
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default();
         let kind = EventKind::from_file_name(&name).ok_or_else(|| {
-            PipelineError::Config(format!(
+            CoreError::Config(format!(
                 "--input {arg}: cannot tell the event kind from the file name; write KIND=PATH with KIND one of {}",
                 EventKind::NAMES.join(", ")
             ))
@@ -169,7 +169,7 @@ fn format_of(path: &Path) -> Result<Format> {
     match ext.as_str() {
         "csv" => Ok(Format::Csv),
         "ndjson" | "jsonl" | "json" => Ok(Format::Ndjson),
-        _ => Err(PipelineError::Config(format!(
+        _ => Err(CoreError::Config(format!(
             "{}: unknown input format (use .csv, .ndjson, .jsonl or .json with one object per line)",
             path.display()
         ))),
@@ -226,157 +226,171 @@ where
 {
     let source = spec.path.display().to_string();
     let kind = spec.kind.as_str().to_string();
-    let mut counts = FileCounts {
-        source: source.clone(),
-        kind: kind.clone(),
-        ..FileCounts::default()
+    let mut file = FileReader {
+        counts: FileCounts {
+            source: source.clone(),
+            kind: kind.clone(),
+            ..FileCounts::default()
+        },
+        accepted: Vec::<T>::new(),
+        dead,
+        source,
+        kind,
+        refs,
+        range,
     };
-    let mut accepted: Vec<T> = Vec::new();
-    let mut reject =
-        |line: u64, field: String, reason: String, raw: String, counts: &mut FileCounts| {
-            counts.rejected += 1;
-            dead.push(DeadLetter {
-                source: source.clone(),
-                line,
-                kind: kind.clone(),
-                field,
-                reason,
-                raw,
-            });
-        };
     match format_of(&spec.path)? {
-        Format::Ndjson => {
-            let file =
-                std::fs::File::open(&spec.path).map_err(|e| PipelineError::io(&spec.path, e))?;
-            for (i, line) in BufReader::new(file).lines().enumerate() {
-                let line_no = i as u64 + 1;
-                let line = match line {
-                    Ok(l) => l,
-                    Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                        counts.read += 1;
-                        reject(
-                            line_no,
-                            "-".into(),
-                            "line is not valid UTF-8".into(),
-                            String::new(),
-                            &mut counts,
-                        );
-                        continue;
-                    }
-                    Err(e) => return Err(PipelineError::io(&spec.path, e)),
-                };
-                if line.trim().is_empty() {
-                    continue;
-                }
-                counts.read += 1;
-                let mut de = serde_json::Deserializer::from_str(&line);
-                match serde_path_to_error::deserialize::<_, T>(&mut de) {
-                    Ok(rec) => match check(&rec, refs, Some(range)) {
-                        Ok(()) => {
-                            counts.accepted += 1;
-                            accepted.push(rec);
-                        }
-                        Err((field, reason)) => reject(line_no, field, reason, line, &mut counts),
-                    },
-                    Err(e) => {
-                        let path = e.path().to_string();
-                        let inner = e.into_inner();
-                        let (field, reason) = if inner.is_syntax() || inner.is_eof() {
-                            ("-".to_string(), format!("invalid JSON: {inner}"))
-                        } else if path == "." {
-                            ("-".to_string(), inner.to_string())
-                        } else {
-                            (path, inner.to_string())
-                        };
-                        reject(line_no, field, reason, line, &mut counts);
-                    }
-                }
+        Format::Ndjson => file.read_ndjson(spec)?,
+        Format::Csv => file.read_csv(spec)?,
+    }
+    let batch = records_to_batch(spec.kind, &file.accepted)?;
+    Ok((batch, file.counts))
+}
+
+/// One input file being read: its counts, the accepted records, and the dead letter its
+/// rejects go to (`read = accepted + rejected` for every row read).
+struct FileReader<'a, T> {
+    counts: FileCounts,
+    accepted: Vec<T>,
+    dead: &'a mut Vec<DeadLetter>,
+    source: String,
+    kind: String,
+    refs: &'a ReferenceSets,
+    range: DateRange,
+}
+
+impl<T: DeserializeOwned + Serialize + Validate> FileReader<'_, T> {
+    /// A row refused: counted and put in the dead letter with its line, field and reason.
+    fn reject(&mut self, line: u64, field: String, reason: String, raw: String) {
+        self.counts.rejected += 1;
+        self.dead.push(DeadLetter {
+            source: self.source.clone(),
+            line,
+            kind: self.kind.clone(),
+            field,
+            reason,
+            raw,
+        });
+    }
+
+    /// A decoded row: accepted when it passes the checks (identifiers, references, range).
+    fn offer(&mut self, line: u64, rec: T, raw: String) {
+        match check(&rec, self.refs, Some(self.range)) {
+            Ok(()) => {
+                self.counts.accepted += 1;
+                self.accepted.push(rec);
             }
-        }
-        Format::Csv => {
-            let mut reader = csv::ReaderBuilder::new()
-                .flexible(true)
-                .from_path(&spec.path)
-                .map_err(|e| PipelineError::Csv {
-                    path: spec.path.clone(),
-                    source: e,
-                })?;
-            let headers = reader
-                .headers()
-                .map_err(|e| PipelineError::Csv {
-                    path: spec.path.clone(),
-                    source: e,
-                })?
-                .clone();
-            let known: HashSet<&str> = spec.kind.fields().iter().map(|f| f.name).collect();
-            if let Some(unknown) = headers.iter().find(|h| !known.contains(h)) {
-                return Err(PipelineError::Config(format!(
-                    "{}: line 1: unknown column {unknown:?} for kind {} (expected {})",
-                    spec.path.display(),
-                    spec.kind,
-                    spec.kind
-                        .fields()
-                        .iter()
-                        .map(|f| f.name)
-                        .collect::<Vec<_>>()
-                        .join(",")
-                )));
-            }
-            let mut record = csv::StringRecord::new();
-            loop {
-                let line_no = reader.position().line();
-                match reader.read_record(&mut record) {
-                    Ok(false) => break,
-                    Ok(true) => {
-                        counts.read += 1;
-                        let line_no = record.position().map(|p| p.line()).unwrap_or(line_no);
-                        let raw = record.iter().collect::<Vec<_>>().join(",");
-                        if record.len() != headers.len() {
-                            reject(
-                                line_no,
-                                "-".into(),
-                                format!(
-                                    "row has {} fields, the header has {}",
-                                    record.len(),
-                                    headers.len()
-                                ),
-                                raw,
-                                &mut counts,
-                            );
-                            continue;
-                        }
-                        match record.deserialize::<T>(Some(&headers)) {
-                            Ok(rec) => match check(&rec, refs, Some(range)) {
-                                Ok(()) => {
-                                    counts.accepted += 1;
-                                    accepted.push(rec);
-                                }
-                                Err((field, reason)) => {
-                                    reject(line_no, field, reason, raw, &mut counts)
-                                }
-                            },
-                            Err(e) => {
-                                let (field, reason) = csv_error_field(&e, &headers);
-                                reject(line_no, field, reason, raw, &mut counts);
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        counts.read += 1;
-                        reject(
-                            line_no,
-                            "-".into(),
-                            format!("unreadable CSV row: {e}"),
-                            String::new(),
-                            &mut counts,
-                        );
-                    }
-                }
-            }
+            Err((field, reason)) => self.reject(line, field, reason, raw),
         }
     }
-    let batch = records_to_batch(spec.kind, &accepted)?;
-    Ok((batch, counts))
+
+    /// Reads an NDJSON file: one JSON object per line, blank lines skipped.
+    fn read_ndjson(&mut self, spec: &InputSpec) -> Result<()> {
+        let file = std::fs::File::open(&spec.path).map_err(|e| CoreError::io(&spec.path, e))?;
+        for (i, line) in BufReader::new(file).lines().enumerate() {
+            let line_no = i as u64 + 1;
+            let line = match line {
+                Ok(l) => l,
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    self.counts.read += 1;
+                    self.reject(
+                        line_no,
+                        "-".into(),
+                        "line is not valid UTF-8".into(),
+                        String::new(),
+                    );
+                    continue;
+                }
+                Err(e) => return Err(CoreError::io(&spec.path, e)),
+            };
+            if line.trim().is_empty() {
+                continue;
+            }
+            self.counts.read += 1;
+            let mut de = serde_json::Deserializer::from_str(&line);
+            match serde_path_to_error::deserialize::<_, T>(&mut de) {
+                Ok(rec) => self.offer(line_no, rec, line),
+                Err(e) => {
+                    let path = e.path().to_string();
+                    let inner = e.into_inner();
+                    let (field, reason) = if inner.is_syntax() || inner.is_eof() {
+                        ("-".to_string(), format!("invalid JSON: {inner}"))
+                    } else if path == "." {
+                        ("-".to_string(), inner.to_string())
+                    } else {
+                        (path, inner.to_string())
+                    };
+                    self.reject(line_no, field, reason, line);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a CSV file with a header of the kind's fields; an unknown column refuses the file.
+    fn read_csv(&mut self, spec: &InputSpec) -> Result<()> {
+        let csv_err = |e| CoreError::Csv {
+            path: spec.path.clone(),
+            source: e,
+        };
+        let mut reader = csv::ReaderBuilder::new()
+            .flexible(true)
+            .from_path(&spec.path)
+            .map_err(csv_err)?;
+        let headers = reader.headers().map_err(csv_err)?.clone();
+        let known: HashSet<&str> = spec.kind.fields().iter().map(|f| f.name).collect();
+        if let Some(unknown) = headers.iter().find(|h| !known.contains(h)) {
+            return Err(CoreError::Config(format!(
+                "{}: line 1: unknown column {unknown:?} for kind {} (expected {})",
+                spec.path.display(),
+                spec.kind,
+                spec.kind
+                    .fields()
+                    .iter()
+                    .map(|f| f.name)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )));
+        }
+        let mut record = csv::StringRecord::new();
+        loop {
+            let line_no = reader.position().line();
+            match reader.read_record(&mut record) {
+                Ok(false) => break,
+                Ok(true) => {
+                    self.counts.read += 1;
+                    let line_no = record.position().map(|p| p.line()).unwrap_or(line_no);
+                    let raw = record.iter().collect::<Vec<_>>().join(",");
+                    if record.len() != headers.len() {
+                        let reason = format!(
+                            "row has {} fields, the header has {}",
+                            record.len(),
+                            headers.len()
+                        );
+                        self.reject(line_no, "-".into(), reason, raw);
+                        continue;
+                    }
+                    match record.deserialize::<T>(Some(&headers)) {
+                        Ok(rec) => self.offer(line_no, rec, raw),
+                        Err(e) => {
+                            let (field, reason) = csv_error_field(&e, &headers);
+                            self.reject(line_no, field, reason, raw);
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.counts.read += 1;
+                    self.reject(
+                        line_no,
+                        "-".into(),
+                        format!("unreadable CSV row: {e}"),
+                        String::new(),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 fn csv_error_field(e: &csv::Error, headers: &csv::StringRecord) -> (String, String) {
@@ -395,12 +409,10 @@ fn csv_error_field(e: &csv::Error, headers: &csv::StringRecord) -> (String, Stri
 pub fn write_dead_letters(path: &Path, dead: &[DeadLetter]) -> Result<()> {
     let mut text = String::new();
     for d in dead {
-        text.push_str(
-            &serde_json::to_string(d).map_err(|e| PipelineError::Internal(e.to_string()))?,
-        );
+        text.push_str(&serde_json::to_string(d).map_err(|e| CoreError::Internal(e.to_string()))?);
         text.push('\n');
     }
-    std::fs::write(path, text).map_err(|e| PipelineError::io(path, e))
+    std::fs::write(path, text).map_err(|e| CoreError::io(path, e))
 }
 
 /// The accepted range for a run over `[from, to]`.

@@ -29,7 +29,7 @@ use pharmwatch_schemas::{
     Batch, Enterprise, EventKind, Product, ReferenceKind, Validate, biz_date,
 };
 
-use crate::error::{PipelineError, Result};
+use crate::error::{CoreError, Result};
 
 /// Name of the reference-table directory.
 pub const REFERENCE_DIR: &str = "reference";
@@ -55,13 +55,11 @@ pub fn rows_to_batch<S: Serialize>(
     let mut decoder = ReaderBuilder::new(schema.clone())
         .with_batch_size(rows.len().max(1))
         .build_decoder()
-        .map_err(|e| PipelineError::arrow(context, e))?;
+        .map_err(|e| CoreError::arrow(context, e))?;
     decoder
         .serialize(rows)
-        .map_err(|e| PipelineError::arrow(context, e))?;
-    let batch = decoder
-        .flush()
-        .map_err(|e| PipelineError::arrow(context, e))?;
+        .map_err(|e| CoreError::arrow(context, e))?;
+    let batch = decoder.flush().map_err(|e| CoreError::arrow(context, e))?;
     Ok(batch.unwrap_or_else(|| RecordBatch::new_empty(schema)))
 }
 
@@ -91,27 +89,27 @@ fn writer_props() -> WriterProperties {
 /// Writes batches to a Parquet file atomically (temporary file, then rename).
 pub fn write_parquet(path: &Path, schema: SchemaRef, batches: &[RecordBatch]) -> Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| PipelineError::io(dir, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| CoreError::io(dir, e))?;
     }
     let tmp = path.with_extension("parquet.tmp");
-    let file = File::create(&tmp).map_err(|e| PipelineError::io(&tmp, e))?;
+    let file = File::create(&tmp).map_err(|e| CoreError::io(&tmp, e))?;
     let mut writer = ArrowWriter::try_new(file, schema, Some(writer_props())).map_err(|e| {
-        PipelineError::Parquet {
+        CoreError::Parquet {
             path: tmp.clone(),
             source: e,
         }
     })?;
     for b in batches {
-        writer.write(b).map_err(|e| PipelineError::Parquet {
+        writer.write(b).map_err(|e| CoreError::Parquet {
             path: tmp.clone(),
             source: e,
         })?;
     }
-    writer.close().map_err(|e| PipelineError::Parquet {
+    writer.close().map_err(|e| CoreError::Parquet {
         path: tmp.clone(),
         source: e,
     })?;
-    std::fs::rename(&tmp, path).map_err(|e| PipelineError::io(path, e))
+    std::fs::rename(&tmp, path).map_err(|e| CoreError::io(path, e))
 }
 
 /// Writes lake partitions and reference tables.
@@ -123,7 +121,7 @@ pub struct LakeWriter {
 impl LakeWriter {
     /// A writer rooted at `root` (created if missing).
     pub fn new(root: &Path) -> Result<Self> {
-        std::fs::create_dir_all(root).map_err(|e| PipelineError::io(root, e))?;
+        std::fs::create_dir_all(root).map_err(|e| CoreError::io(root, e))?;
         Ok(Self {
             root: root.to_path_buf(),
         })
@@ -170,7 +168,7 @@ impl LakeWriter {
 
 /// Writes serde rows as a CSV file with a header.
 pub fn write_csv<S: Serialize>(path: &Path, rows: impl IntoIterator<Item = S>) -> Result<()> {
-    let csv_err = |e| PipelineError::Csv {
+    let csv_err = |e| CoreError::Csv {
         path: path.to_path_buf(),
         source: e,
     };
@@ -178,12 +176,12 @@ pub fn write_csv<S: Serialize>(path: &Path, rows: impl IntoIterator<Item = S>) -
     for r in rows {
         w.serialize(r).map_err(csv_err)?;
     }
-    w.flush().map_err(|e| PipelineError::io(path, e))
+    w.flush().map_err(|e| CoreError::io(path, e))
 }
 
 /// Reads a CSV file with a header into serde rows.
 pub fn read_csv<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
-    let csv_err = |e| PipelineError::Csv {
+    let csv_err = |e| CoreError::Csv {
         path: path.to_path_buf(),
         source: e,
     };
@@ -198,10 +196,10 @@ pub fn day_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(PipelineError::io(dir, e)),
+        Err(e) => return Err(CoreError::io(dir, e)),
     };
     for entry in entries {
-        let entry = entry.map_err(|e| PipelineError::io(dir, e))?;
+        let entry = entry.map_err(|e| CoreError::io(dir, e))?;
         let path = entry.path();
         if path.extension().is_some_and(|x| x == "parquet") {
             out.push(path);
@@ -223,10 +221,10 @@ pub fn partitions(
     let entries = match std::fs::read_dir(&dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(PipelineError::io(&dir, e)),
+        Err(e) => return Err(CoreError::io(&dir, e)),
     };
     for entry in entries {
-        let entry = entry.map_err(|e| PipelineError::io(&dir, e))?;
+        let entry = entry.map_err(|e| CoreError::io(&dir, e))?;
         let name = entry.file_name().to_string_lossy().to_string();
         let Some(date) = name
             .strip_prefix("date=")

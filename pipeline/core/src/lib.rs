@@ -37,4 +37,4 @@ pub mod risk;
 pub mod store;
 pub mod table;
 
-pub use error::{PipelineError, Result};
+pub use error::{CoreError, ErrorClass, Result};

@@ -26,7 +26,7 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::error::{PipelineError, Result};
+use crate::error::{CoreError, Result};
 
 /// Delivery channels (the `channel` label).
 pub const CHANNELS: &[&str] = &["webhook", "dingtalk", "wecom", "email", "manual"];
@@ -173,13 +173,13 @@ pub fn write_textfile(path: &Path, text: &str) -> Result<()> {
     if let Some(dir) = path.parent()
         && !dir.as_os_str().is_empty()
     {
-        std::fs::create_dir_all(dir).map_err(|e| PipelineError::io(dir, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| CoreError::io(dir, e))?;
     }
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = std::path::PathBuf::from(tmp);
-    std::fs::write(&tmp, text).map_err(|e| PipelineError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| PipelineError::io(path, e))
+    std::fs::write(&tmp, text).map_err(|e| CoreError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| CoreError::io(path, e))
 }
 
 /// The value of a metric definition; a failure is a programming error caught by the tests.

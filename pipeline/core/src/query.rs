@@ -15,7 +15,7 @@ use datafusion::datasource::listing::{
 };
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-use crate::error::{PipelineError, Result};
+use crate::error::{CoreError, Result};
 
 /// A DataFusion context configured for the pipeline's queries.
 pub fn session() -> SessionContext {
@@ -43,17 +43,16 @@ pub async fn register_files(
 ) -> Result<()> {
     if files.is_empty() {
         let empty = MemTable::try_new(schema.clone(), vec![vec![RecordBatch::new_empty(schema)]])
-            .map_err(|e| PipelineError::query(name, e))?;
+            .map_err(|e| CoreError::query(name, e))?;
         ctx.register_table(name, Arc::new(empty))
-            .map_err(|e| PipelineError::query(name, e))?;
+            .map_err(|e| CoreError::query(name, e))?;
         return Ok(());
     }
     let mut urls = Vec::with_capacity(files.len());
     for f in files {
-        let abs = std::fs::canonicalize(f).map_err(|e| PipelineError::io(f, e))?;
+        let abs = std::fs::canonicalize(f).map_err(|e| CoreError::io(f, e))?;
         urls.push(
-            ListingTableUrl::parse(abs.to_string_lossy())
-                .map_err(|e| PipelineError::query(name, e))?,
+            ListingTableUrl::parse(abs.to_string_lossy()).map_err(|e| CoreError::query(name, e))?,
         );
     }
     let options =
@@ -61,21 +60,16 @@ pub async fn register_files(
     let config = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(options)
         .with_schema(schema);
-    let table = ListingTable::try_new(config).map_err(|e| PipelineError::query(name, e))?;
+    let table = ListingTable::try_new(config).map_err(|e| CoreError::query(name, e))?;
     ctx.register_table(name, Arc::new(table))
-        .map_err(|e| PipelineError::query(name, e))?;
+        .map_err(|e| CoreError::query(name, e))?;
     Ok(())
 }
 
 /// Runs `sql` and collects its batches; errors name `what`.
-pub async fn collect(ctx: &SessionContext, what: &str, sql: &str) -> Result<Vec<RecordBatch>> {
-    let df = ctx
-        .sql(sql)
-        .await
-        .map_err(|e| PipelineError::query(what, e))?;
-    df.collect()
-        .await
-        .map_err(|e| PipelineError::query(what, e))
+pub async fn run_sql(ctx: &SessionContext, what: &str, sql: &str) -> Result<Vec<RecordBatch>> {
+    let df = ctx.sql(sql).await.map_err(|e| CoreError::query(what, e))?;
+    df.collect().await.map_err(|e| CoreError::query(what, e))
 }
 
 /// Reads a table's rows into serde structs through Arrow's JSON writer.
@@ -83,17 +77,17 @@ pub async fn table_rows<T: serde::de::DeserializeOwned>(
     ctx: &SessionContext,
     table: &str,
 ) -> Result<Vec<T>> {
-    let batches = collect(ctx, table, &format!("SELECT * FROM {table}")).await?;
+    let batches = run_sql(ctx, table, &format!("SELECT * FROM {table}")).await?;
     let mut buf = Vec::new();
     {
         let mut w = datafusion::arrow::json::ArrayWriter::new(&mut buf);
         for b in &batches {
-            w.write(b).map_err(|e| PipelineError::arrow(table, e))?;
+            w.write(b).map_err(|e| CoreError::arrow(table, e))?;
         }
-        w.finish().map_err(|e| PipelineError::arrow(table, e))?;
+        w.finish().map_err(|e| CoreError::arrow(table, e))?;
     }
     if buf.is_empty() {
         return Ok(Vec::new());
     }
-    serde_json::from_slice(&buf).map_err(|e| PipelineError::Internal(format!("{table}: {e}")))
+    serde_json::from_slice(&buf).map_err(|e| CoreError::Internal(format!("{table}: {e}")))
 }

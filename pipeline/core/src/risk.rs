@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use pharmwatch_schemas::{Enterprise, EnterpriseType, Product};
 
 use crate::anomaly::AnomalyScore;
-use crate::error::{PipelineError, Result};
+use crate::error::{CoreError, Result};
 use crate::indicators::{Hit, RULE_VERSION};
 use crate::lake::{rows_to_batch, write_parquet};
 use crate::regions::region_name;
@@ -521,20 +521,20 @@ impl CsvRow {
 }
 
 /// Writes `risk_list.parquet`, `risk_list.csv` and `risk_list.json` into `dir`.
-pub fn write(dir: &Path, rows: &[RiskRow]) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| PipelineError::io(dir, e))?;
+pub fn write_list(dir: &Path, rows: &[RiskRow]) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| CoreError::io(dir, e))?;
     let batch = rows_to_batch(schema(), rows, "risk list")?;
     write_parquet(&dir.join("risk_list.parquet"), schema(), &[batch])?;
 
     let json_path = dir.join("risk_list.json");
     let text =
-        serde_json::to_string_pretty(rows).map_err(|e| PipelineError::Internal(e.to_string()))?;
-    std::fs::write(&json_path, text + "\n").map_err(|e| PipelineError::io(&json_path, e))?;
+        serde_json::to_string_pretty(rows).map_err(|e| CoreError::Internal(e.to_string()))?;
+    std::fs::write(&json_path, text + "\n").map_err(|e| CoreError::io(&json_path, e))?;
 
     let mut csv_rows: Vec<CsvRow> = Vec::with_capacity(rows.len());
     for r in rows {
         let items =
-            serde_json::to_string(&r.items).map_err(|e| PipelineError::Internal(e.to_string()))?;
+            serde_json::to_string(&r.items).map_err(|e| CoreError::Internal(e.to_string()))?;
         csv_rows.push(r.clone().with_items(items));
     }
     crate::lake::write_csv(&dir.join("risk_list.csv"), &csv_rows)

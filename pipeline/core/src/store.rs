@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::error::{PipelineError, Result};
+use crate::error::{CoreError, Result};
 use crate::risk::RiskRow;
 
 /// Default file name of the store inside an output directory.
@@ -48,11 +48,13 @@ pub struct Store {
     path: PathBuf,
 }
 
-/// Maps a SQLite error on `path` to the pipeline's error.
-pub fn sql_err(path: &Path, what: &str, e: rusqlite::Error) -> PipelineError {
-    PipelineError::Store {
+/// The error of a database call: what was being done on the store at `path`, keeping the
+/// database's error as the source.
+pub fn sql_err(path: &Path, what: &str, e: rusqlite::Error) -> CoreError {
+    CoreError::Store {
         path: path.to_path_buf(),
-        reason: format!("{what}: {e}"),
+        what: what.to_string(),
+        source: e,
     }
 }
 
@@ -62,7 +64,7 @@ impl Store {
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(dir).map_err(|e| PipelineError::io(dir, e))?;
+            std::fs::create_dir_all(dir).map_err(|e| CoreError::io(dir, e))?;
         }
         let conn = Connection::open(path).map_err(|e| sql_err(path, "open", e))?;
         conn.busy_timeout(Duration::from_secs(60))
@@ -105,6 +107,14 @@ impl Store {
             .pragma_update(None, "wal_autocheckpoint", 16_384)
             .map_err(|e| sql_err(path, "wal autocheckpoint", e))?;
         Ok(store)
+    }
+
+    /// Sets how long a statement waits for another writer before failing with a busy
+    /// error (60 s from [`Store::open`]).
+    pub fn set_busy_timeout(&self, wait: Duration) -> Result<()> {
+        self.conn
+            .busy_timeout(wait)
+            .map_err(|e| sql_err(&self.path, "busy timeout", e))
     }
 
     /// The database file.
@@ -182,7 +192,7 @@ impl Store {
                 .map_err(|e| sql_err(&path, "prepare risk list", e))?;
             for r in rows {
                 let items = serde_json::to_string(&r.items)
-                    .map_err(|e| PipelineError::Internal(e.to_string()))?;
+                    .map_err(|e| CoreError::Internal(e.to_string()))?;
                 ins.execute(params![
                     r.list_id,
                     r.date.to_string(),

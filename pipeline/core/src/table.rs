@@ -15,7 +15,7 @@ use datafusion::arrow::compute::{cast, concat_batches};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
 
-use crate::error::{PipelineError, Result};
+use crate::error::{CoreError, Result};
 
 /// A table read whole.
 #[derive(Debug, Clone)]
@@ -26,15 +26,15 @@ pub struct Table {
     pub batch: RecordBatch,
 }
 
-fn table_err(path: &Path, reason: impl Into<String>) -> PipelineError {
-    PipelineError::Table {
+fn table_err(path: &Path, reason: impl Into<String>) -> CoreError {
+    CoreError::Table {
         path: path.to_path_buf(),
         reason: reason.into(),
     }
 }
 
 /// Reads a CSV (with a header row) or Parquet file, by extension.
-pub async fn read(path: &Path) -> Result<Table> {
+pub async fn read_table(path: &Path) -> Result<Table> {
     if !path.exists() {
         return Err(table_err(path, "no such file"));
     }
@@ -77,7 +77,7 @@ pub async fn read(path: &Path) -> Result<Table> {
         .collect()
         .await
         .map_err(|e| table_err(path, format!("cannot read: {e}")))?;
-    let batch = concat_batches(&schema, &batches).map_err(|e| PipelineError::arrow(&name, e))?;
+    let batch = concat_batches(&schema, &batches).map_err(|e| CoreError::arrow(&name, e))?;
     Ok(Table {
         path: path.to_path_buf(),
         batch,
@@ -139,11 +139,11 @@ impl Table {
             ));
         }
         let f = cast(array, &DataType::Float64)
-            .map_err(|e| PipelineError::arrow(format!("column {column}"), e))?;
+            .map_err(|e| CoreError::arrow(format!("column {column}"), e))?;
         let f = f
             .as_any()
             .downcast_ref::<Float64Array>()
-            .ok_or_else(|| PipelineError::Internal(format!("column {column} did not cast")))?;
+            .ok_or_else(|| CoreError::Internal(format!("column {column} did not cast")))?;
         Ok((0..f.len())
             .map(|i| if f.is_valid(i) { f.value(i) } else { f64::NAN })
             .collect())
@@ -212,17 +212,17 @@ pub fn write_csv_with(
         columns.push(Arc::new(StringArray::from(v)));
     }
     let out = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-        .map_err(|e| PipelineError::arrow("scores", e))?;
+        .map_err(|e| CoreError::arrow("scores", e))?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| PipelineError::io(dir, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| CoreError::io(dir, e))?;
     }
     let tmp = path.with_extension("csv.tmp");
-    let file = std::fs::File::create(&tmp).map_err(|e| PipelineError::io(&tmp, e))?;
+    let file = std::fs::File::create(&tmp).map_err(|e| CoreError::io(&tmp, e))?;
     let mut w = datafusion::arrow::csv::WriterBuilder::new()
         .with_header(true)
         .build(file);
     w.write(&out)
-        .map_err(|e| PipelineError::arrow(path.display().to_string(), e))?;
+        .map_err(|e| CoreError::arrow(path.display().to_string(), e))?;
     drop(w);
-    std::fs::rename(&tmp, path).map_err(|e| PipelineError::io(path, e))
+    std::fs::rename(&tmp, path).map_err(|e| CoreError::io(path, e))
 }

@@ -37,8 +37,9 @@ use serde::Serialize;
 
 use super::config::{DeliveryConfig, SmtpConfig, SmtpTls};
 use super::mask;
+use crate::error::Result;
 use pharmwatch_core::contacts::{Channel, Contact};
-use pharmwatch_core::error::{PipelineError, Result};
+use pharmwatch_core::error::CoreError;
 
 /// What is delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -219,9 +220,9 @@ impl Secrets {
         let Some(path) = path else {
             return Ok(Self::default());
         };
-        let text = std::fs::read_to_string(path).map_err(|e| PipelineError::io(path, e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| CoreError::io(path, e))?;
         let file: BTreeMap<String, String> = toml::from_str(&text).map_err(|e| {
-            PipelineError::Config(format!(
+            CoreError::Config(format!(
                 "{}: not a table of secrets (KEY = \"secret\"): {}",
                 path.display(),
                 e.message()
@@ -272,7 +273,7 @@ impl Sender {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("pharmwatch/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| PipelineError::Config(format!("HTTP client: {e}")))?;
+            .map_err(|e| CoreError::Config(format!("HTTP client: {e}")))?;
         Ok(Self {
             http,
             smtp: cfg.smtp.clone(),
@@ -492,6 +493,27 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// The banner an e-mail puts above the notice: who it is for, the summary and the links. Every
+/// value is escaped by the template (the links are URLs the worker signed).
+fn banner_html(msg: &Message) -> std::result::Result<String, String> {
+    const BANNER: &str = "<div style=\"border:2px solid #b00;padding:.8em 1em;margin:1em auto;max-width:46em;\
+        font-family:sans-serif\"><p>{{ name }}（{{ code }}）：</p><p>{{ summary }}</p><p>{% if ack %}请点击 \
+        <a href=\"{{ ack }}\">确认送达（acknowledge receipt）</a>；{% endif %}<a href=\"{{ guidance }}\">\
+        合规指引（compliance guidance）</a></p></div>";
+    let env = pharmwatch_core::display::templates();
+    env.render_str(
+        BANNER,
+        minijinja::context! {
+            name => &msg.enterprise.name,
+            code => &msg.enterprise.credit_code,
+            summary => &msg.summary,
+            ack => msg.document.as_ref().map(|_| msg.link.as_str()),
+            guidance => &msg.guidance_link,
+        },
+    )
+    .map_err(|e| format!("e-mail banner: {e}"))
+}
+
 /// The e-mail of `msg` to `contact`: HTML (the notice with the links on top) and plain text
 /// alternatives, the notice as an HTML attachment, the idempotency key as Message-ID. The one
 /// and only recipient is the contact's address.
@@ -513,23 +535,7 @@ pub fn build_email(
             .parse()
             .map_err(|e| format!("recipient address {}: {e}", contact.address))?,
     );
-    let banner = format!(
-        "<div style=\"border:2px solid #b00;padding:.8em 1em;margin:1em auto;max-width:46em;\
-         font-family:sans-serif\"><p>{}（{}）：</p><p>{}</p><p>{}<a href=\"{}\">合规指引（compliance \
-         guidance）</a></p></div>",
-        pharmwatch_core::display::esc(&msg.enterprise.name),
-        pharmwatch_core::display::esc(&msg.enterprise.credit_code),
-        pharmwatch_core::display::esc(&msg.summary),
-        if msg.document.is_some() {
-            format!(
-                "请点击 <a href=\"{}\">确认送达（acknowledge receipt）</a>；",
-                msg.link
-            )
-        } else {
-            String::new()
-        },
-        msg.guidance_link
-    );
+    let banner = banner_html(msg)?;
     let plain = format!(
         "{}\n\n{}\n\n{}合规指引: {}\n",
         msg.title(),

@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::Result;
 use pharmwatch_core::config::Section;
 use pharmwatch_core::contacts::Channel;
-use pharmwatch_core::error::{PipelineError, Result};
+use pharmwatch_core::error::CoreError;
 
 /// Everything the delivery worker and the receipt server need.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -288,14 +289,14 @@ impl DeliveryConfig {
             cfg.secrets_file = Some(base.join(s));
         }
         cfg.validate()
-            .map_err(|e| PipelineError::Config(format!("{} [delivery]: {e}", path.display())))?;
+            .map_err(|e| CoreError::Config(format!("{} [delivery]: {e}", path.display())))?;
         Ok(cfg)
     }
 
     /// Checks values a worker cannot run with.
-    pub fn validate(&self) -> Result<()> {
+    pub fn validate(&self) -> pharmwatch_core::Result<()> {
         let bad = |field: &str, reason: &str| {
-            Err(PipelineError::InvalidField {
+            Err(CoreError::InvalidField {
                 field: field.to_string(),
                 reason: reason.to_string(),
             })

@@ -21,6 +21,7 @@
 
 pub mod channels;
 pub mod config;
+pub mod error;
 pub mod mask;
 pub mod metrics;
 pub mod outbox;
@@ -32,8 +33,6 @@ use std::sync::atomic::AtomicBool;
 
 pub use config::DeliveryConfig;
 pub use worker::{Worker, WorkerSummary};
-
-use pharmwatch_core::error::Result;
 
 /// Starts a worker on `store` in the background (inside `stream` and `serve`); it stops after
 /// the pass in hand once `stop` is set. Errors of a pass end the task and are printed.
@@ -47,9 +46,11 @@ pub fn spawn_worker(
         match worker.run(stop, false).await {
             Ok(s) => Some(s),
             Err(e) => {
-                eprintln!("deliver: worker stopped: {e}");
+                tracing::error!(error = %e, "delivery worker stopped");
                 None
             }
         }
     }))
 }
+
+pub use error::{DeliveryError, Result};

@@ -14,10 +14,11 @@ use chrono::NaiveDate;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::channels::{DocumentRef, EnterpriseRef, Message, MessageKind};
+use crate::error::Result;
 use pharmwatch_casework::links::{Claims, Purpose, Signer};
 use pharmwatch_casework::notices::{DocumentKind, date_zh};
 use pharmwatch_core::display::indicator_zh;
-use pharmwatch_core::error::{PipelineError, Result};
+use pharmwatch_core::error::CoreError;
 use pharmwatch_core::store::{Store, sql_err};
 
 const CLAIM_DUE: &str = include_str!("../../sql/delivery/claim_due.sql");
@@ -103,10 +104,11 @@ pub fn due_now(store: &Store, now_ms: i64, risk_warnings: bool, limit: usize) ->
         .conn_ref()
         .prepare(CLAIM_DUE)
         .map_err(|e| sql_err(path, "due deliveries", e))?;
-    st.query_map(params![now_ms, risk_warnings, limit as i64], due_row)
+    Ok(st
+        .query_map(params![now_ms, risk_warnings, limit as i64], due_row)
         .map_err(|e| sql_err(path, "due deliveries", e))?
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| sql_err(path, "due deliveries", e))
+        .map_err(|e| sql_err(path, "due deliveries", e))?)
 }
 
 /// Takes up to `limit` due rows for `lease_ms` (in one IMMEDIATE transaction, so two workers
@@ -240,10 +242,11 @@ pub fn message_of(conn: &Connection, path: &Path, due: &Due, signer: &Signer) ->
         (Some(d), _) => d.clone(),
         (None, Some(r)) => format!("risk:{r}"),
         (None, None) => {
-            return Err(PipelineError::Internal(format!(
+            return Err(CoreError::Internal(format!(
                 "delivery {} has neither document nor risk event",
                 due.delivery_id
-            )));
+            ))
+            .into());
         }
     };
     let claims = |purpose| Claims {
@@ -270,7 +273,7 @@ pub fn message_of(conn: &Connection, path: &Path, due: &Due, signer: &Signer) ->
             .optional()
             .map_err(|e| sql_err(path, "notice message", e))?
             .ok_or_else(|| {
-                PipelineError::Internal(format!(
+                CoreError::Internal(format!(
                     "delivery {}: no document {number}",
                     due.delivery_id
                 ))
@@ -335,7 +338,7 @@ pub fn message_of(conn: &Connection, path: &Path, due: &Due, signer: &Signer) ->
         .optional()
         .map_err(|e| sql_err(path, "risk warning message", e))?
         .ok_or_else(|| {
-            PipelineError::Internal(format!("delivery {}: no risk event {id}", due.delivery_id))
+            CoreError::Internal(format!("delivery {}: no risk event {id}", due.delivery_id))
         })?;
     let item: serde_json::Value = serde_json::from_str(&item_json).unwrap_or_default();
     let evidence = item
@@ -388,14 +391,15 @@ pub fn pending_by_contact(store: &Store) -> Result<Vec<(String, usize, i64)>> {
              WHERE status = 'pending' GROUP BY enterprise_id, contact_index",
         )
         .map_err(|e| sql_err(path, "pending deliveries", e))?;
-    st.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)?.max(0) as usize,
-            r.get::<_, i64>(2)?,
-        ))
-    })
-    .map_err(|e| sql_err(path, "pending deliveries", e))?
-    .collect::<std::result::Result<Vec<_>, _>>()
-    .map_err(|e| sql_err(path, "pending deliveries", e))
+    Ok(st
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?.max(0) as usize,
+                r.get::<_, i64>(2)?,
+            ))
+        })
+        .map_err(|e| sql_err(path, "pending deliveries", e))?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| sql_err(path, "pending deliveries", e))?)
 }

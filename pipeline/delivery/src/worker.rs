@@ -11,10 +11,12 @@
 //! per-channel rate limits space the sends.
 
 use std::collections::HashMap;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -24,10 +26,10 @@ use super::channels::{Outcome, Sender};
 use super::config::DeliveryConfig;
 use super::mask;
 use super::outbox::{self, Attempt, Due, Step};
+use crate::error::Result;
 use crate::metrics::{self, DeliveryMetrics};
 use pharmwatch_casework::links::Signer;
 use pharmwatch_core::contacts::{Channel, Directory};
-use pharmwatch_core::error::Result;
 use pharmwatch_core::store::Store;
 
 /// Counts of a run.
@@ -157,9 +159,18 @@ impl Worker {
         self.next_slot.insert(channel, slot + spacing);
     }
 
+    /// An outcome worth an operator's journal (a delivery, a retry scheduled), inside the
+    /// delivery's span (delivery id, notice id, case id, enterprise).
     fn log(&self, line: String) {
         if !self.quiet {
-            eprintln!("deliver: {line}");
+            tracing::info!("{line}");
+        }
+    }
+
+    /// A delivery that failed for good on a contact or altogether.
+    fn log_failure(&self, line: String) {
+        if !self.quiet {
+            tracing::warn!("{line}");
         }
     }
 
@@ -180,12 +191,20 @@ impl Worker {
         for d in due {
             // A row that cannot be sent (its message cannot be built, the store refused the
             // record) stays leased until `lease_secs` and is tried again then; the others go on.
-            if let Err(e) = self.one(&d, &mut s).await {
-                eprintln!(
-                    "deliver: delivery {} left for a later pass: {}",
-                    d.delivery_id,
-                    mask::text(&e.to_string())
-                );
+            let span = tracing::info_span!(
+                "delivery",
+                delivery_id = d.delivery_id,
+                notice_id = %d.key,
+                case_id = d.case_id.as_deref().unwrap_or("-"),
+                enterprise = %d.enterprise_id,
+            );
+            if let Err(e) = self.one(&d, &mut s).instrument(span.clone()).await {
+                span.in_scope(|| {
+                    tracing::warn!(
+                        error = %mask::text(&e.to_string()),
+                        "left for a later pass"
+                    )
+                });
             }
         }
         self.update_pending()?;
@@ -222,10 +241,11 @@ impl Worker {
             return Ok(());
         };
         if contact.enterprise_id != d.enterprise_id {
-            return Err(pharmwatch_core::error::PipelineError::Internal(format!(
+            return Err(pharmwatch_core::error::CoreError::Internal(format!(
                 "the directory returned a contact of {} for {}",
                 contact.enterprise_id, d.enterprise_id
-            )));
+            ))
+            .into());
         }
         let path = self.store.path().to_path_buf();
         let msg = outbox::message_of(self.store.conn_ref(), &path, d, &self.signer)?;
@@ -284,14 +304,14 @@ impl Worker {
                 s.contacts_failed += 1;
                 if step == Step::Failed {
                     s.failed += 1;
-                    self.log(format!(
+                    self.log_failure(format!(
                         "{what} → {who}: failed for good ({}); every contact failed, on the \
                          manual-service list ({})",
                         outcome.detail(),
                         self.cfg.manual_service
                     ));
                 } else {
-                    self.log(format!(
+                    self.log_failure(format!(
                         "{what} → {who}: failed for good ({}); falling back to the next contact",
                         outcome.detail()
                     ));
@@ -337,7 +357,10 @@ impl Worker {
                 Ok(s) => s,
                 // A continuous worker outlives a busy or briefly unavailable store.
                 Err(e) if !once => {
-                    eprintln!("deliver: pass failed, retrying after the poll interval: {e}");
+                    tracing::warn!(
+                        error = %mask::text(&e.to_string()),
+                        "pass failed; retrying after the poll interval"
+                    );
                     WorkerSummary::default()
                 }
                 Err(e) => return Err(e),

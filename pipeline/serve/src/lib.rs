@@ -18,7 +18,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::NaiveDate;
-use minijinja::{AutoEscape, Environment, context};
+use minijinja::{Environment, context};
 use pharmwatch_regulation::Rules;
 
 use crate::metrics::ServeMetrics;
@@ -26,9 +26,10 @@ use pharmwatch_casework::guidance;
 use pharmwatch_casework::ledger::Ledger;
 use pharmwatch_casework::links::{Claims, Purpose, Refusal, Signer};
 use pharmwatch_casework::service::{self, Ack};
-use pharmwatch_core::error::{PipelineError, Result};
+use pharmwatch_core::error::CoreError;
 use pharmwatch_regulation::Calendar;
 
+pub mod error;
 pub mod metrics;
 
 const PAGE: &str = include_str!("../../templates/receipt_page.html.j2");
@@ -93,13 +94,12 @@ impl ServeState {
         authority: &str,
         contact: &str,
     ) -> Result<Self> {
-        let mut pages = Environment::new();
-        pages.set_auto_escape_callback(|_| AutoEscape::Html);
+        let mut pages = pharmwatch_core::display::templates();
         pages
             .add_template("receipt_page.html.j2", PAGE)
-            .map_err(|e| PipelineError::Template {
+            .map_err(|e| ServeError::Template {
                 template: "receipt_page.html.j2".into(),
-                reason: e.to_string(),
+                source: e,
             })?;
         Ok(Self {
             ledger: Mutex::new(ledger),
@@ -192,7 +192,7 @@ impl ServeState {
         };
         let result = match self.ledger.lock() {
             Ok(mut l) => service::acknowledge(&mut l, enterprise, &claims.subject, today()),
-            Err(_) => Err(PipelineError::Internal("ledger lock poisoned".into())),
+            Err(_) => Err(CoreError::Internal("ledger lock poisoned".into()).into()),
         };
         let (doc, at, already) = match result {
             Ok(Ack::Recorded(doc, at)) => {
@@ -200,12 +200,12 @@ impl ServeState {
                     .acknowledged
                     .with_label_values(&[doc.kind.as_str()])
                     .inc();
-                eprintln!("serve: {} acknowledged by {enterprise}", doc.number);
+                tracing::info!(notice_id = %doc.number, case_id = %doc.case_id, enterprise, "acknowledged (送达)");
                 (doc, at, false)
             }
             Ok(Ack::Already(doc, at)) => (doc, at, true),
             Err(e) => {
-                eprintln!("serve: acknowledgement refused: {e}");
+                tracing::warn!(enterprise, error = %e, "acknowledgement refused");
                 return self.refused(&Refusal::Forged);
             }
         };
@@ -240,7 +240,7 @@ impl ServeState {
             Ok(l) => l
                 .calendar(&self.calendar)
                 .and_then(|cal| guidance::guidance(&l, enterprise, today(), &self.rules, &cal)),
-            Err(_) => Err(PipelineError::Internal("ledger lock poisoned".into())),
+            Err(_) => Err(CoreError::Internal("ledger lock poisoned".into()).into()),
         };
         match g {
             Ok(g) => self.page(
@@ -249,7 +249,7 @@ impl ServeState {
                            authority => &self.authority },
             ),
             Err(e) => {
-                eprintln!("serve: guidance for {enterprise}: {e}");
+                tracing::warn!(enterprise, error = %e, "guidance page failed");
                 self.refused(&Refusal::Forged)
             }
         }
@@ -295,17 +295,19 @@ pub async fn spawn(
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|e| PipelineError::Config(format!("listen {listen}: {e}")))?;
+        .map_err(|e| CoreError::Config(format!("listen {listen}: {e}")))?;
     let addr = listener
         .local_addr()
-        .map_err(|e| PipelineError::Config(format!("listen {listen}: {e}")))?;
+        .map_err(|e| CoreError::Config(format!("listen {listen}: {e}")))?;
     let app = router(state);
     Ok((
         addr,
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
-                eprintln!("serve: server stopped: {e}");
+                tracing::error!(error = %e, "server stopped");
             }
         }),
     ))
 }
+
+pub use error::{Result, ServeError};

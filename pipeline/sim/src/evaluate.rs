@@ -20,7 +20,7 @@ use chrono::NaiveDate;
 use serde::Serialize;
 
 use crate::simulate::Label;
-use pharmwatch_core::error::{PipelineError, Result};
+use pharmwatch_core::error::{CoreError, Result};
 use pharmwatch_core::risk::CsvRow;
 
 /// The model's indicator.
@@ -93,7 +93,7 @@ pub fn evaluate(
     let mut listed: BTreeMap<(String, String), BTreeSet<NaiveDate>> = BTreeMap::new();
     for r in rows {
         let items = r.parse_items().map_err(|e| {
-            PipelineError::Config(format!(
+            CoreError::Config(format!(
                 "risk list row {} {}: items are not valid JSON: {e}",
                 r.date, r.enterprise_id
             ))
@@ -200,7 +200,7 @@ pub fn evaluate_files(risk_list: &Path, labels: &Path) -> Result<Evaluation> {
             match (from, to) {
                 (Some(f), Some(t)) => (f, t),
                 _ => {
-                    return Err(PipelineError::Config(format!(
+                    return Err(CoreError::Config(format!(
                         "{}: empty risk list and no run.json beside it: cannot tell which days it covers",
                         risk_list.display()
                     )));

@@ -5,8 +5,9 @@
 //! the reorder point); orders placed the day before are delivered on working days (a sale at
 //! the supplier and a purchase at the buyer, same batch); pharmacies sell to patients (one
 //! record per package, each with its own traceability code), with weekly seasonality and
-//! holidays; hidden losses happen; every holding reports its closing stock; holdings below
-//! their reorder point order up to their order-up-to level.
+//! holidays; supervisors sample products and inspect enterprises on working days; hidden losses
+//! happen; every holding reports its closing stock; holdings below their reorder point order up
+//! to their order-up-to level. `Engine::simulate_day` runs these phases, one helper each.
 //!
 //! Invariants: the same seed and arguments give the same bytes; without planted anomalies every
 //! holding reconciles (opening + in − out = closing) and no batch is sold expired or failed; a
@@ -34,7 +35,7 @@ use pharmwatch_schemas::{
 };
 
 use anomalies::{Anomaly, AnomalyKind};
-use pharmwatch_core::error::{PipelineError, Result};
+use pharmwatch_core::error::{CoreError, Result};
 use pharmwatch_core::lake::LakeWriter;
 use pharmwatch_regulation::Calendar;
 use world::{Holding, Supplier, World, price_level};
@@ -105,6 +106,30 @@ struct Order {
     due: NaiveDate,
 }
 
+/// What every phase of one simulated day shares.
+struct Today {
+    /// The day.
+    date: NaiveDate,
+    /// Whether it is a working day (production, deliveries, sampling and inspections).
+    working: bool,
+    /// Retail demand factor of the weekday and holiday.
+    season: f64,
+    /// Enterprises that stopped reporting (a planted anomaly), by index.
+    stopped: Vec<bool>,
+}
+
+/// How one retail holding sells today, after the anomalies active on it.
+struct RetailTerms {
+    /// Expected units sold.
+    lambda: f64,
+    /// Factor on the enterprise's price.
+    price_factor: f64,
+    /// A planted (expired or failed) batch some units come from.
+    planted_batch: Option<usize>,
+    /// Units sold under a traceability code already sold elsewhere.
+    duplicates: i64,
+}
+
 struct Engine<'a> {
     world: World,
     cal: &'a Calendar,
@@ -131,6 +156,53 @@ fn weekday_factor(d: NaiveDate) -> f64 {
 }
 
 impl<'a> Engine<'a> {
+    /// An engine at the start of the run: no orders, no runs, no codes sold yet.
+    fn new(
+        world: World,
+        cal: &'a Calendar,
+        rng: Xoshiro256PlusPlus,
+        anomalies: Vec<Anomaly>,
+    ) -> Self {
+        let n_products = world.products.len();
+        let n_holdings = world.holdings.len();
+        Engine {
+            world,
+            cal,
+            rng,
+            anomalies,
+            orders: Vec::new(),
+            trace_serial: vec![0; n_products],
+            recent_codes: vec![VecDeque::new(); n_products],
+            recent_runs: vec![VecDeque::new(); n_holdings],
+            active_by_holding: HashMap::new(),
+            active_by_ent: HashMap::new(),
+            counters: [0; 6],
+            tz: FixedOffset::east_opt(SHANGHAI_OFFSET_SECONDS).expect("UTC+8 is a valid offset"),
+        }
+    }
+
+    /// Simulates every day of the run and writes its records; returns the records written
+    /// per event kind, in the order of [`EventKind::ALL`].
+    fn simulate_days(&mut self, cfg: &SimConfig, writer: &mut LakeWriter) -> Result<[u64; 6]> {
+        let bar =
+            pharmwatch_core::progress::bar(cfg.progress, u64::from(cfg.days), "simulating days");
+        let mut counts = [0u64; 6];
+        for i in 0..cfg.days {
+            let d = cfg.start + Duration::days(i64::from(i));
+            let day = self.simulate_day(d)?;
+            counts[0] += writer.write_day(EventKind::Production, d, &day.production)? as u64;
+            counts[1] += writer.write_day(EventKind::Sales, d, &day.sales)? as u64;
+            counts[2] += writer.write_day(EventKind::Purchase, d, &day.purchase)? as u64;
+            counts[3] += writer.write_day(EventKind::Inventory, d, &day.inventory)? as u64;
+            counts[4] += writer.write_day(EventKind::ProductTest, d, &day.product_test)? as u64;
+            counts[5] += writer.write_day(EventKind::Inspection, d, &day.inspection)? as u64;
+            bar.inc(1);
+            bar.set_message(format!("{d}: {} records", counts.iter().sum::<u64>()));
+        }
+        bar.finish_and_clear();
+        Ok(counts)
+    }
+
     fn at(&self, d: NaiveDate, seconds: u32) -> DateTime<FixedOffset> {
         let t = NaiveTime::from_num_seconds_from_midnight_opt(seconds.min(86_399), 0)
             .unwrap_or_default();
@@ -188,13 +260,11 @@ impl<'a> Engine<'a> {
     }
 
     fn is_working(&self, d: NaiveDate) -> Result<bool> {
-        self.cal.is_working_day(d).map_err(PipelineError::Calendar)
+        self.cal.is_working_day(d).map_err(CoreError::Calendar)
     }
 
     fn next_working(&self, d: NaiveDate) -> Result<NaiveDate> {
-        self.cal
-            .add_working_days(d, 1)
-            .map_err(PipelineError::Calendar)
+        self.cal.add_working_days(d, 1).map_err(CoreError::Calendar)
     }
 
     fn poisson(&mut self, lambda: f64) -> i64 {
@@ -288,9 +358,44 @@ impl<'a> Engine<'a> {
         ship
     }
 
+    /// Simulates day `d`: the phases of the module docs, in order.
     fn simulate_day(&mut self, d: NaiveDate) -> Result<DayRecords> {
         let mut day = DayRecords::default();
         self.index_active(d);
+        let today = self.today(d)?;
+
+        // 1. Production, on working days.
+        if today.working {
+            self.produce(&mut day, d);
+        }
+
+        // 2. Deliveries due today, upstream tiers first; then the planted ones.
+        self.deliver_due(&mut day, &today);
+        self.deliver_planted(&mut day, &today);
+
+        // 3. Retail sales to patients.
+        self.sell_retail(&mut day, &today)?;
+
+        // 4. Supervisory sampling and inspections on working days.
+        if today.working {
+            self.sample_products(&mut day, d);
+            self.inspect(&mut day, d);
+        }
+
+        // 5. Hidden losses (stock leaves without a record).
+        self.lose_hidden_stock(d);
+
+        // 6. Closing stock of every holding.
+        self.report_stock(&mut day, &today);
+
+        // 7. Orders for the next working day.
+        self.place_orders(d)?;
+        Ok(day)
+    }
+
+    /// The facts of day `d` every phase shares: working or not, the demand's season, and
+    /// which enterprises stopped reporting.
+    fn today(&self, d: NaiveDate) -> Result<Today> {
         let working = self.is_working(d)?;
         let holiday = self.cal.holiday_name(d).map(str::to_string);
         let season = weekday_factor(d)
@@ -306,71 +411,95 @@ impl<'a> Engine<'a> {
                 stopped[a.ent] = true;
             }
         }
+        Ok(Today {
+            date: d,
+            working,
+            season,
+            stopped,
+        })
+    }
 
-        // 1. Production, on working days.
-        if working {
-            for h in 0..self.world.holdings.len() {
-                if !matches!(self.world.holdings[h].supplier, Supplier::Produces) {
-                    continue;
-                }
-                let spike = self.active_on_holding(AnomalyKind::ProductionSpike, h);
-                let hd = &self.world.holdings[h];
-                if hd.stock >= hd.reorder && spike.is_none() {
-                    continue;
-                }
-                // A standard batch: S − s days of demand, rounded up to tens.
-                let normal = ((hd.order_up_to - hd.reorder).max(10) + 9) / 10 * 10;
-                let qty = match spike {
-                    Some(a) => {
-                        let largest = self.recent_runs[h]
-                            .iter()
-                            .filter(|(day, _)| (d - *day).num_days() <= 28)
-                            .map(|(_, q)| *q)
-                            .max()
-                            .unwrap_or(normal)
-                            .max(normal);
-                        ((largest as f64 * self.anomalies[a].factor) / 10.0).ceil() as i64 * 10
-                    }
-                    None => normal,
-                };
-                let (ent, prod) = (hd.ent, hd.prod);
-                let b = self.world.add_batch(prod, d, true);
-                let batch_no = self.world.batches[b].batch_no.clone();
-                let code = self.world.enterprises[ent].row.enterprise_id.clone();
-                let product_id = self.world.products[prod].row.product_id.clone();
-                let event_id = self.next_id(EventKind::Production, d);
-                let time = {
-                    let secs = 8 * 3600 + self.rng.gen_range(0..10 * 3600);
-                    self.at(d, secs)
-                };
-                day.production.push(ProductionRecord {
-                    event_id,
-                    event_time: time,
-                    enterprise_id: code.clone(),
-                    product_id: product_id.clone(),
-                    batch_no: batch_no.clone(),
-                    quantity: qty,
-                });
-                let event_id = self.next_id(EventKind::ProductTest, d);
-                day.product_test.push(ProductTestRecord {
-                    event_id,
-                    event_time: self.at(d, 20 * 3600),
-                    enterprise_id: code,
-                    product_id,
-                    batch_no,
-                    test_kind: TestKind::Release,
-                    result: TestResult::Pass,
-                    test_item: Some("全检".into()),
-                });
-                self.world.holdings[h].stock += qty;
-                self.recent_runs[h].push_back((d, qty));
-                if self.recent_runs[h].len() > 16 {
-                    self.recent_runs[h].pop_front();
-                }
-            }
+    /// The largest run (production or delivery) of holding `h` in the four weeks before `d`.
+    fn largest_recent_run(&self, h: usize, d: NaiveDate) -> Option<i64> {
+        self.recent_runs[h]
+            .iter()
+            .filter(|(day, _)| (d - *day).num_days() <= 28)
+            .map(|(_, q)| *q)
+            .max()
+    }
+
+    /// Remembers a run of `qty` units into holding `h` on `d` (the last sixteen are kept).
+    fn remember_run(&mut self, h: usize, d: NaiveDate, qty: i64) {
+        self.recent_runs[h].push_back((d, qty));
+        if self.recent_runs[h].len() > 16 {
+            self.recent_runs[h].pop_front();
         }
+    }
 
-        // 2. Deliveries due today, upstream tiers first.
+    /// Phase 1: every manufacturer holding below its reorder point (or with a planted spike)
+    /// produces a batch.
+    fn produce(&mut self, day: &mut DayRecords, d: NaiveDate) {
+        for h in 0..self.world.holdings.len() {
+            if !matches!(self.world.holdings[h].supplier, Supplier::Produces) {
+                continue;
+            }
+            let spike = self.active_on_holding(AnomalyKind::ProductionSpike, h);
+            let hd = &self.world.holdings[h];
+            if hd.stock >= hd.reorder && spike.is_none() {
+                continue;
+            }
+            // A standard batch: S − s days of demand, rounded up to tens.
+            let normal = ((hd.order_up_to - hd.reorder).max(10) + 9) / 10 * 10;
+            let qty = match spike {
+                Some(a) => {
+                    let largest = self.largest_recent_run(h, d).unwrap_or(normal).max(normal);
+                    ((largest as f64 * self.anomalies[a].factor) / 10.0).ceil() as i64 * 10
+                }
+                None => normal,
+            };
+            self.record_production(day, d, h, qty);
+        }
+    }
+
+    /// Records a production run of `qty` units into holding `h`: a new batch, its production
+    /// record and its release test.
+    fn record_production(&mut self, day: &mut DayRecords, d: NaiveDate, h: usize, qty: i64) {
+        let (ent, prod) = (self.world.holdings[h].ent, self.world.holdings[h].prod);
+        let b = self.world.add_batch(prod, d, true);
+        let batch_no = self.world.batches[b].batch_no.clone();
+        let code = self.world.enterprises[ent].row.enterprise_id.clone();
+        let product_id = self.world.products[prod].row.product_id.clone();
+        let event_id = self.next_id(EventKind::Production, d);
+        let time = {
+            let secs = 8 * 3600 + self.rng.gen_range(0..10 * 3600);
+            self.at(d, secs)
+        };
+        day.production.push(ProductionRecord {
+            event_id,
+            event_time: time,
+            enterprise_id: code.clone(),
+            product_id: product_id.clone(),
+            batch_no: batch_no.clone(),
+            quantity: qty,
+        });
+        let event_id = self.next_id(EventKind::ProductTest, d);
+        day.product_test.push(ProductTestRecord {
+            event_id,
+            event_time: self.at(d, 20 * 3600),
+            enterprise_id: code,
+            product_id,
+            batch_no,
+            test_kind: TestKind::Release,
+            result: TestResult::Pass,
+            test_item: Some("全检".into()),
+        });
+        self.world.holdings[h].stock += qty;
+        self.remember_run(h, d, qty);
+    }
+
+    /// Phase 2: delivers the orders due today, upstream tiers first.
+    fn deliver_due(&mut self, day: &mut DayRecords, today: &Today) {
+        let d = today.date;
         let mut due: Vec<Order> = Vec::new();
         let mut later: Vec<Order> = Vec::new();
         for o in self.orders.drain(..) {
@@ -388,27 +517,25 @@ impl<'a> Engine<'a> {
             )
         });
         for o in due {
-            let got = self.deliver(&mut day, d, o.holding, o.qty, &stopped);
+            let got = self.deliver(day, d, o.holding, o.qty, &today.stopped);
             self.world.holdings[o.holding].outstanding = false;
             if got > 0 {
-                self.recent_runs[o.holding].push_back((d, got));
-                if self.recent_runs[o.holding].len() > 16 {
-                    self.recent_runs[o.holding].pop_front();
-                }
+                self.remember_run(o.holding, d, got);
             }
         }
-        // Planted deliveries: stockpiling orders and special-drug pre-stocking.
+    }
+
+    /// Phase 2, planted: stockpiling orders and special-drug pre-stocking on their first day.
+    fn deliver_planted(&mut self, day: &mut DayRecords, today: &Today) {
+        let d = today.date;
         for i in 0..self.anomalies.len() {
             let a = self.anomalies[i].clone();
             let Some(h) = a.holding else { continue };
             let qty = match a.kind {
                 AnomalyKind::PurchaseSpike if a.start == d => {
                     let hd = &self.world.holdings[h];
-                    let largest = self.recent_runs[h]
-                        .iter()
-                        .filter(|(day, _)| (d - *day).num_days() <= 28)
-                        .map(|(_, q)| *q)
-                        .max()
+                    let largest = self
+                        .largest_recent_run(h, d)
                         .unwrap_or(hd.order_up_to)
                         .max(hd.order_up_to - hd.reorder);
                     (largest as f64 * a.factor).ceil() as i64
@@ -420,166 +547,209 @@ impl<'a> Engine<'a> {
                 }
                 _ => continue,
             };
-            self.deliver(&mut day, d, h, qty, &stopped);
+            self.deliver(day, d, h, qty, &today.stopped);
         }
+    }
 
-        // 3. Retail sales to patients.
+    /// Phase 3: every retail enterprise sells each product it holds to patients, then any
+    /// product it never bought (planted).
+    fn sell_retail(&mut self, day: &mut DayRecords, today: &Today) -> Result<()> {
+        let d = today.date;
+        let n_ent = self.world.enterprises.len();
         let retail: Vec<usize> = (0..n_ent)
             .filter(|&e| self.world.enterprises[e].etype.is_retail())
             .collect();
         for e in retail {
             let holdings = self.world.enterprises[e].holdings.clone();
             for h in holdings {
-                let lam0 = self.world.holdings[h].lambda * season;
-                let mut lam = lam0;
-                let mut price_factor = 1.0;
-                let mut planted_batch: Option<usize> = None;
-                let mut duplicates = 0;
-                if let Some(a) = self.active_on_holding(AnomalyKind::SalesSpike, h) {
-                    lam = lam0 * self.anomalies[a].factor;
-                }
-                if self
-                    .active_on_holding(AnomalyKind::SpecialDrugVolume, h)
-                    .is_some()
-                {
-                    lam = lam0 * 5.0 + 8.0;
-                }
-                if self
-                    .active_on_holding(AnomalyKind::SubtleDiversion, h)
-                    .is_some()
-                {
-                    lam = lam0 * 1.6;
-                    price_factor = 0.8;
-                }
-                if let Some(a) = self.active_on_holding(AnomalyKind::PriceBelowMedian, h) {
-                    price_factor = self.anomalies[a].factor;
-                }
-                if let Some(a) = self.active_on_holding(AnomalyKind::ExpiredBatchSold, h) {
-                    planted_batch = self.anomalies[a].batch;
-                }
-                if let Some(a) = self.active_on_holding(AnomalyKind::FailedBatchSold, h) {
-                    planted_batch = self.anomalies[a].batch;
-                    let b = self.anomalies[a].batch.unwrap_or_default();
-                    if d == self.anomalies[a].start && self.world.batches[b].released {
-                        let rec = ProductTestRecord {
-                            event_id: self.next_id(EventKind::ProductTest, d),
-                            event_time: self.at(d, 8 * 3600 + 600),
-                            enterprise_id: self.world.enterprises[e].row.enterprise_id.clone(),
-                            product_id: self.world.batches[b].product_id.clone(),
-                            batch_no: self.world.batches[b].batch_no.clone(),
-                            test_kind: TestKind::Sampling,
-                            result: TestResult::Fail,
-                            test_item: Some("溶出度".into()),
-                        };
-                        day.product_test.push(rec);
-                    }
-                }
-                if self
-                    .active_on_holding(AnomalyKind::TraceCodeDuplicate, h)
-                    .is_some()
-                {
-                    duplicates = self.rng.gen_range(1..=2);
-                }
-                let demand = self.poisson(lam);
-                let sold = demand.min(self.world.holdings[h].stock);
-                if sold <= 0 {
-                    continue;
-                }
-                self.world.holdings[h].stock -= sold;
-                let planted_units = if planted_batch.is_some() {
-                    self.rng.gen_range(1..=3).min(sold)
-                } else {
-                    0
-                };
-                let p = self.world.holdings[h].prod;
-                self.sell_units(
-                    &mut day,
-                    d,
-                    e,
-                    p,
-                    sold,
-                    price_factor,
-                    planted_batch,
-                    planted_units,
-                    duplicates,
-                    stopped[e],
-                )?;
+                self.sell_holding(day, today, e, h)?;
             }
             // A product sold that was never bought.
             if let Some(a) = self.active_on_ent(AnomalyKind::SoldNotBought, e) {
                 let p = self.anomalies[a].prod.unwrap_or_default();
                 let n = self.poisson(self.anomalies[a].factor).max(2);
-                self.sell_units(&mut day, d, e, p, n, 1.0, None, 0, 0, stopped[e])?;
+                self.sell_units(day, d, e, p, n, 1.0, None, 0, 0, today.stopped[e])?;
             }
         }
+        Ok(())
+    }
 
-        // 4. Supervisory sampling and inspections on working days.
-        if working {
-            let n_tests = (n_ent / 100).max(1);
-            for _ in 0..n_tests {
-                let h = self.rng.gen_range(0..self.world.holdings.len());
-                let Holding { ent, prod, .. } = self.world.holdings[h].clone();
-                let etype = self.world.enterprises[ent].etype;
-                let b = self.world.current_batch(prod, d, etype);
+    /// Phase 3, one holding: draws the day's demand of retail holding `h` (of enterprise `e`)
+    /// under the anomalies active on it and sells what is in stock.
+    fn sell_holding(
+        &mut self,
+        day: &mut DayRecords,
+        today: &Today,
+        e: usize,
+        h: usize,
+    ) -> Result<()> {
+        let d = today.date;
+        let terms = self.retail_terms(day, today, e, h);
+        let demand = self.poisson(terms.lambda);
+        let sold = demand.min(self.world.holdings[h].stock);
+        if sold <= 0 {
+            return Ok(());
+        }
+        self.world.holdings[h].stock -= sold;
+        let planted_units = if terms.planted_batch.is_some() {
+            self.rng.gen_range(1..=3).min(sold)
+        } else {
+            0
+        };
+        let p = self.world.holdings[h].prod;
+        self.sell_units(
+            day,
+            d,
+            e,
+            p,
+            sold,
+            terms.price_factor,
+            terms.planted_batch,
+            planted_units,
+            terms.duplicates,
+            today.stopped[e],
+        )
+    }
+
+    /// The demand rate, price and planted units of retail holding `h` today, from the
+    /// anomalies active on it; records the failed sampling test that opens a failed-batch
+    /// window.
+    fn retail_terms(
+        &mut self,
+        day: &mut DayRecords,
+        today: &Today,
+        e: usize,
+        h: usize,
+    ) -> RetailTerms {
+        let d = today.date;
+        let lam0 = self.world.holdings[h].lambda * today.season;
+        let mut terms = RetailTerms {
+            lambda: lam0,
+            price_factor: 1.0,
+            planted_batch: None,
+            duplicates: 0,
+        };
+        if let Some(a) = self.active_on_holding(AnomalyKind::SalesSpike, h) {
+            terms.lambda = lam0 * self.anomalies[a].factor;
+        }
+        if self
+            .active_on_holding(AnomalyKind::SpecialDrugVolume, h)
+            .is_some()
+        {
+            terms.lambda = lam0 * 5.0 + 8.0;
+        }
+        if self
+            .active_on_holding(AnomalyKind::SubtleDiversion, h)
+            .is_some()
+        {
+            terms.lambda = lam0 * 1.6;
+            terms.price_factor = 0.8;
+        }
+        if let Some(a) = self.active_on_holding(AnomalyKind::PriceBelowMedian, h) {
+            terms.price_factor = self.anomalies[a].factor;
+        }
+        if let Some(a) = self.active_on_holding(AnomalyKind::ExpiredBatchSold, h) {
+            terms.planted_batch = self.anomalies[a].batch;
+        }
+        if let Some(a) = self.active_on_holding(AnomalyKind::FailedBatchSold, h) {
+            terms.planted_batch = self.anomalies[a].batch;
+            let b = self.anomalies[a].batch.unwrap_or_default();
+            if d == self.anomalies[a].start && self.world.batches[b].released {
                 let rec = ProductTestRecord {
                     event_id: self.next_id(EventKind::ProductTest, d),
-                    event_time: {
-                        let secs = 10 * 3600 + self.rng.gen_range(0..6 * 3600);
-                        self.at(d, secs)
-                    },
-                    enterprise_id: self.world.enterprises[ent].row.enterprise_id.clone(),
-                    product_id: self.world.products[prod].row.product_id.clone(),
+                    event_time: self.at(d, 8 * 3600 + 600),
+                    enterprise_id: self.world.enterprises[e].row.enterprise_id.clone(),
+                    product_id: self.world.batches[b].product_id.clone(),
                     batch_no: self.world.batches[b].batch_no.clone(),
                     test_kind: TestKind::Sampling,
-                    result: TestResult::Pass,
-                    test_item: Some("含量测定".into()),
+                    result: TestResult::Fail,
+                    test_item: Some("溶出度".into()),
                 };
                 day.product_test.push(rec);
             }
-            if self.rng.gen_bool(((n_ent as f64) / 150.0).min(1.0)) {
-                let e = self.rng.gen_range(0..n_ent);
-                let conclusion = *[
-                    Conclusion::Compliant,
-                    Conclusion::Compliant,
-                    Conclusion::PendingRectification,
-                    Conclusion::NonCompliant,
-                ]
-                .choose(&mut self.rng)
-                .unwrap_or(&Conclusion::Compliant);
-                let (critical, major, general) = match conclusion {
-                    Conclusion::Compliant => {
-                        (0, self.rng.gen_range(0..=2), self.rng.gen_range(0..=8))
-                    }
-                    Conclusion::PendingRectification => {
-                        (0, self.rng.gen_range(0..=8), self.rng.gen_range(5..=25))
-                    }
-                    Conclusion::NonCompliant => (
-                        self.rng.gen_range(1..=3),
-                        self.rng.gen_range(3..=10),
-                        self.rng.gen_range(10..=30),
-                    ),
-                };
-                let flags = if self.rng.gen_bool(0.3) {
-                    Some("key_personnel_changes".to_string())
-                } else {
-                    None
-                };
-                let rec = InspectionFinding {
-                    event_id: self.next_id(EventKind::Inspection, d),
-                    event_time: self.at(d, 15 * 3600),
-                    enterprise_id: self.world.enterprises[e].row.enterprise_id.clone(),
-                    case_id: format!("JC{}{:04}", d.format("%Y%m%d"), self.counters[5]),
-                    conclusion,
-                    critical_defects: critical,
-                    major_defects: major,
-                    general_defects: general,
-                    flags,
-                };
-                day.inspection.push(rec);
-            }
         }
+        if self
+            .active_on_holding(AnomalyKind::TraceCodeDuplicate, h)
+            .is_some()
+        {
+            terms.duplicates = self.rng.gen_range(1..=2);
+        }
+        terms
+    }
 
-        // 5. Hidden losses (stock leaves without a record).
+    /// Phase 4: supervisory sampling tests of random holdings' current batches (one per
+    /// hundred enterprises, at least one), all passing.
+    fn sample_products(&mut self, day: &mut DayRecords, d: NaiveDate) {
+        let n_tests = (self.world.enterprises.len() / 100).max(1);
+        for _ in 0..n_tests {
+            let h = self.rng.gen_range(0..self.world.holdings.len());
+            let Holding { ent, prod, .. } = self.world.holdings[h].clone();
+            let etype = self.world.enterprises[ent].etype;
+            let b = self.world.current_batch(prod, d, etype);
+            let rec = ProductTestRecord {
+                event_id: self.next_id(EventKind::ProductTest, d),
+                event_time: {
+                    let secs = 10 * 3600 + self.rng.gen_range(0..6 * 3600);
+                    self.at(d, secs)
+                },
+                enterprise_id: self.world.enterprises[ent].row.enterprise_id.clone(),
+                product_id: self.world.products[prod].row.product_id.clone(),
+                batch_no: self.world.batches[b].batch_no.clone(),
+                test_kind: TestKind::Sampling,
+                result: TestResult::Pass,
+                test_item: Some("含量测定".into()),
+            };
+            day.product_test.push(rec);
+        }
+    }
+
+    /// Phase 4: an inspection of a random enterprise, on about one day in 150 / enterprises.
+    fn inspect(&mut self, day: &mut DayRecords, d: NaiveDate) {
+        let n_ent = self.world.enterprises.len();
+        if !self.rng.gen_bool(((n_ent as f64) / 150.0).min(1.0)) {
+            return;
+        }
+        let e = self.rng.gen_range(0..n_ent);
+        let conclusion = *[
+            Conclusion::Compliant,
+            Conclusion::Compliant,
+            Conclusion::PendingRectification,
+            Conclusion::NonCompliant,
+        ]
+        .choose(&mut self.rng)
+        .unwrap_or(&Conclusion::Compliant);
+        let (critical, major, general) = match conclusion {
+            Conclusion::Compliant => (0, self.rng.gen_range(0..=2), self.rng.gen_range(0..=8)),
+            Conclusion::PendingRectification => {
+                (0, self.rng.gen_range(0..=8), self.rng.gen_range(5..=25))
+            }
+            Conclusion::NonCompliant => (
+                self.rng.gen_range(1..=3),
+                self.rng.gen_range(3..=10),
+                self.rng.gen_range(10..=30),
+            ),
+        };
+        let flags = if self.rng.gen_bool(0.3) {
+            Some("key_personnel_changes".to_string())
+        } else {
+            None
+        };
+        let rec = InspectionFinding {
+            event_id: self.next_id(EventKind::Inspection, d),
+            event_time: self.at(d, 15 * 3600),
+            enterprise_id: self.world.enterprises[e].row.enterprise_id.clone(),
+            case_id: format!("JC{}{:04}", d.format("%Y%m%d"), self.counters[5]),
+            conclusion,
+            critical_defects: critical,
+            major_defects: major,
+            general_defects: general,
+            flags,
+        };
+        day.inspection.push(rec);
+    }
+
+    /// Phase 5: planted hidden losses, stock that leaves without a record.
+    fn lose_hidden_stock(&mut self, d: NaiveDate) {
         for i in 0..self.anomalies.len() {
             let a = &self.anomalies[i];
             if !a.active(d) {
@@ -605,14 +775,17 @@ impl<'a> Engine<'a> {
                 _ => {}
             }
         }
+    }
 
-        // 6. Closing stock of every holding.
+    /// Phase 6: the closing stock of every holding whose enterprise still reports.
+    fn report_stock(&mut self, day: &mut DayRecords, today: &Today) {
+        let d = today.date;
         let snapshot_time = self.at(d, 23 * 3600 + 59 * 60);
         for h in 0..self.world.holdings.len() {
             let Holding {
                 ent, prod, stock, ..
             } = self.world.holdings[h].clone();
-            if stopped[ent] {
+            if today.stopped[ent] {
                 continue;
             }
             let rec = InventorySnapshot {
@@ -624,8 +797,11 @@ impl<'a> Engine<'a> {
             };
             day.inventory.push(rec);
         }
+    }
 
-        // 7. Orders for the next working day.
+    /// Phase 7: every bought holding below its reorder point, with no order on its way,
+    /// orders up to its order-up-to level for the next working day.
+    fn place_orders(&mut self, d: NaiveDate) -> Result<()> {
         let due = self.next_working(d)?;
         for h in 0..self.world.holdings.len() {
             let hd = &self.world.holdings[h];
@@ -641,7 +817,7 @@ impl<'a> Engine<'a> {
                 due,
             });
         }
-        Ok(day)
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -754,111 +930,20 @@ pub struct Label {
 
 /// Runs the simulator and writes the lake under `cfg.out`.
 pub fn run(cfg: &SimConfig, cal: &Calendar) -> Result<SimSummary> {
-    if cfg.enterprises < 20 {
-        return Err(PipelineError::Config(
-            "--enterprises must be at least 20 (a province needs every tier)".into(),
-        ));
-    }
-    if cfg.days == 0 {
-        return Err(PipelineError::Config("--days must be at least 1".into()));
-    }
-    let end = cfg.start + Duration::days(i64::from(cfg.days) - 1);
-    for d in [cfg.start, end, end + Duration::days(20)] {
-        if !cal.covers(d) {
-            return Err(PipelineError::Config(format!(
-                "the working-day calendar covers {}–{} only; {d} is outside it (choose --start so that the run ends by {}-12-10)",
-                cal.years().start(),
-                cal.years().end(),
-                cal.years().end()
-            )));
-        }
-    }
+    let end = check_config(cfg, cal)?;
     let started = Instant::now();
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed);
     let mut world = World::build(&mut rng, cfg.enterprises, cfg.start)?;
-    let per_kind = cfg
-        .anomalies_per_kind
-        .unwrap_or_else(|| (cfg.enterprises / 40).max(3));
-    // Anomalies need four weeks of history before them.
-    let earliest = cfg.start + Duration::days(35);
-    let from = (end - Duration::days(i64::from(cfg.anomaly_days.max(1)) - 1)).max(earliest);
-    let anomalies = if from <= end && per_kind > 0 {
-        anomalies::plan(&mut rng, &mut world, per_kind, from, end, &|d| {
-            cal.is_working_day(d).unwrap_or(false)
-        })
-    } else {
-        Vec::new()
-    };
-    let n_products = world.products.len();
-    let n_holdings = world.holdings.len();
-    let mut engine = Engine {
-        world,
-        cal,
-        rng,
-        anomalies,
-        orders: Vec::new(),
-        trace_serial: vec![0; n_products],
-        recent_codes: vec![VecDeque::new(); n_products],
-        recent_runs: vec![VecDeque::new(); n_holdings],
-        active_by_holding: HashMap::new(),
-        active_by_ent: HashMap::new(),
-        counters: [0; 6],
-        tz: FixedOffset::east_opt(SHANGHAI_OFFSET_SECONDS).expect("UTC+8 is a valid offset"),
-    };
+    let anomalies = plan_anomalies(cfg, cal, &mut rng, &mut world, end);
+    let mut engine = Engine::new(world, cal, rng, anomalies);
 
-    std::fs::create_dir_all(&cfg.out).map_err(|e| PipelineError::io(&cfg.out, e))?;
+    std::fs::create_dir_all(&cfg.out).map_err(|e| CoreError::io(&cfg.out, e))?;
     let mut writer = LakeWriter::new(&cfg.out)?;
-    let bar = pharmwatch_core::progress::bar(cfg.progress, u64::from(cfg.days), "simulating days");
-    let mut counts = [0u64; 6];
-    for i in 0..cfg.days {
-        let d = cfg.start + Duration::days(i64::from(i));
-        let day = engine.simulate_day(d)?;
-        counts[0] += writer.write_day(EventKind::Production, d, &day.production)? as u64;
-        counts[1] += writer.write_day(EventKind::Sales, d, &day.sales)? as u64;
-        counts[2] += writer.write_day(EventKind::Purchase, d, &day.purchase)? as u64;
-        counts[3] += writer.write_day(EventKind::Inventory, d, &day.inventory)? as u64;
-        counts[4] += writer.write_day(EventKind::ProductTest, d, &day.product_test)? as u64;
-        counts[5] += writer.write_day(EventKind::Inspection, d, &day.inspection)? as u64;
-        bar.inc(1);
-        bar.set_message(format!("{d}: {} records", counts.iter().sum::<u64>()));
-    }
-    bar.finish_and_clear();
+    let counts = engine.simulate_days(cfg, &mut writer)?;
 
     let world = &engine.world;
-    let enterprises: Vec<_> = world.enterprises.iter().map(|e| e.row.clone()).collect();
-    let products: Vec<_> = world.products.iter().map(|p| p.row.clone()).collect();
-    writer.write_reference(&enterprises, &products, &world.batches)?;
-    // The leads' registered contacts (and the simulated webhook secrets), from a random stream
-    // of their own so that the records of a seed do not change.
-    let (contacts, secrets) = pharmwatch_core::contacts::simulate(
-        &enterprises,
-        cfg.seed,
-        &pharmwatch_core::contacts::SimulatedEndpoints::default(),
-    );
-    pharmwatch_core::contacts::write(
-        &cfg.out.join(pharmwatch_core::lake::REFERENCE_DIR),
-        &contacts,
-        &secrets,
-    )?;
-
-    let mut labels: Vec<Label> = engine
-        .anomalies
-        .iter()
-        .map(|a| Label {
-            enterprise_id: world.enterprises[a.ent].row.enterprise_id.clone(),
-            product_id: match a.kind {
-                AnomalyKind::ReportingStopped | AnomalyKind::SubtleDiversion => String::new(),
-                _ => a
-                    .prod
-                    .map(|p| world.products[p].row.product_id.clone())
-                    .unwrap_or_default(),
-            },
-            kind: a.kind.as_str().to_string(),
-            start_date: a.start,
-            end_date: a.end,
-        })
-        .collect();
-    labels.sort();
+    write_reference(cfg, world, &mut writer)?;
+    let labels = labels_of(world, &engine.anomalies);
     write_labels(&cfg.out.join("labels.csv"), &labels)?;
 
     let records: Vec<(String, u64)> = EventKind::ALL
@@ -877,11 +962,102 @@ pub fn run(cfg: &SimConfig, cal: &Calendar) -> Result<SimSummary> {
         labels: labels.len(),
         seconds: started.elapsed().as_secs_f64(),
     };
-    let manifest = serde_json::to_string_pretty(&summary)
-        .map_err(|e| PipelineError::Internal(e.to_string()))?;
+    let manifest =
+        serde_json::to_string_pretty(&summary).map_err(|e| CoreError::Internal(e.to_string()))?;
     let path = cfg.out.join("manifest.json");
-    std::fs::write(&path, manifest + "\n").map_err(|e| PipelineError::io(&path, e))?;
+    std::fs::write(&path, manifest + "\n").map_err(|e| CoreError::io(&path, e))?;
     Ok(summary)
+}
+
+/// Checks the settings of a run; returns its last day.
+fn check_config(cfg: &SimConfig, cal: &Calendar) -> Result<NaiveDate> {
+    if cfg.enterprises < 20 {
+        return Err(CoreError::Config(
+            "--enterprises must be at least 20 (a province needs every tier)".into(),
+        ));
+    }
+    if cfg.days == 0 {
+        return Err(CoreError::Config("--days must be at least 1".into()));
+    }
+    let end = cfg.start + Duration::days(i64::from(cfg.days) - 1);
+    for d in [cfg.start, end, end + Duration::days(20)] {
+        if !cal.covers(d) {
+            return Err(CoreError::Config(format!(
+                "the working-day calendar covers {}–{} only; {d} is outside it (choose --start so that the run ends by {}-12-10)",
+                cal.years().start(),
+                cal.years().end(),
+                cal.years().end()
+            )));
+        }
+    }
+    Ok(end)
+}
+
+/// Plans the run's anomalies in its last `cfg.anomaly_days` days (none when the run is too
+/// short to give them four weeks of history).
+fn plan_anomalies(
+    cfg: &SimConfig,
+    cal: &Calendar,
+    rng: &mut Xoshiro256PlusPlus,
+    world: &mut World,
+    end: NaiveDate,
+) -> Vec<Anomaly> {
+    let per_kind = cfg
+        .anomalies_per_kind
+        .unwrap_or_else(|| (cfg.enterprises / 40).max(3));
+    // Anomalies need four weeks of history before them.
+    let earliest = cfg.start + Duration::days(35);
+    let from = (end - Duration::days(i64::from(cfg.anomaly_days.max(1)) - 1)).max(earliest);
+    if from <= end && per_kind > 0 {
+        anomalies::plan(rng, world, per_kind, from, end, &|d| {
+            cal.is_working_day(d).unwrap_or(false)
+        })
+    } else {
+        Vec::new()
+    }
+}
+
+/// Writes the reference tables: enterprises, products, batches, and the leads' registered
+/// contacts.
+fn write_reference(cfg: &SimConfig, world: &World, writer: &mut LakeWriter) -> Result<()> {
+    let enterprises: Vec<_> = world.enterprises.iter().map(|e| e.row.clone()).collect();
+    let products: Vec<_> = world.products.iter().map(|p| p.row.clone()).collect();
+    writer.write_reference(&enterprises, &products, &world.batches)?;
+    // The leads' registered contacts (and the simulated webhook secrets), from a random stream
+    // of their own so that the records of a seed do not change.
+    let (contacts, secrets) = pharmwatch_core::contacts::simulate(
+        &enterprises,
+        cfg.seed,
+        &pharmwatch_core::contacts::SimulatedEndpoints::default(),
+    );
+    pharmwatch_core::contacts::write_file(
+        &cfg.out.join(pharmwatch_core::lake::REFERENCE_DIR),
+        &contacts,
+        &secrets,
+    )?;
+    Ok(())
+}
+
+/// The labels of the planted anomalies, sorted.
+fn labels_of(world: &World, anomalies: &[Anomaly]) -> Vec<Label> {
+    let mut labels: Vec<Label> = anomalies
+        .iter()
+        .map(|a| Label {
+            enterprise_id: world.enterprises[a.ent].row.enterprise_id.clone(),
+            product_id: match a.kind {
+                AnomalyKind::ReportingStopped | AnomalyKind::SubtleDiversion => String::new(),
+                _ => a
+                    .prod
+                    .map(|p| world.products[p].row.product_id.clone())
+                    .unwrap_or_default(),
+            },
+            kind: a.kind.as_str().to_string(),
+            start_date: a.start,
+            end_date: a.end,
+        })
+        .collect();
+    labels.sort();
+    labels
 }
 
 /// Writes labels as CSV.

@@ -13,8 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use pharmwatch_schemas::EventKind;
 
+use crate::error::Result;
 use pharmwatch_core::config::Section;
-use pharmwatch_core::error::{PipelineError, Result};
+use pharmwatch_core::error::CoreError;
 use pharmwatch_core::indicators::Thresholds;
 
 /// The stream service's configuration.
@@ -60,6 +61,10 @@ pub struct StreamConfig {
     pub metrics_listen: String,
     /// How long start-up waits for the broker before giving up, in seconds.
     pub startup_timeout_secs: u64,
+    /// How long a write waits for another writer of the store (the nightly job, another
+    /// instance) before the micro-batch fails as retryable and is judged again, in
+    /// milliseconds.
+    pub store_busy_timeout_ms: u64,
     /// Indicator thresholds (the nightly job's defaults).
     pub thresholds: Thresholds,
     /// Extra librdkafka properties for the consumer and producer (e.g. security settings).
@@ -84,6 +89,7 @@ impl Default for StreamConfig {
             allowed_lateness_secs: 600,
             metrics_listen: "127.0.0.1:9464".into(),
             startup_timeout_secs: 10,
+            store_busy_timeout_ms: 60_000,
             thresholds: Thresholds::default(),
             kafka: BTreeMap::new(),
         }
@@ -130,8 +136,8 @@ impl StreamConfig {
     }
 
     /// Checks the invariants.
-    pub fn check(&self) -> Result<()> {
-        let bad = |m: String| Err(PipelineError::Config(m));
+    pub fn check(&self) -> pharmwatch_core::Result<()> {
+        let bad = |m: String| Err(CoreError::Config(m));
         if self.brokers.trim().is_empty() {
             return bad("brokers is empty".into());
         }

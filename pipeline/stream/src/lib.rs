@@ -10,6 +10,9 @@
 
 pub mod config;
 pub mod engine;
+pub mod error;
 pub mod metrics;
 pub mod produce;
 pub mod service;
+
+pub use error::{Result, StreamError};

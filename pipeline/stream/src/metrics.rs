@@ -35,6 +35,8 @@ pub struct StreamMetrics {
     pub batch_seconds: HistogramVec,
     /// Messages per micro-batch.
     pub batch_records: HistogramVec,
+    /// Micro-batches judged again after a transient failure (the store busy, the disk full).
+    pub batch_retries: IntCounterVec,
     /// Event time → risk event detection latency, seconds.
     pub detection_seconds: HistogramVec,
     /// Consumer lag (messages behind the high watermark), by event kind and partition.
@@ -126,6 +128,11 @@ impl StreamMetrics {
             &[],
             vec![1.0, 10.0, 100.0, 1000.0, 5000.0, 10000.0, 20000.0, 50000.0],
         );
+        let batch_retries = b.counter(
+            "pharmwatch_stream_batch_retries_total",
+            "Micro-batches judged again after a transient failure (the store busy or locked, the disk full, the broker away).",
+            &[],
+        );
         let detection_seconds = b.histogram(
             "pharmwatch_stream_detection_seconds",
             "Wall-clock time from a triggering record's event time to its risk event (live traffic only).",
@@ -202,6 +209,7 @@ impl StreamMetrics {
             gap,
             batch_seconds,
             batch_records,
+            batch_retries,
             detection_seconds,
             consumer_lag,
             assigned_partitions,

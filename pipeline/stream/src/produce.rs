@@ -26,7 +26,8 @@ use pharmwatch_schemas::{
 };
 
 use crate::config::StreamConfig;
-use pharmwatch_core::error::{PipelineError, Result};
+use crate::error::{Result, StreamError};
+use pharmwatch_core::error::CoreError;
 use pharmwatch_core::lake;
 use pharmwatch_core::query::{register_files, table_rows};
 
@@ -94,10 +95,10 @@ where
         cols.join(", ")
     ))
     .await
-    .map_err(|e| PipelineError::query(&view, e))?;
+    .map_err(|e| CoreError::query(&view, e))?;
     let rows: Vec<T> = table_rows(ctx, &view).await?;
     for r in rows {
-        let payload = serde_json::to_vec(&r).map_err(|e| PipelineError::Internal(e.to_string()))?;
+        let payload = serde_json::to_vec(&r).map_err(|e| CoreError::Internal(e.to_string()))?;
         out.push(Msg {
             ms: r.event_time().timestamp_millis(),
             event_id: String::new(),
@@ -167,10 +168,11 @@ pub async fn produce(
 ) -> Result<ProduceSummary> {
     let msgs = read_lake(lake_dir, from, to).await?;
     if msgs.is_empty() {
-        return Err(PipelineError::Lake {
+        return Err(CoreError::Lake {
             path: lake_dir.to_path_buf(),
             reason: "no event records in the chosen days".into(),
-        });
+        }
+        .into());
     }
     let failed = Arc::new(AtomicU64::new(0));
     let ctx = Ctx {
@@ -186,15 +188,14 @@ pub async fn produce(
         c.set(k, v);
     }
     let producer: BaseProducer<Ctx> =
-        c.create_with_context(ctx)
-            .map_err(|e| PipelineError::Kafka {
-                context: format!("producer for {}", cfg.brokers),
-                reason: e.to_string(),
-            })?;
+        c.create_with_context(ctx).map_err(|e| StreamError::Kafka {
+            context: format!("producer for {}", cfg.brokers),
+            reason: e.to_string(),
+        })?;
     producer
         .client()
         .fetch_metadata(None, Duration::from_secs(cfg.startup_timeout_secs.max(1)))
-        .map_err(|e| PipelineError::Kafka {
+        .map_err(|e| StreamError::Kafka {
             context: format!("brokers {}", cfg.brokers),
             reason: format!("cannot reach the broker: {e}"),
         })?;
@@ -224,7 +225,7 @@ pub async fn produce(
                         producer.poll(Duration::from_millis(10));
                     }
                     Err((e, _)) => {
-                        return Err(PipelineError::Kafka {
+                        return Err(StreamError::Kafka {
                             context: format!("produce to {}", topics[ki]),
                             reason: e.to_string(),
                         });
@@ -238,7 +239,7 @@ pub async fn produce(
         }
         producer
             .flush(Duration::from_secs(120))
-            .map_err(|e| PipelineError::Kafka {
+            .map_err(|e| StreamError::Kafka {
                 context: "flush".into(),
                 reason: e.to_string(),
             })
@@ -252,7 +253,7 @@ pub async fn produce(
             .ok()
             .and_then(|e| e.clone())
             .unwrap_or_default();
-        return Err(PipelineError::Kafka {
+        return Err(StreamError::Kafka {
             context: format!("produce to {}", cfg.brokers),
             reason: format!("{f} message(s) were not delivered; first error: {first}"),
         });

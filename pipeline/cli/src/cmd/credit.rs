@@ -70,7 +70,7 @@ pub fn run(a: CreditArgs) -> anyhow::Result<ExitCode> {
     if a.json {
         println!("{}", serde_json::to_string_pretty(&f)?);
     } else {
-        print!("{}", pharmwatch::credit::format(&f));
+        print!("{}", pharmwatch::credit::render(&f));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -67,11 +67,12 @@ pub async fn run(a: ServeArgs, cal: Calendar) -> anyhow::Result<ExitCode> {
     } else {
         Some(delivery::spawn_worker(&cfg, &store, stop.clone())?)
     };
-    eprintln!(
-        "serve: acknowledgement and guidance links on http://{addr} (public base {}); \
-         metrics on http://{addr}/metrics; delivery worker {}",
-        cfg.link_base_url,
-        if worker.is_some() { "running" } else { "off" }
+    tracing::info!(
+        listen = %format!("http://{addr}"),
+        public_base = %cfg.link_base_url,
+        metrics = %format!("http://{addr}/metrics"),
+        worker = worker.is_some(),
+        "serving the acknowledgement and guidance links"
     );
     while !stop.load(Ordering::SeqCst) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -79,9 +80,11 @@ pub async fn run(a: ServeArgs, cal: Calendar) -> anyhow::Result<ExitCode> {
     if let Some(w) = worker
         && let Ok(Some(s)) = w.await
     {
-        eprintln!(
-            "serve: delivery worker: {} attempt(s), {} delivered, {} failed",
-            s.attempts, s.delivered, s.failed
+        tracing::info!(
+            attempts = s.attempts,
+            delivered = s.delivered,
+            failed = s.failed,
+            "delivery worker stopped"
         );
     }
     server.abort();

@@ -51,9 +51,11 @@ pub async fn run(a: StreamArgs) -> anyhow::Result<ExitCode> {
     if let Some(w) = worker
         && let Ok(Some(s)) = w.await
     {
-        eprintln!(
-            "stream: delivery worker: {} attempt(s), {} delivered, {} failed",
-            s.attempts, s.delivered, s.failed
+        tracing::info!(
+            attempts = s.attempts,
+            delivered = s.delivered,
+            failed = s.failed,
+            "delivery worker stopped"
         );
     }
     let summary = summary?;

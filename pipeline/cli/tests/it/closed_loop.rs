@@ -322,7 +322,11 @@ fn a_night_whose_deadlines_run_into_an_unloaded_year_succeeds_and_the_import_set
         String::from_utf8_lossy(&sim.stderr)
     );
     let notices_config = p("pharmwatch.toml");
-    std::fs::write(&notices_config, "[notices]\ngrades = [\"B\", \"C\", \"D\"]\n").unwrap();
+    std::fs::write(
+        &notices_config,
+        "[notices]\ngrades = [\"B\", \"C\", \"D\"]\n",
+    )
+    .unwrap();
     let prom = p("nightly.prom");
     let night = |date: &str| {
         pharmwatch(&[

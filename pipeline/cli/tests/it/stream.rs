@@ -893,3 +893,57 @@ fn an_unreachable_broker_stops_start_up_with_a_clear_error() {
     assert!(err.contains("cannot reach the broker"), "{err}");
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_store_held_by_another_writer_is_waited_out_and_the_batch_judged_again() {
+    let f = fixture();
+    let mut env = env("busy", 1, true).await;
+    env.cfg.store_busy_timeout_ms = 100;
+    env.cfg.batch_max_records = 500;
+    let first = pharmwatch::produce::produce(&env.cfg, &f.lake, Some(f.first), Some(f.first), None)
+        .await
+        .unwrap();
+    let cfg = env.cfg.clone();
+    let service = tokio::spawn(async move { run_until_idle(&cfg, 6.0).await });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while consumed_so_far(&env.cfg.store) == 0 {
+        assert!(Instant::now() < deadline, "the first batch never committed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Another writer (a nightly run, say) takes the store's write lock for 1.5 s, 15 busy
+    // timeouts of the stream, while the rest of the days arrive.
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let store = env.cfg.store.clone();
+    let holder = std::thread::spawn(move || {
+        let conn = rusqlite::Connection::open(&store).unwrap();
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        locked_tx.send(()).unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        conn.execute_batch("COMMIT").unwrap();
+    });
+    locked_rx.recv().unwrap();
+    let rest = pharmwatch::produce::produce(
+        &env.cfg,
+        &f.lake,
+        Some(f.first + Days::days(1)),
+        Some(f.last),
+        None,
+    )
+    .await
+    .unwrap();
+    holder.join().unwrap();
+    let summary = service.await.unwrap();
+    assert!(
+        (1..=5).contains(&summary.retries),
+        "the locked store makes batches fail as retryable and pass afterwards: {summary:?}"
+    );
+    let sent = first.sent + rest.sent;
+    assert_eq!(summary.consumed, sent);
+    assert_eq!(summary.rejected, 0);
+    assert_counts_reconcile(&env.cfg.store, sent as usize);
+    // Judged again, not twice: the same events as an undisturbed run, each record landed once.
+    let (events, _) = stored_events(&env.cfg.store);
+    compare_events(&events, &f.expected);
+    let landed = lake_event_ids(&env.cfg.lake, f.first, f.last, true).await;
+    assert_eq!(landed, f.produced);
+}

@@ -12,7 +12,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 
 use pharmwatch_schemas::EnterpriseType;
 
-use super::world::{Maker, Supplier, World};
+use super::world::{Holding, Maker, Supplier, World};
 
 /// Kinds of planted anomaly. The rule kinds share their names with the indicators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -124,11 +124,7 @@ pub fn plan(
     if span < 0 {
         return out;
     }
-    let window = |rng: &mut Xoshiro256PlusPlus, len: i64| -> (NaiveDate, NaiveDate) {
-        let len = len.min(span + 1).max(1);
-        let start = from + Duration::days(rng.gen_range(0..=(span + 1 - len)));
-        (start, start + Duration::days(len - 1))
-    };
+    let period = Period { from, to, span };
     let retail: Vec<usize> = world
         .enterprises
         .iter()
@@ -137,145 +133,13 @@ pub fn plan(
         .collect();
     for &kind in AnomalyKind::ALL {
         for _ in 0..per_kind {
-            // Candidate holdings / enterprises for the kind.
-            let mut candidates: Vec<(usize, Option<usize>)> = Vec::new();
-            match kind {
-                AnomalyKind::InventoryMismatch => {
-                    for h in 0..world.holdings.len() {
-                        let hd = &world.holdings[h];
-                        let t = world.enterprises[hd.ent].etype;
-                        if (t.is_retail() || t == EnterpriseType::Wholesaler) && hd.lambda >= 1.5 {
-                            candidates.push((hd.ent, Some(h)));
-                        }
-                    }
-                }
-                AnomalyKind::SalesSpike => {
-                    for h in 0..world.holdings.len() {
-                        let hd = &world.holdings[h];
-                        if world.enterprises[hd.ent].etype.is_retail()
-                            && hd.lambda >= 5.0
-                            && !world.products[hd.prod].class.is_volume_controlled()
-                        {
-                            candidates.push((hd.ent, Some(h)));
-                        }
-                    }
-                }
-                AnomalyKind::SpecialDrugVolume => {
-                    for h in 0..world.holdings.len() {
-                        let hd = &world.holdings[h];
-                        if world.enterprises[hd.ent].etype.is_retail()
-                            && world.products[hd.prod].class.is_volume_controlled()
-                            && hd.lambda >= 0.3
-                        {
-                            candidates.push((hd.ent, Some(h)));
-                        }
-                    }
-                }
-                AnomalyKind::ExpiredBatchSold
-                | AnomalyKind::FailedBatchSold
-                | AnomalyKind::PriceBelowMedian
-                | AnomalyKind::TraceCodeDuplicate => {
-                    for h in 0..world.holdings.len() {
-                        let hd = &world.holdings[h];
-                        if world.enterprises[hd.ent].etype.is_retail() && hd.lambda >= 2.0 {
-                            candidates.push((hd.ent, Some(h)));
-                        }
-                    }
-                }
-                AnomalyKind::SoldNotBought | AnomalyKind::SubtleDiversion => {
-                    candidates.extend(retail.iter().map(|&e| (e, None)));
-                }
-                AnomalyKind::ReportingStopped => {
-                    candidates.extend(
-                        world
-                            .enterprises
-                            .iter()
-                            .filter(|e| e.etype != EnterpriseType::Manufacturer)
-                            .map(|e| (e.seq, None)),
-                    );
-                }
-                AnomalyKind::ProductionSpike => {
-                    for h in 0..world.holdings.len() {
-                        let hd = &world.holdings[h];
-                        if matches!(hd.supplier, Supplier::Produces) && hd.lambda >= 3.0 {
-                            candidates.push((hd.ent, Some(h)));
-                        }
-                    }
-                }
-                AnomalyKind::PurchaseSpike => {
-                    for h in 0..world.holdings.len() {
-                        let hd = &world.holdings[h];
-                        let t = world.enterprises[hd.ent].etype;
-                        let outside = matches!(hd.supplier, Supplier::Outside(_));
-                        // A stockpiling order to a supplier outside the province, whose
-                        // supply is not limited by an in-province stock.
-                        let ok = t == EnterpriseType::Wholesaler && outside && hd.lambda >= 1.0;
-                        if ok && !world.products[hd.prod].class.is_volume_controlled() {
-                            candidates.push((hd.ent, Some(h)));
-                        }
-                    }
-                }
-            }
+            let mut candidates = candidates(world, kind, &retail);
             candidates.retain(|(e, _)| !used[*e]);
             let Some(&(ent, holding)) = candidates.choose(rng) else {
                 continue;
             };
             used[ent] = true;
-            let (start, end, factor) = match kind {
-                AnomalyKind::InventoryMismatch => {
-                    let len = rng.gen_range(1..=3);
-                    let (s, e) = window(rng, len);
-                    (s, e, 0.2 + rng.r#gen::<f64>() * 0.15)
-                }
-                AnomalyKind::SoldNotBought => {
-                    let len = rng.gen_range(2..=4);
-                    let (s, e) = window(rng, len);
-                    (s, e, 4.0 + rng.r#gen::<f64>() * 3.0)
-                }
-                AnomalyKind::SalesSpike => {
-                    let len = rng.gen_range(1..=2);
-                    let (s, e) = window(rng, len);
-                    (s, e, 5.5 + rng.r#gen::<f64>() * 1.5)
-                }
-                AnomalyKind::SpecialDrugVolume => {
-                    let len = rng.gen_range(2..=4);
-                    let (s, e) = window(rng, len);
-                    (s, e, 5.0)
-                }
-                AnomalyKind::ExpiredBatchSold
-                | AnomalyKind::FailedBatchSold
-                | AnomalyKind::PriceBelowMedian => {
-                    let len = rng.gen_range(2..=5);
-                    let (s, e) = window(rng, len);
-                    (s, e, 0.3 + rng.r#gen::<f64>() * 0.15)
-                }
-                AnomalyKind::TraceCodeDuplicate => {
-                    let len = rng.gen_range(1..=3);
-                    let (s, e) = window(rng, len);
-                    (s, e, 1.0)
-                }
-                AnomalyKind::ReportingStopped => {
-                    let len = rng.gen_range(4..=7);
-                    let (s, e) = window(rng, len);
-                    (s, e, 1.0)
-                }
-                AnomalyKind::ProductionSpike | AnomalyKind::PurchaseSpike => {
-                    // Production and deliveries happen on working days only.
-                    let (mut s, _) = window(rng, 1);
-                    while !is_working_day(s) && s > from {
-                        s -= Duration::days(1);
-                    }
-                    while !is_working_day(s) && s < to {
-                        s += Duration::days(1);
-                    }
-                    (s, s, 3.5 + rng.r#gen::<f64>())
-                }
-                AnomalyKind::SubtleDiversion => {
-                    let len = rng.gen_range(5..=8);
-                    let (s, e) = window(rng, len);
-                    (s, e, 1.6)
-                }
-            };
+            let (start, end, factor) = draw_window(rng, kind, &period, is_working_day);
             let mut anomaly = Anomaly {
                 kind,
                 ent,
@@ -287,59 +151,8 @@ pub fn plan(
                 batch: None,
                 factor,
             };
-            match kind {
-                AnomalyKind::SoldNotBought => {
-                    let held: Vec<usize> = world.enterprises[ent]
-                        .holdings
-                        .iter()
-                        .map(|&h| world.holdings[h].prod)
-                        .collect();
-                    let others: Vec<usize> = (0..world.products.len())
-                        .filter(|p| world.products[*p].retail && !held.contains(p))
-                        .collect();
-                    match others.choose(rng) {
-                        Some(&p) => anomaly.prod = Some(p),
-                        None => continue,
-                    }
-                }
-                AnomalyKind::ExpiredBatchSold => {
-                    let p = anomaly.prod.unwrap_or_default();
-                    let months = world.products[p].row.shelf_life_months;
-                    let expired = start - Duration::days(rng.gen_range(5..60));
-                    let produced = expired
-                        .checked_sub_months(chrono::Months::new(months as u32))
-                        .unwrap_or(expired)
-                        + Duration::days(1);
-                    anomaly.batch = Some(world.add_planted_batch(p, produced, true));
-                }
-                AnomalyKind::FailedBatchSold => {
-                    let p = anomaly.prod.unwrap_or_default();
-                    let produced = start - Duration::days(rng.gen_range(90..150));
-                    // Three in ten never passed release; the rest fail a sampling test at the
-                    // target on the first day of the window.
-                    let released = !rng.gen_bool(0.3);
-                    anomaly.batch = Some(world.add_planted_batch(p, produced, released));
-                }
-                AnomalyKind::SubtleDiversion => {
-                    let mut hs: Vec<usize> = world.enterprises[ent]
-                        .holdings
-                        .iter()
-                        .copied()
-                        .filter(|&h| {
-                            world.holdings[h].lambda >= 1.0
-                                && !world.products[world.holdings[h].prod]
-                                    .class
-                                    .is_volume_controlled()
-                        })
-                        .collect();
-                    hs.shuffle(rng);
-                    hs.truncate(4);
-                    if hs.is_empty() {
-                        continue;
-                    }
-                    anomaly.holdings = hs;
-                }
-                _ => {}
+            if !complete(rng, world, &mut anomaly) {
+                continue;
             }
             if kind == AnomalyKind::ProductionSpike
                 && !matches!(
@@ -353,4 +166,201 @@ pub fn plan(
         }
     }
     out
+}
+
+/// The anomaly period `[from, to]`, `span` days after its first.
+struct Period {
+    from: NaiveDate,
+    to: NaiveDate,
+    span: i64,
+}
+
+impl Period {
+    /// A random window of `len` days (clamped to the period) inside the period.
+    fn window(&self, rng: &mut Xoshiro256PlusPlus, len: i64) -> (NaiveDate, NaiveDate) {
+        let len = len.min(self.span + 1).max(1);
+        let start = self.from + Duration::days(rng.gen_range(0..=(self.span + 1 - len)));
+        (start, start + Duration::days(len - 1))
+    }
+}
+
+/// Every holding that passes `keep`, as a candidate (its enterprise, itself).
+fn holdings_where(world: &World, keep: impl Fn(&Holding) -> bool) -> Vec<(usize, Option<usize>)> {
+    world
+        .holdings
+        .iter()
+        .enumerate()
+        .filter(|(_, hd)| keep(hd))
+        .map(|(h, hd)| (hd.ent, Some(h)))
+        .collect()
+}
+
+/// Candidate targets for an anomaly of `kind`: (enterprise, holding where per product), in
+/// holding or enterprise order; `retail` lists the retail enterprises.
+fn candidates(world: &World, kind: AnomalyKind, retail: &[usize]) -> Vec<(usize, Option<usize>)> {
+    let etype = |hd: &Holding| world.enterprises[hd.ent].etype;
+    let controlled = |hd: &Holding| world.products[hd.prod].class.is_volume_controlled();
+    match kind {
+        AnomalyKind::InventoryMismatch => holdings_where(world, |hd| {
+            let t = etype(hd);
+            (t.is_retail() || t == EnterpriseType::Wholesaler) && hd.lambda >= 1.5
+        }),
+        AnomalyKind::SalesSpike => holdings_where(world, |hd| {
+            etype(hd).is_retail() && hd.lambda >= 5.0 && !controlled(hd)
+        }),
+        AnomalyKind::SpecialDrugVolume => holdings_where(world, |hd| {
+            etype(hd).is_retail() && controlled(hd) && hd.lambda >= 0.3
+        }),
+        AnomalyKind::ExpiredBatchSold
+        | AnomalyKind::FailedBatchSold
+        | AnomalyKind::PriceBelowMedian
+        | AnomalyKind::TraceCodeDuplicate => {
+            holdings_where(world, |hd| etype(hd).is_retail() && hd.lambda >= 2.0)
+        }
+        AnomalyKind::SoldNotBought | AnomalyKind::SubtleDiversion => {
+            retail.iter().map(|&e| (e, None)).collect()
+        }
+        AnomalyKind::ReportingStopped => world
+            .enterprises
+            .iter()
+            .filter(|e| e.etype != EnterpriseType::Manufacturer)
+            .map(|e| (e.seq, None))
+            .collect(),
+        AnomalyKind::ProductionSpike => holdings_where(world, |hd| {
+            matches!(hd.supplier, Supplier::Produces) && hd.lambda >= 3.0
+        }),
+        AnomalyKind::PurchaseSpike => holdings_where(world, |hd| {
+            let outside = matches!(hd.supplier, Supplier::Outside(_));
+            // A stockpiling order to a supplier outside the province, whose supply is not
+            // limited by an in-province stock.
+            let ok = etype(hd) == EnterpriseType::Wholesaler && outside && hd.lambda >= 1.0;
+            ok && !controlled(hd)
+        }),
+    }
+}
+
+/// Draws the window (first and last day) and the strength of an anomaly of `kind`.
+fn draw_window(
+    rng: &mut Xoshiro256PlusPlus,
+    kind: AnomalyKind,
+    period: &Period,
+    is_working_day: &dyn Fn(NaiveDate) -> bool,
+) -> (NaiveDate, NaiveDate, f64) {
+    match kind {
+        AnomalyKind::InventoryMismatch => {
+            let len = rng.gen_range(1..=3);
+            let (s, e) = period.window(rng, len);
+            (s, e, 0.2 + rng.r#gen::<f64>() * 0.15)
+        }
+        AnomalyKind::SoldNotBought => {
+            let len = rng.gen_range(2..=4);
+            let (s, e) = period.window(rng, len);
+            (s, e, 4.0 + rng.r#gen::<f64>() * 3.0)
+        }
+        AnomalyKind::SalesSpike => {
+            let len = rng.gen_range(1..=2);
+            let (s, e) = period.window(rng, len);
+            (s, e, 5.5 + rng.r#gen::<f64>() * 1.5)
+        }
+        AnomalyKind::SpecialDrugVolume => {
+            let len = rng.gen_range(2..=4);
+            let (s, e) = period.window(rng, len);
+            (s, e, 5.0)
+        }
+        AnomalyKind::ExpiredBatchSold
+        | AnomalyKind::FailedBatchSold
+        | AnomalyKind::PriceBelowMedian => {
+            let len = rng.gen_range(2..=5);
+            let (s, e) = period.window(rng, len);
+            (s, e, 0.3 + rng.r#gen::<f64>() * 0.15)
+        }
+        AnomalyKind::TraceCodeDuplicate => {
+            let len = rng.gen_range(1..=3);
+            let (s, e) = period.window(rng, len);
+            (s, e, 1.0)
+        }
+        AnomalyKind::ReportingStopped => {
+            let len = rng.gen_range(4..=7);
+            let (s, e) = period.window(rng, len);
+            (s, e, 1.0)
+        }
+        AnomalyKind::ProductionSpike | AnomalyKind::PurchaseSpike => {
+            // Production and deliveries happen on working days only.
+            let (mut s, _) = period.window(rng, 1);
+            while !is_working_day(s) && s > period.from {
+                s -= Duration::days(1);
+            }
+            while !is_working_day(s) && s < period.to {
+                s += Duration::days(1);
+            }
+            (s, s, 3.5 + rng.r#gen::<f64>())
+        }
+        AnomalyKind::SubtleDiversion => {
+            let len = rng.gen_range(5..=8);
+            let (s, e) = period.window(rng, len);
+            (s, e, 1.6)
+        }
+    }
+}
+
+/// Completes an anomaly with what its kind needs beyond a target and a window: the product
+/// never bought, the planted batch, or the holdings of a subtle diversion. False when the
+/// target has none to give (the anomaly is dropped).
+fn complete(rng: &mut Xoshiro256PlusPlus, world: &mut World, anomaly: &mut Anomaly) -> bool {
+    let (ent, start) = (anomaly.ent, anomaly.start);
+    match anomaly.kind {
+        AnomalyKind::SoldNotBought => {
+            let held: Vec<usize> = world.enterprises[ent]
+                .holdings
+                .iter()
+                .map(|&h| world.holdings[h].prod)
+                .collect();
+            let others: Vec<usize> = (0..world.products.len())
+                .filter(|p| world.products[*p].retail && !held.contains(p))
+                .collect();
+            match others.choose(rng) {
+                Some(&p) => anomaly.prod = Some(p),
+                None => return false,
+            }
+        }
+        AnomalyKind::ExpiredBatchSold => {
+            let p = anomaly.prod.unwrap_or_default();
+            let months = world.products[p].row.shelf_life_months;
+            let expired = start - Duration::days(rng.gen_range(5..60));
+            let produced = expired
+                .checked_sub_months(chrono::Months::new(months as u32))
+                .unwrap_or(expired)
+                + Duration::days(1);
+            anomaly.batch = Some(world.add_planted_batch(p, produced, true));
+        }
+        AnomalyKind::FailedBatchSold => {
+            let p = anomaly.prod.unwrap_or_default();
+            let produced = start - Duration::days(rng.gen_range(90..150));
+            // Three in ten never passed release; the rest fail a sampling test at the
+            // target on the first day of the window.
+            let released = !rng.gen_bool(0.3);
+            anomaly.batch = Some(world.add_planted_batch(p, produced, released));
+        }
+        AnomalyKind::SubtleDiversion => {
+            let mut hs: Vec<usize> = world.enterprises[ent]
+                .holdings
+                .iter()
+                .copied()
+                .filter(|&h| {
+                    world.holdings[h].lambda >= 1.0
+                        && !world.products[world.holdings[h].prod]
+                            .class
+                            .is_volume_controlled()
+                })
+                .collect();
+            hs.shuffle(rng);
+            hs.truncate(4);
+            if hs.is_empty() {
+                return false;
+            }
+            anomaly.holdings = hs;
+        }
+        _ => {}
+    }
+    true
 }

@@ -407,6 +407,229 @@ pub fn type_counts(n: usize) -> Vec<(EnterpriseType, usize)> {
     ]
 }
 
+/// The enterprises of a province of `n`, type by type (manufacturers first).
+fn build_enterprises(
+    rng: &mut Xoshiro256PlusPlus,
+    n: usize,
+) -> Result<Vec<SimEnterprise>, ids::IdError> {
+    let mut draw = EnterpriseDraw {
+        region_weights: REGIONS.iter().enumerate().map(|(i, r)| (i, r.2)).collect(),
+        used_names: std::collections::HashSet::new(),
+        hq_brands: Vec::new(),
+    };
+    let mut enterprises: Vec<SimEnterprise> = Vec::new();
+    for (etype, count) in type_counts(n) {
+        for k in 0..count {
+            let enterprise = draw.enterprise(rng, etype, k, &enterprises)?;
+            enterprises.push(enterprise);
+        }
+    }
+    Ok(enterprises)
+}
+
+/// What drawing one enterprise after another needs to remember.
+struct EnterpriseDraw {
+    /// (region index, weight) of every region.
+    region_weights: Vec<(usize, f64)>,
+    /// Names already given.
+    used_names: std::collections::HashSet<String>,
+    /// (enterprise index, brand) of every chain headquarters so far.
+    hq_brands: Vec<(usize, String)>,
+}
+
+impl EnterpriseDraw {
+    /// Draws the `k`-th enterprise of type `etype`, following `enterprises`.
+    fn enterprise(
+        &mut self,
+        rng: &mut Xoshiro256PlusPlus,
+        etype: EnterpriseType,
+        k: usize,
+        enterprises: &[SimEnterprise],
+    ) -> Result<SimEnterprise, ids::IdError> {
+        let seq = enterprises.len();
+        let region = *pick_weighted(rng, &self.region_weights);
+        let (code, city, _) = REGIONS[region];
+        let (name, parent) = self.name(rng, etype, k, seq, city);
+        let entity_type = if etype.is_retail() && rng.gen_bool(0.3) {
+            '2'
+        } else {
+            '1'
+        };
+        let id = ids::make_credit_code('9', entity_type, code, 1_000_003 + seq as u64 * 7919)?;
+        let licence_no = licence_number(etype, seq, entity_type)?;
+        let lead_name = format!(
+            "{}{}",
+            SURNAMES[rng.gen_range(0..SURNAMES.len())],
+            GIVEN[rng.gen_range(0..GIVEN.len())]
+        );
+        let credit_grade =
+            *pick_weighted(rng, &[("A", 0.6), ("B", 0.28), ("C", 0.09), ("D", 0.03)]);
+        let row = Enterprise {
+            enterprise_id: id,
+            name,
+            enterprise_type: etype,
+            region_code: code.to_string(),
+            licence_no,
+            parent_id: parent.map(|p: usize| enterprises[p].row.enterprise_id.clone()),
+            lead_name,
+            lead_phone: format!("13{:09}", 471_000_000 + seq * 37),
+            lead_email: format!("lead{seq:05}@ent{seq:05}.example.com"),
+            credit_grade: credit_grade.to_string(),
+        };
+        Ok(SimEnterprise {
+            row,
+            etype,
+            seq,
+            price_factor: 0.92 + rng.r#gen::<f64>() * 0.16,
+            holdings: Vec::new(),
+        })
+    }
+
+    /// A unique name for enterprise `seq` (the `k`-th of its type) in `city`, and for a chain
+    /// store the headquarters it belongs to.
+    fn name(
+        &mut self,
+        rng: &mut Xoshiro256PlusPlus,
+        etype: EnterpriseType,
+        k: usize,
+        seq: usize,
+        city: &str,
+    ) -> (String, Option<usize>) {
+        let mut parent = None;
+        let brand = BRAND_WORDS[rng.gen_range(0..BRAND_WORDS.len())];
+        let city_short = city.trim_end_matches('市').trim_end_matches('盟');
+        let mut name = match etype {
+            EnterpriseType::Manufacturer => format!("内蒙古{brand}制药有限公司"),
+            EnterpriseType::Wholesaler => format!("{city_short}{brand}医药有限公司"),
+            EnterpriseType::ChainHq => format!("内蒙古{brand}大药房连锁有限公司"),
+            EnterpriseType::ChainStore => {
+                let (hq, hq_brand) = &self.hq_brands[rng.gen_range(0..self.hq_brands.len())];
+                parent = Some(*hq);
+                format!(
+                    "内蒙古{hq_brand}大药房连锁有限公司{city_short}第{}分店",
+                    k + 1
+                )
+            }
+            EnterpriseType::SinglePharmacy => format!("{city_short}{brand}大药房"),
+        };
+        if etype == EnterpriseType::ChainHq {
+            self.hq_brands.push((seq, brand.to_string()));
+        }
+        let mut suffix = 2;
+        while !self.used_names.insert(name.clone()) {
+            name = match etype {
+                EnterpriseType::SinglePharmacy => {
+                    format!("{city_short}{brand}大药房{suffix}号店")
+                }
+                _ => format!("{name}{suffix}"),
+            };
+            suffix += 1;
+        }
+        (name, parent)
+    }
+}
+
+/// The licence number of enterprise `seq` of type `etype` (a manufacturer's production
+/// licence, otherwise a drug business licence).
+fn licence_number(
+    etype: EnterpriseType,
+    seq: usize,
+    entity_type: char,
+) -> Result<String, ids::IdError> {
+    Ok(match etype {
+        EnterpriseType::Manufacturer => {
+            format!("蒙{}{:04}", 2015 + (seq % 10), seq + 1)
+        }
+        EnterpriseType::Wholesaler => ids::make_licence_number(
+            '蒙',
+            LicenceBusiness::Wholesale,
+            true,
+            470_100_000 + seq as u32,
+        )?,
+        EnterpriseType::ChainHq => ids::make_licence_number(
+            '蒙',
+            LicenceBusiness::ChainHeadquarters,
+            true,
+            470_200_000 + seq as u32,
+        )?,
+        EnterpriseType::ChainStore => ids::make_licence_number(
+            '蒙',
+            LicenceBusiness::ChainStore,
+            false,
+            470_300_000 + seq as u32,
+        )?,
+        EnterpriseType::SinglePharmacy => ids::make_licence_number(
+            '蒙',
+            LicenceBusiness::SinglePharmacy,
+            entity_type == '1',
+            470_400_000 + seq as u32,
+        )?,
+    })
+}
+
+/// The products: every template, repeated with other makers as the province grows.
+fn build_products(
+    rng: &mut Xoshiro256PlusPlus,
+    n: usize,
+    enterprises: &[SimEnterprise],
+) -> Result<Vec<SimProduct>, ids::IdError> {
+    let n_products = (50 + n / 20).min(320);
+    let manufacturers: Vec<usize> = enterprises
+        .iter()
+        .filter(|e| e.etype == EnterpriseType::Manufacturer)
+        .map(|e| e.seq)
+        .collect();
+    let mut products = Vec::with_capacity(n_products);
+    for p in 0..n_products {
+        let (name, form, class, aclass, price) = PRODUCT_TEMPLATES[p % PRODUCT_TEMPLATES.len()];
+        let maker = if rng.gen_bool(0.3) && !manufacturers.is_empty() {
+            Maker::Inside(manufacturers[rng.gen_range(0..manufacturers.len())])
+        } else {
+            let region = OUTSIDE_REGIONS[rng.gen_range(0..OUTSIDE_REGIONS.len())];
+            Maker::Outside(ids::make_credit_code(
+                '9',
+                '1',
+                region,
+                50_000_000 + p as u64 * 104_729,
+            )?)
+        };
+        let manufacturer_id = match &maker {
+            Maker::Inside(m) => enterprises[*m].row.enterprise_id.clone(),
+            Maker::Outside(code) => code.clone(),
+        };
+        let round = p / PRODUCT_TEMPLATES.len();
+        let display = if round == 0 {
+            name.to_string()
+        } else {
+            format!("{name}（规格{}）", round + 1)
+        };
+        let row = Product {
+            product_id: format!("P{:05}", p + 1),
+            approval_no: ids::make_approval_number(
+                aclass,
+                2005 + (p % 20) as u16,
+                1000 + p as u32,
+            )?,
+            name: display,
+            dosage_form: form.to_string(),
+            special_class: class,
+            manufacturer_id,
+            reference_price: ((price * (0.8 + rng.r#gen::<f64>() * 0.5)) * 10.0).round() / 10.0,
+            shelf_life_months: [24, 24, 36, 36, 18][p % 5],
+        };
+        let retail = !matches!(class, SpecialClass::Narcotic | SpecialClass::Vaccine);
+        products.push(SimProduct {
+            row,
+            seq: p as u32 + 1,
+            class,
+            maker,
+            retail,
+            batches: Vec::new(),
+        });
+    }
+    Ok(products)
+}
+
 impl World {
     /// Builds the province for `n` enterprises; batches are back-filled a year before `start`.
     pub fn build(
@@ -414,167 +637,8 @@ impl World {
         n: usize,
         start: NaiveDate,
     ) -> Result<Self, ids::IdError> {
-        let region_weights: Vec<(usize, f64)> =
-            REGIONS.iter().enumerate().map(|(i, r)| (i, r.2)).collect();
-        let mut enterprises: Vec<SimEnterprise> = Vec::new();
-        let mut used_names = std::collections::HashSet::new();
-        let mut hq_brands: Vec<(usize, String)> = Vec::new();
-        for (etype, count) in type_counts(n) {
-            for k in 0..count {
-                let seq = enterprises.len();
-                let region = *pick_weighted(rng, &region_weights);
-                let (code, city, _) = REGIONS[region];
-                let mut parent = None;
-                let brand = BRAND_WORDS[rng.gen_range(0..BRAND_WORDS.len())];
-                let city_short = city.trim_end_matches('市').trim_end_matches('盟');
-                let mut name = match etype {
-                    EnterpriseType::Manufacturer => format!("内蒙古{brand}制药有限公司"),
-                    EnterpriseType::Wholesaler => format!("{city_short}{brand}医药有限公司"),
-                    EnterpriseType::ChainHq => format!("内蒙古{brand}大药房连锁有限公司"),
-                    EnterpriseType::ChainStore => {
-                        let (hq, hq_brand) = &hq_brands[rng.gen_range(0..hq_brands.len())];
-                        parent = Some(*hq);
-                        format!(
-                            "内蒙古{hq_brand}大药房连锁有限公司{city_short}第{}分店",
-                            k + 1
-                        )
-                    }
-                    EnterpriseType::SinglePharmacy => format!("{city_short}{brand}大药房"),
-                };
-                if etype == EnterpriseType::ChainHq {
-                    hq_brands.push((seq, brand.to_string()));
-                }
-                let mut suffix = 2;
-                while !used_names.insert(name.clone()) {
-                    name = match etype {
-                        EnterpriseType::SinglePharmacy => {
-                            format!("{city_short}{brand}大药房{suffix}号店")
-                        }
-                        _ => format!("{name}{suffix}"),
-                    };
-                    suffix += 1;
-                }
-                let entity_type = if etype.is_retail() && rng.gen_bool(0.3) {
-                    '2'
-                } else {
-                    '1'
-                };
-                let id =
-                    ids::make_credit_code('9', entity_type, code, 1_000_003 + seq as u64 * 7919)?;
-                let licence_no = match etype {
-                    EnterpriseType::Manufacturer => {
-                        format!("蒙{}{:04}", 2015 + (seq % 10), seq + 1)
-                    }
-                    EnterpriseType::Wholesaler => ids::make_licence_number(
-                        '蒙',
-                        LicenceBusiness::Wholesale,
-                        true,
-                        470_100_000 + seq as u32,
-                    )?,
-                    EnterpriseType::ChainHq => ids::make_licence_number(
-                        '蒙',
-                        LicenceBusiness::ChainHeadquarters,
-                        true,
-                        470_200_000 + seq as u32,
-                    )?,
-                    EnterpriseType::ChainStore => ids::make_licence_number(
-                        '蒙',
-                        LicenceBusiness::ChainStore,
-                        false,
-                        470_300_000 + seq as u32,
-                    )?,
-                    EnterpriseType::SinglePharmacy => ids::make_licence_number(
-                        '蒙',
-                        LicenceBusiness::SinglePharmacy,
-                        entity_type == '1',
-                        470_400_000 + seq as u32,
-                    )?,
-                };
-                let lead_name = format!(
-                    "{}{}",
-                    SURNAMES[rng.gen_range(0..SURNAMES.len())],
-                    GIVEN[rng.gen_range(0..GIVEN.len())]
-                );
-                let credit_grade =
-                    *pick_weighted(rng, &[("A", 0.6), ("B", 0.28), ("C", 0.09), ("D", 0.03)]);
-                let row = Enterprise {
-                    enterprise_id: id,
-                    name,
-                    enterprise_type: etype,
-                    region_code: code.to_string(),
-                    licence_no,
-                    parent_id: parent.map(|p: usize| enterprises[p].row.enterprise_id.clone()),
-                    lead_name,
-                    lead_phone: format!("13{:09}", 471_000_000 + seq * 37),
-                    lead_email: format!("lead{seq:05}@ent{seq:05}.example.com"),
-                    credit_grade: credit_grade.to_string(),
-                };
-                enterprises.push(SimEnterprise {
-                    row,
-                    etype,
-                    seq,
-                    price_factor: 0.92 + rng.r#gen::<f64>() * 0.16,
-                    holdings: Vec::new(),
-                });
-            }
-        }
-
-        // Products: every template, repeated with other makers as the province grows.
-        let n_products = (50 + n / 20).min(320);
-        let manufacturers: Vec<usize> = enterprises
-            .iter()
-            .filter(|e| e.etype == EnterpriseType::Manufacturer)
-            .map(|e| e.seq)
-            .collect();
-        let mut products = Vec::with_capacity(n_products);
-        for p in 0..n_products {
-            let (name, form, class, aclass, price) = PRODUCT_TEMPLATES[p % PRODUCT_TEMPLATES.len()];
-            let maker = if rng.gen_bool(0.3) && !manufacturers.is_empty() {
-                Maker::Inside(manufacturers[rng.gen_range(0..manufacturers.len())])
-            } else {
-                let region = OUTSIDE_REGIONS[rng.gen_range(0..OUTSIDE_REGIONS.len())];
-                Maker::Outside(ids::make_credit_code(
-                    '9',
-                    '1',
-                    region,
-                    50_000_000 + p as u64 * 104_729,
-                )?)
-            };
-            let manufacturer_id = match &maker {
-                Maker::Inside(m) => enterprises[*m].row.enterprise_id.clone(),
-                Maker::Outside(code) => code.clone(),
-            };
-            let round = p / PRODUCT_TEMPLATES.len();
-            let display = if round == 0 {
-                name.to_string()
-            } else {
-                format!("{name}（规格{}）", round + 1)
-            };
-            let row = Product {
-                product_id: format!("P{:05}", p + 1),
-                approval_no: ids::make_approval_number(
-                    aclass,
-                    2005 + (p % 20) as u16,
-                    1000 + p as u32,
-                )?,
-                name: display,
-                dosage_form: form.to_string(),
-                special_class: class,
-                manufacturer_id,
-                reference_price: ((price * (0.8 + rng.r#gen::<f64>() * 0.5)) * 10.0).round() / 10.0,
-                shelf_life_months: [24, 24, 36, 36, 18][p % 5],
-            };
-            let retail = !matches!(class, SpecialClass::Narcotic | SpecialClass::Vaccine);
-            products.push(SimProduct {
-                row,
-                seq: p as u32 + 1,
-                class,
-                maker,
-                retail,
-                batches: Vec::new(),
-            });
-        }
-
+        let enterprises = build_enterprises(rng, n)?;
+        let products = build_products(rng, n, &enterprises)?;
         let mut world = World {
             enterprises,
             products,
@@ -666,22 +730,29 @@ impl World {
         idx
     }
 
+    /// The indices of the enterprises of type `t`, in order.
+    fn of_type(&self, t: EnterpriseType) -> Vec<usize> {
+        self.enterprises
+            .iter()
+            .filter(|e| e.etype == t)
+            .map(|e| e.seq)
+            .collect()
+    }
+
+    /// Builds every holding tier by tier, lets demand flow upstream and sets stock policies.
     fn build_holdings(&mut self, rng: &mut Xoshiro256PlusPlus) {
-        let of_type = |w: &World, t: EnterpriseType| -> Vec<usize> {
-            w.enterprises
-                .iter()
-                .filter(|e| e.etype == t)
-                .map(|e| e.seq)
-                .collect()
+        let manufacturers = self.of_type(EnterpriseType::Manufacturer);
+        let stores = self.of_type(EnterpriseType::ChainStore);
+        let singles = self.of_type(EnterpriseType::SinglePharmacy);
+        let mut tiers = Tiers {
+            wholesalers: self.of_type(EnterpriseType::Wholesaler),
+            hqs: self.of_type(EnterpriseType::ChainHq),
+            retail_products: (0..self.products.len())
+                .filter(|&p| self.products[p].retail)
+                .collect(),
+            carriers: Vec::new(),
+            chain_assortment: HashMap::new(),
         };
-        let manufacturers = of_type(self, EnterpriseType::Manufacturer);
-        let wholesalers = of_type(self, EnterpriseType::Wholesaler);
-        let hqs = of_type(self, EnterpriseType::ChainHq);
-        let stores = of_type(self, EnterpriseType::ChainStore);
-        let singles = of_type(self, EnterpriseType::SinglePharmacy);
-        let retail_products: Vec<usize> = (0..self.products.len())
-            .filter(|&p| self.products[p].retail)
-            .collect();
 
         // Manufacturers hold what they make; wholesalers hold most products.
         for &m in &manufacturers {
@@ -691,14 +762,29 @@ impl World {
                 }
             }
         }
+        tiers.carriers = self.hold_wholesale(rng, &tiers.wholesalers);
+        // Headquarters: a chain assortment, bought from one or two wholesalers.
+        tiers.chain_assortment = self.hold_chain_assortments(rng, &tiers);
+        // Retail: stores take part of their chain's assortment; pharmacies their own.
+        for &e in stores.iter().chain(singles.iter()) {
+            self.hold_retail(rng, &tiers, e);
+        }
+        self.propagate_demand();
+        self.set_stock_policies(rng);
+    }
+
+    /// Wholesalers' holdings: each holds most products, bought from the maker, and every
+    /// product has at least one wholesaler. Returns the wholesalers carrying each product.
+    fn hold_wholesale(
+        &mut self,
+        rng: &mut Xoshiro256PlusPlus,
+        wholesalers: &[usize],
+    ) -> Vec<Vec<usize>> {
         let mut carriers: Vec<Vec<usize>> = vec![Vec::new(); self.products.len()];
-        for &w in &wholesalers {
+        for &w in wholesalers {
             for p in 0..self.products.len() {
                 if rng.gen_bool(0.75) {
-                    let supplier = match &self.products[p].maker {
-                        Maker::Inside(m) => Supplier::Inside(*m),
-                        Maker::Outside(code) => Supplier::Outside(code.clone()),
-                    };
+                    let supplier = self.maker_supplier(p);
                     self.add_holding(w, p, 0.0, supplier);
                     carriers[p].push(w);
                 }
@@ -708,93 +794,100 @@ impl World {
         for p in 0..self.products.len() {
             if carriers[p].is_empty() {
                 let w = wholesalers[p % wholesalers.len()];
-                let supplier = match &self.products[p].maker {
-                    Maker::Inside(m) => Supplier::Inside(*m),
-                    Maker::Outside(code) => Supplier::Outside(code.clone()),
-                };
+                let supplier = self.maker_supplier(p);
                 self.add_holding(w, p, 0.0, supplier);
                 carriers[p].push(w);
             }
         }
-        let pick_carrier = |rng: &mut Xoshiro256PlusPlus, preferred: &[usize], p: usize| -> usize {
-            let own: Vec<usize> = preferred
-                .iter()
-                .copied()
-                .filter(|w| carriers[p].contains(w))
-                .collect();
-            if own.is_empty() {
-                carriers[p][rng.gen_range(0..carriers[p].len())]
-            } else {
-                own[rng.gen_range(0..own.len())]
-            }
-        };
-        // Headquarters: a chain assortment, bought from one or two wholesalers.
+        carriers
+    }
+
+    /// The supplier of a wholesaler holding product `p`: its maker.
+    fn maker_supplier(&self, p: usize) -> Supplier {
+        match &self.products[p].maker {
+            Maker::Inside(m) => Supplier::Inside(*m),
+            Maker::Outside(code) => Supplier::Outside(code.clone()),
+        }
+    }
+
+    /// Headquarters' holdings: a chain assortment of retail products, bought from one or two
+    /// preferred wholesalers. Returns each headquarters' assortment.
+    fn hold_chain_assortments(
+        &mut self,
+        rng: &mut Xoshiro256PlusPlus,
+        tiers: &Tiers,
+    ) -> HashMap<usize, Vec<usize>> {
         let mut chain_assortment: HashMap<usize, Vec<usize>> = HashMap::new();
-        for &h in &hqs {
-            let mut list = retail_products.clone();
+        for &h in &tiers.hqs {
+            let mut list = tiers.retail_products.clone();
             list.shuffle(rng);
             let keep = ((list.len() as f64) * (0.55 + rng.r#gen::<f64>() * 0.2)) as usize;
-            list.truncate(keep.max(20.min(retail_products.len())));
+            list.truncate(keep.max(20.min(tiers.retail_products.len())));
             list.sort_unstable();
-            let preferred: Vec<usize> = (0..2)
-                .map(|_| wholesalers[rng.gen_range(0..wholesalers.len())])
-                .collect();
+            let preferred = tiers.preferred_wholesalers(rng);
             for &p in &list {
-                let w = pick_carrier(rng, &preferred, p);
+                let w = tiers.pick_carrier(rng, &preferred, p);
                 self.add_holding(h, p, 0.0, Supplier::Inside(w));
             }
             chain_assortment.insert(h, list);
         }
-        // Retail: stores take part of their chain's assortment; pharmacies their own.
-        let retail_of = |w: &mut World, rng: &mut Xoshiro256PlusPlus, e: usize| {
-            let size = lognormal(rng, 1.0, 0.45).clamp(0.35, 3.0);
-            let (list, supplier_pick): (Vec<usize>, Option<usize>) =
-                match w.enterprises[e].row.parent_id {
-                    Some(_) => {
-                        let hq = hqs
-                            .iter()
-                            .copied()
-                            .find(|h| {
-                                w.enterprises[*h].row.enterprise_id
-                                    == w.enterprises[e].row.parent_id.clone().unwrap_or_default()
-                            })
-                            .unwrap_or(hqs[0]);
-                        let mut list = chain_assortment.get(&hq).cloned().unwrap_or_default();
-                        list.retain(|_| rng.gen_bool(0.85));
-                        (list, Some(hq))
-                    }
-                    None => {
-                        let mut list = retail_products.clone();
-                        list.shuffle(rng);
-                        let keep =
-                            ((list.len() as f64) * (0.45 + rng.r#gen::<f64>() * 0.25)) as usize;
-                        list.truncate(keep.max(15.min(retail_products.len())));
-                        list.sort_unstable();
-                        (list, None)
-                    }
-                };
-            let preferred: Vec<usize> = (0..2)
-                .map(|_| wholesalers[rng.gen_range(0..wholesalers.len())])
-                .collect();
-            for p in list {
-                let class = w.products[p].class;
-                let base = match class {
-                    SpecialClass::Ephedrine | SpecialClass::Psychotropic => 0.8,
-                    SpecialClass::Injection | SpecialClass::ColdChain => 0.6,
-                    _ => 1.6,
-                };
-                let lambda = (lognormal(rng, base, 0.7) * size).clamp(0.05, 14.0);
-                let supplier = match supplier_pick {
-                    Some(hq) => Supplier::Inside(hq),
-                    None => Supplier::Inside(pick_carrier(rng, &preferred, p)),
-                };
-                w.add_holding(e, p, lambda, supplier);
-            }
-        };
-        for &e in stores.iter().chain(singles.iter()) {
-            retail_of(self, rng, e);
+        chain_assortment
+    }
+
+    /// Retail enterprise `e`'s holdings: a chain store takes part of its chain's assortment
+    /// from its headquarters, a pharmacy its own from one or two wholesalers; each with a
+    /// patient demand rate by class, scaled by the shop's size.
+    fn hold_retail(&mut self, rng: &mut Xoshiro256PlusPlus, tiers: &Tiers, e: usize) {
+        let size = lognormal(rng, 1.0, 0.45).clamp(0.35, 3.0);
+        let (list, supplier_pick): (Vec<usize>, Option<usize>) =
+            match self.enterprises[e].row.parent_id {
+                Some(_) => {
+                    let hq = tiers
+                        .hqs
+                        .iter()
+                        .copied()
+                        .find(|h| {
+                            self.enterprises[*h].row.enterprise_id
+                                == self.enterprises[e]
+                                    .row
+                                    .parent_id
+                                    .clone()
+                                    .unwrap_or_default()
+                        })
+                        .unwrap_or(tiers.hqs[0]);
+                    let mut list = tiers.chain_assortment.get(&hq).cloned().unwrap_or_default();
+                    list.retain(|_| rng.gen_bool(0.85));
+                    (list, Some(hq))
+                }
+                None => {
+                    let mut list = tiers.retail_products.clone();
+                    list.shuffle(rng);
+                    let keep = ((list.len() as f64) * (0.45 + rng.r#gen::<f64>() * 0.25)) as usize;
+                    list.truncate(keep.max(15.min(tiers.retail_products.len())));
+                    list.sort_unstable();
+                    (list, None)
+                }
+            };
+        let preferred = tiers.preferred_wholesalers(rng);
+        for p in list {
+            let class = self.products[p].class;
+            let base = match class {
+                SpecialClass::Ephedrine | SpecialClass::Psychotropic => 0.8,
+                SpecialClass::Injection | SpecialClass::ColdChain => 0.6,
+                _ => 1.6,
+            };
+            let lambda = (lognormal(rng, base, 0.7) * size).clamp(0.05, 14.0);
+            let supplier = match supplier_pick {
+                Some(hq) => Supplier::Inside(hq),
+                None => Supplier::Inside(tiers.pick_carrier(rng, &preferred, p)),
+            };
+            self.add_holding(e, p, lambda, supplier);
         }
-        // Demand flows upstream: retail → headquarters/wholesalers → manufacturers.
+    }
+
+    /// Demand flows upstream: retail → headquarters/wholesalers → manufacturers; each
+    /// holding's rate is added to its in-province supplier's.
+    fn propagate_demand(&mut self) {
         for tier in [
             EnterpriseType::ChainStore,
             EnterpriseType::SinglePharmacy,
@@ -815,7 +908,11 @@ impl World {
                 }
             }
         }
-        // Stock policies and opening stock (somewhere between s and S).
+    }
+
+    /// Stock policies (s, S) of every holding from its tier and demand, and opening stock
+    /// somewhere between s and S.
+    fn set_stock_policies(&mut self, rng: &mut Xoshiro256PlusPlus) {
         for h in 0..self.holdings.len() {
             let etype = self.enterprises[self.holdings[h].ent].etype;
             let (s, big_s) = stock_policy(etype);
@@ -826,6 +923,44 @@ impl World {
             holding.reorder = reorder;
             holding.order_up_to = order_up_to;
             holding.stock = reorder + rng.gen_range(0..=(order_up_to - reorder).max(0));
+        }
+    }
+}
+
+/// The upstream tiers retail holdings are supplied from, while the holdings are built.
+struct Tiers {
+    /// Wholesalers, in order.
+    wholesalers: Vec<usize>,
+    /// Chain headquarters, in order.
+    hqs: Vec<usize>,
+    /// Products pharmacies may sell.
+    retail_products: Vec<usize>,
+    /// The wholesalers carrying each product.
+    carriers: Vec<Vec<usize>>,
+    /// Each headquarters' assortment.
+    chain_assortment: HashMap<usize, Vec<usize>>,
+}
+
+impl Tiers {
+    /// Two wholesalers drawn at random (possibly the same), an enterprise's preferred ones.
+    fn preferred_wholesalers(&self, rng: &mut Xoshiro256PlusPlus) -> Vec<usize> {
+        (0..2)
+            .map(|_| self.wholesalers[rng.gen_range(0..self.wholesalers.len())])
+            .collect()
+    }
+
+    /// A wholesaler carrying product `p`: one of the `preferred` that does, else any.
+    fn pick_carrier(&self, rng: &mut Xoshiro256PlusPlus, preferred: &[usize], p: usize) -> usize {
+        let carriers = &self.carriers[p];
+        let own: Vec<usize> = preferred
+            .iter()
+            .copied()
+            .filter(|w| carriers.contains(w))
+            .collect();
+        if own.is_empty() {
+            carriers[rng.gen_range(0..carriers.len())]
+        } else {
+            own[rng.gen_range(0..own.len())]
         }
     }
 }

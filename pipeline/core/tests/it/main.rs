@@ -1,0 +1,6 @@
+//! Integration tests of `pharmwatch-core`, in one binary (STYLE.md):
+//!
+//! - [`sql`]: the golden tests of the indicator SQL, `pipeline/sql/indicators/*.slt`, run by the
+//!   `sqllogictest` runner over DataFusion with the run bound as the nightly job binds it.
+
+mod sql;

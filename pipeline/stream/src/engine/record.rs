@@ -1,0 +1,245 @@
+//! What the engine judges: a decoded, validated record of one event kind with its source
+//! (topic, partition, offset), accepted or rejected; the risk events it produces; and the
+//! reference tables (enterprises, products, batches) it reads them against.
+
+use std::path::Path;
+
+use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+use datafusion::prelude::SessionContext;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use pharmwatch_core::error::CoreError;
+use pharmwatch_core::fasthash::FastMap;
+use pharmwatch_core::ingest::ReferenceSets;
+use pharmwatch_core::query::{register_files, table_rows};
+use pharmwatch_core::risk::RiskItem;
+use pharmwatch_schemas::{
+    Batch, Enterprise, EventKind, InspectionFinding, InventorySnapshot, Product, ProductTestRecord,
+    ProductionRecord, PurchaseRecord, ReferenceKind, SalesRecord, Validate,
+};
+
+/// A decoded, validated record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    /// Production.
+    Production(ProductionRecord),
+    /// Sales.
+    Sales(SalesRecord),
+    /// Purchase.
+    Purchase(PurchaseRecord),
+    /// Inventory snapshot.
+    Inventory(InventorySnapshot),
+    /// Product test.
+    ProductTest(ProductTestRecord),
+    /// Inspection finding.
+    Inspection(InspectionFinding),
+}
+
+impl Record {
+    /// Event time.
+    pub fn event_time(&self) -> &DateTime<FixedOffset> {
+        match self {
+            Self::Production(r) => r.event_time(),
+            Self::Sales(r) => r.event_time(),
+            Self::Purchase(r) => r.event_time(),
+            Self::Inventory(r) => r.event_time(),
+            Self::ProductTest(r) => r.event_time(),
+            Self::Inspection(r) => r.event_time(),
+        }
+    }
+    /// Event kind.
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Self::Production(_) => EventKind::Production,
+            Self::Sales(_) => EventKind::Sales,
+            Self::Purchase(_) => EventKind::Purchase,
+            Self::Inventory(_) => EventKind::Inventory,
+            Self::ProductTest(_) => EventKind::ProductTest,
+            Self::Inspection(_) => EventKind::Inspection,
+        }
+    }
+}
+
+/// Decodes one message of `kind` and validates it against the contract and the reference
+/// data. The error is the offending field (`-` for the message as a whole) and the reason.
+pub fn decode(
+    kind: EventKind,
+    payload: &[u8],
+    refs: &ReferenceSets,
+) -> std::result::Result<Record, (String, String)> {
+    fn one<T: serde::de::DeserializeOwned + Validate>(
+        payload: &[u8],
+        refs: &ReferenceSets,
+    ) -> std::result::Result<T, (String, String)> {
+        // Almost every message is valid: decode it straight, and only when that fails decode
+        // it again tracking the path, to name the offending field.
+        if let Ok(rec) = serde_json::from_slice::<T>(payload) {
+            pharmwatch_core::ingest::check(&rec, refs, None)?;
+            return Ok(rec);
+        }
+        let mut de = serde_json::Deserializer::from_slice(payload);
+        let rec: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if inner.is_syntax() || inner.is_eof() {
+                ("-".to_string(), format!("invalid JSON: {inner}"))
+            } else if path == "." {
+                ("-".to_string(), inner.to_string())
+            } else {
+                (path, inner.to_string())
+            }
+        })?;
+        de.end()
+            .map_err(|e| ("-".to_string(), format!("invalid JSON: {e}")))?;
+        pharmwatch_core::ingest::check(&rec, refs, None)?;
+        Ok(rec)
+    }
+    Ok(match kind {
+        EventKind::Production => Record::Production(one(payload, refs)?),
+        EventKind::Sales => Record::Sales(one(payload, refs)?),
+        EventKind::Purchase => Record::Purchase(one(payload, refs)?),
+        EventKind::Inventory => Record::Inventory(one(payload, refs)?),
+        EventKind::ProductTest => Record::ProductTest(one(payload, refs)?),
+        EventKind::Inspection => Record::Inspection(one(payload, refs)?),
+    })
+}
+
+/// Where a message came from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Source {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+}
+
+/// An accepted record with its source.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    /// Source coordinates.
+    pub source: Source,
+    /// The record.
+    pub record: Record,
+}
+
+/// A rejected message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejected {
+    /// Source coordinates.
+    pub source: Source,
+    /// Event kind of the topic.
+    pub kind: String,
+    /// Message key, if any.
+    pub key: Option<String>,
+    /// Offending field (`-` for the message as a whole).
+    pub field: String,
+    /// Why.
+    pub reason: String,
+    /// The raw message (UTF-8, lossy).
+    pub raw: String,
+}
+
+/// A real-time risk event: one risk item with its evidence, published to the risk-events topic
+/// and stored in `risk_events`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RiskEvent {
+    /// Deterministic id.
+    pub id: String,
+    /// Indicator.
+    pub indicator: String,
+    /// Enterprise credit code.
+    pub enterprise_id: String,
+    /// Enterprise name.
+    pub enterprise_name: String,
+    /// Region code.
+    pub region_code: String,
+    /// Product id.
+    pub product_id: Option<String>,
+    /// Business day.
+    pub biz_date: NaiveDate,
+    /// Event time of the record that triggered it.
+    pub event_time: DateTime<FixedOffset>,
+    /// When the stream detected it.
+    pub detected_at: DateTime<Utc>,
+    /// The message that triggered it (topic `close` and offset −1 for a day-close judgement).
+    pub source: Source,
+    /// Kafka timestamp of that message, epoch milliseconds (for detection latency).
+    #[serde(default)]
+    pub source_timestamp_ms: Option<i64>,
+    /// Score 0–100 of this item alone (severity × credit factor).
+    pub score: f64,
+    /// Grade A–D of that score.
+    pub grade: String,
+    /// Rule-set version.
+    pub rule_version: String,
+    /// The item: window, observed, expected, reason, evidence, severity.
+    pub item: RiskItem,
+}
+
+/// Reference data the engine judges against.
+#[derive(Debug, Default)]
+pub struct Reference {
+    /// Enterprises by credit code.
+    pub enterprises: FastMap<String, Enterprise>,
+    /// Products by id.
+    pub products: FastMap<String, Product>,
+    /// Batches by (product, batch number).
+    pub batches: FastMap<(String, String), Batch>,
+    /// Known ids, for validation.
+    pub sets: ReferenceSets,
+}
+
+impl Reference {
+    /// Loads `LAKE/reference/*.parquet`.
+    pub async fn load(lake: &Path) -> Result<Self> {
+        let ctx = SessionContext::new();
+        let dir = lake.join(pharmwatch_core::lake::REFERENCE_DIR);
+        for kind in ReferenceKind::ALL {
+            let path = dir.join(format!("{}.parquet", kind.as_str()));
+            if !path.exists() {
+                return Err(CoreError::Lake {
+                    path: dir.clone(),
+                    reason: format!(
+                        "reference table {} is missing (the stream validates records against it)",
+                        path.display()
+                    ),
+                }
+                .into());
+            }
+            register_files(&ctx, kind.as_str(), kind.schema(), &[path]).await?;
+        }
+        let enterprises: Vec<Enterprise> = table_rows(&ctx, "enterprises").await?;
+        let products: Vec<Product> = table_rows(&ctx, "products").await?;
+        let batches: Vec<Batch> = table_rows(&ctx, "batches").await?;
+        Ok(Self::new(enterprises, products, batches))
+    }
+
+    /// Builds the lookups.
+    pub fn new(enterprises: Vec<Enterprise>, products: Vec<Product>, batches: Vec<Batch>) -> Self {
+        let sets = ReferenceSets {
+            enterprises: enterprises
+                .iter()
+                .map(|e| e.enterprise_id.clone())
+                .collect(),
+            products: products.iter().map(|p| p.product_id.clone()).collect(),
+        };
+        Self {
+            enterprises: enterprises
+                .into_iter()
+                .map(|e| (e.enterprise_id.clone(), e))
+                .collect(),
+            products: products
+                .into_iter()
+                .map(|p| (p.product_id.clone(), p))
+                .collect(),
+            batches: batches
+                .into_iter()
+                .map(|b| ((b.product_id.clone(), b.batch_no.clone()), b))
+                .collect(),
+            sets,
+        }
+    }
+}

@@ -1,0 +1,553 @@
+//! The state of one partition: its windows per enterprise × product × business day, the
+//! enterprise-days that reported inventory, the sales per batch, its event-time maxima per
+//! topic, the last closed day, the next offsets and the ownership epoch; loaded from the store
+//! when the partition is assigned and saved in the batch's transaction (only what changed).
+//!
+//! Invariant: a partition is saved only by the instance holding its current ownership epoch
+//! ([`PartitionState::owned`] is checked in the same transaction).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use chrono::{Datelike, Duration, NaiveDate};
+use rusqlite::{OptionalExtension, Transaction, params};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use pharmwatch_core::error::CoreError;
+use pharmwatch_core::fasthash::{FastMap, FastSet};
+use pharmwatch_core::store::sql_err;
+use pharmwatch_schemas::EventKind;
+
+/// Window of one enterprise × product × business day.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Window {
+    /// Packages sold.
+    pub sold: i64,
+    /// Packages sold to patients.
+    pub retail: f64,
+    /// Packages bought or produced.
+    pub inflow: i64,
+    /// Closing stock, when the day's snapshot has arrived.
+    pub closing: Option<i64>,
+    /// The special-drug surge already fired.
+    pub surge_fired: bool,
+}
+
+pub(super) type WinKey = (String, String, NaiveDate);
+
+/// A window as stored in its enterprise-day row: product, sold, retail, inflow, closing,
+/// surge fired (0 or 1).
+type StoredWindow = (String, i64, f64, i64, Option<i64>, u8);
+type StoredWindowRef<'a> = (&'a str, i64, f64, i64, Option<i64>, u8);
+
+/// Sales per (product, batch): (enterprise, business day, packages).
+type BatchSales = FastMap<(String, String), Vec<(String, NaiveDate, i64)>>;
+
+/// Persistent facts of a partition besides its windows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PartitionMeta {
+    /// Last business day judged (closed).
+    pub closed_through: Option<NaiveDate>,
+    /// Largest event time seen per event kind, epoch milliseconds.
+    pub max_event_ms: BTreeMap<String, i64>,
+}
+
+/// State of one partition.
+#[derive(Debug, Default)]
+pub struct PartitionState {
+    /// Partition number.
+    pub partition: i32,
+    /// Metadata.
+    pub meta: PartitionMeta,
+    /// Next offset to process per topic.
+    pub offsets: HashMap<String, i64>,
+    /// Ownership epoch this instance took the partition with.
+    pub epoch: i64,
+    pub(super) windows: FastMap<WinKey, Window>,
+    /// The products with a window per (enterprise, business day): windows are stored one row
+    /// per enterprise-day.
+    pub(super) ent_days: FastMap<(String, NaiveDate), Vec<String>>,
+    pub(super) reported: FastSet<(String, NaiveDate)>,
+    pub(super) retail_days: FastMap<String, FastSet<NaiveDate>>,
+    pub(super) batch_sales: BatchSales,
+    /// Enterprise-days whose windows changed since the last save.
+    pub(super) dirty: FastSet<(String, NaiveDate)>,
+    pub(super) new_reported: Vec<(String, NaiveDate)>,
+    pub(super) new_batch_sales: Vec<(String, String, String, NaiveDate, i64)>,
+    /// The `closed_through` the stored rows were last pruned at: pruning scans the
+    /// partition's rows, so it runs when a day closes, not on every batch.
+    pub(super) pruned_at: Option<NaiveDate>,
+}
+
+/// `YYYY-MM-DD`, as the store keeps business days (written for every window and sale, so it
+/// skips chrono's format-string interpreter for the common four-digit year).
+pub(super) fn date_str(d: NaiveDate) -> String {
+    let (y, m, day) = (d.year(), d.month(), d.day());
+    if !(0..=9999).contains(&y) {
+        return d.format("%Y-%m-%d").to_string();
+    }
+    let digit = |v: u32| char::from(b'0' + (v % 10) as u8);
+    let y = y as u32;
+    let mut s = String::with_capacity(10);
+    for c in [
+        digit(y / 1000),
+        digit(y / 100),
+        digit(y / 10),
+        digit(y),
+        '-',
+        digit(m / 10),
+        digit(m),
+        '-',
+        digit(day / 10),
+        digit(day),
+    ] {
+        s.push(c);
+    }
+    s
+}
+
+pub(super) fn parse_date(s: &str) -> rusqlite::Result<NaiveDate> {
+    let b = s.as_bytes();
+    if b.len() == 10 && b[4] == b'-' && b[7] == b'-' {
+        let num = |r: std::ops::Range<usize>| {
+            b[r].iter().try_fold(0u32, |acc, c| {
+                c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+            })
+        };
+        if let (Some(y), Some(m), Some(d)) = (num(0..4), num(5..7), num(8..10))
+            && let Some(date) = NaiveDate::from_ymd_opt(y as i32, m, d)
+        {
+            return Ok(date);
+        }
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+impl PartitionState {
+    /// Loads partition `p` from the store (empty state for a partition never seen).
+    pub fn load(tx: &Transaction<'_>, path: &Path, p: i32) -> Result<Self> {
+        let e = |what: &str| {
+            let what = what.to_string();
+            move |err| sql_err(path, &what, err)
+        };
+        let mut s = Self {
+            partition: p,
+            ..Self::default()
+        };
+        // Take ownership: raise the epoch, so a previous owner's next batch is refused.
+        tx.execute(
+            "INSERT INTO stream_partitions (partition, epoch, meta_json) VALUES (?1, 1, '{}')
+             ON CONFLICT (partition) DO UPDATE SET epoch = epoch + 1",
+            [p],
+        )
+        .map_err(e("take partition"))?;
+        let (epoch, meta): (i64, String) = tx
+            .query_row(
+                "SELECT epoch, meta_json FROM stream_partitions WHERE partition = ?1",
+                [p],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(e("load partition"))?;
+        s.epoch = epoch;
+        let meta = Some(meta);
+        if let Some(m) = meta {
+            s.meta = serde_json::from_str(&m).map_err(|err| CoreError::StoreContent {
+                path: path.to_path_buf(),
+                reason: format!("partition {p} metadata: {err}"),
+            })?;
+        }
+        let mut st = tx
+            .prepare("SELECT topic, next_offset FROM stream_offsets WHERE partition = ?1")
+            .map_err(e("load offsets"))?;
+        for row in st
+            .query_map([p], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(e("load offsets"))?
+        {
+            let (t, o) = row.map_err(e("load offsets"))?;
+            s.offsets.insert(t, o);
+        }
+        let mut st = tx
+            .prepare(
+                "SELECT enterprise_id, biz_date, windows FROM stream_window_sets WHERE partition = ?1",
+            )
+            .map_err(e("load windows"))?;
+        for row in st
+            .query_map([p], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    parse_date(&r.get::<_, String>(1)?)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .map_err(e("load windows"))?
+        {
+            let (ent, day, json) = row.map_err(e("load windows"))?;
+            let set: Vec<StoredWindow> =
+                serde_json::from_str(&json).map_err(|err| CoreError::StoreContent {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "partition {p}: windows of {ent} on {}: {err}",
+                        date_str(day)
+                    ),
+                })?;
+            for (product, sold, retail, inflow, closing, surge_fired) in set {
+                if retail > 0.0 {
+                    s.retail_days.entry(ent.clone()).or_default().insert(day);
+                }
+                *s.window_mut((ent.clone(), product, day)).0 = Window {
+                    sold,
+                    retail,
+                    inflow,
+                    closing,
+                    surge_fired: surge_fired != 0,
+                };
+            }
+        }
+        // Loading marks nothing to save.
+        s.dirty.clear();
+        let mut st = tx
+            .prepare("SELECT enterprise_id, biz_date FROM stream_reported WHERE partition = ?1")
+            .map_err(e("load reported"))?;
+        for row in st
+            .query_map([p], |r| {
+                Ok((r.get::<_, String>(0)?, parse_date(&r.get::<_, String>(1)?)?))
+            })
+            .map_err(e("load reported"))?
+        {
+            s.reported.insert(row.map_err(e("load reported"))?);
+        }
+        let mut st = tx
+            .prepare(
+                "SELECT product_id, batch_no, enterprise_id, biz_date, quantity
+                 FROM stream_batch_sales WHERE partition = ?1",
+            )
+            .map_err(e("load batch sales"))?;
+        for row in st
+            .query_map([p], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    parse_date(&r.get::<_, String>(3)?)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            })
+            .map_err(e("load batch sales"))?
+        {
+            let (prod, batch, ent, day, q) = row.map_err(e("load batch sales"))?;
+            s.batch_sales
+                .entry((prod, batch))
+                .or_default()
+                .push((ent, day, q));
+        }
+        Ok(s)
+    }
+
+    /// Whether this instance still owns the partition (its epoch is the store's).
+    pub fn owned(&self, tx: &Transaction<'_>, path: &Path) -> Result<bool> {
+        let epoch: Option<i64> = tx
+            .query_row(
+                "SELECT epoch FROM stream_partitions WHERE partition = ?1",
+                [self.partition],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| sql_err(path, "read partition epoch", e))?;
+        Ok(epoch == Some(self.epoch))
+    }
+
+    /// Writes what changed since the last save, the metadata and the offsets.
+    pub fn save(&mut self, tx: &Transaction<'_>, path: &Path) -> Result<()> {
+        let e = |what: &'static str| move |err| sql_err(path, what, err);
+        let p = self.partition;
+        {
+            let mut up = tx
+                .prepare_cached(
+                    "INSERT INTO stream_window_sets (partition, biz_date, enterprise_id, windows)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (partition, biz_date, enterprise_id) DO UPDATE SET
+                         windows = excluded.windows",
+                )
+                .map_err(e("save windows"))?;
+            let mut del = tx
+                .prepare_cached(
+                    "DELETE FROM stream_window_sets WHERE partition = ?1 AND biz_date = ?2
+                         AND enterprise_id = ?3",
+                )
+                .map_err(e("save windows"))?;
+            // In key order: consecutive writes land on the same B-tree pages.
+            let mut dirty: Vec<(String, NaiveDate)> = self.dirty.drain().collect();
+            dirty.sort_unstable_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+            for (ent, day) in dirty {
+                let mut set: Vec<StoredWindowRef<'_>> = Vec::new();
+                if let Some(products) = self.ent_days.get_mut(&(ent.clone(), day)) {
+                    products.sort_unstable();
+                    for prod in products.iter() {
+                        if let Some(w) = self.windows.get(&(ent.clone(), prod.clone(), day)) {
+                            set.push((
+                                prod,
+                                w.sold,
+                                w.retail,
+                                w.inflow,
+                                w.closing,
+                                u8::from(w.surge_fired),
+                            ));
+                        }
+                    }
+                }
+                if set.is_empty() {
+                    del.execute(params![p, date_str(day), ent])
+                        .map_err(e("save windows"))?;
+                } else {
+                    let json = serde_json::to_string(&set)
+                        .map_err(|err| CoreError::Internal(err.to_string()))?;
+                    up.execute(params![p, date_str(day), ent, json])
+                        .map_err(e("save windows"))?;
+                }
+            }
+            let mut ins = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO stream_reported (partition, enterprise_id, biz_date)
+                     VALUES (?1, ?2, ?3)",
+                )
+                .map_err(e("save reported"))?;
+            for (ent, d) in self.new_reported.drain(..) {
+                ins.execute(params![p, ent, date_str(d)])
+                    .map_err(e("save reported"))?;
+            }
+            let mut ins = tx
+                .prepare_cached(
+                    "INSERT INTO stream_batch_sales (partition, product_id, batch_no, enterprise_id,
+                         biz_date, quantity) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (partition, product_id, batch_no, enterprise_id, biz_date)
+                     DO UPDATE SET quantity = quantity + excluded.quantity",
+                )
+                .map_err(e("save batch sales"))?;
+            // One row per (product, batch, enterprise, day), however many sales it had.
+            let mut sums: FastMap<(String, String, String, NaiveDate), i64> = FastMap::default();
+            for (prod, batch, ent, d, q) in self.new_batch_sales.drain(..) {
+                *sums.entry((prod, batch, ent, d)).or_default() += q;
+            }
+            let mut sums: Vec<_> = sums.into_iter().collect();
+            sums.sort_unstable();
+            for ((prod, batch, ent, d), q) in sums {
+                ins.execute(params![p, prod, batch, ent, date_str(d), q])
+                    .map_err(e("save batch sales"))?;
+            }
+            let mut off = tx
+                .prepare_cached(
+                    "INSERT INTO stream_offsets (topic, partition, next_offset) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
+                )
+                .map_err(e("save offsets"))?;
+            for (t, o) in &self.offsets {
+                off.execute(params![t, p, o]).map_err(e("save offsets"))?;
+            }
+        }
+        let meta = serde_json::to_string(&self.meta)
+            .map_err(|err| CoreError::Internal(err.to_string()))?;
+        tx.execute(
+            "INSERT INTO stream_partitions (partition, meta_json) VALUES (?1, ?2)
+             ON CONFLICT (partition) DO UPDATE SET meta_json = excluded.meta_json",
+            params![p, meta],
+        )
+        .map_err(e("save partition"))?;
+        if let Some(c) = self
+            .meta
+            .closed_through
+            .filter(|c| self.pruned_at != Some(*c))
+        {
+            self.pruned_at = Some(c);
+            // Windows older than the surge baseline (28 days) and the batch-sale memory are
+            // no longer needed.
+            let keep_from = c - Duration::days(29);
+            tx.execute(
+                "DELETE FROM stream_window_sets WHERE partition = ?1 AND biz_date < ?2",
+                params![p, date_str(keep_from)],
+            )
+            .map_err(e("prune windows"))?;
+            tx.execute(
+                "DELETE FROM stream_reported WHERE partition = ?1 AND biz_date < ?2",
+                params![p, date_str(keep_from)],
+            )
+            .map_err(e("prune reported"))?;
+            tx.execute(
+                "DELETE FROM stream_batch_sales WHERE partition = ?1 AND biz_date < ?2",
+                params![p, date_str(keep_from)],
+            )
+            .map_err(e("prune batch sales"))?;
+        }
+        Ok(())
+    }
+
+    /// The partition's watermark (epoch ms): the smallest event-time maximum over the kinds
+    /// `holding` says still have unread messages; with none holding, the largest maximum. A
+    /// holding kind never seen holds the watermark at the start of time.
+    pub fn watermark(&self, holding: &dyn Fn(EventKind) -> bool) -> Option<i64> {
+        let mut min: Option<i64> = None;
+        let mut any_holding = false;
+        for k in EventKind::ALL {
+            if holding(*k) {
+                any_holding = true;
+                let m = self
+                    .meta
+                    .max_event_ms
+                    .get(k.as_str())
+                    .copied()
+                    .unwrap_or(i64::MIN);
+                min = Some(min.map_or(m, |x: i64| x.min(m)));
+            }
+        }
+        if any_holding {
+            return min.filter(|m| *m != i64::MIN);
+        }
+        self.meta.max_event_ms.values().copied().max()
+    }
+
+    /// The window of `key` (created empty when new), marked to be saved; with the key back.
+    pub(super) fn window_mut(&mut self, key: WinKey) -> (&mut Window, WinKey) {
+        let day_key = (key.0.clone(), key.2);
+        if !self.dirty.contains(&day_key) {
+            self.dirty.insert(day_key.clone());
+        }
+        if !self.windows.contains_key(&key) {
+            self.ent_days
+                .entry(day_key)
+                .or_default()
+                .push(key.1.clone());
+        }
+        let w = self.windows.entry(key.clone()).or_default();
+        (w, key)
+    }
+
+    pub(super) fn prune(&mut self) {
+        let Some(c) = self.meta.closed_through else {
+            return;
+        };
+        let keep_from = c - Duration::days(29);
+        self.windows.retain(|k, _| k.2 >= keep_from);
+        self.ent_days.retain(|k, _| k.1 >= keep_from);
+        self.reported.retain(|k| k.1 >= keep_from);
+        for days in self.retail_days.values_mut() {
+            days.retain(|d| *d >= keep_from);
+        }
+        for v in self.batch_sales.values_mut() {
+            v.retain(|s| s.1 >= keep_from);
+        }
+        self.batch_sales.retain(|_, v| !v.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pharmwatch_core::store::Store;
+
+    #[test]
+    fn business_days_format_and_parse_like_chrono() {
+        let mut d = NaiveDate::from_ymd_opt(1999, 12, 25).unwrap_or_default();
+        for _ in 0..12_000 {
+            let s = date_str(d);
+            assert_eq!(s, d.format("%Y-%m-%d").to_string());
+            assert_eq!(parse_date(&s).ok(), Some(d));
+            d += Duration::days(1);
+        }
+        assert!(parse_date("2026-02-30").is_err());
+        assert!(parse_date("2026-1a-01").is_err());
+        // Anything but `YYYY-MM-DD` is left to chrono, as before.
+        assert_eq!(
+            parse_date("26-01-01").ok(),
+            NaiveDate::parse_from_str("26-01-01", "%Y-%m-%d").ok()
+        );
+    }
+
+    #[test]
+    fn windows_of_a_version_3_store_migrate_and_survive_a_save_and_a_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pharmwatch.db");
+        let day = |s: &str| parse_date(s).unwrap();
+        // A store at schema version 3: one row per window.
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+            )
+            .unwrap();
+            for (v, sql) in pharmwatch_core::store::MIGRATIONS
+                .iter()
+                .filter(|(v, _)| *v <= 3)
+            {
+                conn.execute_batch(sql).unwrap();
+                conn.execute("INSERT INTO schema_migrations VALUES (?1, 'then')", [v])
+                    .unwrap();
+            }
+            conn.execute_batch(
+                "INSERT INTO stream_windows VALUES
+                     (0, 'E1', 'P2', '2026-03-01', 5, 2.5, 7, NULL, 0),
+                     (0, 'E1', 'P1', '2026-03-01', 3, 0.0, 0, 12, 1),
+                     (0, 'E2', 'P1', '2026-03-02', 1, 1.0, 4, NULL, 0),
+                     (1, 'E1', 'P1', '2026-03-01', 9, 9.0, 9, 9, 1)",
+            )
+            .unwrap();
+        }
+        let mut store = Store::open(&path).unwrap();
+        let tx = store.conn().transaction().unwrap();
+        let stored = |tx: &Transaction<'_>, p: i32, d: &str, e: &str| -> Option<String> {
+            tx.query_row(
+                "SELECT windows FROM stream_window_sets WHERE partition = ?1 AND biz_date = ?2 AND enterprise_id = ?3",
+                params![p, d, e],
+                |r| r.get(0),
+            )
+            .optional()
+            .unwrap()
+        };
+        // One row per enterprise-day, products in order.
+        assert_eq!(
+            stored(&tx, 0, "2026-03-01", "E1").as_deref(),
+            Some(r#"[["P1",3,0.0,0,12,1],["P2",5,2.5,7,null,0]]"#)
+        );
+        let w = |sold, retail, inflow, closing, surge_fired| Window {
+            sold,
+            retail,
+            inflow,
+            closing,
+            surge_fired,
+        };
+        let key = |e: &str, p: &str, d: &str| (e.to_string(), p.to_string(), day(d));
+        let mut st = PartitionState::load(&tx, &path, 0).unwrap();
+        let expected: FastMap<WinKey, Window> = [
+            (key("E1", "P1", "2026-03-01"), w(3, 0.0, 0, Some(12), true)),
+            (key("E1", "P2", "2026-03-01"), w(5, 2.5, 7, None, false)),
+            (key("E2", "P1", "2026-03-02"), w(1, 1.0, 4, None, false)),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(st.windows, expected);
+        assert!(st.dirty.is_empty(), "loading marks nothing to save");
+        assert!(st.retail_days["E1"].contains(&day("2026-03-01")));
+        assert!(st.retail_days["E2"].contains(&day("2026-03-02")));
+
+        // A changed window and a new one rewrite their enterprise-day only.
+        st.window_mut(key("E2", "P1", "2026-03-02")).0.sold += 10;
+        *st.window_mut(key("E2", "P0", "2026-03-02")).0 = w(2, 0.0, 3, None, false);
+        st.save(&tx, &path).unwrap();
+        assert_eq!(
+            stored(&tx, 0, "2026-03-02", "E2").as_deref(),
+            Some(r#"[["P0",2,0.0,3,null,0],["P1",11,1.0,4,null,0]]"#)
+        );
+        let again = PartitionState::load(&tx, &path, 0).unwrap();
+        assert_eq!(again.windows, st.windows);
+        assert_eq!(again.windows.len(), 4);
+        // The other partition's windows are its own.
+        let other = PartitionState::load(&tx, &path, 1).unwrap();
+        assert_eq!(
+            other.windows.get(&key("E1", "P1", "2026-03-01")),
+            Some(&w(9, 9.0, 9, Some(9), true))
+        );
+        assert_eq!(other.windows.len(), 1);
+    }
+}

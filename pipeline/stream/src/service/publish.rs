@@ -1,0 +1,112 @@
+//! Step 3 of a micro-batch: the outbox rows the store transaction wrote are published (risk
+//! events to the risk-events topic keyed by event id, dead letters to the dead-letter topic
+//! keyed by `topic/partition/offset`), then marked sent. At least once, with stable keys.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::FutureRecord;
+use rusqlite::params;
+
+use crate::error::Result;
+use pharmwatch_core::store::sql_err;
+
+use super::Service;
+
+/// An outbox row to publish.
+struct Outgoing {
+    seq: i64,
+    role: String,
+    key: String,
+    payload: String,
+}
+
+impl Service {
+    /// Publishes the outbox (risk events and dead letters) and marks what was sent; a
+    /// failed send stays in the outbox for the next batch or the next start.
+    pub(super) fn publish_outbox(&mut self) -> Result<()> {
+        let path = self.store.path().to_path_buf();
+        loop {
+            let pending: Vec<Outgoing> = {
+                let conn = self.store.conn();
+                let mut st = conn
+                    .prepare_cached(
+                        "SELECT seq, topic_role, message_key, payload FROM outbox
+                         WHERE published_at IS NULL ORDER BY seq LIMIT 5000",
+                    )
+                    .map_err(|e| sql_err(&path, "read outbox", e))?;
+                let rows = st
+                    .query_map([], |r| {
+                        Ok(Outgoing {
+                            seq: r.get(0)?,
+                            role: r.get(1)?,
+                            key: r.get(2)?,
+                            payload: r.get(3)?,
+                        })
+                    })
+                    .map_err(|e| sql_err(&path, "read outbox", e))?;
+                rows.collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(|e| sql_err(&path, "read outbox", e))?
+            };
+            if pending.is_empty() {
+                self.metrics.outbox_pending.set(0);
+                return Ok(());
+            }
+            let producer = &self.producer;
+            let cfg = &self.cfg;
+            let results = self.rt.block_on(async {
+                let sends = pending.iter().map(|o| {
+                    let topic = if o.role == "risk_event" {
+                        cfg.risk_events_topic.as_str()
+                    } else {
+                        cfg.dead_letter_topic.as_str()
+                    };
+                    let headers = OwnedHeaders::new()
+                        .insert(Header {
+                            key: "pharmwatch-kind",
+                            value: Some(o.role.as_str()),
+                        })
+                        .insert(Header {
+                            key: "pharmwatch-id",
+                            value: Some(o.key.as_str()),
+                        });
+                    let rec = FutureRecord::to(topic)
+                        .key(&o.key)
+                        .payload(&o.payload)
+                        .headers(headers);
+                    producer.send(rec, Duration::from_secs(30))
+                });
+                futures::future::join_all(sends).await
+            });
+            let mut sent = Vec::new();
+            let mut failure = None;
+            for (o, r) in pending.iter().zip(results) {
+                match r {
+                    Ok(_) => sent.push(o.seq),
+                    Err((e, _)) => failure = Some(e),
+                }
+            }
+            let now = Utc::now().to_rfc3339();
+            let conn = self.store.conn();
+            let tx = conn.transaction().map_err(|e| sql_err(&path, "begin", e))?;
+            {
+                let mut up = tx
+                    .prepare_cached("UPDATE outbox SET published_at = ?2 WHERE seq = ?1")
+                    .map_err(|e| sql_err(&path, "mark outbox", e))?;
+                for s in &sent {
+                    up.execute(params![s, now])
+                        .map_err(|e| sql_err(&path, "mark outbox", e))?;
+                }
+            }
+            tx.commit().map_err(|e| sql_err(&path, "commit", e))?;
+            if let Some(e) = failure {
+                // Left in the outbox: sent on the next batch or at the next start.
+                tracing::warn!(error = %e, "publishing to Kafka failed; left in the outbox for the next batch");
+                let left = pending.len() - sent.len();
+                self.metrics.outbox_pending.set(left as i64);
+                return Ok(());
+            }
+        }
+    }
+}

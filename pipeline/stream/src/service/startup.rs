@@ -1,0 +1,89 @@
+//! Start-up of the service: the baseline's trace codes seeded once into the store's shared
+//! table (earliest sale wins), so a code sold before the stream started is known.
+
+use std::path::Path;
+use std::time::Instant;
+
+use chrono::Utc;
+use rusqlite::{OptionalExtension, params};
+
+use crate::error::Result;
+use pharmwatch_core::baseline::Baseline;
+use pharmwatch_core::store::{Store, sql_err};
+
+/// Whether the baseline `identity` is recorded in `stream_seeded`.
+pub(super) fn already_seeded(
+    conn: &rusqlite::Connection,
+    path: &Path,
+    identity: &str,
+) -> Result<bool> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM stream_seeded WHERE baseline = ?1",
+            [identity],
+            |_| Ok(()),
+        )
+        .optional()
+        .map(|r| r.is_some())
+        .map_err(|e| sql_err(path, "read stream_seeded", e))?)
+}
+
+/// Loads the baseline's first trace-code sales into the store's shared table, once per
+/// baseline: a restart with the same baseline finds it recorded in `stream_seeded` and
+/// starts without re-reading it.
+pub(super) async fn seed_trace_codes(store: &mut Store, baseline: &Baseline) -> Result<()> {
+    let Some(identity) = baseline.identity() else {
+        return Ok(());
+    };
+    let path = store.path().to_path_buf();
+    if already_seeded(store.conn(), &path, &identity)? {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let mut trace = baseline.trace_codes().await?;
+    // In key order, every insert appends to the table's B-tree instead of landing at random.
+    trace.sort_unstable_by(|a, b| a.trace_code.cmp(&b.trace_code));
+    let tx = store
+        .conn()
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(|e| sql_err(&path, "begin", e))?;
+    // Another instance may have seeded it meanwhile (the check above ran outside the lock).
+    if already_seeded(&tx, &path, &identity)? {
+        return Ok(());
+    }
+    {
+        let mut st = tx
+            .prepare(
+                "INSERT INTO trace_codes (trace_code, event_time_ms, event_id, enterprise_id, product_id, biz_date)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (trace_code) DO UPDATE SET event_time_ms = excluded.event_time_ms,
+                     event_id = excluded.event_id, enterprise_id = excluded.enterprise_id,
+                     product_id = excluded.product_id, biz_date = excluded.biz_date
+                 WHERE (excluded.event_time_ms, excluded.event_id) < (trace_codes.event_time_ms, trace_codes.event_id)",
+            )
+            .map_err(|e| sql_err(&path, "seed trace codes", e))?;
+        for t in &trace {
+            st.execute(params![
+                t.trace_code,
+                t.event_time.timestamp_millis(),
+                t.event_id,
+                t.enterprise_id,
+                t.product_id,
+                t.biz_date.format("%Y-%m-%d").to_string()
+            ])
+            .map_err(|e| sql_err(&path, "seed trace codes", e))?;
+        }
+    }
+    tx.execute(
+        "INSERT INTO stream_seeded (baseline, rows, seeded_at) VALUES (?1, ?2, ?3)",
+        params![identity, trace.len() as i64, Utc::now().to_rfc3339()],
+    )
+    .map_err(|e| sql_err(&path, "record stream_seeded", e))?;
+    tx.commit().map_err(|e| sql_err(&path, "commit", e))?;
+    tracing::info!(
+        trace_codes = trace.len(),
+        seconds = started.elapsed().as_secs_f64(),
+        "seeded the trace codes of the baseline"
+    );
+    Ok(())
+}
