@@ -936,6 +936,411 @@ mod tests {
         );
     }
 
+    // The tests below were the unit tests of the pipeline's former `WorkingCalendar` adapter,
+    // kept under their names and expressed against this module's API. The adapter's
+    // `DayKind` is `DayClass` here, its `CalendarError::File` is `Error::CalendarFile`, and its
+    // `Uncovered`/`UncoveredYear` are `Error::CalendarNotCovered` (a year is reported as its
+    // 1 January). `each_covered_year_has_248_working_days` and
+    // `working_days_between_is_zero_for_non_increasing_ranges` above are the same in both.
+
+    const HEADER_LINE: &str = "date,kind,name,source_url\n";
+
+    /// Parses `body` after the header, as the file `test.csv`.
+    fn parse(body: &str) -> Result<Calendar> {
+        Calendar::from_csv_str(&format!("{HEADER_LINE}{body}"), "test.csv")
+    }
+
+    #[test]
+    fn embedded_calendar_loads_and_covers_2025_2026() {
+        let cal = cal();
+        assert_eq!(cal.years(), 2025..=2026);
+        assert!(cal.covers(d("2025-01-01")));
+        assert!(cal.covers(d("2026-12-31")));
+        assert!(!cal.covers(d("2024-12-31")));
+        assert!(!cal.covers(d("2027-01-01")));
+    }
+
+    #[test]
+    fn from_csv_path_reads_the_shipped_file() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/cn_holidays_2025_2026.csv");
+        let from_disk = Calendar::from_path(&path).expect("valid");
+        let embedded = cal();
+        assert_eq!(from_disk.years(), embedded.years());
+        for day in d("2025-01-01")
+            .iter_days()
+            .take_while(|day| day.year() <= 2026)
+        {
+            assert_eq!(
+                from_disk.day_class(day).expect("covered"),
+                embedded.day_class(day).expect("covered")
+            );
+        }
+    }
+
+    #[test]
+    fn from_csv_path_missing_file_is_io_error() {
+        let err = Calendar::from_path("/nonexistent/calendar.csv").expect_err("missing file");
+        match err {
+            Error::Io { what, path, .. } => {
+                assert_eq!(what, "calendar");
+                assert_eq!(path.display().to_string(), "/nonexistent/calendar.csv");
+            }
+            other => panic!("expected Io, got {other:?}"),
+        }
+    }
+
+    // Worked examples from the domain brief.
+
+    #[test]
+    fn worked_example_national_day_2025() {
+        // 2025-09-28 (Sunday) is a make-up working day; 10-01..10-08 are off.
+        assert_eq!(
+            cal().add_working_days(d("2025-09-26"), 5).expect("covered"),
+            d("2025-10-10")
+        );
+    }
+
+    #[test]
+    fn worked_example_spring_festival_2026() {
+        assert_eq!(
+            cal().add_working_days(d("2026-02-13"), 5).expect("covered"),
+            d("2026-02-27")
+        );
+    }
+
+    #[test]
+    fn worked_example_labour_day_2026() {
+        assert_eq!(
+            cal()
+                .add_working_days(d("2026-04-30"), 10)
+                .expect("covered"),
+            d("2026-05-18")
+        );
+    }
+
+    #[test]
+    fn worked_example_across_new_year() {
+        assert_eq!(
+            cal().add_working_days(d("2025-12-31"), 3).expect("covered"),
+            d("2026-01-06")
+        );
+    }
+
+    #[test]
+    fn worked_examples_round_trip_through_working_days_between() {
+        let cal = cal();
+        for (from, n, to) in [
+            ("2025-09-26", 5, "2025-10-10"),
+            ("2026-02-13", 5, "2026-02-27"),
+            ("2026-04-30", 10, "2026-05-18"),
+            ("2025-12-31", 3, "2026-01-06"),
+        ] {
+            assert_eq!(
+                cal.working_days_between(d(from), d(to)).expect("covered"),
+                n,
+                "{from} → {to}"
+            );
+        }
+    }
+
+    #[test]
+    fn working_days_in_uncovered_year_is_an_error() {
+        let err = cal()
+            .working_days_in_year(2027)
+            .expect_err("2027 not covered");
+        assert!(
+            matches!(
+                &err,
+                Error::CalendarNotCovered { date, years }
+                    if *date == d("2027-01-01") && *years == (2025..=2026)
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("2025–2026"), "{err}");
+    }
+
+    #[test]
+    fn zero_working_days_returns_the_date_itself() {
+        let cal = cal();
+        assert_eq!(
+            cal.add_working_days(d("2025-10-01"), 0).expect("covered"),
+            d("2025-10-01")
+        );
+        assert_eq!(
+            cal.add_working_days(d("2025-03-03"), 0).expect("covered"),
+            d("2025-03-03")
+        );
+    }
+
+    #[test]
+    fn day_kinds() {
+        let cal = cal();
+        assert_eq!(
+            cal.day_class(d("2025-03-03")).expect("covered"),
+            DayClass::Workday
+        );
+        assert_eq!(
+            cal.day_class(d("2025-03-08")).expect("covered"),
+            DayClass::Weekend
+        );
+        assert_eq!(
+            cal.day_class(d("2025-10-01")).expect("covered"),
+            DayClass::Holiday {
+                name: "国庆节、中秋节".to_owned()
+            }
+        );
+        // A holiday_off that falls on a Saturday is still a holiday.
+        assert_eq!(
+            cal.day_class(d("2025-02-01")).expect("covered"),
+            DayClass::Holiday {
+                name: "春节".to_owned()
+            }
+        );
+        assert_eq!(
+            cal.day_class(d("2026-02-14")).expect("covered"),
+            DayClass::MakeupWorkday {
+                name: "春节".to_owned()
+            }
+        );
+        assert!(cal.is_working_day(d("2026-02-14")).expect("covered"));
+        assert!(!cal.is_working_day(d("2026-02-16")).expect("covered"));
+        assert!(!cal.is_working_day(d("2025-03-08")).expect("covered"));
+        assert!(cal.is_working_day(d("2025-03-03")).expect("covered"));
+    }
+
+    #[test]
+    fn holiday_names() {
+        let cal = cal();
+        assert_eq!(cal.holiday_name(d("2026-01-01")), Some("元旦"));
+        assert_eq!(cal.holiday_name(d("2026-09-25")), Some("中秋节"));
+        assert_eq!(
+            cal.holiday_name(d("2026-01-04")),
+            None,
+            "make-up day is not a holiday"
+        );
+        assert_eq!(cal.holiday_name(d("2025-03-03")), None);
+        assert_eq!(cal.holiday_name(d("2024-10-01")), None);
+    }
+
+    // Uncovered years.
+
+    #[test]
+    fn is_working_day_before_coverage_is_an_error() {
+        let err = cal()
+            .is_working_day(d("2024-12-31"))
+            .expect_err("2024 not covered");
+        match &err {
+            Error::CalendarNotCovered { date, years } => {
+                assert_eq!(*date, d("2024-12-31"));
+                assert_eq!(*years, 2025..=2026);
+            }
+            other => panic!("expected CalendarNotCovered, got {other:?}"),
+        }
+        let message = err.to_string();
+        assert!(
+            message.contains("2024-12-31") && message.contains("2025–2026"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn walking_into_an_uncovered_year_is_an_error() {
+        let err = cal()
+            .add_working_days(d("2026-12-30"), 5)
+            .expect_err("walks into 2027");
+        match err {
+            Error::CalendarNotCovered { date, years } => {
+                assert_eq!(date, d("2027-01-01"));
+                assert_eq!(years, 2025..=2026);
+            }
+            other => panic!("expected CalendarNotCovered, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn uncovered_trigger_or_end_date_is_an_error() {
+        let cal = cal();
+        assert!(matches!(
+            cal.add_working_days(d("2024-12-31"), 1),
+            Err(Error::CalendarNotCovered { .. })
+        ));
+        assert!(matches!(
+            cal.working_days_between(d("2026-06-01"), d("2027-01-04")),
+            Err(Error::CalendarNotCovered { .. })
+        ));
+        assert!(matches!(
+            cal.day_class(d("2027-01-01")),
+            Err(Error::CalendarNotCovered { .. })
+        ));
+    }
+
+    // Parse and consistency errors.
+
+    #[test]
+    fn bad_date_is_a_parse_error_with_line() {
+        let err = parse("2025-01-01,holiday_off,元旦,u\n2025-02-30,holiday_off,春节,u\n")
+            .expect_err("2025-02-30");
+        match err {
+            Error::CalendarFile { file, line, reason } => {
+                assert_eq!(file, "test.csv");
+                assert_eq!(line, 3);
+                assert!(reason.contains("2025-02-30"), "{reason}");
+            }
+            other => panic!("expected CalendarFile, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_kind_is_a_parse_error_with_line() {
+        let err = parse("2025-01-01,holiday_off,元旦,u\n2025-01-02,day_off,元旦,u\n")
+            .expect_err("unknown kind");
+        match err {
+            Error::CalendarFile { line, reason, .. } => {
+                assert_eq!(line, 3);
+                assert!(reason.contains("kind"), "{reason}");
+                assert!(reason.contains("day_off"), "{reason}");
+            }
+            other => panic!("expected CalendarFile, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn makeup_on_a_weekday_is_inconsistent() {
+        // 2025-01-27 is a Monday.
+        let err = parse("2025-01-26,makeup_workday,春节,u\n2025-01-27,makeup_workday,春节,u\n")
+            .expect_err("weekday make-up");
+        match err {
+            Error::CalendarFile { file, line, reason } => {
+                assert_eq!(file, "test.csv");
+                assert_eq!(line, 3);
+                assert!(reason.contains("2025-01-27"), "{reason}");
+            }
+            other => panic!("expected CalendarFile, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn holiday_on_a_weekend_is_allowed() {
+        // 2025-02-01 is a Saturday.
+        let cal = parse("2025-02-01,holiday_off,春节,u\n").expect("valid");
+        assert_eq!(cal.holiday_name(d("2025-02-01")), Some("春节"));
+        assert_eq!(cal.years(), 2025..=2025);
+    }
+
+    #[test]
+    fn duplicate_date_is_inconsistent() {
+        let err = parse(
+            "2025-01-01,holiday_off,元旦,u\n2025-04-04,holiday_off,清明节,u\n\
+             2025-01-01,holiday_off,元旦,u\n",
+        )
+        .expect_err("duplicate");
+        match err {
+            Error::CalendarFile { line, reason, .. } => {
+                assert_eq!(line, 4);
+                assert!(reason.contains("listed twice"), "{reason}");
+            }
+            other => panic!("expected CalendarFile, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn same_date_as_holiday_and_makeup_is_inconsistent() {
+        let err = parse("2025-01-26,makeup_workday,春节,u\n2025-01-26,holiday_off,春节,u\n")
+            .expect_err("holiday and make-up");
+        assert!(
+            matches!(err, Error::CalendarFile { line: 3, .. }),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn empty_name_is_a_parse_error() {
+        let err = parse("2025-01-01,holiday_off,,u\n").expect_err("empty name");
+        assert!(
+            matches!(&err, Error::CalendarFile { line: 2, reason, .. } if reason.contains("name")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn wrong_header_is_a_parse_error() {
+        let err = Calendar::from_csv_str("day,kind,name,source_url\n", "x").expect_err("header");
+        assert!(
+            matches!(&err, Error::CalendarFile { line: 1, reason, .. } if reason.contains("header")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn short_record_is_a_parse_error_with_line() {
+        let err = parse("2025-01-01,holiday_off,元旦,u\n2025-01-02,holiday_off\n")
+            .expect_err("short record");
+        assert!(
+            matches!(&err, Error::CalendarFile { line: 3, reason, .. } if reason.contains("columns")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn no_entries_is_inconsistent() {
+        assert!(matches!(
+            parse(""),
+            Err(Error::CalendarFile { reason, .. }) if reason.contains("no dates")
+        ));
+        assert!(matches!(
+            Calendar::from_csv_str("", "x"),
+            Err(Error::CalendarFile { reason, .. }) if reason.contains("header")
+        ));
+    }
+
+    #[test]
+    fn gap_in_years_is_inconsistent() {
+        let err = parse("2025-01-01,holiday_off,元旦,u\n2027-01-01,holiday_off,元旦,u\n")
+            .expect_err("2026 missing");
+        match err {
+            Error::CalendarFile { reason, .. } => {
+                assert!(reason.contains("2026"), "{reason}");
+            }
+            other => panic!("expected CalendarFile, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn error_messages_name_source_and_line() {
+        // The adapter wrote `test.csv:2: date …`; this crate writes the same source, line and
+        // reason as `calendar file test.csv, line 2: date …`.
+        let err = parse("2025-13-01,holiday_off,元旦,u\n").expect_err("month 13");
+        let message = err.to_string();
+        assert!(
+            message.starts_with("calendar file test.csv, line 2: date"),
+            "{message}"
+        );
+    }
+
+    proptest::proptest! {
+        /// The adapter's property: from any start up to 2026-10-31, a count of 1 to 30 working
+        /// days stays inside the calendar and round-trips through `working_days_between`.
+        #[test]
+        fn add_then_count_round_trips(
+            offset in 0..=d("2026-10-31").signed_duration_since(d("2025-01-01")).num_days(),
+            n in 1u32..=30,
+        ) {
+            let cal = cal();
+            let start = d("2025-01-01") + chrono::Duration::days(offset);
+            let end = cal.add_working_days(start, n).expect("covered");
+            proptest::prop_assert!(end > start);
+            proptest::prop_assert!(cal.is_working_day(end).expect("covered"));
+            proptest::prop_assert!(cal.day_class(end).expect("covered").is_working_day());
+            proptest::prop_assert_eq!(cal.working_days_between(start, end).expect("covered"), n);
+            // The deadline is the *first* date reaching n working days.
+            let day_before = end.pred_opt().expect("a covered date has a predecessor");
+            proptest::prop_assert_eq!(
+                cal.working_days_between(start, day_before).expect("covered"),
+                n - 1
+            );
+        }
+    }
+
     mod properties {
         use super::*;
         use proptest::prelude::*;
