@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Anomaly model benchmark: pharmwatch's model vs scikit-learn's IsolationForest, same labelled tables.
+# Anomaly model benchmark: pharmwatch's model vs scikit-learn's IsolationForest (5 seeds) and
+# PyOD's ECOD, COPOD, HBOS and KNN, same labelled tables — held-out tables only.
 #
-#   scripts/bench_model.sh                      # everything: build, public tables, simulator tables
-#   scripts/bench_model.sh --runs 5 --out /tmp/model.json
+#   scripts/bench_model.sh                      # everything: build, held-out public tables, simulator tables (seed 7)
+#   scripts/bench_model.sh --select             # candidate ensembles on the selection tables (simulator seed 1)
+#   scripts/bench_model.sh --seeds 5 --out /tmp/model.json
 #   scripts/bench_model.sh --no-build           # use the existing target/release/pharmwatch
 #   scripts/bench_model.sh --binary PATH        # use PATH (implies --no-build)
 #   scripts/bench_model.sh --no-sim             # public tables only
@@ -16,13 +18,16 @@
 #   3. cargo build --release -p pharmwatch (unless --no-build / --binary / --skip-pharmwatch);
 #   4. the public tables as CSV under $BENCH_DATA (default /tmp/pharmwatch-bench-data), cached;
 #   5. simulator tables (unless --no-sim / --skip-pharmwatch): `pharmwatch simulate` (300
-#      enterprises, seed 7), `pharmwatch nightly` over the last 14 simulated days, which writes
+#      enterprises, seed 7 — seed 1 with --select, so the ensemble is never chosen on a
+#      reported table), `pharmwatch nightly` over the last 14 simulated days, which writes
 #      out/features.csv, then bench_model.py label-sim labels its rows with the lake's labels.csv
 #      and writes one table per segment plus one for all rows (under $BENCH_DATA/sim-e300-s7);
-#   6. bench_model.py run: every table, both tools, --runs times; prints the table and the
-#      summary, writes JSON to --out (default /tmp/pharmwatch-bench-model.json).
-# Options not listed here go to bench_model.py run (--runs, --seed, --out, --datasets, --table,
-# --force, --no-public, ...). Exit code: 0, 1 on a pharmwatch error, 2 on a rows/features mismatch.
+#   6. bench_model.py run: every held-out table, pharmwatch and IsolationForest over --seeds
+#      seeds, the PyOD baselines once (deterministic); prints the table and the summary
+#      ("within noise" where a difference is within the seeds' spread), writes JSON to --out
+#      (default /tmp/pharmwatch-bench-model.json). With --select: bench_model.py select.
+# Options not listed here go to bench_model.py run/select (--seeds, --seed, --out, --datasets,
+# --table, --force, --no-public, ...). Exit code: 0, 1 on a pharmwatch error, 2 on a rows/features mismatch.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -38,6 +43,7 @@ skip_pw=0
 binary="$root/target/release/pharmwatch"
 sim_enterprises=300
 sim_seed=7
+select=0
 sim_days=14
 sim_dir=""
 py_args=()
@@ -45,7 +51,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         -h|--help)
             sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'
-            echo "Own options: --no-build --no-sim --binary PATH --sim-enterprises N (300)"
+            echo "Own options: --select --no-build --no-sim --binary PATH --sim-enterprises N (300)"
             echo "  --sim-seed N (7) --sim-days N (14) --sim-dir DIR (\$BENCH_DATA/sim-eN-sN)"
             echo
             if [ -x "$venv/bin/python" ]; then
@@ -54,6 +60,7 @@ while [ $# -gt 0 ]; do
             exit 0 ;;
         --no-build) build=0 ;;
         --no-sim) sim=0 ;;
+        --select) select=1; sim_seed=1 ;;
         --skip-pharmwatch) skip_pw=1; py_args+=("$1") ;;
         --binary) binary="$2"; build=0; shift ;;
         --binary=*) binary="${1#*=}"; build=0 ;;
@@ -152,7 +159,11 @@ if [ "$sim" -eq 1 ]; then
     done <<<"$labelled"
 fi
 
-# 6. the comparison
+# 6. the comparison (or the choice of the ensemble)
+command=run
+if [ "$select" -eq 1 ]; then
+    command=select
+fi
 run_args=(--binary "$binary")
 if [ "${#py_args[@]}" -gt 0 ]; then
     run_args+=("${py_args[@]}")
@@ -160,4 +171,4 @@ fi
 if [ "${#sim_tables[@]}" -gt 0 ]; then
     run_args+=("${sim_tables[@]}")
 fi
-exec "$py" "$here/bench_model.py" run "${run_args[@]}"
+exec "$py" "$here/bench_model.py" "$command" "${run_args[@]}"

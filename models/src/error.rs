@@ -44,7 +44,12 @@ pub enum ModelError {
     #[error("unknown detector '{0}' (known: mahalanobis, kmeans, gmm, pca, iforest)")]
     UnknownDetector(String),
     /// The artifact is of another format version.
-    #[error("model artifact format {found} is not supported (this build reads format {supported})")]
+    #[error(
+        "model artifact format {found} is not supported (this build reads format {supported}); \
+         retrain it with `pharmwatch model train` or a nightly run without --model \
+         (format 1 flagged a fixed share of its training rows; format 2 calibrates flags \
+         to a false-alarm rate and cannot be derived from it)"
+    )]
     Format {
         /// Version in the file.
         found: u32,

@@ -10,8 +10,12 @@
 //! own); the isolation forest keeps every row, since isolating them early is how it works.
 //! Calibration then uses every training row. The **ensemble
 //! score** of a row is the mean of the detectors' surprises `−ln(1 − Fₖ(sₖ))` — a combination
-//! of their ranks in the training data that no single unit dominates. Its **percentile** is
-//! its place in the training distribution of ensemble scores (0 … 1). A detector that cannot
+//! of their ranks in the training data that no single unit dominates. Its **tail
+//! probability** is the estimated share of clean rows scoring higher: the empirical training
+//! distribution in the body, an exponential tail fitted on the body and extrapolated beyond
+//! its 75th percentile ([`TailFit`]); its **percentile** is `1 − tail probability`. Flagging
+//! at a target false-alarm rate α is `tail probability ≤ α` ([`Model::threshold`] gives the
+//! score). A detector that cannot
 //! be fitted on a table (too few rows for a mixture, say) is skipped and recorded in the
 //! artifact with the reason; the model fails only when none fits.
 //!
@@ -22,6 +26,10 @@
 //! see is unusual, not at a partner of it. The result is each feature's share of the anomaly
 //! (shares sum to 1).
 //!
+//! Artifact format 2 (this build) adds the scale floors and the tail fit; an artifact of
+//! format 1 is refused with a message saying to retrain (its percentiles were ranks among
+//! the training rows, which cannot be turned into tail probabilities after the fact).
+//!
 //! Invariants: fitting is deterministic for a seed; scoring allocates nothing per row for
 //! widths up to 64; a [`Model`] round-trips through serde unchanged.
 
@@ -30,13 +38,13 @@ use std::collections::BTreeMap;
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
-use crate::calibrate::{Calibration, ScoreDistribution};
+use crate::calibrate::{Calibration, ScoreDistribution, TailFit};
 use crate::detectors::{AnyDetector, Detector, Family};
 use crate::error::{ModelError, Result};
 use crate::scale::Standardiser;
 
-/// Artifact format this build writes and reads.
-pub const FORMAT: u32 = 1;
+/// Artifact format this build writes and reads (2: scale floors and the ensemble tail fit).
+pub const FORMAT: u32 = 2;
 
 /// Below this robust |z| a feature's own value counts as ordinary in explanations.
 pub const ORDINARY_Z: f64 = 2.0;
@@ -62,6 +70,8 @@ pub struct FitOptions {
     pub data_window: Option<String>,
     /// Share of training rows (the most anomalous) left out of the second fit.
     pub trim: f64,
+    /// Smallest scale of named columns, in their own unit (see [`crate::scale`]).
+    pub floors: BTreeMap<String, f64>,
 }
 
 impl Default for FitOptions {
@@ -73,6 +83,7 @@ impl Default for FitOptions {
             trained_at: String::new(),
             data_window: None,
             trim: 0.05,
+            floors: BTreeMap::new(),
         }
     }
 }
@@ -122,6 +133,8 @@ pub struct Model {
     pub skipped: Vec<SkippedDetector>,
     /// Training distribution of the ensemble score.
     pub score_distribution: ScoreDistribution,
+    /// The ensemble score's clean tail, for tail probabilities and flag thresholds.
+    pub tail: TailFit,
 }
 
 /// Score of one row.
@@ -129,8 +142,10 @@ pub struct Model {
 pub struct Scored {
     /// Ensemble score (mean surprise; higher = more anomalous; ≈ 1 is ordinary).
     pub score: f64,
-    /// Place in the training distribution (0 … 1).
+    /// Calibrated percentile, `1 − tail_probability` (0 … 1).
     pub percentile: f64,
+    /// Estimated share of clean rows scoring higher ([`TailFit::tail_probability`]).
+    pub tail_probability: f64,
 }
 
 /// One feature's part in a row's anomaly.
@@ -206,7 +221,7 @@ impl Model {
                 min: MIN_ROWS,
             });
         }
-        let scaling = Standardiser::fit(names, rows);
+        let scaling = Standardiser::fit_with_floors(names, rows, &opts.floors);
         let active = scaling.active();
         if active.is_empty() {
             return Err(ModelError::NoFeatures(format!(
@@ -275,6 +290,7 @@ impl Model {
             detectors: fitted.into_iter().map(|f| f.0).collect(),
             skipped,
             score_distribution: ScoreDistribution::fit(&train),
+            tail: TailFit::fit(&train),
         })
     }
 
@@ -287,6 +303,23 @@ impl Model {
             });
         }
         Ok(())
+    }
+
+    /// The ensemble score whose estimated clean tail probability is `rate`: rows scoring
+    /// above it are flagged at a false-alarm rate of `rate`.
+    pub fn threshold(&self, rate: f64) -> f64 {
+        self.tail.threshold(rate)
+    }
+
+    /// The verdict of an ensemble score.
+    #[inline]
+    pub fn scored(&self, score: f64) -> Scored {
+        let tail_probability = self.tail.tail_probability(score);
+        Scored {
+            score,
+            percentile: 1.0 - tail_probability,
+            tail_probability,
+        }
     }
 
     /// Ensemble score of an already standardised active vector.
@@ -313,10 +346,7 @@ impl Model {
             self.standardise(row, za);
             self.ensemble(za)
         });
-        Scored {
-            score,
-            percentile: self.score_distribution.percentile(score),
-        }
+        self.scored(score)
     }
 
     /// Scores a row-major matrix of `features.len()` columns (detector by detector over the
@@ -344,16 +374,7 @@ impl Model {
             }
         }
         let k = self.detectors.len().max(1) as f64;
-        Ok(total
-            .into_iter()
-            .map(|t| {
-                let score = t / k;
-                Scored {
-                    score,
-                    percentile: self.score_distribution.percentile(score),
-                }
-            })
-            .collect())
+        Ok(total.into_iter().map(|t| self.scored(t / k)).collect())
     }
 
     /// Each feature's share of the row's anomaly, largest first (zero shares left out).

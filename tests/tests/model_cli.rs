@@ -208,7 +208,7 @@ fn bad_tables_name_the_column_or_row_at_fault() {
         .to_string();
     assert!(e.contains("unknown table format"), "{e}");
     // A model file that is not an artifact.
-    std::fs::write(dir.path().join("junk.json"), "{\"format\": 1}").unwrap();
+    std::fs::write(dir.path().join("junk.json"), "{\"rows\": 1}").unwrap();
     let e = rt
         .block_on(modelcmd::score(
             &dir.path().join("junk.json"),

@@ -280,6 +280,7 @@ fn simulate(dir: &Path, enterprises: usize, days: u32, seed: u64) -> simulate::S
         anomalies_per_kind: None,
         out: dir.to_path_buf(),
         progress: false,
+        noise: pharmwatch::simulate::noise::NoiseConfig::off(),
     };
     simulate::run(&cfg, &cal).unwrap()
 }
@@ -354,18 +355,57 @@ fn simulate_nightly_evaluate_finds_every_rule_kind_and_the_model_finds_the_subtl
         .iter()
         .filter(|k| k.kind != evaluate::SUBTLE && k.kind != evaluate::MODEL)
         .collect();
-    // The model finds what no rule is meant to: recall ≥ 0.7 at precision ≥ 0.5.
+    // The model finds what no rule is meant to (measured: 5/5 found, precision 0.77).
     let subtle = e.kind(evaluate::SUBTLE).unwrap();
     assert!(subtle.labels >= 3, "{} subtle labels", subtle.labels);
     assert!(
-        subtle.recall() >= 0.7,
+        subtle.recall() >= 0.8,
         "subtle recall {:.2}",
         subtle.recall()
     );
     assert!(
-        subtle.precision() >= 0.5,
+        subtle.precision() >= 0.7,
         "subtle precision {:.2}",
         subtle.precision()
+    );
+    assert_eq!(
+        rule_kinds.len(),
+        pharmwatch::indicators::INDICATORS.len(),
+        "every rule kind planted and scored"
+    );
+    for k in &rule_kinds {
+        assert!(k.labels >= 3, "{}: {} labels", k.kind, k.labels);
+        assert!(
+            k.precision() >= 0.6,
+            "{} precision {:.2}",
+            k.kind,
+            k.precision()
+        );
+    }
+    // Magnitudes span obvious → invisible, so recall depends on the band: pooled over the rule
+    // kinds, per third of each kind's range, with the intended indicator. Measured on this
+    // noise-free seed: 21/22 obvious, 8/11 middle, 11/22 least obvious.
+    let curves = evaluate::curves_files(&out_dir.join("risk_list.csv"), &lake).unwrap();
+    let mut per_band = [(0usize, 0usize); evaluate::BANDS];
+    for k in curves.kinds.iter().filter(|k| k.kind != evaluate::SUBTLE) {
+        for (b, d) in k.bands.iter().enumerate() {
+            per_band[b].0 += d.intended;
+            per_band[b].1 += d.labels;
+        }
+    }
+    let rate = |b: usize| per_band[b].0 as f64 / per_band[b].1.max(1) as f64;
+    println!("rule kinds per band (detected/labels, intended indicator): {per_band:?}");
+    assert!(per_band.iter().all(|(_, n)| *n >= 10), "{per_band:?}");
+    assert!(rate(2) >= 0.9, "obvious third {:.2}", rate(2));
+    assert!(rate(1) >= 0.7, "middle third {:.2}", rate(1));
+    assert!(
+        (0.4..=0.6).contains(&rate(0)),
+        "least obvious third {:.2}: the range reaches below the rules",
+        rate(0)
+    );
+    assert_eq!(
+        curves.false_alarms.listed_cd, 0,
+        "no innocent enterprise at C/D"
     );
     // Every model-only row explains itself, and every scored row carries the model's figures.
     let flagged_alone: Vec<&pharmwatch::risk::RiskRow> = out
@@ -402,22 +442,20 @@ fn simulate_nightly_evaluate_finds_every_rule_kind_and_the_model_finds_the_subtl
         differ.len(),
         differ.first()
     );
-    assert!(loaded.rows == out.rows, "the risk lists differ");
-    assert_eq!(
-        rule_kinds.len(),
-        pharmwatch::indicators::INDICATORS.len(),
-        "every rule kind planted and scored"
+    // Compared as JSON: a NaN figure (no basis) is the same verdict on both sides.
+    let as_json = |r: &pharmwatch::risk::RiskRow| serde_json::to_string(r).unwrap();
+    let first_difference = loaded
+        .rows
+        .iter()
+        .zip(&out.rows)
+        .map(|(a, b)| (as_json(a), as_json(b)))
+        .find(|(a, b)| a != b);
+    assert!(
+        loaded.rows.len() == out.rows.len() && first_difference.is_none(),
+        "the risk lists differ ({} rows loaded, {} trained), e.g. {first_difference:#?}",
+        loaded.rows.len(),
+        out.rows.len()
     );
-    for k in rule_kinds {
-        assert!(k.labels >= 3, "{}: {} labels", k.kind, k.labels);
-        assert!(k.recall() >= 0.9, "{} recall {:.2}", k.kind, k.recall());
-        assert!(
-            k.precision() >= 0.8,
-            "{} precision {:.2}",
-            k.kind,
-            k.precision()
-        );
-    }
     // The JSON and CSV agree with the returned rows.
     let json: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(out_dir.join("risk_list.json")).unwrap())
@@ -546,6 +584,7 @@ fn a_province_without_planted_anomalies_raises_no_alarm() {
         anomalies_per_kind: Some(0),
         out: lake.clone(),
         progress: false,
+        noise: pharmwatch::simulate::noise::NoiseConfig::off(),
     };
     let sim = simulate::run(&cfg, &cal).unwrap();
     assert_eq!(sim.labels, 0);

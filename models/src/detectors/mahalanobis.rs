@@ -2,8 +2,12 @@
 //!
 //! Fit: mean and covariance of the standardised rows, then one reweighting step — the 5 %
 //! of rows farthest under the first estimate are left out and the estimate is repeated — so
-//! that the anomalies being looked for do not inflate the covariance. A small ridge keeps it
-//! positive definite (constant columns are all zero after standardisation). Score: the
+//! that the anomalies being looked for do not inflate the covariance. No feature's variance
+//! is taken below [`MIN_VARIANCE`] (standardised units): a column that is nearly constant in
+//! training — its scale is then its floor, see [`crate::scale`] — would otherwise make a
+//! departure of one floor unit an extreme distance (a variance of 0.001 turns z = 1 into
+//! 1000). Raising diagonal entries keeps the matrix positive semi-definite; a small ridge
+//! keeps it positive definite. Score: the
 //! squared distance `(z − μ)ᵀ Σ⁻¹ (z − μ)`. Contribution of feature `i`: its squared
 //! conditional deviation `(P c)ᵢ² / Pᵢᵢ` with `P = Σ⁻¹`, `c = z − μ` — how far `zᵢ` is from
 //! what the other features predict for it, which is the drop in distance when `zᵢ` is
@@ -45,6 +49,17 @@ pub(crate) fn precision_diag(l: &[f64], d: usize) -> Vec<f64> {
 
 /// Share of rows left out in the reweighting step.
 const TRIM: f64 = 0.05;
+
+/// Smallest variance of a standardised feature (a robust unit has variance ≈ 1 on ordinary
+/// data; a column whose scale came from its floor has much less).
+pub const MIN_VARIANCE: f64 = 0.25;
+
+/// Raises every diagonal entry of `cov` to at least [`MIN_VARIANCE`].
+fn floor_variances(cov: &mut Array2<f64>) {
+    for i in 0..cov.nrows() {
+        cov[[i, i]] = cov[[i, i]].max(MIN_VARIANCE);
+    }
+}
 
 pub(crate) fn moments(z: &Array2<f64>, keep: &[bool]) -> (Vec<f64>, Array2<f64>) {
     let d = z.ncols();
@@ -95,7 +110,8 @@ impl Mahalanobis {
             });
         }
         let mut keep = vec![true; n];
-        let (mean, cov) = moments(z, &keep);
+        let (mean, mut cov) = moments(z, &keep);
+        floor_variances(&mut cov);
         let (chol, ridge) = cholesky_with_ridge(&cov, "mahalanobis")?;
         let first = Self {
             dim: d,
@@ -118,7 +134,8 @@ impl Mahalanobis {
         for &(_, i) in dist.iter().take(trim) {
             keep[i] = false;
         }
-        let (mean, cov) = moments(z, &keep);
+        let (mean, mut cov) = moments(z, &keep);
+        floor_variances(&mut cov);
         let (chol, ridge) = cholesky_with_ridge(&cov, "mahalanobis")?;
         Ok(Self {
             dim: d,

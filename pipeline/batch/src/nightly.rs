@@ -35,7 +35,9 @@ use pharmwatch_core::ingest::{self, InputSpec, ReferenceSets};
 use pharmwatch_core::lake;
 use pharmwatch_core::risk::{self, RiskRow};
 
-pub use crate::summary::{ModelSummary, NightlyOutput, NightlySummary, read_run, report};
+pub use crate::summary::{
+    ModelSummary, NightlyOutput, NightlySummary, SegmentCalibration, read_run, report,
+};
 
 /// The `[nightly]` table of `pharmwatch.toml`: what a run reads from the configuration when
 /// the command line does not say (the command line wins).
@@ -44,8 +46,10 @@ pub use crate::summary::{ModelSummary, NightlyOutput, NightlySummary, read_run, 
 pub struct NightlySettings {
     /// Days of the model's training window, ending with the run's last day.
     pub train_days: i64,
-    /// Percentile (0–1) of the training scores from which the model flags an enterprise-day.
-    pub anomaly_threshold: f64,
+    /// Target false-alarm rate of the model's flags: the share of clean enterprise-days it
+    /// flags (each segment's score tail is calibrated to it; see `pharmwatch_core::anomaly`).
+    /// Between 0 (exclusive) and [`MAX_FALSE_ALARM_RATE`].
+    pub model_false_alarm_rate: f64,
     /// Seed of every random choice of the model.
     pub model_seed: u64,
     /// Indicator thresholds.
@@ -56,7 +60,7 @@ impl Default for NightlySettings {
     fn default() -> Self {
         Self {
             train_days: anomaly::DEFAULT_TRAIN_DAYS,
-            anomaly_threshold: anomaly::DEFAULT_THRESHOLD,
+            model_false_alarm_rate: anomaly::DEFAULT_FALSE_ALARM_RATE,
             model_seed: 1,
             thresholds: Thresholds::default(),
         }
@@ -67,15 +71,34 @@ impl pharmwatch_core::config::Section for NightlySettings {
     const NAME: &'static str = "nightly";
 }
 
+/// Largest target false-alarm rate: beyond it the flag threshold would fall into the body
+/// of the score distribution, where the tail model does not apply.
+pub const MAX_FALSE_ALARM_RATE: f64 = 0.05;
+
+/// Checks a target false-alarm rate (`what` names the key or flag in the message).
+pub fn check_false_alarm_rate(rate: f64, what: &str) -> Result<()> {
+    if !(rate > 0.0 && rate <= MAX_FALSE_ALARM_RATE) {
+        return Err(CoreError::Config(format!(
+            "{what} must be above 0 and at most {MAX_FALSE_ALARM_RATE} (a share of clean \
+             enterprise-days, e.g. 0.001), got {rate}"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
 impl NightlySettings {
+    /// The calibrated percentile from which the model flags (`1 − model_false_alarm_rate`).
+    pub fn anomaly_threshold(&self) -> f64 {
+        anomaly::threshold_for_rate(self.model_false_alarm_rate)
+    }
+
     /// Checks the values a run cannot use.
     pub fn validate(&self) -> Result<()> {
-        if !(0.0..=1.0).contains(&self.anomaly_threshold) {
-            return Err(CoreError::Config(
-                "nightly.anomaly_threshold must be between 0 and 1".into(),
-            )
-            .into());
-        }
+        check_false_alarm_rate(
+            self.model_false_alarm_rate,
+            "nightly.model_false_alarm_rate",
+        )?;
         if self.train_days < 1 {
             return Err(CoreError::Config("nightly.train_days must be at least 1".into()).into());
         }
@@ -106,7 +129,9 @@ pub struct NightlyConfig {
     pub progress: bool,
     /// Where the anomaly model comes from.
     pub model: ModelSource,
-    /// Percentile from which the model flags an enterprise-day.
+    /// Calibrated percentile from which the model flags an enterprise-day: `1 − α` for a
+    /// target false-alarm rate α ([`anomaly::threshold_for_rate`]; default
+    /// [`anomaly::DEFAULT_THRESHOLD`], α = [`anomaly::DEFAULT_FALSE_ALARM_RATE`]).
     pub anomaly_threshold: f64,
 }
 
@@ -512,6 +537,30 @@ pub fn training_start(cfg: &NightlyConfig) -> Option<NaiveDate> {
     )
 }
 
+/// Per segment, the score threshold of `rate` and the share of its training rows above it.
+fn calibration_of(set: &pharmwatch_models::ModelSet, rate: f64) -> Vec<SegmentCalibration> {
+    set.segments
+        .iter()
+        .map(|(k, m)| {
+            let threshold = m.threshold(rate);
+            // Share of training rows above the threshold, from the recorded exceedances
+            // when the rate is one of them, else from the training quantiles.
+            let training_share = m
+                .tail
+                .training_exceedance
+                .iter()
+                .find(|(a, _)| (a - rate).abs() < 1e-12)
+                .map(|(_, s)| *s)
+                .unwrap_or_else(|| 1.0 - m.score_distribution.percentile(threshold));
+            SegmentCalibration {
+                segment: k.clone(),
+                score_threshold: threshold,
+                training_share_above: training_share,
+            }
+        })
+        .collect()
+}
+
 /// Features, model (trained or loaded) and verdicts for `[from, to]`; writes `model.json` and
 /// `features.csv` into the output directory. Training leaves out the enterprise-days in
 /// `flagged_by_rules`.
@@ -550,7 +599,14 @@ async fn run_model(
         ModelSource::Load(path) => {
             let set = pharmwatch_core::anomaly::read_artifact(path)?;
             anomaly::check_features(&set, path)?;
-            let table = anomaly::features(ctx, cfg.from, cfg.to).await?;
+            // The same window a trained run reads, so an enterprise's first day (and with it
+            // which rows have a history to be judged against) is the same either way.
+            let earliest = cfg.from - Duration::days(LOOKBACK_DAYS - 31);
+            let history_from = cfg
+                .from
+                .min(cfg.to - Duration::days(anomaly::DEFAULT_TRAIN_DAYS - 1))
+                .max(earliest);
+            let table = anomaly::features(ctx, history_from, cfg.to).await?;
             (set, table, "loaded", None, Vec::new(), path.clone())
         }
     };
@@ -576,6 +632,8 @@ async fn run_model(
         scored: anomalies.len(),
         flagged: anomalies.iter().filter(|a| a.flagged).count(),
         threshold: cfg.anomaly_threshold,
+        false_alarm_rate: 1.0 - cfg.anomaly_threshold,
+        calibration: calibration_of(&set, 1.0 - cfg.anomaly_threshold),
         seconds: started.elapsed().as_secs_f64(),
     };
     Ok((anomalies, Some(summary)))

@@ -10,6 +10,7 @@ use pharmwatch_core::anomaly::AnomalyScore;
 use pharmwatch_core::indicators::Hit;
 use pharmwatch_core::ingest::{DeadLetter, FileCounts};
 use pharmwatch_core::risk::RiskRow;
+use pharmwatch_models::model::short;
 
 /// What the anomaly model did in a run.
 #[derive(Debug, Clone, Serialize)]
@@ -30,10 +31,27 @@ pub struct ModelSummary {
     pub scored: usize,
     /// Of those, flagged.
     pub flagged: usize,
-    /// The threshold.
+    /// The calibrated percentile flagged from (`1 − false_alarm_rate`).
     pub threshold: f64,
+    /// The target false-alarm rate (share of clean enterprise-days flagged).
+    pub false_alarm_rate: f64,
+    /// Per segment: the score threshold of the rate and the realised share of training rows
+    /// above it (near the rate on clean data; above it where the training window holds
+    /// anomalies the rules missed, or a clean tail heavier than the model's).
+    pub calibration: Vec<SegmentCalibration>,
     /// Wall time of features, fitting and scoring, seconds.
     pub seconds: f64,
+}
+
+/// The flag threshold of one segment.
+#[derive(Debug, Clone, Serialize)]
+pub struct SegmentCalibration {
+    /// Segment.
+    pub segment: String,
+    /// Ensemble score from which an enterprise-day is flagged.
+    pub score_threshold: f64,
+    /// Share of the training rows above it.
+    pub training_share_above: f64,
 }
 
 /// What a nightly run did.
@@ -205,12 +223,12 @@ pub fn report(out: &NightlyOutput, top: usize) -> String {
     ));
     if let Some(m) = &s.model {
         text.push_str(&format!(
-            "  anomaly model ({}, {}): {} enterprise-days scored, {} flagged at percentile ≥ {} in {:.1} s; segments: {}\n",
+            "  anomaly model ({}, {}): {} enterprise-days scored, {} flagged at a target false-alarm rate of {} in {:.1} s; segments: {}\n",
             m.source,
             m.artifact.display(),
             m.scored,
             m.flagged,
-            m.threshold,
+            short(m.false_alarm_rate),
             m.seconds,
             m.segments
                 .iter()
@@ -218,6 +236,14 @@ pub fn report(out: &NightlyOutput, top: usize) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
+        for c in &m.calibration {
+            text.push_str(&format!(
+                "    {}: flagged from score {:.2}; training rows above it {:.2}%\n",
+                c.segment,
+                c.score_threshold,
+                100.0 * c.training_share_above
+            ));
+        }
         for n in &m.notes {
             text.push_str(&format!("    note: {n}\n"));
         }

@@ -8,8 +8,30 @@
 //! learn normal from what passed the rules, and catch what they miss), or loaded from a
 //! previous artifact. Every enterprise-day of
 //! `[from, to]` with a row in the feature table is scored; it is **flagged** when its
-//! percentile in its segment's training distribution reaches the threshold (default
-//! [`DEFAULT_THRESHOLD`]).
+//! estimated tail probability on clean data is at most the target false-alarm rate α
+//! (default [`DEFAULT_FALSE_ALARM_RATE`], 1 in 1000 enterprise-days; `[nightly]
+//! model_false_alarm_rate`). The tail is fitted per segment on the body of the training
+//! scores and extrapolated (`pharmwatch_models::calibrate::TailFit`), so the number of flags
+//! follows the data: a clean province gets about α of its enterprise-days flagged, one with
+//! many anomalies the rules miss gets more — not a fixed share of every night. The verdict's
+//! `percentile` is the calibrated `1 − tail probability` and `threshold` is `1 − α`.
+//!
+//! Every feature has a **scale floor** ([`FEATURE_FLOORS`]): the smallest difference that
+//! means something for it (a stocktake miscount of a package or two, a price change of 2 %).
+//! A feature that barely moves in training (no stock gaps on a quiet segment) is measured in
+//! those units, not in its own near-zero spread.
+//!
+//! **A baseline needs a history.** Every feature compares a day with the enterprise's own
+//! prior 28 days. An enterprise that first appears inside the feature table (a pharmacy that
+//! opened, one that started reporting) has no such history yet: its first weeks look like a
+//! surge against a mean over days it did not exist (measured on a clean simulated province
+//! with openings: every model flag came from five chain stores opening). Its rows of the
+//! first [`MIN_HISTORY_DAYS`] days after its first row are neither trained on nor scored —
+//! the same principle as the retail-spike rule's minimum of active days. An enterprise present
+//! on the table's first day counts as established (the table cannot see further back).
+//!
+//! A model flag alone scores 35 (grade B, 42 with credit grade D: still B), so it never
+//! drafts a caution notice by itself (see [`crate::risk`]).
 //!
 //! Invariants: a segment with fewer than [`MIN_SEGMENT_ROWS`] training rows gets no model
 //! and its rows no score (recorded in the summary, never guessed); a loaded artifact must have
@@ -49,12 +71,74 @@ pub const FEATURES: &[&str] = &[
     "report_gap_days",
 ];
 
-/// Percentile from which an enterprise-day is flagged.
-pub const DEFAULT_THRESHOLD: f64 = 0.995;
+/// Target false-alarm rate of the model's flags: the share of clean enterprise-days flagged.
+pub const DEFAULT_FALSE_ALARM_RATE: f64 = 0.001;
+/// Calibrated percentile from which an enterprise-day is flagged: `1 − DEFAULT_FALSE_ALARM_RATE`.
+pub const DEFAULT_THRESHOLD: f64 = 1.0 - DEFAULT_FALSE_ALARM_RATE;
+
+/// Smallest scale of each feature, in its own unit: the difference that is ordinary on real
+/// data whatever the training spread (see `pharmwatch_models::scale`).
+pub const FEATURE_FLOORS: &[(&str, f64)] = &[
+    // Ratios to a 28-day daily mean: weekday rhythm and chance move them by a quarter.
+    ("sales_ratio", 0.25),
+    ("products_sold_ratio", 0.15),
+    ("sales_up_share", 0.05),
+    // Deliveries and production runs are lumpy.
+    ("purchase_ratio", 0.5),
+    ("production_ratio", 0.5),
+    ("purchase_sales_7d", 0.25),
+    // Prices: a 2 % change is rounding or a small promotion; a product's own price 5 %.
+    ("price_vs_own", 0.02),
+    ("min_price_vs_own", 0.05),
+    ("low_price_share", 0.05),
+    ("special_share", 0.02),
+    ("special_ratio", 0.5),
+    // A stocktake miscount of one or two packages is routine on real platforms.
+    ("stock_gap_units", 2.0),
+    ("stock_gap_products", 1.0),
+    // A day's delay in reporting.
+    ("report_gap_days", 1.0),
+];
+
+/// [`FEATURE_FLOORS`] as the model's fit option.
+pub fn feature_floors() -> BTreeMap<String, f64> {
+    FEATURE_FLOORS
+        .iter()
+        .map(|(f, v)| (f.to_string(), *v))
+        .collect()
+}
+
+/// The calibrated percentile from which an enterprise-day is flagged at false-alarm rate
+/// `rate` (`1 − rate`).
+pub fn threshold_for_rate(rate: f64) -> f64 {
+    1.0 - rate
+}
 /// Days of the training window.
 pub const DEFAULT_TRAIN_DAYS: i64 = 28;
 /// Fewest training rows for a segment's model.
 pub const MIN_SEGMENT_ROWS: usize = 50;
+/// Days after an enterprise's first row in the feature table before its rows are judged.
+pub const MIN_HISTORY_DAYS: i64 = 28;
+
+/// Rows of enterprises whose first row in the table comes after the table's first day, within
+/// [`MIN_HISTORY_DAYS`] of that first row (their baseline is not yet a history).
+pub fn without_history(table: &FeatureTable) -> HashSet<usize> {
+    let Some(start) = table.date.iter().min().copied() else {
+        return HashSet::new();
+    };
+    let mut first: BTreeMap<&str, NaiveDate> = BTreeMap::new();
+    for (e, d) in table.enterprise_id.iter().zip(&table.date) {
+        let f = first.entry(e.as_str()).or_insert(*d);
+        *f = (*f).min(*d);
+    }
+    (0..table.len())
+        .filter(|&i| {
+            let f = first[table.enterprise_id[i].as_str()];
+            f > start && (table.date[i] - f).num_days() < MIN_HISTORY_DAYS
+        })
+        .collect()
+}
+
 /// Reasons kept per scored row.
 pub const TOP_REASONS: usize = 3;
 
@@ -206,9 +290,13 @@ pub fn train(
     let names: Vec<String> = FEATURES.iter().map(|s| s.to_string()).collect();
     let mut by_segment: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut left_out = 0;
+    let young = without_history(table);
     for i in 0..table.len() {
         if exclude.contains(&(table.enterprise_id[i].clone(), table.date[i])) {
             left_out += 1;
+            continue;
+        }
+        if young.contains(&i) {
             continue;
         }
         by_segment
@@ -221,9 +309,13 @@ pub fn train(
         segment_column: Some("segment".to_string()),
         segments: BTreeMap::new(),
     };
-    let mut notes = vec![format!(
-        "{left_out} enterprise-days flagged by the rules left out of training"
-    )];
+    let mut notes = vec![
+        format!("{left_out} enterprise-days flagged by the rules left out of training"),
+        format!(
+            "{} enterprise-days of enterprises new in the window (less than {MIN_HISTORY_DAYS} days since their first report) neither trained on nor scored",
+            young.len()
+        ),
+    ];
     for (segment, rows) in by_segment {
         let n = rows.len() / names.len();
         if n < MIN_SEGMENT_ROWS {
@@ -238,6 +330,7 @@ pub fn train(
             version: format!("pharmwatch {} features v1", env!("CARGO_PKG_VERSION")),
             trained_at: trained_at.to_string(),
             data_window: Some(format!("{}..{}", window.0, window.1)),
+            floors: feature_floors(),
             ..FitOptions::default()
         };
         let model = Model::fit(&names, &rows, &opts)
@@ -282,17 +375,18 @@ pub struct AnomalyScore {
     pub segment: String,
     /// Ensemble score.
     pub score: f64,
-    /// Percentile in the segment's training distribution.
+    /// Calibrated percentile in the segment's clean distribution: `1 − tail probability`.
     pub percentile: f64,
-    /// The threshold it was judged against.
+    /// The threshold it was judged against: `1 − the target false-alarm rate`.
     pub threshold: f64,
-    /// Whether the percentile reaches the threshold.
+    /// Whether the percentile reaches the threshold (tail probability ≤ the target rate).
     pub flagged: bool,
     /// The top reasons, most important first.
     pub reasons: Vec<String>,
 }
 
-/// Scores the rows of `[from, to]`. Rows of segments without a model are left out.
+/// Scores the rows of `[from, to]` against `threshold` (a calibrated percentile, `1 − α`).
+/// Rows of segments without a model are left out.
 pub fn score(
     set: &ModelSet,
     table: &FeatureTable,
@@ -301,9 +395,10 @@ pub fn score(
     threshold: f64,
 ) -> Vec<AnomalyScore> {
     let mut out = Vec::new();
+    let young = without_history(table);
     for i in 0..table.len() {
         let date = table.date[i];
-        if date < from || date > to {
+        if date < from || date > to || young.contains(&i) {
             continue;
         }
         let Ok(model) = set.model(&table.segment[i]) else {
@@ -312,7 +407,7 @@ pub fn score(
         let row = table.row(i);
         let s = model.score_row(row);
         // Explanations only where someone will read them: flagged rows and the upper tail.
-        let reasons = if s.percentile >= 0.9 {
+        let reasons = if s.percentile >= 0.9 || s.percentile >= threshold {
             model
                 .explain(row)
                 .iter()
@@ -401,9 +496,25 @@ pub fn write_artifact(out: &Path, set: &ModelSet) -> Result<()> {
     std::fs::rename(&tmp, out).map_err(|e| CoreError::io(out, e))
 }
 
-/// Reads a model artifact (`model.json`), checking its format.
+/// Reads a model artifact (`model.json`), checking its format first (an artifact of another
+/// format is refused with the reason and what to do, not with a missing field).
 pub fn read_artifact(path: &Path) -> Result<ModelSet> {
     let text = std::fs::read_to_string(path).map_err(|e| CoreError::io(path, e))?;
+    #[derive(serde::Deserialize)]
+    struct Header {
+        format: u32,
+    }
+    if let Ok(h) = serde_json::from_str::<Header>(&text)
+        && h.format != pharmwatch_models::model::FORMAT
+    {
+        return Err(CoreError::model(
+            path.display().to_string(),
+            pharmwatch_models::ModelError::Format {
+                found: h.format,
+                supported: pharmwatch_models::model::FORMAT,
+            },
+        ));
+    }
     let set: ModelSet = serde_json::from_str(&text).map_err(|e| {
         CoreError::Config(format!(
             "{}: not a pharmwatch model artifact: {e}",
@@ -450,6 +561,65 @@ mod tests {
         );
         // Columns of other tables get the plain form.
         assert!(feature_reason(&c("x", 2.0, 1.0)).starts_with("x = 2 (typical 1"));
+    }
+
+    #[test]
+    fn enterprises_new_in_the_window_wait_for_a_history() {
+        let d = |n: i64| NaiveDate::from_ymd_opt(2026, 10, 1).unwrap() + chrono::Duration::days(n);
+        let mut t = FeatureTable::default();
+        // E1 from the first day (established); E2 opens on day 5.
+        for n in 0..40 {
+            t.enterprise_id.push("E1".into());
+            t.date.push(d(n));
+            t.segment.push("pharmacy".into());
+            t.values.extend(vec![1.0; FEATURES.len()]);
+            if n >= 5 {
+                t.enterprise_id.push("E2".into());
+                t.date.push(d(n));
+                t.segment.push("pharmacy".into());
+                t.values.extend(vec![1.0; FEATURES.len()]);
+            }
+        }
+        let young = without_history(&t);
+        let dates: Vec<i64> = young
+            .iter()
+            .map(|&i| (t.date[i] - d(0)).num_days())
+            .collect();
+        assert_eq!(young.len(), 28, "{dates:?}");
+        assert!(young.iter().all(|&i| t.enterprise_id[i] == "E2"));
+        assert!(dates.iter().all(|n| (5..33).contains(n)));
+    }
+
+    #[test]
+    fn every_feature_has_a_scale_floor() {
+        let floors = feature_floors();
+        for f in FEATURES {
+            assert!(floors.get(*f).is_some_and(|v| *v > 0.0), "{f} has no floor");
+        }
+        assert_eq!(floors.len(), FEATURES.len());
+        assert!((threshold_for_rate(DEFAULT_FALSE_ALARM_RATE) - DEFAULT_THRESHOLD).abs() < 1e-15);
+    }
+
+    #[test]
+    fn a_model_flag_alone_stays_at_grade_b_whatever_the_credit() {
+        for credit in ["A", "B", "C", "D"] {
+            let (score, grade) = crate::risk::single_item_score("model_anomaly", credit);
+            assert_eq!(grade, "B", "credit {credit}: score {score}");
+        }
+    }
+
+    #[test]
+    fn an_artifact_of_the_old_format_is_refused_with_what_to_do() {
+        let dir = std::env::temp_dir().join(format!("pw-anomaly-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("model.json");
+        std::fs::write(&path, r#"{"format":1,"segment_column":null,"segments":{}}"#)
+            .expect("write");
+        let e = read_artifact(&path)
+            .expect_err("format 1 is refused")
+            .to_string();
+        assert!(e.contains("format 1") && e.contains("retrain"), "{e}");
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

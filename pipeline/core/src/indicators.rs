@@ -87,6 +87,9 @@ pub struct Thresholds {
     pub mismatch_min: f64,
     /// Smallest stock gap as a share of available stock.
     pub mismatch_share: f64,
+    /// Sold-not-bought where yesterday's count of the product exists: smallest excess of the
+    /// sales over opening + inflow (packages); a product not counted yesterday needs none.
+    pub sold_excess_min: f64,
     /// Sales spike: ratio to the 28-day daily mean.
     pub spike_ratio: f64,
     /// Sales spike: excess over the mean in units of √mean.
@@ -101,12 +104,26 @@ pub struct Thresholds {
     pub special_abs: f64,
     /// Retail spikes are judged only after this many active days in the prior 28.
     pub min_active_days: u32,
+    /// Retail spikes are judged only when the product's baseline (from its first sale in the
+    /// prior 28 days) spans at least this many days: a newly listed product has no baseline.
+    pub min_listed_days: u32,
+    /// A day sold at ≤ this share of the enterprise's own usual price of the product is a
+    /// promotion day (retail spikes).
+    pub promo_price_ratio: f64,
+    /// On a promotion day the expected retail sales are the baseline mean × this lift.
+    pub promo_lift: f64,
     /// Purchase/production spike: ratio to the largest day in the prior 28 days.
     pub lumpy_max_ratio: f64,
     /// Purchase/production spike: ratio to the 28-day daily mean.
     pub lumpy_mean_ratio: f64,
     /// Price hit below this share of the market reference.
     pub price_ratio: f64,
+    /// Price hit below this share of the enterprise's own usual price of the product …
+    pub own_price_ratio: f64,
+    /// … when also below this share of the market reference.
+    pub own_market_ratio: f64,
+    /// The own usual price needs sales on at least this many of the prior 28 days.
+    pub own_price_days: u32,
     /// Reporting stopped after this many silent days.
     pub stop_days: u32,
     /// … if the enterprise reported on at least this many of days D−30 … D−3.
@@ -118,18 +135,25 @@ pub struct Thresholds {
 impl Default for Thresholds {
     fn default() -> Self {
         Self {
-            mismatch_min: 3.0,
+            mismatch_min: 5.0,
             mismatch_share: 0.02,
+            sold_excess_min: 3.0,
             spike_ratio: 3.0,
-            spike_z: 6.0,
-            spike_abs: 3.0,
+            spike_z: 4.5,
+            spike_abs: 2.0,
             special_ratio: 2.5,
             special_z: 4.0,
             special_abs: 3.0,
             min_active_days: 20,
+            min_listed_days: 14,
+            promo_price_ratio: 0.93,
+            promo_lift: 2.5,
             lumpy_max_ratio: 2.5,
             lumpy_mean_ratio: 4.0,
             price_ratio: 0.5,
+            own_price_ratio: 0.65,
+            own_market_ratio: 0.8,
+            own_price_days: 7,
             stop_days: 3,
             stop_min_active: 20,
             trace_lookback_days: 60,
@@ -142,6 +166,7 @@ impl Thresholds {
         let mut m = BTreeMap::new();
         m.insert("mismatch_min", num(self.mismatch_min));
         m.insert("mismatch_share", num(self.mismatch_share));
+        m.insert("sold_excess_min", num(self.sold_excess_min));
         m.insert("spike_ratio", num(self.spike_ratio));
         m.insert("spike_z", num(self.spike_z));
         m.insert("spike_abs", num(self.spike_abs));
@@ -149,9 +174,15 @@ impl Thresholds {
         m.insert("special_z", num(self.special_z));
         m.insert("special_abs", num(self.special_abs));
         m.insert("min_active_days", self.min_active_days.to_string());
+        m.insert("min_listed_days", self.min_listed_days.to_string());
+        m.insert("promo_price_ratio", num(self.promo_price_ratio));
+        m.insert("promo_lift", num(self.promo_lift));
         m.insert("lumpy_max_ratio", num(self.lumpy_max_ratio));
         m.insert("lumpy_mean_ratio", num(self.lumpy_mean_ratio));
         m.insert("price_ratio", num(self.price_ratio));
+        m.insert("own_price_ratio", num(self.own_price_ratio));
+        m.insert("own_market_ratio", num(self.own_market_ratio));
+        m.insert("own_price_days", self.own_price_days.to_string());
         m.insert("stop_days", self.stop_days.to_string());
         m.insert("stop_min_active", self.stop_min_active.to_string());
         m.insert(

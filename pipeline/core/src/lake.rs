@@ -3,14 +3,18 @@
 //! Layout (the nightly job and the stream service share it):
 //! ```text
 //! LAKE/<kind>/date=YYYY-MM-DD/part-00000.parquet   events of that business day (Asia/Shanghai)
+//! LAKE/<kind>/date=YYYY-MM-DD/late-00000.parquet   events of the day before, uploaded late
 //! LAKE/<kind>/date=YYYY-MM-DD/stream-pNNN-oOFFSET.parquet   events landed by the stream service
 //! LAKE/reference/{enterprises,products,batches}.parquet
 //! LAKE/labels.csv                                   planted anomalies (simulated lakes only)
 //! LAKE/manifest.json                                what the simulator wrote
 //! ```
 //! Invariants: every event file holds the kind's lake schema (wire fields + `biz_date`), and
-//! every row's `biz_date` equals the partition's date. Files are written whole and renamed into
-//! place, so a reader never sees a half-written file.
+//! every row's `biz_date` is its event time's business day. A partition is the day a file
+//! arrived: every row of `part-*` and `stream-*` files belongs to the partition's day, while a
+//! `late-*` file holds rows of earlier days that were uploaded late (the real platform receives
+//! them so) — readers filter on `biz_date`, never on the partition name alone. Files are
+//! written whole and renamed into place, so a reader never sees a half-written file.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -134,6 +138,19 @@ impl LakeWriter {
         day: NaiveDate,
         records: &[T],
     ) -> Result<usize> {
+        self.write_day_file(kind, day, "part-00000.parquet", records)
+    }
+
+    /// Writes records of one kind as file `name` of the partition of `day` (the day the file
+    /// arrived; a late file holds records of an earlier day); returns the number of rows. No
+    /// file when there are none.
+    pub fn write_day_file<T: Serialize + Validate>(
+        &mut self,
+        kind: EventKind,
+        day: NaiveDate,
+        name: &str,
+        records: &[T],
+    ) -> Result<usize> {
         if records.is_empty() {
             return Ok(0);
         }
@@ -141,7 +158,7 @@ impl LakeWriter {
         for chunk in records.chunks(128 * 1024) {
             batches.push(records_to_batch(kind, chunk)?);
         }
-        let path = day_dir(&self.root, kind, day).join("part-00000.parquet");
+        let path = day_dir(&self.root, kind, day).join(name);
         write_parquet(&path, kind.lake_schema(), &batches)?;
         Ok(records.len())
     }

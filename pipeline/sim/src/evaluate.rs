@@ -12,14 +12,40 @@
 //! any planted anomaly of that enterprise covers the day (the model is not told kinds); the
 //! `subtle_diversion` row shows the same hits but counts only those covered by a
 //! subtle-diversion label as true — the strict precision for that kind.
+//!
+//! **Curves** ([`curves`]) judge the same risk list the way a regulator's data team would,
+//! per anomaly kind and magnitude band (the thirds of the kind's
+//! [`MagnitudeRange`](crate::simulate::anomalies::MagnitudeRange): band 0 the least obvious,
+//! band 2 the most obvious), and count what the list costs innocent enterprises:
+//!
+//! - A label is **detected with any item** when the risk list lists its enterprise (a row, any
+//!   item, any grade) on a day of its window; **with the intended indicator** when one of
+//!   those rows carries an item of the label's kind — for `subtle_diversion`, an item of
+//!   `model_anomaly`. Labels whose window misses `[from, to]` are not counted; a label without
+//!   a magnitude (a file written before magnitudes existed) counts in no band, only in the
+//!   kind's `unbanded` figures.
+//! - The **false-alarm rate** is the listed enterprise-days of enterprises with no label at
+//!   all (in the whole label file, not only in range) ÷ all enterprise-days of those
+//!   enterprises in `[from, to]`. An enterprise-day counts in the denominator when the
+//!   enterprise is in the reference table and registered on that day: from its `opened_on` to
+//!   its `closed_on` where the lake gives them ([`read_registrations`]; an empty or absent date
+//!   means registered throughout), so days before an enterprise opens or after it closes are
+//!   not days it could be falsely listed on. Every listed day of an unlabelled enterprise counts in
+//!   the numerator, whether or not the reference table knows the enterprise.
+//! - The **grade C/D share** counts the same listed days whose row grade is C or D (the rows
+//!   that draft caution notices), over the same denominator.
+//!
+//! Invariants: each (enterprise, day) counts once however many items its row has; the figures
+//! depend only on the rows, labels and registrations given (no clock, no randomness).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use chrono::NaiveDate;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::simulate::Label;
+use crate::simulate::anomalies::AnomalyKind;
 use pharmwatch_core::error::{CoreError, Result};
 use pharmwatch_core::risk::CsvRow;
 
@@ -189,26 +215,27 @@ pub fn evaluate(
 pub fn evaluate_files(risk_list: &Path, labels: &Path) -> Result<Evaluation> {
     let rows = pharmwatch_core::risk::read_csv(risk_list)?;
     let labels = crate::simulate::read_labels(labels)?;
-    let range = risk_list
-        .parent()
-        .and_then(pharmwatch_batch::nightly::read_run);
-    let (from, to) = match range {
-        Some(r) => r,
-        None => {
-            let from = rows.iter().map(|r| r.date).min();
-            let to = rows.iter().map(|r| r.date).max();
-            match (from, to) {
-                (Some(f), Some(t)) => (f, t),
-                _ => {
-                    return Err(CoreError::Config(format!(
-                        "{}: empty risk list and no run.json beside it: cannot tell which days it covers",
-                        risk_list.display()
-                    )));
-                }
-            }
-        }
-    };
+    let (from, to) = list_range(risk_list, &rows)?;
     evaluate(&rows, &labels, from, to)
+}
+
+/// The days a risk list covers: from the `run.json` beside it, else from its rows' dates.
+fn list_range(risk_list: &Path, rows: &[CsvRow]) -> Result<(NaiveDate, NaiveDate)> {
+    if let Some(r) = risk_list
+        .parent()
+        .and_then(pharmwatch_batch::nightly::read_run)
+    {
+        return Ok(r);
+    }
+    let from = rows.iter().map(|r| r.date).min();
+    let to = rows.iter().map(|r| r.date).max();
+    match (from, to) {
+        (Some(f), Some(t)) => Ok((f, t)),
+        _ => Err(CoreError::Config(format!(
+            "{}: empty risk list and no run.json beside it: cannot tell which days it covers",
+            risk_list.display()
+        ))),
+    }
 }
 
 /// The evaluation as a table.
@@ -240,6 +267,292 @@ pub fn report(e: &Evaluation) -> String {
         ));
     }
     s
+}
+
+/// Number of magnitude bands (thirds of a kind's range).
+pub const BANDS: usize = 3;
+
+/// How far an enterprise was registered: the days it may report on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Registration {
+    /// Enterprise credit code.
+    pub enterprise_id: String,
+    /// First day registered (`None`: before any evaluated day).
+    #[serde(default)]
+    pub opened_on: Option<NaiveDate>,
+    /// Last day registered (`None`: after every evaluated day).
+    #[serde(default)]
+    pub closed_on: Option<NaiveDate>,
+}
+
+impl Registration {
+    /// Days of `[from, to]` on which the enterprise was registered.
+    pub fn days_within(&self, from: NaiveDate, to: NaiveDate) -> u64 {
+        let a = self.opened_on.map_or(from, |o| o.max(from));
+        let b = self.closed_on.map_or(to, |c| c.min(to));
+        if b < a {
+            0
+        } else {
+            (b - a).num_days() as u64 + 1
+        }
+    }
+}
+
+/// File (in the lake's root) of the enterprises that open or close during a simulated run:
+/// `enterprise_id,opened_on,closed_on`, a date empty where the enterprise neither opens nor
+/// closes.
+pub const LIFE_FILE: &str = "enterprise_life.csv";
+
+/// The registrations of a lake's enterprises: every enterprise of
+/// `reference/enterprises.csv` (its own `opened_on` and `closed_on` columns read where it has
+/// them), with the dates of [`LIFE_FILE`] where the lake has one.
+pub fn read_registrations(lake: &Path) -> Result<Vec<Registration>> {
+    let path = lake
+        .join(pharmwatch_core::lake::REFERENCE_DIR)
+        .join("enterprises.csv");
+    let mut regs: Vec<Registration> = pharmwatch_core::lake::read_csv(&path)?;
+    let life = lake.join(LIFE_FILE);
+    if life.exists() {
+        let dates: BTreeMap<String, Registration> =
+            pharmwatch_core::lake::read_csv::<Registration>(&life)?
+                .into_iter()
+                .map(|r| (r.enterprise_id.clone(), r))
+                .collect();
+        for r in &mut regs {
+            if let Some(l) = dates.get(&r.enterprise_id) {
+                r.opened_on = l.opened_on.or(r.opened_on);
+                r.closed_on = l.closed_on.or(r.closed_on);
+            }
+        }
+    }
+    Ok(regs)
+}
+
+/// Labels of one kind and band, and how many of them the risk list detected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Detected {
+    /// Labels counted.
+    pub labels: usize,
+    /// Detected with any item.
+    pub any_item: usize,
+    /// Detected with the intended indicator.
+    pub intended: usize,
+}
+
+impl Detected {
+    fn add(&mut self, any_item: bool, intended: bool) {
+        self.labels += 1;
+        self.any_item += usize::from(any_item);
+        self.intended += usize::from(intended);
+    }
+}
+
+/// One kind's detection per magnitude band.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KindCurve {
+    /// Label kind.
+    pub kind: String,
+    /// Per band, 0 = least obvious third … 2 = most obvious third.
+    pub bands: [Detected; BANDS],
+    /// Labels without a magnitude (in no band).
+    pub unbanded: Detected,
+}
+
+/// What the risk list costs the enterprises without planted anomalies.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FalseAlarms {
+    /// Enterprises without any label, registered on at least one evaluated day.
+    pub enterprises: usize,
+    /// Their registered enterprise-days in the range (the denominator).
+    pub enterprise_days: u64,
+    /// Their listed enterprise-days.
+    pub listed: u64,
+    /// Their listed enterprise-days at grade C or D.
+    pub listed_cd: u64,
+    /// Listed enterprise-days per indicator (a day with two indicators counts for both).
+    pub by_indicator: BTreeMap<String, u64>,
+}
+
+impl FalseAlarms {
+    /// Listed ÷ enterprise-days (0 when there are no enterprise-days).
+    pub fn rate(&self) -> f64 {
+        ratio(self.listed, self.enterprise_days)
+    }
+    /// Listed at grade C/D ÷ enterprise-days.
+    pub fn rate_cd(&self) -> f64 {
+        ratio(self.listed_cd, self.enterprise_days)
+    }
+}
+
+fn ratio(n: u64, d: u64) -> f64 {
+    if d == 0 { 0.0 } else { n as f64 / d as f64 }
+}
+
+/// Detection per kind × magnitude band and the false alarms of one risk list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Curves {
+    /// First evaluated day.
+    pub from: NaiveDate,
+    /// Last evaluated day.
+    pub to: NaiveDate,
+    /// Every planted kind (in [`AnomalyKind::ALL`] order), then unknown kinds by name.
+    pub kinds: Vec<KindCurve>,
+    /// False alarms on enterprises without labels.
+    pub false_alarms: FalseAlarms,
+    /// Labels outside `[from, to]`, not counted.
+    pub labels_out_of_range: usize,
+}
+
+/// The indicator meant to find a label of `kind`: the kind itself for rule kinds, the
+/// model's for the subtle kind.
+pub fn intended_indicator(kind: &str) -> &str {
+    if kind == SUBTLE { MODEL } else { kind }
+}
+
+/// One listed enterprise-day: its grade and the indicators of its items.
+struct ListedDay {
+    grade_cd: bool,
+    indicators: BTreeSet<String>,
+}
+
+/// The rows of `[from, to]` as enterprise → day → listed day.
+fn listed_days(
+    rows: &[CsvRow],
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<BTreeMap<String, BTreeMap<NaiveDate, ListedDay>>> {
+    let mut listed: BTreeMap<String, BTreeMap<NaiveDate, ListedDay>> = BTreeMap::new();
+    for r in rows.iter().filter(|r| r.date >= from && r.date <= to) {
+        let items = r.parse_items().map_err(|e| {
+            CoreError::Config(format!(
+                "risk list row {} {}: items are not valid JSON: {e}",
+                r.date, r.enterprise_id
+            ))
+        })?;
+        let day = listed
+            .entry(r.enterprise_id.clone())
+            .or_default()
+            .entry(r.date)
+            .or_insert_with(|| ListedDay {
+                grade_cd: false,
+                indicators: BTreeSet::new(),
+            });
+        day.grade_cd |= r.grade == "C" || r.grade == "D";
+        day.indicators
+            .extend(items.into_iter().map(|i| i.indicator));
+    }
+    Ok(listed)
+}
+
+/// Detection per kind and band, and the false alarms, of risk-list `rows` over `[from, to]`
+/// against `labels`; `registrations` are the province's enterprises (see the module doc for
+/// the definitions).
+pub fn curves(
+    rows: &[CsvRow],
+    labels: &[Label],
+    registrations: &[Registration],
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Curves> {
+    let listed = listed_days(rows, from, to)?;
+    let mut kinds: BTreeMap<String, KindCurve> = BTreeMap::new();
+    let mut out_of_range = 0;
+    for l in labels {
+        let (a, b) = (l.start_date.max(from), l.end_date.min(to));
+        if b < a {
+            out_of_range += 1;
+            continue;
+        }
+        let days: Vec<&ListedDay> = listed
+            .get(&l.enterprise_id)
+            .map(|m| m.range(a..=b).map(|(_, d)| d).collect())
+            .unwrap_or_default();
+        let intended = intended_indicator(&l.kind);
+        let found_intended = days.iter().any(|d| d.indicators.contains(intended));
+        let curve = kinds.entry(l.kind.clone()).or_insert_with(|| KindCurve {
+            kind: l.kind.clone(),
+            bands: [Detected::default(); BANDS],
+            unbanded: Detected::default(),
+        });
+        let band = AnomalyKind::from_name(&l.kind)
+            .zip(l.magnitude)
+            .map(|(k, m)| k.magnitude_range().band(m));
+        let slot = match band {
+            Some(b) => &mut curve.bands[b.min(BANDS - 1)],
+            None => &mut curve.unbanded,
+        };
+        slot.add(!days.is_empty(), found_intended);
+    }
+    for k in AnomalyKind::ALL {
+        kinds
+            .entry(k.as_str().to_string())
+            .or_insert_with(|| KindCurve {
+                kind: k.as_str().to_string(),
+                bands: [Detected::default(); BANDS],
+                unbanded: Detected::default(),
+            });
+    }
+    let order = |name: &str| {
+        AnomalyKind::ALL
+            .iter()
+            .position(|k| k.as_str() == name)
+            .unwrap_or(AnomalyKind::ALL.len())
+    };
+    let mut kinds: Vec<KindCurve> = kinds.into_values().collect();
+    kinds.sort_by(|a, b| (order(&a.kind), &a.kind).cmp(&(order(&b.kind), &b.kind)));
+    Ok(Curves {
+        from,
+        to,
+        kinds,
+        false_alarms: false_alarms(&listed, labels, registrations, from, to),
+        labels_out_of_range: out_of_range,
+    })
+}
+
+/// The false alarms: listed days of enterprises with no label at all.
+fn false_alarms(
+    listed: &BTreeMap<String, BTreeMap<NaiveDate, ListedDay>>,
+    labels: &[Label],
+    registrations: &[Registration],
+    from: NaiveDate,
+    to: NaiveDate,
+) -> FalseAlarms {
+    let labelled: BTreeSet<&str> = labels.iter().map(|l| l.enterprise_id.as_str()).collect();
+    let mut fa = FalseAlarms::default();
+    let mut seen: BTreeSet<&str> = BTreeSet::new();
+    for r in registrations {
+        if labelled.contains(r.enterprise_id.as_str()) || !seen.insert(&r.enterprise_id) {
+            continue;
+        }
+        let days = r.days_within(from, to);
+        if days > 0 {
+            fa.enterprises += 1;
+            fa.enterprise_days += days;
+        }
+    }
+    for (ent, days) in listed {
+        if labelled.contains(ent.as_str()) {
+            continue;
+        }
+        for d in days.values() {
+            fa.listed += 1;
+            fa.listed_cd += u64::from(d.grade_cd);
+            for i in &d.indicators {
+                *fa.by_indicator.entry(i.clone()).or_default() += 1;
+            }
+        }
+    }
+    fa
+}
+
+/// [`curves`] of the risk list CSV at `risk_list` against the lake's `labels.csv` and
+/// reference table; the range as [`evaluate_files`] finds it.
+pub fn curves_files(risk_list: &Path, lake: &Path) -> Result<Curves> {
+    let rows = pharmwatch_core::risk::read_csv(risk_list)?;
+    let labels = crate::simulate::read_labels(&lake.join("labels.csv"))?;
+    let registrations = read_registrations(lake)?;
+    let (from, to) = list_range(risk_list, &rows)?;
+    curves(&rows, &labels, &registrations, from, to)
 }
 
 #[cfg(test)]
@@ -301,6 +614,29 @@ mod tests {
             kind: kind.into(),
             start_date: d(a),
             end_date: d(b),
+            magnitude: None,
+        }
+    }
+
+    fn sized(ent: &str, kind: &str, a: u32, b: u32, m: f64) -> Label {
+        Label {
+            magnitude: Some(m),
+            ..label(ent, kind, a, b)
+        }
+    }
+
+    fn graded(ent: &str, day: u32, grade: &str, kinds: &[&str]) -> CsvRow {
+        CsvRow {
+            grade: grade.into(),
+            ..row(ent, day, kinds)
+        }
+    }
+
+    fn registered(ent: &str) -> Registration {
+        Registration {
+            enterprise_id: ent.into(),
+            opened_on: None,
+            closed_on: None,
         }
     }
 
@@ -350,5 +686,138 @@ mod tests {
         );
         let i = e.kind("inventory_mismatch").unwrap();
         assert_eq!(i.found, 0, "a model hit does not find a rule kind");
+    }
+
+    #[test]
+    fn curves_count_detection_per_band_with_any_item_and_with_the_intended_one() {
+        // Price: 0.3–0.9, smaller is clearer: 0.35 is band 2, 0.65 band 1, 0.85 band 0.
+        let labels = vec![
+            sized("E1", "price_below_median", 10, 12, 0.35),
+            sized("E2", "price_below_median", 10, 12, 0.65),
+            sized("E3", "price_below_median", 10, 12, 0.85),
+            sized("E4", SUBTLE, 10, 14, 1.9),
+            sized("E5", SUBTLE, 10, 14, 1.2),
+            label("E6", "sales_spike", 10, 10),
+            sized("E7", "sales_spike", 1, 2, 9.0), // out of range
+        ];
+        let rows = vec![
+            row("E1", 11, &["price_below_median"]),
+            row("E2", 12, &["inventory_mismatch"]), // listed, but not for the price
+            row("E3", 13, &["price_below_median"]), // after the window
+            row("E4", 14, &[MODEL]),
+            row("E5", 10, &["sales_spike"]),
+            row("E6", 10, &["sales_spike"]),
+        ];
+        let regs: Vec<Registration> = ["E1", "E2", "E3", "E4", "E5", "E6", "E7"]
+            .iter()
+            .map(|e| registered(e))
+            .collect();
+        let c = curves(&rows, &labels, &regs, d(10), d(20)).unwrap();
+        assert_eq!(
+            c.kinds.len(),
+            AnomalyKind::ALL.len(),
+            "every kind, known only"
+        );
+        assert_eq!(c.kinds[0].kind, "inventory_mismatch", "planting order");
+        let price = c
+            .kinds
+            .iter()
+            .find(|k| k.kind == "price_below_median")
+            .unwrap();
+        let det = |labels, any_item, intended| Detected {
+            labels,
+            any_item,
+            intended,
+        };
+        assert_eq!(price.bands, [det(1, 0, 0), det(1, 1, 0), det(1, 1, 1)]);
+        let subtle = c.kinds.iter().find(|k| k.kind == SUBTLE).unwrap();
+        assert_eq!(subtle.bands, [det(1, 1, 0), det(0, 0, 0), det(1, 1, 1)]);
+        let spike = c.kinds.iter().find(|k| k.kind == "sales_spike").unwrap();
+        assert_eq!(spike.unbanded, det(1, 1, 1), "no magnitude: no band");
+        assert_eq!(spike.bands, [Detected::default(); BANDS]);
+        assert_eq!(c.labels_out_of_range, 1);
+        assert_eq!(
+            c.false_alarms.enterprises, 0,
+            "every enterprise has a label"
+        );
+    }
+
+    #[test]
+    fn false_alarms_count_listed_registered_days_of_enterprises_without_labels() {
+        let labels = vec![label("E1", "sales_spike", 1, 2)]; // out of range, still labelled
+        let rows = vec![
+            row("E1", 11, &["sales_spike"]),
+            graded("E2", 11, "B", &[MODEL]),
+            graded("E2", 12, "C", &["price_below_median", MODEL]),
+            graded("E3", 15, "D", &["inventory_mismatch"]),
+            graded("E9", 16, "A", &["reporting_stopped"]), // not in the reference table
+            graded("E2", 25, "D", &["sales_spike"]),       // after the range
+        ];
+        let regs = vec![
+            registered("E1"),
+            registered("E2"),
+            Registration {
+                enterprise_id: "E3".into(),
+                opened_on: Some(d(15)),
+                closed_on: None,
+            },
+            Registration {
+                enterprise_id: "E4".into(),
+                opened_on: None,
+                closed_on: Some(d(11)),
+            },
+            Registration {
+                enterprise_id: "E5".into(),
+                opened_on: Some(d(21)),
+                closed_on: None,
+            },
+        ];
+        let c = curves(&rows, &labels, &regs, d(10), d(19)).unwrap();
+        let fa = &c.false_alarms;
+        // E2: 10 days, E3: 15–19 = 5, E4: 10–11 = 2, E5: never registered in range.
+        assert_eq!((fa.enterprises, fa.enterprise_days), (3, 17));
+        assert_eq!((fa.listed, fa.listed_cd), (4, 2));
+        assert!((fa.rate() - 4.0 / 17.0).abs() < 1e-12);
+        assert!((fa.rate_cd() - 2.0 / 17.0).abs() < 1e-12);
+        let by: Vec<(&str, u64)> = fa
+            .by_indicator
+            .iter()
+            .map(|(k, v)| (k.as_str(), *v))
+            .collect();
+        assert_eq!(
+            by,
+            vec![
+                ("inventory_mismatch", 1),
+                (MODEL, 2),
+                ("price_below_median", 1),
+                ("reporting_stopped", 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn registrations_come_from_the_reference_table_and_the_life_file() {
+        let lake = tempfile::tempdir().unwrap();
+        let refs = lake.path().join(pharmwatch_core::lake::REFERENCE_DIR);
+        std::fs::create_dir_all(&refs).unwrap();
+        std::fs::write(
+            refs.join("enterprises.csv"),
+            "enterprise_id,name,credit_grade\nE1,a,A\nE2,b,B\nE3,c,C\n",
+        )
+        .unwrap();
+        let regs = read_registrations(lake.path()).unwrap();
+        assert_eq!(regs.len(), 3);
+        assert!(
+            regs.iter()
+                .all(|r| r.opened_on.is_none() && r.closed_on.is_none())
+        );
+        std::fs::write(
+            lake.path().join(LIFE_FILE),
+            "enterprise_id,opened_on,closed_on\nE2,2026-10-12,\nE3,,2026-10-11\nE9,2026-10-01,\n",
+        )
+        .unwrap();
+        let regs = read_registrations(lake.path()).unwrap();
+        let days: Vec<u64> = regs.iter().map(|r| r.days_within(d(10), d(19))).collect();
+        assert_eq!(days, vec![10, 8, 2], "E9 is not in the reference table");
     }
 }

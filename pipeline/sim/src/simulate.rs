@@ -7,13 +7,20 @@
 //! record per package, each with its own traceability code), with weekly seasonality and
 //! holidays; supervisors sample products and inspect enterprises on working days; hidden losses
 //! happen; every holding reports its closing stock; holdings below their reorder point order up
-//! to their order-up-to level. `Engine::simulate_day` runs these phases, one helper each.
+//! to their order-up-to level. `Engine::simulate_day` runs these phases, one helper each. The
+//! noise of a real province ([`noise`]: promotions, price changes, products and enterprises
+//! coming and going, returns, miscounts, closed days, late files, bad rows) acts inside these
+//! phases; it is on in `simulate` and `demo` and off ([`noise::NoiseConfig::off`]) for tests
+//! of exact figures.
 //!
 //! Invariants: the same seed and arguments give the same bytes; without planted anomalies every
-//! holding reconciles (opening + in − out = closing) and no batch is sold expired or failed; a
-//! label's window is the span in which its anomaly shows in the records.
+//! holding reconciles (opening + in − out = closing) up to the stocktake miscounts of the noise
+//! (a reported stock off by a few packages for a day) and no batch is sold expired or failed; a
+//! label's window is the span in which its anomaly shows in the records. With noise off the
+//! records are those of the simulator before the noise model, byte for byte.
 
 pub mod anomalies;
+pub mod noise;
 pub mod world;
 
 use std::collections::{HashMap, VecDeque};
@@ -59,6 +66,8 @@ pub struct SimConfig {
     pub out: PathBuf,
     /// Show a progress bar.
     pub progress: bool,
+    /// The noise of a real province (on by default in `demo` and `simulate`).
+    pub noise: noise::NoiseConfig,
 }
 
 /// Default first day: chosen so that the default 60 days include the National Day holiday.
@@ -85,6 +94,12 @@ pub struct SimSummary {
     pub total_records: u64,
     /// Labels written.
     pub labels: usize,
+    /// Records written a day late (noise; in the next day's partition).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub late_records: u64,
+    /// Bad rows written to `OUT/inbox/` (noise; never in the lake).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub bad_rows: u64,
     /// Wall time in seconds (not part of the lake).
     #[serde(skip)]
     pub seconds: f64,
@@ -98,6 +113,48 @@ struct DayRecords {
     inventory: Vec<InventorySnapshot>,
     product_test: Vec<ProductTestRecord>,
     inspection: Vec<InspectionFinding>,
+}
+
+impl DayRecords {
+    /// Records of the day, every kind.
+    fn len(&self) -> usize {
+        self.production.len()
+            + self.sales.len()
+            + self.purchase.len()
+            + self.inventory.len()
+            + self.product_test.len()
+            + self.inspection.len()
+    }
+}
+
+/// Writes a day's records of every kind into the partition of `d` as file `name`, adding the
+/// counts per kind (in the order of [`EventKind::ALL`]) to `counts`.
+fn write_records(
+    writer: &mut LakeWriter,
+    d: NaiveDate,
+    name: &str,
+    day: &DayRecords,
+    counts: &mut [u64; 6],
+) -> Result<()> {
+    counts[0] += writer.write_day_file(EventKind::Production, d, name, &day.production)? as u64;
+    counts[1] += writer.write_day_file(EventKind::Sales, d, name, &day.sales)? as u64;
+    counts[2] += writer.write_day_file(EventKind::Purchase, d, name, &day.purchase)? as u64;
+    counts[3] += writer.write_day_file(EventKind::Inventory, d, name, &day.inventory)? as u64;
+    counts[4] += writer.write_day_file(EventKind::ProductTest, d, name, &day.product_test)? as u64;
+    counts[5] += writer.write_day_file(EventKind::Inspection, d, name, &day.inspection)? as u64;
+    Ok(())
+}
+
+/// Moves the records of `from` that pass `take` to `to`, keeping the order of both.
+fn split_by<T>(from: &mut Vec<T>, to: &mut Vec<T>, take: impl Fn(&T) -> bool) {
+    let (taken, kept): (Vec<T>, Vec<T>) = std::mem::take(from).into_iter().partition(|r| take(r));
+    *from = kept;
+    to.extend(taken);
+}
+
+/// Record `i` of `records` as a JSON object.
+fn pick_json<T: Serialize>(records: &[T], i: usize) -> Option<serde_json::Value> {
+    records.get(i).and_then(|r| serde_json::to_value(r).ok())
 }
 
 struct Order {
@@ -116,6 +173,9 @@ struct Today {
     season: f64,
     /// Enterprises that stopped reporting (a planted anomaly), by index.
     stopped: Vec<bool>,
+    /// Enterprises closed today (noise: not yet open, gone, or their day off), by index: they
+    /// sell nothing, report nothing, order nothing and take no deliveries.
+    closed: Vec<bool>,
 }
 
 /// How one retail holding sells today, after the anomalies active on it.
@@ -126,6 +186,8 @@ struct RetailTerms {
     price_factor: f64,
     /// A planted (expired or failed) batch some units come from.
     planted_batch: Option<usize>,
+    /// Units a day from the planted batch (its anomaly's magnitude).
+    planted_per_day: i64,
     /// Units sold under a traceability code already sold elsewhere.
     duplicates: i64,
 }
@@ -143,6 +205,11 @@ struct Engine<'a> {
     active_by_ent: HashMap<usize, Vec<usize>>,
     counters: [u64; 6],
     tz: FixedOffset,
+    noise: noise::Noise,
+    /// Records written a day late (noise).
+    late_records: u64,
+    /// Bad rows written to the inbox (noise).
+    bad_rows: u64,
 }
 
 fn weekday_factor(d: NaiveDate) -> f64 {
@@ -162,6 +229,7 @@ impl<'a> Engine<'a> {
         cal: &'a Calendar,
         rng: Xoshiro256PlusPlus,
         anomalies: Vec<Anomaly>,
+        noise: noise::Noise,
     ) -> Self {
         let n_products = world.products.len();
         let n_holdings = world.holdings.len();
@@ -178,6 +246,9 @@ impl<'a> Engine<'a> {
             active_by_ent: HashMap::new(),
             counters: [0; 6],
             tz: FixedOffset::east_opt(SHANGHAI_OFFSET_SECONDS).expect("UTC+8 is a valid offset"),
+            noise,
+            late_records: 0,
+            bad_rows: 0,
         }
     }
 
@@ -189,18 +260,88 @@ impl<'a> Engine<'a> {
         let mut counts = [0u64; 6];
         for i in 0..cfg.days {
             let d = cfg.start + Duration::days(i64::from(i));
-            let day = self.simulate_day(d)?;
-            counts[0] += writer.write_day(EventKind::Production, d, &day.production)? as u64;
-            counts[1] += writer.write_day(EventKind::Sales, d, &day.sales)? as u64;
-            counts[2] += writer.write_day(EventKind::Purchase, d, &day.purchase)? as u64;
-            counts[3] += writer.write_day(EventKind::Inventory, d, &day.inventory)? as u64;
-            counts[4] += writer.write_day(EventKind::ProductTest, d, &day.product_test)? as u64;
-            counts[5] += writer.write_day(EventKind::Inspection, d, &day.inspection)? as u64;
+            let mut day = self.simulate_day(d)?;
+            self.write_bad_rows(&cfg.out, d, &day)?;
+            // Late files land in the next day's partition, with their true event time.
+            let late = self.split_late(&mut day);
+            write_records(writer, d, "part-00000.parquet", &day, &mut counts)?;
+            if let Some(late) = late {
+                let next = d + Duration::days(1);
+                write_records(writer, next, "late-00000.parquet", &late, &mut counts)?;
+                self.late_records += late.len() as u64;
+            }
             bar.inc(1);
             bar.set_message(format!("{d}: {} records", counts.iter().sum::<u64>()));
         }
         bar.finish_and_clear();
         Ok(counts)
+    }
+
+    /// Takes today's records of the enterprises whose upload is late today (noise) out of
+    /// `day`: production, sales, purchases and stock of one enterprise travel together.
+    fn split_late(&mut self, day: &mut DayRecords) -> Option<DayRecords> {
+        if !self.noise.cfg.enabled || self.noise.cfg.late_rate <= 0.0 {
+            return None;
+        }
+        let mut late_ids: Vec<String> = Vec::new();
+        for e in 0..self.world.enterprises.len() {
+            if self.noise.late() {
+                late_ids.push(self.world.enterprises[e].row.enterprise_id.clone());
+            }
+        }
+        if late_ids.is_empty() {
+            return None;
+        }
+        let is_late = |id: &str| late_ids.iter().any(|l| l == id);
+        let mut late = DayRecords::default();
+        split_by(&mut day.production, &mut late.production, |r| {
+            is_late(&r.enterprise_id)
+        });
+        split_by(&mut day.sales, &mut late.sales, |r| {
+            is_late(&r.enterprise_id)
+        });
+        split_by(&mut day.purchase, &mut late.purchase, |r| {
+            is_late(&r.enterprise_id)
+        });
+        split_by(&mut day.inventory, &mut late.inventory, |r| {
+            is_late(&r.enterprise_id)
+        });
+        Some(late)
+    }
+
+    /// Writes today's bad rows (noise) to `OUT/inbox/KIND-DATE.ndjson`: bad twins of some of
+    /// the day's sales, purchases and stock records, each with one defect the platform's
+    /// validation rejects. The lake never holds them.
+    fn write_bad_rows(&mut self, out: &Path, d: NaiveDate, day: &DayRecords) -> Result<()> {
+        let n = self.noise.bad_rows(day.len());
+        if n == 0 {
+            return Ok(());
+        }
+        let mut lines: [Vec<String>; 3] = Default::default();
+        for _ in 0..n {
+            let kind = self.noise.index(3);
+            let defect = self.noise.index(noise::DEFECTS.len());
+            let value = match kind {
+                0 => pick_json(&day.sales, self.noise.index(day.sales.len())),
+                1 => pick_json(&day.purchase, self.noise.index(day.purchase.len())),
+                _ => pick_json(&day.inventory, self.noise.index(day.inventory.len())),
+            };
+            if let Some(v) = value {
+                lines[kind].push(noise::corrupt(v, defect));
+                self.bad_rows += 1;
+            }
+        }
+        let dir = out.join("inbox");
+        std::fs::create_dir_all(&dir).map_err(|e| CoreError::io(&dir, e))?;
+        let kinds = [EventKind::Sales, EventKind::Purchase, EventKind::Inventory];
+        for (kind, lines) in kinds.iter().zip(lines) {
+            if lines.is_empty() {
+                continue;
+            }
+            let path = dir.join(format!("{}-{}.ndjson", kind.as_str(), d.format("%Y-%m-%d")));
+            std::fs::write(&path, lines.join("\n") + "\n").map_err(|e| CoreError::io(&path, e))?;
+        }
+        Ok(())
     }
 
     fn at(&self, d: NaiveDate, seconds: u32) -> DateTime<FixedOffset> {
@@ -362,6 +503,10 @@ impl<'a> Engine<'a> {
     fn simulate_day(&mut self, d: NaiveDate) -> Result<DayRecords> {
         let mut day = DayRecords::default();
         self.index_active(d);
+        // 0. The day's noise: promotions and price changes start, products come and go.
+        for _ in self.noise.start_day(&mut self.world, d) {
+            self.recent_runs.push(VecDeque::new());
+        }
         let today = self.today(d)?;
 
         // 1. Production, on working days.
@@ -373,8 +518,9 @@ impl<'a> Engine<'a> {
         self.deliver_due(&mut day, &today);
         self.deliver_planted(&mut day, &today);
 
-        // 3. Retail sales to patients.
+        // 3. Retail sales to patients; returns to suppliers (noise).
         self.sell_retail(&mut day, &today)?;
+        self.return_stock(&mut day, &today);
 
         // 4. Supervisory sampling and inspections on working days.
         if today.working {
@@ -389,7 +535,7 @@ impl<'a> Engine<'a> {
         self.report_stock(&mut day, &today);
 
         // 7. Orders for the next working day.
-        self.place_orders(d)?;
+        self.place_orders(d, &today.closed)?;
         Ok(day)
     }
 
@@ -411,11 +557,20 @@ impl<'a> Engine<'a> {
                 stopped[a.ent] = true;
             }
         }
+        let spring = holiday.as_deref() == Some("春节");
+        let closed = if self.noise.cfg.enabled {
+            (0..n_ent)
+                .map(|e| self.noise.closed(e, d, spring))
+                .collect()
+        } else {
+            vec![false; n_ent]
+        };
         Ok(Today {
             date: d,
             working,
             season,
             stopped,
+            closed,
         })
     }
 
@@ -503,7 +658,8 @@ impl<'a> Engine<'a> {
         let mut due: Vec<Order> = Vec::new();
         let mut later: Vec<Order> = Vec::new();
         for o in self.orders.drain(..) {
-            if o.due <= d {
+            // A closed buyer takes the delivery on the next day it is open.
+            if o.due <= d && !today.closed[self.world.holdings[o.holding].ent] {
                 due.push(o)
             } else {
                 later.push(o)
@@ -543,7 +699,8 @@ impl<'a> Engine<'a> {
                 AnomalyKind::SpecialDrugVolume if a.start == d => {
                     let days = (a.end - a.start).num_days() + 1;
                     let lam = self.world.holdings[h].lambda;
-                    ((lam * a.factor + 8.0) * days as f64).ceil() as i64
+                    // Pre-stocking for the window, with room to spare.
+                    ((lam * a.factor * 1.5 + 3.0) * days as f64).ceil() as i64
                 }
                 _ => continue,
             };
@@ -557,7 +714,7 @@ impl<'a> Engine<'a> {
         let d = today.date;
         let n_ent = self.world.enterprises.len();
         let retail: Vec<usize> = (0..n_ent)
-            .filter(|&e| self.world.enterprises[e].etype.is_retail())
+            .filter(|&e| self.world.enterprises[e].etype.is_retail() && !today.closed[e])
             .collect();
         for e in retail {
             let holdings = self.world.enterprises[e].holdings.clone();
@@ -567,11 +724,88 @@ impl<'a> Engine<'a> {
             // A product sold that was never bought.
             if let Some(a) = self.active_on_ent(AnomalyKind::SoldNotBought, e) {
                 let p = self.anomalies[a].prod.unwrap_or_default();
-                let n = self.poisson(self.anomalies[a].factor).max(2);
+                let n = self.poisson(self.anomalies[a].factor).max(1);
                 self.sell_units(day, d, e, p, n, 1.0, None, 0, 0, today.stopped[e])?;
             }
         }
         Ok(())
+    }
+
+    /// Phase 3, returns (noise): now and then a retail holding sends a few packages back to
+    /// its supplier (damaged, near expiry, overstocked); an enterprise closing today sends all
+    /// its stock back. A return is a sale to the supplier and a purchase at the supplier, at
+    /// the supplier's price, so both sides still reconcile.
+    fn return_stock(&mut self, day: &mut DayRecords, today: &Today) {
+        if !self.noise.cfg.enabled {
+            return;
+        }
+        let d = today.date;
+        for h in 0..self.world.holdings.len() {
+            let (ent, stock) = (self.world.holdings[h].ent, self.world.holdings[h].stock);
+            if !self.world.enterprises[ent].etype.is_retail() || today.closed[ent] {
+                continue;
+            }
+            let qty = if self.noise.closes_on(ent, d) {
+                stock
+            } else {
+                self.noise.returned(stock)
+            };
+            if qty > 0 {
+                self.return_to_supplier(day, today, h, qty);
+            }
+        }
+    }
+
+    /// Returns `qty` packages of retail holding `h` to its in-province supplier.
+    fn return_to_supplier(&mut self, day: &mut DayRecords, today: &Today, h: usize, qty: i64) {
+        let d = today.date;
+        let (ent, prod) = (self.world.holdings[h].ent, self.world.holdings[h].prod);
+        let Supplier::Inside(s) = self.world.holdings[h].supplier else {
+            return;
+        };
+        let Some(&sh) = self.world.holding_index.get(&(s, prod)) else {
+            return;
+        };
+        if today.stopped[ent] || today.stopped[s] {
+            return;
+        }
+        self.world.holdings[h].stock -= qty;
+        self.world.holdings[sh].stock += qty;
+        let etype = self.world.enterprises[ent].etype;
+        let batch = self.world.current_batch(prod, d, etype);
+        let supplier = &self.world.enterprises[s];
+        let price = round2(
+            self.world.products[prod].row.reference_price
+                * price_level(supplier.etype)
+                * supplier.price_factor,
+        );
+        let supplier_code = supplier.row.enterprise_id.clone();
+        let code = self.world.enterprises[ent].row.enterprise_id.clone();
+        let product_id = self.world.products[prod].row.product_id.clone();
+        let batch_no = self.world.batches[batch].batch_no.clone();
+        let seconds = 17 * 3600 + self.noise.index(3600) as u32;
+        let time = self.at(d, seconds);
+        day.sales.push(SalesRecord {
+            event_id: self.next_id(EventKind::Sales, d),
+            event_time: time,
+            enterprise_id: code.clone(),
+            product_id: product_id.clone(),
+            batch_no: batch_no.clone(),
+            quantity: qty,
+            unit_price: price,
+            buyer_id: Some(supplier_code.clone()),
+            trace_code: None,
+        });
+        day.purchase.push(PurchaseRecord {
+            event_id: self.next_id(EventKind::Purchase, d),
+            event_time: time,
+            enterprise_id: supplier_code,
+            supplier_id: code,
+            product_id,
+            batch_no,
+            quantity: qty,
+            unit_price: price,
+        });
     }
 
     /// Phase 3, one holding: draws the day's demand of retail holding `h` (of enterprise `e`)
@@ -592,7 +826,7 @@ impl<'a> Engine<'a> {
         }
         self.world.holdings[h].stock -= sold;
         let planted_units = if terms.planted_batch.is_some() {
-            self.rng.gen_range(1..=3).min(sold)
+            terms.planted_per_day.min(sold)
         } else {
             0
         };
@@ -627,32 +861,34 @@ impl<'a> Engine<'a> {
             lambda: lam0,
             price_factor: 1.0,
             planted_batch: None,
+            planted_per_day: 0,
             duplicates: 0,
         };
         if let Some(a) = self.active_on_holding(AnomalyKind::SalesSpike, h) {
             terms.lambda = lam0 * self.anomalies[a].factor;
         }
-        if self
-            .active_on_holding(AnomalyKind::SpecialDrugVolume, h)
-            .is_some()
-        {
-            terms.lambda = lam0 * 5.0 + 8.0;
+        if let Some(a) = self.active_on_holding(AnomalyKind::SpecialDrugVolume, h) {
+            terms.lambda = lam0 * self.anomalies[a].factor;
         }
-        if self
-            .active_on_holding(AnomalyKind::SubtleDiversion, h)
-            .is_some()
-        {
-            terms.lambda = lam0 * 1.6;
-            terms.price_factor = 0.8;
+        if let Some(a) = self.active_on_holding(AnomalyKind::SubtleDiversion, h) {
+            // More sales at lower prices: a strength of 1.6 sells 1.6× at 0.8 of the price.
+            let strength = self.anomalies[a].factor;
+            terms.lambda = lam0 * strength;
+            terms.price_factor = 1.0 - (strength - 1.0) / 3.0;
         }
         if let Some(a) = self.active_on_holding(AnomalyKind::PriceBelowMedian, h) {
             terms.price_factor = self.anomalies[a].factor;
         }
+        let (lift, discount) = self.noise.promotion(h, d);
+        terms.lambda *= lift;
+        terms.price_factor *= discount;
         if let Some(a) = self.active_on_holding(AnomalyKind::ExpiredBatchSold, h) {
             terms.planted_batch = self.anomalies[a].batch;
+            terms.planted_per_day = self.anomalies[a].factor as i64;
         }
         if let Some(a) = self.active_on_holding(AnomalyKind::FailedBatchSold, h) {
             terms.planted_batch = self.anomalies[a].batch;
+            terms.planted_per_day = self.anomalies[a].factor as i64;
             let b = self.anomalies[a].batch.unwrap_or_default();
             if d == self.anomalies[a].start && self.world.batches[b].released {
                 let rec = ProductTestRecord {
@@ -668,11 +904,8 @@ impl<'a> Engine<'a> {
                 day.product_test.push(rec);
             }
         }
-        if self
-            .active_on_holding(AnomalyKind::TraceCodeDuplicate, h)
-            .is_some()
-        {
-            terms.duplicates = self.rng.gen_range(1..=2);
+        if let Some(a) = self.active_on_holding(AnomalyKind::TraceCodeDuplicate, h) {
+            terms.duplicates = self.anomalies[a].factor as i64;
         }
         terms
     }
@@ -759,10 +992,7 @@ impl<'a> Engine<'a> {
                 AnomalyKind::InventoryMismatch => {
                     if let Some(h) = a.holding {
                         let stock = self.world.holdings[h].stock;
-                        let loss = ((stock as f64) * a.factor).round().max(5.0) as i64;
-                        if stock >= loss {
-                            self.world.holdings[h].stock -= loss;
-                        }
+                        self.world.holdings[h].stock -= (a.factor as i64).min(stock).max(0);
                     }
                 }
                 AnomalyKind::SubtleDiversion => {
@@ -782,18 +1012,27 @@ impl<'a> Engine<'a> {
         let d = today.date;
         let snapshot_time = self.at(d, 23 * 3600 + 59 * 60);
         for h in 0..self.world.holdings.len() {
-            let Holding {
-                ent, prod, stock, ..
-            } = self.world.holdings[h].clone();
-            if today.stopped[ent] {
+            let (ent, prod, stock) = {
+                let hd = &self.world.holdings[h];
+                (hd.ent, hd.prod, hd.stock)
+            };
+            if today.stopped[ent] || today.closed[ent] || (stock == 0 && self.noise.delisted[h]) {
                 continue;
             }
+            // A stocktake miscount (noise) is in the report only, not in the stock; the last
+            // count of a closing shop, emptied by its returns, is exact.
+            let miscount = if self.noise.closes_on(ent, d) {
+                0
+            } else {
+                self.noise.miscount()
+            };
+            let counted = (stock + miscount).max(0);
             let rec = InventorySnapshot {
                 event_id: self.next_id(EventKind::Inventory, d),
                 event_time: snapshot_time,
                 enterprise_id: self.world.enterprises[ent].row.enterprise_id.clone(),
                 product_id: self.world.products[prod].row.product_id.clone(),
-                quantity: stock,
+                quantity: counted,
             };
             day.inventory.push(rec);
         }
@@ -801,11 +1040,16 @@ impl<'a> Engine<'a> {
 
     /// Phase 7: every bought holding below its reorder point, with no order on its way,
     /// orders up to its order-up-to level for the next working day.
-    fn place_orders(&mut self, d: NaiveDate) -> Result<()> {
+    fn place_orders(&mut self, d: NaiveDate, closed: &[bool]) -> Result<()> {
         let due = self.next_working(d)?;
         for h in 0..self.world.holdings.len() {
             let hd = &self.world.holdings[h];
             if matches!(hd.supplier, Supplier::Produces) || hd.outstanding || hd.stock >= hd.reorder
+            {
+                continue;
+            }
+            if self.noise.cfg.enabled
+                && (closed[hd.ent] || self.noise.delisted[h] || self.noise.winding_down(hd.ent, d))
             {
                 continue;
             }
@@ -909,12 +1153,16 @@ fn tier_rank(t: EnterpriseType) -> u8 {
     }
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
 /// One label row of `labels.csv`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Label {
     /// Enterprise credit code.
     pub enterprise_id: String,
@@ -926,6 +1174,10 @@ pub struct Label {
     pub start_date: NaiveDate,
     /// Last day of the window.
     pub end_date: NaiveDate,
+    /// Magnitude drawn for the anomaly, in the unit of its kind's range
+    /// ([`AnomalyKind::magnitude_range`]); empty in label files written before it existed.
+    #[serde(default)]
+    pub magnitude: Option<f64>,
 }
 
 /// Runs the simulator and writes the lake under `cfg.out`.
@@ -935,7 +1187,8 @@ pub fn run(cfg: &SimConfig, cal: &Calendar) -> Result<SimSummary> {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed);
     let mut world = World::build(&mut rng, cfg.enterprises, cfg.start)?;
     let anomalies = plan_anomalies(cfg, cal, &mut rng, &mut world, end);
-    let mut engine = Engine::new(world, cal, rng, anomalies);
+    let noise = plan_noise(cfg, &mut world, &anomalies);
+    let mut engine = Engine::new(world, cal, rng, anomalies, noise);
 
     std::fs::create_dir_all(&cfg.out).map_err(|e| CoreError::io(&cfg.out, e))?;
     let mut writer = LakeWriter::new(&cfg.out)?;
@@ -945,6 +1198,7 @@ pub fn run(cfg: &SimConfig, cal: &Calendar) -> Result<SimSummary> {
     write_reference(cfg, world, &mut writer)?;
     let labels = labels_of(world, &engine.anomalies);
     write_labels(&cfg.out.join("labels.csv"), &labels)?;
+    write_life(&cfg.out, world, &engine.noise)?;
 
     let records: Vec<(String, u64)> = EventKind::ALL
         .iter()
@@ -960,6 +1214,8 @@ pub fn run(cfg: &SimConfig, cal: &Calendar) -> Result<SimSummary> {
         total_records: counts.iter().sum(),
         records,
         labels: labels.len(),
+        late_records: engine.late_records,
+        bad_rows: engine.bad_rows,
         seconds: started.elapsed().as_secs_f64(),
     };
     let manifest =
@@ -1017,6 +1273,28 @@ fn plan_anomalies(
     }
 }
 
+/// The noise of the run, on its own random stream; the enterprises and holdings of planted
+/// anomalies are kept from opening, closing and leaving.
+fn plan_noise(cfg: &SimConfig, world: &mut World, anomalies: &[Anomaly]) -> noise::Noise {
+    let mut protected_ent = vec![false; world.enterprises.len()];
+    let mut protected_holding = vec![false; world.holdings.len()];
+    for a in anomalies {
+        protected_ent[a.ent] = true;
+        for &h in a.holding.iter().chain(&a.holdings) {
+            protected_holding[h] = true;
+        }
+    }
+    noise::Noise::new(
+        &cfg.noise,
+        cfg.seed,
+        world,
+        &protected_ent,
+        &protected_holding,
+        cfg.start,
+        cfg.days,
+    )
+}
+
 /// Writes the reference tables: enterprises, products, batches, and the leads' registered
 /// contacts.
 fn write_reference(cfg: &SimConfig, world: &World, writer: &mut LakeWriter) -> Result<()> {
@@ -1054,10 +1332,62 @@ fn labels_of(world: &World, anomalies: &[Anomaly]) -> Vec<Label> {
             kind: a.kind.as_str().to_string(),
             start_date: a.start,
             end_date: a.end,
+            magnitude: Some((a.factor * 1000.0).round() / 1000.0),
         })
         .collect();
-    labels.sort();
+    labels.sort_by(|a, b| {
+        (
+            &a.enterprise_id,
+            &a.product_id,
+            &a.kind,
+            a.start_date,
+            a.end_date,
+        )
+            .cmp(&(
+                &b.enterprise_id,
+                &b.product_id,
+                &b.kind,
+                b.start_date,
+                b.end_date,
+            ))
+    });
     labels
+}
+
+/// File (in the lake's root) of the enterprises that open or close during the run (noise):
+/// `enterprise_id,opened_on,closed_on`, a date empty where the enterprise neither opens nor
+/// closes. The dates a real platform keeps with the licence, which the reference table of the
+/// record schemas has no field for; evaluation reads them to count only registered days.
+pub const LIFE_FILE: &str = "enterprise_life.csv";
+
+/// One row of [`LIFE_FILE`].
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct LifeRow {
+    /// Enterprise credit code.
+    pub enterprise_id: String,
+    /// First day open, where it opens during the run.
+    pub opened_on: Option<NaiveDate>,
+    /// Last day open, where it closes during the run.
+    pub closed_on: Option<NaiveDate>,
+}
+
+/// Writes [`LIFE_FILE`] when an enterprise opens or closes during the run (no file otherwise).
+fn write_life(out: &Path, world: &World, noise: &noise::Noise) -> Result<()> {
+    let rows: Vec<LifeRow> = noise
+        .life
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.opens.is_some() || l.closes.is_some())
+        .map(|(e, l)| LifeRow {
+            enterprise_id: world.enterprises[e].row.enterprise_id.clone(),
+            opened_on: l.opens,
+            closed_on: l.closes,
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    pharmwatch_core::lake::write_csv(&out.join(LIFE_FILE), &rows)
 }
 
 /// Writes labels as CSV.

@@ -2,7 +2,9 @@
 --
 -- available = opening stock (yesterday's closing snapshot) + purchases + production
 -- expected closing = available − sales
--- sold_not_bought:    sales > available (product sold that was never bought or held)
+-- sold_not_bought:    sales > available (product sold that was never bought or held); where
+--                     yesterday's count of the product exists, by ≥ ${sold_excess_min} packages
+--                     (a count of one or two too few is a stocktake miscount, not illegal sourcing)
 -- inventory_mismatch: |closing − expected closing| ≥ max(${mismatch_min}, ${mismatch_share} × available)
 -- Only enterprise-days with a snapshot report both today and yesterday are judged: a missing
 -- report is the reporting indicator's business, not a stock gap. A product without a snapshot
@@ -41,6 +43,7 @@ judged AS (
            COALESCE(f.sold, 0) AS sold,
            COALESCE(f.bought, 0) + COALESCE(f.produced, 0) AS inflow,
            COALESCE(o.qty, 0) AS opening,
+           o.qty IS NOT NULL AS counted,
            c.qty AS closing
     FROM keyed k
     JOIN reported ry ON ry.enterprise_id = k.enterprise_id AND ry.biz_date = k.biz_date - INTERVAL '1 day'
@@ -56,15 +59,20 @@ judged AS (
 SELECT enterprise_id,
        product_id,
        biz_date,
-       CASE WHEN sold > opening + inflow THEN 'sold_not_bought' ELSE 'inventory_mismatch' END AS indicator,
+       CASE WHEN oversold THEN 'sold_not_bought' ELSE 'inventory_mismatch' END AS indicator,
        biz_date AS window_start,
        biz_date AS window_end,
-       CAST(CASE WHEN sold > opening + inflow THEN sold ELSE closing END AS DOUBLE) AS observed,
-       CAST(CASE WHEN sold > opening + inflow THEN opening + inflow ELSE opening + inflow - sold END AS DOUBLE) AS expected,
+       CAST(CASE WHEN oversold THEN sold ELSE closing END AS DOUBLE) AS observed,
+       CAST(CASE WHEN oversold THEN opening + inflow ELSE opening + inflow - sold END AS DOUBLE) AS expected,
        concat('opening=', CAST(opening AS VARCHAR), ';inflow=', CAST(inflow AS VARCHAR),
               ';sold=', CAST(sold AS VARCHAR)) AS detail
-FROM judged
-WHERE sold > opening + inflow
+FROM (
+    SELECT *,
+           sold > opening + inflow
+           AND (NOT counted OR sold - (opening + inflow) >= ${sold_excess_min}) AS oversold
+    FROM judged
+) j
+WHERE oversold
    OR (closing IS NOT NULL
        AND abs(closing - (opening + inflow - sold))
            >= greatest(CAST(${mismatch_min} AS DOUBLE), ${mismatch_share} * (opening + inflow)))

@@ -6,10 +6,17 @@
 -- least one such day in the baseline. Normal orders fill up to the order-up-to level from below
 -- the reorder point, so two normal orders differ by less than ×2.5 (the default). Purchases of narcotic, psychotropic and
 -- ephedrine-containing products report as special_drug_volume.
+-- Returns are not orders: a purchase from a chain store or single pharmacy (a customer sending
+-- packages back) counts neither as a spike nor in the baseline, where a return of one package
+-- would make the next ordinary order look like a spike.
 WITH flows AS (
-    SELECT 'purchase' AS flow, enterprise_id, product_id, biz_date, CAST(SUM(quantity) AS DOUBLE) AS qty
-    FROM purchase WHERE biz_date BETWEEN ${from} - INTERVAL '28 days' AND ${to}
-    GROUP BY enterprise_id, product_id, biz_date
+    SELECT 'purchase' AS flow, p.enterprise_id, p.product_id, p.biz_date,
+           CAST(SUM(p.quantity) AS DOUBLE) AS qty
+    FROM purchase p
+    LEFT JOIN enterprises s ON s.enterprise_id = p.supplier_id
+    WHERE p.biz_date BETWEEN ${from} - INTERVAL '28 days' AND ${to}
+      AND (s.enterprise_type IS NULL OR s.enterprise_type NOT IN ('chain_store', 'single_pharmacy'))
+    GROUP BY p.enterprise_id, p.product_id, p.biz_date
     UNION ALL
     SELECT 'production', enterprise_id, product_id, biz_date, CAST(SUM(quantity) AS DOUBLE)
     FROM production WHERE biz_date BETWEEN ${from} - INTERVAL '28 days' AND ${to}

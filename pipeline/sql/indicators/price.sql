@@ -1,7 +1,17 @@
 -- Retail price far below the market (counterfeit signal).
 -- Market reference for a product on day D: the mean of the province's daily median retail
--- prices over the prior 28 days (D excluded; at least 7 days). An enterprise's price on D is
--- its quantity-weighted mean retail price; it is a hit below ${price_ratio} × the reference.
+-- prices over the prior 28 days (D excluded; at least 7 days). Own reference: the
+-- enterprise's own package-weighted mean retail price of the product over the same 28 days (at
+-- least ${own_price_days} days with sales). An enterprise's price on D is its package-weighted
+-- mean retail price. It is a hit when
+--   price < ${price_ratio} × market reference                           (far below the market), or
+--   price < ${own_price_ratio} × own reference and < ${own_market_ratio} × market reference
+--                                           (far below its own usual price, and below the market).
+-- Promotions (a tenth to a quarter off) and price changes stay above the own-price bound; a
+-- cut far below the enterprise's own prices is caught even where its prices were high.
+-- The sliding sums are taken in whole thousandths of a yuan (integers): a floating-point
+-- sliding sum depends on where the frame started sliding, so the same day judged in a run
+-- over a longer range would get a reference differing in its last digits.
 WITH retail AS (
     SELECT enterprise_id, product_id, biz_date, quantity, unit_price
     FROM sales
@@ -13,18 +23,37 @@ market_day AS (
 ),
 market AS (
     SELECT product_id, biz_date,
-           AVG(med) OVER w AS reference,
+           CAST(SUM(CAST(round(med * 1000) AS BIGINT)) OVER w AS DOUBLE) / 1000.0
+             / CAST(COUNT(med) OVER w AS DOUBLE) AS reference,
            COUNT(med) OVER w AS reference_days
     FROM market_day
     WINDOW w AS (PARTITION BY product_id ORDER BY biz_date
                  RANGE BETWEEN INTERVAL '28 days' PRECEDING AND INTERVAL '1 day' PRECEDING)
 ),
-ent AS (
+ent_day AS (
     SELECT enterprise_id, product_id, biz_date,
-           SUM(quantity * unit_price) / SUM(quantity) AS price,
+           SUM(CAST(round(quantity * unit_price * 1000) AS BIGINT)) AS amount_milli,
            SUM(quantity) AS qty
-    FROM retail WHERE biz_date BETWEEN ${from} AND ${to}
-    GROUP BY enterprise_id, product_id, biz_date
+    FROM retail GROUP BY enterprise_id, product_id, biz_date
+),
+own AS (
+    SELECT enterprise_id, product_id, biz_date,
+           CAST(SUM(amount_milli) OVER w AS DOUBLE) / 1000.0
+             / CAST(SUM(qty) OVER w AS DOUBLE) AS own_reference,
+           COUNT(qty) OVER w AS own_days
+    FROM ent_day
+    WINDOW w AS (PARTITION BY enterprise_id, product_id ORDER BY biz_date
+                 RANGE BETWEEN INTERVAL '28 days' PRECEDING AND INTERVAL '1 day' PRECEDING)
+),
+ent AS (
+    SELECT e.enterprise_id, e.product_id, e.biz_date,
+           CAST(e.amount_milli AS DOUBLE) / 1000.0 / CAST(e.qty AS DOUBLE) AS price,
+           e.qty,
+           CASE WHEN o.own_days >= ${own_price_days} THEN o.own_reference END AS own_reference
+    FROM ent_day e
+    JOIN own o ON o.enterprise_id = e.enterprise_id AND o.product_id = e.product_id
+              AND o.biz_date = e.biz_date
+    WHERE e.biz_date BETWEEN ${from} AND ${to}
 )
 SELECT e.enterprise_id, e.product_id, e.biz_date,
        'price_below_median' AS indicator,
@@ -32,7 +61,13 @@ SELECT e.enterprise_id, e.product_id, e.biz_date,
        e.biz_date AS window_end,
        e.price AS observed,
        m.reference AS expected,
-       concat('packages=', CAST(e.qty AS VARCHAR)) AS detail
+       CASE WHEN e.own_reference IS NULL
+            THEN concat('packages=', CAST(e.qty AS VARCHAR))
+            ELSE concat('packages=', CAST(e.qty AS VARCHAR),
+                        ';own_price=', CAST(round(e.own_reference, 2) AS VARCHAR)) END AS detail
 FROM ent e
 JOIN market m ON m.product_id = e.product_id AND m.biz_date = e.biz_date
-WHERE m.reference_days >= 7 AND e.price < ${price_ratio} * m.reference
+WHERE m.reference_days >= 7
+  AND (e.price < ${price_ratio} * m.reference
+       OR (e.price < ${own_price_ratio} * e.own_reference
+           AND e.price < ${own_market_ratio} * m.reference))

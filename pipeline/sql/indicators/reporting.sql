@@ -1,9 +1,16 @@
 -- Reporting stopped (未按规定上报): an enterprise that reported (inventory snapshots or
 -- sales) on ≥ ${stop_min_active} of the days D−30 … D−3 but has reported nothing for the last
 -- ${stop_days} days up to D. `run_dates` holds the business days of the run.
-WITH activity AS (
-    SELECT DISTINCT enterprise_id, biz_date FROM inventory
+-- A closure is not a silence: an enterprise whose last report was a stocktake of nothing (every
+-- snapshot of that day zero — it returned or sold its stock and wound down, as a closing
+-- pharmacy does) has nothing left to report and is not a hit.
+WITH stock AS (
+    SELECT enterprise_id, biz_date, SUM(quantity) AS stock FROM inventory
     WHERE biz_date BETWEEN ${from} - INTERVAL '31 days' AND ${to}
+    GROUP BY enterprise_id, biz_date
+),
+activity AS (
+    SELECT enterprise_id, biz_date FROM stock
     UNION
     SELECT DISTINCT enterprise_id, biz_date FROM sales
     WHERE biz_date BETWEEN ${from} - INTERVAL '31 days' AND ${to}
@@ -19,15 +26,17 @@ judged AS (
       ON a.biz_date <= r.run_date AND a.biz_date >= r.run_date - INTERVAL '30 days'
     GROUP BY a.enterprise_id, r.run_date
 )
-SELECT enterprise_id,
+SELECT j.enterprise_id,
        CAST(NULL AS VARCHAR) AS product_id,
-       run_date AS biz_date,
+       j.run_date AS biz_date,
        'reporting_stopped' AS indicator,
-       last_report + INTERVAL '1 day' AS window_start,
-       run_date AS window_end,
-       CAST(run_date - last_report AS DOUBLE) AS observed,
+       j.last_report + INTERVAL '1 day' AS window_start,
+       j.run_date AS window_end,
+       CAST(j.run_date - j.last_report AS DOUBLE) AS observed,
        0.0 AS expected,
-       concat('last_report=', CAST(last_report AS VARCHAR), ';active_days=', CAST(active_days AS VARCHAR)) AS detail
-FROM judged
-WHERE last_report <= run_date - INTERVAL '${stop_days} days'
-  AND active_days >= ${stop_min_active}
+       concat('last_report=', CAST(j.last_report AS VARCHAR), ';active_days=', CAST(j.active_days AS VARCHAR)) AS detail
+FROM judged j
+LEFT JOIN stock s ON s.enterprise_id = j.enterprise_id AND s.biz_date = j.last_report
+WHERE j.last_report <= j.run_date - INTERVAL '${stop_days} days'
+  AND j.active_days >= ${stop_min_active}
+  AND COALESCE(s.stock, 1) > 0

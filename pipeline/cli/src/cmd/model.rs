@@ -13,8 +13,9 @@ use super::families;
 pub enum ModelCommand {
     /// Fit a model on a table and write the artifact (JSON).
     Train(ModelTrainArgs),
-    /// Score a table with a model: its columns plus anomaly_score, anomaly_percentile and
-    /// anomaly_reasons, as CSV.
+    /// Score a table with a model: its columns plus anomaly_score, anomaly_percentile (1 − the
+    /// estimated share of clean rows scoring higher: flag at ≥ 0.999 for a false-alarm rate of
+    /// 0.001) and anomaly_reasons, as CSV.
     Score(ModelScoreArgs),
     /// Fit on a table without its label column, score it, print ROC-AUC and average precision.
     Evaluate(ModelEvaluateArgs),
@@ -98,6 +99,12 @@ pub async fn run(a: ModelCommand) -> anyhow::Result<ExitCode> {
                 for s in &m.skipped {
                     println!("  skipped {}: {}", s.family.as_str(), s.reason);
                 }
+                let rate = pharmwatch::anomaly::DEFAULT_FALSE_ALARM_RATE;
+                println!(
+                    "  flag threshold at a false-alarm rate of {rate}: score {:.2} (training rows above it: {:.2}%)",
+                    m.threshold(rate),
+                    100.0 * (1.0 - m.score_distribution.percentile(m.threshold(rate)))
+                );
             }
             println!("model written to {}", a.out.display());
         }

@@ -49,10 +49,12 @@ pub struct NightlyArgs {
     /// Rules only: no anomaly model.
     #[arg(long)]
     no_model: bool,
-    /// Percentile (0–1) from which the model flags an enterprise-day (model_anomaly);
-    /// default: nightly.anomaly_threshold of the configuration (0.995).
-    #[arg(long)]
-    anomaly_threshold: Option<f64>,
+    /// Target false-alarm rate of the model's flags (model_anomaly): the share of clean
+    /// enterprise-days it may flag, e.g. 0.001 = one in a thousand. Each segment's score tail
+    /// is calibrated to it, so a province with more anomalies gets more flags. Default:
+    /// nightly.model_false_alarm_rate of the configuration (0.001).
+    #[arg(long, value_name = "RATE")]
+    model_false_alarm_rate: Option<f64>,
     /// Days of the model's training window (ending with the last day of the run); default:
     /// nightly.train_days of the configuration (28).
     #[arg(long)]
@@ -128,6 +130,10 @@ async fn run_nightly(a: NightlyArgs) -> anyhow::Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
     let settings: NightlySettings = pharmwatch::config::load(a.config.as_deref())?;
     settings.validate()?;
+    let rate = a
+        .model_false_alarm_rate
+        .unwrap_or(settings.model_false_alarm_rate);
+    nightly::check_false_alarm_rate(rate, "--model-false-alarm-rate")?;
     let cfg = NightlyConfig {
         lake: a.lake,
         reference: a.reference,
@@ -147,11 +153,8 @@ async fn run_nightly(a: NightlyArgs) -> anyhow::Result<()> {
                 train_days: a.train_days.unwrap_or(settings.train_days),
             },
         },
-        anomaly_threshold: a.anomaly_threshold.unwrap_or(settings.anomaly_threshold),
+        anomaly_threshold: pharmwatch::anomaly::threshold_for_rate(rate),
     };
-    if !(0.0..=1.0).contains(&cfg.anomaly_threshold) {
-        bail!("--anomaly-threshold must be between 0 and 1");
-    }
     let closed_loop = if a.no_notices {
         None
     } else {

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use chrono::NaiveDate;
 use clap::Args;
 
+use pharmwatch::simulate::noise::NoiseConfig;
 use pharmwatch::simulate::{self, SimConfig};
 use pharmwatch_regulation::Calendar;
 
@@ -35,9 +36,34 @@ pub struct SimulateArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// A noise-free province: every holding reconciles to the package, prices fixed within
+    /// ±2 %, nothing late, no bad rows (the default is a realistic, noisy province).
+    #[arg(long)]
+    no_noise: bool,
+    /// Turn one part of the noise off (repeatable). Parts and the rate each uses:
+    /// miscount (stocktake miscounts of ±1–2 packages on 2 % of product-days);
+    /// returns (1–3 packages back to the supplier on 0.3 % of retail holding-days);
+    /// promotions (2–4 days at 0.75–0.9 of the price, 1.3–2.2× the demand, a fifth of the
+    /// assortment: chain-wide 1/30 chain-days, single store 1/60 store-days);
+    /// prices (lasting changes of 0.94–1.08×: chain-wide 1/60 chain-days, single pharmacy
+    /// 1/90 days); rhythm (15 % of single pharmacies closed on Sundays and the Spring
+    /// Festival); products (listed 1/45 retail enterprise-days, delisted 1/1500 holding-days);
+    /// enterprises (2 % of retail enterprises open during the run, 1 % close);
+    /// late (1 % of enterprise-days uploaded a day late); bad-rows (5 per 100 000 records,
+    /// to OUT/inbox/ for `nightly --input`).
+    #[arg(long, value_name = "PART")]
+    noise_off: Vec<String>,
 }
 
 pub fn run(a: SimulateArgs, cal: &Calendar) -> anyhow::Result<ExitCode> {
+    let mut noise = if a.no_noise {
+        NoiseConfig::off()
+    } else {
+        NoiseConfig::default()
+    };
+    for part in &a.noise_off {
+        noise = noise.without(part).map_err(anyhow::Error::msg)?;
+    }
     let cfg = SimConfig {
         enterprises: a.enterprises,
         days: a.days,
@@ -47,6 +73,7 @@ pub fn run(a: SimulateArgs, cal: &Calendar) -> anyhow::Result<ExitCode> {
         anomalies_per_kind: a.anomalies_per_kind,
         out: a.out.clone(),
         progress: !a.quiet,
+        noise,
     };
     let s = simulate::run(&cfg, cal)?;
     println!(
@@ -63,6 +90,19 @@ pub fn run(a: SimulateArgs, cal: &Calendar) -> anyhow::Result<ExitCode> {
         s.total_records as f64 / s.seconds.max(1e-9)
     );
     println!("  planted anomalies: {} (labels.csv)", s.labels);
+    if s.late_records > 0 {
+        println!(
+            "  noise: {} records uploaded a day late (late-*.parquet)",
+            s.late_records
+        );
+    }
+    if s.bad_rows > 0 {
+        println!(
+            "  noise: {} bad rows in {}/inbox (read them with nightly --input to see them rejected)",
+            s.bad_rows,
+            a.out.display()
+        );
+    }
     println!("lake written to {}", a.out.display());
     Ok(ExitCode::SUCCESS)
 }

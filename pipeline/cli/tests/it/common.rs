@@ -80,6 +80,7 @@ pub fn simulate_province(lake: &Path, cal: &Calendar) -> SimSummary {
             anomalies_per_kind: Some(2),
             out: lake.to_path_buf(),
             progress: false,
+            noise: pharmwatch_sim::simulate::noise::NoiseConfig::off(),
         },
         cal,
     )

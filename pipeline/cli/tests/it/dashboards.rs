@@ -480,6 +480,7 @@ fn build_fixture() -> Fixture {
             anomalies_per_kind: Some(2),
             out: lake.clone(),
             progress: false,
+            noise: pharmwatch_sim::simulate::noise::NoiseConfig::off(),
         },
         &cal,
     )

@@ -1,7 +1,8 @@
 //! End-to-end tests of the `pharmwatch` binary and the role crates together, in one binary:
 //! the nightly closed loop over a simulated province, the credit file, the stream service
 //! against a real broker, delivery to real receivers and the acknowledgement pages in
-//! Chromium, and the dashboards and alert rules against a real Prometheus.
+//! Chromium, the dashboards and alert rules against a real Prometheus, and the detection
+//! sweep over seeds of a noisy province.
 #![allow(clippy::unwrap_used)]
 
 mod closed_loop;
@@ -10,3 +11,4 @@ mod credit;
 mod dashboards;
 mod delivery;
 mod stream;
+mod sweep;

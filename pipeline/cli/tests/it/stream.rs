@@ -85,6 +85,7 @@ fn build_fixture() -> Fixture {
                 anomalies_per_kind: Some(4),
                 out: lake.clone(),
                 progress: false,
+                noise: pharmwatch_sim::simulate::noise::NoiseConfig::off(),
             };
             let sim = simulate::run(&cfg, &cal).unwrap();
             let last = sim.end;
@@ -115,6 +116,9 @@ fn build_fixture() -> Fixture {
                 .iter()
                 .filter(|h| STREAM_INDICATORS.contains(&h.indicator.as_str()))
                 .filter(|h| !(h.date == last && AT_DAY_CLOSE.contains(&h.indicator.as_str())))
+                // The stream judges the special-drug surge on retail sales; a surge in
+                // purchases of a special drug (`order_spike.sql`) is the nightly's alone.
+                .filter(|h| !h.detail.contains("basis=purchase"))
                 .map(|h| {
                     (
                         h.indicator.clone(),

@@ -419,11 +419,12 @@ fn every_indicator_query_has_golden_tests_that_run_it() {
     }
 }
 
-/// A small inventory case whose one hit is 37 against an expected 40.
+/// A small inventory case whose one hit is 35 against an expected 40 (a gap of 5, the
+/// default smallest gap).
 const SELF_TEST: &str = "
 statement ok
 INSERT INTO inventory (enterprise_id, product_id, biz_date, quantity) VALUES
-    ('E1', 'P1', '2026-03-01', 50), ('E1', 'P1', '2026-03-02', 37)
+    ('E1', 'P1', '2026-03-01', 50), ('E1', 'P1', '2026-03-02', 35)
 
 statement ok
 INSERT INTO sales (enterprise_id, product_id, biz_date, quantity) VALUES ('E1', 'P1', '2026-03-02', 10)
@@ -431,7 +432,7 @@ INSERT INTO sales (enterprise_id, product_id, biz_date, quantity) VALUES ('E1', 
 query TTDTDDRRT
 -- indicator: inventory from=2026-03-02
 ----
-E1 P1 2026-03-02 inventory_mismatch 2026-03-02 2026-03-02 37 EXPECTED opening=50;inflow=0;sold=10
+E1 P1 2026-03-02 inventory_mismatch 2026-03-02 2026-03-02 35 EXPECTED opening=50;inflow=0;sold=10
 ";
 
 #[test]
@@ -443,13 +444,13 @@ fn the_harness_compares_values_and_binds_thresholds() {
         .run_script(&SELF_TEST.replace("EXPECTED", "41"))
         .expect_err("a wrong expected value passed");
     assert!(wrong.to_string().contains("41"), "{wrong}");
-    // A gap of 3 is no longer a mismatch when the smallest counted gap is 4.
+    // A gap of 5 is no longer a mismatch when the smallest counted gap is 6.
     let raised = SELF_TEST
-        .replace("from=2026-03-02", "from=2026-03-02 mismatch_min=4")
+        .replace("from=2026-03-02", "from=2026-03-02 mismatch_min=6")
         .replace("EXPECTED", "40");
     let err = runner()
         .run_script(&raised)
-        .expect_err("mismatch_min=4 was not bound");
+        .expect_err("mismatch_min=6 was not bound");
     assert!(err.to_string().contains("inventory_mismatch"), "{err}");
 }
 

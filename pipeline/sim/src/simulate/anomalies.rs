@@ -4,6 +4,14 @@
 //! product) over a window of days inside the anomaly period; no enterprise carries two planted
 //! anomalies, so one signal never hides another. The label window is the span in which the
 //! anomaly shows in the records.
+//!
+//! Every kind draws its **magnitude** uniformly from a range that spans obvious → invisible
+//! ([`AnomalyKind::magnitude_range`]); the range is chosen from what the anomaly means in the
+//! records, not from where a rule's threshold sits, so a planted anomaly may well be too small
+//! for any rule to see. The magnitude is written to `labels.csv`, so evaluation can report
+//! detection per magnitude band. Targets are any holding that sells enough for the anomaly to
+//! show at all (a spike on a product that sells nothing is no spike), never chosen by a rule's
+//! eligibility.
 
 use chrono::{Duration, NaiveDate};
 use rand::Rng;
@@ -77,6 +85,88 @@ impl AnomalyKind {
             Self::SubtleDiversion => "subtle_diversion",
         }
     }
+
+    /// The kind named `name` (the label name).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|k| k.as_str() == name)
+    }
+
+    /// The range this kind's magnitude is drawn from. Ranges follow the anomaly, from
+    /// obvious to invisible: a stock gap of 1–50 packages a day, a retail or special-drug
+    /// rise of 1.5–10× the usual rate, a stockpiling order or production run of 1.5–6× the
+    /// largest recent one, a price of 0.3–0.9 of the enterprise's own, 1–7 silent days, 1–5
+    /// units of a planted batch or duplicated codes a day, 1–8 units a day of a product never
+    /// bought, and a subtle diversion of 1.1–2.0× the sales (with prices and stock moving
+    /// with it).
+    pub fn magnitude_range(self) -> MagnitudeRange {
+        let r = |lo: f64, hi: f64, integer: bool, unit: &'static str| MagnitudeRange {
+            lo,
+            hi,
+            larger_is_clearer: true,
+            integer,
+            unit,
+        };
+        match self {
+            Self::InventoryMismatch => r(1.0, 50.0, true, "packages missing a day"),
+            Self::SoldNotBought => r(1.0, 8.0, false, "units a day"),
+            Self::SalesSpike => r(1.5, 10.0, false, "× the usual daily sales"),
+            Self::SpecialDrugVolume => r(1.5, 10.0, false, "× the usual daily sales"),
+            Self::PurchaseSpike => r(1.5, 6.0, false, "× the largest recent order"),
+            Self::ProductionSpike => r(1.5, 6.0, false, "× the largest recent run"),
+            Self::ExpiredBatchSold | Self::FailedBatchSold => {
+                r(1.0, 5.0, true, "units of the batch a day")
+            }
+            Self::TraceCodeDuplicate => r(1.0, 5.0, true, "duplicated codes a day"),
+            Self::PriceBelowMedian => MagnitudeRange {
+                larger_is_clearer: false,
+                ..r(0.3, 0.9, false, "× the usual price")
+            },
+            Self::ReportingStopped => r(1.0, 7.0, true, "silent days"),
+            Self::SubtleDiversion => r(1.1, 2.0, false, "× the usual sales"),
+        }
+    }
+}
+
+/// The range an anomaly kind's magnitude is drawn from, and what it means.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MagnitudeRange {
+    /// Smallest magnitude drawn.
+    pub lo: f64,
+    /// Largest magnitude drawn.
+    pub hi: f64,
+    /// Whether a larger magnitude is the more obvious anomaly (false for a price ratio).
+    pub larger_is_clearer: bool,
+    /// Whether magnitudes are whole numbers (packages, days, units).
+    pub integer: bool,
+    /// What the number is, in English.
+    pub unit: &'static str,
+}
+
+impl MagnitudeRange {
+    /// Draws a magnitude uniformly from the range.
+    pub fn draw(&self, rng: &mut Xoshiro256PlusPlus) -> f64 {
+        if self.integer {
+            f64::from(rng.gen_range(self.lo as u32..=self.hi as u32))
+        } else {
+            self.lo + rng.r#gen::<f64>() * (self.hi - self.lo)
+        }
+    }
+
+    /// Where `m` sits from invisible (0) to obvious (1): its position in the range, turned
+    /// round when smaller is clearer. Clamped to [0, 1].
+    pub fn clarity(&self, m: f64) -> f64 {
+        if self.hi <= self.lo {
+            return 1.0;
+        }
+        let x = ((m - self.lo) / (self.hi - self.lo)).clamp(0.0, 1.0);
+        if self.larger_is_clearer { x } else { 1.0 - x }
+    }
+
+    /// The band of `m`: 0 = the least obvious third of the range, 1 = the middle third,
+    /// 2 = the most obvious third.
+    pub fn band(&self, m: f64) -> usize {
+        ((self.clarity(m) * 3.0) as usize).min(2)
+    }
 }
 
 /// One planted anomaly.
@@ -98,7 +188,8 @@ pub struct Anomaly {
     pub end: NaiveDate,
     /// A planted batch (expired or failed), where one is used.
     pub batch: Option<usize>,
-    /// Strength (a factor or a quantity), drawn at planning.
+    /// Magnitude, drawn from the kind's [`MagnitudeRange`] at planning (a factor, a price
+    /// ratio, packages, units or days: see [`AnomalyKind::magnitude_range`]).
     pub factor: f64,
 }
 
@@ -203,19 +294,19 @@ fn candidates(world: &World, kind: AnomalyKind, retail: &[usize]) -> Vec<(usize,
     match kind {
         AnomalyKind::InventoryMismatch => holdings_where(world, |hd| {
             let t = etype(hd);
-            (t.is_retail() || t == EnterpriseType::Wholesaler) && hd.lambda >= 1.5
+            (t.is_retail() || t == EnterpriseType::Wholesaler) && hd.lambda >= 0.5
         }),
         AnomalyKind::SalesSpike => holdings_where(world, |hd| {
-            etype(hd).is_retail() && hd.lambda >= 5.0 && !controlled(hd)
+            etype(hd).is_retail() && hd.lambda >= 1.0 && !controlled(hd)
         }),
         AnomalyKind::SpecialDrugVolume => holdings_where(world, |hd| {
-            etype(hd).is_retail() && controlled(hd) && hd.lambda >= 0.3
+            etype(hd).is_retail() && controlled(hd) && hd.lambda >= 0.2
         }),
         AnomalyKind::ExpiredBatchSold
         | AnomalyKind::FailedBatchSold
         | AnomalyKind::PriceBelowMedian
         | AnomalyKind::TraceCodeDuplicate => {
-            holdings_where(world, |hd| etype(hd).is_retail() && hd.lambda >= 2.0)
+            holdings_where(world, |hd| etype(hd).is_retail() && hd.lambda >= 1.0)
         }
         AnomalyKind::SoldNotBought | AnomalyKind::SubtleDiversion => {
             retail.iter().map(|&e| (e, None)).collect()
@@ -227,7 +318,7 @@ fn candidates(world: &World, kind: AnomalyKind, retail: &[usize]) -> Vec<(usize,
             .map(|e| (e.seq, None))
             .collect(),
         AnomalyKind::ProductionSpike => holdings_where(world, |hd| {
-            matches!(hd.supplier, Supplier::Produces) && hd.lambda >= 3.0
+            matches!(hd.supplier, Supplier::Produces) && hd.lambda >= 1.0
         }),
         AnomalyKind::PurchaseSpike => holdings_where(world, |hd| {
             let outside = matches!(hd.supplier, Supplier::Outside(_));
@@ -239,51 +330,24 @@ fn candidates(world: &World, kind: AnomalyKind, retail: &[usize]) -> Vec<(usize,
     }
 }
 
-/// Draws the window (first and last day) and the strength of an anomaly of `kind`.
+/// Draws the window (first and last day) and the magnitude of an anomaly of `kind`.
 fn draw_window(
     rng: &mut Xoshiro256PlusPlus,
     kind: AnomalyKind,
     period: &Period,
     is_working_day: &dyn Fn(NaiveDate) -> bool,
 ) -> (NaiveDate, NaiveDate, f64) {
-    match kind {
-        AnomalyKind::InventoryMismatch => {
-            let len = rng.gen_range(1..=3);
-            let (s, e) = period.window(rng, len);
-            (s, e, 0.2 + rng.r#gen::<f64>() * 0.15)
-        }
-        AnomalyKind::SoldNotBought => {
-            let len = rng.gen_range(2..=4);
-            let (s, e) = period.window(rng, len);
-            (s, e, 4.0 + rng.r#gen::<f64>() * 3.0)
-        }
-        AnomalyKind::SalesSpike => {
-            let len = rng.gen_range(1..=2);
-            let (s, e) = period.window(rng, len);
-            (s, e, 5.5 + rng.r#gen::<f64>() * 1.5)
-        }
-        AnomalyKind::SpecialDrugVolume => {
-            let len = rng.gen_range(2..=4);
-            let (s, e) = period.window(rng, len);
-            (s, e, 5.0)
-        }
+    let magnitude = kind.magnitude_range().draw(rng);
+    let len = match kind {
+        AnomalyKind::InventoryMismatch | AnomalyKind::TraceCodeDuplicate => rng.gen_range(1..=3),
+        AnomalyKind::SoldNotBought | AnomalyKind::SpecialDrugVolume => rng.gen_range(2..=4),
+        AnomalyKind::SalesSpike => rng.gen_range(1..=2),
         AnomalyKind::ExpiredBatchSold
         | AnomalyKind::FailedBatchSold
-        | AnomalyKind::PriceBelowMedian => {
-            let len = rng.gen_range(2..=5);
-            let (s, e) = period.window(rng, len);
-            (s, e, 0.3 + rng.r#gen::<f64>() * 0.15)
-        }
-        AnomalyKind::TraceCodeDuplicate => {
-            let len = rng.gen_range(1..=3);
-            let (s, e) = period.window(rng, len);
-            (s, e, 1.0)
-        }
-        AnomalyKind::ReportingStopped => {
-            let len = rng.gen_range(4..=7);
-            let (s, e) = period.window(rng, len);
-            (s, e, 1.0)
-        }
+        | AnomalyKind::PriceBelowMedian => rng.gen_range(2..=5),
+        // The magnitude is the length of the silence.
+        AnomalyKind::ReportingStopped => magnitude as i64,
+        AnomalyKind::SubtleDiversion => rng.gen_range(5..=8),
         AnomalyKind::ProductionSpike | AnomalyKind::PurchaseSpike => {
             // Production and deliveries happen on working days only.
             let (mut s, _) = period.window(rng, 1);
@@ -293,14 +357,11 @@ fn draw_window(
             while !is_working_day(s) && s < period.to {
                 s += Duration::days(1);
             }
-            (s, s, 3.5 + rng.r#gen::<f64>())
+            return (s, s, magnitude);
         }
-        AnomalyKind::SubtleDiversion => {
-            let len = rng.gen_range(5..=8);
-            let (s, e) = period.window(rng, len);
-            (s, e, 1.6)
-        }
-    }
+    };
+    let (s, e) = period.window(rng, len);
+    (s, e, magnitude)
 }
 
 /// Completes an anomaly with what its kind needs beyond a target and a window: the product

@@ -356,16 +356,21 @@ impl Engine {
         let from = *d - Duration::days(28);
         let mut sum = 0.0;
         let mut sale_days = 0;
+        // The baseline starts at the product's first sale in the 28 days (a product listed
+        // two weeks ago has a two-week baseline), as in `retail_spike.sql`.
+        let mut first_sale: Option<NaiveDate> = None;
         let mut day = from;
         let base = self.baseline.retail.get(&(ent.clone(), prod.clone()));
         while day < *d {
             let q = self.retail(st, ent, prod, day);
             if q > 0.0 || base.is_some_and(|m| m.contains_key(&day)) {
                 sale_days += 1;
+                first_sale.get_or_insert(day);
             }
             sum += q;
             day += Duration::days(1);
         }
+        let span_days = first_sale.map_or(0, |f| (*d - f).num_days());
         let active = {
             let live = st.retail_days.get(ent);
             let base = self.baseline.retail_days.get(ent);
@@ -380,9 +385,12 @@ impl Engine {
             }
             n
         };
-        let mean = sum / 28.0;
+        // Prices are not kept in the stream's windows, so a promotion is not told from a
+        // surge here (the nightly's `promo_lift`); controlled products are rarely promoted.
+        let mean = sum / span_days.max(1) as f64;
         let qty = w.retail;
         let fires = active >= t.min_active_days
+            && span_days >= i64::from(t.min_listed_days)
             && sale_days >= 3
             && qty >= t.special_ratio * mean
             && qty - mean >= t.special_z * mean.sqrt() + t.special_abs;
