@@ -66,13 +66,13 @@ fn a_seeded_sweep_of_a_small_noisy_province_measures_detection_per_band() {
         "least obvious third {:.2}: below some rules",
         rate(0)
     );
-    // False alarms: 4 of 3043 enterprise-days (0.13 %), none at grade C/D.
+    // False alarms: 5 of 3043 enterprise-days (0.16 %), none at grade C/D.
     let fa = &out.summary.false_alarms;
     assert!(fa.enterprise_days > 2_800, "{}", fa.enterprise_days);
     assert!(
-        fa.rate.pooled <= 0.004,
+        fa.rate.pooled <= 0.0025,
         "false alarms {:.4}",
         fa.rate.pooled
     );
-    assert!(fa.listed_cd <= 1, "{} listed at C/D", fa.listed_cd);
+    assert_eq!(fa.listed_cd, 0, "listed at C/D");
 }
