@@ -529,12 +529,16 @@ pub fn training_start(cfg: &NightlyConfig) -> Option<NaiveDate> {
     let ModelSource::Train { train_days, .. } = &cfg.model else {
         return None;
     };
+    Some(window_start(cfg, *train_days))
+}
+
+/// First day of a window of `days` ending with `to`, widened to cover `[from, to]` and kept
+/// inside the lake range the run registered (the rules' 31-day lookback).
+fn window_start(cfg: &NightlyConfig, days: i64) -> NaiveDate {
     let earliest = cfg.from - Duration::days(LOOKBACK_DAYS - 31);
-    Some(
-        cfg.from
-            .min(cfg.to - Duration::days((*train_days).max(1) - 1))
-            .max(earliest),
-    )
+    cfg.from
+        .min(cfg.to - Duration::days(days.max(1) - 1))
+        .max(earliest)
 }
 
 /// Per segment, the score threshold of `rate` and the share of its training rows above it.
@@ -601,11 +605,7 @@ async fn run_model(
             anomaly::check_features(&set, path)?;
             // The same window a trained run reads, so an enterprise's first day (and with it
             // which rows have a history to be judged against) is the same either way.
-            let earliest = cfg.from - Duration::days(LOOKBACK_DAYS - 31);
-            let history_from = cfg
-                .from
-                .min(cfg.to - Duration::days(anomaly::DEFAULT_TRAIN_DAYS - 1))
-                .max(earliest);
+            let history_from = window_start(cfg, anomaly::DEFAULT_TRAIN_DAYS);
             let table = anomaly::features(ctx, history_from, cfg.to).await?;
             (set, table, "loaded", None, Vec::new(), path.clone())
         }

@@ -9,7 +9,7 @@ use chrono::{Duration, NaiveDate};
 
 use pharmwatch_batch::nightly::{self, NightlyConfig};
 use pharmwatch_core::anomaly::ModelSource;
-use pharmwatch_core::indicators::{self, Thresholds};
+use pharmwatch_core::indicators;
 use pharmwatch_core::ingest::InputSpec;
 use pharmwatch_core::query::{register_files, run_sql, session};
 use pharmwatch_regulation::Calendar;
@@ -40,17 +40,8 @@ fn nightly_rules(
     inputs: Vec<InputSpec>,
 ) -> nightly::NightlyOutput {
     let cfg = NightlyConfig {
-        lake: Some(lake.to_path_buf()),
-        reference: None,
         inputs,
-        from,
-        to,
-        out: out.to_path_buf(),
-        thresholds: Thresholds::default(),
-        top: 10,
-        progress: false,
-        model: ModelSource::Off,
-        anomaly_threshold: pharmwatch_core::anomaly::DEFAULT_THRESHOLD,
+        ..pharmwatch_sim::sweep::nightly_config(lake, out, from, to, ModelSource::Off)
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
