@@ -32,14 +32,15 @@ TANSU=$(tansu_bin)
 [ -n "$TANSU" ] || { echo "error: tansu did not install; see DEVELOPERS.md" >&2; exit 1; }
 need python3 "install Python 3 (used to pick a free port)"
 
-# Headless Chromium for the rendered-document test (Debian packages; CJK fonts so Chinese
-# documents render as a person would see them).
-if ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi "noto.*cjk"; then
-  echo "== installing chromium and fonts-noto-cjk (Debian packages)"
+# Headless Chromium for the rendered-document test and the workbench walk-through over
+# WebDriver (Debian packages; CJK fonts so Chinese documents render as a person would see them).
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1 \
+   || ! fc-list 2>/dev/null | grep -qi "noto.*cjk"; then
+  echo "== installing chromium, chromium-driver and fonts-noto-cjk (Debian packages)"
   if [ "$(id -u)" = 0 ]; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-noto-cjk >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver fonts-noto-cjk >/dev/null
   else
-    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-noto-cjk >/dev/null
+    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver fonts-noto-cjk >/dev/null
   fi
 fi
 # --- dashboards (issue 7) -------------------------------------------------------------------
@@ -60,17 +61,19 @@ fi
 # The Debian packages enable their own services; the test runs private instances on free
 # ports, so the system ones are left as they are.
 # --- end dashboards ---------------------------------------------------------------------------
-# --- delivery tests: a real SMTP server (aiosmtpd from PyPI) in a venv of its own ----------
+# --- delivery and API tests: aiosmtpd and schemathesis (PyPI) in a venv of their own --------
 # The delivery tests start `pipeline/cli/tests/support/smtp_sink.py` with the Python named by
-# PHARMWATCH_TEST_PYTHON and fail (never skip) without it. The venv is made once and reused.
+# PHARMWATCH_TEST_PYTHON; the API test runs the venv's `schemathesis` against the workbench's
+# OpenAPI document. Both fail (never skip) without them. The venv is made once and reused.
 venv="${PHARMWATCH_TEST_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/pharmwatch/venv}"
-if ! "$venv/bin/python" -c 'import aiosmtpd' >/dev/null 2>&1; then
-  echo "== creating $venv with aiosmtpd (SMTP server of the delivery tests)"
-  python3 -m venv "$venv" || { echo "error: python3 -m venv failed (Debian: apt-get install python3-venv)" >&2; exit 1; }
-  "$venv/bin/pip" install --quiet aiosmtpd
+if ! "$venv/bin/python" -c 'import aiosmtpd' >/dev/null 2>&1 || [ ! -x "$venv/bin/schemathesis" ]; then
+  echo "== making $venv with aiosmtpd (SMTP server) and schemathesis (API property tests)"
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv" \
+    || { echo "error: python3 -m venv failed (Debian: apt-get install python3-venv)" >&2; exit 1; }
+  "$venv/bin/pip" install --quiet aiosmtpd schemathesis
 fi
 export PHARMWATCH_TEST_PYTHON="$venv/bin/python"
-echo "== aiosmtpd in $venv (PHARMWATCH_TEST_PYTHON)"
+echo "== aiosmtpd and schemathesis in $venv (PHARMWATCH_TEST_PYTHON)"
 # --- end of the delivery block -------------------------------------------------------------
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

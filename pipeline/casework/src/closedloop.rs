@@ -1,12 +1,16 @@
 //! The nightly job's closed loop (体检反馈—整改复诊): after the risk list is written, sweep the
-//! case ledger on the run date (missed deadlines escalate), then issue caution notices for the
-//! risk-list rows the notices configuration selects and open their cases.
+//! case ledger on the run date (missed deadlines escalate), then *propose* the risk-list rows the
+//! notices configuration selects: an inspector confirms a row in the workbench, which opens its
+//! case ([`open_case`]) and proposes its documents as drafts that an approver approves
+//! ([`crate::drafts`]). Only with `issue = "direct"` (a bureau's explicit choice) does the job
+//! open the cases and issue numbered documents itself.
 //!
 //! Invariants: an enterprise with an open risk-list case gets no second notice while that case
 //! is open (the case is followed, not repeated); the measures come from the regulation crate's
 //! engine (a remote finding: 赣药监 第十条(四) caution with the 第二十二条 report deadline, and
 //! for a first violation at a minor grade the 蒙药监 (六) observation period and fault-tolerance
-//! list); every notice is numbered and recorded in the same transaction as its ledger event; a
+//! list); nothing is issued without a configured authority; every notice is numbered and
+//! recorded in the same transaction as its ledger event; a
 //! deadline past the calendar's last year never stops the night: the case opens with its due
 //! date pending the calendar, and the summary says so.
 
@@ -17,9 +21,11 @@ use chrono::NaiveDate;
 use pharmwatch_regulation::{Finding, MeasureCode, Rules, decide};
 use serde::Serialize;
 
+use crate::audit::{self, Actor, Subject};
+use crate::drafts;
 use crate::error::Result;
 use crate::ledger::{Ledger, NIGHTLY_ACTOR, Opening, Origin, SweepSummary};
-use crate::notices::{self, Addressee, DocumentKind, NoticesConfig};
+use crate::notices::{self, Addressee, DocumentKind, IssueMode, NoticesConfig};
 use pharmwatch_core::error::CoreError;
 use pharmwatch_core::risk::RiskRow;
 use pharmwatch_regulation::Calendar;
@@ -50,8 +56,11 @@ pub struct ClosedLoopSummary {
     pub already_open: usize,
     /// Cases opened.
     pub cases_opened: usize,
-    /// Documents issued: number and file.
+    /// Documents issued (`direct` mode only): number and file.
     pub documents: Vec<(String, String)>,
+    /// Rows proposed for a notice (draft mode): they wait on the risk list for an inspector
+    /// to confirm (which opens the case and proposes the draft) or dismiss.
+    pub proposed: usize,
     /// Measures of the cases opened whose due date waits for a year the calendar does not
     /// cover yet, and that year (the earliest).
     pub deadlines_pending: usize,
@@ -72,6 +81,12 @@ pub fn run(
     cl: &ClosedLoop,
 ) -> Result<ClosedLoopSummary> {
     let today = cl.run_date.unwrap_or(last_day);
+    // Refuse before anything is written: direct issuing needs the authority it issues under.
+    let direct = match cl.notices.issue {
+        IssueMode::Direct if cl.notices.enabled => Some(cl.notices.authority()?),
+        _ => None,
+    };
+    let system = Actor::system(NIGHTLY_ACTOR);
     let mut ledger = Ledger::open(out)?;
     let mut summary = ClosedLoopSummary {
         run_date: Some(today),
@@ -98,80 +113,156 @@ pub fn run(
             summary.already_open += 1;
             continue;
         }
-        let first = !ledger.has_history(&row.enterprise_id)?;
-        let minor = first && cl.notices.minor_grades.contains(&row.grade);
-        let id = case_id(row);
-        let finding: Finding = serde_json::from_value(serde_json::json!({
-            "case_id": id,
-            "enterprise_id": row.enterprise_id,
-            "inspection_date": today,
-            "conclusion": "pending_rectification",
-            "defects": {"critical": 0, "major": 0, "general": 0},
-            "flags": ["other_caution"],
-            "first_violation": first,
-            "harm": if minor { "slight" } else { "serious" },
-        }))
-        .map_err(|e| CoreError::Internal(format!("remote finding for {id}: {e}")))?;
-        let decision = decide(&finding, &cl.rules, &cl.calendar)
-            .map_err(|e| CoreError::regulation(format!("case {id}"), e))?;
-        let facts =
-            serde_json::to_string(&row.items).map_err(|e| CoreError::Internal(e.to_string()))?;
-        let addressee = serde_json::to_string(&Addressee {
-            name: row.enterprise_name.clone(),
-            credit_code: row.enterprise_id.clone(),
-            licence_no: row.licence_no.clone(),
-            lead_name: String::new(),
-        })
-        .map_err(|e| CoreError::Internal(e.to_string()))?;
-        let new = ledger.apply_decision(&Opening {
-            decision: &decision,
-            on: today,
-            origin: Origin::RiskList,
-            actor: NIGHTLY_ACTOR,
-            enterprise_name: &row.enterprise_name,
-            facts_json: &facts,
-            addressee_json: &addressee,
-        })?;
-        if !new {
+        // Draft mode: the rows are proposals on the risk list; an inspector confirms one in
+        // the workbench, which opens its case and proposes its documents.
+        let Some(authority) = direct else {
+            summary.proposed += 1;
             continue;
-        }
+        };
+        let Some(opened) = open_case(
+            &mut ledger,
+            row,
+            today,
+            cl,
+            &system,
+            Some(authority),
+            Some(out),
+        )?
+        else {
+            continue;
+        };
         summary.cases_opened += 1;
-        for p in decision
-            .measures
-            .iter()
-            .filter_map(|m| m.due_pending.as_ref())
-        {
+        for y in opened.pending_years {
             summary.deadlines_pending += 1;
-            summary.pending_year = Some(
-                summary
-                    .pending_year
-                    .map_or(p.needs_year, |y| y.min(p.needs_year)),
-            );
+            summary.pending_year = Some(summary.pending_year.map_or(y, |p| p.min(y)));
         }
-        ledger.set_first_minor(&id, minor)?;
-        for (code, kind) in [
-            (MeasureCode::Caution, DocumentKind::CautionNotice),
-            (MeasureCode::Interview, DocumentKind::InterviewNotice),
-        ] {
-            if decision.measure(code).is_some() {
-                let (doc, path) = notices::issue(
-                    &mut ledger,
-                    &id,
-                    kind,
-                    today,
-                    NIGHTLY_ACTOR,
-                    &cl.notices.authority,
-                    &cl.rules,
-                    Some(out),
-                )?;
-                summary.documents.push((
-                    doc.number,
-                    path.map(|p| p.display().to_string()).unwrap_or_default(),
-                ));
-            }
-        }
+        summary.documents.extend(opened.documents);
     }
     Ok(summary)
+}
+
+/// What [`open_case`] did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Opened {
+    /// The case.
+    pub case_id: String,
+    /// For each measure whose due date waits for the calendar, the year it needs.
+    pub pending_years: Vec<i32>,
+    /// Documents issued (direct mode): number and file.
+    pub documents: Vec<(String, String)>,
+    /// Drafts proposed: id and kind.
+    pub drafts: Vec<(i64, String)>,
+}
+
+/// Opens the case of risk-list row `row` on `today` as `actor` — the inspector who confirmed
+/// the row in the workbench, or the job in `direct` mode — with the measures of the regulation
+/// engine, and issues its documents under `direct`'s authority or proposes them as drafts.
+/// `None` when the case already exists.
+pub fn open_case(
+    ledger: &mut Ledger,
+    row: &RiskRow,
+    today: NaiveDate,
+    cl: &ClosedLoop,
+    actor: &Actor,
+    direct: Option<&notices::AuthorityConfig>,
+    out: Option<&Path>,
+) -> Result<Option<Opened>> {
+    let first = !ledger.has_history(&row.enterprise_id)?;
+    let minor = first && cl.notices.minor_grades.contains(&row.grade);
+    let id = case_id(row);
+    let finding: Finding = serde_json::from_value(serde_json::json!({
+        "case_id": id,
+        "enterprise_id": row.enterprise_id,
+        "inspection_date": today,
+        "conclusion": "pending_rectification",
+        "defects": {"critical": 0, "major": 0, "general": 0},
+        "flags": ["other_caution"],
+        "first_violation": first,
+        "harm": if minor { "slight" } else { "serious" },
+    }))
+    .map_err(|e| CoreError::Internal(format!("remote finding for {id}: {e}")))?;
+    let decision = decide(&finding, &cl.rules, &cl.calendar)
+        .map_err(|e| CoreError::regulation(format!("case {id}"), e))?;
+    let facts =
+        serde_json::to_string(&row.items).map_err(|e| CoreError::Internal(e.to_string()))?;
+    let addressee = serde_json::to_string(&Addressee {
+        name: row.enterprise_name.clone(),
+        credit_code: row.enterprise_id.clone(),
+        licence_no: row.licence_no.clone(),
+        lead_name: String::new(),
+    })
+    .map_err(|e| CoreError::Internal(e.to_string()))?;
+    let new = ledger.apply_decision(&Opening {
+        decision: &decision,
+        on: today,
+        origin: Origin::RiskList,
+        actor: &actor.name,
+        enterprise_name: &row.enterprise_name,
+        facts_json: &facts,
+        addressee_json: &addressee,
+    })?;
+    if !new {
+        return Ok(None);
+    }
+    let mut opened = Opened {
+        case_id: id.clone(),
+        pending_years: decision
+            .measures
+            .iter()
+            .filter_map(|m| m.due_pending.as_ref().map(|p| p.needs_year))
+            .collect(),
+        ..Default::default()
+    };
+    ledger.set_first_minor(&id, minor)?;
+    ledger.immediate(|tx, path| {
+        tx.execute(
+            "UPDATE cases SET region_code = ?2 WHERE case_id = ?1",
+            rusqlite::params![id, row.region_code],
+        )
+        .map_err(|e| pharmwatch_core::store::sql_err(path, "case region", e))?;
+        audit::append(
+            tx,
+            path,
+            actor,
+            "case_opened",
+            Subject {
+                target: &format!("case:{id}"),
+                case_id: Some(&id),
+                enterprise_id: Some(&row.enterprise_id),
+            },
+            &format!(
+                "risk list {} grade {} ({})",
+                row.list_id, row.grade, row.indicators
+            ),
+        )
+    })?;
+    for (code, kind) in [
+        (MeasureCode::Caution, DocumentKind::CautionNotice),
+        (MeasureCode::Interview, DocumentKind::InterviewNotice),
+    ] {
+        if decision.measure(code).is_none() {
+            continue;
+        }
+        if let Some(authority) = direct {
+            let (doc, path) = notices::issue(
+                ledger,
+                &id,
+                kind,
+                today,
+                &actor.name,
+                authority,
+                &cl.rules,
+                out,
+            )?;
+            opened.documents.push((
+                doc.number,
+                path.map(|p| p.display().to_string()).unwrap_or_default(),
+            ));
+        } else if let Some(draft) = drafts::propose_now(ledger, &id, kind, today, actor)? {
+            opened.drafts.push((draft, kind.as_str().to_string()));
+        }
+    }
+    Ok(Some(opened))
 }
 
 /// The closed loop's lines of the nightly report.
@@ -187,7 +278,8 @@ pub fn report(s: &ClosedLoopSummary) -> String {
     let text = format!(
         "case ledger on {}: {} open case(s) swept, {} overdue, {} escalated ({} referred), {} \
          low-risk; {} row(s) selected for notices, {} already under an open case, {} case(s) \
-         opened, {} document(s) issued under notices/\n",
+         opened, {} row(s) proposed to the inspectors for confirmation, {} document(s) issued \
+         under notices/\n",
         s.run_date.map(|d| d.to_string()).unwrap_or_default(),
         s.sweep.cases,
         s.sweep.overdue,
@@ -197,6 +289,7 @@ pub fn report(s: &ClosedLoopSummary) -> String {
         s.selected,
         s.already_open,
         s.cases_opened,
+        s.proposed,
         s.documents.len()
     );
     text + &pending

@@ -377,6 +377,11 @@ impl Ledger {
         self.store.path()
     }
 
+    /// The store under the ledger.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// The store's connection, for reads beside the ledger's own.
     pub fn conn(&self) -> &rusqlite::Connection {
         self.store.conn_ref()
@@ -451,7 +456,15 @@ impl Ledger {
             });
             let happened = |name: &str| has_event(tx, path, case_id, name);
             match event {
-                RecordedEvent::Delivered => {}
+                RecordedEvent::Delivered => {
+                    // Served by hand: the case's notices leave the manual-service list.
+                    tx.execute(
+                        "UPDATE deliveries SET acknowledged_at = ?2
+                         WHERE case_id = ?1 AND kind = 'notice' AND acknowledged_at IS NULL",
+                        params![case_id, now()],
+                    )
+                    .map_err(|e| sql_err(path, "served by hand", e))?;
+                }
                 RecordedEvent::ReportReceived => {
                     tx.execute(
                         "UPDATE case_measures SET state = 'reported'

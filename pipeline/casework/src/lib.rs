@@ -5,14 +5,18 @@
 //!
 //! - [`ledger`]: cases, measures, deadlines and the append-only event trail;
 //! - [`notices`]: the four documents, their numbers and templates;
+//! - [`drafts`]: documents proposed by the system, edited and submitted by an inspector,
+//!   approved by an approver before a number is taken; [`audit`]: the trail of every action;
 //! - [`guidance`]: what applies to one enterprise; [`credit`]: its safety credit file;
 //! - [`closedloop`]: the nightly sweep and the notices of the risk list;
 //! - [`measures`]: findings to decisions, the rules and the deployment's calendar;
 //! - [`links`]: signed acknowledgement and guidance links; [`service`]: the record of service
 //!   (acknowledgements, deliveries as supervisors see them).
 
+pub mod audit;
 pub mod closedloop;
 pub mod credit;
+pub mod drafts;
 pub mod error;
 pub mod guidance;
 pub mod ledger;

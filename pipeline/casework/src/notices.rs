@@ -125,59 +125,91 @@ impl DocumentKind {
     }
 }
 
-/// The issuing authority, as printed on every document.
+/// The issuing authority, as printed on every document. Every field is required and has no
+/// default: a document with legal force names the authority that really issues it, so
+/// `pharmwatch.toml` must say who that is ([`AuthorityConfig::validate`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthorityConfig {
-    /// Full name (内蒙古自治区药品监督管理局).
-    #[serde(default = "default_authority_name")]
+    /// Full name, printed at the head of every document (内蒙古自治区药品监督管理局).
     pub name: String,
+    /// The name on the seal the signature carries (e.g. the same name, or its 执法专用章).
+    pub seal_name: String,
     /// Abbreviation that starts the document numbers (蒙药监).
-    #[serde(default = "default_abbreviation")]
     pub abbreviation: String,
     /// Department to contact.
-    #[serde(default = "default_department")]
     pub contact_department: String,
-    /// Phone number to contact.
-    #[serde(default = "default_phone")]
+    /// Telephone number to contact.
     pub contact_phone: String,
-    /// Postal address (optional).
-    #[serde(default)]
+    /// Postal address.
     pub address: String,
 }
 
-fn default_authority_name() -> String {
-    "内蒙古自治区药品监督管理局".to_string()
-}
-fn default_abbreviation() -> String {
-    "蒙药监".to_string()
-}
-fn default_department() -> String {
-    "药品流通监督管理处".to_string()
-}
-fn default_phone() -> String {
-    "0471-0000000".to_string()
-}
-
-impl Default for AuthorityConfig {
-    fn default() -> Self {
-        Self {
-            name: default_authority_name(),
-            abbreviation: default_abbreviation(),
-            contact_department: default_department(),
-            contact_phone: default_phone(),
-            address: String::new(),
+impl AuthorityConfig {
+    /// Refuses an authority with an empty field or a placeholder telephone number (all
+    /// zeros after the area code), naming the field.
+    pub fn validate(&self) -> Result<()> {
+        let fields = [
+            ("name", &self.name),
+            ("seal_name", &self.seal_name),
+            ("abbreviation", &self.abbreviation),
+            ("contact_department", &self.contact_department),
+            ("contact_phone", &self.contact_phone),
+            ("address", &self.address),
+        ];
+        for (field, value) in fields {
+            if value.trim().is_empty() {
+                return Err(CoreError::Config(format!(
+                    "[notices.authority] {field} is empty: every document names its issuing \
+                     authority, seal, address and telephone"
+                ))
+                .into());
+            }
         }
+        let digits: String = self
+            .contact_phone
+            .rsplit('-')
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect();
+        if digits.is_empty() || digits.chars().all(|c| c == '0') {
+            return Err(CoreError::Config(format!(
+                "[notices.authority] contact_phone `{}` is not a telephone number an enterprise \
+                 can call",
+                self.contact_phone
+            ))
+            .into());
+        }
+        Ok(())
     }
 }
 
-/// Which risk-list rows the nightly run sends a caution notice for, and who signs it.
+/// How the nightly job turns selected risk-list rows into documents.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IssueMode {
+    /// Propose drafts: an inspector reviews and submits, an approver approves, and only then
+    /// is the number taken and the delivery queued (the default).
+    #[default]
+    Draft,
+    /// Issue numbered documents at once, without review. Only where a bureau has decided so
+    /// in writing; needs `[notices.authority]`.
+    Direct,
+}
+
+/// Which risk-list rows the nightly run proposes a caution notice for, and who signs it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NoticesConfig {
-    /// Issue notices at all.
+    /// Propose notices at all.
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// `draft` (the default): the nightly job proposes drafts for a person to review and
+    /// approve; `direct`: it issues numbered documents itself.
+    #[serde(default)]
+    pub issue: IssueMode,
     /// Risk grades that get a caution notice.
     #[serde(default = "default_grades")]
     pub grades: Vec<String>,
@@ -188,9 +220,9 @@ pub struct NoticesConfig {
     /// period and the soft wording (蒙药监 (六)).
     #[serde(default = "default_minor_grades")]
     pub minor_grades: Vec<String>,
-    /// The issuing authority.
+    /// The issuing authority: required to issue any document (no built-in default).
     #[serde(default)]
-    pub authority: AuthorityConfig,
+    pub authority: Option<AuthorityConfig>,
 }
 
 fn default_true() -> bool {
@@ -207,10 +239,11 @@ impl Default for NoticesConfig {
     fn default() -> Self {
         Self {
             enabled: true,
+            issue: IssueMode::Draft,
             grades: default_grades(),
             indicators: Vec::new(),
             minor_grades: default_minor_grades(),
-            authority: AuthorityConfig::default(),
+            authority: None,
         }
     }
 }
@@ -224,6 +257,20 @@ impl NoticesConfig {
     /// `PHARMWATCH__NOTICES__*` overrides; unknown keys are refused.
     pub fn load(path: Option<&Path>) -> Result<Self> {
         Ok(pharmwatch_core::config::load(path)?)
+    }
+
+    /// The issuing authority, validated; refused when none is configured.
+    pub fn authority(&self) -> Result<&AuthorityConfig> {
+        let a = self.authority.as_ref().ok_or_else(|| {
+            CaseworkError::from(CoreError::Config(
+                "no issuing authority is configured: set [notices.authority] name, seal_name, \
+                 abbreviation, address, contact_department and contact_phone in pharmwatch.toml \
+                 (a document is never issued under a built-in name)"
+                    .into(),
+            ))
+        })?;
+        a.validate()?;
+        Ok(a)
     }
 
     /// Whether a risk-list row with this grade and these indicators gets a notice.
@@ -300,7 +347,19 @@ fn environment(html: bool) -> Result<Environment<'static>> {
     Ok(env)
 }
 
-/// Renders document `kind` of case `case` with `number`, issued on `issued_on`.
+/// What a person changed in a draft before it is issued: a statement added to the facts
+/// (经核查 …) and the risk items left out (0-based positions in the case's facts), e.g. an
+/// item the inspector found explained on the telephone.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Edits {
+    /// The inspector's statement, printed after the facts.
+    pub note: String,
+    /// Positions of the facts left out.
+    pub excluded_items: Vec<usize>,
+}
+
+/// Renders document `kind` of case `case` with `number`, issued on `issued_on`, with the
+/// inspector's `edits`.
 pub fn render(
     kind: DocumentKind,
     number: &str,
@@ -308,6 +367,7 @@ pub fn render(
     issued_on: NaiveDate,
     authority: &AuthorityConfig,
     rules: &Rules,
+    edits: &Edits,
 ) -> Result<Rendered> {
     let measure = case
         .measures
@@ -319,7 +379,13 @@ pub fn render(
                 format!("has no measure a {} serves", kind.title()),
             )
         })?;
-    let facts: Vec<RiskItem> = serde_json::from_str(&case.facts_json).unwrap_or_default();
+    let facts: Vec<RiskItem> = serde_json::from_str::<Vec<RiskItem>>(&case.facts_json)
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| !edits.excluded_items.contains(i))
+        .map(|(_, f)| f)
+        .collect();
     let mut addressee: Addressee = serde_json::from_str(&case.addressee_json).unwrap_or_default();
     if addressee.name.is_empty() {
         addressee.name = if case.case.enterprise_name.is_empty() {
@@ -396,6 +462,7 @@ pub fn render(
             detection => if facts.is_empty() { "经监督检查" } else { "本局通过药品智慧监管平台远程数据监测" },
             facts => Value::from(Serde(&fact_rows(&facts))),
             facts_text => &facts_text,
+            inspector_note => edits.note.trim(),
             measure_article => &measure.article,
             extra_basis => if soft { rules.cite_inclusive("(六)") } else { String::new() },
             basis_action => basis_action,
@@ -434,7 +501,8 @@ pub fn render(
 
 /// Issues document `kind` for `case_id`: allocates the next number of the series and year,
 /// renders, stores the text and appends the `notice_issued` event — all in one IMMEDIATE
-/// transaction — then writes `OUT/notices/<number>.{html,md}` when `out` is given.
+/// transaction — then writes `OUT/notices/<number>.{html,md}` when `out` is given. `actor` is
+/// the person who approved the document (or the job, in `direct` mode).
 #[allow(clippy::too_many_arguments)]
 pub fn issue(
     ledger: &mut Ledger,
@@ -446,59 +514,17 @@ pub fn issue(
     rules: &Rules,
     out: Option<&Path>,
 ) -> Result<(IssuedDocument, Option<PathBuf>)> {
+    authority.validate()?;
     let case = ledger.show(case_id)?;
-    let series = format!("{}{}", authority.abbreviation, kind.series_word());
-    let year = issued_on.year();
-    let (doc, rendered) = ledger.immediate(|tx, path| {
-        let seq: i64 = tx
-            .query_row(
-                "SELECT COALESCE(MAX(seq), 0) + 1 FROM documents WHERE series = ?1 AND year = ?2",
-                rusqlite::params![series, year],
-                |r| r.get(0),
-            )
-            .map_err(|e| sql_err(path, "next document number", e))?;
-        let number = format!("{series}〔{year}〕{seq}号");
-        let rendered = render(kind, &number, &case, issued_on, authority, rules)?;
-        tx.execute(
-            "INSERT INTO documents (series, year, seq, number, kind, case_id, issued_on, html,
-                                    markdown)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            rusqlite::params![
-                series,
-                year,
-                seq,
-                number,
-                kind.as_str(),
-                case_id,
-                issued_on.to_string(),
-                rendered.html,
-                rendered.markdown
-            ],
-        )
-        .map_err(|e| sql_err(path, "store document", e))?;
-        append_event(
-            tx,
-            path,
-            case_id,
-            "notice_issued",
-            issued_on,
-            actor,
-            kind.title(),
-            Some(&number),
-        )?;
-        Ok((
-            IssuedDocument {
-                number,
-                series: series.clone(),
-                year,
-                seq,
-                kind: kind.as_str().to_string(),
-                case_id: case_id.to_string(),
-                issued_on: issued_on.to_string(),
-            },
-            rendered,
-        ))
-    })?;
+    let issuing = Issuing {
+        kind,
+        issued_on,
+        actor,
+        authority,
+        rules,
+        edits: &Edits::default(),
+    };
+    let (doc, rendered) = ledger.immediate(|tx, path| issue_in(tx, path, &case, &issuing))?;
     let written = match out {
         Some(dir) => Some(write_files(dir, &doc, &rendered)?),
         None => None,
@@ -506,11 +532,132 @@ pub fn issue(
     Ok((doc, written))
 }
 
+/// What an issue needs besides the case.
+#[derive(Debug, Clone, Copy)]
+pub struct Issuing<'a> {
+    /// The kind of document.
+    pub kind: DocumentKind,
+    /// Its date.
+    pub issued_on: NaiveDate,
+    /// Who approved it.
+    pub actor: &'a str,
+    /// The authority it is issued under (validated by the caller).
+    pub authority: &'a AuthorityConfig,
+    /// The measures rules.
+    pub rules: &'a Rules,
+    /// The inspector's edits.
+    pub edits: &'a Edits,
+}
+
+/// Takes the number and stores the document inside the caller's IMMEDIATE transaction: the
+/// number is `MAX(seq) + 1` of the series and year, the document row (whose trigger queues
+/// the delivery) and the `notice_issued` event go in with it.
+pub fn issue_in(
+    tx: &rusqlite::Transaction<'_>,
+    path: &Path,
+    case: &CaseDetail,
+    i: &Issuing<'_>,
+) -> Result<(IssuedDocument, Rendered)> {
+    let case_id = case.case.case_id.as_str();
+    let series = format!("{}{}", i.authority.abbreviation, i.kind.series_word());
+    let year = i.issued_on.year();
+    let seq: i64 = tx
+        .query_row(
+            "SELECT COALESCE(MAX(seq), 0) + 1 FROM documents WHERE series = ?1 AND year = ?2",
+            rusqlite::params![series, year],
+            |r| r.get(0),
+        )
+        .map_err(|e| sql_err(path, "next document number", e))?;
+    let number = format!("{series}〔{year}〕{seq}号");
+    let rendered = render(
+        i.kind,
+        &number,
+        case,
+        i.issued_on,
+        i.authority,
+        i.rules,
+        i.edits,
+    )?;
+    let authority_json =
+        serde_json::to_string(i.authority).map_err(|e| CoreError::Internal(e.to_string()))?;
+    tx.execute(
+        "INSERT INTO documents (series, year, seq, number, kind, case_id, issued_on, html,
+                                markdown, authority_json, approved_by)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        rusqlite::params![
+            series,
+            year,
+            seq,
+            number,
+            i.kind.as_str(),
+            case_id,
+            i.issued_on.to_string(),
+            rendered.html,
+            rendered.markdown,
+            authority_json,
+            i.actor
+        ],
+    )
+    .map_err(|e| sql_err(path, "store document", e))?;
+    append_event(
+        tx,
+        path,
+        case_id,
+        "notice_issued",
+        i.issued_on,
+        i.actor,
+        i.kind.title(),
+        Some(&number),
+    )?;
+    Ok((
+        IssuedDocument {
+            number,
+            series,
+            year,
+            seq,
+            kind: i.kind.as_str().to_string(),
+            case_id: case_id.to_string(),
+            issued_on: i.issued_on.to_string(),
+        },
+        rendered,
+    ))
+}
+
+/// The authority a document was issued under (stored with it), when it was recorded.
+pub fn document_authority(
+    conn: &rusqlite::Connection,
+    path: &Path,
+    number: &str,
+) -> Result<Option<AuthorityConfig>> {
+    use rusqlite::OptionalExtension;
+    let json: Option<String> = conn
+        .query_row(
+            "SELECT authority_json FROM documents WHERE number = ?1",
+            [number],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(|e| sql_err(path, "document authority", e))?;
+    Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
+}
+
 /// Writes a document's HTML and Markdown under `OUT/notices/`; returns the HTML path.
 pub fn write_files(out: &Path, doc: &IssuedDocument, r: &Rendered) -> Result<PathBuf> {
     let dir = out.join(NOTICES_DIR);
     std::fs::create_dir_all(&dir).map_err(|e| CoreError::io(&dir, e))?;
-    let stem = format!("{}_{}_{:04}_{}", doc.kind, doc.year, doc.seq, doc.case_id);
+    // The case id comes from a person or a file: only its safe characters name the file.
+    let case: String = doc
+        .case_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let stem = format!("{}_{}_{:04}_{case}", doc.kind, doc.year, doc.seq);
     let html = dir.join(format!("{stem}.html"));
     std::fs::write(&html, &r.html).map_err(|e| CoreError::io(&html, e))?;
     let md = dir.join(format!("{stem}.md"));
@@ -546,7 +693,11 @@ mod tests {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/pharmwatch.example.toml");
         let cfg: NoticesConfig =
             pharmwatch_core::config::load_with(Some(&path), Vec::new()).unwrap();
-        assert_eq!(cfg.authority.abbreviation, "蒙药监");
+        // No authority is configured by the example: nothing can be issued until one is.
+        assert!(cfg.authority.is_none());
+        assert_eq!(cfg.issue, IssueMode::Draft);
+        let refusal = cfg.authority().unwrap_err().to_string();
+        assert!(refusal.contains("no issuing authority"), "{refusal}");
         assert!(cfg.selects("D", "sales_spike"));
         assert!(!cfg.selects("A", "sales_spike"));
         let only = NoticesConfig {
@@ -556,6 +707,43 @@ mod tests {
         assert!(only.selects("D", "sales_spike,expired_batch_sold"));
         assert!(!only.selects("D", "sales_spike"));
         assert!(toml::from_str::<NoticesConfig>("grade = [\"D\"]").is_err());
+    }
+
+    #[test]
+    fn an_authority_with_an_empty_field_or_a_placeholder_telephone_is_refused() {
+        let ok = AuthorityConfig {
+            name: "某市市场监督管理局".into(),
+            seal_name: "某市市场监督管理局".into(),
+            abbreviation: "某市监".into(),
+            contact_department: "药品科".into(),
+            contact_phone: "0471-6601234".into(),
+            address: "某市某路1号".into(),
+        };
+        assert!(ok.validate().is_ok());
+        let zeros = AuthorityConfig {
+            contact_phone: "0471-0000000".into(),
+            ..ok.clone()
+        };
+        assert!(
+            zeros
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("contact_phone")
+        );
+        let no_seal = AuthorityConfig {
+            seal_name: " ".into(),
+            ..ok
+        };
+        assert!(
+            no_seal
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("seal_name")
+        );
+        // A configuration naming fewer than the six fields is refused when read.
+        assert!(toml::from_str::<AuthorityConfig>("name = \"x\"").is_err());
     }
 
     #[test]

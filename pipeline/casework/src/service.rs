@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::error::{CaseworkError, Result};
 use pharmwatch_core::store::{Store, sql_err};
 
+use crate::audit::{self, Actor, Subject};
 use crate::ledger::{Ledger, append_event};
 use crate::notices::DocumentKind;
 
@@ -164,14 +165,16 @@ pub enum Ack {
 /// Actor of the events the acknowledgement link appends.
 pub const ACK_ACTOR: &str = "企业负责人（签名送达链接）";
 
-/// Records the acknowledgement (送达) of `document_no` by `enterprise_id` on `on`: one
-/// `delivered` event in the case ledger, the first time only. Refuses a document that is not
-/// that enterprise's.
+/// Records the acknowledgement (送达) of `document_no` by `enterprise_id` on `on`, on the
+/// explicit act of `by` (the lead's confirmation on the page that shows the document — never
+/// on opening a link): one `delivered` event in the case ledger and one audit entry, the first
+/// time only. Refuses a document that is not that enterprise's.
 pub fn acknowledge(
     ledger: &mut Ledger,
     enterprise_id: &str,
     document_no: &str,
     on: NaiveDate,
+    by: &Actor,
 ) -> Result<Ack> {
     ledger.immediate(|tx, path| {
         let doc = tx
@@ -231,12 +234,24 @@ pub fn acknowledge(
             &case_id,
             "delivered",
             on,
-            ACK_ACTOR,
+            &by.name,
             &format!(
-                "《{}》经签名链接确认送达 (acknowledged through the signed link)",
+                "《{}》由企业负责人查看后确认签收送达 (receipt confirmed by the lead)",
                 doc.title
             ),
             Some(&number),
+        )?;
+        audit::append(
+            tx,
+            path,
+            by,
+            "receipt_confirmed",
+            Subject {
+                target: &format!("document:{number}"),
+                case_id: Some(&case_id),
+                enterprise_id: Some(enterprise_id),
+            },
+            &doc.title,
         )?;
         let at = chrono::Utc::now().to_rfc3339();
         tx.execute(

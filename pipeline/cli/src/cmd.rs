@@ -24,6 +24,7 @@ pub mod serve;
 pub mod simulate;
 pub mod stream;
 pub mod topics;
+pub mod user;
 
 #[derive(Debug, Args)]
 pub struct OutArg {

@@ -141,6 +141,7 @@ pub async fn run(cfg: &DemoConfig, cal: &Calendar) -> Result<DemoOutput> {
     report.push_str(
         "  the full sweep: pharmwatch evaluate sweep --seeds 1,2,3,4,5 (300 enterprises × 60 days each)\n",
     );
+    report.push_str(&workbench(cfg, &nightly.rows)?);
     Ok(DemoOutput {
         sim,
         nightly,
@@ -216,4 +217,111 @@ async fn run_sweep(
         started.elapsed().as_secs_f64()
     ));
     Ok(swept)
+}
+
+/// The workbench on the demo province: `DIR/pharmwatch.toml` (an authority marked as the
+/// demo's, the contacts the simulator wrote, no delivery worker) and five ready-made accounts
+/// in `DIR/out` — a province supervisor, an inspector and an approver of the region of the
+/// list's top row, an auditor and that enterprise's lead — with one fresh password, printed.
+/// Returns the lines that say how to open it.
+fn workbench(cfg: &DemoConfig, rows: &[pharmwatch_core::risk::RiskRow]) -> Result<String> {
+    use pharmwatch_serve::accounts::{self, NewAccount, Role};
+    let config = cfg.dir.join("pharmwatch.toml");
+    std::fs::write(
+        &config,
+        "# The demo's workbench: `pharmwatch serve --config THIS --out out` (written by `pharmwatch demo`).\n\
+         [serve]\nworker = false\n\n\
+         [delivery]\ncontacts = \"lake/reference/contacts.json\"\n\n\
+         # An authority marked as the demo's own: documents approved here are not real.\n\
+         [notices.authority]\nname = \"演示药品监督管理局（DEMO）\"\nseal_name = \"演示药品监督管理局（DEMO）\"\n\
+         abbreviation = \"演示药监\"\ncontact_department = \"演示处室\"\ncontact_phone = \"0471-6912345\"\n\
+         address = \"（演示地址）\"\n",
+    )
+    .map_err(|e| CoreError::io(&config, e))?;
+    let Some(top) = rows.iter().min_by_key(|r| {
+        (
+            r.date != rows.iter().map(|x| x.date).max().unwrap_or(r.date),
+            r.rank,
+        )
+    }) else {
+        return Ok("\nNo risk-list row: the workbench has nothing to show.\n".into());
+    };
+    let out = cfg.dir.join("out");
+    let ledger = pharmwatch_casework::ledger::Ledger::open(&out)?;
+    let password = format!("demo-{}", &accounts::secret()?[..12]);
+    let region = vec![top.region_code.clone()];
+    let none: Vec<String> = Vec::new();
+    let people = [
+        (
+            "demo.sup",
+            "省局监管员（演示）",
+            Role::ProvinceSupervisor,
+            &none,
+            "",
+        ),
+        (
+            "demo.inspector",
+            "检查员（演示）",
+            Role::Inspector,
+            &region,
+            "",
+        ),
+        (
+            "demo.approver",
+            "负责人（演示）",
+            Role::Approver,
+            &region,
+            "",
+        ),
+        ("demo.auditor", "审计员（演示）", Role::Auditor, &none, ""),
+        (
+            "demo.lead",
+            "企业负责人（演示）",
+            Role::EnterpriseLead,
+            &none,
+            top.enterprise_id.as_str(),
+        ),
+    ];
+    let mut lines = format!(
+        "\nThe workbench on this province (maker–checker: the inspector confirms a row and submits \
+         the draft, the approver approves, the lead confirms receipt):\n  \
+         PHARMWATCH_LINK_KEY=$(openssl rand -hex 32) pharmwatch serve --config {} --out {}\n  \
+         then open http://127.0.0.1:8088/login — accounts (password {password}):\n",
+        config.display(),
+        out.display()
+    );
+    for (user, name, role, regions, enterprise) in people {
+        // A rerun of the demo in the same directory keeps the accounts it made before.
+        let made = accounts::create(
+            ledger.conn(),
+            ledger.path(),
+            &NewAccount {
+                username: user,
+                display_name: name,
+                role,
+                regions,
+                enterprise_id: enterprise,
+                password: &password,
+            },
+        );
+        let note = match made {
+            Ok(()) => String::new(),
+            Err(e) => format!(" (kept from an earlier run: {e})"),
+        };
+        lines.push_str(&format!(
+            "    {user:<15} {}{}{}{note}\n",
+            role.name_zh(),
+            if regions.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", regions.join(","))
+            },
+            if enterprise.is_empty() {
+                String::new()
+            } else {
+                format!(" {} ({enterprise})", top.enterprise_name)
+            },
+        ));
+    }
+    Ok(lines)
 }

@@ -1,5 +1,6 @@
 //! The library side of the command line's error: what `demo` and `model` (the library
-//! functions the commands call) can meet — the core's errors and the nightly job's. The binary
+//! functions the commands call) can meet — the core's errors, the nightly job's and the
+//! workbench's. The binary
 //! itself reports with `anyhow`.
 
 use pharmwatch_batch::BatchError;
@@ -17,6 +18,15 @@ pub enum Error {
     /// An error of the nightly job.
     #[error(transparent)]
     Batch(#[from] BatchError),
+    /// An error of the workbench (the demo's accounts).
+    #[error(transparent)]
+    Serve(#[from] pharmwatch_serve::ServeError),
+}
+
+impl From<pharmwatch_casework::CaseworkError> for Error {
+    fn from(e: pharmwatch_casework::CaseworkError) -> Self {
+        Self::Serve(e.into())
+    }
 }
 
 impl Error {
@@ -25,6 +35,7 @@ impl Error {
         match self {
             Self::Core(e) => e.class(),
             Self::Batch(e) => e.class(),
+            Self::Serve(e) => e.class(),
         }
     }
 }

@@ -107,9 +107,13 @@ enum Command {
     /// DingTalk/WeCom robot, e-mail), retrying with backoff and falling back from channel to
     /// channel; what no channel delivers goes to the manual-service list.
     Deliver(cmd::deliver::DeliverArgs),
-    /// Serve the signed acknowledgement links (送达确认, recorded in the case ledger) and each
-    /// enterprise's guidance page behind its own signed link; runs the delivery worker too.
+    /// Serve the workbench of the supervisors and approvers (风险研判、文书审批、案件办理), the
+    /// enterprise end (文书签收、整改报告), the JSON API and the signed links of the notices;
+    /// runs the delivery worker too.
     Serve(cmd::serve::ServeArgs),
+    /// Accounts of the workbench: add one, list them, disable or enable one, make an API token.
+    #[command(subcommand)]
+    User(cmd::user::UserCommand),
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -129,6 +133,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stream(a) => cmd::stream::run(a).await,
         Command::Deliver(a) => cmd::deliver::run(a).await,
         Command::Serve(a) => cmd::serve::run(a, cal).await,
+        Command::User(u) => cmd::user::run(u),
         Command::Produce(a) => cmd::produce::run(a).await,
         Command::Topics(a) => cmd::topics::run(a).await,
     }

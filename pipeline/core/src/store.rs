@@ -39,6 +39,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (20, include_str!("../../sql/store/020_delivery.sql")),
     (30, include_str!("../../sql/store/030_regions.sql")),
     (40, include_str!("../../sql/store/040_calendar.sql")),
+    (50, include_str!("../../sql/store/050_workbench.sql")),
 ];
 
 /// An open store.
@@ -186,13 +187,15 @@ impl Store {
                 .prepare(
                     "INSERT INTO risk_list (list_id, biz_date, rank, enterprise_id, enterprise_name,
                          enterprise_type, region_code, score, grade, indicators, top_reason,
-                         rule_version, items_json)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                         rule_version, items_json, row_json)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                 )
                 .map_err(|e| sql_err(&path, "prepare risk list", e))?;
             for r in rows {
                 let items = serde_json::to_string(&r.items)
                     .map_err(|e| CoreError::Internal(e.to_string()))?;
+                let row =
+                    serde_json::to_string(r).map_err(|e| CoreError::Internal(e.to_string()))?;
                 ins.execute(params![
                     r.list_id,
                     r.date.to_string(),
@@ -206,12 +209,73 @@ impl Store {
                     r.indicators,
                     r.top_reason,
                     r.rule_version,
-                    items
+                    items,
+                    row
                 ])
                 .map_err(|e| sql_err(&path, "insert risk list", e))?;
             }
         }
         tx.commit().map_err(|e| sql_err(&path, "commit", e))
+    }
+
+    /// The stored risk-list rows of business day `date` (all days when `None`), by day and
+    /// rank. Rows written before migration 50 come back without licence and model reasons.
+    pub fn risk_rows(&self, date: Option<&str>) -> Result<Vec<RiskRow>> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT row_json, list_id, biz_date, rank, enterprise_id, enterprise_name,
+                        enterprise_type, region_code, score, grade, indicators, top_reason,
+                        rule_version, items_json
+                 FROM risk_list WHERE (?1 IS NULL OR biz_date = ?1) ORDER BY biz_date, rank",
+            )
+            .map_err(|e| sql_err(&self.path, "risk list", e))?;
+        let raw = st
+            .query_map([date], |r| {
+                let json: String = r.get(0)?;
+                let fallback = serde_json::json!({
+                    "list_id": r.get::<_, String>(1)?, "date": r.get::<_, String>(2)?,
+                    "rank": r.get::<_, u32>(3)?, "enterprise_id": r.get::<_, String>(4)?,
+                    "enterprise_name": r.get::<_, String>(5)?,
+                    "enterprise_type": r.get::<_, String>(6)?,
+                    "region_code": r.get::<_, String>(7)?, "region_name": "",
+                    "licence_no": "", "credit_grade": "", "score": r.get::<_, f64>(8)?,
+                    "grade": r.get::<_, String>(9)?, "indicators": r.get::<_, String>(10)?,
+                    "top_reason": r.get::<_, String>(11)?, "responsible_unit": "",
+                    "status": "", "rule_version": r.get::<_, String>(12)?,
+                    "anomaly_score": null, "anomaly_percentile": null, "anomaly_reasons": "",
+                    "items": serde_json::from_str::<serde_json::Value>(&r.get::<_, String>(13)?)
+                        .unwrap_or_default(),
+                });
+                Ok((json, fallback))
+            })
+            .map_err(|e| sql_err(&self.path, "risk list", e))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| sql_err(&self.path, "risk list", e))?;
+        raw.into_iter()
+            .map(|(json, fallback)| {
+                if json.is_empty() {
+                    serde_json::from_value(fallback)
+                } else {
+                    serde_json::from_str(&json)
+                }
+                .map_err(|e| CoreError::Internal(format!("stored risk-list row: {e}")))
+            })
+            .collect()
+    }
+
+    /// The business days that have a stored risk list, newest first.
+    pub fn risk_list_days(&self) -> Result<Vec<String>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT DISTINCT biz_date FROM risk_list ORDER BY biz_date DESC")
+            .map_err(|e| sql_err(&self.path, "risk list days", e))?;
+        let v = st
+            .query_map([], |r| r.get(0))
+            .map_err(|e| sql_err(&self.path, "risk list days", e))?
+            .collect::<std::result::Result<Vec<String>, _>>()
+            .map_err(|e| sql_err(&self.path, "risk list days", e))?;
+        Ok(v)
     }
 
     /// All risk events, ordered by business day, enterprise and id.

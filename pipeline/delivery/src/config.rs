@@ -72,6 +72,9 @@ pub struct DeliveryConfig {
     /// The SMTP relay for e-mail.
     #[serde(default)]
     pub smtp: SmtpConfig,
+    /// Which real-time warnings reach the enterprise (the rest stay with the supervisors).
+    #[serde(default)]
+    pub warnings: crate::policy::WarningPolicy,
 }
 
 /// Messages per minute, per channel.
@@ -266,6 +269,7 @@ impl DeliveryConfig {
             manual_service: default_manual_service(),
             rate_limits: RateLimits::default(),
             smtp: SmtpConfig::default(),
+            warnings: crate::policy::WarningPolicy::default(),
         }
     }
 
@@ -328,6 +332,7 @@ impl DeliveryConfig {
         if self.batch_size == 0 {
             return bad("batch_size", "must be at least 1");
         }
+        self.warnings.validate()?;
         let r = &self.rate_limits;
         if [r.webhook, r.dingtalk, r.wecom, r.email]
             .iter()

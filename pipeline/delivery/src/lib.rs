@@ -25,6 +25,7 @@ pub mod error;
 pub mod mask;
 pub mod metrics;
 pub mod outbox;
+pub mod policy;
 pub mod worker;
 
 use std::path::Path;

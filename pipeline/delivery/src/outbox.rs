@@ -341,11 +341,13 @@ pub fn message_of(conn: &Connection, path: &Path, due: &Due, signer: &Signer) ->
             CoreError::Internal(format!("delivery {}: no risk event {id}", due.delivery_id))
         })?;
     let item: serde_json::Value = serde_json::from_str(&item_json).unwrap_or_default();
-    let evidence = item
-        .get("evidence")
-        .and_then(|v| v.as_str())
-        .unwrap_or_default()
-        .to_string();
+    // What the enterprise may read: never another enterprise's name or code.
+    let evidence = crate::policy::redact_evidence(
+        item.get("evidence")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default(),
+        &due.enterprise_id,
+    );
     let name = conn
         .query_row(
             "SELECT enterprise_name FROM cases WHERE enterprise_id = ?1 AND enterprise_name <> ''

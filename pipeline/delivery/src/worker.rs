@@ -115,9 +115,13 @@ impl Worker {
             Some(s) => Xoshiro256PlusPlus::seed_from_u64(s),
             None => Xoshiro256PlusPlus::from_entropy(),
         };
+        // The warning policy of this configuration is the one in force from now on: the
+        // stream's outbox trigger reads it from the store.
+        let mut store = Store::open(store_path)?;
+        cfg.warnings.apply(&mut store)?;
         Ok(Self {
             sender: Sender::new(cfg)?,
-            store: Store::open(store_path)?,
+            store,
             directory,
             signer,
             rng,

@@ -14,6 +14,14 @@ pub enum ServeError {
     /// An error of the casework (the ledger, a link, guidance).
     #[error(transparent)]
     Casework(#[from] pharmwatch_casework::CaseworkError),
+    /// An account operation was refused (unknown role, weak password, missing scope …).
+    #[error("account {username}: {reason}")]
+    Account {
+        /// The account.
+        username: String,
+        /// Why.
+        reason: String,
+    },
     /// The page template failed to load.
     #[error("template {template}: {source}")]
     Template {
@@ -32,6 +40,7 @@ impl ServeError {
             Self::Core(e) => e.class(),
             Self::Casework(e) => e.class(),
             Self::Template { .. } => ErrorClass::Bug,
+            Self::Account { .. } => ErrorClass::BadInput,
         }
     }
 }

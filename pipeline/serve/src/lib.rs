@@ -1,38 +1,106 @@
-//! `pharmwatch-serve`: the receipt server (`pharmwatch serve`): the signed acknowledgement links record the service
-//! (送达) of a notice in the case ledger, the signed guidance links show the enterprise its own
-//! guidance page (what applies, what to submit next); `/metrics` and `/healthz` for operations.
+//! `pharmwatch-serve`: the server of the people in the loop (`pharmwatch serve`).
 //!
-//! Routes: `GET /e/{credit code}/ack/{token}`, `GET /e/{credit code}/guidance/{token}`.
+//! - the supervisors' workbench (`/wb`): sign-in, queues, the risk list to triage, drafts to
+//!   review and approve, cases with their timeline, deadlines in working days, comments,
+//!   attachments and the steps of the closed loop ([`pages`], [`actions`]);
+//! - the enterprise end (`/ent`): the lead's own notices, the explicit confirmation of receipt,
+//!   the rectification report, its guidance and credit file;
+//! - the JSON API (`/api/v1`) with the same authorisation, described by `/api/openapi.json`
+//!   ([`api`]);
+//! - the signed links of the notices (`/e/{credit code}/ack/{token}`, `…/guidance/{token}`):
+//!   opening one shows the document and a confirmation button; only the POST of that button
+//!   records service (送达);
+//! - `/metrics` and `/healthz` for operations.
 //!
-//! Invariants: nothing is shown or written before the token's signature, purpose, enterprise and
-//! expiry are checked ([`Signer::verify`]); a refused link answers 403 (altered, another
-//! enterprise's, wrong purpose) or 410 (expired) with a page that says so and records nothing;
-//! opening an acknowledgement link twice records one `delivered` event; pages are not cached and
-//! send no referrer (the token is in the URL).
+//! Invariants: nothing is shown or written before the asker is known and allowed
+//! ([`web`]); a signed link's signature, purpose, enterprise and expiry are checked before
+//! anything else ([`Signer::verify`]) and a refused link records nothing; no GET or HEAD
+//! writes to the ledger; every page about a document names the authority the document was
+//! issued under; pages are not cached, not framed and send no referrer.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use axum::extract::Path as UrlPath;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
 use chrono::NaiveDate;
 use minijinja::{Environment, context};
-use pharmwatch_regulation::Rules;
 
 use crate::metrics::ServeMetrics;
+use crate::web::Denied;
+use pharmwatch_casework::audit::Actor;
+use pharmwatch_casework::closedloop::ClosedLoop;
 use pharmwatch_casework::guidance;
 use pharmwatch_casework::ledger::Ledger;
 use pharmwatch_casework::links::{Claims, Purpose, Refusal, Signer};
-use pharmwatch_casework::service::{self, Ack};
+use pharmwatch_casework::notices::{AuthorityConfig, document_authority};
+use pharmwatch_casework::service::{self, ACK_ACTOR, Ack};
 use pharmwatch_core::error::CoreError;
-use pharmwatch_regulation::Calendar;
 
+pub mod accounts;
+pub mod actions;
+pub mod api;
+pub mod cookies;
 pub mod error;
+pub mod i18n;
 pub mod metrics;
+pub mod pages;
+pub mod web;
 
-const PAGE: &str = include_str!("../../templates/receipt_page.html.j2");
+/// The templates of the pages, by file name.
+const PAGES: &[(&str, &str)] = &[
+    (
+        "receipt_page.html.j2",
+        include_str!("../../templates/receipt_page.html.j2"),
+    ),
+    (
+        "wb_base.html.j2",
+        include_str!("../../templates/wb_base.html.j2"),
+    ),
+    (
+        "wb_login.html.j2",
+        include_str!("../../templates/wb_login.html.j2"),
+    ),
+    (
+        "wb_error.html.j2",
+        include_str!("../../templates/wb_error.html.j2"),
+    ),
+    (
+        "wb_home.html.j2",
+        include_str!("../../templates/wb_home.html.j2"),
+    ),
+    (
+        "wb_risk.html.j2",
+        include_str!("../../templates/wb_risk.html.j2"),
+    ),
+    (
+        "wb_draft.html.j2",
+        include_str!("../../templates/wb_draft.html.j2"),
+    ),
+    (
+        "wb_cases.html.j2",
+        include_str!("../../templates/wb_cases.html.j2"),
+    ),
+    (
+        "wb_case.html.j2",
+        include_str!("../../templates/wb_case.html.j2"),
+    ),
+    (
+        "wb_audit.html.j2",
+        include_str!("../../templates/wb_audit.html.j2"),
+    ),
+    (
+        "wb_ent.html.j2",
+        include_str!("../../templates/wb_ent.html.j2"),
+    ),
+    (
+        "wb_notice.html.j2",
+        include_str!("../../templates/wb_notice.html.j2"),
+    ),
+];
 
 /// The `[serve]` table of `pharmwatch.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -42,6 +110,8 @@ pub struct ServeSettings {
     pub listen: String,
     /// Run the delivery worker in the serve process too.
     pub worker: bool,
+    /// Mark the cookies `Secure` (set when the server is reached over HTTPS through a proxy).
+    pub secure_cookies: bool,
 }
 
 impl Default for ServeSettings {
@@ -49,6 +119,7 @@ impl Default for ServeSettings {
         Self {
             listen: "127.0.0.1:8088".into(),
             worker: true,
+            secure_cookies: false,
         }
     }
 }
@@ -61,86 +132,85 @@ impl pharmwatch_core::config::Section for ServeSettings {
 pub struct ServeState {
     ledger: Mutex<Ledger>,
     signer: Signer,
-    rules: Rules,
-    /// The built-in calendar; the store's years are added per request.
-    calendar: Calendar,
+    /// The closed loop's settings: the notices configuration (the authority documents are
+    /// approved under), the rules and the built-in calendar (the store's years are added per
+    /// request).
+    pub closed_loop: ClosedLoop,
     metrics: &'static ServeMetrics,
     pages: Environment<'static>,
-    authority: String,
-    contact: String,
+    /// The output directory: notices/ and attachments/ are written under it.
+    pub out: PathBuf,
+    /// Mark cookies `Secure`.
+    pub secure_cookies: bool,
 }
 
 impl std::fmt::Debug for ServeState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServeState")
             .field("signer", &self.signer)
+            .field("out", &self.out)
             .finish()
     }
 }
 
 /// Today in Asia/Shanghai.
 fn today() -> NaiveDate {
-    (chrono::Utc::now() + chrono::Duration::hours(8)).date_naive()
+    actions::today()
 }
 
 impl ServeState {
-    /// The state over ledger `ledger`, signing and checking links with `signer`; `authority`
-    /// and `contact` are printed on every page.
+    /// The state over ledger `ledger` (in output directory `out`), signing and checking links
+    /// with `signer`; `closed_loop` carries the notices configuration, rules and calendar.
     pub fn new(
         ledger: Ledger,
         signer: Signer,
-        rules: Rules,
-        calendar: Calendar,
-        authority: &str,
-        contact: &str,
+        closed_loop: ClosedLoop,
+        out: PathBuf,
     ) -> Result<Self> {
         let mut pages = pharmwatch_core::display::templates();
-        pages
-            .add_template("receipt_page.html.j2", PAGE)
-            .map_err(|e| ServeError::Template {
-                template: "receipt_page.html.j2".into(),
-                source: e,
-            })?;
+        i18n::install(&mut pages);
+        for (name, text) in PAGES {
+            pages
+                .add_template(name, text)
+                .map_err(|e| ServeError::Template {
+                    template: (*name).into(),
+                    source: e,
+                })?;
+        }
         Ok(Self {
             ledger: Mutex::new(ledger),
             signer,
-            rules,
-            calendar,
+            closed_loop,
             metrics: metrics::serve(),
             pages,
-            authority: authority.to_string(),
-            contact: contact.to_string(),
+            out,
+            secure_cookies: false,
         })
     }
 
-    fn page(&self, status: StatusCode, ctx: minijinja::Value) -> Response {
-        let body = self
-            .pages
-            .get_template("receipt_page.html.j2")
-            .and_then(|t| t.render(ctx));
-        let (status, body) = match body {
-            Ok(b) => (status, b),
-            Err(e) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("<!DOCTYPE html><p>页面生成失败 (page error): {e}</p>"),
-            ),
-        };
-        let mut r = (status, body).into_response();
-        let h = r.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/html; charset=utf-8"),
-        );
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        h.insert(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        );
-        h.insert("x-robots-tag", HeaderValue::from_static("noindex"));
-        r
+    /// The ledger, locked for one request's work.
+    pub fn lock(&self) -> web::Act<MutexGuard<'_, Ledger>> {
+        self.ledger
+            .lock()
+            .map_err(|_| Denied::Internal("ledger lock poisoned".into()))
     }
 
-    fn refused(&self, refusal: &Refusal) -> Response {
+    /// The configured authority, for pages that are about no particular document.
+    fn configured_authority(&self) -> (String, String) {
+        match &self.closed_loop.notices.authority {
+            Some(a) => (
+                a.name.clone(),
+                format!("{} {}", a.contact_department, a.contact_phone),
+            ),
+            None => ("药品监督管理部门".into(), "发文机关".into()),
+        }
+    }
+
+    fn link_page(&self, status: StatusCode, ctx: minijinja::Value) -> Response {
+        self.render(status, "receipt_page.html.j2", i18n::Lang::Zh, ctx)
+    }
+
+    fn refused(&self, refusal: &Refusal, authority: Option<&AuthorityConfig>) -> Response {
         let (heading, reason) = match refusal {
             Refusal::Expired(at) => (
                 "链接已过期",
@@ -166,11 +236,17 @@ impl ServeState {
                 "此链接无法验证，可能已被修改（the link could not be verified）。".to_string(),
             ),
         };
+        let (name, contact) = match authority {
+            Some(a) => (
+                a.name.clone(),
+                format!("{} {}", a.contact_department, a.contact_phone),
+            ),
+            None => self.configured_authority(),
+        };
         let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::FORBIDDEN);
-        self.page(
+        self.link_page(
             status,
-            context! { page => "refused", heading, reason, authority => &self.authority,
-            contact => &self.contact },
+            context! { page => "refused", heading, reason, authority => name, contact },
         )
     }
 
@@ -184,14 +260,75 @@ impl ServeState {
             .verify(purpose, enterprise, token, chrono::Utc::now().timestamp())
     }
 
-    /// `GET /e/{enterprise}/ack/{token}`.
+    /// `GET /e/{enterprise}/ack/{token}`: shows the document and the confirmation button;
+    /// records nothing (a link preview, a mail scanner or a HEAD request serves no one).
+    pub fn ack_page(&self, enterprise: &str, token: &str) -> Response {
+        let claims = match self.verify(Purpose::Ack, enterprise, token) {
+            Ok(c) => c,
+            Err(r) => return self.refused(&r, None),
+        };
+        let shown = self.lock().ok().and_then(|l| {
+            let (html, _) = l.document_text(&claims.subject).ok().flatten()?;
+            let case_id: String = l
+                .conn()
+                .query_row(
+                    "SELECT case_id FROM documents WHERE number = ?1",
+                    [&claims.subject],
+                    |r| r.get(0),
+                )
+                .ok()?;
+            let case = l.show(&case_id).ok()?;
+            if case.case.enterprise_id != enterprise {
+                return None;
+            }
+            let authority = document_authority(l.conn(), l.path(), &claims.subject)
+                .ok()
+                .flatten();
+            let received = case
+                .events
+                .into_iter()
+                .find(|e| {
+                    e.event == "delivered" && e.document_no.as_deref() == Some(&claims.subject)
+                })
+                .map(|e| e.recorded_at);
+            Some(((html, case_id), authority, received))
+        });
+        let Some(((html, case_id), authority, received)) = shown else {
+            return self.refused(&Refusal::Forged, None);
+        };
+        let (name, contact) = authority.as_ref().map_or_else(
+            || self.configured_authority(),
+            |a| {
+                (
+                    a.name.clone(),
+                    format!("{} {}", a.contact_department, a.contact_phone),
+                )
+            },
+        );
+        self.link_page(
+            StatusCode::OK,
+            context! { page => "confirm", heading => "文书送达确认", number => &claims.subject,
+            case_id, document => html, received, authority => name, contact },
+        )
+    }
+
+    /// `POST /e/{enterprise}/ack/{token}`: the lead's explicit confirmation of receipt.
     pub fn ack(&self, enterprise: &str, token: &str) -> Response {
         let claims = match self.verify(Purpose::Ack, enterprise, token) {
             Ok(c) => c,
-            Err(r) => return self.refused(&r),
+            Err(r) => return self.refused(&r, None),
         };
         let result = match self.ledger.lock() {
-            Ok(mut l) => service::acknowledge(&mut l, enterprise, &claims.subject, today()),
+            Ok(mut l) => service::acknowledge(
+                &mut l,
+                enterprise,
+                &claims.subject,
+                today(),
+                &Actor {
+                    name: ACK_ACTOR.into(),
+                    role: "enterprise_lead".into(),
+                },
+            ),
             Err(_) => Err(CoreError::Internal("ledger lock poisoned".into()).into()),
         };
         let (doc, at, already) = match result {
@@ -200,15 +337,29 @@ impl ServeState {
                     .acknowledged
                     .with_label_values(&[doc.kind.as_str()])
                     .inc();
-                tracing::info!(notice_id = %doc.number, case_id = %doc.case_id, enterprise, "acknowledged (送达)");
+                tracing::info!(notice_id = %doc.number, case_id = %doc.case_id, enterprise, "receipt confirmed (送达)");
                 (doc, at, false)
             }
             Ok(Ack::Already(doc, at)) => (doc, at, true),
             Err(e) => {
                 tracing::warn!(enterprise, error = %e, "acknowledgement refused");
-                return self.refused(&Refusal::Forged);
+                return self.refused(&Refusal::Forged, None);
             }
         };
+        let authority = self.lock().ok().and_then(|l| {
+            document_authority(l.conn(), l.path(), &doc.number)
+                .ok()
+                .flatten()
+        });
+        let (name, contact) = authority.as_ref().map_or_else(
+            || self.configured_authority(),
+            |a| {
+                (
+                    a.name.clone(),
+                    format!("{} {}", a.contact_department, a.contact_phone),
+                )
+            },
+        );
         let guidance_url = self.signer.url(&Claims {
             purpose: Purpose::Guidance,
             ..claims
@@ -220,61 +371,76 @@ impl ServeState {
                     .to_string()
             })
             .unwrap_or(at);
-        self.page(
+        self.link_page(
             StatusCode::OK,
             context! { page => "ack", heading => "已确认送达", already, at,
             title => doc.title, number => doc.number, case_id => doc.case_id,
             enterprise_name => doc.enterprise_name, guidance_url,
-            authority => &self.authority },
+            authority => name, contact },
         )
     }
 
     /// `GET /e/{enterprise}/guidance/{token}`.
     pub fn guidance(&self, enterprise: &str, token: &str) -> Response {
         if let Err(r) = self.verify(Purpose::Guidance, enterprise, token) {
-            return self.refused(&r);
+            return self.refused(&r, None);
         }
         let g = match self.ledger.lock() {
             // The calendar is read with the ledger: a year an operator loads while the server
             // runs shows in the next page.
-            Ok(l) => l
-                .calendar(&self.calendar)
-                .and_then(|cal| guidance::guidance(&l, enterprise, today(), &self.rules, &cal)),
+            Ok(l) => l.calendar(&self.closed_loop.calendar).and_then(|cal| {
+                guidance::guidance(&l, enterprise, today(), &self.closed_loop.rules, &cal)
+            }),
             Err(_) => Err(CoreError::Internal("ledger lock poisoned".into()).into()),
         };
+        let (name, contact) = self.configured_authority();
         match g {
-            Ok(g) => self.page(
+            Ok(g) => self.link_page(
                 StatusCode::OK,
                 context! { page => "guidance", heading => "合规指引", g => minijinja::Value::from(minijinja::value::Serde(&g)),
-                           authority => &self.authority },
+                           authority => name, contact },
             ),
             Err(e) => {
                 tracing::warn!(enterprise, error = %e, "guidance page failed");
-                self.refused(&Refusal::Forged)
+                self.refused(&Refusal::Forged, None)
             }
         }
     }
 }
 
+type S = State<Arc<ServeState>>;
+
 /// The router.
 pub fn router(state: Arc<ServeState>) -> axum::Router {
-    let ack_state = state.clone();
-    let guide_state = state.clone();
     axum::Router::new()
         .route(
             "/e/{enterprise}/ack/{token}",
-            get(move |UrlPath((e, t)): UrlPath<(String, String)>| {
-                let s = ack_state.clone();
-                async move { s.ack(&e, &t) }
-            }),
+            get(|State(s): S, UrlPath((e, t)): UrlPath<(String, String)>| async move { s.ack_page(&e, &t) })
+                .post(|State(s): S, UrlPath((e, t)): UrlPath<(String, String)>| async move { s.ack(&e, &t) }),
         )
         .route(
             "/e/{enterprise}/guidance/{token}",
-            get(move |UrlPath((e, t)): UrlPath<(String, String)>| {
-                let s = guide_state.clone();
-                async move { s.guidance(&e, &t) }
-            }),
+            get(|State(s): S, UrlPath((e, t)): UrlPath<(String, String)>| async move { s.guidance(&e, &t) }),
         )
+        .route("/", get(pages::root))
+        .route("/login", get(pages::login_page).post(pages::login))
+        .route("/logout", post(pages::logout))
+        .route("/wb", get(pages::home))
+        .route("/wb/risk", get(pages::risk))
+        .route("/wb/risk/disposition", post(pages::disposition))
+        .route("/wb/drafts/{id}", get(pages::draft))
+        .route("/wb/drafts/{id}/{action}", post(pages::draft_action))
+        .route("/wb/cases", get(pages::cases))
+        .route("/wb/cases/{id}", get(pages::case))
+        .route("/wb/cases/{id}/attach", post(pages::attach))
+        .route("/wb/cases/{id}/{action}", post(pages::case_action))
+        .route("/wb/audit", get(pages::audit_page))
+        .route("/attachments/{id}", get(pages::attachment))
+        .route("/ent", get(pages::ent_home))
+        .route("/ent/notices/{number}", get(pages::ent_notice))
+        .route("/ent/notices/{number}/receipt", post(pages::ent_receipt))
+        .route("/ent/cases/{id}/report", post(pages::attach))
+        .merge(api::routes())
         .route(
             "/metrics",
             get(|| async move {
@@ -285,6 +451,7 @@ pub fn router(state: Arc<ServeState>) -> axum::Router {
             }),
         )
         .route("/healthz", get(|| async { "ok" }))
+        .layer(axum::extract::DefaultBodyLimit::max(actions::MAX_ATTACHMENT_BYTES + 64 * 1024))
         .with_state(state)
 }
 

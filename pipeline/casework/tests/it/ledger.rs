@@ -268,7 +268,7 @@ fn suspension_is_lifted_only_after_verification_and_resume_request() {
         DocumentKind::LiftingNotice,
         d("2026-04-03"),
         "王五",
-        &AuthorityConfig::default(),
+        &test_authority(),
         &rules,
         Some(dir.path()),
     )
@@ -316,7 +316,7 @@ fn document_numbers_have_no_gap_under_concurrent_issue() {
                         DocumentKind::CautionNotice,
                         d("2026-03-03"),
                         "并发测试",
-                        &AuthorityConfig::default(),
+                        &test_authority(),
                         &rules,
                         None,
                     )
@@ -407,7 +407,7 @@ fn a_case_past_the_calendar_opens_with_pending_deadlines_that_the_loaded_year_se
         DocumentKind::CautionNotice,
         d("2026-12-03"),
         "检查员甲",
-        &AuthorityConfig::default(),
+        &test_authority(),
         &rules,
         None,
     )
@@ -556,4 +556,16 @@ fn a_case_past_the_calendar_opens_with_pending_deadlines_that_the_loaded_year_se
         .filter(|e| e.event == "deadline_changed")
         .count();
     assert_eq!(changed, 2);
+}
+
+/// The authority of the tests' documents.
+fn test_authority() -> AuthorityConfig {
+    AuthorityConfig {
+        name: "内蒙古自治区药品监督管理局".into(),
+        seal_name: "内蒙古自治区药品监督管理局".into(),
+        abbreviation: "蒙药监".into(),
+        contact_department: "药品流通监督管理处".into(),
+        contact_phone: "0471-6945678".into(),
+        address: "呼和浩特市赛罕区".into(),
+    }
 }

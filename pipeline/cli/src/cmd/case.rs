@@ -6,8 +6,7 @@ use chrono::NaiveDate;
 use clap::Subcommand;
 
 use pharmwatch::ledger::{self, Ledger, RecordedEvent};
-use pharmwatch::measures;
-use pharmwatch::notices::{self, AuthorityConfig, DocumentKind};
+use pharmwatch::notices::DocumentKind;
 
 use super::{OutArg, today};
 
@@ -95,20 +94,19 @@ pub fn run(c: CaseCommand) -> anyhow::Result<ExitCode> {
             let at = at.unwrap_or_else(today);
             ledger.record(&case_id, event, &actor, &note, at, commitment)?;
             if event == RecordedEvent::Lifted {
-                // 第二十三条: the lifting is served in writing.
-                let rules = measures::load_rules(None)?;
-                let (doc, path) = notices::issue(
+                // 第二十三条: the lifting is served in writing — proposed as a draft that an
+                // approver approves in the workbench.
+                if let Some(id) = pharmwatch::drafts::propose_now(
                     &mut ledger,
                     &case_id,
                     DocumentKind::LiftingNotice,
                     at,
-                    &actor,
-                    &AuthorityConfig::default(),
-                    &rules,
-                    Some(&out.out),
-                )?;
-                if let Some(p) = path {
-                    println!("{} {} written to {}", doc.number, doc.kind, p.display());
+                    &pharmwatch::audit::Actor {
+                        name: actor.clone(),
+                        role: "operator".into(),
+                    },
+                )? {
+                    println!("lifting notice proposed as draft {id}: approve it in the workbench");
                 }
             }
             let case = ledger.show(&case_id)?;

@@ -1,4 +1,5 @@
-//! `pharmwatch serve`: the acknowledgement and guidance links, with the delivery worker.
+//! `pharmwatch serve`: the workbench, the enterprise end, the API and the signed links, with
+//! the delivery worker.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,18 +48,20 @@ pub async fn run(a: ServeArgs, cal: Calendar) -> anyhow::Result<ExitCode> {
         &cfg.link_base_url,
         cfg.link_ttl_days,
     )?;
-    let authority = NoticesConfig::load(Some(&a.config))?.authority;
-    let state = Arc::new(pharmwatch::serve::ServeState::new(
-        ledger,
-        signer,
+    let notices = NoticesConfig::load(Some(&a.config))?;
+    if let Err(e) = notices.authority() {
+        tracing::warn!(error = %e, "no document can be approved until the authority is configured");
+    }
+    let closed_loop = pharmwatch::closedloop::ClosedLoop {
+        notices,
         rules,
-        cal,
-        &authority.name,
-        &format!(
-            "{} {}",
-            authority.contact_department, authority.contact_phone
-        ),
-    )?);
+        calendar: cal,
+        run_date: None,
+    };
+    let mut state =
+        pharmwatch::serve::ServeState::new(ledger, signer, closed_loop, a.out.out.clone())?;
+    state.secure_cookies = settings.secure_cookies;
+    let state = Arc::new(state);
     let (addr, server) = pharmwatch::serve::spawn(&listen, state).await?;
     let stop = Arc::new(AtomicBool::new(false));
     stop_on_signal(stop.clone(), "serve");
@@ -72,7 +75,7 @@ pub async fn run(a: ServeArgs, cal: Calendar) -> anyhow::Result<ExitCode> {
         public_base = %cfg.link_base_url,
         metrics = %format!("http://{addr}/metrics"),
         worker = worker.is_some(),
-        "serving the acknowledgement and guidance links"
+        "serving the workbench (/wb), the enterprise end (/ent), the API (/api/v1) and the signed links"
     );
     while !stop.load(Ordering::SeqCst) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;

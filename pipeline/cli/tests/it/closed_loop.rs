@@ -41,6 +41,8 @@ fn simulate_and_run(dir: &Path) -> (NightlyOutput, ClosedLoopSummary) {
     let cl = ClosedLoop {
         notices: NoticesConfig {
             grades: vec!["B".into(), "C".into(), "D".into()],
+            issue: pharmwatch::notices::IssueMode::Direct,
+            authority: Some(crate::common::test_authority()),
             ..NoticesConfig::default()
         },
         rules: measures::load_rules(None).unwrap(),
@@ -100,6 +102,8 @@ fn nightly_notices_open_cases_that_close_after_verification_or_escalate_when_ove
         &ClosedLoop {
             notices: NoticesConfig {
                 grades: vec!["B".into(), "C".into(), "D".into()],
+                issue: pharmwatch::notices::IssueMode::Direct,
+                authority: Some(crate::common::test_authority()),
                 ..NoticesConfig::default()
             },
             rules: rules.clone(),
@@ -262,7 +266,7 @@ fn a_rendered_caution_notice_opens_in_chromium_as_a_document() {
         number.as_str(),
         "查明的事实",
         "<table",
-        "（盖章）",
+        "（盖章：内蒙古自治区药品监督管理局）",
         "送达回证",
     ] {
         assert!(dom.contains(part), "{part} missing from the rendered page");
@@ -326,11 +330,7 @@ fn a_night_whose_deadlines_run_into_an_unloaded_year_succeeds_and_the_import_set
         String::from_utf8_lossy(&sim.stderr)
     );
     let notices_config = p("pharmwatch.toml");
-    std::fs::write(
-        &notices_config,
-        "[notices]\ngrades = [\"B\", \"C\", \"D\"]\n",
-    )
-    .unwrap();
+    std::fs::write(&notices_config, crate::common::DIRECT_NOTICES_TOML).unwrap();
     let prom = p("nightly.prom");
     let night = |date: &str| {
         pharmwatch(&[

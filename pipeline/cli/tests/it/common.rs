@@ -237,3 +237,22 @@ fn dechunk(mut body: &str) -> String {
     }
     out
 }
+
+/// The authority of the tests' documents.
+pub fn test_authority() -> pharmwatch::notices::AuthorityConfig {
+    pharmwatch::notices::AuthorityConfig {
+        name: "内蒙古自治区药品监督管理局".into(),
+        seal_name: "内蒙古自治区药品监督管理局".into(),
+        abbreviation: "蒙药监".into(),
+        contact_department: "药品流通监督管理处".into(),
+        contact_phone: "0471-6945678".into(),
+        address: "呼和浩特市赛罕区".into(),
+    }
+}
+
+/// The `[notices]` table of a test configuration that issues directly under
+/// [`test_authority`].
+pub const DIRECT_NOTICES_TOML: &str = "[notices]\nissue = \"direct\"\ngrades = [\"B\", \"C\", \"D\"]\n\
+[notices.authority]\nname = \"内蒙古自治区药品监督管理局\"\nseal_name = \"内蒙古自治区药品监督管理局\"\n\
+abbreviation = \"蒙药监\"\ncontact_department = \"药品流通监督管理处\"\ncontact_phone = \"0471-6945678\"\n\
+address = \"呼和浩特市赛罕区\"\n";

@@ -505,6 +505,8 @@ fn build_fixture() -> Fixture {
     let cl = ClosedLoop {
         notices: NoticesConfig {
             grades: vec!["B".into(), "C".into(), "D".into()],
+            issue: pharmwatch::notices::IssueMode::Direct,
+            authority: Some(crate::common::test_authority()),
             ..NoticesConfig::default()
         },
         rules: measures::load_rules(None).unwrap(),

@@ -25,7 +25,7 @@ use pharmwatch::delivery::{DeliveryConfig, Worker};
 use pharmwatch::ledger::Ledger;
 use pharmwatch::links::{Claims, Purpose, Signer};
 use pharmwatch::measures;
-use pharmwatch::notices::{self, AuthorityConfig, DocumentKind};
+use pharmwatch::notices::{self, DocumentKind};
 use pharmwatch::serve::{self, ServeState};
 use ring::hmac;
 
@@ -53,7 +53,7 @@ fn issue_notice(out: &Path, case_id: &str, enterprise: &str) -> String {
         DocumentKind::CautionNotice,
         d("2026-03-02"),
         "检查员甲",
-        &AuthorityConfig::default(),
+        &crate::common::test_authority(),
         &rules,
         Some(out),
     )
@@ -838,10 +838,16 @@ fn serve_state(out: &Path) -> Arc<ServeState> {
         ServeState::new(
             Ledger::open(out).unwrap(),
             Signer::new(LINK_KEY.as_bytes(), "http://127.0.0.1", 30).unwrap(),
-            measures::load_rules(None).unwrap(),
-            measures::load_calendar(None).unwrap(),
-            "内蒙古自治区药品监督管理局",
-            "药品流通监督管理处 0471-0000000",
+            pharmwatch::closedloop::ClosedLoop {
+                notices: pharmwatch::notices::NoticesConfig {
+                    authority: Some(crate::common::test_authority()),
+                    ..Default::default()
+                },
+                rules: measures::load_rules(None).unwrap(),
+                calendar: measures::load_calendar(None).unwrap(),
+                run_date: None,
+            },
+            out.to_path_buf(),
         )
         .unwrap(),
     )
@@ -946,17 +952,55 @@ fn links_open_only_their_own_enterprise_and_refuse_tampered_or_expired_ones() {
     assert!(page.contains("链接已过期"), "{page}");
     assert_eq!(delivered_events(&out, &doc_a), 0);
 
-    // The real link: recorded once, however often it is opened.
+    // The real link: opening it (GET, again, HEAD) shows the document and the confirmation
+    // button and records nothing — a link preview or a mail scanner serves no one.
     let (s, page, cache) = get(format!("/e/{a}/ack/{ack_a}"));
     assert_eq!(s, 200, "{page}");
     assert_eq!(cache.as_deref(), Some("no-store"));
     assert!(
+        page.contains("确认签收") && page.contains(&doc_a) && page.contains("行政告诫书"),
+        "{page}"
+    );
+    // The page names the authority the document was issued under, with its telephone.
+    assert!(page.contains("0471-6945678"), "{page}");
+    assert_eq!(get(format!("/e/{a}/ack/{ack_a}")).0, 200);
+    let head = rt.block_on(async {
+        client
+            .head(format!("http://{addr}/e/{a}/ack/{ack_a}"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    assert_eq!(head, 200);
+    assert_eq!(
+        delivered_events(&out, &doc_a),
+        0,
+        "a GET or HEAD recorded service"
+    );
+    // The explicit confirmation (POST of the page's button) records it, once.
+    let post = |path: String| {
+        rt.block_on(async {
+            let r = client
+                .post(format!("http://{addr}{path}"))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        })
+    };
+    let (s, page) = post(format!("/e/{a}/ack/{ack_a}"));
+    assert_eq!(s, 200, "{page}");
+    assert!(
         page.contains("已确认送达") && page.contains(&doc_a),
         "{page}"
     );
-    let (s, page, _) = get(format!("/e/{a}/ack/{ack_a}"));
+    let (s, page) = post(format!("/e/{a}/ack/{ack_a}"));
     assert_eq!(s, 200);
     assert!(page.contains("无需重复确认"), "{page}");
+    // A POST of A's link under B's address records nothing.
+    assert_eq!(post(format!("/e/{b}/ack/{ack_a}")).0, 403);
     assert_eq!(delivered_events(&out, &doc_a), 1);
     assert_eq!(delivered_events(&out, &doc_b), 0);
     let ledger = Ledger::open(&out).unwrap();
@@ -1139,14 +1183,15 @@ fn a_lead_opens_the_received_links_in_a_browser() {
     let ack = body["link"].as_str().unwrap().to_string();
     let guide = body["guidance_link"].as_str().unwrap().to_string();
     assert!(ack.starts_with(&format!("http://127.0.0.1:{serve_port}/e/{a}/ack/")));
-    // … and opens its links, served by the same process.
+    // … and opens its links, served by the same process: the acknowledgement link shows the
+    // document and the confirmation button, and opening it records nothing.
     let dom = crate::common::headless_url(&bin, &ack, (1000, 1000), &["--dump-dom".to_string()]);
     for part in [
-        "已确认送达",
+        "确认签收",
         "行政告诫书",
         number.as_str(),
-        "合规指引",
         "CASE-BR",
+        "0471-6945678",
     ] {
         assert!(
             dom.contains(part),
@@ -1155,8 +1200,31 @@ fn a_lead_opens_the_received_links_in_a_browser() {
     }
     assert_eq!(
         delivered_events(&out, &number),
+        0,
+        "opening the link recorded service"
+    );
+    // The lead's explicit confirmation (the page's form posts to the same address).
+    pharmwatch::delivery::channels::install_tls_provider();
+    let confirmed = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        reqwest::Client::new()
+            .post(&ack)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    for part in ["已确认送达", "行政告诫书", number.as_str(), "合规指引"] {
+        assert!(
+            confirmed.contains(part),
+            "{part} missing after confirming:\n{confirmed}"
+        );
+    }
+    assert_eq!(
+        delivered_events(&out, &number),
         1,
-        "the visit recorded the service once"
+        "the confirmation recorded the service once"
     );
     let metrics = http_get(serve_port, "/metrics");
     for line in [
@@ -1224,6 +1292,27 @@ fn a_real_time_risk_warning_is_queued_with_its_event_and_pushed() {
     let tx = conn.transaction().unwrap();
     insert(&tx, "ev-1");
     insert(&tx, "ev-1");
+    // A duplicated traceability code (its evidence names the first seller) and a special-drug
+    // surge stay with the supervisors under the default policy: no delivery row.
+    for (id, indicator) in [
+        ("ev-trace", "trace_code_duplicate"),
+        ("ev-special", "special_drug_volume"),
+    ] {
+        tx.execute(
+            "INSERT INTO risk_events (id, indicator, enterprise_id, product_id, biz_date,
+                 event_time, detected_at, source_topic, source_partition, source_offset, score,
+                 grade, item_json)
+             VALUES (?1, ?2, ?3, 'P1', '2026-03-02', '2026-03-02T10:00:00+08:00',
+                     '2026-03-02T10:00:01+08:00', 'pw.sales', 0, 8, 90.0, 'D', ?4)",
+            rusqlite::params![
+                id,
+                indicator,
+                a,
+                format!("{{\"evidence\":\"code=1;first_seller={}\"}}", code(51))
+            ],
+        )
+        .unwrap();
+    }
     tx.commit().unwrap();
     assert_eq!(
         count(
@@ -1232,6 +1321,7 @@ fn a_real_time_risk_warning_is_queued_with_its_event_and_pushed() {
         ),
         1
     );
+    assert_eq!(count(&out, "SELECT COUNT(*) FROM risk_events"), 3);
 
     let port = free_port();
     let contacts = vec![contact(

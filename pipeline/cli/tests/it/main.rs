@@ -2,7 +2,7 @@
 //! the nightly closed loop over a simulated province, the credit file, the stream service
 //! against a real broker, delivery to real receivers and the acknowledgement pages in
 //! Chromium, the dashboards and alert rules against a real Prometheus, and the detection
-//! sweep over seeds of a noisy province.
+//! sweep over seeds of a noisy province, and the workbench walked through in Chromium.
 #![allow(clippy::unwrap_used)]
 
 mod closed_loop;
@@ -12,3 +12,4 @@ mod dashboards;
 mod delivery;
 mod stream;
 mod sweep;
+mod workbench_walk;
