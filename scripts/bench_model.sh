@@ -26,8 +26,8 @@
 #      seeds, the PyOD baselines once (deterministic); prints the table and the summary
 #      ("within noise" where a difference is within the seeds' spread), writes JSON to --out
 #      (default /tmp/pharmwatch-bench-model.json). With --select: bench_model.py select.
-# Options not listed here go to bench_model.py run/select (--seeds, --seed, --out, --datasets,
-# --table, --force, --no-public, ...). Exit code: 0, 1 on a pharmwatch error, 2 on a rows/features mismatch.
+# Options not listed here go to bench_model.py run/select (--seeds, --seed, --datasets, --table,
+# --force, --no-public, ...; --out to run only). Exit code: 0, 1 on a pharmwatch error, 2 on a rows/features mismatch.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

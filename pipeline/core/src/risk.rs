@@ -152,6 +152,85 @@ pub struct RiskRow<I = Vec<RiskItem>> {
     pub items: I,
 }
 
+/// The one-line reason of a risk item in Chinese, built from the same figures as the English
+/// [`reason`] (observed, expected and the evidence's `key=value` pairs), for Chinese readers of
+/// the workbench and the report.
+pub fn reason_zh(item: &RiskItem) -> String {
+    let o = item.observed;
+    let x = item.expected;
+    let ratio = if x > 0.0 { o / x } else { f64::INFINITY };
+    let ev = |key: &str| -> String {
+        item.evidence
+            .split(';')
+            .find_map(|kv| kv.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+            .unwrap_or("?")
+            .to_string()
+    };
+    match item.indicator.as_str() {
+        "inventory_mismatch" => format!(
+            "期末库存 {o:.0}，按进销存记录应为 {x:.0}（期初 {} + 购进 {} − 销售 {}），差异 {:+.0} 盒",
+            ev("opening"),
+            ev("inflow"),
+            ev("sold"),
+            o - x
+        ),
+        "sold_not_bought" => {
+            format!("销售 {o:.0} 盒，而期初库存、购进和生产合计只有 {x:.0} 盒")
+        }
+        "sales_spike" => {
+            format!("零售 {o:.0} 盒，前 28 日日均 {x:.1} 盒（{ratio:.1} 倍）")
+        }
+        "special_drug_volume" => {
+            if ev("basis") == "purchase" {
+                format!("特殊管理药品：购进 {o:.0} 盒，前 28 日单日最多 {x:.0} 盒（{ratio:.1} 倍）")
+            } else {
+                format!("特殊管理药品：销售 {o:.0} 盒，前 28 日日均 {x:.1} 盒（{ratio:.1} 倍）")
+            }
+        }
+        "purchase_spike" => {
+            format!("购进 {o:.0} 盒，前 28 日单日最多 {x:.0} 盒（{ratio:.1} 倍）")
+        }
+        "production_spike" => {
+            format!("生产 {o:.0} 盒，前 28 日单批最多 {x:.0} 盒（{ratio:.1} 倍）")
+        }
+        "expired_batch_sold" => format!(
+            "销售已于 {} 过期的批号 {} 共 {o:.0} 盒",
+            ev("expiry"),
+            ev("batch")
+        ),
+        "failed_batch_sold" => {
+            let failed = ev("failed_on");
+            if failed == "?" {
+                format!("销售未经放行的批号 {} 共 {o:.0} 盒", ev("batch"))
+            } else {
+                format!(
+                    "批号 {} 于 {failed} 检验不合格后仍销售 {o:.0} 盒",
+                    ev("batch")
+                )
+            }
+        }
+        "trace_code_duplicate" => format!(
+            "{o:.0} 盒以已售出的追溯码销售，如追溯码 {} 已于 {} 售出",
+            ev("code"),
+            ev("first_sold")
+        ),
+        "price_below_median" => format!(
+            "平均零售价 {o:.2} 元，为全省市场价 {x:.2} 元的 {:.0}%",
+            if x > 0.0 { 100.0 * o / x } else { 0.0 }
+        ),
+        "reporting_stopped" => format!(
+            "自 {} 起 {o:.0} 日无数据上报（此前 {} 日有上报）",
+            ev("last_report"),
+            ev("active_days")
+        ),
+        "model_anomaly" => "异常检测模型标记该企业当日数据异常".to_string(),
+        other => format!(
+            "{}：观测值 {o:.2}，预期 {x:.2}",
+            crate::display::indicator_zh(other)
+        ),
+    }
+}
+
 /// Builds the one-line reason of a hit.
 pub fn reason(hit: &Hit) -> String {
     let o = hit.observed;

@@ -70,6 +70,8 @@ pub struct TriageRow {
     pub case_id: Option<String>,
     /// The system proposes a caution notice for it (the notices configuration selects it).
     pub proposed: bool,
+    /// The items' reasons in Chinese, in the items' order.
+    pub reasons_zh: Vec<String>,
 }
 
 /// Filters of the risk list.
@@ -90,6 +92,23 @@ pub struct RiskQuery {
     pub sort: Option<String>,
     /// `zh` or `en`.
     pub lang: Option<String>,
+}
+
+/// An enterprise's history as the triage shows it beside a row.
+#[derive(Debug, Clone, Serialize)]
+pub struct EnterpriseHistory {
+    /// Credit code.
+    pub enterprise_id: String,
+    /// Name.
+    pub enterprise_name: String,
+    /// Region.
+    pub region_code: String,
+    /// Every stored risk-list row of the enterprise, newest first, with its disposition.
+    pub lists: Vec<TriageRow>,
+    /// Its cases, newest first.
+    pub cases: Vec<pharmwatch_casework::ledger::CaseSummary>,
+    /// Its credit file today.
+    pub credit: pharmwatch_casework::credit::CreditFile,
 }
 
 /// A case row of the queues.
@@ -307,6 +326,11 @@ impl ServeState {
                 .map_err(|e| Denied::from(sql_err(l.path(), "disposition", e)))?;
             let (disposition, reason, decided_by, case_id) = disp.unwrap_or_default();
             out.push(TriageRow {
+                reasons_zh: row
+                    .items
+                    .iter()
+                    .map(pharmwatch_core::risk::reason_zh)
+                    .collect(),
                 proposed: self
                     .closed_loop
                     .notices
@@ -412,6 +436,89 @@ impl ServeState {
             Ok(())
         })?;
         Ok(case_id)
+    }
+
+    /// An enterprise's earlier risk lists (with their dispositions), cases and credit file,
+    /// for an account whose jurisdiction has it.
+    pub fn enterprise_history(&self, a: &Account, enterprise_id: &str) -> Act<EnterpriseHistory> {
+        require(a, STAFF)?;
+        let l = self.lock()?;
+        let rows: Vec<RiskRow> = l
+            .store()
+            .risk_rows(None)?
+            .into_iter()
+            .filter(|r| r.enterprise_id == enterprise_id)
+            .collect();
+        let cases = l.list(false, Some(enterprise_id))?;
+        let region = rows
+            .last()
+            .map(|r| r.region_code.clone())
+            .unwrap_or_else(|| case_region("", enterprise_id));
+        if (rows.is_empty() && cases.is_empty()) || !a.sees(&region, enterprise_id) {
+            return Err(Denied::NotFound);
+        }
+        let name = rows
+            .last()
+            .map(|r| r.enterprise_name.clone())
+            .or_else(|| cases.first().map(|c| c.enterprise_name.clone()))
+            .unwrap_or_default();
+        let reference = rows
+            .last()
+            .map(|r| {
+                if r.reference_credit_grade.is_empty() {
+                    r.credit_grade.clone()
+                } else {
+                    r.reference_credit_grade.clone()
+                }
+            })
+            .filter(|g| !g.is_empty())
+            .unwrap_or_else(|| "B".to_string());
+        let credit = pharmwatch_casework::credit::credit_file(
+            &l,
+            enterprise_id,
+            &name,
+            &reference,
+            today(),
+            &self.closed_loop.rules,
+        )?;
+        let mut lists = Vec::new();
+        for row in rows.into_iter().rev() {
+            let disp: Option<(String, String, String, Option<String>)> = l
+                .conn()
+                .query_row(
+                    "SELECT disposition, reason, decided_by, case_id FROM dispositions
+                     WHERE list_id = ?1 AND enterprise_id = ?2",
+                    params![row.list_id, row.enterprise_id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()
+                .map_err(|e| Denied::from(sql_err(l.path(), "disposition", e)))?;
+            let (disposition, reason, decided_by, case_id) = disp.unwrap_or_default();
+            lists.push(TriageRow {
+                reasons_zh: row
+                    .items
+                    .iter()
+                    .map(pharmwatch_core::risk::reason_zh)
+                    .collect(),
+                proposed: self
+                    .closed_loop
+                    .notices
+                    .selects(&row.grade, &row.indicators),
+                row,
+                disposition,
+                reason,
+                decided_by,
+                case_id,
+            });
+        }
+        Ok(EnterpriseHistory {
+            enterprise_id: enterprise_id.to_string(),
+            enterprise_name: name,
+            region_code: region,
+            lists,
+            cases,
+            credit,
+        })
     }
 
     /// The queues of the account's home page.

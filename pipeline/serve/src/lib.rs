@@ -46,6 +46,7 @@ pub mod api;
 pub mod cookies;
 pub mod error;
 pub mod i18n;
+pub mod labels;
 pub mod metrics;
 pub mod pages;
 pub mod web;
@@ -99,6 +100,10 @@ const PAGES: &[(&str, &str)] = &[
     (
         "wb_notice.html.j2",
         include_str!("../../templates/wb_notice.html.j2"),
+    ),
+    (
+        "wb_enterprise.html.j2",
+        include_str!("../../templates/wb_enterprise.html.j2"),
     ),
 ];
 
@@ -428,6 +433,7 @@ pub fn router(state: Arc<ServeState>) -> axum::Router {
         .route("/wb", get(pages::home))
         .route("/wb/risk", get(pages::risk))
         .route("/wb/risk/disposition", post(pages::disposition))
+        .route("/wb/enterprises/{id}", get(pages::enterprise))
         .route("/wb/drafts/{id}", get(pages::draft))
         .route("/wb/drafts/{id}/{action}", post(pages::draft_action))
         .route("/wb/cases", get(pages::cases))
@@ -451,6 +457,7 @@ pub fn router(state: Arc<ServeState>) -> axum::Router {
             }),
         )
         .route("/healthz", get(|| async { "ok" }))
+        .layer(axum::middleware::from_fn(pages::remember_lang))
         .layer(axum::extract::DefaultBodyLimit::max(actions::MAX_ATTACHMENT_BYTES + 64 * 1024))
         .with_state(state)
 }

@@ -34,6 +34,18 @@ fn v<T: serde::Serialize>(x: &T) -> Value {
     Value::from(minijinja::value::Serde(x))
 }
 
+/// Remembers `?lang=en|zh` of any page in a cookie, so the following pages keep the language.
+pub async fn remember_lang(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let lang = req
+        .uri()
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("lang=")))
+        .filter(|l| *l == "en" || *l == "zh")
+        .map(str::to_string);
+    let r = next.run(req).await;
+    with_lang(r, lang.as_deref())
+}
+
 fn with_lang(mut r: Response, q: Option<&str>) -> Response {
     if let Some(l) = q.filter(|l| *l == "en" || *l == "zh") {
         r.headers_mut().append(
@@ -65,7 +77,7 @@ pub async fn login_page(State(s): S, headers: HeaderMap, Query(q): Query<LangQue
         header::SET_COOKIE,
         set_cookie(LOGIN_COOKIE, &token, 600, s.secure_cookies),
     );
-    with_lang(r, q.lang.as_deref())
+    r
 }
 
 /// The sign-in form.
@@ -222,15 +234,15 @@ pub async fn home(State(s): S, headers: HeaderMap, Query(q): Query<LangQuery>) -
     let r = s
         .reader(&headers)
         .and_then(|(a, csrf)| Ok((s.queues(&a)?, a, csrf)));
-    let resp = page(&s, lang, r, |(queues, a, csrf)| {
+
+    page(&s, lang, r, |(queues, a, csrf)| {
         s.render(
             StatusCode::OK,
             "wb_home.html.j2",
             lang,
             context! { me => me(&a, &csrf), q => v(&queues) },
         )
-    });
-    with_lang(resp, q.lang.as_deref())
+    })
 }
 
 /// `GET /wb/risk`.
@@ -279,6 +291,27 @@ pub async fn disposition(
 /// Percent-encodes a path segment.
 pub fn enc(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// `GET /wb/enterprises/{id}`: earlier risk lists, cases and credit file of one enterprise.
+pub async fn enterprise(
+    State(s): S,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+    Query(q): Query<LangQuery>,
+) -> Response {
+    let lang = Lang::of(&headers, q.lang.as_deref());
+    let r = s
+        .reader(&headers)
+        .and_then(|(a, csrf)| Ok((s.enterprise_history(&a, &id)?, a, csrf)));
+    page(&s, lang, r, |(h, a, csrf)| {
+        s.render(
+            StatusCode::OK,
+            "wb_enterprise.html.j2",
+            lang,
+            context! { me => me(&a, &csrf), h => v(&h) },
+        )
+    })
 }
 
 /// `GET /wb/drafts/{id}`.
@@ -561,7 +594,8 @@ pub async fn ent_home(State(s): S, headers: HeaderMap, Query(q): Query<LangQuery
         )?;
         Ok((notices, g, credit, a, csrf))
     });
-    let resp = page(&s, lang, r, |(notices, g, credit, a, csrf)| {
+
+    page(&s, lang, r, |(notices, g, credit, a, csrf)| {
         s.render(
             StatusCode::OK,
             "wb_ent.html.j2",
@@ -571,8 +605,7 @@ pub async fn ent_home(State(s): S, headers: HeaderMap, Query(q): Query<LangQuery
                 enterprise_id => &a.enterprise_id,
             },
         )
-    });
-    with_lang(resp, q.lang.as_deref())
+    })
 }
 
 /// `GET /ent/notices/{number}`: the document and the confirmation form; records nothing.

@@ -295,7 +295,7 @@ fn the_whole_loop_goes_through_a_person_at_every_legal_act() {
     assert_eq!(list.status, 200);
     for part in [
         "包头甲药店",
-        "closing stock 30",
+        "期末库存 30，按进销存记录应为 18",
         "stock_gap z=6.1",
         "建议开展行政告诫",
         "包头市",
@@ -306,6 +306,15 @@ fn the_whole_loop_goes_through_a_person_at_every_legal_act() {
         !list.body.contains("呼市乙药店"),
         "another region's row is shown"
     );
+    // English on request, remembered in a cookie for the next pages.
+    let en = insp.get("/wb/risk?lang=en");
+    assert!(
+        en.body.contains("closing stock 30") && en.body.contains("Risk list"),
+        "{}",
+        en.body
+    );
+    assert!(insp.get("/wb").body.contains("Drafts awaiting my review"));
+    assert!(insp.get("/wb?lang=zh").body.contains("待我审核的文书草稿"));
     // Confirm without the CSRF token: refused, nothing opened.
     let a = insp.post(
         "/wb/risk/disposition",
@@ -562,12 +571,47 @@ fn the_whole_loop_goes_through_a_person_at_every_legal_act() {
         "{}",
         page.body
     );
+    // The enterprise's history beside the row: the confirmation, the case, the credit file.
+    let history = insp.get(&format!("/wb/enterprises/{}", w.ent_a));
+    assert!(
+        history.body.contains("confirmed")
+            && history.body.contains(&case)
+            && history.body.contains("history-credit"),
+        "{}",
+        history.body
+    );
     let credit = lead.get("/ent");
     assert!(
         credit.body.contains(&case) && credit.body.contains("credit-entries"),
         "{}",
         credit.body
     );
+    // The supervisor dismisses the other region's row; the dispositions score the list.
+    let mut sup = Browser::new(&w);
+    let cs = sup.login("sup");
+    let a = sup.post(
+        "/wb/risk/disposition",
+        &[
+            ("csrf", &cs),
+            ("list_id", "RL-150000-2026-11-20"),
+            ("enterprise_id", &w.ent_b),
+            ("disposition", "dismissed"),
+            ("reason", "盘点时点差异，已核实"),
+        ],
+    );
+    assert_eq!(a.status, 303, "{}", a.body);
+    let score =
+        pharmwatch_serve::labels::score(&Store::open(&w.out.join("pharmwatch.db")).unwrap())
+            .unwrap();
+    assert_eq!(
+        (score.all.rows, score.all.confirmed, score.all.dismissed),
+        (2, 1, 1)
+    );
+    assert_eq!(score.all.precision(), Some(0.5));
+    assert_eq!(score.by_indicator["inventory_mismatch"].confirmed, 1);
+    assert_eq!(score.model_flagged.rows, 2);
+    assert_eq!(score.dismissal_reasons["盘点时点差异，已核实"], 1);
+    assert!(pharmwatch_serve::labels::report(&score).contains("0.500"));
     // Every step is in the audit trail with who did it.
     for (who, action) in [
         ("insp.bt", "risk_confirmed"),
@@ -577,6 +621,7 @@ fn the_whole_loop_goes_through_a_person_at_every_legal_act() {
         ("lead.a", "receipt_confirmed"),
         ("lead.a", "attachment_uploaded"),
         ("insp.bt", "case_verified"),
+        ("sup", "risk_dismissed"),
     ] {
         let n = count(
             &w.out,
@@ -680,6 +725,10 @@ fn every_endpoint_answers_each_role_as_its_jurisdiction_allows() {
         ),
         (
             format!("/wb/drafts/{draft}"),
+            [303, 200, 200, 404, 200, 404, 200, 403, 403, 200],
+        ),
+        (
+            format!("/wb/enterprises/{}", w.ent_a),
             [303, 200, 200, 404, 200, 404, 200, 403, 403, 200],
         ),
         (

@@ -48,6 +48,16 @@ pub enum EvaluateCommand {
     /// each seed is simulated, run through the nightly job (with the model) and judged. Prints
     /// the table and writes DIR/sweep.json and DIR/evaluation.html (the curves as charts).
     Sweep(SweepArgs),
+    /// Score the stored risk lists against the inspectors' dispositions in the workbench
+    /// (confirmed = true alarm, dismissed = false alarm, watch = undecided): per grade, per
+    /// indicator and for the rows the model flagged, with the dismissal reasons.
+    Dispositions {
+        #[command(flatten)]
+        out: super::OutArg,
+        /// Print JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -120,8 +130,20 @@ fn check_thresholds(e: &evaluate::Evaluation, a: &EvaluateArgs) -> bool {
 }
 
 pub fn run(mut a: EvaluateArgs) -> anyhow::Result<ExitCode> {
-    if let Some(EvaluateCommand::Sweep(s)) = a.command.take() {
-        return run_sweep(s);
+    match a.command.take() {
+        Some(EvaluateCommand::Sweep(s)) => return run_sweep(s),
+        Some(EvaluateCommand::Dispositions { out, json }) => {
+            let store =
+                pharmwatch::store::Store::open(&out.out.join(pharmwatch::store::STORE_FILE))?;
+            let score = pharmwatch::serve::labels::score(&store)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&score)?);
+            } else {
+                print!("{}", pharmwatch::serve::labels::report(&score));
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        None => {}
     }
     let (Some(risk_list), Some(labels)) = (&a.risk_list, &a.labels) else {
         anyhow::bail!("--risk-list and --labels are required (or `evaluate sweep`)");
