@@ -59,6 +59,8 @@ pub struct DayRow {
     pub indicators: String,
     /// The most severe item's reason.
     pub top_reason: String,
+    /// The same reason in Chinese (empty when the items cannot be read).
+    pub top_reason_zh: String,
 }
 
 /// Documents of one kind.
@@ -119,6 +121,18 @@ pub fn grade_index(g: &str) -> Option<usize> {
     GRADES.iter().position(|x| *x == g)
 }
 
+/// The Chinese reason of the most severe item of a row's items (JSON), as the English
+/// `top_reason` is of the same item.
+fn top_reason_zh(items_json: &str) -> String {
+    let items: Vec<pharmwatch_core::risk::RiskItem> =
+        serde_json::from_str(items_json).unwrap_or_default();
+    items
+        .iter()
+        .max_by(|a, b| a.severity.total_cmp(&b.severity))
+        .map(pharmwatch_core::risk::reason_zh)
+        .unwrap_or_default()
+}
+
 impl Snapshot {
     /// Reads the report of business day `day` (notices of `run_date`) from the store.
     pub fn load(store: &Store, day: NaiveDate, run_date: NaiveDate) -> Result<Self> {
@@ -138,6 +152,7 @@ impl Snapshot {
                     score: r.get(6)?,
                     indicators: r.get(7)?,
                     top_reason: r.get(8)?,
+                    top_reason_zh: top_reason_zh(&r.get::<_, String>(9)?),
                 })
             })
             .map_err(err("day list"))?
@@ -487,7 +502,7 @@ pub fn html(snap: &Snapshot) -> Result<String> {
                 grade => &r.grade,
                 score => format!("{:.1}", r.score),
                 indicators => inds.join("、"),
-                top_reason => &r.top_reason,
+                top_reason => if r.top_reason_zh.is_empty() { &r.top_reason } else { &r.top_reason_zh },
             }
         })
         .collect();
@@ -590,6 +605,7 @@ mod tests {
             score: 80.0,
             indicators: indicators.into(),
             top_reason: "reason".into(),
+            top_reason_zh: String::new(),
         }
     }
 

@@ -83,6 +83,35 @@ impl RecordedEvent {
     }
 }
 
+/// Why a supervisor escalates a case before its deadlines have run out (the sweep escalates
+/// missed deadlines on its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EscalationGround {
+    /// The risk rose while the measures ran (第二十四条).
+    RiskIncreased,
+    /// The enterprise refused an interview without good reason (第二十二条).
+    InterviewRefused,
+}
+
+impl EscalationGround {
+    /// Parses `risk_increased` / `interview_refused` (dashes accepted).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.replace('-', "_").as_str() {
+            "risk_increased" => Some(Self::RiskIncreased),
+            "interview_refused" => Some(Self::InterviewRefused),
+            _ => None,
+        }
+    }
+
+    /// The ground as the ledger states it.
+    pub fn text(self) -> &'static str {
+        match self {
+            Self::RiskIncreased => "措施期间风险升高（第二十四条） (risk increased)",
+            Self::InterviewRefused => "无正当理由拒不接受约谈（第二十二条） (interview refused)",
+        }
+    }
+}
+
 /// Where a case came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
@@ -562,6 +591,101 @@ impl Ledger {
             )?;
             close_if_done(tx, path, case_id, at, actor)?;
             Ok(())
+        })
+    }
+
+    /// Escalates open case `case_id` on `ground` as `actor` on `today`: the regulation engine
+    /// decides the next measures from the case's open ones (as the sweep does for a missed
+    /// deadline), and they are added with an `escalated` event naming each measure and its
+    /// article. Returns the measures added (code, article); refuses a closed case and a case
+    /// for which nothing further applies.
+    pub fn escalate_case(
+        &mut self,
+        case_id: &str,
+        ground: EscalationGround,
+        today: NaiveDate,
+        rules: &Rules,
+        cal: &Calendar,
+        actor: &str,
+    ) -> Result<Vec<(String, String)>> {
+        self.immediate(|tx, path| {
+            if case_status(tx, path, case_id)? != "open" {
+                return Err(CaseworkError::ledger(
+                    case_id,
+                    "is closed: nothing to escalate",
+                ));
+            }
+            let measures = measures_in(tx, path, case_id)?;
+            let enterprise_id: String = tx
+                .query_row(
+                    "SELECT enterprise_id FROM cases WHERE case_id = ?1",
+                    [case_id],
+                    |r| r.get(0),
+                )
+                .map_err(|e| sql_err(path, "case enterprise", e))?;
+            let open_measures = measures
+                .iter()
+                .filter(|m| m.state == "open" || m.state == "overdue")
+                .filter_map(|m| {
+                    parse_code(&m.code).map(|code| OpenMeasure {
+                        code,
+                        due_date: m.due_date.as_deref().and_then(|d| d.parse().ok()),
+                    })
+                })
+                .collect();
+            let on_key_monitoring_list: bool = tx
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM list_entries
+                     WHERE list_name = 'key_monitoring' AND case_id = ?1)",
+                    [case_id],
+                    |r| r.get(0),
+                )
+                .map_err(|e| sql_err(path, "key monitoring", e))?;
+            let state = CaseState {
+                case_id: case_id.to_string(),
+                enterprise_id,
+                open_measures,
+                on_key_monitoring_list,
+                case_referred: measures.iter().any(|m| m.code == "case_referral"),
+                risk_increased: ground == EscalationGround::RiskIncreased,
+                interview_refused: ground == EscalationGround::InterviewRefused,
+                affected_scope: Vec::new(),
+                affected_products: Vec::new(),
+            };
+            let decision = escalate(&state, today, rules, cal)
+                .map_err(|e| CoreError::regulation(format!("case {case_id}"), e))?;
+            if decision.measures.is_empty() {
+                return Err(CaseworkError::ledger(
+                    case_id,
+                    "nothing further applies on this ground",
+                ));
+            }
+            let mut escalated: Vec<String> = vec![ground.text().to_string()];
+            escalated.extend(
+                decision
+                    .measures
+                    .iter()
+                    .map(|m| format!("{} ({})", m.code.as_str(), m.article)),
+            );
+            apply_in(
+                tx,
+                path,
+                &Opening {
+                    decision: &decision,
+                    on: today,
+                    origin: Origin::Finding,
+                    actor,
+                    enterprise_name: "",
+                    facts_json: "[]",
+                    addressee_json: "{}",
+                },
+                &escalated,
+            )?;
+            Ok(decision
+                .measures
+                .iter()
+                .map(|m| (m.code.as_str().to_string(), m.article.clone()))
+                .collect())
         })
     }
 

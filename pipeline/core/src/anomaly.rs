@@ -383,6 +383,8 @@ pub struct AnomalyScore {
     pub flagged: bool,
     /// The top reasons, most important first.
     pub reasons: Vec<String>,
+    /// The same reasons in Chinese.
+    pub reasons_zh: Vec<String>,
 }
 
 /// Scores the rows of `[from, to]` against `threshold` (a calibrated percentile, `1 − α`).
@@ -407,15 +409,14 @@ pub fn score(
         let row = table.row(i);
         let s = model.score_row(row);
         // Explanations only where someone will read them: flagged rows and the upper tail.
-        let reasons = if s.percentile >= 0.9 || s.percentile >= threshold {
-            model
-                .explain(row)
-                .iter()
-                .take(TOP_REASONS)
-                .map(feature_reason)
-                .collect()
+        let (reasons, reasons_zh) = if s.percentile >= 0.9 || s.percentile >= threshold {
+            let top: Vec<Contribution> = model.explain(row).into_iter().take(TOP_REASONS).collect();
+            (
+                top.iter().map(feature_reason).collect(),
+                top.iter().map(feature_reason_zh).collect(),
+            )
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
         out.push(AnomalyScore {
             enterprise_id: table.enterprise_id[i].clone(),
@@ -426,6 +427,7 @@ pub fn score(
             threshold,
             flagged: s.percentile >= threshold,
             reasons,
+            reasons_zh,
         });
     }
     out
@@ -482,6 +484,44 @@ pub fn feature_reason(c: &Contribution) -> String {
         text
     } else {
         format!("{}: no value", c.feature)
+    }
+}
+
+/// The reason of [`feature_reason`] in Chinese, from the same figures.
+pub fn feature_reason_zh(c: &Contribution) -> String {
+    let v = c.value;
+    let t = c.typical;
+    if !v.is_finite() {
+        return format!("{}：无数值", c.feature);
+    }
+    match c.feature.as_str() {
+        "sales_ratio" => format!("销量为本企业前 28 日日均的 {} 倍", short(v)),
+        "products_sold_ratio" => format!("当日销售品种数为平常的 {} 倍", short(v)),
+        "sales_up_share" => format!("{} 的品种销量高于其平常范围（通常 {}）", pct(v), pct(t)),
+        "purchase_ratio" => format!("购进量为前 28 日日均的 {} 倍", short(v)),
+        "production_ratio" => format!("产量为前 28 日日均的 {} 倍", short(v)),
+        "purchase_sales_7d" => format!(
+            "近 7 日每售出 1 盒购进 {} 盒（通常 {}）",
+            short(v),
+            short(t)
+        ),
+        "price_vs_own" => format!("售价为本企业前 28 日价格的 {}", pct(v)),
+        "min_price_vs_own" => format!("有品种售价仅为其前 28 日价格的 {}", pct(v)),
+        "low_price_share" => format!(
+            "{} 的销量低于本企业平常价格的 90%（通常 {}）",
+            pct(v),
+            pct(t)
+        ),
+        "special_share" => format!(
+            "麻醉、精神药品及含麻黄碱类药品占销量的 {}（通常 {}）",
+            pct(v),
+            pct(t)
+        ),
+        "special_ratio" => format!("特殊管理药品销量为前 28 日日均的 {} 倍", short(v)),
+        "stock_gap_units" => format!("库存记录相差 {} 盒（通常 {}）", short(v), short(t)),
+        "stock_gap_products" => format!("{} 个品种库存对不上", short(v)),
+        "report_gap_days" => format!("间隔 {} 日后才上报数据", short(v)),
+        other => format!("{other} = {}（通常 {}）", short(v), short(t)),
     }
 }
 

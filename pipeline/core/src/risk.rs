@@ -139,6 +139,9 @@ pub struct RiskRow<I = Vec<RiskItem>> {
     pub anomaly_percentile: Option<f64>,
     /// The model's top reasons, `; `-separated (upper tail only).
     pub anomaly_reasons: String,
+    /// The model's top reasons in Chinese, `；`-separated.
+    #[serde(default)]
+    pub anomaly_reasons_zh: String,
     /// The reference credit grade (enterprise reference table) before the credit file.
     /// `credit_grade` is the effective grade the score used; they differ when entries of the
     /// credit file are within their publicity period on the row's day ([`pharmwatch_casework::credit`]).
@@ -473,6 +476,7 @@ pub fn build_with_credit(
             anomaly_score: verdict.map(|a| round4(a.score)),
             anomaly_percentile: verdict.map(|a| round4(a.percentile)),
             anomaly_reasons: verdict.map(|a| a.reasons.join("; ")).unwrap_or_default(),
+            anomaly_reasons_zh: verdict.map(|a| a.reasons_zh.join("；")).unwrap_or_default(),
             reference_credit_grade: reference.to_string(),
             credit_reasons: effective.map(|c| c.reasons).unwrap_or_default(),
             items,
@@ -544,6 +548,7 @@ pub fn schema() -> SchemaRef {
         Field::new("anomaly_score", DataType::Float64, true),
         Field::new("anomaly_percentile", DataType::Float64, true),
         text("anomaly_reasons"),
+        text("anomaly_reasons_zh"),
         text("reference_credit_grade"),
         text("credit_reasons"),
         Field::new(
@@ -585,6 +590,7 @@ impl<I> RiskRow<I> {
             anomaly_score: self.anomaly_score,
             anomaly_percentile: self.anomaly_percentile,
             anomaly_reasons: self.anomaly_reasons,
+            anomaly_reasons_zh: self.anomaly_reasons_zh,
             reference_credit_grade: self.reference_credit_grade,
             credit_reasons: self.credit_reasons,
             items,

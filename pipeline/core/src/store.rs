@@ -244,6 +244,7 @@ impl Store {
                     "top_reason": r.get::<_, String>(11)?, "responsible_unit": "",
                     "status": "", "rule_version": r.get::<_, String>(12)?,
                     "anomaly_score": null, "anomaly_percentile": null, "anomaly_reasons": "",
+                    "anomaly_reasons_zh": "",
                     "items": serde_json::from_str::<serde_json::Value>(&r.get::<_, String>(13)?)
                         .unwrap_or_default(),
                 });

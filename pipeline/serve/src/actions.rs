@@ -696,6 +696,158 @@ impl ServeState {
         Ok(())
     }
 
+    /// Escalates a case on a ground (risk increased, interview refused): the measures the
+    /// regulation engine decides are added with their articles, and the documents they call
+    /// for are proposed as drafts (approved like any other). Returns the measures added.
+    pub fn escalate(
+        &self,
+        a: &Account,
+        case_id: &str,
+        ground: &str,
+        note: &str,
+    ) -> Act<Vec<(String, String)>> {
+        require(a, HANDLERS)?;
+        let ground =
+            pharmwatch_casework::ledger::EscalationGround::parse(ground).ok_or_else(|| {
+                Denied::Bad(format!(
+                    "unknown ground `{ground}`: risk_increased or interview_refused"
+                ))
+            })?;
+        if note.trim().is_empty() {
+            return Err(Denied::Bad(
+                "升级处置须说明事实 (an escalation needs the facts that ground it)".into(),
+            ));
+        }
+        let mut l = self.lock()?;
+        let row = self.case_row(&l, a, case_id)?;
+        let cal = l.calendar(&self.closed_loop.calendar)?;
+        let added = l.escalate_case(
+            case_id,
+            ground,
+            today(),
+            &self.closed_loop.rules,
+            &cal,
+            &a.username,
+        )?;
+        let who = actor(a);
+        let detail = format!(
+            "{}: {}; {}",
+            ground.text(),
+            note.trim(),
+            added
+                .iter()
+                .map(|(c, art)| format!("{c} ({art})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        l.immediate(|tx, path| {
+            audit::append(
+                tx,
+                path,
+                &who,
+                "case_escalated",
+                Subject {
+                    target: &format!("case:{case_id}"),
+                    case_id: Some(case_id),
+                    enterprise_id: Some(&row.enterprise_id),
+                },
+                &detail,
+            )
+        })?;
+        use pharmwatch_casework::notices::DocumentKind;
+        for (code, _) in &added {
+            let kind = match pharmwatch_casework::ledger::parse_code(code) {
+                Some(pharmwatch_regulation::MeasureCode::Caution) => {
+                    Some(DocumentKind::CautionNotice)
+                }
+                Some(pharmwatch_regulation::MeasureCode::Interview) => {
+                    Some(DocumentKind::InterviewNotice)
+                }
+                Some(c) if c.is_suspension() => Some(DocumentKind::SuspensionDecision),
+                _ => None,
+            };
+            if let Some(kind) = kind {
+                drafts::propose_now(&mut l, case_id, kind, today(), &who)?;
+            }
+        }
+        Ok(added)
+    }
+
+    /// Inspection findings pushed by the platform or an inspector (the `measures decide`
+    /// format, a JSON array): each is decided by the regulation engine; a finding about an
+    /// enterprise outside the account's jurisdiction is refused like a malformed one; each
+    /// decision with measures opens or updates its case, and the documents its measures call
+    /// for are proposed as drafts. Returns the decisions, the refusals and the drafts.
+    pub fn push_findings(&self, a: &Account, body: &str) -> Act<serde_json::Value> {
+        require(a, HANDLERS)?;
+        let mut l = self.lock()?;
+        let cal = l.calendar(&self.closed_loop.calendar)?;
+        let (decisions, mut errors) =
+            pharmwatch_regulation::decide_json(body, &self.closed_loop.rules, &cal);
+        let (mut accepted, mut drafts_proposed) = (Vec::new(), Vec::new());
+        let who = actor(a);
+        for (i, d) in decisions.into_iter().enumerate() {
+            let region = case_region("", &d.enterprise_id);
+            if !a.sees(&region, &d.enterprise_id) {
+                errors.push(pharmwatch_regulation::FindingError {
+                    index: Some(i),
+                    case_id: Some(d.case_id.clone()),
+                    field: Some("enterprise_id".into()),
+                    reason: "outside your jurisdiction (不在管辖范围内)".into(),
+                });
+                continue;
+            }
+            if !d.measures.is_empty() {
+                l.apply_decision(&pharmwatch_casework::ledger::Opening {
+                    decision: &d,
+                    on: today(),
+                    origin: pharmwatch_casework::ledger::Origin::Finding,
+                    actor: &a.username,
+                    enterprise_name: "",
+                    facts_json: "[]",
+                    addressee_json: "{}",
+                })?;
+                let case_id = d.case_id.clone();
+                let ent = d.enterprise_id.clone();
+                l.immediate(|tx, path| {
+                    audit::append(
+                        tx,
+                        path,
+                        &who,
+                        "finding_recorded",
+                        Subject {
+                            target: &format!("case:{case_id}"),
+                            case_id: Some(&case_id),
+                            enterprise_id: Some(&ent),
+                        },
+                        &format!("{} measure(s)", d.measures.len()),
+                    )
+                })?;
+                for kind in d.measures.iter().filter_map(|m| document_for(m.code)) {
+                    if let Some(id) = drafts::propose_now(&mut l, &d.case_id, kind, today(), &who)?
+                    {
+                        drafts_proposed.push(id);
+                    }
+                }
+            }
+            accepted.push(d);
+        }
+        if accepted.is_empty() && !errors.is_empty() {
+            return Err(Denied::Bad(
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ));
+        }
+        Ok(serde_json::json!({
+            "decisions": accepted,
+            "errors": errors,
+            "drafts_proposed": drafts_proposed,
+        }))
+    }
+
     /// Adds a comment to a case.
     pub fn comment(&self, a: &Account, case_id: &str, body: &str) -> Act<()> {
         require(
@@ -1086,6 +1238,20 @@ fn attachments_of(
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| Denied::from(sql_err(path, "attachments", e)))?;
     Ok(v)
+}
+
+/// The document a measure is served with, if any.
+fn document_for(
+    code: pharmwatch_regulation::MeasureCode,
+) -> Option<pharmwatch_casework::notices::DocumentKind> {
+    use pharmwatch_casework::notices::DocumentKind;
+    use pharmwatch_regulation::MeasureCode;
+    match code {
+        MeasureCode::Caution => Some(DocumentKind::CautionNotice),
+        MeasureCode::Interview => Some(DocumentKind::InterviewNotice),
+        c if c.is_suspension() => Some(DocumentKind::SuspensionDecision),
+        _ => None,
+    }
 }
 
 /// The type of a file from its first bytes: PDF, JPEG or PNG, else none.

@@ -100,6 +100,12 @@ fn api_routes() -> axum::Router<Arc<ServeState>> {
             }),
         )
         .route(
+            "/api/v1/findings",
+            post(|State(s): S, h: HeaderMap, body: String| async move {
+                json(s.actor(&h, csrf(&h).as_deref()).and_then(|a| s.push_findings(&a, &body)))
+            }),
+        )
+        .route(
             "/api/v1/queues",
             get(|State(s): S, h: HeaderMap| async move {
                 json(s.reader(&h).and_then(|(a, _)| s.queues(&a)))
@@ -210,6 +216,7 @@ pub fn openapi() -> serde_json::Value {
             "/api/v1/risk-list": {"get": op("The risk list of a day for the caller's jurisdiction", serde_json::json!([query_param("date"), query_param("grade"), query_param("indicator"), query_param("region"), query_param("type"), query_param("sort")]), None)},
             "/api/v1/risk-list/disposition": {"post": op("Confirm (opens a case), dismiss (with a reason) or watch a risk-list row", none.clone(), Some("Disposition"))},
             "/api/v1/queues": {"get": op("The caller's queues", none.clone(), None)},
+            "/api/v1/findings": {"post": op("Push inspection findings (the measures-decide format): decided, recorded, documents proposed as drafts", none.clone(), Some("Findings"))},
             "/api/v1/drafts/{id}": {"get": op("A draft and its preview", serde_json::json!([path_param("id", "integer")]), None)},
             "/api/v1/drafts/{id}/{action}": {"post": op("Edit, submit, approve, return or withdraw a draft", serde_json::json!([path_param("id", "integer"), action]), Some("DraftAction"))},
             "/api/v1/cases": {"get": op("The cases of the caller's jurisdiction", none.clone(), None)},
@@ -225,6 +232,11 @@ pub fn openapi() -> serde_json::Value {
                     "properties": {"list_id": {"type": "string"}, "enterprise_id": {"type": "string"},
                                    "disposition": {"type": "string", "enum": ["confirmed", "dismissed", "watch"]},
                                    "reason": {"type": "string"}}},
+                "Findings": {"type": "array", "items": {"type": "object", "required": ["case_id", "enterprise_id", "inspection_date", "conclusion"],
+                    "properties": {"case_id": {"type": "string"}, "enterprise_id": {"type": "string"},
+                                   "inspection_date": {"type": "string", "format": "date"},
+                                   "conclusion": {"type": "string"}, "defects": {"type": "object"},
+                                   "flags": {"type": "array", "items": {"type": "string"}}}}},
                 "DraftAction": {"type": "object", "properties": {"note": {"type": "string"},
                     "excluded_items": {"type": "array", "items": {"type": "integer", "minimum": 0}},
                     "reason": {"type": "string"}}}
@@ -241,6 +253,6 @@ mod tests {
     fn every_route_of_the_api_is_in_the_document() {
         let doc = openapi();
         let paths = doc["paths"].as_object().map(|m| m.len()).unwrap_or(0);
-        assert_eq!(paths, 9);
+        assert_eq!(paths, 10);
     }
 }

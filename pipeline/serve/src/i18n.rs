@@ -144,6 +144,18 @@ pub const MESSAGES: &[(&str, &str, &str)] = &[
         "Resume request received",
     ),
     ("lifted", "解除暂停销售", "Suspension lifted"),
+    ("escalate", "升级处置", "Escalate"),
+    (
+        "ground_risk_increased",
+        "措施期间风险升高（第二十四条）",
+        "The risk rose during the measures (Art. 24)",
+    ),
+    (
+        "ground_interview_refused",
+        "无正当理由拒不接受约谈（第二十二条）",
+        "Interview refused without good reason (Art. 22)",
+    ),
+    ("facts", "事实与理由", "Facts and grounds"),
     ("my_notices", "本企业收到的文书", "Our notices"),
     ("open_notice", "查看文书", "Open the notice"),
     (
@@ -204,6 +216,9 @@ pub fn install(env: &mut minijinja::Environment<'static>) {
         pharmwatch_core::regions::region_name(code)
             .unwrap_or(code)
             .to_string()
+    });
+    env.add_filter("measure", |code: &str| {
+        pharmwatch_casework::guidance::measure_name(code)
     });
     env.add_filter("urlencode", |s: &str| {
         percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()

@@ -439,6 +439,8 @@ pub struct CaseForm {
     body: String,
     #[serde(default)]
     inspector: String,
+    #[serde(default)]
+    ground: String,
 }
 
 /// `POST /wb/cases/{id}/{action}`: `event`, `comment` or `assign`.
@@ -455,6 +457,7 @@ pub async fn case_action(
             "event" => s.case_event(&a, &id, &f.event, &f.note, f.commitment.is_some()),
             "comment" => s.comment(&a, &id, &f.body),
             "assign" => s.assign(&a, &id, &f.inspector),
+            "escalate" => s.escalate(&a, &id, &f.ground, &f.note).map(|_| ()),
             other => Err(Denied::Bad(format!("unknown action `{other}`"))),
         });
     page(&s, lang, r, |()| {

@@ -699,7 +699,59 @@ fn every_endpoint_answers_each_role_as_its_jurisdiction_allows() {
         404,
         "another region's row"
     );
-    let draft = count(&w.out, "SELECT draft_id FROM drafts");
+    // Findings pushed by the platform: decided, recorded, documents proposed; a finding of
+    // another region is refused in the answer, a lead may not push.
+    let findings = format!(
+        r#"[{{"case_id":"F-1","enterprise_id":"{}","inspection_date":"2026-11-25",
+              "conclusion":"pending_rectification","defects":{{"critical":0,"major":6,"general":0}}}},
+            {{"case_id":"F-2","enterprise_id":"{}","inspection_date":"2026-11-25",
+              "conclusion":"pending_rectification","defects":{{"critical":0,"major":6,"general":0}}}}]"#,
+        w.ent_a, w.ent_b
+    );
+    let (status, answer) = rt.block_on(async {
+        let r = http
+            .post(format!("{}/api/v1/findings", w.base))
+            .bearer_auth(&token)
+            .body(findings.clone())
+            .send()
+            .await
+            .unwrap();
+        (
+            r.status().as_u16(),
+            r.json::<serde_json::Value>().await.unwrap(),
+        )
+    });
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["decisions"].as_array().unwrap().len(), 1, "{answer}");
+    assert_eq!(answer["errors"][0]["case_id"], "F-2", "{answer}");
+    assert!(
+        !answer["drafts_proposed"].as_array().unwrap().is_empty(),
+        "{answer}"
+    );
+    assert_eq!(
+        count(&w.out, "SELECT COUNT(*) FROM cases WHERE case_id = 'F-1'"),
+        1
+    );
+    assert_eq!(
+        count(&w.out, "SELECT COUNT(*) FROM cases WHERE case_id = 'F-2'"),
+        0
+    );
+    let lead_token = {
+        let l = Ledger::open(&w.out).unwrap();
+        accounts::create_token(l.conn(), l.path(), "lead.a", "x").unwrap()
+    };
+    let lead_push = rt.block_on(async {
+        http.post(format!("{}/api/v1/findings", w.base))
+            .bearer_auth(&lead_token)
+            .body(findings)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    assert_eq!(lead_push, 403);
+    let draft = count(&w.out, "SELECT MIN(draft_id) FROM drafts");
     let case = enc(&case_of(&w));
     let drafts_before = count(&w.out, "SELECT COUNT(*) FROM audit_trail");
 
@@ -836,6 +888,94 @@ fn every_endpoint_answers_each_role_as_its_jurisdiction_allows() {
         )
         .status,
         403
+    );
+
+    // Escalation on a ground, with its facts: the engine's next measures with their articles,
+    // an `escalated` event, an audit entry, and drafts for the documents they call for.
+    let measures_before = count(&w.out, "SELECT COUNT(*) FROM case_measures");
+    let (insp, c_insp) = &mut browsers[2];
+    let c_insp = c_insp.clone();
+    let path = format!("/wb/cases/{case}/escalate");
+    assert_eq!(
+        insp.post(&path, &[("csrf", &c_insp), ("ground", "risk_increased")])
+            .status,
+        400
+    );
+    assert_eq!(
+        insp.post(
+            &path,
+            &[
+                ("csrf", &c_insp),
+                ("ground", "risk_increased"),
+                ("note", "复查发现继续销售过期批号")
+            ]
+        )
+        .status,
+        303
+    );
+    let added = count(&w.out, "SELECT COUNT(*) FROM case_measures") - measures_before;
+    let articles = count(
+        &w.out,
+        "SELECT COUNT(*) FROM case_measures WHERE article = ''",
+    );
+    assert!(
+        added >= 1 && articles == 0,
+        "added {added} measures, {articles} without article"
+    );
+    assert_eq!(
+        count(
+            &w.out,
+            "SELECT COUNT(*) FROM case_events WHERE event = 'escalated' AND note LIKE '%第二十四条%'"
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            &w.out,
+            "SELECT COUNT(*) FROM audit_trail WHERE action = 'case_escalated' AND actor = 'insp.bt'"
+        ),
+        1
+    );
+    let (hh, c_hh) = &mut browsers[3];
+    let c_hh = c_hh.clone();
+    assert_eq!(
+        hh.post(
+            &path,
+            &[("csrf", &c_hh), ("ground", "risk_increased"), ("note", "x")]
+        )
+        .status,
+        404
+    );
+    let (aud, c_aud) = &mut browsers[6];
+    let c_aud = c_aud.clone();
+    assert_eq!(
+        aud.post(
+            &path,
+            &[
+                ("csrf", &c_aud),
+                ("ground", "risk_increased"),
+                ("note", "x")
+            ]
+        )
+        .status,
+        403
+    );
+    // The caution's deadline had not run out: the rise in risk brings the interview (第二十二条)
+    // forward, proposed as its notice's draft beside the caution's.
+    assert_eq!(added, 1);
+    assert_eq!(
+        count(
+            &w.out,
+            "SELECT COUNT(*) FROM case_measures WHERE code = 'interview' AND case_id LIKE 'RL-%'"
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            &w.out,
+            "SELECT COUNT(*) FROM drafts WHERE kind = 'interview_notice' AND state = 'proposed' AND case_id LIKE 'RL-%'"
+        ),
+        1
     );
 
     // Session fixation: a session id planted before sign-in is not the one signed in.

@@ -601,6 +601,7 @@ mod tests {
             anomaly_score: None,
             anomaly_percentile: None,
             anomaly_reasons: String::new(),
+            anomaly_reasons_zh: String::new(),
             reference_credit_grade: "A".into(),
             credit_reasons: String::new(),
             items: serde_json::to_string(&items).unwrap(),

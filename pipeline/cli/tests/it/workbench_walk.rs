@@ -103,19 +103,56 @@ impl Driver {
         }
     }
 
-    fn call(&self, method: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
+    fn try_call(
+        &self,
+        method: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, serde_json::Value> {
         let url = format!("{}/session/{}{path}", self.base, self.session);
         self.rt.block_on(async {
             let b = match method {
                 "GET" => self.http.get(url),
-                _ => self.http.post(url).json(&body),
+                _ => self.http.post(url).json(body),
             };
             let v: serde_json::Value = b.send().await.unwrap().json().await.unwrap();
             if v["value"].get("error").is_some() {
-                panic!("webdriver {method} {path}: {v}");
+                Err(v)
+            } else {
+                Ok(v["value"].clone())
             }
-            v["value"].clone()
         })
+    }
+
+    fn call(&self, method: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
+        self.try_call(method, path, &body)
+            .unwrap_or_else(|v| panic!("webdriver {method} {path}: {v}"))
+    }
+
+    /// Finds `css` and acts on it; a page still being replaced (a stale element) is waited
+    /// out (up to 10 s), then the page loaded after the act is waited for.
+    fn act(&self, css: &str, action: &str, body: serde_json::Value) {
+        let started = Instant::now();
+        loop {
+            let id = self.find(css);
+            match self.try_call("POST", &format!("/element/{id}/{action}"), &body) {
+                Ok(_) => break,
+                Err(v)
+                    if started.elapsed() < Duration::from_secs(10)
+                        && v["value"]["error"] == "stale element reference" =>
+                {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(v) => panic!("webdriver {action} on {css}: {v}"),
+            }
+        }
+        let script = serde_json::json!({"script": "return document.readyState", "args": []});
+        while started.elapsed() < Duration::from_secs(10) {
+            match self.try_call("POST", "/execute/sync", &script) {
+                Ok(v) if v == "complete" => return,
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
     }
 
     fn go(&self, url: &str) {
@@ -150,21 +187,11 @@ impl Driver {
     }
 
     fn click(&self, css: &str) {
-        let id = self.find(css);
-        self.call(
-            "POST",
-            &format!("/element/{id}/click"),
-            serde_json::json!({}),
-        );
+        self.act(css, "click", serde_json::json!({}));
     }
 
     fn type_in(&self, css: &str, text: &str) {
-        let id = self.find(css);
-        self.call(
-            "POST",
-            &format!("/element/{id}/value"),
-            serde_json::json!({"text": text}),
-        );
+        self.act(css, "value", serde_json::json!({"text": text}));
     }
 
     fn source(&self) -> String {
@@ -578,8 +605,8 @@ fn the_api_holds_against_its_openapi_document_under_schemathesis() {
         );
         // Every operation was exercised, and with generated cases.
         assert!(
-            text.contains("9 selected / 9 total"),
-            "schemathesis as {who} did not select the 9 operations:\n{text}"
+            text.contains("10 selected / 10 total"),
+            "schemathesis as {who} did not select the 10 operations:\n{text}"
         );
         let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
         for line in &lines[lines.len().saturating_sub(10)..] {
