@@ -278,19 +278,26 @@ fn log(
     audit::append(tx, path, actor, action, s, detail)
 }
 
+/// Refuses a draft that is not with the inspector (proposed or returned).
+fn in_inspector_hands(d: &Draft, verb: &str) -> Result<()> {
+    if matches!(d.state, DraftState::Proposed | DraftState::Returned) {
+        Ok(())
+    } else {
+        Err(refuse(
+            d,
+            &format!(
+                "is {}: only a proposed or returned draft is {verb}",
+                d.state.as_str()
+            ),
+        ))
+    }
+}
+
 /// An inspector's edits of a proposed or returned draft.
 pub fn edit(ledger: &mut Ledger, draft_id: i64, actor: &Actor, edits: &Edits) -> Result<Draft> {
     ledger.immediate(|tx, path| {
         let d = get(tx, path, draft_id)?;
-        if !matches!(d.state, DraftState::Proposed | DraftState::Returned) {
-            return Err(refuse(
-                &d,
-                &format!(
-                    "is {}: only a proposed or returned draft is edited",
-                    d.state.as_str()
-                ),
-            ));
-        }
+        in_inspector_hands(&d, "edited")?;
         let facts = ledger_facts(tx, path, &d.case_id)?;
         if let Some(bad) = edits.excluded_items.iter().find(|i| **i >= facts) {
             return Err(refuse(
@@ -342,15 +349,7 @@ fn ledger_facts(conn: &Connection, path: &Path, case_id: &str) -> Result<usize> 
 pub fn submit(ledger: &mut Ledger, draft_id: i64, actor: &Actor) -> Result<Draft> {
     ledger.immediate(|tx, path| {
         let d = get(tx, path, draft_id)?;
-        if !matches!(d.state, DraftState::Proposed | DraftState::Returned) {
-            return Err(refuse(
-                &d,
-                &format!(
-                    "is {}: only a proposed or returned draft is submitted",
-                    d.state.as_str()
-                ),
-            ));
-        }
+        in_inspector_hands(&d, "submitted")?;
         tx.execute(
             "UPDATE drafts SET state = 'submitted', submitted_by = ?2, submitted_at = ?3,
                                decided_by = '', decided_at = NULL

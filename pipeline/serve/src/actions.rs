@@ -277,6 +277,37 @@ pub fn today() -> NaiveDate {
 }
 
 impl ServeState {
+    /// A stored row with its disposition, its reasons in Chinese and the system's proposal.
+    fn triage_row(&self, l: &Ledger, row: RiskRow) -> Act<TriageRow> {
+        let disp: Option<(String, String, String, Option<String>)> = l
+            .conn()
+            .query_row(
+                "SELECT disposition, reason, decided_by, case_id FROM dispositions
+                 WHERE list_id = ?1 AND enterprise_id = ?2",
+                params![row.list_id, row.enterprise_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()
+            .map_err(|e| Denied::from(sql_err(l.path(), "disposition", e)))?;
+        let (disposition, reason, decided_by, case_id) = disp.unwrap_or_default();
+        Ok(TriageRow {
+            reasons_zh: row
+                .items
+                .iter()
+                .map(pharmwatch_core::risk::reason_zh)
+                .collect(),
+            proposed: self
+                .closed_loop
+                .notices
+                .selects(&row.grade, &row.indicators),
+            row,
+            disposition,
+            reason,
+            decided_by,
+            case_id,
+        })
+    }
+
     /// The risk list of a day for the account's jurisdiction, filtered and sorted.
     pub fn risk_list(
         &self,
@@ -314,33 +345,7 @@ impl ServeState {
             if !keep {
                 continue;
             }
-            let disp: Option<(String, String, String, Option<String>)> = l
-                .conn()
-                .query_row(
-                    "SELECT disposition, reason, decided_by, case_id FROM dispositions
-                     WHERE list_id = ?1 AND enterprise_id = ?2",
-                    params![row.list_id, row.enterprise_id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                )
-                .optional()
-                .map_err(|e| Denied::from(sql_err(l.path(), "disposition", e)))?;
-            let (disposition, reason, decided_by, case_id) = disp.unwrap_or_default();
-            out.push(TriageRow {
-                reasons_zh: row
-                    .items
-                    .iter()
-                    .map(pharmwatch_core::risk::reason_zh)
-                    .collect(),
-                proposed: self
-                    .closed_loop
-                    .notices
-                    .selects(&row.grade, &row.indicators),
-                row,
-                disposition,
-                reason,
-                decided_by,
-                case_id,
-            });
+            out.push(self.triage_row(&l, row)?);
         }
         match q.sort.as_deref() {
             Some("region") => out.sort_by(|x, y| {
@@ -483,33 +488,7 @@ impl ServeState {
         )?;
         let mut lists = Vec::new();
         for row in rows.into_iter().rev() {
-            let disp: Option<(String, String, String, Option<String>)> = l
-                .conn()
-                .query_row(
-                    "SELECT disposition, reason, decided_by, case_id FROM dispositions
-                     WHERE list_id = ?1 AND enterprise_id = ?2",
-                    params![row.list_id, row.enterprise_id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                )
-                .optional()
-                .map_err(|e| Denied::from(sql_err(l.path(), "disposition", e)))?;
-            let (disposition, reason, decided_by, case_id) = disp.unwrap_or_default();
-            lists.push(TriageRow {
-                reasons_zh: row
-                    .items
-                    .iter()
-                    .map(pharmwatch_core::risk::reason_zh)
-                    .collect(),
-                proposed: self
-                    .closed_loop
-                    .notices
-                    .selects(&row.grade, &row.indicators),
-                row,
-                disposition,
-                reason,
-                decided_by,
-                case_id,
-            });
+            lists.push(self.triage_row(&l, row)?);
         }
         Ok(EnterpriseHistory {
             enterprise_id: enterprise_id.to_string(),
