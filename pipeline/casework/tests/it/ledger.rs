@@ -33,6 +33,69 @@ fn events_are_append_only() {
 }
 
 #[test]
+fn a_notice_served_by_hand_leaves_the_manual_service_list_and_the_audit_trail_is_append_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = decide_and_record(dir.path(), &caution_finding("C-M"), d("2026-03-02"));
+    let rules = measures::load_rules(None).unwrap();
+    let (doc, _) = notices::issue(
+        &mut ledger,
+        "C-M",
+        DocumentKind::CautionNotice,
+        d("2026-03-02"),
+        "王五",
+        &test_authority(),
+        &rules,
+        None,
+    )
+    .unwrap();
+    // Every channel failed: the notice is on the manual-service list.
+    ledger
+        .conn()
+        .execute(
+            "UPDATE deliveries SET status = 'failed', failed_at = '2026-03-03T10:00:00Z'
+             WHERE document_no = ?1",
+            [&doc.number],
+        )
+        .unwrap();
+    let store = pharmwatch_core::store::Store::open(ledger.path()).unwrap();
+    assert_eq!(
+        pharmwatch_casework::service::manual_list(&store)
+            .unwrap()
+            .len(),
+        1
+    );
+    // The supervisor's desk serves it by hand and records it: it leaves the list.
+    ledger
+        .record(
+            "C-M",
+            RecordedEvent::Delivered,
+            "赵六",
+            "直接送达，负责人签收",
+            d("2026-03-04"),
+            false,
+        )
+        .unwrap();
+    assert!(
+        pharmwatch_casework::service::manual_list(&store)
+            .unwrap()
+            .is_empty()
+    );
+    // The audit trail refuses edits and deletions, like the case events.
+    let conn = rusqlite::Connection::open(dir.path().join("pharmwatch.db")).unwrap();
+    conn.execute(
+        "INSERT INTO audit_trail (at, actor, role, action) VALUES ('t', 'a', 'r', 'x')",
+        [],
+    )
+    .unwrap();
+    let upd = conn
+        .execute("UPDATE audit_trail SET actor = 'b'", [])
+        .unwrap_err();
+    assert!(upd.to_string().contains("append-only"), "{upd}");
+    let del = conn.execute("DELETE FROM audit_trail", []).unwrap_err();
+    assert!(del.to_string().contains("append-only"), "{del}");
+}
+
+#[test]
 fn case_lifecycle_report_verified_closed_then_low_risk() {
     let dir = tempfile::tempdir().unwrap();
     let mut ledger = decide_and_record(dir.path(), &caution_finding("C-2"), d("2026-03-02"));
