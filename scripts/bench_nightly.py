@@ -11,7 +11,7 @@ What it does, in one run:
    (start to exit): Parquet in, indicator SQL, scoring, risk list written.
 4. DuckDB: times connect + CREATE VIEW over exactly the Parquet files pharmwatch reads
    (event kinds: partitions [D - 60 days, D], product_test: every partition up to D;
-   products / batches from LAKE/reference) + the 7 rendered indicator queries, all results
+   products / batches / enterprises from LAKE/reference) + the 7 rendered indicator queries, all results
    fetched.
 5. Repeats both --repeats times with alternating order, reports the median wall time of each
    and the ratio pharmwatch / duckdb.
@@ -46,7 +46,7 @@ INDICATORS_RS = ROOT / "pipeline" / "core" / "src" / "indicators.rs"
 SQL_DIR = ROOT / "pipeline" / "sql"
 
 EVENT_TABLES = ["sales", "purchase", "production", "inventory", "product_test"]
-REFERENCE_TABLES = ["products", "batches"]
+REFERENCE_TABLES = ["products", "batches", "enterprises"]
 
 FULL = {"enterprises": 2000, "days": 60, "min_records": 10_000_000}
 SMALL = {"enterprises": 300, "days": 60, "min_records": 0}
