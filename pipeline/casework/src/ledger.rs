@@ -633,14 +633,7 @@ impl Ledger {
                     })
                 })
                 .collect();
-            let on_key_monitoring_list: bool = tx
-                .query_row(
-                    "SELECT EXISTS (SELECT 1 FROM list_entries
-                     WHERE list_name = 'key_monitoring' AND case_id = ?1)",
-                    [case_id],
-                    |r| r.get(0),
-                )
-                .map_err(|e| sql_err(path, "key monitoring", e))?;
+            let on_key_monitoring_list: bool = on_key_monitoring_list(tx, path, case_id)?;
             let state = CaseState {
                 case_id: case_id.to_string(),
                 enterprise_id,
@@ -1014,14 +1007,7 @@ impl Ledger {
                 if overdue.is_empty() {
                     return Ok(());
                 }
-                let on_key_monitoring_list: bool = tx
-                    .query_row(
-                        "SELECT EXISTS (SELECT 1 FROM list_entries
-                         WHERE list_name = 'key_monitoring' AND case_id = ?1)",
-                        [&case_id],
-                        |r| r.get(0),
-                    )
-                    .map_err(|e| sql_err(path, "key monitoring", e))?;
+                let on_key_monitoring_list = on_key_monitoring_list(tx, path, &case_id)?;
                 let case_referred = measures.iter().any(|m| m.code == "case_referral");
                 let state = CaseState {
                     case_id: case_id.clone(),
@@ -1133,6 +1119,18 @@ fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CaseSummary> {
         next_due: r.get(7)?,
         due_pending_year: r.get(8)?,
     })
+}
+
+/// Whether the case put its enterprise on the key-monitoring list.
+fn on_key_monitoring_list(conn: &rusqlite::Connection, path: &Path, case_id: &str) -> Result<bool> {
+    Ok(conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM list_entries
+             WHERE list_name = 'key_monitoring' AND case_id = ?1)",
+            [case_id],
+            |r| r.get(0),
+        )
+        .map_err(|e| sql_err(path, "key monitoring", e))?)
 }
 
 fn case_status(conn: &rusqlite::Connection, path: &Path, case_id: &str) -> Result<String> {

@@ -116,7 +116,7 @@ impl DocumentKind {
     }
 
     /// Whether the case's measure `code` is the one this document serves.
-    fn serves(self, code: MeasureCode) -> bool {
+    pub fn serves(self, code: MeasureCode) -> bool {
         match self {
             Self::CautionNotice => code == MeasureCode::Caution,
             Self::InterviewNotice => code == MeasureCode::Interview,

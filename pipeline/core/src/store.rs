@@ -218,20 +218,23 @@ impl Store {
         tx.commit().map_err(|e| sql_err(&path, "commit", e))
     }
 
-    /// The stored risk-list rows of business day `date` (all days when `None`), by day and
-    /// rank. Rows written before migration 50 come back without licence and model reasons.
-    pub fn risk_rows(&self, date: Option<&str>) -> Result<Vec<RiskRow>> {
+    /// The stored risk-list rows of business day `date` and enterprise `enterprise` (every day
+    /// or enterprise when `None`), by day and rank. Rows written before migration 50 come back
+    /// without licence and model reasons.
+    pub fn risk_rows(&self, date: Option<&str>, enterprise: Option<&str>) -> Result<Vec<RiskRow>> {
         let mut st = self
             .conn
             .prepare(
                 "SELECT row_json, list_id, biz_date, rank, enterprise_id, enterprise_name,
                         enterprise_type, region_code, score, grade, indicators, top_reason,
                         rule_version, items_json
-                 FROM risk_list WHERE (?1 IS NULL OR biz_date = ?1) ORDER BY biz_date, rank",
+                 FROM risk_list WHERE (?1 IS NULL OR biz_date = ?1)
+                   AND (?2 IS NULL OR enterprise_id = ?2)
+                 ORDER BY biz_date, rank",
             )
             .map_err(|e| sql_err(&self.path, "risk list", e))?;
         let raw = st
-            .query_map([date], |r| {
+            .query_map(params![date, enterprise], |r| {
                 let json: String = r.get(0)?;
                 let fallback = serde_json::json!({
                     "list_id": r.get::<_, String>(1)?, "date": r.get::<_, String>(2)?,

@@ -323,7 +323,7 @@ impl ServeState {
             .clone()
             .or_else(|| days.first().cloned())
             .unwrap_or_default();
-        let rows = store.risk_rows(Some(&date))?;
+        let rows = store.risk_rows(Some(&date), None)?;
         let mut out = Vec::new();
         for row in rows {
             if !a.sees(&row.region_code, &row.enterprise_id) {
@@ -390,9 +390,9 @@ impl ServeState {
         let mut l = self.lock()?;
         let row = l
             .store()
-            .risk_rows(None)?
+            .risk_rows(None, Some(enterprise_id))?
             .into_iter()
-            .find(|r| r.list_id == list_id && r.enterprise_id == enterprise_id)
+            .find(|r| r.list_id == list_id)
             .filter(|r| a.sees(&r.region_code, &r.enterprise_id))
             .ok_or(Denied::NotFound)?;
         let who = actor(a);
@@ -448,12 +448,7 @@ impl ServeState {
     pub fn enterprise_history(&self, a: &Account, enterprise_id: &str) -> Act<EnterpriseHistory> {
         require(a, STAFF)?;
         let l = self.lock()?;
-        let rows: Vec<RiskRow> = l
-            .store()
-            .risk_rows(None)?
-            .into_iter()
-            .filter(|r| r.enterprise_id == enterprise_id)
-            .collect();
+        let rows: Vec<RiskRow> = l.store().risk_rows(None, Some(enterprise_id))?;
         let cases = l.list(false, Some(enterprise_id))?;
         let region = rows
             .last()
@@ -1219,18 +1214,14 @@ fn attachments_of(
     Ok(v)
 }
 
-/// The document a measure is served with, if any.
+/// The document a measure is served with, if any (the first kind that serves it, in ledger
+/// order: a suspension gets its decision, not the lifting notice).
 fn document_for(
     code: pharmwatch_regulation::MeasureCode,
 ) -> Option<pharmwatch_casework::notices::DocumentKind> {
-    use pharmwatch_casework::notices::DocumentKind;
-    use pharmwatch_regulation::MeasureCode;
-    match code {
-        MeasureCode::Caution => Some(DocumentKind::CautionNotice),
-        MeasureCode::Interview => Some(DocumentKind::InterviewNotice),
-        c if c.is_suspension() => Some(DocumentKind::SuspensionDecision),
-        _ => None,
-    }
+    pharmwatch_casework::notices::DocumentKind::ALL
+        .into_iter()
+        .find(|k| k.serves(code))
 }
 
 /// The type of a file from its first bytes: PDF, JPEG or PNG, else none.

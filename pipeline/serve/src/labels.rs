@@ -62,7 +62,7 @@ pub struct DispositionScore {
 
 /// Scores every stored risk-list row against its disposition.
 pub fn score(store: &Store) -> Result<DispositionScore> {
-    let rows = store.risk_rows(None)?;
+    let rows = store.risk_rows(None, None)?;
     let path = store.path();
     let mut st = store
         .conn_ref()

@@ -222,6 +222,30 @@ fn page<T>(s: &ServeState, lang: Lang, r: web::Act<T>, ok: impl FnOnce(T) -> Res
     }
 }
 
+/// A page that only reads: who asks, what `load` gives that account, rendered with `me` and
+/// the context `ctx` makes of it; a refusal gets its page.
+fn view<T>(
+    s: &ServeState,
+    headers: &HeaderMap,
+    lang: Lang,
+    template: &str,
+    load: impl FnOnce(&accounts::Account) -> web::Act<T>,
+    ctx: impl FnOnce(T) -> Value,
+) -> Response {
+    let r = s
+        .reader(headers)
+        .and_then(|(a, csrf)| Ok((load(&a)?, a, csrf)));
+    page(s, lang, r, |(x, a, csrf)| {
+        let extra = ctx(x);
+        s.render(
+            StatusCode::OK,
+            template,
+            lang,
+            context! { me => me(&a, &csrf), ..extra },
+        )
+    })
+}
+
 fn me(a: &accounts::Account, csrf: &Option<String>) -> Value {
     context! { username => &a.username, display_name => &a.display_name, role => a.role.as_str(),
     role_zh => a.role.name_zh(), csrf => csrf.clone().unwrap_or_default(),
@@ -231,18 +255,16 @@ fn me(a: &accounts::Account, csrf: &Option<String>) -> Value {
 /// `GET /wb`: the queues.
 pub async fn home(State(s): S, headers: HeaderMap, Query(q): Query<LangQuery>) -> Response {
     let lang = Lang::of(&headers, q.lang.as_deref());
-    let r = s
-        .reader(&headers)
-        .and_then(|(a, csrf)| Ok((s.queues(&a)?, a, csrf)));
-
-    page(&s, lang, r, |(queues, a, csrf)| {
-        s.render(
-            StatusCode::OK,
-            "wb_home.html.j2",
-            lang,
-            context! { me => me(&a, &csrf), q => v(&queues) },
-        )
-    })
+    view(
+        &s,
+        &headers,
+        lang,
+        "wb_home.html.j2",
+        |a| s.queues(a),
+        |queues| {
+            context! { q => v(&queues) }
+        },
+    )
 }
 
 /// `GET /wb/risk`.
@@ -301,17 +323,16 @@ pub async fn enterprise(
     Query(q): Query<LangQuery>,
 ) -> Response {
     let lang = Lang::of(&headers, q.lang.as_deref());
-    let r = s
-        .reader(&headers)
-        .and_then(|(a, csrf)| Ok((s.enterprise_history(&a, &id)?, a, csrf)));
-    page(&s, lang, r, |(h, a, csrf)| {
-        s.render(
-            StatusCode::OK,
-            "wb_enterprise.html.j2",
-            lang,
-            context! { me => me(&a, &csrf), h => v(&h) },
-        )
-    })
+    view(
+        &s,
+        &headers,
+        lang,
+        "wb_enterprise.html.j2",
+        |a| s.enterprise_history(a, &id),
+        |h| {
+            context! { h => v(&h) }
+        },
+    )
 }
 
 /// `GET /wb/drafts/{id}`.
@@ -385,17 +406,16 @@ pub async fn draft_action(
 /// `GET /wb/cases`.
 pub async fn cases(State(s): S, headers: HeaderMap, Query(q): Query<LangQuery>) -> Response {
     let lang = Lang::of(&headers, q.lang.as_deref());
-    let r = s
-        .reader(&headers)
-        .and_then(|(a, csrf)| Ok((s.cases(&a, false)?, a, csrf)));
-    page(&s, lang, r, |(rows, a, csrf)| {
-        s.render(
-            StatusCode::OK,
-            "wb_cases.html.j2",
-            lang,
-            context! { me => me(&a, &csrf), rows => v(&rows) },
-        )
-    })
+    view(
+        &s,
+        &headers,
+        lang,
+        "wb_cases.html.j2",
+        |a| s.cases(a, false),
+        |rows| {
+            context! { rows => v(&rows) }
+        },
+    )
 }
 
 /// `GET /wb/cases/{id}`.
@@ -543,17 +563,16 @@ pub async fn attachment(State(s): S, headers: HeaderMap, UrlPath(id): UrlPath<i6
 /// `GET /wb/audit`.
 pub async fn audit_page(State(s): S, headers: HeaderMap, Query(q): Query<LangQuery>) -> Response {
     let lang = Lang::of(&headers, q.lang.as_deref());
-    let r = s
-        .reader(&headers)
-        .and_then(|(a, csrf)| Ok((s.audit_trail(&a)?, a, csrf)));
-    page(&s, lang, r, |(rows, a, csrf)| {
-        s.render(
-            StatusCode::OK,
-            "wb_audit.html.j2",
-            lang,
-            context! { me => me(&a, &csrf), rows => v(&rows) },
-        )
-    })
+    view(
+        &s,
+        &headers,
+        lang,
+        "wb_audit.html.j2",
+        |a| s.audit_trail(a),
+        |rows| {
+            context! { rows => v(&rows) }
+        },
+    )
 }
 
 /// `GET /ent`: the lead's notices, guidance and credit file.
@@ -574,10 +593,9 @@ pub async fn ent_home(State(s): S, headers: HeaderMap, Query(q): Query<LangQuery
         // default, when it was never listed).
         let reference = l
             .store()
-            .risk_rows(None)?
+            .risk_rows(None, Some(&a.enterprise_id))?
             .into_iter()
-            .rev()
-            .find(|r| r.enterprise_id == a.enterprise_id)
+            .next_back()
             .map(|r| {
                 if r.reference_credit_grade.is_empty() {
                     r.credit_grade
