@@ -7,6 +7,9 @@
 # Run from anywhere: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A whole-suite run gains nothing from incremental compilation and it costs gigabytes of disk
+# (CI builds from a clean clone); set CARGO_INCREMENTAL=1 to keep it.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 need() {
   if ! command -v "$1" >/dev/null 2>&1; then
@@ -111,4 +114,5 @@ cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
 passed=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
 echo "tests: ${passed} passed, ${failed} failed"
+echo "== disk: target/ $(du -sh target 2>/dev/null | cut -f1), $(df -h . | awk 'NR==2 {print $4}') free"
 [ "${failed}" -eq 0 ]
