@@ -112,6 +112,46 @@ impl EscalationGround {
     }
 }
 
+/// Why a case is closed by a person (结案) before its measures have run their course, each
+/// with the article or fact that grounds it. Closing by hand is the approver's act (负责人).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseGround {
+    /// The review found the enterprise at an acceptable state of compliance (赣药监 第二十二条:
+    /// 确认其是否达到可接受的合规状态).
+    Compliant,
+    /// The matter went to the unit that investigates violations or into another case
+    /// (赣药监 第十八条: 通报相关案件查办单位).
+    Transferred,
+    /// The enterprise no longer trades (licence cancelled, business closed): no party is left
+    /// to rectify.
+    Ceased,
+}
+
+impl CloseGround {
+    /// Parses `compliant` / `transferred` / `ceased`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "compliant" => Some(Self::Compliant),
+            "transferred" => Some(Self::Transferred),
+            "ceased" => Some(Self::Ceased),
+            _ => None,
+        }
+    }
+
+    /// The ground as the ledger states it, with its article where one applies.
+    pub fn text(self) -> &'static str {
+        match self {
+            Self::Compliant => {
+                "经研判已达到可接受的合规状态（赣药监 第二十二条） (acceptable compliance)"
+            }
+            Self::Transferred => {
+                "移交案件查办单位或并案处理（赣药监 第十八条） (transferred to investigation)"
+            }
+            Self::Ceased => "企业已注销许可或停止经营，无整改主体 (the enterprise ceased trading)",
+        }
+    }
+}
+
 /// Where a case came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
@@ -1532,6 +1572,108 @@ fn close_if_done(
         )?;
     }
     Ok(())
+}
+
+impl Ledger {
+    /// Closes open case `case_id` by hand on `ground` (结案), with the approver's `note`: the
+    /// measures keep their states as history, live drafts of the case are withdrawn (no number
+    /// is taken for a closed case), and a `closed` event states the ground. Documents already
+    /// issued stay issued and keep their deliveries.
+    pub fn close_case(
+        &mut self,
+        case_id: &str,
+        ground: CloseGround,
+        note: &str,
+        on: NaiveDate,
+        actor: &str,
+    ) -> Result<()> {
+        if note.trim().is_empty() {
+            return Err(CaseworkError::ledger(case_id, "closing by hand needs its reason"));
+        }
+        self.immediate(|tx, path| {
+            if case_status(tx, path, case_id)? != "open" {
+                return Err(CaseworkError::ledger(case_id, "is already closed"));
+            }
+            tx.execute(
+                "UPDATE cases SET status = 'closed', closed_on = ?2 WHERE case_id = ?1",
+                params![case_id, on.to_string()],
+            )
+            .map_err(|e| sql_err(path, "close case", e))?;
+            tx.execute(
+                "UPDATE drafts SET state = 'withdrawn', decided_by = ?2, decided_at = ?3,
+                        return_reason = '结案 (case closed)'
+                 WHERE case_id = ?1 AND state IN ('proposed', 'submitted', 'returned')",
+                params![case_id, actor, now()],
+            )
+            .map_err(|e| sql_err(path, "withdraw drafts of a closed case", e))?;
+            append_event(
+                tx,
+                path,
+                case_id,
+                "closed",
+                on,
+                actor,
+                &format!("结案：{} — {}", ground.text(), note.trim()),
+                None,
+            )
+        })
+    }
+
+    /// Refers open case `case_id` for investigation (移交立案查处) on the facts in `note`: a
+    /// suspected violation is not handled by risk-control measures alone (赣药监 第五条（三）,
+    /// 第十八条). Adds the `case_referral` measure with its article and a `referred` event;
+    /// refuses a closed case and a case already referred. Returns the article.
+    pub fn refer_case(
+        &mut self,
+        case_id: &str,
+        note: &str,
+        on: NaiveDate,
+        rules: &Rules,
+        actor: &str,
+    ) -> Result<String> {
+        if note.trim().is_empty() {
+            return Err(CaseworkError::ledger(
+                case_id,
+                "a referral needs the facts of the suspected violation",
+            ));
+        }
+        let article = format!(
+            "{}、{}",
+            rules.cite_measures("第十八条"),
+            rules.cite_measures("第五条（三）")
+        );
+        self.immediate(|tx, path| {
+            if case_status(tx, path, case_id)? != "open" {
+                return Err(CaseworkError::ledger(case_id, "is closed: nothing to refer"));
+            }
+            if measures_in(tx, path, case_id)?
+                .iter()
+                .any(|m| m.code == MeasureCode::CaseReferral.as_str())
+            {
+                return Err(CaseworkError::ledger(case_id, "is already referred"));
+            }
+            let m = Measure {
+                code: MeasureCode::CaseReferral,
+                article: article.clone(),
+                due_date: None,
+                due_counts: Vec::new(),
+                due_pending: None,
+                detail: Some(format!("涉嫌违法，移交立案查处 (referred): {}", note.trim())),
+            };
+            upsert_measure(tx, path, case_id, &m, &on.to_string())?;
+            append_event(
+                tx,
+                path,
+                case_id,
+                "referred",
+                on,
+                actor,
+                &format!("移交立案查处（{article}） — {}", note.trim()),
+                None,
+            )
+        })?;
+        Ok(article)
+    }
 }
 
 /// The text `pharmwatch case list` prints: one line per case.

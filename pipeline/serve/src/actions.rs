@@ -19,7 +19,7 @@ use crate::web::{Act, Denied};
 use pharmwatch_casework::audit::{self, Actor, Subject};
 use pharmwatch_casework::closedloop::{self, ClosedLoop};
 use pharmwatch_casework::drafts::{self, Draft, DraftState};
-use pharmwatch_casework::ledger::{Ledger, RecordedEvent};
+use pharmwatch_casework::ledger::{CloseGround, Ledger, RecordedEvent};
 use pharmwatch_casework::notices::Edits;
 use pharmwatch_casework::service::{self, Ack};
 use pharmwatch_core::risk::RiskRow;
@@ -54,6 +54,25 @@ const STAFF: &[Role] = &[
     Role::Auditor,
 ];
 const HANDLERS: &[Role] = &[Role::ProvinceSupervisor, Role::Inspector];
+
+/// The fields of a case action (`POST /wb/cases/{id}/{action}`, `POST /api/v1/cases/{id}/{action}`);
+/// each action reads the ones it needs.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct CaseAct {
+    /// `event`: report-received, verified, delivered, resume-request or lifted.
+    pub event: String,
+    /// The note, reason or facts of the action.
+    pub note: String,
+    /// `event` verified: the enterprise made a compliance commitment.
+    pub commitment: bool,
+    /// `comment`: its text.
+    pub body: String,
+    /// `assign`: the inspector.
+    pub inspector: String,
+    /// `escalate`: risk_increased or interview_refused; `close`: compliant, transferred or ceased.
+    pub ground: String,
+}
 
 /// A risk-list row with its disposition and the system's proposal.
 #[derive(Debug, Clone, Serialize)]
@@ -745,6 +764,93 @@ impl ServeState {
             }
         }
         Ok(added)
+    }
+
+    /// Closes a case by hand (结案) on a ground with the approver's reason: only an approver
+    /// (负责人) of the case's jurisdiction closes a case before its measures have run their
+    /// course; live drafts of the case are withdrawn.
+    pub fn close_case(&self, a: &Account, case_id: &str, ground: &str, note: &str) -> Act<()> {
+        require(a, &[Role::Approver])?;
+        let ground = CloseGround::parse(ground).ok_or_else(|| {
+            Denied::Bad(format!(
+                "unknown ground `{ground}`: compliant, transferred or ceased"
+            ))
+        })?;
+        if note.trim().is_empty() {
+            return Err(Denied::Bad(
+                "结案须说明理由 (closing a case needs its reason)".into(),
+            ));
+        }
+        let mut l = self.lock()?;
+        let row = self.case_row(&l, a, case_id)?;
+        l.close_case(case_id, ground, note, today(), &a.username)?;
+        let detail = format!("{}: {}", ground.text(), note.trim());
+        self.audit_case(&mut l, a, case_id, &row, "case_closed", &detail)
+    }
+
+    /// Refers a case for investigation (移交立案查处) on the facts of a suspected violation:
+    /// the approver's act; the `case_referral` measure is added with its article.
+    pub fn refer_case(&self, a: &Account, case_id: &str, note: &str) -> Act<String> {
+        require(a, &[Role::Approver])?;
+        if note.trim().is_empty() {
+            return Err(Denied::Bad(
+                "移交立案须说明涉嫌违法的事实 (a referral needs the facts)".into(),
+            ));
+        }
+        let mut l = self.lock()?;
+        let row = self.case_row(&l, a, case_id)?;
+        let article = l.refer_case(
+            case_id,
+            note,
+            today(),
+            &self.closed_loop.rules,
+            &a.username,
+        )?;
+        let detail = format!("{article}: {}", note.trim());
+        self.audit_case(&mut l, a, case_id, &row, "case_referred", &detail)?;
+        Ok(article)
+    }
+
+    /// A case action by name, as the pages and the API post it: `event`, `comment`, `assign`,
+    /// `escalate`, `refer` or `close`.
+    pub fn case_act(&self, a: &Account, case_id: &str, action: &str, f: &CaseAct) -> Act<()> {
+        match action {
+            "event" => self.case_event(a, case_id, &f.event, &f.note, f.commitment),
+            "comment" => self.comment(a, case_id, &f.body),
+            "assign" => self.assign(a, case_id, &f.inspector),
+            "escalate" => self.escalate(a, case_id, &f.ground, &f.note).map(|_| ()),
+            "refer" => self.refer_case(a, case_id, &f.note).map(|_| ()),
+            "close" => self.close_case(a, case_id, &f.ground, &f.note),
+            other => Err(Denied::Bad(format!("unknown action `{other}`"))),
+        }
+    }
+
+    /// Writes one audit entry about a case.
+    fn audit_case(
+        &self,
+        l: &mut Ledger,
+        a: &Account,
+        case_id: &str,
+        row: &CaseRow,
+        action: &str,
+        detail: &str,
+    ) -> Act<()> {
+        let who = actor(a);
+        l.immediate(|tx, path| {
+            audit::append(
+                tx,
+                path,
+                &who,
+                action,
+                Subject {
+                    target: &format!("case:{case_id}"),
+                    case_id: Some(case_id),
+                    enterprise_id: Some(&row.enterprise_id),
+                },
+                detail,
+            )
+        })?;
+        Ok(())
     }
 
     /// Inspection findings pushed by the platform or an inspector (the `measures decide`

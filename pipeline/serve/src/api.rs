@@ -17,7 +17,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use crate::ServeState;
-use crate::actions::RiskQuery;
+use crate::actions::{CaseAct, RiskQuery};
 use crate::web::json;
 use pharmwatch_casework::notices::Edits;
 
@@ -136,6 +136,22 @@ fn api_routes() -> axum::Router<Arc<ServeState>> {
             }),
         )
         .route(
+            "/api/v1/cases/{id}/{action}",
+            post(
+                |State(s): S,
+                 h: HeaderMap,
+                 UrlPath((id, action)): UrlPath<(String, String)>,
+                 body: Option<Json<CaseAct>>| async move {
+                    let act = body.map(|Json(b)| b).unwrap_or_default();
+                    json(
+                        s.actor(&h, csrf(&h).as_deref())
+                            .and_then(|a| s.case_act(&a, &id, &action, &act))
+                            .map(|()| serde_json::json!({"case_id": id, "action": action})),
+                    )
+                },
+            ),
+        )
+        .route(
             "/api/v1/enterprise/notices",
             get(|State(s): S, h: HeaderMap| async move {
                 json(s.reader(&h).and_then(|(a, _)| s.enterprise_notices(&a)))
@@ -207,6 +223,8 @@ pub fn openapi() -> serde_json::Value {
     let none = serde_json::json!([]);
     let action = serde_json::json!({"name": "action", "in": "path", "required": true,
         "schema": {"type": "string", "enum": ["edit", "submit", "approve", "return", "withdraw"]}});
+    let case_action = serde_json::json!({"name": "action", "in": "path", "required": true,
+        "schema": {"type": "string", "enum": ["event", "comment", "assign", "escalate", "refer", "close"]}});
     serde_json::json!({
         "openapi": "3.0.3",
         "info": {"title": "pharmwatch workbench API", "version": env!("CARGO_PKG_VERSION"),
@@ -221,6 +239,7 @@ pub fn openapi() -> serde_json::Value {
             "/api/v1/drafts/{id}/{action}": {"post": op("Edit, submit, approve, return or withdraw a draft", serde_json::json!([path_param("id", "integer"), action]), Some("DraftAction"))},
             "/api/v1/cases": {"get": op("The cases of the caller's jurisdiction", none.clone(), None)},
             "/api/v1/cases/{id}": {"get": op("One case: timeline, deadlines, drafts, deliveries, comments, attachments", serde_json::json!([path_param("id", "string")]), None)},
+            "/api/v1/cases/{id}/{action}": {"post": op("Act on a case: record an event, comment, assign, escalate on a ground, refer for investigation or close on a ground (approver)", serde_json::json!([path_param("id", "string"), case_action]), Some("CaseAction"))},
             "/api/v1/enterprise/notices": {"get": op("The lead's own notices", none.clone(), None)},
             "/api/v1/enterprise/notices/{number}/receipt": {"post": op("The lead confirms receipt (送达) of its notice", serde_json::json!([path_param("number", "string")]), None)}
         },
@@ -237,6 +256,11 @@ pub fn openapi() -> serde_json::Value {
                                    "inspection_date": {"type": "string", "format": "date"},
                                    "conclusion": {"type": "string"}, "defects": {"type": "object"},
                                    "flags": {"type": "array", "items": {"type": "string"}}}}},
+                "CaseAction": {"type": "object", "properties": {
+                    "event": {"type": "string", "enum": ["report-received", "verified", "delivered", "resume-request", "lifted"]},
+                    "note": {"type": "string"}, "commitment": {"type": "boolean"},
+                    "body": {"type": "string"}, "inspector": {"type": "string"},
+                    "ground": {"type": "string", "enum": ["risk_increased", "interview_refused", "compliant", "transferred", "ceased"]}}},
                 "DraftAction": {"type": "object", "properties": {"note": {"type": "string"},
                     "excluded_items": {"type": "array", "items": {"type": "integer", "minimum": 0}},
                     "reason": {"type": "string"}}}
@@ -253,6 +277,6 @@ mod tests {
     fn every_route_of_the_api_is_in_the_document() {
         let doc = openapi();
         let paths = doc["paths"].as_object().map(|m| m.len()).unwrap_or(0);
-        assert_eq!(paths, 10);
+        assert_eq!(paths, 11);
     }
 }

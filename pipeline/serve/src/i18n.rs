@@ -156,6 +156,27 @@ pub const MESSAGES: &[(&str, &str, &str)] = &[
         "Interview refused without good reason (Art. 22)",
     ),
     ("facts", "事实与理由", "Facts and grounds"),
+    ("refer", "移交立案查处", "Refer for investigation"),
+    ("close_case", "结案", "Close the case"),
+    (
+        "ground_compliant",
+        "经研判已达到可接受的合规状态（第二十二条）",
+        "Acceptable compliance reached (Art. 22)",
+    ),
+    (
+        "ground_transferred",
+        "移交案件查办单位或并案处理（第十八条）",
+        "Transferred to investigation or merged (Art. 18)",
+    ),
+    (
+        "ground_ceased",
+        "企业已注销许可或停止经营",
+        "The enterprise ceased trading",
+    ),
+    ("approver_actions", "负责人决定", "Approver's decisions"),
+    ("event", "事项", "Event"),
+    ("actor", "办理人", "By"),
+    ("note", "说明", "Note"),
     ("my_notices", "本企业收到的文书", "Our notices"),
     ("open_notice", "查看文书", "Open the notice"),
     (

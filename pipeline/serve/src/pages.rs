@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use crate::ServeState;
 use crate::accounts::{self, Role};
-use crate::actions::{RiskQuery, actor, today};
+use crate::actions::{CaseAct, RiskQuery, actor, today};
 use crate::i18n::Lang;
 use crate::web::{
     self, Denied, LANG_COOKIE, LOGIN_COOKIE, Principal, SESSION_COOKIE, secure_headers, set_cookie,
@@ -438,6 +438,7 @@ pub async fn case(
             context! {
                 me => me(&a, &csrf), c => v(&c), case_url => enc(&id), handler,
                 can_assign => matches!(a.role, Role::ProvinceSupervisor | Role::Approver),
+                approver => a.role == Role::Approver,
                 can_comment => a.role != Role::Auditor,
             },
         )
@@ -463,7 +464,7 @@ pub struct CaseForm {
     ground: String,
 }
 
-/// `POST /wb/cases/{id}/{action}`: `event`, `comment` or `assign`.
+/// `POST /wb/cases/{id}/{action}`: `event`, `comment`, `assign`, `escalate`, `refer` or `close`.
 pub async fn case_action(
     State(s): S,
     headers: HeaderMap,
@@ -471,15 +472,17 @@ pub async fn case_action(
     Form(f): Form<CaseForm>,
 ) -> Response {
     let lang = Lang::of(&headers, None);
+    let act = CaseAct {
+        event: f.event,
+        note: f.note,
+        commitment: f.commitment.is_some(),
+        body: f.body,
+        inspector: f.inspector,
+        ground: f.ground,
+    };
     let r = s
         .actor(&headers, Some(&f.csrf))
-        .and_then(|a| match action.as_str() {
-            "event" => s.case_event(&a, &id, &f.event, &f.note, f.commitment.is_some()),
-            "comment" => s.comment(&a, &id, &f.body),
-            "assign" => s.assign(&a, &id, &f.inspector),
-            "escalate" => s.escalate(&a, &id, &f.ground, &f.note).map(|_| ()),
-            other => Err(Denied::Bad(format!("unknown action `{other}`"))),
-        });
+        .and_then(|a| s.case_act(&a, &id, &action, &act));
     page(&s, lang, r, |()| {
         see_other(&format!("/wb/cases/{}", enc(&id)))
     })

@@ -978,6 +978,149 @@ fn every_endpoint_answers_each_role_as_its_jurisdiction_allows() {
         1
     );
 
+    // Referral and closing by hand are the approver's decisions (负责人), in the approver's
+    // jurisdiction, each with its facts or reason; they carry their articles.
+    let refer = format!("/wb/cases/{case}/refer");
+    let (insp, c_insp) = &mut browsers[2];
+    let c_insp = c_insp.clone();
+    assert_eq!(
+        insp.post(&refer, &[("csrf", &c_insp), ("note", "x")]).status,
+        403
+    );
+    let (appr_hh, c_appr_hh) = &mut browsers[5];
+    let c_appr_hh = c_appr_hh.clone();
+    assert_eq!(
+        appr_hh
+            .post(&refer, &[("csrf", &c_appr_hh), ("note", "x")])
+            .status,
+        404
+    );
+    let (appr, c_appr) = &mut browsers[4];
+    let c_appr = c_appr.clone();
+    assert_eq!(appr.post(&refer, &[("csrf", &c_appr)]).status, 400);
+    let page = appr.get(&format!("/wb/cases/{case}"));
+    assert!(
+        page.body.contains("id=\"refer-form\"") && page.body.contains("id=\"close-form\""),
+        "the approver sees the referral and closing forms"
+    );
+    assert_eq!(
+        appr.post(&refer, &[("csrf", &c_appr), ("note", "账外购进疑似假药")])
+            .status,
+        303
+    );
+    assert_eq!(
+        count(
+            &w.out,
+            "SELECT COUNT(*) FROM case_measures WHERE code = 'case_referral' AND article LIKE '%第十八条%'"
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            &w.out,
+            "SELECT COUNT(*) FROM audit_trail WHERE action = 'case_referred' AND actor = 'appr.bt'"
+        ),
+        1
+    );
+    assert_eq!(
+        appr.post(&refer, &[("csrf", &c_appr), ("note", "再次")]).status,
+        409,
+        "referred once"
+    );
+    // The same actions through the API: an inspector's token comments, an approver's token
+    // closes the case on a ground; without a reason, or as the inspector, it is refused.
+    let appr_token = {
+        let l = Ledger::open(&w.out).unwrap();
+        accounts::create_token(l.conn(), l.path(), "appr.bt", "platform").unwrap()
+    };
+    let case_api = |action: &str, bearer: &str, body: serde_json::Value| -> u16 {
+        api(
+            "POST",
+            &format!("/api/v1/cases/{case}/{action}"),
+            Some(bearer),
+            body,
+        )
+    };
+    assert_eq!(
+        case_api("comment", &token, serde_json::json!({"body": "已电话联系企业"})),
+        200
+    );
+    assert_eq!(
+        case_api(
+            "close",
+            &token,
+            serde_json::json!({"ground": "transferred", "note": "x"})
+        ),
+        403
+    );
+    assert_eq!(
+        case_api("close", &appr_token, serde_json::json!({"ground": "transferred"})),
+        400
+    );
+    assert_eq!(
+        case_api(
+            "close",
+            &appr_token,
+            serde_json::json!({"ground": "reopened", "note": "x"})
+        ),
+        400
+    );
+    let live_drafts = count(
+        &w.out,
+        "SELECT COUNT(*) FROM drafts WHERE state IN ('proposed', 'submitted', 'returned') AND case_id LIKE 'RL-%'",
+    );
+    assert!(live_drafts >= 1, "the escalation left a live draft");
+    assert_eq!(
+        case_api(
+            "close",
+            &appr_token,
+            serde_json::json!({"ground": "transferred", "note": "已移交稽查支队立案"})
+        ),
+        200
+    );
+    assert_eq!(
+        count(
+            &w.out,
+            "SELECT COUNT(*) FROM cases WHERE status = 'closed' AND case_id LIKE 'RL-%'"
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            &w.out,
+            "SELECT COUNT(*) FROM drafts WHERE state IN ('proposed', 'submitted', 'returned') AND case_id LIKE 'RL-%'"
+        ),
+        0,
+        "closing withdrew the live drafts"
+    );
+    assert_eq!(
+        count(
+            &w.out,
+            "SELECT COUNT(*) FROM case_events WHERE event = 'closed' AND note LIKE '%第十八条%已移交稽查支队立案%'"
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            &w.out,
+            "SELECT COUNT(*) FROM audit_trail WHERE action = 'case_closed' AND actor = 'appr.bt'"
+        ),
+        1
+    );
+    assert_eq!(
+        case_api(
+            "close",
+            &appr_token,
+            serde_json::json!({"ground": "compliant", "note": "x"})
+        ),
+        409,
+        "closed once"
+    );
+    assert_eq!(
+        case_api("dance", &appr_token, serde_json::json!({})),
+        400
+    );
+
     // Session fixation: a session id planted before sign-in is not the one signed in.
     let mut b = Browser::new(&w);
     b.cookies

@@ -632,3 +632,95 @@ fn test_authority() -> AuthorityConfig {
         address: "呼和浩特市赛罕区".into(),
     }
 }
+
+#[test]
+fn a_case_is_referred_on_its_facts_then_closed_by_hand_on_a_ground() {
+    use pharmwatch_casework::audit::Actor;
+    use pharmwatch_casework::drafts;
+    use pharmwatch_casework::ledger::CloseGround;
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = decide_and_record(dir.path(), &caution_finding("C-R"), d("2026-03-02"));
+    let rules = measures::load_rules(None).unwrap();
+    let draft = drafts::propose_now(
+        &mut ledger,
+        "C-R",
+        DocumentKind::CautionNotice,
+        d("2026-03-02"),
+        &Actor::system("nightly"),
+    )
+    .unwrap()
+    .expect("a caution draft");
+
+    // A referral needs its facts; with them it carries 第十八条 and 第五条（三）.
+    let empty = ledger
+        .refer_case("C-R", " ", d("2026-03-05"), &rules, "appr")
+        .unwrap_err();
+    assert!(empty.to_string().contains("facts"), "{empty}");
+    let article = ledger
+        .refer_case("C-R", "账外购进疑似假药", d("2026-03-05"), &rules, "appr")
+        .unwrap();
+    assert!(
+        article.contains("第十八条") && article.contains("第五条（三）"),
+        "{article}"
+    );
+    let again = ledger
+        .refer_case("C-R", "再次移交", d("2026-03-06"), &rules, "appr")
+        .unwrap_err();
+    assert!(again.to_string().contains("already referred"), "{again}");
+    let shown = ledger.show("C-R").unwrap();
+    let referral = shown
+        .measures
+        .iter()
+        .find(|m| m.code == "case_referral")
+        .expect("the referral measure");
+    assert_eq!(referral.article, article);
+    assert_eq!(referral.state, "open");
+    assert!(shown.events.iter().any(|e| e.event == "referred"
+        && e.actor == "appr"
+        && e.note.contains("账外购进疑似假药")));
+    assert_eq!(shown.case.status, "open", "a referral keeps the case open");
+
+    // Closing by hand needs a reason; it closes the case with its ground and withdraws the
+    // live draft, so no number can be taken for a closed case.
+    let no_reason = ledger
+        .close_case("C-R", CloseGround::Transferred, "", d("2026-03-09"), "appr")
+        .unwrap_err();
+    assert!(no_reason.to_string().contains("reason"), "{no_reason}");
+    ledger
+        .close_case(
+            "C-R",
+            CloseGround::Transferred,
+            "已移交稽查支队立案",
+            d("2026-03-09"),
+            "appr",
+        )
+        .unwrap();
+    let shown = ledger.show("C-R").unwrap();
+    assert_eq!(shown.case.status, "closed");
+    assert_eq!(shown.case.closed_on.as_deref(), Some("2026-03-09"));
+    let closed = shown
+        .events
+        .iter()
+        .find(|e| e.event == "closed")
+        .expect("a closed event");
+    assert!(
+        closed.note.contains("第十八条") && closed.note.contains("已移交稽查支队立案"),
+        "{}",
+        closed.note
+    );
+    let state: String = ledger
+        .conn()
+        .query_row(
+            "SELECT state FROM drafts WHERE draft_id = ?1",
+            [draft],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(state, "withdrawn");
+    let twice = ledger
+        .close_case("C-R", CloseGround::Compliant, "x", d("2026-03-10"), "appr")
+        .unwrap_err();
+    assert!(twice.to_string().contains("already closed"), "{twice}");
+    assert_eq!(CloseGround::parse("ceased"), Some(CloseGround::Ceased));
+    assert_eq!(CloseGround::parse("reopened"), None);
+}
