@@ -1588,7 +1588,10 @@ impl Ledger {
         actor: &str,
     ) -> Result<()> {
         if note.trim().is_empty() {
-            return Err(CaseworkError::ledger(case_id, "closing by hand needs its reason"));
+            return Err(CaseworkError::ledger(
+                case_id,
+                "closing by hand needs its reason",
+            ));
         }
         self.immediate(|tx, path| {
             if case_status(tx, path, case_id)? != "open" {
@@ -1621,7 +1624,8 @@ impl Ledger {
 
     /// Refers open case `case_id` for investigation (移交立案查处) on the facts in `note`: a
     /// suspected violation is not handled by risk-control measures alone (赣药监 第五条（三）,
-    /// 第十八条). Adds the `case_referral` measure with its article and a `referred` event;
+    /// 第十八条). Adds the `case_referral` measure with its article and an `escalated` event stating the
+    /// referral;
     /// refuses a closed case and a case already referred. Returns the article.
     pub fn refer_case(
         &mut self,
@@ -1644,7 +1648,10 @@ impl Ledger {
         );
         self.immediate(|tx, path| {
             if case_status(tx, path, case_id)? != "open" {
-                return Err(CaseworkError::ledger(case_id, "is closed: nothing to refer"));
+                return Err(CaseworkError::ledger(
+                    case_id,
+                    "is closed: nothing to refer",
+                ));
             }
             if measures_in(tx, path, case_id)?
                 .iter()
@@ -1658,14 +1665,17 @@ impl Ledger {
                 due_date: None,
                 due_counts: Vec::new(),
                 due_pending: None,
-                detail: Some(format!("涉嫌违法，移交立案查处 (referred): {}", note.trim())),
+                detail: Some(format!(
+                    "涉嫌违法，移交立案查处 (referred): {}",
+                    note.trim()
+                )),
             };
             upsert_measure(tx, path, case_id, &m, &on.to_string())?;
             append_event(
                 tx,
                 path,
                 case_id,
-                "referred",
+                "escalated",
                 on,
                 actor,
                 &format!("移交立案查处（{article}） — {}", note.trim()),

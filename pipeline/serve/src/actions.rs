@@ -799,13 +799,7 @@ impl ServeState {
         }
         let mut l = self.lock()?;
         let row = self.case_row(&l, a, case_id)?;
-        let article = l.refer_case(
-            case_id,
-            note,
-            today(),
-            &self.closed_loop.rules,
-            &a.username,
-        )?;
+        let article = l.refer_case(case_id, note, today(), &self.closed_loop.rules, &a.username)?;
         let detail = format!("{article}: {}", note.trim());
         self.audit_case(&mut l, a, case_id, &row, "case_referred", &detail)?;
         Ok(article)

@@ -984,7 +984,8 @@ fn every_endpoint_answers_each_role_as_its_jurisdiction_allows() {
     let (insp, c_insp) = &mut browsers[2];
     let c_insp = c_insp.clone();
     assert_eq!(
-        insp.post(&refer, &[("csrf", &c_insp), ("note", "x")]).status,
+        insp.post(&refer, &[("csrf", &c_insp), ("note", "x")])
+            .status,
         403
     );
     let (appr_hh, c_appr_hh) = &mut browsers[5];
@@ -1023,7 +1024,8 @@ fn every_endpoint_answers_each_role_as_its_jurisdiction_allows() {
         1
     );
     assert_eq!(
-        appr.post(&refer, &[("csrf", &c_appr), ("note", "再次")]).status,
+        appr.post(&refer, &[("csrf", &c_appr), ("note", "再次")])
+            .status,
         409,
         "referred once"
     );
@@ -1042,7 +1044,11 @@ fn every_endpoint_answers_each_role_as_its_jurisdiction_allows() {
         )
     };
     assert_eq!(
-        case_api("comment", &token, serde_json::json!({"body": "已电话联系企业"})),
+        case_api(
+            "comment",
+            &token,
+            serde_json::json!({"body": "已电话联系企业"})
+        ),
         200
     );
     assert_eq!(
@@ -1054,7 +1060,11 @@ fn every_endpoint_answers_each_role_as_its_jurisdiction_allows() {
         403
     );
     assert_eq!(
-        case_api("close", &appr_token, serde_json::json!({"ground": "transferred"})),
+        case_api(
+            "close",
+            &appr_token,
+            serde_json::json!({"ground": "transferred"})
+        ),
         400
     );
     assert_eq!(
@@ -1116,10 +1126,7 @@ fn every_endpoint_answers_each_role_as_its_jurisdiction_allows() {
         409,
         "closed once"
     );
-    assert_eq!(
-        case_api("dance", &appr_token, serde_json::json!({})),
-        400
-    );
+    assert_eq!(case_api("dance", &appr_token, serde_json::json!({})), 400);
 
     // Session fixation: a session id planted before sign-in is not the one signed in.
     let mut b = Browser::new(&w);

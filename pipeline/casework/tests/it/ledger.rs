@@ -675,7 +675,8 @@ fn a_case_is_referred_on_its_facts_then_closed_by_hand_on_a_ground() {
         .expect("the referral measure");
     assert_eq!(referral.article, article);
     assert_eq!(referral.state, "open");
-    assert!(shown.events.iter().any(|e| e.event == "referred"
+    assert!(shown.events.iter().any(|e| e.event == "escalated"
+        && e.note.starts_with("移交立案查处")
         && e.actor == "appr"
         && e.note.contains("账外购进疑似假药")));
     assert_eq!(shown.case.status, "open", "a referral keeps the case open");
