@@ -64,19 +64,21 @@ fi
 # The Debian packages enable their own services; the test runs private instances on free
 # ports, so the system ones are left as they are.
 # --- end dashboards ---------------------------------------------------------------------------
-# --- delivery and API tests: aiosmtpd and schemathesis (PyPI) in a venv of their own --------
+# --- delivery, API and object-storage tests: aiosmtpd, schemathesis and moto (PyPI) in a venv --
 # The delivery tests start `pipeline/cli/tests/support/smtp_sink.py` with the Python named by
 # PHARMWATCH_TEST_PYTHON; the API test runs the venv's `schemathesis` against the workbench's
-# OpenAPI document. Both fail (never skip) without them. The venv is made once and reused.
+# OpenAPI document; the object-storage test starts `python -m moto.server` (an S3-compatible
+# server) on a loopback port. All fail (never skip) without them. The venv is made once and reused.
 venv="${PHARMWATCH_TEST_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/pharmwatch/venv}"
-if ! "$venv/bin/python" -c 'import aiosmtpd' >/dev/null 2>&1 || [ ! -x "$venv/bin/schemathesis" ]; then
-  echo "== making $venv with aiosmtpd (SMTP server) and schemathesis (API property tests)"
+if ! "$venv/bin/python" -c 'import aiosmtpd, moto.server, flask' >/dev/null 2>&1 \
+   || [ ! -x "$venv/bin/schemathesis" ]; then
+  echo "== making $venv with aiosmtpd (SMTP server), schemathesis (API property tests) and moto (S3 server)"
   [ -x "$venv/bin/python" ] || python3 -m venv "$venv" \
     || { echo "error: python3 -m venv failed (Debian: apt-get install python3-venv)" >&2; exit 1; }
-  "$venv/bin/pip" install --quiet aiosmtpd schemathesis
+  "$venv/bin/pip" install --quiet aiosmtpd schemathesis "moto[server]"
 fi
 export PHARMWATCH_TEST_PYTHON="$venv/bin/python"
-echo "== aiosmtpd and schemathesis in $venv (PHARMWATCH_TEST_PYTHON)"
+echo "== aiosmtpd, schemathesis and moto in $venv (PHARMWATCH_TEST_PYTHON)"
 # --- end of the delivery block -------------------------------------------------------------
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

@@ -22,7 +22,8 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
-use pharmwatch_core::query::{register_files, run_sql, session, table_rows};
+use pharmwatch_core::query::{register_urls, run_sql, session, table_rows};
+use pharmwatch_core::remote_lake::{self, RemoteLake};
 use serde::{Deserialize, Serialize};
 
 use pharmwatch_schemas::{Enterprise, EventKind, Product, ReferenceKind};
@@ -139,16 +140,16 @@ pub struct NightlyConfig {
 async fn register_kind(
     ctx: &SessionContext,
     kind: EventKind,
-    files: &[PathBuf],
+    files: &[String],
     input: Vec<RecordBatch>,
 ) -> Result<()> {
     let name = kind.as_str();
     let schema = kind.lake_schema();
     if input.iter().all(|b| b.num_rows() == 0) {
-        return Ok(register_files(ctx, name, schema, files).await?);
+        return Ok(register_urls(ctx, name, schema, files).await?);
     }
     let lake_name = format!("{name}_lake");
-    register_files(ctx, &lake_name, schema.clone(), files).await?;
+    register_urls(ctx, &lake_name, schema.clone(), files).await?;
     let mem = MemTable::try_new(schema, vec![input]).map_err(|e| CoreError::query(name, e))?;
     let input_name = format!("{name}_input");
     ctx.register_table(input_name.as_str(), Arc::new(mem))
@@ -195,7 +196,16 @@ pub async fn run_rules(
         );
     }
     let ctx = session();
-    let (enterprises, products, refs) = register_reference(&ctx, &reference_dir(cfg)?).await?;
+    let remote = match &cfg.lake {
+        Some(l) if remote_lake::is_remote(l) => {
+            let r = RemoteLake::open(l)?;
+            r.register(&ctx);
+            Some(r)
+        }
+        _ => None,
+    };
+    let (enterprises, products, refs) =
+        register_reference(&ctx, &reference_urls(cfg, remote.as_ref()).await?).await?;
     // Input files.
     let ingested = ingest::ingest_all(
         &cfg.inputs,
@@ -206,7 +216,7 @@ pub async fn run_rules(
     for (kind, batch) in ingested.batches {
         inputs.entry(kind).or_default().push(batch);
     }
-    register_events(&ctx, cfg, inputs).await?;
+    register_events(&ctx, cfg, remote.as_ref(), inputs).await?;
     indicators::register_run_dates(&ctx, cfg.from, cfg.to)?;
     let (lake_records, enterprises_scored) = count_read(&ctx, cfg).await?;
 
@@ -290,37 +300,50 @@ pub async fn run_rules(
     })
 }
 
-/// The directory of the reference tables: `--reference`, else `LAKE/reference`.
-fn reference_dir(cfg: &NightlyConfig) -> Result<PathBuf> {
-    match (&cfg.reference, &cfg.lake) {
-        (Some(r), _) => Ok(r.clone()),
-        (None, Some(l)) => Ok(l.join(lake::REFERENCE_DIR)),
-        (None, None) => Err(CoreError::Config(
-            "give --lake DIR, or --reference DIR with --input files".into(),
-        )
-        .into()),
-    }
-}
-
-/// Registers the reference tables; returns the enterprises, the products and the id sets
-/// input files are checked against.
-async fn register_reference(
-    ctx: &SessionContext,
-    dir: &Path,
-) -> Result<(Vec<Enterprise>, Vec<Product>, ReferenceSets)> {
-    for kind in ReferenceKind::ALL {
-        let path = dir.join(format!("{}.parquet", kind.as_str()));
-        if !path.exists() {
-            return Err(CoreError::Lake {
-                path: dir.to_path_buf(),
-                reason: format!(
-                    "reference table {} is missing (the simulator writes it; see README)",
-                    path.display()
-                ),
+/// The reference tables, in the order of [`ReferenceKind::ALL`]: from `--reference DIR`,
+/// else from the lake (`LAKE/reference`, a folder or object storage); an error names a missing
+/// one.
+async fn reference_urls(cfg: &NightlyConfig, remote: Option<&RemoteLake>) -> Result<Vec<String>> {
+    let dir = match (&cfg.reference, &cfg.lake, remote) {
+        (Some(r), _, _) => r.clone(),
+        (None, _, Some(r)) => {
+            let mut urls = Vec::new();
+            for kind in ReferenceKind::ALL {
+                urls.push(r.reference(*kind).await?);
             }
+            return Ok(urls);
+        }
+        (None, Some(l), None) => l.join(lake::REFERENCE_DIR),
+        (None, None, _) => {
+            return Err(CoreError::Config(
+                "give --lake DIR, or --reference DIR with --input files".into(),
+            )
             .into());
         }
-        register_files(ctx, kind.as_str(), kind.schema(), &[path]).await?;
+    };
+    let mut urls = Vec::new();
+    for kind in ReferenceKind::ALL {
+        let path = dir.join(format!("{}.parquet", kind.as_str()));
+        let abs = std::fs::canonicalize(&path).map_err(|_| CoreError::Lake {
+            path: dir.clone(),
+            reason: format!(
+                "reference table {} is missing (the simulator writes it; see README)",
+                path.display()
+            ),
+        })?;
+        urls.push(abs.to_string_lossy().to_string());
+    }
+    Ok(urls)
+}
+
+/// Registers the reference tables (`urls` from [`reference_urls`]); returns the enterprises,
+/// the products and the id sets input files are checked against.
+async fn register_reference(
+    ctx: &SessionContext,
+    urls: &[String],
+) -> Result<(Vec<Enterprise>, Vec<Product>, ReferenceSets)> {
+    for (kind, url) in ReferenceKind::ALL.iter().zip(urls) {
+        register_urls(ctx, kind.as_str(), kind.schema(), std::slice::from_ref(url)).await?;
     }
     let enterprises: Vec<Enterprise> = table_rows(ctx, "enterprises").await?;
     let products: Vec<Product> = table_rows(ctx, "products").await?;
@@ -339,25 +362,33 @@ async fn register_reference(
 async fn register_events(
     ctx: &SessionContext,
     cfg: &NightlyConfig,
+    remote: Option<&RemoteLake>,
     mut inputs: HashMap<EventKind, Vec<RecordBatch>>,
 ) -> Result<()> {
     let lookback_from = cfg.from - Duration::days(LOOKBACK_DAYS);
     for kind in EventKind::ALL {
-        let files: Vec<PathBuf> = match &cfg.lake {
-            Some(l) => {
-                let since = if *kind == EventKind::ProductTest {
-                    NaiveDate::MIN
-                } else {
-                    lookback_from
-                };
-                let mut files = Vec::new();
-                for (_, dir) in lake::partitions(l, *kind, since, cfg.to)? {
-                    files.extend(lake::day_files(&dir)?);
-                }
-                files
-            }
-            None => Vec::new(),
+        let since = if *kind == EventKind::ProductTest {
+            NaiveDate::MIN
+        } else {
+            lookback_from
         };
+        let mut files: Vec<String> = Vec::new();
+        match (&cfg.lake, remote) {
+            (_, Some(r)) => {
+                for (_, dir) in r.partitions(*kind, since, cfg.to).await? {
+                    files.extend(r.day_files(&dir).await?);
+                }
+            }
+            (Some(l), None) => {
+                for (_, dir) in lake::partitions(l, *kind, since, cfg.to)? {
+                    for f in lake::day_files(&dir)? {
+                        let abs = std::fs::canonicalize(&f).map_err(|e| CoreError::io(&f, e))?;
+                        files.push(abs.to_string_lossy().to_string());
+                    }
+                }
+            }
+            (None, None) => {}
+        }
         register_kind(ctx, *kind, &files, inputs.remove(kind).unwrap_or_default()).await?;
     }
     Ok(())

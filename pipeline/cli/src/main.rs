@@ -119,7 +119,7 @@ enum Command {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let cal = Calendar::embedded().context("loading the embedded working-day calendar")?;
     match cli.command {
-        Command::Simulate(a) => cmd::simulate::run(a, &cal),
+        Command::Simulate(a) => cmd::simulate::run(a, &cal).await,
         Command::Nightly(a) => cmd::nightly::run(a).await,
         Command::Evaluate(a) => cmd::evaluate::run(a),
         Command::Demo(a) => cmd::demo::run(a, &cal).await,

@@ -33,6 +33,17 @@ pub fn io_class(e: &std::io::Error) -> ErrorClass {
     }
 }
 
+/// The class of an object-storage error: a missing object or a refused request is bad input
+/// (the configuration or the lake is wrong); transport failures, which the client has already
+/// retried, may pass later.
+pub fn object_store_class(e: &object_store::Error) -> ErrorClass {
+    use object_store::Error as E;
+    match e {
+        E::Generic { .. } => ErrorClass::Retry,
+        _ => ErrorClass::BadInput,
+    }
+}
+
 /// The class of a database error: busy, locked and full pass; the rest is a bug.
 pub fn store_class(e: &rusqlite::Error) -> ErrorClass {
     use rusqlite::ErrorCode as C;
@@ -116,6 +127,17 @@ pub enum CoreError {
         path: PathBuf,
         /// What is missing.
         reason: String,
+    },
+    /// Object storage (an `s3://` lake) failed or refused.
+    #[error("object storage {url}: {what}: {source}")]
+    ObjectStore {
+        /// The object or prefix (`s3://bucket/key`).
+        url: String,
+        /// What was being done.
+        what: String,
+        /// The client's error (boxed: it is large).
+        #[source]
+        source: Box<object_store::Error>,
     },
     /// The anomaly model failed (fitting, scoring or its artifact).
     #[error("anomaly model ({context}): {source}")]
@@ -207,6 +229,7 @@ impl CoreError {
         match self {
             Self::Io { source, .. } => io_class(source),
             Self::Store { source, .. } => store_class(source),
+            Self::ObjectStore { source, .. } => object_store_class(source),
             Self::Config(_)
             | Self::InvalidField { .. }
             | Self::Csv { .. }

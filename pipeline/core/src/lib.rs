@@ -33,6 +33,7 @@ pub mod metrics;
 pub mod progress;
 pub mod query;
 pub mod regions;
+pub mod remote_lake;
 pub mod risk;
 pub mod store;
 pub mod table;

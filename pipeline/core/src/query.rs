@@ -1,5 +1,5 @@
 //! DataFusion helpers every role uses: the session the queries run in, registering Parquet
-//! files (or an empty table of the right schema) under a name, collecting a query, and reading
+//! files or objects (or an empty table of the right schema) under a name, collecting a query, and reading
 //! a table's rows into serde structs. The nightly job, the stream's engine, `produce` and the
 //! stream baseline all go through these, so a query error always names what it was for.
 
@@ -41,6 +41,22 @@ pub async fn register_files(
     schema: Arc<Schema>,
     files: &[PathBuf],
 ) -> Result<()> {
+    let mut urls = Vec::with_capacity(files.len());
+    for f in files {
+        let abs = std::fs::canonicalize(f).map_err(|e| CoreError::io(f, e))?;
+        urls.push(abs.to_string_lossy().to_string());
+    }
+    register_urls(ctx, name, schema, &urls).await
+}
+
+/// Registers Parquet objects `urls` (absolute paths, or `s3://bucket/key` of a store registered
+/// on `ctx`) as table `name` with `schema` (an empty table when there are none).
+pub async fn register_urls(
+    ctx: &SessionContext,
+    name: &str,
+    schema: Arc<Schema>,
+    files: &[String],
+) -> Result<()> {
     if files.is_empty() {
         let empty = MemTable::try_new(schema.clone(), vec![vec![RecordBatch::new_empty(schema)]])
             .map_err(|e| CoreError::query(name, e))?;
@@ -48,13 +64,10 @@ pub async fn register_files(
             .map_err(|e| CoreError::query(name, e))?;
         return Ok(());
     }
-    let mut urls = Vec::with_capacity(files.len());
-    for f in files {
-        let abs = std::fs::canonicalize(f).map_err(|e| CoreError::io(f, e))?;
-        urls.push(
-            ListingTableUrl::parse(abs.to_string_lossy()).map_err(|e| CoreError::query(name, e))?,
-        );
-    }
+    let urls = files
+        .iter()
+        .map(|f| ListingTableUrl::parse(f).map_err(|e| CoreError::query(name, e)))
+        .collect::<Result<Vec<_>>>()?;
     let options =
         ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
     let config = ListingTableConfig::new_with_multi_paths(urls)

@@ -18,7 +18,9 @@ use super::{families, yesterday};
 
 #[derive(Debug, Args)]
 pub struct NightlyArgs {
-    /// The lake written by `simulate` or by the stream service.
+    /// The lake written by `simulate` or by the stream service: a folder, or
+    /// `s3://bucket/prefix` on S3-compatible object storage (connection from the AWS_*
+    /// variables; see README).
     #[arg(long)]
     lake: Option<PathBuf>,
     /// Directory of the reference tables (default: LAKE/reference).

@@ -8,6 +8,7 @@ use clap::Args;
 
 use pharmwatch::simulate::noise::NoiseConfig;
 use pharmwatch::simulate::{self, SimConfig};
+use pharmwatch_core::remote_lake::{self, RemoteLake};
 use pharmwatch_regulation::Calendar;
 
 #[derive(Debug, Args)]
@@ -30,7 +31,8 @@ pub struct SimulateArgs {
     /// Anomalies planted per kind (default: one per 40 enterprises, at least 3; 0 for none).
     #[arg(long)]
     anomalies_per_kind: Option<usize>,
-    /// Output directory (the lake).
+    /// Output directory (the lake), or `s3://bucket/prefix` for a lake on S3-compatible
+    /// object storage (connection from the AWS_* variables; see README).
     #[arg(long)]
     out: PathBuf,
     /// No progress bar.
@@ -55,7 +57,22 @@ pub struct SimulateArgs {
     noise_off: Vec<String>,
 }
 
-pub fn run(a: SimulateArgs, cal: &Calendar) -> anyhow::Result<ExitCode> {
+pub async fn run(a: SimulateArgs, cal: &Calendar) -> anyhow::Result<ExitCode> {
+    // A lake on object storage is written to a local staging folder, then published object by
+    // object with the manifest last.
+    let remote = if remote_lake::is_remote(&a.out) {
+        Some(RemoteLake::open(&a.out)?)
+    } else {
+        None
+    };
+    let staging = match remote {
+        Some(_) => Some(
+            tempfile::Builder::new()
+                .prefix("pharmwatch-sim-")
+                .tempdir()?,
+        ),
+        None => None,
+    };
     let mut noise = if a.no_noise {
         NoiseConfig::off()
     } else {
@@ -71,11 +88,17 @@ pub fn run(a: SimulateArgs, cal: &Calendar) -> anyhow::Result<ExitCode> {
         seed: a.seed,
         anomaly_days: a.anomaly_days,
         anomalies_per_kind: a.anomalies_per_kind,
-        out: a.out.clone(),
+        out: staging
+            .as_ref()
+            .map_or_else(|| a.out.clone(), |d| d.path().to_path_buf()),
         progress: !a.quiet,
         noise,
     };
     let s = simulate::run(&cfg, cal)?;
+    if let Some(r) = &remote {
+        let n = r.publish(&cfg.out).await?;
+        println!("published {n} objects to {}", r.url());
+    }
     println!(
         "simulated {} enterprises and {} products, {} … {}, seed {}",
         s.enterprises, s.products, s.start, s.end, s.seed

@@ -2,7 +2,8 @@
 //! the nightly closed loop over a simulated province, the credit file, the stream service
 //! against a real broker, delivery to real receivers and the acknowledgement pages in
 //! Chromium, the dashboards and alert rules against a real Prometheus, and the detection
-//! sweep over seeds of a noisy province, and the workbench walked through in Chromium.
+//! sweep over seeds of a noisy province, the workbench walked through in Chromium, and the
+//! nightly job over a lake on a real S3-compatible server.
 #![allow(clippy::unwrap_used)]
 
 mod closed_loop;
@@ -10,6 +11,7 @@ mod common;
 mod credit;
 mod dashboards;
 mod delivery;
+mod object_lake;
 mod stream;
 mod sweep;
 mod workbench_walk;

@@ -1,0 +1,257 @@
+//! A lake on S3-compatible object storage: `s3://bucket/prefix` in place of a folder, with the
+//! layout of [`crate::lake`] under the prefix. The nightly job reads it through the object
+//! store DataFusion reads through (registered on its session); the simulator publishes a lake it
+//! wrote locally to it.
+//!
+//! Connection settings come from the standard variables of S3 clients, read when the lake is
+//! opened: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION` (default `us-east-1`),
+//! `AWS_ENDPOINT` (an S3-compatible server, e.g. `http://127.0.0.1:9000`) and
+//! `AWS_ALLOW_HTTP=true` for a plain-HTTP endpoint on a private network.
+//!
+//! Invariants: an object is written with one PUT, so a reader sees it whole or not at all;
+//! a published lake's `manifest.json` is written last, so a lake with a manifest is complete.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use datafusion::prelude::SessionContext;
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use pharmwatch_schemas::{EventKind, ReferenceKind};
+
+use crate::error::{CoreError, Result};
+use crate::lake::REFERENCE_DIR;
+
+/// The URL scheme of a lake on object storage.
+pub const SCHEME: &str = "s3://";
+
+/// Whether `lake` names a lake on object storage rather than a folder.
+pub fn is_remote(lake: &Path) -> bool {
+    lake.to_str().is_some_and(|s| s.starts_with(SCHEME))
+}
+
+/// A lake under `s3://bucket/prefix`.
+#[derive(Debug, Clone)]
+pub struct RemoteLake {
+    /// `s3://bucket`.
+    base: url::Url,
+    /// The prefix inside the bucket (no leading or trailing `/`; may be empty).
+    prefix: String,
+    store: Arc<dyn ObjectStore>,
+}
+
+impl RemoteLake {
+    /// Opens `s3://bucket/prefix` with the connection settings of the environment.
+    pub fn open(lake: &Path) -> Result<Self> {
+        let text = lake.to_str().unwrap_or_default();
+        let rest = text.strip_prefix(SCHEME).ok_or_else(|| {
+            CoreError::Config(format!("lake {text}: expected {SCHEME}bucket/prefix"))
+        })?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(CoreError::Config(format!(
+                "lake {text}: the bucket is empty"
+            )));
+        }
+        let base = url::Url::parse(&format!("{SCHEME}{bucket}"))
+            .map_err(|e| CoreError::Config(format!("lake {text}: {e}")))?;
+        let store = AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .build()
+            .map_err(|e| CoreError::ObjectStore {
+                url: text.to_string(),
+                what: "configure the S3 client (AWS_* variables)".into(),
+                source: Box::new(e),
+            })?;
+        Ok(Self {
+            base,
+            prefix: prefix.trim_matches('/').to_string(),
+            store: Arc::new(store),
+        })
+    }
+
+    /// `s3://bucket/prefix`.
+    pub fn url(&self) -> String {
+        self.url_of("")
+    }
+
+    /// The URL of `rel` (a `/`-separated path under the prefix).
+    pub fn url_of(&self, rel: &str) -> String {
+        let key = self.key(rel);
+        format!("{}{}", self.base.as_str().trim_end_matches('/'), {
+            if key.as_ref().is_empty() {
+                String::new()
+            } else {
+                format!("/{key}")
+            }
+        })
+    }
+
+    fn key(&self, rel: &str) -> ObjPath {
+        let rel = rel.trim_matches('/');
+        match (self.prefix.is_empty(), rel.is_empty()) {
+            (true, _) => ObjPath::from(rel),
+            (false, true) => ObjPath::from(self.prefix.as_str()),
+            (false, false) => ObjPath::from(format!("{}/{rel}", self.prefix)),
+        }
+    }
+
+    fn err(&self, rel: &str, what: &str, source: object_store::Error) -> CoreError {
+        CoreError::ObjectStore {
+            url: self.url_of(rel),
+            what: what.to_string(),
+            source: Box::new(source),
+        }
+    }
+
+    /// Makes the bucket readable by queries on `ctx` (`s3://bucket/…` table paths).
+    pub fn register(&self, ctx: &SessionContext) {
+        ctx.register_object_store(&self.base, self.store.clone());
+    }
+
+    /// Day partitions of `kind` between `from` and `to` (inclusive), sorted, as the relative
+    /// paths of their folders (`kind/date=YYYY-MM-DD`).
+    pub async fn partitions(
+        &self,
+        kind: EventKind,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<(NaiveDate, String)>> {
+        let dir = kind.as_str();
+        let listed = self
+            .store
+            .list_with_delimiter(Some(&self.key(dir)))
+            .await
+            .map_err(|e| self.err(dir, "list day partitions", e))?;
+        let mut out: Vec<(NaiveDate, String)> = listed
+            .common_prefixes
+            .iter()
+            .filter_map(|p| {
+                let name = p.filename()?;
+                let day =
+                    NaiveDate::parse_from_str(name.strip_prefix("date=")?, "%Y-%m-%d").ok()?;
+                (day >= from && day <= to).then(|| (day, format!("{dir}/{name}")))
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// The Parquet files of one day partition (`rel` from [`Self::partitions`]), sorted by name,
+    /// as URLs a query can read.
+    pub async fn day_files(&self, rel: &str) -> Result<Vec<String>> {
+        let mut names: Vec<String> = self
+            .store
+            .list(Some(&self.key(rel)))
+            .map_ok(|m| m.location.to_string())
+            .try_collect::<Vec<_>>()
+            .await
+            .map_err(|e| self.err(rel, "list day files", e))?
+            .into_iter()
+            .filter(|k| k.ends_with(".parquet"))
+            .collect();
+        names.sort();
+        Ok(names
+            .into_iter()
+            .map(|k| format!("{}/{k}", self.base.as_str().trim_end_matches('/')))
+            .collect())
+    }
+
+    /// The URL of a reference table, or an error naming it when the lake has none.
+    pub async fn reference(&self, kind: ReferenceKind) -> Result<String> {
+        let rel = format!("{REFERENCE_DIR}/{}.parquet", kind.as_str());
+        match self.store.head(&self.key(&rel)).await {
+            Ok(_) => Ok(self.url_of(&rel)),
+            Err(object_store::Error::NotFound { .. }) => Err(CoreError::Lake {
+                path: PathBuf::from(self.url()),
+                reason: format!(
+                    "reference table {} is missing (the simulator writes it; see README)",
+                    self.url_of(&rel)
+                ),
+            }),
+            Err(e) => Err(self.err(&rel, "read a reference table", e)),
+        }
+    }
+
+    /// Reads object `rel` whole.
+    pub async fn get(&self, rel: &str) -> Result<Vec<u8>> {
+        let got = self
+            .store
+            .get(&self.key(rel))
+            .await
+            .map_err(|e| self.err(rel, "read", e))?;
+        let bytes = got.bytes().await.map_err(|e| self.err(rel, "read", e))?;
+        Ok(bytes.to_vec())
+    }
+
+    /// Writes object `rel` whole (one PUT: readers never see part of it).
+    pub async fn put(&self, rel: &str, bytes: Vec<u8>) -> Result<()> {
+        self.store
+            .put(&self.key(rel), PutPayload::from(bytes))
+            .await
+            .map_err(|e| self.err(rel, "write", e))?;
+        Ok(())
+    }
+
+    /// Publishes the lake written under local folder `dir`: every file, `manifest.json` last
+    /// (a lake with a manifest is complete). Returns the number of objects written.
+    pub async fn publish(&self, dir: &Path) -> Result<usize> {
+        let mut files = Vec::new();
+        walk(dir, dir, &mut files)?;
+        files.sort();
+        let manifest = files.iter().position(|rel| rel == "manifest.json");
+        if let Some(i) = manifest {
+            let m = files.remove(i);
+            files.push(m);
+        }
+        for rel in &files {
+            let path = dir.join(rel);
+            let bytes = std::fs::read(&path).map_err(|e| CoreError::io(&path, e))?;
+            self.put(rel, bytes).await?;
+        }
+        Ok(files.len())
+    }
+}
+
+/// The files under `dir`, as `/`-separated paths relative to `root`.
+fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(|e| CoreError::io(dir, e))? {
+        let entry = entry.map_err(|e| CoreError::io(dir, e))?;
+        let path = entry.path();
+        if path.is_dir() {
+            walk(root, &path, out)?;
+        } else if let Ok(rel) = path.strip_prefix(root) {
+            let parts: Vec<String> = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().to_string())
+                .collect();
+            out.push(parts.join("/"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_keep_the_prefix_and_only_s3_is_remote() {
+        assert!(is_remote(Path::new("s3://lake/province")));
+        assert!(!is_remote(Path::new("/data/lake")));
+        assert!(!is_remote(Path::new("lake")));
+        let l = RemoteLake::open(Path::new("s3://bucket/p/q/")).unwrap();
+        assert_eq!(l.url(), "s3://bucket/p/q");
+        assert_eq!(
+            l.url_of("sale/date=2026-01-02"),
+            "s3://bucket/p/q/sale/date=2026-01-02"
+        );
+        let root = RemoteLake::open(Path::new("s3://bucket")).unwrap();
+        assert_eq!(root.url_of("manifest.json"), "s3://bucket/manifest.json");
+        let e = RemoteLake::open(Path::new("s3:///x")).unwrap_err();
+        assert!(e.to_string().contains("bucket is empty"), "{e}");
+    }
+}
