@@ -23,7 +23,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use pharmwatch_core::query::{register_urls, run_sql, session, table_rows};
-use pharmwatch_core::remote_lake::{self, RemoteLake};
+use pharmwatch_core::remote_lake::{self, LakeSource};
 use serde::{Deserialize, Serialize};
 
 use pharmwatch_schemas::{Enterprise, EventKind, Product, ReferenceKind};
@@ -33,7 +33,6 @@ use pharmwatch_core::anomaly::{self, AnomalyScore, ModelSource};
 use pharmwatch_core::error::CoreError;
 use pharmwatch_core::indicators::{self, Hit, INDICATORS, LOOKBACK_DAYS, Thresholds};
 use pharmwatch_core::ingest::{self, InputSpec, ReferenceSets};
-use pharmwatch_core::lake;
 use pharmwatch_core::risk::{self, RiskRow};
 
 pub use crate::summary::{
@@ -196,16 +195,12 @@ pub async fn run_rules(
         );
     }
     let ctx = session();
-    let remote = match &cfg.lake {
-        Some(l) if remote_lake::is_remote(l) => {
-            let r = RemoteLake::open(l)?;
-            r.register(&ctx);
-            Some(r)
-        }
-        _ => None,
+    let source = match &cfg.lake {
+        Some(l) => Some(LakeSource::open(l, &ctx)?),
+        None => None,
     };
     let (enterprises, products, refs) =
-        register_reference(&ctx, &reference_urls(cfg, remote.as_ref()).await?).await?;
+        register_reference(&ctx, &reference_urls(cfg, source.as_ref()).await?).await?;
     // Input files.
     let ingested = ingest::ingest_all(
         &cfg.inputs,
@@ -216,7 +211,7 @@ pub async fn run_rules(
     for (kind, batch) in ingested.batches {
         inputs.entry(kind).or_default().push(batch);
     }
-    register_events(&ctx, cfg, remote.as_ref(), inputs).await?;
+    register_events(&ctx, cfg, source.as_ref(), inputs).await?;
     indicators::register_run_dates(&ctx, cfg.from, cfg.to)?;
     let (lake_records, enterprises_scored) = count_read(&ctx, cfg).await?;
 
@@ -303,35 +298,19 @@ pub async fn run_rules(
 /// The reference tables, in the order of [`ReferenceKind::ALL`]: from `--reference DIR`,
 /// else from the lake (`LAKE/reference`, a folder or object storage); an error names a missing
 /// one.
-async fn reference_urls(cfg: &NightlyConfig, remote: Option<&RemoteLake>) -> Result<Vec<String>> {
-    let dir = match (&cfg.reference, &cfg.lake, remote) {
-        (Some(r), _, _) => r.clone(),
-        (None, _, Some(r)) => {
-            let mut urls = Vec::new();
-            for kind in ReferenceKind::ALL {
-                urls.push(r.reference(*kind).await?);
-            }
-            return Ok(urls);
-        }
-        (None, Some(l), None) => l.join(lake::REFERENCE_DIR),
-        (None, None, _) => {
-            return Err(CoreError::Config(
-                "give --lake DIR, or --reference DIR with --input files".into(),
-            )
-            .into());
-        }
-    };
+async fn reference_urls(cfg: &NightlyConfig, lake: Option<&LakeSource>) -> Result<Vec<String>> {
     let mut urls = Vec::new();
     for kind in ReferenceKind::ALL {
-        let path = dir.join(format!("{}.parquet", kind.as_str()));
-        let abs = std::fs::canonicalize(&path).map_err(|_| CoreError::Lake {
-            path: dir.clone(),
-            reason: format!(
-                "reference table {} is missing (the simulator writes it; see README)",
-                path.display()
-            ),
-        })?;
-        urls.push(abs.to_string_lossy().to_string());
+        urls.push(match (&cfg.reference, lake) {
+            (Some(dir), _) => remote_lake::local_reference(dir, *kind)?,
+            (None, Some(l)) => l.reference(*kind).await?,
+            (None, None) => {
+                return Err(CoreError::Config(
+                    "give --lake DIR, or --reference DIR with --input files".into(),
+                )
+                .into());
+            }
+        });
     }
     Ok(urls)
 }
@@ -362,7 +341,7 @@ async fn register_reference(
 async fn register_events(
     ctx: &SessionContext,
     cfg: &NightlyConfig,
-    remote: Option<&RemoteLake>,
+    lake: Option<&LakeSource>,
     mut inputs: HashMap<EventKind, Vec<RecordBatch>>,
 ) -> Result<()> {
     let lookback_from = cfg.from - Duration::days(LOOKBACK_DAYS);
@@ -372,23 +351,10 @@ async fn register_events(
         } else {
             lookback_from
         };
-        let mut files: Vec<String> = Vec::new();
-        match (&cfg.lake, remote) {
-            (_, Some(r)) => {
-                for (_, dir) in r.partitions(*kind, since, cfg.to).await? {
-                    files.extend(r.day_files(&dir).await?);
-                }
-            }
-            (Some(l), None) => {
-                for (_, dir) in lake::partitions(l, *kind, since, cfg.to)? {
-                    for f in lake::day_files(&dir)? {
-                        let abs = std::fs::canonicalize(&f).map_err(|e| CoreError::io(&f, e))?;
-                        files.push(abs.to_string_lossy().to_string());
-                    }
-                }
-            }
-            (None, None) => {}
-        }
+        let files = match lake {
+            Some(l) => l.files(*kind, since, cfg.to).await?,
+            None => Vec::new(),
+        };
         register_kind(ctx, *kind, &files, inputs.remove(kind).unwrap_or_default()).await?;
     }
     Ok(())

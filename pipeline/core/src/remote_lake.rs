@@ -1,7 +1,7 @@
 //! A lake on S3-compatible object storage: `s3://bucket/prefix` in place of a folder, with the
-//! layout of [`crate::lake`] under the prefix. The nightly job reads it through the object
-//! store DataFusion reads through (registered on its session); the simulator publishes a lake it
-//! wrote locally to it.
+//! layout of [`crate::lake`] under the prefix. Readers (the nightly job, `produce`) open either
+//! kind through [`LakeSource`] and read the Parquet objects through the object store DataFusion
+//! reads through (registered on their session); the simulator publishes a lake it wrote locally.
 //!
 //! Connection settings come from the standard variables of S3 clients, read when the lake is
 //! opened: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION` (default `us-east-1`),
@@ -214,6 +214,73 @@ impl RemoteLake {
         }
         Ok(files.len())
     }
+}
+
+/// Where a reader finds a lake: a folder, or a bucket prefix whose store is registered on the
+/// reader's DataFusion session. Both list the same layout and give the Parquet files of a kind
+/// as URLs a query reads.
+#[derive(Debug)]
+pub enum LakeSource {
+    /// A local folder.
+    Folder(PathBuf),
+    /// `s3://bucket/prefix`.
+    Bucket(RemoteLake),
+}
+
+impl LakeSource {
+    /// Opens `lake` for queries on `ctx` (registering the bucket's store when it is one).
+    pub fn open(lake: &Path, ctx: &SessionContext) -> Result<Self> {
+        if is_remote(lake) {
+            let r = RemoteLake::open(lake)?;
+            r.register(ctx);
+            Ok(Self::Bucket(r))
+        } else {
+            Ok(Self::Folder(lake.to_path_buf()))
+        }
+    }
+
+    /// The Parquet files of `kind` in the day partitions `[from, to]`, sorted by day then
+    /// name, as absolute paths or `s3://` URLs.
+    pub async fn files(&self, kind: EventKind, from: NaiveDate, to: NaiveDate) -> Result<Vec<String>> {
+        let mut files = Vec::new();
+        match self {
+            Self::Bucket(r) => {
+                for (_, dir) in r.partitions(kind, from, to).await? {
+                    files.extend(r.day_files(&dir).await?);
+                }
+            }
+            Self::Folder(l) => {
+                for (_, dir) in crate::lake::partitions(l, kind, from, to)? {
+                    for f in crate::lake::day_files(&dir)? {
+                        let abs = std::fs::canonicalize(&f).map_err(|e| CoreError::io(&f, e))?;
+                        files.push(abs.to_string_lossy().to_string());
+                    }
+                }
+            }
+        }
+        Ok(files)
+    }
+
+    /// The reference table of `kind`, or an error naming it when the lake has none.
+    pub async fn reference(&self, kind: ReferenceKind) -> Result<String> {
+        match self {
+            Self::Bucket(r) => r.reference(kind).await,
+            Self::Folder(l) => local_reference(&l.join(REFERENCE_DIR), kind),
+        }
+    }
+}
+
+/// A reference table in folder `dir`, as an absolute path; an error names it when missing.
+pub fn local_reference(dir: &Path, kind: ReferenceKind) -> Result<String> {
+    let path = dir.join(format!("{}.parquet", kind.as_str()));
+    let abs = std::fs::canonicalize(&path).map_err(|_| CoreError::Lake {
+        path: dir.to_path_buf(),
+        reason: format!(
+            "reference table {} is missing (the simulator writes it; see README)",
+            path.display()
+        ),
+    })?;
+    Ok(abs.to_string_lossy().to_string())
 }
 
 /// The files under `dir`, as `/`-separated paths relative to `root`.

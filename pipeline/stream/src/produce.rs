@@ -28,8 +28,8 @@ use pharmwatch_schemas::{
 use crate::config::StreamConfig;
 use crate::error::{Result, StreamError};
 use pharmwatch_core::error::CoreError;
-use pharmwatch_core::lake;
-use pharmwatch_core::query::{register_files, table_rows};
+use pharmwatch_core::remote_lake::LakeSource;
+use pharmwatch_core::query::{register_urls, table_rows};
 
 /// What was sent.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -77,7 +77,7 @@ impl ProducerContext for Ctx {
 async fn read_kind<T>(
     ctx: &SessionContext,
     kind: EventKind,
-    files: &[std::path::PathBuf],
+    files: &[String],
     out: &mut Vec<Msg>,
 ) -> Result<()>
 where
@@ -87,7 +87,7 @@ where
         return Ok(());
     }
     let name = format!("{}_lake", kind.as_str());
-    register_files(ctx, &name, kind.lake_schema(), files).await?;
+    register_urls(ctx, &name, kind.lake_schema(), files).await?;
     let cols: Vec<&str> = kind.fields().iter().map(|f| f.name).collect();
     let view = format!("{}_wire", kind.as_str());
     ctx.sql(&format!(
@@ -127,14 +127,12 @@ async fn read_lake(
     to: Option<NaiveDate>,
 ) -> Result<Vec<Msg>> {
     let ctx = SessionContext::new();
+    let lake = LakeSource::open(lake_dir, &ctx)?;
     let from = from.unwrap_or(NaiveDate::MIN);
     let to = to.unwrap_or(NaiveDate::MAX);
     let mut msgs = Vec::new();
     for kind in EventKind::ALL {
-        let mut files = Vec::new();
-        for (_, dir) in lake::partitions(lake_dir, *kind, from, to)? {
-            files.extend(lake::day_files(&dir)?);
-        }
+        let files = lake.files(*kind, from, to).await?;
         match kind {
             EventKind::Production => {
                 read_kind::<ProductionRecord>(&ctx, *kind, &files, &mut msgs).await?

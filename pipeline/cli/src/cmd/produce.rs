@@ -11,7 +11,7 @@ use pharmwatch::stream::config::StreamConfig;
 
 #[derive(Debug, Args)]
 pub struct ProduceArgs {
-    /// The lake to publish (written by `pharmwatch simulate`).
+    /// The lake to publish (written by `pharmwatch simulate`): a folder or `s3://bucket/prefix`.
     #[arg(long)]
     lake: PathBuf,
     /// Configuration (pharmwatch.toml): its [stream] table (brokers and topic names);

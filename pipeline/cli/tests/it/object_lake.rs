@@ -1,7 +1,8 @@
 //! A lake on S3-compatible object storage: `simulate --out s3://…` publishes a province to a
 //! real S3 server on loopback (moto's server from PyPI, started by the test; `scripts/test.sh`
-//! installs it in the tests' venv), and `nightly --lake s3://…` reads it into exactly the risk
-//! list and counts the same province gives from a local folder. A missing bucket and a missing
+//! installs it in the tests' venv), `nightly --lake s3://…` reads it into exactly the risk
+//! list and counts the same province gives from a local folder, and `produce` publishes the
+//! same messages from either to the test broker. A missing bucket and a missing
 //! reference table are refused with the object named.
 
 use std::path::Path;
@@ -208,6 +209,42 @@ fn the_nightly_job_reads_a_lake_on_object_storage_as_it_reads_a_folder() {
         "{}",
         records(&out_s3)
     );
+
+    // `produce` publishes the bucket's records as it publishes the folder's: the same
+    // messages per kind (topics of their own on the test broker).
+    let broker = crate::common::broker();
+    let from = (chrono::NaiveDate::parse_from_str(&end, "%Y-%m-%d").unwrap()
+        - chrono::Duration::days(2))
+    .to_string();
+    let produce = |lake: &str, prefix: &str| -> Vec<(String, u64)> {
+        let o = Command::new(env!("CARGO_BIN_EXE_pharmwatch"))
+            .args(["produce", "--lake", lake, "--from", &from, "--to", &end])
+            .env("AWS_ACCESS_KEY_ID", "pharmwatch-test")
+            .env("AWS_SECRET_ACCESS_KEY", "pharmwatch-test")
+            .env("AWS_ENDPOINT", format!("http://{addr}"))
+            .env("AWS_ALLOW_HTTP", "true")
+            .env("PHARMWATCH__STREAM__BROKERS", &broker)
+            .env("PHARMWATCH__STREAM__TOPIC_PREFIX", prefix)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "produce {lake}: {}", text(&o));
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                let topic = w.next()?.strip_prefix(prefix)?.to_string();
+                Some((topic, w.next()?.parse().ok()?))
+            })
+            .collect()
+    };
+    let unique = std::process::id();
+    let from_bucket = produce("s3://lake/province/2026", &format!("s3-{unique}."));
+    let from_dir = produce(&local, &format!("dir-{unique}."));
+    assert!(
+        from_dir.iter().any(|(t, n)| t == "sales" && *n > 0),
+        "{from_dir:?}"
+    );
+    assert_eq!(from_bucket, from_dir);
 
     // A bucket that does not exist, and a lake without its reference tables, are refused
     // with the object named; nothing is written.
