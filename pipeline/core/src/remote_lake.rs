@@ -241,7 +241,12 @@ impl LakeSource {
 
     /// The Parquet files of `kind` in the day partitions `[from, to]`, sorted by day then
     /// name, as absolute paths or `s3://` URLs.
-    pub async fn files(&self, kind: EventKind, from: NaiveDate, to: NaiveDate) -> Result<Vec<String>> {
+    pub async fn files(
+        &self,
+        kind: EventKind,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<String>> {
         let mut files = Vec::new();
         match self {
             Self::Bucket(r) => {

@@ -28,8 +28,8 @@ use pharmwatch_schemas::{
 use crate::config::StreamConfig;
 use crate::error::{Result, StreamError};
 use pharmwatch_core::error::CoreError;
-use pharmwatch_core::remote_lake::LakeSource;
 use pharmwatch_core::query::{register_urls, table_rows};
+use pharmwatch_core::remote_lake::LakeSource;
 
 /// What was sent.
 #[derive(Debug, Clone, Default, Serialize)]

@@ -218,6 +218,13 @@ fn the_nightly_job_reads_a_lake_on_object_storage_as_it_reads_a_folder() {
     .to_string();
     let produce = |lake: &str, prefix: &str| -> Vec<(String, u64)> {
         let o = Command::new(env!("CARGO_BIN_EXE_pharmwatch"))
+            .args(["topics", "--partitions", "2"])
+            .env("PHARMWATCH__STREAM__BROKERS", &broker)
+            .env("PHARMWATCH__STREAM__TOPIC_PREFIX", prefix)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "topics {prefix}: {}", text(&o));
+        let o = Command::new(env!("CARGO_BIN_EXE_pharmwatch"))
             .args(["produce", "--lake", lake, "--from", &from, "--to", &end])
             .env("AWS_ACCESS_KEY_ID", "pharmwatch-test")
             .env("AWS_SECRET_ACCESS_KEY", "pharmwatch-test")
