@@ -17,6 +17,7 @@ pub mod evaluate;
 pub mod guidance;
 pub mod lists;
 pub mod measures;
+pub mod migrate;
 pub mod model;
 pub mod nightly;
 pub mod produce;

@@ -96,6 +96,9 @@ enum Command {
     /// Print the low-risk (低风险名单), key-monitoring (重点监控名单) and fault-tolerance (容错清单)
     /// lists.
     Lists(cmd::OutArg),
+    /// Apply the store's pending migrations (OUT/pharmwatch.db) and list every migration with
+    /// when it was applied.
+    Migrate(cmd::OutArg),
     /// What applies to one enterprise (合规指引, 免罚早知道、整改有导航): open cases with their
     /// measures and due dates, observation periods, lists, exemptions and what to submit next.
     Guidance(cmd::guidance::GuidanceArgs),
@@ -128,6 +131,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Measures(m) => cmd::measures::run(m),
         Command::Case(c) => cmd::case::run(c),
         Command::Lists(o) => cmd::lists::run(o),
+        Command::Migrate(o) => cmd::migrate::run(o),
         Command::Guidance(a) => cmd::guidance::run(a, &cal),
         Command::Credit(a) => cmd::credit::run(a),
         Command::Stream(a) => cmd::stream::run(a).await,

@@ -42,6 +42,56 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (50, include_str!("../../sql/store/050_workbench.sql")),
 ];
 
+/// What each migration brings, by version (for `pharmwatch migrate`).
+pub fn migration_title(version: i64) -> &'static str {
+    match version {
+        1 => "stream offsets, windows and risk events",
+        2 => "stream windows seeded from the nightly baseline",
+        3 => "stream tables without row ids",
+        4 => "stream window sets",
+        10 => "case ledger, documents and notice numbers",
+        20 => "delivery outbox and acknowledgements",
+        30 => "regions",
+        40 => "working-day calendar",
+        50 => "workbench: drafts, audit trail, accounts, dispositions",
+        _ => "",
+    }
+}
+
+/// One migration and when it was applied to a store (`None`: pending).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationState {
+    /// Version (the number of its file in `pipeline/sql/store/`).
+    pub version: i64,
+    /// What it brings.
+    pub title: &'static str,
+    /// When it was applied (RFC 3339), if it was.
+    pub applied_at: Option<String>,
+}
+
+/// The migrations applied to the database on `conn` (version → when), read without a write
+/// lock; empty for a new database.
+fn applied(conn: &Connection, path: &Path) -> Result<Vec<(i64, String)>> {
+    let exists: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table'
+                              AND name = 'schema_migrations')",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| sql_err(path, "read migrations", e))?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let mut st = conn
+        .prepare("SELECT version, applied_at FROM schema_migrations ORDER BY version")
+        .map_err(|e| sql_err(path, "read migrations", e))?;
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(|e| sql_err(path, "read migrations", e))?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| sql_err(path, "read migrations", e))
+}
+
 /// An open store.
 #[derive(Debug)]
 pub struct Store {
@@ -133,8 +183,55 @@ impl Store {
         &mut self.conn
     }
 
+    /// The versions a store at `path` still lacks, read without opening it for writing (every
+    /// migration for a store that does not exist yet).
+    pub fn pending_at(path: &Path) -> Result<Vec<i64>> {
+        let done = if path.exists() {
+            let conn = Connection::open_with_flags(
+                path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(|e| sql_err(path, "open read-only", e))?;
+            applied(&conn, path)?
+        } else {
+            Vec::new()
+        };
+        Ok(MIGRATIONS
+            .iter()
+            .map(|(v, _)| *v)
+            .filter(|v| !done.iter().any(|(d, _)| d == v))
+            .collect())
+    }
+
+    /// Every migration with when it was applied to this store (all applied once it is open).
+    pub fn migrations(&self) -> Result<Vec<MigrationState>> {
+        let done = applied(&self.conn, &self.path)?;
+        Ok(MIGRATIONS
+            .iter()
+            .map(|(version, _)| MigrationState {
+                version: *version,
+                title: migration_title(*version),
+                applied_at: done
+                    .iter()
+                    .find(|(v, _)| v == version)
+                    .map(|(_, at)| at.clone()),
+            })
+            .collect())
+    }
+
+    /// Applies the pending migrations. The common case — nothing pending — is decided by a
+    /// read, without the write lock, so opening a store never waits for another process's
+    /// writes; pending migrations run in one IMMEDIATE transaction that checks again.
     fn migrate(&mut self) -> Result<()> {
         let path = self.path.clone();
+        let done = applied(&self.conn, &path)?;
+        if MIGRATIONS
+            .iter()
+            .all(|(v, _)| done.iter().any(|(d, _)| d == v))
+        {
+            return Ok(());
+        }
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -407,4 +504,57 @@ pub struct StoredDeadLetter {
     pub reason: String,
     /// The raw message (UTF-8, lossy).
     pub raw: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_reported_and_an_up_to_date_store_opens_beside_a_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STORE_FILE);
+        let all: Vec<i64> = MIGRATIONS.iter().map(|(v, _)| *v).collect();
+        assert_eq!(
+            Store::pending_at(&path).unwrap(),
+            all,
+            "a new store lacks all"
+        );
+        let store = Store::open(&path).unwrap();
+        assert!(Store::pending_at(&path).unwrap().is_empty());
+        let states = store.migrations().unwrap();
+        assert_eq!(states.len(), MIGRATIONS.len());
+        assert!(
+            states
+                .iter()
+                .all(|m| m.applied_at.is_some() && !m.title.is_empty())
+        );
+        drop(store);
+
+        // Another process holds the write lock: an up-to-date store still opens at once
+        // (the migration check is a read), and its writes wait as they should.
+        let mut writer = Connection::open(&path).unwrap();
+        let tx = writer
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .unwrap();
+        let opened = std::thread::spawn({
+            let path = path.clone();
+            move || {
+                let s = Store::open(&path)?;
+                s.set_busy_timeout(Duration::from_millis(50))?;
+                let write = s
+                    .conn_ref()
+                    .execute("CREATE TABLE probe (x INTEGER)", [])
+                    .is_err();
+                Ok::<_, CoreError>(write)
+            }
+        })
+        .join()
+        .unwrap();
+        assert!(
+            opened.expect("the store opens while another writer holds the lock"),
+            "a write still waits for the lock holder"
+        );
+        tx.rollback().unwrap();
+    }
 }
