@@ -14,7 +14,7 @@ pub fn run(o: OutArg) -> anyhow::Result<ExitCode> {
     let pending = Store::pending_at(&path)?;
     let store = Store::open(&path)?;
     println!("store {}", path.display());
-    println!("{:>7}  {:<36}  {}", "version", "applied", "migration");
+    println!("{:>7}  {:<36}  migration", "version", "applied");
     for m in store.migrations()? {
         let at = m.applied_at.as_deref().unwrap_or("pending");
         let now = if pending.contains(&m.version) {
