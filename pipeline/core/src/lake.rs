@@ -116,6 +116,21 @@ pub fn write_parquet(path: &Path, schema: SchemaRef, batches: &[RecordBatch]) ->
     std::fs::rename(&tmp, path).map_err(|e| CoreError::io(path, e))
 }
 
+/// Encodes batches as one Parquet file in memory (an object to PUT whole); `name` names it
+/// in errors.
+pub fn parquet_bytes(name: &Path, schema: SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>> {
+    let perr = |e| CoreError::Parquet {
+        path: name.to_path_buf(),
+        source: e,
+    };
+    let mut writer =
+        ArrowWriter::try_new(Vec::new(), schema, Some(writer_props())).map_err(perr)?;
+    for b in batches {
+        writer.write(b).map_err(perr)?;
+    }
+    writer.into_inner().map_err(perr)
+}
+
 /// Writes lake partitions and reference tables.
 #[derive(Debug)]
 pub struct LakeWriter {

@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::NaiveDate;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
@@ -176,6 +178,40 @@ impl RemoteLake {
         }
     }
 
+    /// Every object under folder `rel`, as paths relative to the lake (`kind/date=…/name`).
+    pub async fn list_under(&self, rel: &str) -> Result<Vec<String>> {
+        let root = self.key("");
+        let keys: Vec<ObjPath> = self
+            .store
+            .list(Some(&self.key(rel)))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+            .map_err(|e| self.err(rel, "list", e))?;
+        Ok(keys
+            .iter()
+            .map(|k| {
+                let k = k.as_ref();
+                let root = root.as_ref();
+                if root.is_empty() {
+                    k.to_string()
+                } else {
+                    k.strip_prefix(root)
+                        .map_or(k, |r| r.trim_start_matches('/'))
+                        .to_string()
+                }
+            })
+            .collect())
+    }
+
+    /// Deletes object `rel`.
+    pub async fn delete(&self, rel: &str) -> Result<()> {
+        self.store
+            .delete(&self.key(rel))
+            .await
+            .map_err(|e| self.err(rel, "delete", e))
+    }
+
     /// Reads object `rel` whole.
     pub async fn get(&self, rel: &str) -> Result<Vec<u8>> {
         let got = self
@@ -219,7 +255,7 @@ impl RemoteLake {
 /// Where a reader finds a lake: a folder, or a bucket prefix whose store is registered on the
 /// reader's DataFusion session. Both list the same layout and give the Parquet files of a kind
 /// as URLs a query reads.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum LakeSource {
     /// A local folder.
     Folder(PathBuf),
@@ -228,14 +264,74 @@ pub enum LakeSource {
 }
 
 impl LakeSource {
-    /// Opens `lake` for queries on `ctx` (registering the bucket's store when it is one).
-    pub fn open(lake: &Path, ctx: &SessionContext) -> Result<Self> {
+    /// The lake at `lake` (a folder, or `s3://bucket/prefix`), for writing and listing.
+    pub fn at(lake: &Path) -> Result<Self> {
         if is_remote(lake) {
-            let r = RemoteLake::open(lake)?;
-            r.register(ctx);
-            Ok(Self::Bucket(r))
+            Ok(Self::Bucket(RemoteLake::open(lake)?))
         } else {
             Ok(Self::Folder(lake.to_path_buf()))
+        }
+    }
+
+    /// Opens `lake` for queries on `ctx` (registering the bucket's store when it is one).
+    pub fn open(lake: &Path, ctx: &SessionContext) -> Result<Self> {
+        let l = Self::at(lake)?;
+        if let Self::Bucket(r) = &l {
+            r.register(ctx);
+        }
+        Ok(l)
+    }
+
+    /// Writes one Parquet file at `rel` (`kind/date=…/name`), whole: a folder's through a
+    /// temporary file and a rename, a bucket's with one PUT.
+    pub async fn write_file(
+        &self,
+        rel: &str,
+        schema: SchemaRef,
+        batches: &[RecordBatch],
+    ) -> Result<()> {
+        match self {
+            Self::Folder(l) => crate::lake::write_parquet(&l.join(rel), schema, batches),
+            Self::Bucket(r) => {
+                let bytes = crate::lake::parquet_bytes(Path::new(&r.url_of(rel)), schema, batches)?;
+                r.put(rel, bytes).await
+            }
+        }
+    }
+
+    /// The files under the folder `rel` of the lake (recursively), as paths relative to the
+    /// lake; none when it does not exist.
+    pub async fn files_under(&self, rel: &str) -> Result<Vec<String>> {
+        match self {
+            Self::Bucket(r) => r.list_under(rel).await,
+            Self::Folder(l) => {
+                let dir = l.join(rel);
+                let mut out = Vec::new();
+                if dir.is_dir() {
+                    walk(l, &dir, &mut out)?;
+                }
+                out.sort();
+                Ok(out)
+            }
+        }
+    }
+
+    /// Removes the file at `rel`.
+    pub async fn remove(&self, rel: &str) -> Result<()> {
+        match self {
+            Self::Folder(l) => {
+                let path = l.join(rel);
+                std::fs::remove_file(&path).map_err(|e| CoreError::io(&path, e))
+            }
+            Self::Bucket(r) => r.delete(rel).await,
+        }
+    }
+
+    /// Where it is, for logs: the folder or the `s3://` URL.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Folder(l) => l.display().to_string(),
+            Self::Bucket(r) => r.url(),
         }
     }
 

@@ -30,6 +30,7 @@
 //! polled before it for that topic-partition stale: those messages are dropped, never
 //! judged, and the consumer delivers them again from the new position.
 
+use pharmwatch_core::remote_lake::LakeSource;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -113,6 +114,8 @@ struct Service {
     states: HashMap<i32, PartitionState>,
     summary: RunSummary,
     rt: tokio::runtime::Handle,
+    /// The lake the batches land in (a folder or a bucket).
+    lake: LakeSource,
     assigned_at: Instant,
     resume: HashMap<(String, i32), Resume>,
     /// Topic-partitions sought since the pending messages were last cleaned: what was
@@ -145,6 +148,7 @@ pub async fn run(
 /// the baseline), the Kafka clients (failing fast when the broker or a topic is missing), the
 /// subscription and the HTTP side.
 async fn start(cfg: StreamConfig) -> Result<(Service, tokio::task::JoinHandle<()>)> {
+    let lake = LakeSource::at(&cfg.lake)?;
     let reference = Reference::load(&cfg.lake).await?;
     let baseline = match &cfg.baseline {
         Some(dir) => Baseline::load(dir).await?,
@@ -172,7 +176,7 @@ async fn start(cfg: StreamConfig) -> Result<(Service, tokio::task::JoinHandle<()
         group = %cfg.group_id,
         brokers = %cfg.brokers,
         metrics = %format!("http://{}/metrics", cfg.metrics_listen),
-        lake = %cfg.lake.display(),
+        lake = %lake.describe(),
         store = %cfg.store.display(),
         "stream started"
     );
@@ -194,6 +198,7 @@ async fn start(cfg: StreamConfig) -> Result<(Service, tokio::task::JoinHandle<()
         states: HashMap::new(),
         summary: RunSummary::default(),
         rt: tokio::runtime::Handle::current(),
+        lake,
         assigned_at: Instant::now(),
         resume: HashMap::new(),
         sought: HashSet::new(),

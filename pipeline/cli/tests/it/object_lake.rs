@@ -2,7 +2,8 @@
 //! real S3 server on loopback (moto's server from PyPI, started by the test; `scripts/test.sh`
 //! installs it in the tests' venv), `nightly --lake s3://…` reads it into exactly the risk
 //! list and counts the same province gives from a local folder, and `produce` publishes the
-//! same messages from either to the test broker. A missing bucket and a missing
+//! same messages from either to the test broker; the stream service lands its batches in a
+//! bucket, where the nightly job reads every produced record once. A missing bucket and a missing
 //! reference table are refused with the object named.
 
 use std::path::Path;
@@ -82,6 +83,47 @@ fn create_bucket(addr: &str, bucket: &str) {
         answer.starts_with("HTTP/1.1 200"),
         "create bucket: {answer}"
     );
+}
+
+/// Writes local file `file` to an object with boto3.
+fn s3_put(addr: &str, bucket: &str, key: &str, file: &Path) {
+    let script = format!(
+        "import boto3\n\
+         s3 = boto3.client('s3', endpoint_url='http://{addr}', region_name='us-east-1', \
+         aws_access_key_id='pharmwatch-test', aws_secret_access_key='pharmwatch-test')\n\
+         s3.upload_file({file:?}, '{bucket}', '{key}')\n",
+        file = file.display().to_string()
+    );
+    let o = Command::new(moto_python())
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "put s3://{bucket}/{key}: {}", text(&o));
+}
+
+/// The object keys under `prefix`, with boto3.
+fn s3_keys(addr: &str, bucket: &str, prefix: &str) -> Vec<String> {
+    let script = format!(
+        "import boto3\n\
+         s3 = boto3.client('s3', endpoint_url='http://{addr}', region_name='us-east-1', \
+         aws_access_key_id='pharmwatch-test', aws_secret_access_key='pharmwatch-test')\n\
+         for page in s3.get_paginator('list_objects_v2').paginate(Bucket='{bucket}', Prefix='{prefix}'):\n\
+         \x20   for o in page.get('Contents', []):\n\
+         \x20       print(o['Key'])\n"
+    );
+    let o = Command::new(moto_python())
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "list s3://{bucket}/{prefix}: {}",
+        text(&o)
+    );
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 /// Reads an object with boto3 (the S3 client moto's server is built on), signed like any
@@ -294,4 +336,144 @@ fn the_nightly_job_reads_a_lake_on_object_storage_as_it_reads_a_folder() {
         text(&o)
     );
     assert!(!dir.path().join("o2/risk_list.csv").exists());
+}
+
+#[test]
+fn the_stream_service_lands_its_batches_in_a_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_s3, addr) = start_s3(dir.path());
+    create_bucket(&addr, "lake");
+    let d = |p: &str| dir.path().join(p).to_string_lossy().to_string();
+    let local = d("local");
+    let o = pharmwatch(
+        &addr,
+        &[
+            "simulate",
+            "--enterprises",
+            "60",
+            "--days",
+            "40",
+            "--seed",
+            "5",
+            "--quiet",
+            "--out",
+            &local,
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    // The streamed lake starts with the reference tables only (what the stream validates
+    // against), in the bucket.
+    for t in ["enterprises", "products", "batches"] {
+        s3_put(
+            &addr,
+            "lake",
+            &format!("streamed/reference/{t}.parquet"),
+            &dir.path().join(format!("local/reference/{t}.parquet")),
+        );
+    }
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("local/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let end =
+        chrono::NaiveDate::parse_from_str(manifest["end"].as_str().unwrap(), "%Y-%m-%d").unwrap();
+    let (from, to) = (
+        (end - chrono::Duration::days(2)).to_string(),
+        end.to_string(),
+    );
+
+    let broker = crate::common::broker();
+    let unique = format!("s3stream-{}", std::process::id());
+    let stream_env = |c: &mut Command| {
+        c.env("AWS_ACCESS_KEY_ID", "pharmwatch-test")
+            .env("AWS_SECRET_ACCESS_KEY", "pharmwatch-test")
+            .env("AWS_ENDPOINT", format!("http://{addr}"))
+            .env("AWS_ALLOW_HTTP", "true")
+            .env("PHARMWATCH__STREAM__BROKERS", &broker)
+            .env("PHARMWATCH__STREAM__TOPIC_PREFIX", format!("{unique}."))
+            .env(
+                "PHARMWATCH__STREAM__DEAD_LETTER_TOPIC",
+                format!("{unique}.dead-letter"),
+            )
+            .env(
+                "PHARMWATCH__STREAM__RISK_EVENTS_TOPIC",
+                format!("{unique}.risk-events"),
+            )
+            .env("PHARMWATCH__STREAM__GROUP_ID", format!("g-{unique}"))
+            .env("PHARMWATCH__STREAM__LAKE", "s3://lake/streamed")
+            .env(
+                "PHARMWATCH__STREAM__STORE",
+                dir.path().join("stream/pharmwatch.db"),
+            )
+            .env(
+                "PHARMWATCH__STREAM__METRICS_LISTEN",
+                format!("127.0.0.1:{}", free_port()),
+            );
+    };
+    let run = |args: &[&str]| -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_pharmwatch"));
+        c.args(args);
+        stream_env(&mut c);
+        c.output().unwrap()
+    };
+    let o = run(&["topics", "--partitions", "2"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(&["produce", "--lake", &local, "--from", &from, "--to", &to]);
+    assert!(o.status.success(), "{}", text(&o));
+    let produced: u64 = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("produced ")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .expect("produce prints its total");
+    assert!(produced > 1000, "{}", text(&o));
+    let o = run(&["stream", "--exit-when-idle", "3"]);
+    assert!(o.status.success(), "stream: {}", text(&o));
+
+    // Every batch landed as whole objects named by partition and offset.
+    let keys = s3_keys(&addr, "lake", "streamed/");
+    let landed: Vec<&String> = keys
+        .iter()
+        .filter(|k| k.contains("/stream-p") && k.ends_with(".parquet"))
+        .collect();
+    assert!(!landed.is_empty(), "{keys:?}");
+    assert!(
+        keys.iter().all(|k| !k.ends_with(".tmp")),
+        "no temporary object: {keys:?}"
+    );
+
+    // The nightly job over the bucket reads every produced record once (late uploads in the
+    // first day's partition belong to the day before it).
+    let day_before = (end - chrono::Duration::days(3)).to_string();
+    let out = d("out-streamed");
+    let o = pharmwatch(
+        &addr,
+        &[
+            "nightly",
+            "--lake",
+            "s3://lake/streamed",
+            "--from",
+            &day_before,
+            "--to",
+            &to,
+            "--no-model",
+            "--out",
+            &out,
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let run_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(Path::new(&out).join("run.json")).unwrap())
+            .unwrap();
+    let read: u64 = run_json["lake_records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|kv| kv[1].as_u64().unwrap())
+        .sum();
+    assert_eq!(read, produced, "{}", run_json["lake_records"]);
 }

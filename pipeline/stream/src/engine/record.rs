@@ -9,10 +9,10 @@ use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use pharmwatch_core::error::CoreError;
 use pharmwatch_core::fasthash::FastMap;
 use pharmwatch_core::ingest::ReferenceSets;
-use pharmwatch_core::query::{register_files, table_rows};
+use pharmwatch_core::query::{register_urls, table_rows};
+use pharmwatch_core::remote_lake::LakeSource;
 use pharmwatch_core::risk::RiskItem;
 use pharmwatch_schemas::{
     Batch, Enterprise, EventKind, InspectionFinding, InventorySnapshot, Product, ProductTestRecord,
@@ -193,23 +193,13 @@ pub struct Reference {
 }
 
 impl Reference {
-    /// Loads `LAKE/reference/*.parquet`.
+    /// Loads `LAKE/reference/*.parquet` (a folder or a bucket).
     pub async fn load(lake: &Path) -> Result<Self> {
         let ctx = SessionContext::new();
-        let dir = lake.join(pharmwatch_core::lake::REFERENCE_DIR);
+        let source = LakeSource::open(lake, &ctx)?;
         for kind in ReferenceKind::ALL {
-            let path = dir.join(format!("{}.parquet", kind.as_str()));
-            if !path.exists() {
-                return Err(CoreError::Lake {
-                    path: dir.clone(),
-                    reason: format!(
-                        "reference table {} is missing (the stream validates records against it)",
-                        path.display()
-                    ),
-                }
-                .into());
-            }
-            register_files(&ctx, kind.as_str(), kind.schema(), &[path]).await?;
+            let url = source.reference(*kind).await?;
+            register_urls(&ctx, kind.as_str(), kind.schema(), &[url]).await?;
         }
         let enterprises: Vec<Enterprise> = table_rows(&ctx, "enterprises").await?;
         let products: Vec<Product> = table_rows(&ctx, "products").await?;

@@ -6,7 +6,7 @@
 //! be still this instance's (fencing).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chrono::{NaiveDate, Utc};
@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::error::{Result, StreamError};
 use pharmwatch_core::error::{CoreError, ErrorClass};
-use pharmwatch_core::lake::write_parquet;
+use pharmwatch_core::remote_lake::LakeSource;
 use pharmwatch_core::store::sql_err;
 use pharmwatch_schemas::{EventKind, biz_date};
 
@@ -284,6 +284,7 @@ impl Service {
             states: &mut self.states,
             cfg: &self.cfg,
             rt: &self.rt,
+            lake: &self.lake,
         };
         let (outcome, phases) =
             judge.write_and_judge(&tx, &path, &routed.accepted, &tally.first_offset, &holding)?;
@@ -636,6 +637,7 @@ struct Judge<'a> {
     states: &'a mut HashMap<i32, PartitionState>,
     cfg: &'a StreamConfig,
     rt: &'a tokio::runtime::Handle,
+    lake: &'a LakeSource,
 }
 
 impl Judge<'_> {
@@ -675,12 +677,12 @@ impl Judge<'_> {
                 (*key, recs, first)
             })
             .collect();
-        let lake_dir = self.cfg.lake.clone();
+        let lake = self.lake.clone();
         let rt = self.rt.clone();
         let states = self.states;
         let (outcome, written) = std::thread::scope(|s| {
             let (deltas_tx, deltas_rx) = std::sync::mpsc::channel::<Result<Vec<Delta>>>();
-            let worker = s.spawn(move || write_lake(&named, &lake_dir, &rt, deltas_tx));
+            let worker = s.spawn(move || write_lake(&named, &lake, &rt, deltas_tx));
             let outcome = self.engine.process(
                 tx,
                 path,
@@ -797,18 +799,21 @@ type LakeFile<'a> = ((EventKind, i32, NaiveDate), &'a Vec<&'a Accepted>, i64);
 /// seconds of each step.
 fn write_lake(
     named: &[LakeFile<'_>],
-    lake_dir: &Path,
+    lake_dir: &LakeSource,
     rt: &tokio::runtime::Handle,
     deltas_tx: std::sync::mpsc::Sender<Result<Vec<Delta>>>,
 ) -> Result<[(&'static str, f64); 3]> {
     let started = Instant::now();
     let mut lake: HashMap<EventKind, Vec<RecordBatch>> = HashMap::new();
-    let mut files: Vec<(PathBuf, EventKind, RecordBatch)> = Vec::new();
+    let mut files: Vec<(String, EventKind, RecordBatch)> = Vec::new();
     let mut convert = || -> Result<()> {
         for ((kind, p, day), recs, first) in named {
             let b = crate::engine::lake_batch(*kind, recs)?;
-            let file = pharmwatch_core::lake::day_dir(lake_dir, *kind, *day)
-                .join(format!("stream-p{p:03}-o{first:012}.parquet"));
+            let file = format!(
+                "{}/date={}/stream-p{p:03}-o{first:012}.parquet",
+                kind.as_str(),
+                day.format("%Y-%m-%d")
+            );
             files.push((file, *kind, b.clone()));
             lake.entry(*kind).or_default().push(b);
         }
@@ -832,7 +837,7 @@ fn write_lake(
     let deltas_secs = started.elapsed().as_secs_f64() - convert_secs;
     let writing = Instant::now();
     for (file, kind, b) in &files {
-        write_parquet(file, kind.lake_schema(), std::slice::from_ref(b))?;
+        rt.block_on(lake_dir.write_file(file, kind.lake_schema(), std::slice::from_ref(b)))?;
     }
     Ok([
         ("lake", convert_secs),

@@ -5,7 +5,6 @@
 //! watermarks say about lag and about which partitions still hold unread records.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{CommitMode, Consumer};
@@ -14,6 +13,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use crate::error::Result;
 use pharmwatch_core::error::CoreError;
+use pharmwatch_core::remote_lake::LakeSource;
 use pharmwatch_core::store::sql_err;
 use pharmwatch_schemas::EventKind;
 
@@ -61,9 +61,9 @@ impl Resume {
 pub(super) const RESUME_STALL: Duration = Duration::from_secs(3);
 
 /// Deletes lake files of partition `p` that the store never committed (first offset at or
-/// above the store's next offset for their topic).
-pub(super) fn remove_uncommitted(
-    lake: &Path,
+/// above the store's next offset for their topic), in a folder or a bucket alike.
+pub(super) async fn remove_uncommitted(
+    lake: &LakeSource,
     cfg: &StreamConfig,
     st: &PartitionState,
 ) -> Result<usize> {
@@ -71,27 +71,18 @@ pub(super) fn remove_uncommitted(
     let mut removed = 0;
     for kind in EventKind::ALL {
         let next = st.offsets.get(&cfg.topic(*kind)).copied().unwrap_or(0);
-        let dir = lake.join(kind.as_str());
-        let Ok(days) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for day in days.flatten() {
-            let Ok(files) = std::fs::read_dir(day.path()) else {
+        for rel in lake.files_under(kind.as_str()).await? {
+            let name = rel.rsplit('/').next().unwrap_or_default();
+            let Some(off) = name
+                .strip_prefix(&prefix)
+                .and_then(|r| r.split('.').next())
+                .and_then(|o| o.parse::<i64>().ok())
+            else {
                 continue;
             };
-            for f in files.flatten() {
-                let name = f.file_name().to_string_lossy().to_string();
-                let Some(off) = name
-                    .strip_prefix(&prefix)
-                    .and_then(|r| r.split('.').next())
-                    .and_then(|o| o.parse::<i64>().ok())
-                else {
-                    continue;
-                };
-                if off >= next {
-                    std::fs::remove_file(f.path()).map_err(|e| CoreError::io(&f.path(), e))?;
-                    removed += 1;
-                }
+            if off >= next {
+                lake.remove(&rel).await?;
+                removed += 1;
             }
         }
     }
@@ -175,7 +166,9 @@ impl Service {
                 .map_err(|e| sql_err(&path, "begin", e))?;
             for p in missing {
                 let st = PartitionState::load(&tx, &path, p)?;
-                let removed = remove_uncommitted(&self.cfg.lake, &self.cfg, &st)?;
+                let removed = self
+                    .rt
+                    .block_on(remove_uncommitted(&self.lake, &self.cfg, &st))?;
                 if removed > 0 {
                     tracing::info!(
                         partition = p,
