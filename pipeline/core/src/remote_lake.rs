@@ -114,52 +114,36 @@ impl RemoteLake {
         ctx.register_object_store(&self.base, self.store.clone());
     }
 
-    /// Day partitions of `kind` between `from` and `to` (inclusive), sorted, as the relative
-    /// paths of their folders (`kind/date=YYYY-MM-DD`).
-    pub async fn partitions(
+    /// The Parquet files of `kind` in the day partitions `[from, to]`, sorted by day then name,
+    /// as URLs: one listing of the kind's folder (a request per thousand objects), rather than
+    /// one per day.
+    pub async fn kind_files(
         &self,
         kind: EventKind,
         from: NaiveDate,
         to: NaiveDate,
-    ) -> Result<Vec<(NaiveDate, String)>> {
+    ) -> Result<Vec<String>> {
         let dir = kind.as_str();
-        let listed = self
+        let base = self.base.as_str().trim_end_matches('/').to_string();
+        let mut found: Vec<(NaiveDate, String)> = self
             .store
-            .list_with_delimiter(Some(&self.key(dir)))
-            .await
-            .map_err(|e| self.err(dir, "list day partitions", e))?;
-        let mut out: Vec<(NaiveDate, String)> = listed
-            .common_prefixes
-            .iter()
-            .filter_map(|p| {
-                let name = p.filename()?;
-                let day =
-                    NaiveDate::parse_from_str(name.strip_prefix("date=")?, "%Y-%m-%d").ok()?;
-                (day >= from && day <= to).then(|| (day, format!("{dir}/{name}")))
-            })
-            .collect();
-        out.sort();
-        Ok(out)
-    }
-
-    /// The Parquet files of one day partition (`rel` from [`Self::partitions`]), sorted by name,
-    /// as URLs a query can read.
-    pub async fn day_files(&self, rel: &str) -> Result<Vec<String>> {
-        let mut names: Vec<String> = self
-            .store
-            .list(Some(&self.key(rel)))
+            .list(Some(&self.key(dir)))
             .map_ok(|m| m.location.to_string())
             .try_collect::<Vec<_>>()
             .await
-            .map_err(|e| self.err(rel, "list day files", e))?
+            .map_err(|e| self.err(dir, "list the kind's files", e))?
             .into_iter()
             .filter(|k| k.ends_with(".parquet"))
+            .filter_map(|k| {
+                let day = k
+                    .split('/')
+                    .find_map(|seg| seg.strip_prefix("date="))
+                    .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())?;
+                (day >= from && day <= to).then(|| (day, format!("{base}/{k}")))
+            })
             .collect();
-        names.sort();
-        Ok(names
-            .into_iter()
-            .map(|k| format!("{}/{k}", self.base.as_str().trim_end_matches('/')))
-            .collect())
+        found.sort();
+        Ok(found.into_iter().map(|(_, url)| url).collect())
     }
 
     /// The URL of a reference table, or an error naming it when the lake has none.
@@ -345,11 +329,7 @@ impl LakeSource {
     ) -> Result<Vec<String>> {
         let mut files = Vec::new();
         match self {
-            Self::Bucket(r) => {
-                for (_, dir) in r.partitions(kind, from, to).await? {
-                    files.extend(r.day_files(&dir).await?);
-                }
-            }
+            Self::Bucket(r) => files = r.kind_files(kind, from, to).await?,
             Self::Folder(l) => {
                 for (_, dir) in crate::lake::partitions(l, kind, from, to)? {
                     for f in crate::lake::day_files(&dir)? {
