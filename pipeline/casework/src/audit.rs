@@ -94,6 +94,30 @@ pub fn append(
     Ok(())
 }
 
+/// Appends an entry about case `case_id` of enterprise `enterprise_id` (target `case:…`).
+pub fn append_case(
+    conn: &Connection,
+    path: &Path,
+    actor: &Actor,
+    action: &str,
+    case_id: &str,
+    enterprise_id: &str,
+    detail: &str,
+) -> Result<()> {
+    append(
+        conn,
+        path,
+        actor,
+        action,
+        Subject {
+            target: &format!("case:{case_id}"),
+            case_id: Some(case_id),
+            enterprise_id: Some(enterprise_id),
+        },
+        detail,
+    )
+}
+
 fn read(
     conn: &Connection,
     path: &Path,

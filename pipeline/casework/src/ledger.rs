@@ -1555,23 +1555,33 @@ fn close_if_done(
         )
         .map_err(|e| sql_err(path, "pending measures", e))?;
     if pending == 0 {
-        tx.execute(
-            "UPDATE cases SET status = 'closed', closed_on = ?2 WHERE case_id = ?1",
-            params![case_id, on.to_string()],
-        )
-        .map_err(|e| sql_err(path, "close case", e))?;
-        append_event(
+        mark_closed(
             tx,
             path,
             case_id,
-            "closed",
             on,
             actor,
             "every measure verified or lifted (已销号)",
-            None,
         )?;
     }
     Ok(())
+}
+
+/// Sets the case closed on `on` and appends its `closed` event with `note`.
+fn mark_closed(
+    tx: &Transaction<'_>,
+    path: &Path,
+    case_id: &str,
+    on: NaiveDate,
+    actor: &str,
+    note: &str,
+) -> Result<()> {
+    tx.execute(
+        "UPDATE cases SET status = 'closed', closed_on = ?2 WHERE case_id = ?1",
+        params![case_id, on.to_string()],
+    )
+    .map_err(|e| sql_err(path, "close case", e))?;
+    append_event(tx, path, case_id, "closed", on, actor, note, None)
 }
 
 impl Ledger {
@@ -1598,27 +1608,14 @@ impl Ledger {
                 return Err(CaseworkError::ledger(case_id, "is already closed"));
             }
             tx.execute(
-                "UPDATE cases SET status = 'closed', closed_on = ?2 WHERE case_id = ?1",
-                params![case_id, on.to_string()],
-            )
-            .map_err(|e| sql_err(path, "close case", e))?;
-            tx.execute(
                 "UPDATE drafts SET state = 'withdrawn', decided_by = ?2, decided_at = ?3,
                         return_reason = '结案 (case closed)'
                  WHERE case_id = ?1 AND state IN ('proposed', 'submitted', 'returned')",
                 params![case_id, actor, now()],
             )
             .map_err(|e| sql_err(path, "withdraw drafts of a closed case", e))?;
-            append_event(
-                tx,
-                path,
-                case_id,
-                "closed",
-                on,
-                actor,
-                &format!("结案：{} — {}", ground.text(), note.trim()),
-                None,
-            )
+            let why = format!("结案：{} — {}", ground.text(), note.trim());
+            mark_closed(tx, path, case_id, on, actor, &why)
         })
     }
 

@@ -151,13 +151,10 @@ impl RemoteLake {
         let rel = format!("{REFERENCE_DIR}/{}.parquet", kind.as_str());
         match self.store.head(&self.key(&rel)).await {
             Ok(_) => Ok(self.url_of(&rel)),
-            Err(object_store::Error::NotFound { .. }) => Err(CoreError::Lake {
-                path: PathBuf::from(self.url()),
-                reason: format!(
-                    "reference table {} is missing (the simulator writes it; see README)",
-                    self.url_of(&rel)
-                ),
-            }),
+            Err(object_store::Error::NotFound { .. }) => Err(missing_reference(
+                PathBuf::from(self.url()),
+                &self.url_of(&rel),
+            )),
             Err(e) => Err(self.err(&rel, "read a reference table", e)),
         }
     }
@@ -354,14 +351,17 @@ impl LakeSource {
 /// A reference table in folder `dir`, as an absolute path; an error names it when missing.
 pub fn local_reference(dir: &Path, kind: ReferenceKind) -> Result<String> {
     let path = dir.join(format!("{}.parquet", kind.as_str()));
-    let abs = std::fs::canonicalize(&path).map_err(|_| CoreError::Lake {
-        path: dir.to_path_buf(),
-        reason: format!(
-            "reference table {} is missing (the simulator writes it; see README)",
-            path.display()
-        ),
-    })?;
+    let abs = std::fs::canonicalize(&path)
+        .map_err(|_| missing_reference(dir.to_path_buf(), &path.display().to_string()))?;
     Ok(abs.to_string_lossy().to_string())
+}
+
+/// The error of a lake at `lake` without its reference table `table`.
+fn missing_reference(lake: PathBuf, table: &str) -> CoreError {
+    CoreError::Lake {
+        path: lake,
+        reason: format!("reference table {table} is missing (the simulator writes it; see README)"),
+    }
 }
 
 /// The files under `dir`, as `/`-separated paths relative to `root`.

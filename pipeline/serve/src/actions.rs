@@ -662,21 +662,9 @@ impl ServeState {
         let mut l = self.lock()?;
         let row = self.case_row(&l, a, case_id)?;
         l.record(case_id, ev, &a.username, note, today(), commitment)?;
+        let action = format!("case_{}", ev.event_name());
+        audit_case(&mut l, a, case_id, &row.enterprise_id, &action, note)?;
         let who = actor(a);
-        l.immediate(|tx, path| {
-            audit::append(
-                tx,
-                path,
-                &who,
-                &format!("case_{}", ev.event_name()),
-                Subject {
-                    target: &format!("case:{case_id}"),
-                    case_id: Some(case_id),
-                    enterprise_id: Some(&row.enterprise_id),
-                },
-                note,
-            )
-        })?;
         if ev == RecordedEvent::Lifted {
             drafts::propose_now(
                 &mut l,
@@ -722,7 +710,6 @@ impl ServeState {
             &cal,
             &a.username,
         )?;
-        let who = actor(a);
         let detail = format!(
             "{}: {}; {}",
             ground.text(),
@@ -733,35 +720,21 @@ impl ServeState {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        l.immediate(|tx, path| {
-            audit::append(
-                tx,
-                path,
-                &who,
-                "case_escalated",
-                Subject {
-                    target: &format!("case:{case_id}"),
-                    case_id: Some(case_id),
-                    enterprise_id: Some(&row.enterprise_id),
-                },
-                &detail,
-            )
-        })?;
-        use pharmwatch_casework::notices::DocumentKind;
-        for (code, _) in &added {
-            let kind = match pharmwatch_casework::ledger::parse_code(code) {
-                Some(pharmwatch_regulation::MeasureCode::Caution) => {
-                    Some(DocumentKind::CautionNotice)
-                }
-                Some(pharmwatch_regulation::MeasureCode::Interview) => {
-                    Some(DocumentKind::InterviewNotice)
-                }
-                Some(c) if c.is_suspension() => Some(DocumentKind::SuspensionDecision),
-                _ => None,
-            };
-            if let Some(kind) = kind {
-                drafts::propose_now(&mut l, case_id, kind, today(), &who)?;
-            }
+        audit_case(
+            &mut l,
+            a,
+            case_id,
+            &row.enterprise_id,
+            "case_escalated",
+            &detail,
+        )?;
+        let who = actor(a);
+        let kinds = added
+            .iter()
+            .filter_map(|(code, _)| pharmwatch_casework::ledger::parse_code(code))
+            .filter_map(document_for);
+        for kind in kinds {
+            drafts::propose_now(&mut l, case_id, kind, today(), &who)?;
         }
         Ok(added)
     }
@@ -785,7 +758,14 @@ impl ServeState {
         let row = self.case_row(&l, a, case_id)?;
         l.close_case(case_id, ground, note, today(), &a.username)?;
         let detail = format!("{}: {}", ground.text(), note.trim());
-        self.audit_case(&mut l, a, case_id, &row, "case_closed", &detail)
+        audit_case(
+            &mut l,
+            a,
+            case_id,
+            &row.enterprise_id,
+            "case_closed",
+            &detail,
+        )
     }
 
     /// Refers a case for investigation (移交立案查处) on the facts of a suspected violation:
@@ -801,7 +781,14 @@ impl ServeState {
         let row = self.case_row(&l, a, case_id)?;
         let article = l.refer_case(case_id, note, today(), &self.closed_loop.rules, &a.username)?;
         let detail = format!("{article}: {}", note.trim());
-        self.audit_case(&mut l, a, case_id, &row, "case_referred", &detail)?;
+        audit_case(
+            &mut l,
+            a,
+            case_id,
+            &row.enterprise_id,
+            "case_referred",
+            &detail,
+        )?;
         Ok(article)
     }
 
@@ -817,34 +804,6 @@ impl ServeState {
             "close" => self.close_case(a, case_id, &f.ground, &f.note),
             other => Err(Denied::Bad(format!("unknown action `{other}`"))),
         }
-    }
-
-    /// Writes one audit entry about a case.
-    fn audit_case(
-        &self,
-        l: &mut Ledger,
-        a: &Account,
-        case_id: &str,
-        row: &CaseRow,
-        action: &str,
-        detail: &str,
-    ) -> Act<()> {
-        let who = actor(a);
-        l.immediate(|tx, path| {
-            audit::append(
-                tx,
-                path,
-                &who,
-                action,
-                Subject {
-                    target: &format!("case:{case_id}"),
-                    case_id: Some(case_id),
-                    enterprise_id: Some(&row.enterprise_id),
-                },
-                detail,
-            )
-        })?;
-        Ok(())
     }
 
     /// Inspection findings pushed by the platform or an inspector (the `measures decide`
@@ -884,16 +843,13 @@ impl ServeState {
                 let case_id = d.case_id.clone();
                 let ent = d.enterprise_id.clone();
                 l.immediate(|tx, path| {
-                    audit::append(
+                    audit::append_case(
                         tx,
                         path,
                         &who,
                         "finding_recorded",
-                        Subject {
-                            target: &format!("case:{case_id}"),
-                            case_id: Some(&case_id),
-                            enterprise_id: Some(&ent),
-                        },
+                        &case_id,
+                        &ent,
                         &format!("{} measure(s)", d.measures.len()),
                     )
                 })?;
@@ -945,16 +901,13 @@ impl ServeState {
                 ],
             )
             .map_err(|e| sql_err(path, "comment", e))?;
-            audit::append(
+            audit::append_case(
                 tx,
                 path,
                 &who,
                 "case_commented",
-                Subject {
-                    target: &format!("case:{case_id}"),
-                    case_id: Some(case_id),
-                    enterprise_id: Some(&row.enterprise_id),
-                },
+                case_id,
+                &row.enterprise_id,
                 body.trim(),
             )
         })?;
@@ -978,16 +931,13 @@ impl ServeState {
                 params![case_id, inspector],
             )
             .map_err(|e| sql_err(path, "assign", e))?;
-            audit::append(
+            audit::append_case(
                 tx,
                 path,
                 &who,
                 "case_assigned",
-                Subject {
-                    target: &format!("case:{case_id}"),
-                    case_id: Some(case_id),
-                    enterprise_id: Some(&page.row.enterprise_id),
-                },
+                case_id,
+                &page.row.enterprise_id,
                 inspector,
             )
         })?;
@@ -1316,6 +1266,23 @@ fn attachments_of(
 
 /// The document a measure is served with, if any (the first kind that serves it, in ledger
 /// order: a suspension gets its decision, not the lifting notice).
+/// Writes one audit entry about a case, in a transaction of its own (after a ledger step that
+/// committed its own).
+fn audit_case(
+    l: &mut Ledger,
+    a: &Account,
+    case_id: &str,
+    enterprise_id: &str,
+    action: &str,
+    detail: &str,
+) -> Act<()> {
+    let who = actor(a);
+    l.immediate(|tx, path| {
+        audit::append_case(tx, path, &who, action, case_id, enterprise_id, detail)
+    })?;
+    Ok(())
+}
+
 fn document_for(
     code: pharmwatch_regulation::MeasureCode,
 ) -> Option<pharmwatch_casework::notices::DocumentKind> {

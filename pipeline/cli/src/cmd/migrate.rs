@@ -14,8 +14,9 @@ pub fn run(o: OutArg) -> anyhow::Result<ExitCode> {
     let pending = Store::pending_at(&path)?;
     let store = Store::open(&path)?;
     println!("store {}", path.display());
+    let migrations = store.migrations()?;
     println!("{:>7}  {:<36}  migration", "version", "applied");
-    for m in store.migrations()? {
+    for m in &migrations {
         let at = m.applied_at.as_deref().unwrap_or("pending");
         let now = if pending.contains(&m.version) {
             " (applied now)"
@@ -27,7 +28,7 @@ pub fn run(o: OutArg) -> anyhow::Result<ExitCode> {
     println!(
         "{} migration(s) applied now, {} in all",
         pending.len(),
-        store.migrations()?.len()
+        migrations.len()
     );
     Ok(ExitCode::SUCCESS)
 }

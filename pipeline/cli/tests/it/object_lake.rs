@@ -85,74 +85,73 @@ fn create_bucket(addr: &str, bucket: &str) {
     );
 }
 
-/// Writes local file `file` to an object with boto3.
-fn s3_put(addr: &str, bucket: &str, key: &str, file: &Path) {
-    let script = format!(
-        "import boto3\n\
-         s3 = boto3.client('s3', endpoint_url='http://{addr}', region_name='us-east-1', \
-         aws_access_key_id='pharmwatch-test', aws_secret_access_key='pharmwatch-test')\n\
-         s3.upload_file({file:?}, '{bucket}', '{key}')\n",
-        file = file.display().to_string()
-    );
-    let o = Command::new(moto_python())
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "put s3://{bucket}/{key}: {}", text(&o));
-}
-
-/// The object keys under `prefix`, with boto3.
-fn s3_keys(addr: &str, bucket: &str, prefix: &str) -> Vec<String> {
-    let script = format!(
-        "import boto3\n\
-         s3 = boto3.client('s3', endpoint_url='http://{addr}', region_name='us-east-1', \
-         aws_access_key_id='pharmwatch-test', aws_secret_access_key='pharmwatch-test')\n\
-         for page in s3.get_paginator('list_objects_v2').paginate(Bucket='{bucket}', Prefix='{prefix}'):\n\
-         \x20   for o in page.get('Contents', []):\n\
-         \x20       print(o['Key'])\n"
-    );
-    let o = Command::new(moto_python())
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "list s3://{bucket}/{prefix}: {}",
-        text(&o)
-    );
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
-/// Reads an object with boto3 (the S3 client moto's server is built on), signed like any
-/// client's request.
-fn s3_get(addr: &str, bucket: &str, key: &str) -> String {
+/// Runs `body` (Python) with `s3`, a boto3 client of the test server (the S3 client moto's
+/// server is built on, signing like any client); fails the test with `what` if it fails.
+fn boto3(addr: &str, what: &str, body: &str) -> String {
     let script = format!(
         "import boto3, sys\n\
          s3 = boto3.client('s3', endpoint_url='http://{addr}', region_name='us-east-1', \
-         aws_access_key_id='pharmwatch-test', aws_secret_access_key='pharmwatch-test')\n\
-         sys.stdout.write(s3.get_object(Bucket='{bucket}', Key='{key}')['Body'].read().decode())\n"
+         aws_access_key_id='pharmwatch-test', aws_secret_access_key='pharmwatch-test')\n{body}"
     );
     let o = Command::new(moto_python())
         .args(["-c", &script])
         .output()
         .unwrap();
-    assert!(o.status.success(), "get s3://{bucket}/{key}: {}", text(&o));
+    assert!(o.status.success(), "{what}: {}", text(&o));
     String::from_utf8(o.stdout).unwrap()
 }
 
-fn pharmwatch(addr: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pharmwatch"))
-        .args(args)
+/// Writes local file `file` to an object.
+fn s3_put(addr: &str, bucket: &str, key: &str, file: &Path) {
+    let file = file.display().to_string();
+    boto3(
+        addr,
+        &format!("put s3://{bucket}/{key}"),
+        &format!("s3.upload_file({file:?}, '{bucket}', '{key}')\n"),
+    );
+}
+
+/// The object keys under `prefix`.
+fn s3_keys(addr: &str, bucket: &str, prefix: &str) -> Vec<String> {
+    boto3(
+        addr,
+        &format!("list s3://{bucket}/{prefix}"),
+        &format!(
+            "for page in s3.get_paginator('list_objects_v2').paginate(Bucket='{bucket}', Prefix='{prefix}'):\n\
+             \x20   for o in page.get('Contents', []):\n\
+             \x20       print(o['Key'])\n"
+        ),
+    )
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+/// Reads an object.
+fn s3_get(addr: &str, bucket: &str, key: &str) -> String {
+    boto3(
+        addr,
+        &format!("get s3://{bucket}/{key}"),
+        &format!(
+            "sys.stdout.write(s3.get_object(Bucket='{bucket}', Key='{key}')['Body'].read().decode())\n"
+        ),
+    )
+}
+
+/// `pharmwatch ARGS` with the test server's connection in the AWS_* variables.
+fn s3_command(addr: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_pharmwatch"));
+    c.args(args)
         .env("AWS_ACCESS_KEY_ID", "pharmwatch-test")
         .env("AWS_SECRET_ACCESS_KEY", "pharmwatch-test")
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ENDPOINT", format!("http://{addr}"))
-        .env("AWS_ALLOW_HTTP", "true")
-        .output()
-        .unwrap()
+        .env("AWS_ALLOW_HTTP", "true");
+    c
+}
+
+fn pharmwatch(addr: &str, args: &[&str]) -> Output {
+    s3_command(addr, args).output().unwrap()
 }
 
 fn text(o: &Output) -> String {
@@ -259,23 +258,16 @@ fn the_nightly_job_reads_a_lake_on_object_storage_as_it_reads_a_folder() {
         - chrono::Duration::days(2))
     .to_string();
     let produce = |lake: &str, prefix: &str| -> Vec<(String, u64)> {
-        let o = Command::new(env!("CARGO_BIN_EXE_pharmwatch"))
-            .args(["topics", "--partitions", "2"])
-            .env("PHARMWATCH__STREAM__BROKERS", &broker)
-            .env("PHARMWATCH__STREAM__TOPIC_PREFIX", prefix)
-            .output()
-            .unwrap();
+        let run = |args: &[&str]| {
+            s3_command(&addr, args)
+                .env("PHARMWATCH__STREAM__BROKERS", &broker)
+                .env("PHARMWATCH__STREAM__TOPIC_PREFIX", prefix)
+                .output()
+                .unwrap()
+        };
+        let o = run(&["topics", "--partitions", "2"]);
         assert!(o.status.success(), "topics {prefix}: {}", text(&o));
-        let o = Command::new(env!("CARGO_BIN_EXE_pharmwatch"))
-            .args(["produce", "--lake", lake, "--from", &from, "--to", &end])
-            .env("AWS_ACCESS_KEY_ID", "pharmwatch-test")
-            .env("AWS_SECRET_ACCESS_KEY", "pharmwatch-test")
-            .env("AWS_ENDPOINT", format!("http://{addr}"))
-            .env("AWS_ALLOW_HTTP", "true")
-            .env("PHARMWATCH__STREAM__BROKERS", &broker)
-            .env("PHARMWATCH__STREAM__TOPIC_PREFIX", prefix)
-            .output()
-            .unwrap();
+        let o = run(&["produce", "--lake", lake, "--from", &from, "--to", &end]);
         assert!(o.status.success(), "produce {lake}: {}", text(&o));
         String::from_utf8_lossy(&o.stdout)
             .lines()
@@ -384,11 +376,8 @@ fn the_stream_service_lands_its_batches_in_a_bucket() {
 
     let broker = crate::common::broker();
     let unique = format!("s3stream-{}", std::process::id());
-    let stream_env = |c: &mut Command| {
-        c.env("AWS_ACCESS_KEY_ID", "pharmwatch-test")
-            .env("AWS_SECRET_ACCESS_KEY", "pharmwatch-test")
-            .env("AWS_ENDPOINT", format!("http://{addr}"))
-            .env("AWS_ALLOW_HTTP", "true")
+    let run = |args: &[&str]| -> Output {
+        s3_command(&addr, args)
             .env("PHARMWATCH__STREAM__BROKERS", &broker)
             .env("PHARMWATCH__STREAM__TOPIC_PREFIX", format!("{unique}."))
             .env(
@@ -408,13 +397,9 @@ fn the_stream_service_lands_its_batches_in_a_bucket() {
             .env(
                 "PHARMWATCH__STREAM__METRICS_LISTEN",
                 format!("127.0.0.1:{}", free_port()),
-            );
-    };
-    let run = |args: &[&str]| -> Output {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_pharmwatch"));
-        c.args(args);
-        stream_env(&mut c);
-        c.output().unwrap()
+            )
+            .output()
+            .unwrap()
     };
     let o = run(&["topics", "--partitions", "2"]);
     assert!(o.status.success(), "{}", text(&o));
