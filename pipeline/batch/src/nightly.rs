@@ -238,7 +238,7 @@ pub async fn run_rules(
     let (anomalies, model) = run_model(&ctx, cfg, train_from, &flagged_by_rules).await?;
     let rows = score_rows(cfg, rules, &hits, &anomalies, enterprises, products)?;
     risk::write_list(&cfg.out, &rows)?;
-    pharmwatch_core::store::Store::open(&cfg.out.join(pharmwatch_core::store::STORE_FILE))?
+    pharmwatch_core::store::Store::open(&pharmwatch_core::store::location(&cfg.out))?
         .write_risk_list(&rows)?;
     pharmwatch_core::baseline::export(&ctx, &cfg.out, cfg.to, &cfg.thresholds).await?;
     ingest::write_dead_letters(&cfg.out.join("dead_letter.ndjson"), &ingested.dead_letters)?;
@@ -478,8 +478,7 @@ fn snapshot(
     loop_summary: Option<&pharmwatch_casework::closedloop::ClosedLoopSummary>,
 ) -> Result<crate::report::Snapshot> {
     let run_date = loop_summary.and_then(|s| s.run_date).unwrap_or(cfg.to);
-    let store =
-        pharmwatch_core::store::Store::open(&cfg.out.join(pharmwatch_core::store::STORE_FILE))?;
+    let store = pharmwatch_core::store::Store::open(&pharmwatch_core::store::location(&cfg.out))?;
     crate::report::Snapshot::load(&store, cfg.to, run_date)
 }
 

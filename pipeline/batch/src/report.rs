@@ -16,8 +16,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chrono::{Datelike, Duration, NaiveDate};
+use pharmwatch_core::params;
 use plotters::prelude::*;
-use rusqlite::params;
 
 use crate::error::{BatchError, Result};
 use minijinja::context;
@@ -639,8 +639,8 @@ mod tests {
     #[test]
     fn the_store_names_every_region_the_simulator_knows() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let store =
-            Store::open(&dir.path().join("pharmwatch.db")).unwrap_or_else(|e| panic!("{e}"));
+        let store = Store::open(&pharmwatch_core::db::scratch_store(dir.path()))
+            .unwrap_or_else(|e| panic!("{e}"));
         for (code, name, _) in pharmwatch_core::regions::REGIONS {
             let stored: String = store
                 .conn_ref()

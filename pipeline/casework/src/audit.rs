@@ -8,7 +8,8 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, params};
+use pharmwatch_core::db::Conn as Connection;
+use pharmwatch_core::params;
 use serde::Serialize;
 
 use crate::error::Result;
@@ -122,7 +123,7 @@ fn read(
     conn: &Connection,
     path: &Path,
     sql: &str,
-    arg: &dyn rusqlite::ToSql,
+    arg: &dyn pharmwatch_core::db::ToValue,
 ) -> Result<Vec<AuditEntry>> {
     let mut st = conn
         .prepare(sql)

@@ -217,7 +217,7 @@ pub fn open_case(
     ledger.immediate(|tx, path| {
         tx.execute(
             "UPDATE cases SET region_code = ?2 WHERE case_id = ?1",
-            rusqlite::params![id, row.region_code],
+            pharmwatch_core::params![id, row.region_code],
         )
         .map_err(|e| pharmwatch_core::store::sql_err(path, "case region", e))?;
         audit::append(

@@ -16,7 +16,8 @@
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use pharmwatch_core::db::{Conn as Connection, OptionalExtension, Transaction};
+use pharmwatch_core::params;
 use serde::Serialize;
 
 use crate::audit::{self, Actor, Subject};
@@ -124,7 +125,7 @@ const SELECT: &str = "SELECT d.draft_id, d.case_id, d.kind, d.state, d.proposed_
         c.region_code
      FROM drafts d JOIN cases c ON c.case_id = d.case_id";
 
-fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Draft> {
+fn from_row(r: &pharmwatch_core::db::Row) -> pharmwatch_core::db::DbResult<Draft> {
     let kind: String = r.get(2)?;
     let excluded: String = r.get(7)?;
     Ok(Draft {
@@ -207,19 +208,21 @@ pub fn propose(
     on: NaiveDate,
     actor: &Actor,
 ) -> Result<Option<i64>> {
-    let n = tx
-        .execute(
+    let id: Option<i64> = tx
+        .query_row(
             "INSERT INTO drafts (case_id, kind, state, proposed_on, proposed_by)
              SELECT ?1, ?2, 'proposed', ?3, ?4
              WHERE NOT EXISTS (SELECT 1 FROM drafts WHERE case_id = ?1 AND kind = ?2
-                               AND state IN ('proposed', 'submitted', 'returned'))",
+                               AND state IN ('proposed', 'submitted', 'returned'))
+             RETURNING draft_id",
             params![case_id, kind.as_str(), on.to_string(), actor.name],
+            |r| r.get(0),
         )
+        .optional()
         .map_err(|e| sql_err(path, "propose draft", e))?;
-    if n == 0 {
+    let Some(id) = id else {
         return Ok(None);
-    }
-    let id = tx.last_insert_rowid();
+    };
     audit::append(
         tx,
         path,

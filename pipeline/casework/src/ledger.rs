@@ -20,17 +20,18 @@
 use std::path::Path;
 
 use chrono::NaiveDate;
+use pharmwatch_core::db::{OptionalExtension, Transaction, TransactionBehavior};
+use pharmwatch_core::params;
 use pharmwatch_regulation::calendar::CalendarYear;
 use pharmwatch_regulation::{
     CaseState, Decision, Measure, MeasureCode, OpenMeasure, Resolution, Rules, WorkingDayCount,
     escalate, resolve_earliest,
 };
-use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use serde::Serialize;
 
 use crate::error::{CaseworkError, Result};
 use pharmwatch_core::error::CoreError;
-use pharmwatch_core::store::{STORE_FILE, Store, sql_err};
+use pharmwatch_core::store::{Store, sql_err};
 use pharmwatch_regulation::Calendar;
 
 /// The actor of events the nightly job appends.
@@ -430,7 +431,7 @@ impl Ledger {
     /// Opens the ledger of output directory `out` (`OUT/pharmwatch.db`), creating it if needed.
     pub fn open(out: &Path) -> Result<Self> {
         Ok(Self {
-            store: Store::open(&out.join(STORE_FILE))?,
+            store: Store::open(&pharmwatch_core::store::location(out))?,
         })
     }
 
@@ -452,7 +453,7 @@ impl Ledger {
     }
 
     /// The store's connection, for reads beside the ledger's own.
-    pub fn conn(&self) -> &rusqlite::Connection {
+    pub fn conn(&self) -> &pharmwatch_core::db::Conn {
         self.store.conn_ref()
     }
 
@@ -1147,7 +1148,7 @@ impl Ledger {
     }
 }
 
-fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CaseSummary> {
+fn summary_row(r: &pharmwatch_core::db::Row) -> pharmwatch_core::db::DbResult<CaseSummary> {
     Ok(CaseSummary {
         case_id: r.get(0)?,
         enterprise_id: r.get(1)?,
@@ -1162,7 +1163,11 @@ fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CaseSummary> {
 }
 
 /// Whether the case put its enterprise on the key-monitoring list.
-fn on_key_monitoring_list(conn: &rusqlite::Connection, path: &Path, case_id: &str) -> Result<bool> {
+fn on_key_monitoring_list(
+    conn: &pharmwatch_core::db::Conn,
+    path: &Path,
+    case_id: &str,
+) -> Result<bool> {
     Ok(conn
         .query_row(
             "SELECT EXISTS (SELECT 1 FROM list_entries
@@ -1173,7 +1178,7 @@ fn on_key_monitoring_list(conn: &rusqlite::Connection, path: &Path, case_id: &st
         .map_err(|e| sql_err(path, "key monitoring", e))?)
 }
 
-fn case_status(conn: &rusqlite::Connection, path: &Path, case_id: &str) -> Result<String> {
+fn case_status(conn: &pharmwatch_core::db::Conn, path: &Path, case_id: &str) -> Result<String> {
     conn.query_row(
         "SELECT status FROM cases WHERE case_id = ?1",
         [case_id],
@@ -1184,7 +1189,12 @@ fn case_status(conn: &rusqlite::Connection, path: &Path, case_id: &str) -> Resul
     .ok_or_else(|| CaseworkError::ledger(case_id, "no such case"))
 }
 
-fn has_event(conn: &rusqlite::Connection, path: &Path, case_id: &str, event: &str) -> Result<bool> {
+fn has_event(
+    conn: &pharmwatch_core::db::Conn,
+    path: &Path,
+    case_id: &str,
+    event: &str,
+) -> Result<bool> {
     Ok(conn
         .query_row(
             "SELECT EXISTS (SELECT 1 FROM case_events WHERE case_id = ?1 AND event = ?2)",
@@ -1195,7 +1205,7 @@ fn has_event(conn: &rusqlite::Connection, path: &Path, case_id: &str, event: &st
 }
 
 fn measures_in(
-    conn: &rusqlite::Connection,
+    conn: &pharmwatch_core::db::Conn,
     path: &Path,
     case_id: &str,
 ) -> Result<Vec<CaseMeasure>> {

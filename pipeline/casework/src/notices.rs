@@ -553,7 +553,7 @@ pub struct Issuing<'a> {
 /// number is `MAX(seq) + 1` of the series and year, the document row (whose trigger queues
 /// the delivery) and the `notice_issued` event go in with it.
 pub fn issue_in(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &pharmwatch_core::db::Transaction<'_>,
     path: &Path,
     case: &CaseDetail,
     i: &Issuing<'_>,
@@ -564,7 +564,7 @@ pub fn issue_in(
     let seq: i64 = tx
         .query_row(
             "SELECT COALESCE(MAX(seq), 0) + 1 FROM documents WHERE series = ?1 AND year = ?2",
-            rusqlite::params![series, year],
+            pharmwatch_core::params![series, year],
             |r| r.get(0),
         )
         .map_err(|e| sql_err(path, "next document number", e))?;
@@ -584,7 +584,7 @@ pub fn issue_in(
         "INSERT INTO documents (series, year, seq, number, kind, case_id, issued_on, html,
                                 markdown, authority_json, approved_by)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        rusqlite::params![
+        pharmwatch_core::params![
             series,
             year,
             seq,
@@ -625,11 +625,11 @@ pub fn issue_in(
 
 /// The authority a document was issued under (stored with it), when it was recorded.
 pub fn document_authority(
-    conn: &rusqlite::Connection,
+    conn: &pharmwatch_core::db::Conn,
     path: &Path,
     number: &str,
 ) -> Result<Option<AuthorityConfig>> {
-    use rusqlite::OptionalExtension;
+    use pharmwatch_core::db::OptionalExtension;
     let json: Option<String> = conn
         .query_row(
             "SELECT authority_json FROM documents WHERE number = ?1",

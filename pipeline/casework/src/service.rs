@@ -7,7 +7,8 @@
 //! ledger, in the transaction that marks the delivery acknowledged.
 
 use chrono::NaiveDate;
-use rusqlite::{OptionalExtension, params};
+use pharmwatch_core::db::OptionalExtension;
+use pharmwatch_core::params;
 use serde::Serialize;
 
 use crate::error::{CaseworkError, Result};

@@ -119,8 +119,30 @@ enum Command {
     User(cmd::user::UserCommand),
 }
 
+impl Command {
+    /// The configuration file of the command (`--config`, else `PHARMWATCH_CONFIG`).
+    fn config_path(&self) -> Option<std::path::PathBuf> {
+        let given = match self {
+            Command::Nightly(a) => a.config.clone(),
+            Command::Produce(a) => a.config.clone(),
+            Command::Stream(a) => a.config.clone(),
+            Command::Topics(a) => a.config.clone(),
+            Command::Deliver(a) => Some(a.config.clone()),
+            Command::Serve(a) => Some(a.config.clone()),
+            _ => None,
+        };
+        given.or_else(|| std::env::var_os("PHARMWATCH_CONFIG").map(Into::into))
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let cal = Calendar::embedded().context("loading the embedded working-day calendar")?;
+    // Where the store lives ([store] url, PHARMWATCH__STORE__URL): every command that opens
+    // `OUT/pharmwatch.db` opens the configured PostgreSQL database instead.
+    let config = cli.command.config_path();
+    pharmwatch::store::configure(pharmwatch_core::config::load::<
+        pharmwatch::store::StoreConfig,
+    >(config.as_deref())?)?;
     match cli.command {
         Command::Simulate(a) => cmd::simulate::run(a, &cal).await,
         Command::Nightly(a) => cmd::nightly::run(a).await,

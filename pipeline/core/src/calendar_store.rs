@@ -13,9 +13,10 @@
 
 use std::collections::BTreeMap;
 
+use crate::db::Conn as Connection;
+use crate::params;
 use chrono::NaiveDate;
 use pharmwatch_regulation::calendar::CalendarYear;
-use rusqlite::{Connection, params};
 use serde::Serialize;
 
 use crate::error::{CoreError, Result};

@@ -26,7 +26,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{CoreError, Result};
 
 /// The tables a `pharmwatch.toml` may hold.
-pub const SECTIONS: &[&str] = &["stream", "delivery", "notices", "nightly", "serve"];
+pub const SECTIONS: &[&str] = &["stream", "delivery", "notices", "nightly", "serve", "store"];
 
 /// The prefix of the environment layer.
 pub const ENV_PREFIX: &str = "PHARMWATCH__";

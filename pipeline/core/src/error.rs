@@ -45,18 +45,11 @@ pub fn object_store_class(e: &object_store::Error) -> ErrorClass {
 }
 
 /// The class of a database error: busy, locked and full pass; the rest is a bug.
-pub fn store_class(e: &rusqlite::Error) -> ErrorClass {
-    use rusqlite::ErrorCode as C;
-    match e {
-        rusqlite::Error::SqliteFailure(f, _)
-            if matches!(
-                f.code,
-                C::DatabaseBusy | C::DatabaseLocked | C::DiskFull | C::SystemIoFailure
-            ) =>
-        {
-            ErrorClass::Retry
-        }
-        _ => ErrorClass::Bug,
+pub fn store_class(e: &DbError) -> ErrorClass {
+    if e.is_transient() {
+        ErrorClass::Retry
+    } else {
+        ErrorClass::Bug
     }
 }
 
@@ -155,19 +148,19 @@ pub enum CoreError {
         /// What is wrong (naming the column).
         reason: String,
     },
-    /// The risk store (SQLite) failed.
-    #[error("store {}: {what}: {source}", path.display())]
+    /// The risk store (SQLite or PostgreSQL) failed.
+    #[error("store {}: {what}: {source}", display_location(path))]
     Store {
-        /// The database file.
+        /// The database file or URL.
         path: PathBuf,
         /// What was being done.
         what: String,
         /// The database's error.
         #[source]
-        source: rusqlite::Error,
+        source: DbError,
     },
     /// The risk store holds something it should not (a hand-edited row, a broken invariant).
-    #[error("store {}: {reason}", path.display())]
+    #[error("store {}: {reason}", display_location(path))]
     StoreContent {
         /// The database file.
         path: PathBuf,
@@ -244,6 +237,106 @@ impl CoreError {
             | Self::Arrow { .. }
             | Self::StoreContent { .. }
             | Self::Internal(_) => ErrorClass::Bug,
+        }
+    }
+}
+
+/// A store location for messages: a URL without its password.
+pub fn display_location(location: &Path) -> String {
+    let s = location.to_string_lossy();
+    if !(s.starts_with("postgres://") || s.starts_with("postgresql://")) {
+        return s.into_owned();
+    }
+    match url::Url::parse(&s) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => s.into_owned(),
+    }
+}
+
+/// The result of a database call.
+pub type DbResult<T> = Result<T, DbError>;
+
+/// An error of the database layer, keeping the driver's error as the source.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// SQLite failed.
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL failed.
+    #[error("{}", pg_message(.0))]
+    Postgres(#[from] postgres::Error),
+    /// The PostgreSQL session was closed.
+    #[error("the database session is closed")]
+    Closed,
+    /// A query that must return a row returned none.
+    #[error("query returned no rows")]
+    NoRows,
+    /// A column's value cannot be read as the type asked for.
+    #[error("column {column}: {reason}")]
+    Conversion {
+        /// Column index.
+        column: usize,
+        /// What did not fit.
+        reason: String,
+    },
+}
+
+/// The server's message with its detail and SQLSTATE, or the driver's.
+fn pg_message(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => format!(
+            "{} (SQLSTATE {}){}",
+            d.message(),
+            d.code().code(),
+            d.detail().map(|x| format!(": {x}")).unwrap_or_default()
+        ),
+        None => e.to_string(),
+    }
+}
+
+impl DbError {
+    /// Whether trying again later may succeed: a busy or locked SQLite file, a full disk; on
+    /// PostgreSQL a serialisation failure, a deadlock, a lock timeout, a lost connection or a
+    /// server shutting down.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            DbError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => {
+                use rusqlite::ErrorCode as C;
+                matches!(
+                    f.code,
+                    C::DatabaseBusy | C::DatabaseLocked | C::DiskFull | C::SystemIoFailure
+                )
+            }
+            DbError::Postgres(e) => {
+                if e.is_closed() {
+                    return true;
+                }
+                e.code().is_some_and(|c| {
+                    let c = c.code();
+                    c == "40001"
+                        || c == "40P01"
+                        || c == "55P03"
+                        || c.starts_with("08")
+                        || c.starts_with("57P")
+                        || c == "53300"
+                })
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether a uniqueness or primary-key constraint refused the write.
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            DbError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => {
+                f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                    || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+            }
+            DbError::Postgres(e) => e.code().is_some_and(|c| c.code() == "23505"),
+            _ => false,
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod baseline;
 pub mod calendar_store;
 pub mod config;
 pub mod contacts;
+pub mod db;
 pub mod display;
 pub mod error;
 pub mod fasthash;

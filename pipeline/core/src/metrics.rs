@@ -221,3 +221,67 @@ pub fn render_exposed() -> String {
     let list = exposed().lock().map(|l| l.clone()).unwrap_or_default();
     render(&list.iter().collect::<Vec<_>>())
 }
+
+/// The store's metrics (`pharmwatch_store_*`): the latency of calls to a PostgreSQL store and
+/// the connections it had to re-open. Created and exposed by the first call that records
+/// into it, so every process that talks to a PostgreSQL store serves them on `/metrics`.
+#[derive(Debug, Clone)]
+pub struct StoreMetrics {
+    /// Seconds per call to the database server (a statement, a transaction's begin or end).
+    pub seconds: HistogramVec,
+    /// Calls tried again, by reason (`connection_lost`).
+    pub retries: IntCounterVec,
+    /// The families, for the facade's list.
+    pub families: Vec<Family>,
+}
+
+impl StoreMetrics {
+    /// A new set in its own registry.
+    pub fn new() -> (Self, Registry) {
+        let mut b = Builder::new();
+        let seconds = b.histogram(
+            "pharmwatch_store_seconds",
+            "Seconds per call to the PostgreSQL store",
+            &["backend"],
+            vec![
+                0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ],
+        );
+        let retries = b.counter(
+            "pharmwatch_store_retries_total",
+            "Store calls tried again after a lost connection",
+            &["reason"],
+        );
+        retries.with_label_values(&["connection_lost"]);
+        (
+            Self {
+                seconds,
+                retries,
+                families: b.families,
+            },
+            b.registry,
+        )
+    }
+}
+
+fn store_metrics() -> &'static StoreMetrics {
+    static M: std::sync::OnceLock<StoreMetrics> = std::sync::OnceLock::new();
+    M.get_or_init(|| {
+        let (m, registry) = StoreMetrics::new();
+        expose(&registry);
+        m
+    })
+}
+
+/// Records the latency of one call to the PostgreSQL store.
+pub fn store_latency(d: std::time::Duration) {
+    store_metrics()
+        .seconds
+        .with_label_values(&["postgres"])
+        .observe(d.as_secs_f64());
+}
+
+/// Counts one store call tried again, by `reason`.
+pub fn store_retry(reason: &str) {
+    store_metrics().retries.with_label_values(&[reason]).inc();
+}

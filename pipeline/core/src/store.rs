@@ -15,13 +15,66 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::db::{Backend, Conn as Connection, DbError, OptionalExtension, TransactionBehavior};
+use crate::params;
 
 use crate::error::{CoreError, Result};
 use crate::risk::RiskRow;
 
-/// Default file name of the store inside an output directory.
-pub const STORE_FILE: &str = "pharmwatch.db";
+pub use crate::db::STORE_FILE;
+
+/// `[store]` of `pharmwatch.toml`: where the store lives when it is not the embedded file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// A PostgreSQL URL (`postgres://user:password@host:5432/pharmwatch`) for a province's
+    /// database server; empty (the default): the SQLite file `OUT/pharmwatch.db`.
+    pub url: String,
+}
+
+impl crate::config::Section for StoreConfig {
+    const NAME: &'static str = "store";
+}
+
+impl StoreConfig {
+    /// Checks the URL.
+    pub fn validate(&self) -> Result<()> {
+        if !self.url.is_empty() && !crate::db::is_postgres(Path::new(&self.url)) {
+            return Err(CoreError::Config(format!(
+                "store.url: {:?} is not a postgres:// URL (leave it empty for the SQLite file \
+                 in the output directory)",
+                self.url
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn configured() -> &'static std::sync::OnceLock<StoreConfig> {
+    static C: std::sync::OnceLock<StoreConfig> = std::sync::OnceLock::new();
+    &C
+}
+
+/// Sets the process's store configuration (once, at start; later calls are ignored).
+pub fn configure(cfg: StoreConfig) -> Result<()> {
+    cfg.validate()?;
+    let _ = configured().set(cfg);
+    Ok(())
+}
+
+/// Where the store of output directory `out` lives: the configured PostgreSQL URL, else
+/// `out/pharmwatch.db`.
+pub fn location(out: &Path) -> PathBuf {
+    or_configured(&out.join(STORE_FILE))
+}
+
+/// The configured PostgreSQL URL, else `file`.
+pub fn or_configured(file: &Path) -> PathBuf {
+    match configured().get().filter(|c| !c.url.is_empty()) {
+        Some(c) => PathBuf::from(&c.url),
+        None => file.to_path_buf(),
+    }
+}
 
 /// The migrations, in order: version and SQL.
 pub const MIGRATIONS: &[(i64, &str)] = &[
@@ -40,6 +93,26 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (30, include_str!("../../sql/store/030_regions.sql")),
     (40, include_str!("../../sql/store/040_calendar.sql")),
     (50, include_str!("../../sql/store/050_workbench.sql")),
+];
+
+/// The same migrations for a PostgreSQL store (`pipeline/sql/store/pg/`): the same versions,
+/// tables, columns, keys, checks and triggers in PostgreSQL's dialect.
+pub const PG_MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../sql/store/pg/001_stream.sql")),
+    (2, include_str!("../../sql/store/pg/002_stream_seeded.sql")),
+    (
+        3,
+        include_str!("../../sql/store/pg/003_stream_without_rowid.sql"),
+    ),
+    (
+        4,
+        include_str!("../../sql/store/pg/004_stream_window_sets.sql"),
+    ),
+    (10, include_str!("../../sql/store/pg/010_ledger.sql")),
+    (20, include_str!("../../sql/store/pg/020_delivery.sql")),
+    (30, include_str!("../../sql/store/pg/030_regions.sql")),
+    (40, include_str!("../../sql/store/pg/040_calendar.sql")),
+    (50, include_str!("../../sql/store/pg/050_workbench.sql")),
 ];
 
 /// What each migration brings, by version (for `pharmwatch migrate`).
@@ -74,8 +147,13 @@ pub struct MigrationState {
 fn applied(conn: &Connection, path: &Path) -> Result<Vec<(i64, String)>> {
     let exists: bool = conn
         .query_row(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table'
-                              AND name = 'schema_migrations')",
+            match conn.backend() {
+                Backend::Sqlite => {
+                    "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table'
+                                      AND name = 'schema_migrations')"
+                }
+                Backend::Postgres => "SELECT to_regclass('schema_migrations') IS NOT NULL",
+            },
             [],
             |r| r.get(0),
         )
@@ -101,7 +179,7 @@ pub struct Store {
 
 /// The error of a database call: what was being done on the store at `path`, keeping the
 /// database's error as the source.
-pub fn sql_err(path: &Path, what: &str, e: rusqlite::Error) -> CoreError {
+pub fn sql_err(path: &Path, what: &str, e: DbError) -> CoreError {
     CoreError::Store {
         path: path.to_path_buf(),
         what: what.to_string(),
@@ -112,7 +190,8 @@ pub fn sql_err(path: &Path, what: &str, e: rusqlite::Error) -> CoreError {
 impl Store {
     /// Opens (creating if needed) the store at `path` and applies pending migrations.
     pub fn open(path: &Path) -> Result<Self> {
-        if let Some(dir) = path.parent()
+        if !crate::db::is_postgres(path)
+            && let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
             std::fs::create_dir_all(dir).map_err(|e| CoreError::io(dir, e))?;
@@ -120,16 +199,16 @@ impl Store {
         let conn = Connection::open(path).map_err(|e| sql_err(path, "open", e))?;
         conn.busy_timeout(Duration::from_secs(60))
             .map_err(|e| sql_err(path, "busy timeout", e))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
+        conn.pragma_update("journal_mode", "WAL")
             .map_err(|e| sql_err(path, "WAL mode", e))?;
-        conn.pragma_update(None, "synchronous", "FULL")
+        conn.pragma_update("synchronous", "FULL")
             .map_err(|e| sql_err(path, "synchronous", e))?;
         // The stream's lookups land all over large key-ordered tables (a traceability code
         // per sale): a 64 MiB page cache and reads through a memory map instead of a copy
         // per page keep them off the system-call path.
-        conn.pragma_update(None, "cache_size", -65_536)
+        conn.pragma_update("cache_size", -65_536)
             .map_err(|e| sql_err(path, "cache size", e))?;
-        conn.pragma_update(None, "mmap_size", 1_i64 << 30)
+        conn.pragma_update("mmap_size", 1_i64 << 30)
             .map_err(|e| sql_err(path, "mmap size", e))?;
         let mut store = Self {
             conn,
@@ -151,11 +230,11 @@ impl Store {
         let store = Self::open(path)?;
         store
             .conn
-            .pragma_update(None, "synchronous", "NORMAL")
+            .pragma_update("synchronous", "NORMAL")
             .map_err(|e| sql_err(path, "synchronous", e))?;
         store
             .conn
-            .pragma_update(None, "wal_autocheckpoint", 16_384)
+            .pragma_update("wal_autocheckpoint", 16_384)
             .map_err(|e| sql_err(path, "wal autocheckpoint", e))?;
         Ok(store)
     }
@@ -186,13 +265,9 @@ impl Store {
     /// The versions a store at `path` still lacks, read without opening it for writing (every
     /// migration for a store that does not exist yet).
     pub fn pending_at(path: &Path) -> Result<Vec<i64>> {
-        let done = if path.exists() {
-            let conn = Connection::open_with_flags(
-                path,
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
-                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )
-            .map_err(|e| sql_err(path, "open read-only", e))?;
+        let done = if crate::db::is_postgres(path) || path.exists() {
+            let conn =
+                Connection::open_read_only(path).map_err(|e| sql_err(path, "open read-only", e))?;
             applied(&conn, path)?
         } else {
             Vec::new()
@@ -234,14 +309,18 @@ impl Store {
         }
         let tx = self
             .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| sql_err(&path, "begin migration", e))?;
         tx.execute_batch(
             "CREATE TABLE IF NOT EXISTS schema_migrations (
                  version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
         )
         .map_err(|e| sql_err(&path, "schema_migrations", e))?;
-        for (version, sql) in MIGRATIONS {
+        let migrations = match tx.backend() {
+            Backend::Sqlite => MIGRATIONS,
+            Backend::Postgres => PG_MIGRATIONS,
+        };
+        for (version, sql) in migrations {
             let done: Option<i64> = tx
                 .query_row(
                     "SELECT version FROM schema_migrations WHERE version = ?1",
@@ -270,7 +349,7 @@ impl Store {
         let path = self.path.clone();
         let tx = self
             .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| sql_err(&path, "begin", e))?;
         let mut lists: Vec<&str> = rows.iter().map(|r| r.list_id.as_str()).collect();
         lists.sort_unstable();
@@ -513,7 +592,7 @@ mod tests {
     #[test]
     fn migrations_are_reported_and_an_up_to_date_store_opens_beside_a_writer() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(STORE_FILE);
+        let path = crate::db::scratch_store(dir.path());
         let all: Vec<i64> = MIGRATIONS.iter().map(|(v, _)| *v).collect();
         assert_eq!(
             Store::pending_at(&path).unwrap(),
@@ -535,17 +614,14 @@ mod tests {
         // (the migration check is a read), and its writes wait as they should.
         let mut writer = Connection::open(&path).unwrap();
         let tx = writer
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .transaction_with_behavior(TransactionBehavior::Immediate)
             .unwrap();
         let opened = std::thread::spawn({
             let path = path.clone();
             move || {
-                let s = Store::open(&path)?;
+                let mut s = Store::open(&path)?;
                 s.set_busy_timeout(Duration::from_millis(50))?;
-                let write = s
-                    .conn_ref()
-                    .execute("CREATE TABLE probe (x INTEGER)", [])
-                    .is_err();
+                let write = s.conn().transaction().is_err();
                 Ok::<_, CoreError>(write)
             }
         })

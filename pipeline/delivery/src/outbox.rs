@@ -11,7 +11,8 @@
 use std::path::Path;
 
 use chrono::NaiveDate;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use pharmwatch_core::db::{Conn as Connection, OptionalExtension, TransactionBehavior};
+use pharmwatch_core::params;
 
 use super::channels::{DocumentRef, EnterpriseRef, Message, MessageKind};
 use crate::error::Result;
@@ -81,7 +82,7 @@ pub struct Attempt<'a> {
     pub detail: &'a str,
 }
 
-fn due_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Due> {
+fn due_row(r: &pharmwatch_core::db::Row) -> pharmwatch_core::db::DbResult<Due> {
     Ok(Due {
         delivery_id: r.get(0)?,
         key: r.get(1)?,

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::params;
+use pharmwatch_core::params;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
@@ -99,7 +99,8 @@ impl WarningPolicy {
             .map_err(|e| sql_err(&path, "warning policy", e))?;
         for (i, g) in self.supervisors_only_pairs() {
             tx.execute(
-                "INSERT OR IGNORE INTO warning_policy (indicator, grade) VALUES (?1, ?2)",
+                "INSERT INTO warning_policy (indicator, grade) VALUES (?1, ?2)
+                 ON CONFLICT DO NOTHING",
                 params![i, g],
             )
             .map_err(|e| sql_err(&path, "warning policy", e))?;

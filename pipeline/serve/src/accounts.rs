@@ -16,8 +16,9 @@ use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use pharmwatch_core::db::{Conn as Connection, OptionalExtension};
+use pharmwatch_core::params;
 use ring::rand::SecureRandom as _;
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::error::{Result, ServeError};
@@ -226,7 +227,7 @@ pub fn create(conn: &Connection, path: &Path, a: &NewAccount<'_>) -> Result<()> 
     Ok(())
 }
 
-fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Account, String)> {
+fn from_row(r: &pharmwatch_core::db::Row) -> pharmwatch_core::db::DbResult<(Account, String)> {
     let role: String = r.get(2)?;
     let regions: String = r.get(3)?;
     Ok((

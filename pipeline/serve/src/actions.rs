@@ -10,7 +10,8 @@
 use std::path::Path;
 
 use chrono::NaiveDate;
-use rusqlite::{OptionalExtension, params};
+use pharmwatch_core::db::OptionalExtension;
+use pharmwatch_core::params;
 use serde::{Deserialize, Serialize};
 
 use crate::ServeState;
@@ -1138,23 +1139,24 @@ impl ServeState {
             .collect();
         let who = actor(a);
         let id = l.immediate(|tx, path| {
-            tx.execute(
-                "INSERT INTO attachments (case_id, sha256, file_name, content_type, size_bytes,
+            let id: i64 = tx
+                .query_row(
+                    "INSERT INTO attachments (case_id, sha256, file_name, content_type, size_bytes,
                                           purpose, uploaded_by, uploaded_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
-                    case_id,
-                    sha,
-                    safe_name,
-                    kind,
-                    bytes.len() as i64,
-                    purpose,
-                    a.username,
-                    chrono::Utc::now().to_rfc3339()
-                ],
-            )
-            .map_err(|e| sql_err(path, "attachment", e))?;
-            let id = tx.last_insert_rowid();
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING attachment_id",
+                    params![
+                        case_id,
+                        sha,
+                        safe_name,
+                        kind,
+                        bytes.len() as i64,
+                        purpose,
+                        a.username,
+                        chrono::Utc::now().to_rfc3339()
+                    ],
+                    |r| r.get(0),
+                )
+                .map_err(|e| sql_err(path, "attachment", e))?;
             audit::append(
                 tx,
                 path,
@@ -1232,7 +1234,10 @@ impl ServeState {
     }
 }
 
-fn attachment_row(r: &rusqlite::Row<'_>, o: usize) -> rusqlite::Result<AttachmentRow> {
+fn attachment_row(
+    r: &pharmwatch_core::db::Row,
+    o: usize,
+) -> pharmwatch_core::db::DbResult<AttachmentRow> {
     Ok(AttachmentRow {
         attachment_id: r.get(o)?,
         file_name: r.get(o + 1)?,
@@ -1246,7 +1251,7 @@ fn attachment_row(r: &rusqlite::Row<'_>, o: usize) -> rusqlite::Result<Attachmen
 }
 
 fn attachments_of(
-    conn: &rusqlite::Connection,
+    conn: &pharmwatch_core::db::Conn,
     path: &Path,
     case_id: &str,
 ) -> Act<Vec<AttachmentRow>> {

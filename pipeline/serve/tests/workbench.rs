@@ -69,7 +69,7 @@ fn world() -> World {
     let out = dir.path().join("out");
     let (ent_a, ent_b) = (code("150200", 1), code("150100", 2));
     {
-        let mut store = Store::open(&out.join("pharmwatch.db")).unwrap();
+        let mut store = Store::open(&pharmwatch_core::db::scratch_store(&out)).unwrap();
         store
             .write_risk_list(&[
                 row(&ent_a, "包头甲药店", "150200", 1),
@@ -104,7 +104,7 @@ fn world() -> World {
         add("lead.b", Role::EnterpriseLead, &[], &ent_b);
     }
     let state = ServeState::new(
-        Ledger::open(&out).unwrap(),
+        Ledger::open_file(&pharmwatch_core::db::scratch_store(&out)).unwrap(),
         Signer::new(&[7u8; 32], "http://127.0.0.1", 30).unwrap(),
         ClosedLoop {
             notices: NoticesConfig {
@@ -271,7 +271,7 @@ fn field(html: &str, name: &str) -> String {
 }
 
 fn count(out: &Path, sql: &str) -> i64 {
-    rusqlite::Connection::open(out.join("pharmwatch.db"))
+    pharmwatch_core::db::Conn::open(&pharmwatch_core::db::scratch_store(out))
         .unwrap()
         .query_row(sql, [], |r| r.get(0))
         .unwrap()
@@ -600,9 +600,10 @@ fn the_whole_loop_goes_through_a_person_at_every_legal_act() {
         ],
     );
     assert_eq!(a.status, 303, "{}", a.body);
-    let score =
-        pharmwatch_serve::labels::score(&Store::open(&w.out.join("pharmwatch.db")).unwrap())
-            .unwrap();
+    let score = pharmwatch_serve::labels::score(
+        &Store::open(&pharmwatch_core::db::scratch_store(&w.out)).unwrap(),
+    )
+    .unwrap();
     assert_eq!(
         (score.all.rows, score.all.confirmed, score.all.dismissed),
         (2, 1, 1)
@@ -638,7 +639,7 @@ fn every_endpoint_answers_each_role_as_its_jurisdiction_allows() {
     let w = world();
     // Open A's case with a draft through the API with a token (a system acting as insp.bt).
     let token = {
-        let l = Ledger::open(&w.out).unwrap();
+        let l = Ledger::open_file(&pharmwatch_core::db::scratch_store(&w.out)).unwrap();
         accounts::create_token(l.conn(), l.path(), "insp.bt", "platform").unwrap()
     };
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -737,7 +738,7 @@ fn every_endpoint_answers_each_role_as_its_jurisdiction_allows() {
         0
     );
     let lead_token = {
-        let l = Ledger::open(&w.out).unwrap();
+        let l = Ledger::open_file(&pharmwatch_core::db::scratch_store(&w.out)).unwrap();
         accounts::create_token(l.conn(), l.path(), "lead.a", "x").unwrap()
     };
     let lead_push = rt.block_on(async {
@@ -1032,7 +1033,7 @@ fn every_endpoint_answers_each_role_as_its_jurisdiction_allows() {
     // The same actions through the API: an inspector's token comments, an approver's token
     // closes the case on a ground; without a reason, or as the inspector, it is refused.
     let appr_token = {
-        let l = Ledger::open(&w.out).unwrap();
+        let l = Ledger::open_file(&pharmwatch_core::db::scratch_store(&w.out)).unwrap();
         accounts::create_token(l.conn(), l.path(), "appr.bt", "platform").unwrap()
     };
     let case_api = |action: &str, bearer: &str, body: serde_json::Value| -> u16 {

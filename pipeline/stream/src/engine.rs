@@ -40,7 +40,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use chrono::{DateTime, Duration, FixedOffset, NaiveDate, Utc};
-use rusqlite::Transaction;
+use pharmwatch_core::db::Transaction;
 
 use crate::error::Result;
 use pharmwatch_core::baseline::Baseline;

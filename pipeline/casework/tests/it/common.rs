@@ -24,7 +24,7 @@ pub fn decide_and_record(out: &Path, findings: &str, on: NaiveDate) -> Ledger {
     let cal = measures::load_calendar(None).unwrap();
     let decided = measures::decide_file(&path, &rules, &cal).unwrap();
     assert!(decided.errors.is_empty(), "{:?}", decided.errors);
-    let mut ledger = Ledger::open(out).unwrap();
+    let mut ledger = Ledger::open_file(&pharmwatch_core::db::scratch_store(out)).unwrap();
     measures::record_decisions_on(&mut ledger, &decided.decisions, "检查员甲", on).unwrap();
     ledger
 }

@@ -109,7 +109,7 @@ fn first_minor_case_shows_observation_period_and_fault_tolerance_exemption() {
 #[test]
 fn enterprise_without_cases_gets_nothing_applies_and_bad_codes_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let ledger = Ledger::open(dir.path()).unwrap();
+    let ledger = Ledger::open_file(&pharmwatch_core::db::scratch_store(dir.path())).unwrap();
     let g = guidance_on(&ledger, d("2026-03-10"));
     assert!(g.nothing_applies);
     assert!(g.open_cases.is_empty() && g.lists.is_empty() && g.exemptions.is_empty());

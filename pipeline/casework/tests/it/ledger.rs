@@ -15,7 +15,8 @@ fn events_are_append_only() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = decide_and_record(dir.path(), &caution_finding("C-1"), d("2026-03-02"));
     drop(ledger);
-    let conn = rusqlite::Connection::open(dir.path().join("pharmwatch.db")).unwrap();
+    let conn =
+        pharmwatch_core::db::Conn::open(&pharmwatch_core::db::scratch_store(dir.path())).unwrap();
     let n: i64 = conn
         .query_row("SELECT COUNT(*) FROM case_events", [], |r| r.get(0))
         .unwrap();
@@ -81,7 +82,8 @@ fn a_notice_served_by_hand_leaves_the_manual_service_list_and_the_audit_trail_is
             .is_empty()
     );
     // The audit trail refuses edits and deletions, like the case events.
-    let conn = rusqlite::Connection::open(dir.path().join("pharmwatch.db")).unwrap();
+    let conn =
+        pharmwatch_core::db::Conn::open(&pharmwatch_core::db::scratch_store(dir.path())).unwrap();
     conn.execute(
         "INSERT INTO audit_trail (at, actor, role, action) VALUES ('t', 'a', 'r', 'x')",
         [],
@@ -370,7 +372,8 @@ fn document_numbers_have_no_gap_under_concurrent_issue() {
             let out = dir.path().to_path_buf();
             s.spawn(move || {
                 // Each thread has its own connection to the same file, as separate processes would.
-                let mut ledger = Ledger::open(&out).unwrap();
+                let mut ledger =
+                    Ledger::open_file(&pharmwatch_core::db::scratch_store(&out)).unwrap();
                 let rules = measures::load_rules(None).unwrap();
                 for _ in 0..per_thread {
                     notices::issue(
@@ -388,7 +391,7 @@ fn document_numbers_have_no_gap_under_concurrent_issue() {
             });
         }
     });
-    let ledger = Ledger::open(dir.path()).unwrap();
+    let ledger = Ledger::open_file(&pharmwatch_core::db::scratch_store(dir.path())).unwrap();
     let docs = ledger.documents(None).unwrap();
     let mut seqs: Vec<i64> = docs.iter().map(|d| d.seq).collect();
     seqs.sort_unstable();

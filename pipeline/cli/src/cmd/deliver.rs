@@ -14,7 +14,7 @@ pub struct DeliverArgs {
     /// Configuration (pharmwatch.toml, see config/pharmwatch.example.toml): its [delivery]
     /// table; PHARMWATCH__DELIVERY__* variables override it.
     #[arg(long, env = "PHARMWATCH_CONFIG")]
-    config: PathBuf,
+    pub(crate) config: PathBuf,
     /// Send what is due now and exit (for cron); default: keep running until SIGTERM or Ctrl-C.
     #[arg(long)]
     once: bool,
@@ -32,7 +32,7 @@ pub async fn run(a: DeliverArgs) -> anyhow::Result<ExitCode> {
     use std::sync::Arc;
     use std::sync::atomic::AtomicBool;
     let cfg = DeliveryConfig::load(&a.config)?;
-    let store = a.out.out.join(pharmwatch::store::STORE_FILE);
+    let store = pharmwatch::store::location(&a.out.out);
     if a.manual {
         let s = pharmwatch::store::Store::open(&store)?;
         let list = pharmwatch::service::manual_list(&s)?;

@@ -133,8 +133,7 @@ pub fn run(mut a: EvaluateArgs) -> anyhow::Result<ExitCode> {
     match a.command.take() {
         Some(EvaluateCommand::Sweep(s)) => return run_sweep(s),
         Some(EvaluateCommand::Dispositions { out, json }) => {
-            let store =
-                pharmwatch::store::Store::open(&out.out.join(pharmwatch::store::STORE_FILE))?;
+            let store = pharmwatch::store::Store::open(&pharmwatch::store::location(&out.out))?;
             let score = pharmwatch::serve::labels::score(&store)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&score)?);

@@ -5,12 +5,12 @@
 
 use std::process::ExitCode;
 
-use pharmwatch_core::store::{STORE_FILE, Store};
+use pharmwatch_core::store::Store;
 
 use super::OutArg;
 
 pub fn run(o: OutArg) -> anyhow::Result<ExitCode> {
-    let path = o.out.join(STORE_FILE);
+    let path = pharmwatch_core::store::location(&o.out);
     let pending = Store::pending_at(&path)?;
     let store = Store::open(&path)?;
     println!("store {}", path.display());

@@ -78,7 +78,7 @@ pub struct NightlyArgs {
     /// Default: the built-in values, with PHARMWATCH__NIGHTLY__* / PHARMWATCH__NOTICES__*
     /// overrides.
     #[arg(long, env = "PHARMWATCH_CONFIG")]
-    config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Measures rules file replacing the embedded defaults.
     #[arg(long, env = "PHARMWATCH_RULES")]
     rules: Option<PathBuf>,

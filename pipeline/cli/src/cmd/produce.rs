@@ -17,7 +17,7 @@ pub struct ProduceArgs {
     /// Configuration (pharmwatch.toml): its [stream] table (brokers and topic names);
     /// PHARMWATCH__STREAM__* variables override it.
     #[arg(long, env = "PHARMWATCH_CONFIG")]
-    config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// First business day to publish (default: the lake's first).
     #[arg(long)]
     from: Option<NaiveDate>,

@@ -20,7 +20,7 @@ pub struct ServeArgs {
     /// variable, the links' base URL, the worker's contacts and channels) and
     /// [notices.authority] (the authority the pages name).
     #[arg(long, env = "PHARMWATCH_CONFIG")]
-    config: PathBuf,
+    pub(crate) config: PathBuf,
     /// Address to listen on; default: serve.listen of the configuration (127.0.0.1:8088).
     #[arg(long)]
     listen: Option<String>,

@@ -16,7 +16,7 @@ pub struct StreamArgs {
     /// Configuration (pharmwatch.toml, see config/pharmwatch.example.toml): its [stream]
     /// table, and [delivery] with --deliver; PHARMWATCH__STREAM__* variables override it.
     #[arg(long, env = "PHARMWATCH_CONFIG")]
-    config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Exit once every assigned partition is read to its end and nothing arrived for this many
     /// seconds (for demos, tests and benchmarks).
     #[arg(long)]
@@ -30,7 +30,8 @@ pub struct StreamArgs {
 pub async fn run(a: StreamArgs) -> anyhow::Result<ExitCode> {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
-    let cfg = StreamConfig::load(a.config.as_deref())?;
+    let mut cfg = StreamConfig::load(a.config.as_deref())?;
+    cfg.store = pharmwatch::store::or_configured(&cfg.store);
     let shutdown = Arc::new(AtomicBool::new(false));
     let worker = match (a.deliver, &a.config) {
         (true, Some(path)) => {

@@ -13,7 +13,7 @@ pub struct TopicsArgs {
     /// Configuration (pharmwatch.toml): its [stream] table (brokers and topic names);
     /// PHARMWATCH__STREAM__* variables override it.
     #[arg(long, env = "PHARMWATCH_CONFIG")]
-    config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Partitions per topic (the same for every event topic: partitions are the unit of scale).
     #[arg(long, default_value_t = 4)]
     partitions: i32,

@@ -1275,12 +1275,13 @@ fn a_real_time_risk_warning_is_queued_with_its_event_and_pushed() {
     // committed one queues exactly its new events (a replayed event id inserts nothing).
     let insert = |conn: &rusqlite::Connection, id: &str| {
         conn.execute(
-            "INSERT OR IGNORE INTO risk_events (id, indicator, enterprise_id, product_id, biz_date,
+            "INSERT INTO risk_events (id, indicator, enterprise_id, product_id, biz_date,
                  event_time, detected_at, source_topic, source_partition, source_offset, score,
                  grade, item_json)
              VALUES (?1, 'expired_batch_sold', ?2, 'P1', '2026-03-02', '2026-03-02T10:00:00+08:00',
                      '2026-03-02T10:00:01+08:00', 'pw.sales', 0, 7, 90.0, 'D',
-                     '{\"evidence\":\"batch B1 expired 2026-02-28, 12 units sold\"}')",
+                     '{\"evidence\":\"batch B1 expired 2026-02-28, 12 units sold\"}')
+             ON CONFLICT DO NOTHING",
             rusqlite::params![id, a],
         )
         .unwrap()

@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use chrono::{DateTime, Duration, NaiveDate};
-use rusqlite::{OptionalExtension, Transaction, params};
+use pharmwatch_core::db::{OptionalExtension, Transaction};
+use pharmwatch_core::params;
 
 use crate::error::Result;
 use pharmwatch_core::error::CoreError;

@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use chrono::{Datelike, Duration, NaiveDate};
-use rusqlite::{OptionalExtension, Transaction, params};
+use pharmwatch_core::db::{OptionalExtension, Transaction};
+use pharmwatch_core::params;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
@@ -108,7 +109,7 @@ pub(super) fn date_str(d: NaiveDate) -> String {
     s
 }
 
-pub(super) fn parse_date(s: &str) -> rusqlite::Result<NaiveDate> {
+pub(super) fn parse_date(s: &str) -> pharmwatch_core::db::DbResult<NaiveDate> {
     let b = s.as_bytes();
     if b.len() == 10 && b[4] == b'-' && b[7] == b'-' {
         let num = |r: std::ops::Range<usize>| {
@@ -122,8 +123,9 @@ pub(super) fn parse_date(s: &str) -> rusqlite::Result<NaiveDate> {
             return Ok(date);
         }
     }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|e| pharmwatch_core::db::DbError::Conversion {
+        column: 0,
+        reason: format!("{s:?} is not a date: {e}"),
     })
 }
 
@@ -311,8 +313,8 @@ impl PartitionState {
             }
             let mut ins = tx
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO stream_reported (partition, enterprise_id, biz_date)
-                     VALUES (?1, ?2, ?3)",
+                    "INSERT INTO stream_reported (partition, enterprise_id, biz_date)
+                     VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
                 )
                 .map_err(e("save reported"))?;
             for (ent, d) in self.new_reported.drain(..) {
@@ -472,7 +474,7 @@ mod tests {
         let day = |s: &str| parse_date(s).unwrap();
         // A store at schema version 3: one row per window.
         {
-            let conn = rusqlite::Connection::open(&path).unwrap();
+            let conn = pharmwatch_core::db::Conn::open(&path).unwrap();
             conn.execute_batch(
                 "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
             )

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use chrono::{NaiveDate, Utc};
 use datafusion::arrow::array::RecordBatch;
+use pharmwatch_core::params;
 use rdkafka::consumer::Consumer;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::Producer;
 use rdkafka::topic_partition_list::Offset;
-use rusqlite::params;
 use serde::Serialize;
 
 use crate::error::{Result, StreamError};
@@ -265,7 +265,7 @@ impl Service {
         let tx = self
             .store
             .conn()
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .transaction_with_behavior(pharmwatch_core::db::TransactionBehavior::Immediate)
             .map_err(|e| sql_err(&path, "begin", e))?;
         // Fencing: a partition another instance has taken over since this one loaded it is
         // left alone; the batch is redone without it.
@@ -650,7 +650,7 @@ impl Judge<'_> {
     /// failed write rolls the batch back; its files are removed at the next start).
     fn write_and_judge(
         self,
-        tx: &rusqlite::Transaction<'_>,
+        tx: &pharmwatch_core::db::Transaction<'_>,
         path: &Path,
         accepted: &[Accepted],
         first_offset: &HashMap<(String, i32), i64>,
@@ -727,7 +727,7 @@ fn book_phase(metrics: &StreamMetrics, summary: &mut RunSummary, phase: &str, se
 /// offsets advanced in the partition state.
 fn store_rejected(
     states: &mut HashMap<i32, PartitionState>,
-    tx: &rusqlite::Transaction<'_>,
+    tx: &pharmwatch_core::db::Transaction<'_>,
     path: &Path,
     rejected: &[Rejected],
     now: chrono::DateTime<Utc>,
@@ -753,9 +753,19 @@ fn store_rejected(
             serde_json::to_string(&env).map_err(|e| CoreError::Internal(e.to_string()))?;
         let new = tx
             .execute(
-                "INSERT OR IGNORE INTO dead_letters (source_topic, source_partition, source_offset,
-                     kind, field, reason, raw, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![r.source.topic, r.source.partition, r.source.offset, r.kind, r.field, r.reason, r.raw, now.to_rfc3339()],
+                "INSERT INTO dead_letters (source_topic, source_partition, source_offset,
+                     kind, field, reason, raw, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT DO NOTHING",
+                params![
+                    r.source.topic,
+                    r.source.partition,
+                    r.source.offset,
+                    r.kind,
+                    r.field,
+                    r.reason,
+                    r.raw,
+                    now.to_rfc3339()
+                ],
             )
             .map_err(|e| sql_err(path, "insert dead letter", e))?;
         if new > 0 {
@@ -849,7 +859,7 @@ fn write_lake(
 /// The engine's risk events into the store and the outbox (each once); returns the new ones,
 /// each with the producer timestamp of its message (for the detection latency).
 fn store_events(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &pharmwatch_core::db::Transaction<'_>,
     path: &Path,
     events: Vec<RiskEvent>,
     runs: &[TpRun],
@@ -873,9 +883,10 @@ fn store_events(
             serde_json::to_string(&ev.item).map_err(|e| CoreError::Internal(e.to_string()))?;
         let new = tx
             .execute(
-                "INSERT OR IGNORE INTO risk_events (id, indicator, enterprise_id, product_id, biz_date,
+                "INSERT INTO risk_events (id, indicator, enterprise_id, product_id, biz_date,
                      event_time, detected_at, source_topic, source_partition, source_offset, score, grade, item_json)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                 ON CONFLICT DO NOTHING",
                 params![
                     ev.id,
                     ev.indicator,
@@ -909,7 +920,7 @@ fn store_events(
 
 /// Adds the batch's counts per topic-partition to the store's running totals.
 fn store_counts(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &pharmwatch_core::db::Transaction<'_>,
     path: &Path,
     counts: &HashMap<(String, i32), [i64; 4]>,
 ) -> Result<()> {

@@ -162,7 +162,7 @@ impl Service {
             let tx = self
                 .store
                 .conn()
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .transaction_with_behavior(pharmwatch_core::db::TransactionBehavior::Immediate)
                 .map_err(|e| sql_err(&path, "begin", e))?;
             for p in missing {
                 let st = PartitionState::load(&tx, &path, p)?;

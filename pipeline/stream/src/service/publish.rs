@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use chrono::Utc;
+use pharmwatch_core::params;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
-use rusqlite::params;
 
 use crate::error::Result;
 use pharmwatch_core::store::sql_err;

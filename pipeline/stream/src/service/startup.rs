@@ -5,7 +5,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use chrono::Utc;
-use rusqlite::{OptionalExtension, params};
+use pharmwatch_core::db::OptionalExtension;
+use pharmwatch_core::params;
 
 use crate::error::Result;
 use pharmwatch_core::baseline::Baseline;
@@ -13,7 +14,7 @@ use pharmwatch_core::store::{Store, sql_err};
 
 /// Whether the baseline `identity` is recorded in `stream_seeded`.
 pub(super) fn already_seeded(
-    conn: &rusqlite::Connection,
+    conn: &pharmwatch_core::db::Conn,
     path: &Path,
     identity: &str,
 ) -> Result<bool> {
@@ -45,7 +46,7 @@ pub(super) async fn seed_trace_codes(store: &mut Store, baseline: &Baseline) -> 
     trace.sort_unstable_by(|a, b| a.trace_code.cmp(&b.trace_code));
     let tx = store
         .conn()
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .transaction_with_behavior(pharmwatch_core::db::TransactionBehavior::Immediate)
         .map_err(|e| sql_err(&path, "begin", e))?;
     // Another instance may have seeded it meanwhile (the check above ran outside the lock).
     if already_seeded(&tx, &path, &identity)? {
