@@ -3,7 +3,9 @@
 # broker tests. Installs what the tests need when it is missing (the toolchain's rustfmt and
 # clippy; tansu, the Kafka-protocol broker of the stream tests, with `cargo install` — about
 # 15 minutes the first time; headless Chromium and CJK fonts from Debian for the rendered
-# documents; Prometheus and node_exporter from Debian for the dashboards test), starts the broker on a free loopback port for the run and stops it at the end.
+# documents; Prometheus and node_exporter from Debian for the dashboards test; PostgreSQL 15
+# from Debian for the store's second backend), starts the broker and a throwaway PostgreSQL
+# server on free loopback ports for the run and stops them at the end.
 # Run from anywhere: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -64,6 +66,17 @@ fi
 # The Debian packages enable their own services; the test runs private instances on free
 # ports, so the system ones are left as they are.
 # --- end dashboards ---------------------------------------------------------------------------
+# PostgreSQL 15 for the store's second backend (Debian postgresql-15): the store tests run once
+# on SQLite files and once on databases of a throwaway server (scripts/pg_test_server.sh), and
+# the three-host stream test needs it.
+if [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
+  echo "== installing postgresql-15 (Debian package)"
+  if [ "$(id -u)" = 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql-15 >/dev/null
+  else
+    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql-15 >/dev/null
+  fi
+fi
 # --- delivery, API and object-storage tests: aiosmtpd, schemathesis and moto (PyPI) in a venv --
 # The delivery tests start `pipeline/cli/tests/support/smtp_sink.py` with the Python named by
 # PHARMWATCH_TEST_PYTHON; the API test runs the venv's `schemathesis` against the workbench's
@@ -87,9 +100,11 @@ work=$(mktemp -d)
   --advertised-listener-url "tcp://127.0.0.1:${port}" \
   --storage-engine memory://tansu/ >"$work/tansu.log" 2>&1 &
 tansu_pid=$!
+pg_dir="/tmp/pharmwatch-pg-$$"
 cleanup() {
   kill "$tansu_pid" 2>/dev/null || true
   wait "$tansu_pid" 2>/dev/null || true
+  scripts/pg_test_server.sh stop "$pg_dir" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -102,6 +117,9 @@ for _ in $(seq 1 100); do
 done
 export PHARMWATCH_TEST_BROKER="127.0.0.1:${port}"
 echo "== tansu broker on ${PHARMWATCH_TEST_BROKER} (pid ${tansu_pid})"
+PHARMWATCH_TEST_POSTGRES=$(scripts/pg_test_server.sh start "$pg_dir")
+export PHARMWATCH_TEST_POSTGRES
+echo "== PostgreSQL 15 on ${PHARMWATCH_TEST_POSTGRES} (${pg_dir})"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
@@ -112,9 +130,28 @@ python3 scripts/check_crate_graph.py
 echo "== cargo test --workspace"
 log="$work/test.log"
 cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
+# The store's tests again, on PostgreSQL: the same test binaries (no new build), each store a
+# fresh database of the throwaway server.
+echo "== the store tests on PostgreSQL (PHARMWATCH_TEST_STORE=postgres)"
+cargo test --workspace --no-run --message-format=json 2>/dev/null \
+  | python3 -c 'import json, sys
+crates = {"pharmwatch-core", "pharmwatch-casework", "pharmwatch-batch", "pharmwatch-stream",
+          "pharmwatch-delivery", "pharmwatch-serve"}
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") \
+       and m["target"]["kind"] != ["bench"] and m["package_id"].split("#")[1].split("@")[0] in crates:
+        print(m["manifest_path"].rsplit("/", 1)[0] + "\t" + m["executable"])' >"$work/store-tests"
+[ -s "$work/store-tests" ] || { echo "error: no store test binary found" >&2; exit 1; }
+pg_failed=0
+while IFS=$'\t' read -r dir bin; do
+  echo "-- $(basename "$bin")"
+  (cd "$dir" && CARGO_MANIFEST_DIR="$dir" PHARMWATCH_TEST_STORE=postgres "$bin") 2>&1 \
+    | tee -a "$log" || pg_failed=1
+done <"$work/store-tests"
 # The runner's closing lines, summed, so CI logs end with one count.
 passed=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
 echo "tests: ${passed} passed, ${failed} failed"
 echo "== disk: target/ $(du -sh target 2>/dev/null | cut -f1), $(df -h . | awk 'NR==2 {print $4}') free"
-[ "${failed}" -eq 0 ]
+[ "${failed}" -eq 0 ] && [ "${pg_failed}" -eq 0 ]

@@ -460,6 +460,9 @@ pub async fn run_with(
     NightlyOutput,
     Option<pharmwatch_casework::closedloop::ClosedLoopSummary>,
 )> {
+    // One run of the night at a time on a store, however many schedulers start it.
+    let _lock =
+        pharmwatch_core::store::NightlyLock::take(&pharmwatch_core::store::location(&cfg.out))?;
     let out = run_rules(cfg, closed_loop.map(|c| &c.rules)).await?;
     let loop_summary = match closed_loop {
         Some(cl) => Some(pharmwatch_casework::closedloop::run(

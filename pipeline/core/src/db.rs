@@ -1073,23 +1073,39 @@ impl Drop for Transaction<'_> {
 }
 
 /// The variable naming a PostgreSQL server for the tests (an administrator's URL, e.g.
-/// `postgres://postgres@127.0.0.1:5433/postgres`): when it is set, [`scratch_store`] gives a
-/// fresh database on it instead of a file, so the same tests run on both backends.
+/// `postgres://postgres@127.0.0.1:5433/postgres`; `scripts/test.sh` starts one and sets it).
 pub const TEST_POSTGRES_ENV: &str = "PHARMWATCH_TEST_POSTGRES";
 
-/// A store location for a test or a benchmark: a new, empty database on the server named by
-/// [`TEST_POSTGRES_ENV`] when it is set (remembered in `dir`, so a second call for the same
-/// directory gives the same database), else `dir/pharmwatch.db`.
+/// The variable that puts the tests' stores on that server (`postgres`) instead of in files:
+/// `scripts/test.sh` runs the store tests once without it and once with it.
+pub const TEST_STORE_ENV: &str = "PHARMWATCH_TEST_STORE";
+
+/// A store location for a test or a benchmark: a database on the test server
+/// ([`scratch_postgres`]) when [`TEST_STORE_ENV`] is `postgres`, else `dir/pharmwatch.db`.
+pub fn scratch_store(dir: &Path) -> std::path::PathBuf {
+    if std::env::var(TEST_STORE_ENV).is_ok_and(|v| v == "postgres") {
+        scratch_postgres(dir)
+    } else {
+        dir.join(STORE_FILE)
+    }
+}
+
+/// A new, empty database on the server named by [`TEST_POSTGRES_ENV`], remembered in `dir`
+/// (a second call for the same directory gives the same database).
 ///
 /// # Panics
-/// When the server is named but cannot be reached or refuses the new database: the message
+/// When the server is not named, cannot be reached or refuses the new database: the message
 /// says how to start one.
-pub fn scratch_store(dir: &Path) -> std::path::PathBuf {
+pub fn scratch_postgres(dir: &Path) -> std::path::PathBuf {
     let Some(admin) = std::env::var(TEST_POSTGRES_ENV)
         .ok()
         .filter(|v| !v.is_empty())
     else {
-        return dir.join(STORE_FILE);
+        panic!(
+            "{TEST_POSTGRES_ENV} is not set: this test needs a PostgreSQL 15 server. Run \
+             scripts/test.sh, or start one with `scripts/pg_test_server.sh start DIR` (Debian \
+             postgresql-15) and set {TEST_POSTGRES_ENV} to the URL it prints"
+        );
     };
     let remembered = dir.join(".scratch-store-url");
     if let Ok(url) = std::fs::read_to_string(&remembered) {

@@ -131,6 +131,68 @@ pub fn migration_title(version: i64) -> &'static str {
     }
 }
 
+/// Advisory-lock key of the nightly job on a PostgreSQL store (the bytes of "pw-night").
+const NIGHTLY_LOCK: i64 = 0x7077_2d6e_6967_6874;
+
+/// Held while a nightly run works on a store (dropping it lets the next run in): two
+/// schedulers that start the job at the same time do not run it twice at once. On PostgreSQL
+/// a session-level advisory lock on a connection of its own (released by the server if the
+/// process dies); on SQLite an exclusive lock on `pharmwatch.nightly.lock` beside the file.
+#[derive(Debug)]
+pub struct NightlyLock {
+    _session: Option<Connection>,
+    _file: Option<std::fs::File>,
+}
+
+impl NightlyLock {
+    /// Takes the nightly lock of the store at `location`, or fails at once naming the store
+    /// when another run holds it.
+    pub fn take(location: &Path) -> Result<Self> {
+        let busy = || {
+            CoreError::Config(format!(
+                "another nightly run is working on the store {} (its lock is held); run again \
+                 when it has finished",
+                crate::db::display_location(location)
+            ))
+        };
+        if crate::db::is_postgres(location) {
+            let conn = Connection::open(location).map_err(|e| sql_err(location, "open", e))?;
+            let got: bool = conn
+                .query_row("SELECT pg_try_advisory_lock(?1)", [NIGHTLY_LOCK], |r| {
+                    r.get(0)
+                })
+                .map_err(|e| sql_err(location, "nightly lock", e))?;
+            if !got {
+                return Err(busy());
+            }
+            return Ok(Self {
+                _session: Some(conn),
+                _file: None,
+            });
+        }
+        let path = location.with_extension("nightly.lock");
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| CoreError::io(dir, e))?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| CoreError::io(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Self {
+                _session: None,
+                _file: Some(file),
+            }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(busy()),
+            Err(std::fs::TryLockError::Error(e)) => Err(CoreError::io(&path, e)),
+        }
+    }
+}
+
 /// One migration and when it was applied to a store (`None`: pending).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MigrationState {
@@ -588,6 +650,18 @@ pub struct StoredDeadLetter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_second_nightly_run_is_refused_while_the_first_holds_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = crate::db::scratch_store(dir.path());
+        drop(Store::open(&path).unwrap());
+        let first = NightlyLock::take(&path).unwrap();
+        let second = NightlyLock::take(&path).unwrap_err().to_string();
+        assert!(second.contains("another nightly run"), "{second}");
+        drop(first);
+        NightlyLock::take(&path).expect("free again once the first run ends");
+    }
 
     #[test]
     fn migrations_are_reported_and_an_up_to_date_store_opens_beside_a_writer() {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::common::{free_port, http_get};
 
 /// Kills the server on drop (a failing assertion leaves nothing behind).
-struct Reaper(Child);
+pub(crate) struct Reaper(Child);
 
 impl Drop for Reaper {
     fn drop(&mut self) {
@@ -38,7 +38,7 @@ fn moto_python() -> String {
 }
 
 /// Starts moto's S3 server on a free loopback port; returns it and its address.
-fn start_s3(dir: &Path) -> (Reaper, String) {
+pub(crate) fn start_s3(dir: &Path) -> (Reaper, String) {
     let port = free_port();
     let log = std::fs::File::create(dir.join("moto.log")).unwrap();
     let child = Command::new(moto_python())
@@ -69,7 +69,7 @@ fn start_s3(dir: &Path) -> (Reaper, String) {
 }
 
 /// Creates `bucket` (an S3 CreateBucket: PUT /bucket).
-fn create_bucket(addr: &str, bucket: &str) {
+pub(crate) fn create_bucket(addr: &str, bucket: &str) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     write!(
@@ -102,7 +102,7 @@ fn boto3(addr: &str, what: &str, body: &str) -> String {
 }
 
 /// Writes local file `file` to an object.
-fn s3_put(addr: &str, bucket: &str, key: &str, file: &Path) {
+pub(crate) fn s3_put(addr: &str, bucket: &str, key: &str, file: &Path) {
     let file = file.display().to_string();
     boto3(
         addr,
@@ -112,7 +112,7 @@ fn s3_put(addr: &str, bucket: &str, key: &str, file: &Path) {
 }
 
 /// The object keys under `prefix`.
-fn s3_keys(addr: &str, bucket: &str, prefix: &str) -> Vec<String> {
+pub(crate) fn s3_keys(addr: &str, bucket: &str, prefix: &str) -> Vec<String> {
     boto3(
         addr,
         &format!("list s3://{bucket}/{prefix}"),
@@ -139,7 +139,7 @@ fn s3_get(addr: &str, bucket: &str, key: &str) -> String {
 }
 
 /// `pharmwatch ARGS` with the test server's connection in the AWS_* variables.
-fn s3_command(addr: &str, args: &[&str]) -> Command {
+pub(crate) fn s3_command(addr: &str, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_pharmwatch"));
     c.args(args)
         .env("AWS_ACCESS_KEY_ID", "pharmwatch-test")
@@ -154,7 +154,7 @@ fn pharmwatch(addr: &str, args: &[&str]) -> Output {
     s3_command(addr, args).output().unwrap()
 }
 
-fn text(o: &Output) -> String {
+pub(crate) fn text(o: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),

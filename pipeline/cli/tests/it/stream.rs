@@ -353,7 +353,7 @@ fn read_topic(
 
 fn assert_counts_reconcile(store: &Path, produced: usize) {
     // Offsets start at 0 and each is consumed once: the next offset equals the count.
-    let conn = rusqlite::Connection::open(store).unwrap();
+    let conn = pharmwatch_core::db::Conn::open(store).unwrap();
     let mut st = conn
         .prepare(
             "SELECT o.topic, o.partition, o.next_offset, c.consumed FROM stream_offsets o
@@ -615,10 +615,10 @@ fn spawn_stream(config: &Path, extra: &[&str], log: &Path) -> Child {
 /// for writing (migrations) would wait for the stream's write lock, and the stream could run to
 /// the end while the test waits to kill it.
 fn consumed_so_far(store: &Path) -> i64 {
-    if !store.exists() {
+    if !pharmwatch_core::db::is_postgres(store) && !store.exists() {
         return 0;
     }
-    rusqlite::Connection::open_with_flags(store, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    pharmwatch_core::db::Conn::open_read_only(store)
         .ok()
         .and_then(|c| {
             c.query_row(
@@ -959,4 +959,233 @@ async fn a_store_held_by_another_writer_is_waited_out_and_the_batch_judged_again
     compare_events(&events, &f.expected);
     let landed = lake_event_ids(&env.cfg.lake, f.first, f.last, true).await;
     assert_eq!(landed, f.produced);
+}
+
+/// The stream's partitions of host `cfg`, from its health endpoint (empty while it has none
+/// or does not answer).
+fn assigned(cfg: &StreamConfig) -> Vec<i64> {
+    crate::common::http_get(&cfg.metrics_listen, "/healthz")
+        .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+        .and_then(|v| {
+            v["assigned_partitions"]
+                .as_array()
+                .map(|a| a.iter().filter_map(serde_json::Value::as_i64).collect())
+        })
+        .unwrap_or_default()
+}
+
+/// A province on three hosts: three stream processes, each in a working directory of its own
+/// with no shared local file, one broker, one PostgreSQL store and one bucket for the lake.
+/// They find exactly the events one instance finds; `kill -9` of one hands its partitions to
+/// the others with nothing lost or repeated (the counts reconcile, the bucket holds every
+/// record once); a nightly run from a fourth directory reads the lake the hosts wrote and
+/// writes its risk list to the same store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_hosts_on_one_postgres_store_and_one_bucket_lose_nothing_when_one_dies() {
+    use crate::object_lake::{create_bucket, s3_command, s3_keys, s3_put, start_s3, text};
+    let f = fixture();
+    let mut env = env("hosts", 6, true).await;
+    let (_s3, addr) = start_s3(env.dir.path());
+    create_bucket(&addr, "lake");
+    for e in std::fs::read_dir(f.lake.join(lake::REFERENCE_DIR)).unwrap() {
+        let e = e.unwrap();
+        let key = format!("hosts/reference/{}", e.file_name().to_string_lossy());
+        s3_put(&addr, "lake", &key, &e.path());
+    }
+    let store = pharmwatch_core::db::scratch_postgres(&env.dir.path().join("pg"));
+    env.cfg.instance_id = None;
+    env.cfg.batch_max_records = 300;
+    env.cfg
+        .kafka
+        .insert("session.timeout.ms".into(), SESSION_MS.to_string());
+    env.cfg.lake = PathBuf::from("s3://lake/hosts");
+    env.cfg.store = store.clone();
+    let sent = pharmwatch::produce::produce(&env.cfg, &f.lake, Some(f.first), Some(f.last), None)
+        .await
+        .unwrap();
+    let total = sent.sent as i64;
+
+    let mut hosts = Hosts(Vec::new());
+    let start_host = |h: usize| {
+        let home = env.dir.path().join(format!("host-{h}"));
+        std::fs::create_dir_all(&home).unwrap();
+        let mut cfg = env.cfg.clone();
+        cfg.metrics_listen = format!("127.0.0.1:{}", crate::common::free_port());
+        // The nightly baseline, copied: the host reads nothing another host wrote locally.
+        let baseline = home.join("baseline");
+        copy_tree(&f.baseline_out, &baseline);
+        cfg.baseline = Some(baseline);
+        let config = home.join("pharmwatch.toml");
+        std::fs::write(&config, pharmwatch::config::file_text(&cfg).unwrap()).unwrap();
+        let log = home.join("stream.log");
+        let child = s3_command(&addr, &["stream", "--config", "pharmwatch.toml"])
+            .current_dir(&home)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .spawn()
+            .unwrap();
+        (child, cfg, log)
+    };
+    for h in 0..3 {
+        hosts.0.push(start_host(h));
+    }
+    let logs = |hosts: &Hosts| -> String {
+        hosts
+            .0
+            .iter()
+            .map(|(_, _, l)| std::fs::read_to_string(l).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n----\n")
+    };
+
+    // Host 2 dies once it holds partitions and a third of the records are committed.
+    let started = Instant::now();
+    while assigned(&hosts.0[2].1).is_empty() || consumed_so_far(&store) < total / 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "no progress on three hosts; logs:\n{}",
+            logs(&hosts)
+        );
+        let exited = hosts
+            .0
+            .iter_mut()
+            .any(|(c, _, _)| c.try_wait().unwrap().is_some());
+        assert!(!exited, "a host exited: {}", logs(&hosts));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let lost = assigned(&hosts.0[2].1);
+    hosts.0[2].0.kill().unwrap(); // SIGKILL
+    hosts.0[2].0.wait().unwrap();
+    let at = consumed_so_far(&store);
+    assert!(at < total, "the kill came after the end ({at} of {total})");
+    // The supervisor brings a host back in a fresh working directory. (The test broker, tansu
+    // 0.6, does not evict a member whose session times out; a member joining starts the
+    // rebalance that does, as on a Kafka cluster the session timeout alone would.)
+    std::thread::sleep(Duration::from_millis(SESSION_MS + 1000));
+    hosts.0.push(start_host(3));
+
+    // The others take its partitions over and finish.
+    let started = Instant::now();
+    while consumed_so_far(&store) < total {
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "the survivors did not finish ({} of {total}); logs:\n{}",
+            consumed_so_far(&store),
+            logs(&hosts)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let live = [0, 1, 3];
+    assert!(!lost.is_empty(), "the dead host held partitions");
+    let epochs: Vec<(i64, i64)> = {
+        let c = pharmwatch_core::db::Conn::open(&store).unwrap();
+        let mut st = c
+            .prepare("SELECT partition, epoch FROM stream_partitions ORDER BY partition")
+            .unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    };
+    for p in &lost {
+        let epoch = epochs.iter().find(|(q, _)| q == p).map(|(_, e)| *e);
+        assert!(
+            epoch.is_some_and(|e| e >= 2),
+            "partition {p} of the dead host was taken over with a new epoch: {epochs:?}"
+        );
+    }
+    for h in live {
+        let child = &mut hosts.0[h].0;
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    for h in live {
+        let (child, _, log) = &mut hosts.0[h];
+        let exit = child.wait().unwrap();
+        assert!(
+            exit.success(),
+            "SIGTERM exit {exit:?}: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+    }
+
+    assert_counts_reconcile(&store, total as usize);
+    let (events, ids) = stored_events(&store);
+    compare_events(&events, &f.expected);
+    let topic = read_topic(&env.cfg.brokers, &env.cfg.risk_events_topic);
+    let topic_ids: BTreeSet<String> = topic.iter().map(|(k, _, _)| k.clone()).collect();
+    assert_eq!(topic_ids, ids, "the topic holds exactly the stored events");
+    let keys = s3_keys(&addr, "lake", "hosts/");
+    assert!(
+        keys.iter().all(|k| !k.ends_with(".tmp")),
+        "no temporary object: {keys:?}"
+    );
+
+    // A fourth working directory: the nightly job over the bucket, into the same store.
+    let fourth = env.dir.path().join("nightly-host");
+    std::fs::create_dir_all(&fourth).unwrap();
+    let day_before = (f.first - Days::days(1)).to_string();
+    let o = s3_command(
+        &addr,
+        &[
+            "nightly",
+            "--lake",
+            "s3://lake/hosts",
+            "--from",
+            &day_before,
+            "--to",
+            &f.last.to_string(),
+            "--no-model",
+            "--out",
+            "out",
+        ],
+    )
+    .current_dir(&fourth)
+    .env("PHARMWATCH__STORE__URL", &store)
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fourth.join("out/run.json")).unwrap())
+            .unwrap();
+    let read: i64 = run["lake_records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|kv| kv[1].as_i64().unwrap())
+        .sum();
+    assert_eq!(read, total, "every record once: {}", run["lake_records"]);
+    let days = Store::open(&store).unwrap().risk_list_days().unwrap();
+    assert!(
+        days.contains(&f.last.to_string()),
+        "the nightly risk list is in the shared store: {days:?}"
+    );
+}
+
+/// The stream processes of a test, killed when it ends (also when an assertion fails).
+struct Hosts(Vec<(Child, StreamConfig, PathBuf)>);
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        for (child, _, _) in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Copies directory `from` (files and subdirectories) to `to`.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
 }

@@ -73,7 +73,9 @@ impl Engine {
             let before = self.failed_on(tx, path, &t.product_id, &t.batch_no)?;
             tx.execute(
                 "INSERT INTO failed_batches (product_id, batch_no, failed_on) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (product_id, batch_no) DO UPDATE SET failed_on = min(failed_on, excluded.failed_on)",
+                 ON CONFLICT (product_id, batch_no) DO UPDATE SET failed_on = CASE
+                     WHEN excluded.failed_on < failed_batches.failed_on THEN excluded.failed_on
+                     ELSE failed_batches.failed_on END",
                 params![t.product_id, t.batch_no, date_str(day)],
             )
             .map_err(|e| sql_err(path, "record failed batch", e))?;

@@ -143,7 +143,7 @@ impl PartitionState {
         // Take ownership: raise the epoch, so a previous owner's next batch is refused.
         tx.execute(
             "INSERT INTO stream_partitions (partition, epoch, meta_json) VALUES (?1, 1, '{}')
-             ON CONFLICT (partition) DO UPDATE SET epoch = epoch + 1",
+             ON CONFLICT (partition) DO UPDATE SET epoch = stream_partitions.epoch + 1",
             [p],
         )
         .map_err(e("take partition"))?;
@@ -326,7 +326,7 @@ impl PartitionState {
                     "INSERT INTO stream_batch_sales (partition, product_id, batch_no, enterprise_id,
                          biz_date, quantity) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                      ON CONFLICT (partition, product_id, batch_no, enterprise_id, biz_date)
-                     DO UPDATE SET quantity = quantity + excluded.quantity",
+                     DO UPDATE SET quantity = stream_batch_sales.quantity + excluded.quantity",
                 )
                 .map_err(e("save batch sales"))?;
             // One row per (product, batch, enterprise, day), however many sales it had.
@@ -448,6 +448,44 @@ impl PartitionState {
 mod tests {
     use super::*;
     use pharmwatch_core::store::Store;
+
+    #[test]
+    fn a_partition_taken_over_on_another_connection_fences_its_old_owner() {
+        // Two instances (two connections, as two hosts have) and one partition: the second
+        // takes it over; the first's next batch finds its epoch stale and must not commit.
+        let dir = tempfile::tempdir().unwrap();
+        let path = pharmwatch_core::db::scratch_store(dir.path());
+        let (mut old, mut new) = (Store::open(&path).unwrap(), Store::open(&path).unwrap());
+        let p = 3;
+        let first = {
+            let tx = old.conn().transaction().unwrap();
+            let st = PartitionState::load(&tx, &path, p).unwrap();
+            tx.commit().unwrap();
+            st
+        };
+        let second = {
+            let tx = new.conn().transaction().unwrap();
+            let st = PartitionState::load(&tx, &path, p).unwrap();
+            tx.commit().unwrap();
+            st
+        };
+        assert_eq!((first.epoch, second.epoch), (1, 2));
+        let tx = old.conn().transaction().unwrap();
+        assert!(!first.owned(&tx, &path).unwrap(), "the zombie is fenced");
+        drop(tx);
+        let tx = new.conn().transaction().unwrap();
+        assert!(second.owned(&tx, &path).unwrap(), "the new owner commits");
+        drop(tx);
+        let epoch: i64 = new
+            .conn_ref()
+            .query_row(
+                "SELECT epoch FROM stream_partitions WHERE partition = ?1",
+                [p],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(epoch, 2);
+    }
 
     #[test]
     fn business_days_format_and_parse_like_chrono() {

@@ -928,9 +928,11 @@ fn store_counts(
         tx.execute(
             "INSERT INTO stream_counts (topic, partition, consumed, accepted, rejected, late)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (topic, partition) DO UPDATE SET consumed = consumed + excluded.consumed,
-                 accepted = accepted + excluded.accepted, rejected = rejected + excluded.rejected,
-                 late = late + excluded.late",
+             ON CONFLICT (topic, partition) DO UPDATE SET
+                 consumed = stream_counts.consumed + excluded.consumed,
+                 accepted = stream_counts.accepted + excluded.accepted,
+                 rejected = stream_counts.rejected + excluded.rejected,
+                 late = stream_counts.late + excluded.late",
             params![topic, p, c[0], c[1], c[2], c[3]],
         )
         .map_err(|e| sql_err(path, "counts", e))?;

@@ -5,12 +5,44 @@ use std::path::Path;
 use std::time::Instant;
 
 use chrono::Utc;
-use pharmwatch_core::db::OptionalExtension;
+use pharmwatch_core::db::{OptionalExtension, Value};
 use pharmwatch_core::params;
 
 use crate::error::Result;
 use pharmwatch_core::baseline::Baseline;
 use pharmwatch_core::store::{Store, sql_err};
+
+/// Trace codes per seeding statement (6 parameters each: within both databases' limits).
+const SEED_CHUNK: usize = 500;
+
+/// The statement that seeds `rows` trace codes (earliest sale wins).
+fn seed_sql(rows: usize) -> String {
+    let values: Vec<String> = (0..rows)
+        .map(|i| {
+            let b = i * 6;
+            format!(
+                "(?{}, ?{}, ?{}, ?{}, ?{}, ?{})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6
+            )
+        })
+        .collect();
+    format!(
+        "INSERT INTO trace_codes (trace_code, event_time_ms, event_id, enterprise_id, product_id,
+                                  biz_date)
+         VALUES {}
+         ON CONFLICT (trace_code) DO UPDATE SET event_time_ms = excluded.event_time_ms,
+             event_id = excluded.event_id, enterprise_id = excluded.enterprise_id,
+             product_id = excluded.product_id, biz_date = excluded.biz_date
+         WHERE (excluded.event_time_ms, excluded.event_id)
+             < (trace_codes.event_time_ms, trace_codes.event_id)",
+        values.join(", ")
+    )
+}
 
 /// Whether the baseline `identity` is recorded in `stream_seeded`.
 pub(super) fn already_seeded(
@@ -42,8 +74,14 @@ pub(super) async fn seed_trace_codes(store: &mut Store, baseline: &Baseline) -> 
     }
     let started = Instant::now();
     let mut trace = baseline.trace_codes().await?;
-    // In key order, every insert appends to the table's B-tree instead of landing at random.
-    trace.sort_unstable_by(|a, b| a.trace_code.cmp(&b.trace_code));
+    // In key order, every insert appends to the table's B-tree instead of landing at random;
+    // a code sold more than once keeps its earliest sale (a statement may not touch a row
+    // twice).
+    trace.sort_unstable_by(|a, b| {
+        (&a.trace_code, a.event_time, &a.event_id).cmp(&(&b.trace_code, b.event_time, &b.event_id))
+    });
+    let read = trace.len();
+    trace.dedup_by(|later, first| later.trace_code == first.trace_code);
     let tx = store
         .conn()
         .transaction_with_behavior(pharmwatch_core::db::TransactionBehavior::Immediate)
@@ -52,37 +90,30 @@ pub(super) async fn seed_trace_codes(store: &mut Store, baseline: &Baseline) -> 
     if already_seeded(&tx, &path, &identity)? {
         return Ok(());
     }
-    {
-        let mut st = tx
-            .prepare(
-                "INSERT INTO trace_codes (trace_code, event_time_ms, event_id, enterprise_id, product_id, biz_date)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (trace_code) DO UPDATE SET event_time_ms = excluded.event_time_ms,
-                     event_id = excluded.event_id, enterprise_id = excluded.enterprise_id,
-                     product_id = excluded.product_id, biz_date = excluded.biz_date
-                 WHERE (excluded.event_time_ms, excluded.event_id) < (trace_codes.event_time_ms, trace_codes.event_id)",
-            )
-            .map_err(|e| sql_err(&path, "seed trace codes", e))?;
-        for t in &trace {
-            st.execute(params![
-                t.trace_code,
-                t.event_time.timestamp_millis(),
-                t.event_id,
-                t.enterprise_id,
-                t.product_id,
-                t.biz_date.format("%Y-%m-%d").to_string()
-            ])
-            .map_err(|e| sql_err(&path, "seed trace codes", e))?;
+    // Many rows per statement: one round trip per chunk on a database server.
+    for chunk in trace.chunks(SEED_CHUNK) {
+        let mut values = Vec::with_capacity(chunk.len() * 6);
+        for t in chunk {
+            values.extend([
+                Value::Text(t.trace_code.clone()),
+                Value::Integer(t.event_time.timestamp_millis()),
+                Value::Text(t.event_id.clone()),
+                Value::Text(t.enterprise_id.clone()),
+                Value::Text(t.product_id.clone()),
+                Value::Text(t.biz_date.format("%Y-%m-%d").to_string()),
+            ]);
         }
+        tx.execute(&seed_sql(chunk.len()), values)
+            .map_err(|e| sql_err(&path, "seed trace codes", e))?;
     }
     tx.execute(
         "INSERT INTO stream_seeded (baseline, rows, seeded_at) VALUES (?1, ?2, ?3)",
-        params![identity, trace.len() as i64, Utc::now().to_rfc3339()],
+        params![identity, read as i64, Utc::now().to_rfc3339()],
     )
     .map_err(|e| sql_err(&path, "record stream_seeded", e))?;
     tx.commit().map_err(|e| sql_err(&path, "commit", e))?;
     tracing::info!(
-        trace_codes = trace.len(),
+        trace_codes = read,
         seconds = started.elapsed().as_secs_f64(),
         "seeded the trace codes of the baseline"
     );
