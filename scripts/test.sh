@@ -129,7 +129,8 @@ echo "== crate graph (one direction, no import circle)"
 python3 scripts/check_crate_graph.py
 echo "== cargo test --workspace"
 log="$work/test.log"
-cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
+ws_failed=0
+cargo test --workspace --no-fail-fast 2>&1 | tee "$log" || ws_failed=1
 # The store's tests again, on PostgreSQL: the same test binaries (no new build), each store a
 # fresh database of the throwaway server.
 echo "== the store tests on PostgreSQL (PHARMWATCH_TEST_STORE=postgres)"
@@ -139,8 +140,8 @@ crates = {"pharmwatch-core", "pharmwatch-casework", "pharmwatch-batch", "pharmwa
           "pharmwatch-delivery", "pharmwatch-serve"}
 for line in sys.stdin:
     m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") \
-       and m["target"]["kind"] != ["bench"] and m["package_id"].split("#")[1].split("@")[0] in crates:
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"] \
+       and m["package_id"].split("#")[1].split("@")[0] in crates:
         print(m["manifest_path"].rsplit("/", 1)[0] + "\t" + m["executable"])' >"$work/store-tests"
 [ -s "$work/store-tests" ] || { echo "error: no store test binary found" >&2; exit 1; }
 pg_failed=0
@@ -154,4 +155,4 @@ passed=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
 echo "tests: ${passed} passed, ${failed} failed"
 echo "== disk: target/ $(du -sh target 2>/dev/null | cut -f1), $(df -h . | awk 'NR==2 {print $4}') free"
-[ "${failed}" -eq 0 ] && [ "${pg_failed}" -eq 0 ]
+[ "${failed}" -eq 0 ] && [ "${ws_failed}" -eq 0 ] && [ "${pg_failed}" -eq 0 ]

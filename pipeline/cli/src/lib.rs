@@ -64,6 +64,9 @@ mod tests {
             let serve: pharmwatch_serve::ServeSettings =
                 crate::config::load_with(Some(&path), Vec::new()).unwrap();
             assert!(serve.listen.contains(':'));
+            let store: crate::store::StoreConfig =
+                crate::config::load_with(Some(&path), Vec::new()).unwrap();
+            store.validate().unwrap();
         }
         assert!(seen >= 1, "no example in {}", dir.display());
     }

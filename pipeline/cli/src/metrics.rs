@@ -9,6 +9,7 @@ pub fn defined() -> Vec<Family> {
     v.extend(pharmwatch_delivery::metrics::DeliveryMetrics::new().families);
     v.extend(pharmwatch_serve::metrics::ServeMetrics::new().families);
     v.extend(pharmwatch_batch::metrics::NightlyMetrics::new().families);
+    v.extend(pharmwatch_core::metrics::StoreMetrics::new().0.families);
     v
 }
 

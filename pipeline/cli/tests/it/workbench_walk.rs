@@ -309,6 +309,17 @@ fn signin(d: &Driver, base: &str, user: &str) {
     d.type_in("#username", user);
     d.type_in("#password", PASSWORD);
     d.click("#sign-in");
+    // The form posts and is redirected to the workbench: wait for that page, or the redirect
+    // could land after the caller's next navigation and replace it.
+    let started = Instant::now();
+    while d.url().contains("/login") || !d.source().contains("id=\"logout\"") {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "sign-in of {user} did not reach the workbench: {}",
+            d.url()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn signout(d: &Driver) {
