@@ -13,7 +13,8 @@
 #                  loopback (PHARMWATCH_TEST_PYTHON: a Python with moto[server], as the tests use)
 #
 # Usage: scripts/bench_stream.sh [--enterprises N] [--days D] [--rate R] [--runs K] [--no-build]
-#                                [--province]
+#                                [--province] [--keep DIR]
+# --keep DIR copies each run's summary (JSON, with the seconds per phase) and log to DIR.
 # Prints a table and the ratio; record the figures in BENCHMARKS.md with this command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +25,7 @@ rate=20000
 runs=3
 build=1
 province=0
+keep=
 while [ $# -gt 0 ]; do
   case "$1" in
     --enterprises) enterprises=$2; shift 2 ;;
@@ -32,6 +34,7 @@ while [ $# -gt 0 ]; do
     --runs) runs=$2; shift 2 ;;
     --no-build) build=0; shift ;;
     --province) province=1; shift ;;
+    --keep) keep=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -56,6 +59,7 @@ stop_all() {
   kill $tansu_pid 2>/dev/null || true; wait $tansu_pid 2>/dev/null || true
   if [ -n "$moto_pid" ]; then kill "$moto_pid" 2>/dev/null || true; wait "$moto_pid" 2>/dev/null || true; fi
   if [ "$province" = 1 ]; then scripts/pg_test_server.sh stop "/tmp/pharmwatch-bench-pg-$$" 2>/dev/null || true; fi
+  if [ -n "$keep" ]; then mkdir -p "$keep"; cp "$work"/*.json "$work"/*.log "$keep"/ 2>/dev/null || true; fi
   rm -rf "$work"
 }
 trap stop_all EXIT

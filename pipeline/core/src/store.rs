@@ -1,16 +1,20 @@
-//! The risk store: one SQLite database (`OUT/pharmwatch.db` by default) that the nightly job
-//! and the stream service share. It holds the nightly risk list, the real-time risk events,
-//! the stream's checkpoints and window state, and an outbox of messages to publish.
+//! The risk store: one database that the nightly job, the stream service, the case ledger and
+//! the workbench share — the SQLite file `OUT/pharmwatch.db` by default, or a province's
+//! PostgreSQL database when `[store] url` names one ([`location`], [`crate::db`]). It holds the
+//! nightly risk list, the real-time risk events, the stream's checkpoints and window state, and
+//! an outbox of messages to publish.
 //!
 //! Invariants:
-//! - the schema is created by numbered migrations in `pipeline/sql/store/`, applied once each
-//!   and recorded in `schema_migrations`;
+//! - the schema is created by numbered migrations in `pipeline/sql/store/` (PostgreSQL: the same
+//!   versions in `pipeline/sql/store/pg/`), applied once each and recorded in
+//!   `schema_migrations`;
 //! - a risk event's id is deterministic, so inserting it twice stores it once
 //!   ([`Store::insert_risk_event`] reports whether it was new);
 //! - the stream writes everything one micro-batch produced (events, dead letters, window state,
 //!   offsets, counts) in one transaction: after a crash either all of it is there or none;
-//! - the database runs in WAL mode with a busy timeout, so several stream instances of one
-//!   consumer group on one host can share it (their transactions serialise).
+//! - the SQLite file runs in WAL mode with a busy timeout, so several stream instances of one
+//!   consumer group on one host can share it (their transactions serialise); on PostgreSQL the
+//!   writing transactions serialise on an advisory lock, on any number of hosts.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -177,7 +177,7 @@ async fn start(cfg: StreamConfig) -> Result<(Service, tokio::task::JoinHandle<()
         brokers = %cfg.brokers,
         metrics = %format!("http://{}/metrics", cfg.metrics_listen),
         lake = %lake.describe(),
-        store = %cfg.store.display(),
+        store = %pharmwatch_core::db::display_location(&cfg.store),
         "stream started"
     );
     let engine = Engine {

@@ -13,7 +13,7 @@ pub fn run(o: OutArg) -> anyhow::Result<ExitCode> {
     let path = pharmwatch_core::store::location(&o.out);
     let pending = Store::pending_at(&path)?;
     let store = Store::open(&path)?;
-    println!("store {}", path.display());
+    println!("store {}", pharmwatch_core::db::display_location(&path));
     let migrations = store.migrations()?;
     println!("{:>7}  {:<36}  migration", "version", "applied");
     for m in &migrations {

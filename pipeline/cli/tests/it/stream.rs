@@ -993,6 +993,24 @@ async fn three_hosts_on_one_postgres_store_and_one_bucket_lose_nothing_when_one_
         s3_put(&addr, "lake", &key, &e.path());
     }
     let store = pharmwatch_core::db::scratch_postgres(&env.dir.path().join("pg"));
+    // The operator applies the migrations first (the test server trusts loopback, so the
+    // password is ignored by it; it must not show in what the command prints).
+    let with_password =
+        store
+            .to_string_lossy()
+            .replacen("://postgres@", "://postgres:not-shown@", 1);
+    assert!(with_password.contains("not-shown"), "{with_password}");
+    let o = s3_command(&addr, &["migrate", "--out", "unused"])
+        .env("PHARMWATCH__STORE__URL", &with_password)
+        .output()
+        .unwrap();
+    let listed = text(&o);
+    assert!(o.status.success(), "{listed}");
+    assert!(
+        listed.contains("9 migration(s) applied now, 9 in all"),
+        "{listed}"
+    );
+    assert!(!listed.contains("not-shown"), "{listed}");
     env.cfg.instance_id = None;
     env.cfg.batch_max_records = 300;
     env.cfg
