@@ -456,10 +456,41 @@ pub fn router(state: Arc<ServeState>) -> axum::Router {
                 )
             }),
         )
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .layer(axum::middleware::from_fn(pages::remember_lang))
         .layer(axum::extract::DefaultBodyLimit::max(actions::MAX_ATTACHMENT_BYTES + 64 * 1024))
         .with_state(state)
+}
+
+/// `/healthz`: 200 when the store answers a query, with the backend and how long it took; 503
+/// with the store's error when it does not (a load balancer then takes this instance out).
+async fn healthz(
+    axum::extract::State(s): axum::extract::State<Arc<ServeState>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let started = std::time::Instant::now();
+    let probe = s
+        .lock()
+        .map_err(|_| "the store is locked by a failed request".to_string())
+        .and_then(|l| {
+            let conn = l.conn();
+            conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                .map(|_| conn.backend())
+                .map_err(|e| e.to_string())
+        });
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    match probe {
+        Ok(backend) => axum::Json(serde_json::json!({
+            "status": "ok",
+            "store": {"backend": format!("{backend:?}").to_lowercase(), "ms": ms},
+        }))
+        .into_response(),
+        Err(error) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"status": "unavailable", "store": {"error": error}})),
+        )
+            .into_response(),
+    }
 }
 
 /// Binds `listen` and serves until the task is dropped; returns the bound address and the task.

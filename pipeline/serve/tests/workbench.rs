@@ -661,6 +661,24 @@ fn every_endpoint_answers_each_role_as_its_jurisdiction_allows() {
             b.send().await.unwrap().status().as_u16()
         })
     };
+    // Health: the store answers, on the backend the test runs on.
+    let health: serde_json::Value = rt.block_on(async {
+        let r = http
+            .get(format!("{}/healthz", w.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        r.json().await.unwrap()
+    });
+    let backend = if pharmwatch_core::db::is_postgres(&pharmwatch_core::db::scratch_store(&w.out)) {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["store"]["backend"], backend, "{health}");
+    assert!(health["store"]["ms"].as_f64().is_some(), "{health}");
     let confirm = serde_json::json!({"list_id": "RL-150000-2026-11-20", "enterprise_id": w.ent_a, "disposition": "confirmed"});
     assert_eq!(
         api(
