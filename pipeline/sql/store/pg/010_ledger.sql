@@ -56,22 +56,19 @@ CREATE TABLE IF NOT EXISTS case_events (
     recorded_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS case_events_case ON case_events (case_id, event_id);
-CREATE OR REPLACE FUNCTION case_events_no_update() RETURNS trigger LANGUAGE plpgsql AS $$
+-- One trigger function refuses every change to an append-only table, raising the message its
+-- trigger passes (each SQLite trigger's RAISE(ABORT, …)).
+CREATE OR REPLACE FUNCTION refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    RAISE EXCEPTION 'case_events is append-only: events are never edited';
+    RAISE EXCEPTION '%', TG_ARGV[0];
 END
 $$;
 DROP TRIGGER IF EXISTS case_events_no_update ON case_events;
 CREATE TRIGGER case_events_no_update BEFORE UPDATE ON case_events
-    FOR EACH ROW EXECUTE FUNCTION case_events_no_update();
-CREATE OR REPLACE FUNCTION case_events_no_delete() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    RAISE EXCEPTION 'case_events is append-only: events are never deleted';
-END
-$$;
+    FOR EACH ROW EXECUTE FUNCTION refuse_change('case_events is append-only: events are never edited');
 DROP TRIGGER IF EXISTS case_events_no_delete ON case_events;
 CREATE TRIGGER case_events_no_delete BEFORE DELETE ON case_events
-    FOR EACH ROW EXECUTE FUNCTION case_events_no_delete();
+    FOR EACH ROW EXECUTE FUNCTION refuse_change('case_events is append-only: events are never deleted');
 
 CREATE TABLE IF NOT EXISTS list_entries (
     list_name TEXT NOT NULL CHECK (list_name IN ('low_risk', 'key_monitoring', 'fault_tolerance')),
@@ -95,11 +92,6 @@ CREATE TABLE IF NOT EXISTS documents (
     markdown TEXT NOT NULL,
     PRIMARY KEY (series, year, seq)
 );
-CREATE OR REPLACE FUNCTION documents_no_delete() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    RAISE EXCEPTION 'documents are never deleted: their numbers must stay without gaps';
-END
-$$;
 DROP TRIGGER IF EXISTS documents_no_delete ON documents;
 CREATE TRIGGER documents_no_delete BEFORE DELETE ON documents
-    FOR EACH ROW EXECUTE FUNCTION documents_no_delete();
+    FOR EACH ROW EXECUTE FUNCTION refuse_change('documents are never deleted: their numbers must stay without gaps');
