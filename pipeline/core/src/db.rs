@@ -23,6 +23,10 @@
 //!   again (at most [`PG_RECONNECTS`] times, logged and counted); inside a transaction the
 //!   error is returned and the caller's whole transaction is rolled back by the server.
 
+mod bulk;
+
+pub use bulk::{Column, ROWS_PER_STATEMENT};
+
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::Path;
@@ -524,6 +528,8 @@ struct PgConn {
     statements: HashMap<String, postgres::Statement>,
     /// Statements whose parameters are typed from their values (see [`PgConn::statement`]).
     typed: std::collections::HashSet<String>,
+    /// The column types of the tables written or read in bulk (see `bulk`), by table.
+    column_types: HashMap<String, HashMap<String, String>>,
     in_transaction: bool,
 }
 
@@ -546,8 +552,12 @@ impl PgConn {
         self.client.as_mut().ok_or(DbError::Closed)
     }
 
+    /// A new session. The store's statements are short and indexed: the server's JIT
+    /// compiler (on by default) only adds milliseconds of compilation to the bulk ones.
     fn connect(config: &postgres::Config) -> Result<postgres::Client, DbError> {
-        Ok(config.connect(postgres::NoTls)?)
+        let mut client = config.connect(postgres::NoTls)?;
+        client.batch_execute("SET jit = off")?;
+        Ok(client)
     }
 
     /// The prepared statement of `sql`. A parameter whose type the server cannot infer (one
@@ -607,6 +617,7 @@ impl PgConn {
                             self.client = Some(c);
                             self.statements.clear();
                             self.typed.clear();
+                            self.column_types.clear();
                         }
                         Err(e) => tracing::warn!(attempt, error = %e, "store reconnect failed"),
                     }
@@ -773,6 +784,7 @@ impl Conn {
                     config,
                     statements: HashMap::new(),
                     typed: Default::default(),
+                    column_types: HashMap::new(),
                     in_transaction: false,
                 }))),
             })

@@ -31,6 +31,7 @@ pub mod indicators;
 pub mod ingest;
 pub mod lake;
 pub mod metrics;
+pub mod pool;
 pub mod progress;
 pub mod query;
 pub mod regions;

@@ -231,6 +231,12 @@ pub struct StoreMetrics {
     pub seconds: HistogramVec,
     /// Calls tried again, by reason (`connection_lost`).
     pub retries: IntCounterVec,
+    /// Connections of the workbench's pool, by state (`in_use`, `idle`).
+    pub pool_connections: IntGaugeVec,
+    /// Requests that had to wait for a pooled connection.
+    pub pool_waits: IntCounterVec,
+    /// Requests refused because every pooled connection stayed busy.
+    pub pool_timeouts: IntCounterVec,
     /// The families, for the facade's list.
     pub families: Vec<Family>,
 }
@@ -253,10 +259,33 @@ impl StoreMetrics {
             &["reason"],
         );
         retries.with_label_values(&["connection_lost"]);
+        let pool_connections = b.gauge(
+            "pharmwatch_store_pool_connections",
+            "Store connections of the pool, by state",
+            &["state"],
+        );
+        for s in ["in_use", "idle"] {
+            pool_connections.with_label_values(&[s]);
+        }
+        let pool_waits = b.counter(
+            "pharmwatch_store_pool_waits_total",
+            "Requests that waited for a pooled store connection",
+            &[],
+        );
+        pool_waits.with_label_values(&[] as &[&str]);
+        let pool_timeouts = b.counter(
+            "pharmwatch_store_pool_timeouts_total",
+            "Requests refused because every pooled store connection stayed busy",
+            &[],
+        );
+        pool_timeouts.with_label_values(&[] as &[&str]);
         (
             Self {
                 seconds,
                 retries,
+                pool_connections,
+                pool_waits,
+                pool_timeouts,
                 families: b.families,
             },
             b.registry,
@@ -279,6 +308,33 @@ pub fn store_latency(d: std::time::Duration) {
         .seconds
         .with_label_values(&["postgres"])
         .observe(d.as_secs_f64());
+}
+
+/// Sets the pool's connection gauges.
+pub fn store_pool(in_use: usize, idle: usize) {
+    let m = store_metrics();
+    m.pool_connections
+        .with_label_values(&["in_use"])
+        .set(in_use as i64);
+    m.pool_connections
+        .with_label_values(&["idle"])
+        .set(idle as i64);
+}
+
+/// Counts one request that waited for a pooled connection.
+pub fn store_pool_wait() {
+    store_metrics()
+        .pool_waits
+        .with_label_values(&[] as &[&str])
+        .inc();
+}
+
+/// Counts one request refused for want of a pooled connection.
+pub fn store_pool_timeout() {
+    store_metrics()
+        .pool_timeouts
+        .with_label_values(&[] as &[&str])
+        .inc();
 }
 
 /// Counts one store call tried again, by `reason`.

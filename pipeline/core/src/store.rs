@@ -27,13 +27,28 @@ use crate::risk::RiskRow;
 
 pub use crate::db::STORE_FILE;
 
-/// `[store]` of `pharmwatch.toml`: where the store lives when it is not the embedded file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// `[store]` of `pharmwatch.toml`: where the store lives when it is not the embedded file,
+/// and how many connections the workbench may hold.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// A PostgreSQL URL (`postgres://user:password@host:5432/pharmwatch`) for a province's
     /// database server; empty (the default): the SQLite file `OUT/pharmwatch.db`.
     pub url: String,
+    /// Most store connections `pharmwatch serve` holds at once (requests beyond wait).
+    pub pool_size: usize,
+    /// Longest a request waits for a pooled connection before it is answered 503.
+    pub acquire_timeout_secs: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            pool_size: 8,
+            acquire_timeout_secs: 10,
+        }
+    }
 }
 
 impl crate::config::Section for StoreConfig {
@@ -41,8 +56,27 @@ impl crate::config::Section for StoreConfig {
 }
 
 impl StoreConfig {
-    /// Checks the URL.
+    /// The workbench pool's limits.
+    pub fn pool_limits(&self) -> crate::pool::PoolLimits {
+        crate::pool::PoolLimits {
+            size: self.pool_size,
+            acquire_timeout: Duration::from_secs(self.acquire_timeout_secs),
+        }
+    }
+
+    /// Checks the URL and the pool's limits.
     pub fn validate(&self) -> Result<()> {
+        if self.pool_size == 0 || self.pool_size > 1_000 {
+            return Err(CoreError::Config(format!(
+                "store.pool_size: {} is not between 1 and 1000",
+                self.pool_size
+            )));
+        }
+        if self.acquire_timeout_secs == 0 {
+            return Err(CoreError::Config(
+                "store.acquire_timeout_secs: must be at least 1".into(),
+            ));
+        }
         if !self.url.is_empty() && !crate::db::is_postgres(Path::new(&self.url)) {
             return Err(CoreError::Config(format!(
                 "store.url: {:?} is not a postgres:// URL (leave it empty for the SQLite file \
@@ -64,6 +98,11 @@ pub fn configure(cfg: StoreConfig) -> Result<()> {
     cfg.validate()?;
     let _ = configured().set(cfg);
     Ok(())
+}
+
+/// The process's store configuration (the defaults when none was set).
+pub fn configuration() -> StoreConfig {
+    configured().get().cloned().unwrap_or_default()
 }
 
 /// Where the store of output directory `out` lives: the configured PostgreSQL URL, else
@@ -97,6 +136,10 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (30, include_str!("../../sql/store/030_regions.sql")),
     (40, include_str!("../../sql/store/040_calendar.sql")),
     (50, include_str!("../../sql/store/050_workbench.sql")),
+    (
+        51,
+        include_str!("../../sql/store/051_stream_batch_sales_in_window_sets.sql"),
+    ),
 ];
 
 /// The same migrations for a PostgreSQL store (`pipeline/sql/store/pg/`): the same versions,
@@ -117,6 +160,10 @@ pub const PG_MIGRATIONS: &[(i64, &str)] = &[
     (30, include_str!("../../sql/store/pg/030_regions.sql")),
     (40, include_str!("../../sql/store/pg/040_calendar.sql")),
     (50, include_str!("../../sql/store/pg/050_workbench.sql")),
+    (
+        51,
+        include_str!("../../sql/store/pg/051_stream_batch_sales_in_window_sets.sql"),
+    ),
 ];
 
 /// What each migration brings, by version (for `pharmwatch migrate`).
@@ -131,6 +178,7 @@ pub fn migration_title(version: i64) -> &'static str {
         30 => "regions",
         40 => "working-day calendar",
         50 => "workbench: drafts, audit trail, accounts, dispositions",
+        51 => "stream batch sales kept in the window sets",
         _ => "",
     }
 }
@@ -665,6 +713,36 @@ mod tests {
         assert!(second.contains("another nightly run"), "{second}");
         drop(first);
         NightlyLock::take(&path).expect("free again once the first run ends");
+    }
+
+    #[test]
+    fn both_backends_migrate_to_the_same_tables_and_columns() {
+        // The SQLite file and a PostgreSQL database, each at the latest version: every table
+        // has the same columns in the same order (callers bind and read columns by position).
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = Store::open(&dir.path().join("parity.db")).unwrap();
+        let pg = Store::open(&crate::db::scratch_postgres(&dir.path().join("pg"))).unwrap();
+        let columns = |store: &Store, sql: &str| -> Vec<(String, String)> {
+            let mut st = store.conn_ref().prepare(sql).unwrap();
+            st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect()
+        };
+        let lite = columns(
+            &sqlite,
+            "SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p
+             WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' ORDER BY m.name, p.cid",
+        );
+        let server = columns(
+            &pg,
+            "SELECT table_name::text, column_name::text FROM information_schema.columns
+             WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position",
+        );
+        assert!(lite.len() > 100, "{} columns", lite.len());
+        assert_eq!(lite, server);
+        assert!(!lite.iter().any(|(t, _)| t == "stream_batch_sales"));
+        assert!(lite.contains(&("stream_window_sets".into(), "batches".into())));
     }
 
     #[test]

@@ -20,7 +20,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
@@ -39,6 +39,7 @@ use pharmwatch_casework::links::{Claims, Purpose, Refusal, Signer};
 use pharmwatch_casework::notices::{AuthorityConfig, document_authority};
 use pharmwatch_casework::service::{self, ACK_ACTOR, Ack};
 use pharmwatch_core::error::CoreError;
+use pharmwatch_core::pool::{Pool, PoolError, PoolLimits, Pooled};
 
 pub mod accounts;
 pub mod actions;
@@ -135,7 +136,7 @@ impl pharmwatch_core::config::Section for ServeSettings {
 
 /// What the server needs.
 pub struct ServeState {
-    ledger: Mutex<Ledger>,
+    ledgers: Pool<Ledger, pharmwatch_casework::CaseworkError>,
     signer: Signer,
     /// The closed loop's settings: the notices configuration (the authority documents are
     /// approved under), the rules and the built-in calendar (the store's years are added per
@@ -166,12 +167,27 @@ fn today() -> NaiveDate {
 impl ServeState {
     /// The state over ledger `ledger` (in output directory `out`), signing and checking links
     /// with `signer`; `closed_loop` carries the notices configuration, rules and calendar.
+    /// Requests share a pool of ledger connections of the configured limits
+    /// ([`pharmwatch_core::store::StoreConfig::pool_limits`]), `ledger` the first of them.
     pub fn new(
         ledger: Ledger,
         signer: Signer,
         closed_loop: ClosedLoop,
         out: PathBuf,
     ) -> Result<Self> {
+        let limits = pharmwatch_core::store::configuration().pool_limits();
+        Self::with_pool(ledger, limits, signer, closed_loop, out)
+    }
+
+    /// [`ServeState::new`] with the pool's limits given.
+    pub fn with_pool(
+        ledger: Ledger,
+        limits: PoolLimits,
+        signer: Signer,
+        closed_loop: ClosedLoop,
+        out: PathBuf,
+    ) -> Result<Self> {
+        let location = ledger.path().to_path_buf();
         let mut pages = pharmwatch_core::display::templates();
         i18n::install(&mut pages);
         for (name, text) in PAGES {
@@ -183,7 +199,7 @@ impl ServeState {
                 })?;
         }
         Ok(Self {
-            ledger: Mutex::new(ledger),
+            ledgers: Pool::new(ledger, limits, move || Ledger::open_file(&location)),
             signer,
             closed_loop,
             metrics: metrics::serve(),
@@ -193,11 +209,13 @@ impl ServeState {
         })
     }
 
-    /// The ledger, locked for one request's work.
-    pub fn lock(&self) -> web::Act<MutexGuard<'_, Ledger>> {
-        self.ledger
-            .lock()
-            .map_err(|_| Denied::Internal("ledger lock poisoned".into()))
+    /// A ledger connection for one request's work, from the pool; a request that waits
+    /// longer than the pool allows is answered 503.
+    pub fn lock(&self) -> web::Act<Pooled<'_, Ledger, pharmwatch_casework::CaseworkError>> {
+        self.ledgers.get().map_err(|e| match e {
+            PoolError::Open(e) => Denied::from(e),
+            PoolError::Exhausted { .. } => Denied::Busy,
+        })
     }
 
     /// The configured authority, for pages that are about no particular document.
@@ -323,7 +341,7 @@ impl ServeState {
             Ok(c) => c,
             Err(r) => return self.refused(&r, None),
         };
-        let result = match self.ledger.lock() {
+        let result = match self.ledgers.get() {
             Ok(mut l) => service::acknowledge(
                 &mut l,
                 enterprise,
@@ -334,7 +352,7 @@ impl ServeState {
                     role: "enterprise_lead".into(),
                 },
             ),
-            Err(_) => Err(CoreError::Internal("ledger lock poisoned".into()).into()),
+            Err(e) => Err(pool_error(e)),
         };
         let (doc, at, already) = match result {
             Ok(Ack::Recorded(doc, at)) => {
@@ -390,13 +408,13 @@ impl ServeState {
         if let Err(r) = self.verify(Purpose::Guidance, enterprise, token) {
             return self.refused(&r, None);
         }
-        let g = match self.ledger.lock() {
+        let g = match self.ledgers.get() {
             // The calendar is read with the ledger: a year an operator loads while the server
             // runs shows in the next page.
             Ok(l) => l.calendar(&self.closed_loop.calendar).and_then(|cal| {
                 guidance::guidance(&l, enterprise, today(), &self.closed_loop.rules, &cal)
             }),
-            Err(_) => Err(CoreError::Internal("ledger lock poisoned".into()).into()),
+            Err(e) => Err(pool_error(e)),
         };
         let (name, contact) = self.configured_authority();
         match g {
@@ -471,7 +489,10 @@ async fn healthz(
     let started = std::time::Instant::now();
     let probe = s
         .lock()
-        .map_err(|_| "the store is locked by a failed request".to_string())
+        .map_err(|d| match d {
+            Denied::Busy => "every store connection of the pool stayed busy".to_string(),
+            other => format!("no store connection: {other:?}"),
+        })
         .and_then(|l| {
             let conn = l.conn();
             conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
@@ -479,17 +500,36 @@ async fn healthz(
                 .map_err(|e| e.to_string())
         });
     let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let (in_use, idle) = s.ledgers.status();
+    let pool = serde_json::json!({
+        "size": s.ledgers.limits().size, "in_use": in_use, "idle": idle,
+    });
     match probe {
         Ok(backend) => axum::Json(serde_json::json!({
             "status": "ok",
-            "store": {"backend": format!("{backend:?}").to_lowercase(), "ms": ms},
+            "store": {"backend": format!("{backend:?}").to_lowercase(), "ms": ms, "pool": pool},
         }))
         .into_response(),
         Err(error) => (
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({"status": "unavailable", "store": {"error": error}})),
+            axum::Json(serde_json::json!({
+                "status": "unavailable", "store": {"error": error, "pool": pool},
+            })),
         )
             .into_response(),
+    }
+}
+
+/// A pool's refusal as the ledger's error (for the pages that render their own errors).
+fn pool_error(
+    e: PoolError<pharmwatch_casework::CaseworkError>,
+) -> pharmwatch_casework::CaseworkError {
+    match e {
+        PoolError::Open(e) => e,
+        PoolError::Exhausted { size, waited } => CoreError::Internal(format!(
+            "all {size} store connections stayed busy for {waited:?}; try again shortly"
+        ))
+        .into(),
     }
 }
 

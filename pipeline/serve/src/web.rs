@@ -54,6 +54,8 @@ pub enum Denied {
     Conflict(String),
     /// The server failed (500): logged, not shown in detail.
     Internal(String),
+    /// Every store connection stayed busy (503): try again shortly.
+    Busy,
 }
 
 impl Denied {
@@ -66,7 +68,17 @@ impl Denied {
             Self::Bad(_) => StatusCode::BAD_REQUEST,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
         }
+    }
+
+    /// `r` with `Retry-After` when the refusal is [`Denied::Busy`].
+    pub fn with_retry_after(&self, mut r: Response) -> Response {
+        if *self == Self::Busy {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+        }
+        r
     }
 
     /// The message shown (Chinese first).
@@ -83,6 +95,10 @@ impl Denied {
             Self::Internal(_) => t(
                 "服务器内部错误，已记录。",
                 "Internal error; it has been logged.",
+            ),
+            Self::Busy => t(
+                "服务器繁忙，请稍后重试。",
+                "The server is busy; please try again shortly.",
             ),
         }
     }
@@ -203,12 +219,13 @@ impl ServeState {
         if *d == Denied::SignIn {
             return secure_headers(Redirect::to("/login").into_response());
         }
-        self.render(
+        let r = self.render(
             d.status(),
             "wb_error.html.j2",
             lang,
             minijinja::context! { status => d.status().as_u16(), message => d.message(lang) },
-        )
+        );
+        d.with_retry_after(r)
     }
 }
 
@@ -246,13 +263,15 @@ pub fn secure_headers(mut r: Response) -> Response {
 pub fn json<T: serde::Serialize>(r: Act<T>) -> Response {
     match r {
         Ok(v) => (StatusCode::OK, axum::Json(v)).into_response(),
-        Err(d) => (
-            d.status(),
-            axum::Json(serde_json::json!({
-                "error": d.message(Lang::En),
-                "error_zh": d.message(Lang::Zh),
-            })),
-        )
-            .into_response(),
+        Err(d) => d.with_retry_after(
+            (
+                d.status(),
+                axum::Json(serde_json::json!({
+                    "error": d.message(Lang::En),
+                    "error_zh": d.message(Lang::Zh),
+                })),
+            )
+                .into_response(),
+        ),
     }
 }

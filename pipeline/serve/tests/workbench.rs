@@ -13,6 +13,7 @@ use pharmwatch_casework::closedloop::ClosedLoop;
 use pharmwatch_casework::ledger::Ledger;
 use pharmwatch_casework::links::Signer;
 use pharmwatch_casework::notices::{AuthorityConfig, NoticesConfig};
+use pharmwatch_core::pool::PoolLimits;
 use pharmwatch_core::risk::RiskRow;
 use pharmwatch_core::store::Store;
 use pharmwatch_serve::ServeState;
@@ -56,6 +57,7 @@ fn authority() -> AuthorityConfig {
 
 struct World {
     base: String,
+    state: Arc<ServeState>,
     out: std::path::PathBuf,
     ent_a: String,
     ent_b: String,
@@ -64,6 +66,10 @@ struct World {
 }
 
 fn world() -> World {
+    world_with(pharmwatch_core::store::StoreConfig::default().pool_limits())
+}
+
+fn world_with(limits: PoolLimits) -> World {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
@@ -103,8 +109,9 @@ fn world() -> World {
         add("lead.a", Role::EnterpriseLead, &[], &ent_a);
         add("lead.b", Role::EnterpriseLead, &[], &ent_b);
     }
-    let state = ServeState::new(
+    let state = ServeState::with_pool(
         Ledger::open_file(&pharmwatch_core::db::scratch_store(&out)).unwrap(),
+        limits,
         Signer::new(&[7u8; 32], "http://127.0.0.1", 30).unwrap(),
         ClosedLoop {
             notices: NoticesConfig {
@@ -123,11 +130,13 @@ fn world() -> World {
         .enable_all()
         .build()
         .unwrap();
+    let state = Arc::new(state);
     let (addr, _) = rt
-        .block_on(pharmwatch_serve::spawn("127.0.0.1:0", Arc::new(state)))
+        .block_on(pharmwatch_serve::spawn("127.0.0.1:0", state.clone()))
         .unwrap();
     World {
         base: format!("http://{addr}"),
+        state,
         out,
         ent_a,
         ent_b,
@@ -1193,4 +1202,93 @@ fn every_endpoint_answers_each_role_as_its_jurisdiction_allows() {
             .unwrap()
     });
     assert_eq!(doc["openapi"], "3.0.3");
+}
+
+#[test]
+fn requests_share_a_bounded_pool_of_store_connections_and_are_refused_503_when_it_stays_busy() {
+    let w = world_with(PoolLimits {
+        size: 2,
+        acquire_timeout: std::time::Duration::from_millis(700),
+    });
+    let health = |b: &mut Browser<'_>| {
+        let a = b.get("/healthz");
+        let v: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+        (a.status, v)
+    };
+    let mut b = Browser::new(&w);
+    let csrf = b.login("insp.bt");
+    assert!(!csrf.is_empty());
+    let (status, v) = health(&mut b);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["store"]["pool"]["size"], 2, "{v}");
+    assert_eq!(v["store"]["pool"]["in_use"], 0, "{v}");
+    // Both connections held (two requests stalled on a slow database, say): the next request
+    // waits the pool's timeout and is refused with 503 and Retry-After, in either language.
+    let held = (w.state.lock().unwrap(), w.state.lock().unwrap());
+    let started = std::time::Instant::now();
+    let page = b.get("/wb/risk");
+    let waited = started.elapsed();
+    assert_eq!(page.status, 503, "{}", page.body);
+    assert!(page.body.contains("服务器繁忙"), "{}", page.body);
+    assert!(
+        waited >= std::time::Duration::from_millis(650),
+        "refused after {waited:?}, before the pool's wait"
+    );
+    let api = b.client.rt.block_on(async {
+        let r = b
+            .client
+            .inner
+            .get(format!("{}/api/v1/risk-list", w.base))
+            .bearer_auth("pwt_any")
+            .send()
+            .await
+            .unwrap();
+        let retry = r
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_string());
+        (r.status().as_u16(), retry)
+    });
+    assert_eq!(api, (503, Some("2".to_string())));
+    let (status, v) = health(&mut b);
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["store"]["pool"]["in_use"], 2, "{v}");
+    // One handed back: a waiting request is served with it; no third connection is opened.
+    let waiter = {
+        let base = w.base.clone();
+        let cookie: Vec<String> = b.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                reqwest::Client::new()
+                    .get(format!("{base}/wb/risk"))
+                    .header("cookie", cookie.join("; "))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(250));
+    drop(held.0);
+    assert_eq!(waiter.join().unwrap(), 200);
+    drop(held.1);
+    let page = b.get("/wb/risk");
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("包头甲药店"));
+    let (status, v) = health(&mut b);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (
+            v["store"]["pool"]["in_use"].as_u64(),
+            v["store"]["pool"]["idle"].as_u64()
+        ),
+        (Some(0), Some(2)),
+        "{v}"
+    );
 }

@@ -55,6 +55,7 @@ mod state;
 mod windows;
 
 pub use record::{Accepted, Record, Reference, Rejected, RiskEvent, Source, decode};
+pub(crate) use rules::{TRACE_CODES_REPLACE, TraceCodeRows};
 pub use state::{PartitionMeta, PartitionState, Window};
 pub use windows::{Delta, lake_batch, window_deltas};
 
@@ -212,8 +213,9 @@ impl Engine {
         };
         self.advance(states, batch, holding, &mut out)?;
         // Failing test results first, so a sale in the same batch sees them.
-        self.apply_failed_tests(tx, path, states, batch, &mut out)?;
-        self.judge_sales(tx, path, states, batch, &mut out)?;
+        let mut known = self.known(tx, path, batch)?;
+        self.apply_failed_tests(tx, path, &mut known, states, batch, &mut out)?;
+        self.judge_sales(tx, path, &known, states, batch, &mut out)?;
         step(&mut out, "rules");
         self.merge_deltas(states, batch, deltas, &mut out)?;
         step(&mut out, "windows");

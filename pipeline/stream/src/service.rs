@@ -171,7 +171,12 @@ async fn start(cfg: StreamConfig) -> Result<(Service, tokio::task::JoinHandle<()
         ..Health::default()
     }));
     let metrics = metrics::stream();
-    let http = http::serve_http(cfg.metrics_listen.clone(), health.clone()).await?;
+    let http = http::serve_http(
+        cfg.metrics_listen.clone(),
+        health.clone(),
+        cfg.store.clone(),
+    )
+    .await?;
     tracing::info!(
         group = %cfg.group_id,
         brokers = %cfg.brokers,

@@ -694,6 +694,9 @@ async fn kill_9_mid_stream_then_restart_loses_nothing_and_repeats_nothing() {
         crate::common::http_get(&env.cfg.metrics_listen, "/healthz").expect("healthz answers");
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("assigned_partitions"), "{body}");
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["store"]["backend"], "sqlite", "{body}");
+    assert!(health["store"]["ms"].as_f64().is_some(), "{body}");
     let (code, metrics) =
         crate::common::http_get(&env.cfg.metrics_listen, "/metrics").expect("metrics answer");
     assert_eq!(code, 200);
@@ -1007,7 +1010,7 @@ async fn three_hosts_on_one_postgres_store_and_one_bucket_lose_nothing_when_one_
     let listed = text(&o);
     assert!(o.status.success(), "{listed}");
     assert!(
-        listed.contains("9 migration(s) applied now, 9 in all"),
+        listed.contains("10 migration(s) applied now, 10 in all"),
         "{listed}"
     );
     assert!(!listed.contains("not-shown"), "{listed}");
@@ -1072,6 +1075,17 @@ async fn three_hosts_on_one_postgres_store_and_one_bucket_lose_nothing_when_one_
         std::thread::sleep(Duration::from_millis(20));
     }
     let lost = assigned(&hosts.0[2].1);
+    // Each host's health names the shared store, probed on a connection of its own.
+    for (_, cfg, _) in &hosts.0 {
+        let (code, body) =
+            crate::common::http_get(&cfg.metrics_listen, "/healthz").expect("healthz answers");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            (code, &v["store"]["backend"]),
+            (200, &serde_json::json!("postgres")),
+            "{body}"
+        );
+    }
     hosts.0[2].0.kill().unwrap(); // SIGKILL
     hosts.0[2].0.wait().unwrap();
     let at = consumed_so_far(&store);

@@ -7,48 +7,148 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use chrono::{DateTime, Duration, NaiveDate};
-use pharmwatch_core::db::{OptionalExtension, Transaction};
+use pharmwatch_core::db::{Column, Transaction, Value};
 use pharmwatch_core::params;
 
 use crate::error::Result;
-use pharmwatch_core::error::CoreError;
-use pharmwatch_core::fasthash::FastMap;
+use pharmwatch_core::fasthash::{FastMap, FastSet};
 use pharmwatch_core::indicators::Hit;
 use pharmwatch_core::store::sql_err;
 use pharmwatch_schemas::{SalesRecord, TestResult, biz_date};
 
 use super::record::{Accepted, Record, Source};
-use super::state::{PartitionState, WinKey, date_str};
+use super::state::{PartitionState, WinKey, date_str, parse_date};
 use super::{BatchOutcome, Engine, state_of};
 
+/// The store's facts a batch's rules read, looked up for the whole batch at once (a round
+/// trip per table on a database server, not per record).
+#[derive(Default)]
+pub(super) struct Known {
+    /// The stored failing day per (product, batch) of the batch's tests and sales.
+    failed: FastMap<(String, String), NaiveDate>,
+}
+
+/// Rows of `trace_codes` (the first sale of each traceability code), column by column.
+#[derive(Default)]
+pub(crate) struct TraceCodeRows([Vec<Value>; 6]);
+
+impl TraceCodeRows {
+    /// Adds one code with its first sale.
+    pub(crate) fn push(
+        &mut self,
+        code: String,
+        event_time_ms: i64,
+        event_id: String,
+        enterprise_id: String,
+        product_id: String,
+        day: NaiveDate,
+    ) {
+        let c = &mut self.0;
+        c[0].push(Value::Text(code));
+        c[1].push(Value::Integer(event_time_ms));
+        c[2].push(Value::Text(event_id));
+        c[3].push(Value::Text(enterprise_id));
+        c[4].push(Value::Text(product_id));
+        c[5].push(Value::Text(date_str(day)));
+    }
+
+    /// The columns, named, to write.
+    pub(crate) fn columns(self) -> Vec<Column<'static>> {
+        [
+            "trace_code",
+            "event_time_ms",
+            "event_id",
+            "enterprise_id",
+            "product_id",
+            "biz_date",
+        ]
+        .into_iter()
+        .zip(self.0)
+        .collect()
+    }
+}
+
+/// The conflict clause that replaces a code's first sale on record (callers add a `WHERE` to
+/// keep the earlier one).
+pub(crate) const TRACE_CODES_REPLACE: &str =
+    "ON CONFLICT (trace_code) DO UPDATE SET event_time_ms = excluded.event_time_ms,
+         event_id = excluded.event_id, enterprise_id = excluded.enterprise_id,
+         product_id = excluded.product_id, biz_date = excluded.biz_date";
+
+/// The first sale on record of a traceability code.
+struct FirstSale {
+    ms: i64,
+    event_id: String,
+    enterprise_id: String,
+    product_id: String,
+    day: NaiveDate,
+    /// Differs from the store (new, or replaced by an earlier sale): written at the end.
+    changed: bool,
+}
+
+impl FirstSale {
+    fn of(s: &SalesRecord) -> Self {
+        Self {
+            ms: s.event_time.timestamp_millis(),
+            event_id: s.event_id.clone(),
+            enterprise_id: s.enterprise_id.clone(),
+            product_id: s.product_id.clone(),
+            day: biz_date(&s.event_time),
+            changed: true,
+        }
+    }
+}
+
 impl Engine {
-    /// The day a batch failed its test, from the store or the nightly baseline (the earlier).
-    fn failed_on(
+    /// Looks up what the store knows of the batch's (product, batch) pairs.
+    pub(super) fn known(
         &self,
         tx: &Transaction<'_>,
         path: &Path,
-        product: &str,
-        batch: &str,
-    ) -> Result<Option<NaiveDate>> {
-        let stored: Option<String> = tx
-            .prepare_cached(
-                "SELECT failed_on FROM failed_batches WHERE product_id = ?1 AND batch_no = ?2",
+        batch: &[Accepted],
+    ) -> Result<Known> {
+        let mut keys: FastSet<(&str, &str)> = FastSet::default();
+        for a in batch {
+            match &a.record {
+                Record::Sales(s) => keys.insert((&s.product_id, &s.batch_no)),
+                Record::ProductTest(t) if t.result == TestResult::Fail => {
+                    keys.insert((&t.product_id, &t.batch_no))
+                }
+                _ => false,
+            };
+        }
+        let keys: Vec<Vec<Value>> = keys
+            .into_iter()
+            .map(|(p, b)| vec![Value::Text(p.into()), Value::Text(b.into())])
+            .collect();
+        let rows = tx
+            .select_keyed(
+                "SELECT product_id, batch_no, failed_on FROM failed_batches",
+                "failed_batches",
+                &["product_id", "batch_no"],
+                &keys,
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        parse_date(&r.get::<_, String>(2)?)?,
+                    ))
+                },
             )
-            .and_then(|mut st| {
-                st.query_row(params![product, batch], |r| r.get(0))
-                    .optional()
-            })
             .map_err(|e| sql_err(path, "read failed batches", e))?;
-        let stored = stored.and_then(|s| NaiveDate::parse_from_str(&s, "%Y-%m-%d").ok());
-        let base = self
-            .baseline
-            .failed
-            .get(&(product.to_string(), batch.to_string()))
-            .copied();
-        Ok(match (stored, base) {
+        Ok(Known {
+            failed: rows.into_iter().map(|(p, b, d)| ((p, b), d)).collect(),
+        })
+    }
+
+    /// The day a batch failed its test, from the store or the nightly baseline (the earlier).
+    fn failed_on(&self, known: &Known, key: &(String, String)) -> Option<NaiveDate> {
+        let stored = known.failed.get(key).copied();
+        let base = self.baseline.failed.get(key).copied();
+        match (stored, base) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
-        })
+        }
     }
 
     /// Failing test results: the batch is recorded as failed (earliest day wins), and the sales
@@ -58,6 +158,7 @@ impl Engine {
         &self,
         tx: &Transaction<'_>,
         path: &Path,
+        known: &mut Known,
         states: &mut HashMap<i32, PartitionState>,
         batch: &[Accepted],
         out: &mut BatchOutcome,
@@ -70,7 +171,8 @@ impl Engine {
                 continue;
             }
             let day = biz_date(&t.event_time);
-            let before = self.failed_on(tx, path, &t.product_id, &t.batch_no)?;
+            let key = (t.product_id.clone(), t.batch_no.clone());
+            let before = self.failed_on(known, &key);
             tx.execute(
                 "INSERT INTO failed_batches (product_id, batch_no, failed_on) VALUES (?1, ?2, ?3)
                  ON CONFLICT (product_id, batch_no) DO UPDATE SET failed_on = CASE
@@ -79,12 +181,13 @@ impl Engine {
                 params![t.product_id, t.batch_no, date_str(day)],
             )
             .map_err(|e| sql_err(path, "record failed batch", e))?;
+            let stored = known.failed.entry(key.clone()).or_insert(day);
+            *stored = (*stored).min(day);
             if before.is_some_and(|b| b <= day) {
                 continue;
             }
             // Sales of the batch this partition saw on or after the failing day.
             let st = state_of(states, a.source.partition)?;
-            let key = (t.product_id.clone(), t.batch_no.clone());
             let mut per_day: BTreeMap<(String, NaiveDate), i64> = BTreeMap::new();
             for (ent, d, q) in st.batch_sales.get(&key).into_iter().flatten() {
                 if *d >= day && before.is_none_or(|b| *d < b) {
@@ -111,18 +214,17 @@ impl Engine {
     }
 
     /// Sales, record by record: batch quality (`expired_batch_sold`, `failed_batch_sold` of a
-    /// failed or never-released batch) and then traceability codes. The failing day of a
-    /// batch cannot change during this loop (failures were applied before), so it is looked
-    /// up once per (product, batch).
+    /// failed or never-released batch) and then traceability codes. The failing days were
+    /// looked up for the whole batch and failures applied before this loop.
     pub(super) fn judge_sales(
         &self,
         tx: &Transaction<'_>,
         path: &Path,
+        known: &Known,
         states: &mut HashMap<i32, PartitionState>,
         batch: &[Accepted],
         out: &mut BatchOutcome,
     ) -> Result<()> {
-        let mut failed_days: FastMap<(String, String), Option<NaiveDate>> = FastMap::default();
         let mut codes: Vec<(&String, &SalesRecord, &Source)> = Vec::new();
         for a in batch {
             let Record::Sales(s) = &a.record else {
@@ -131,39 +233,29 @@ impl Engine {
             let day = biz_date(&s.event_time);
             let st = state_of(states, a.source.partition)?;
             let key = (s.product_id.clone(), s.batch_no.clone());
-            st.batch_sales.entry(key.clone()).or_default().push((
-                s.enterprise_id.clone(),
-                day,
-                s.quantity,
-            ));
-            st.new_batch_sales.push((
-                s.product_id.clone(),
-                s.batch_no.clone(),
-                s.enterprise_id.clone(),
-                day,
-                s.quantity,
-            ));
-            let failed = match failed_days.get(&key) {
-                Some(f) => *f,
-                None => {
-                    let f = self.failed_on(tx, path, &s.product_id, &s.batch_no)?;
-                    failed_days.insert(key.clone(), f);
-                    f
-                }
-            };
+            let failed = self.failed_on(known, &key);
             self.batch_quality(s, day, &key, failed, &a.source, out);
+            st.add_batch_sale(
+                &s.enterprise_id,
+                day,
+                &s.product_id,
+                &s.batch_no,
+                s.quantity,
+            );
             if let Some(code) = &s.trace_code {
                 codes.push((code, s, &a.source));
             }
         }
-        // Traceability codes in code order, so consecutive lookups share B-tree pages. The
-        // order does not change what is found: a repeat is judged by event time either way,
-        // and its event id names the later sale whichever of the two came first.
-        codes.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        // Traceability codes in code order and, per code, in sale order: the earliest sale is
+        // the original, and every later one repeats it, whatever the arrival order.
+        codes.sort_unstable_by(|a, b| {
+            (a.0, a.1.event_time, &a.1.event_id).cmp(&(b.0, b.1.event_time, &b.1.event_id))
+        });
+        let mut first = self.first_sales(tx, path, &codes)?;
         for (code, s, source) in codes {
-            self.trace(tx, path, s, code, source, out)?;
+            self.trace(&mut first, s, code, source, out)?;
         }
-        Ok(())
+        write_first_sales(tx, path, first)
     }
 
     /// The batch-quality events of one sale: an expired batch, a batch failed on or before the
@@ -219,98 +311,126 @@ impl Engine {
         }
     }
 
-    pub(super) fn trace(
+    /// The first sale on record of each of the batch's traceability codes (sorted by code,
+    /// then sale). A code never seen is recorded at once with its earliest sale of the batch
+    /// (most codes are new: one statement settles them); the others are read back.
+    fn first_sales(
         &self,
         tx: &Transaction<'_>,
         path: &Path,
+        codes: &[(&String, &SalesRecord, &Source)],
+    ) -> Result<FastMap<String, FirstSale>> {
+        let earliest: Vec<(&String, &SalesRecord)> = codes
+            .iter()
+            .enumerate()
+            .filter(|(i, c)| *i == 0 || codes[i - 1].0 != c.0)
+            .map(|(_, (code, s, _))| (*code, *s))
+            .collect();
+        let mut rows = TraceCodeRows::default();
+        for (code, s) in &earliest {
+            rows.push(
+                (*code).clone(),
+                s.event_time.timestamp_millis(),
+                s.event_id.clone(),
+                s.enterprise_id.clone(),
+                s.product_id.clone(),
+                biz_date(&s.event_time),
+            );
+        }
+        let inserted = tx
+            .insert_new("trace_codes", &rows.columns())
+            .map_err(|e| sql_err(path, "record trace codes", e))?;
+        let mut first: FastMap<String, FirstSale> = FastMap::default();
+        let mut known: Vec<Vec<Value>> = Vec::new();
+        for ((code, s), new) in earliest.iter().zip(inserted) {
+            if new {
+                let stored = FirstSale {
+                    changed: false,
+                    ..FirstSale::of(s)
+                };
+                first.insert((*code).clone(), stored);
+            } else {
+                known.push(vec![Value::Text((*code).clone())]);
+            }
+        }
+        let rows = tx
+            .select_keyed(
+                "SELECT trace_code, event_time_ms, event_id, enterprise_id, product_id, biz_date
+                 FROM trace_codes",
+                "trace_codes",
+                &["trace_code"],
+                &known,
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        FirstSale {
+                            ms: r.get(1)?,
+                            event_id: r.get(2)?,
+                            enterprise_id: r.get(3)?,
+                            product_id: r.get(4)?,
+                            day: parse_date(&r.get::<_, String>(5)?)?,
+                            changed: false,
+                        },
+                    ))
+                },
+            )
+            .map_err(|e| sql_err(path, "read trace codes", e))?;
+        first.extend(rows);
+        Ok(first)
+    }
+
+    /// One sale's traceability code against its first sale on record: a repeat becomes a
+    /// `trace_code_duplicate` event (of whichever sale is the later), and an earlier sale
+    /// becomes the first on record.
+    fn trace(
+        &self,
+        first: &mut FastMap<String, FirstSale>,
         s: &SalesRecord,
         code: &str,
         source: &Source,
         out: &mut BatchOutcome,
     ) -> Result<()> {
+        let Some(f) = first.get_mut(code) else {
+            first.insert(code.to_string(), FirstSale::of(s));
+            return Ok(());
+        };
+        if f.event_id == s.event_id {
+            return Ok(());
+        }
         let day = biz_date(&s.event_time);
         let ms = s.event_time.timestamp_millis();
-        // Most codes are new: one insert settles them. Only a code already on record needs
-        // the comparison below.
-        let inserted = tx
-            .prepare_cached(
-                "INSERT INTO trace_codes (trace_code, event_time_ms, event_id, enterprise_id, product_id, biz_date)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (trace_code) DO NOTHING",
-            )
-            .and_then(|mut st| {
-                st.execute(params![code, ms, s.event_id, s.enterprise_id, s.product_id, date_str(day)])
-            })
-            .map_err(|e| sql_err(path, "record trace code", e))?;
-        if inserted > 0 {
-            return Ok(());
-        }
-        let (first_ms, first_id, first_ent, first_prod, first_day): (
-            i64,
-            String,
-            String,
-            String,
-            String,
-        ) = tx
-            .prepare_cached(
-                "SELECT event_time_ms, event_id, enterprise_id, product_id, biz_date
-                 FROM trace_codes WHERE trace_code = ?1",
-            )
-            .and_then(|mut st| {
-                st.query_row([code], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                })
-            })
-            .map_err(|e| sql_err(path, "read trace codes", e))?;
-        if first_id == s.event_id {
-            return Ok(());
-        }
-        let first_day = NaiveDate::parse_from_str(&first_day, "%Y-%m-%d")
-            .map_err(|e| CoreError::Internal(format!("trace code day: {e}")))?;
         let lookback = Duration::days(i64::from(self.thresholds.trace_lookback_days.min(60)));
-        if (ms, s.event_id.as_str()) > (first_ms, first_id.as_str()) {
+        if (ms, s.event_id.as_str()) > (f.ms, f.event_id.as_str()) {
             // This sale repeats a code sold before.
-            if first_day >= day - lookback {
+            if f.day >= day - lookback {
                 let hit = Hit {
                     enterprise_id: s.enterprise_id.clone(),
                     product_id: Some(s.product_id.clone()),
                     date: day,
                     indicator: "trace_code_duplicate".into(),
-                    window_start: first_day,
+                    window_start: f.day,
                     window_end: day,
                     observed: 1.0,
                     expected: 0.0,
                     detail: format!(
-                        "code={code};first_sold={};first_seller={first_ent}",
-                        date_str(first_day)
+                        "code={code};first_sold={};first_seller={}",
+                        date_str(f.day),
+                        f.enterprise_id
                     ),
                 };
                 out.events.push(self.event(hit, "", source, s.event_time));
             }
         } else {
             // This sale is earlier than the one on record: that one is the repeat.
-            tx.prepare_cached(
-                "UPDATE trace_codes SET event_time_ms = ?2, event_id = ?3, enterprise_id = ?4,
-                     product_id = ?5, biz_date = ?6 WHERE trace_code = ?1",
-            )
-            .and_then(|mut st| {
-                st.execute(params![
-                    code,
-                    ms,
-                    s.event_id,
-                    s.enterprise_id,
-                    s.product_id,
-                    date_str(day)
-                ])
-            })
-            .map_err(|e| sql_err(path, "record trace code", e))?;
-            if day >= first_day - lookback {
+            let older = std::mem::replace(f, FirstSale::of(s));
+            if day >= older.day - lookback {
                 let hit = Hit {
-                    enterprise_id: first_ent,
-                    product_id: Some(first_prod),
-                    date: first_day,
+                    enterprise_id: older.enterprise_id,
+                    product_id: Some(older.product_id),
+                    date: older.day,
                     indicator: "trace_code_duplicate".into(),
                     window_start: day,
-                    window_end: first_day,
+                    window_end: older.day,
                     observed: 1.0,
                     expected: 0.0,
                     detail: format!(
@@ -319,7 +439,7 @@ impl Engine {
                         s.enterprise_id
                     ),
                 };
-                let et = DateTime::from_timestamp_millis(first_ms)
+                let et = DateTime::from_timestamp_millis(older.ms)
                     .map(|t| t.with_timezone(&pharmwatch_schemas::shanghai()))
                     .unwrap_or(s.event_time);
                 out.events.push(self.event(hit, "", source, et));
@@ -471,4 +591,22 @@ impl Engine {
         }
         hits
     }
+}
+
+/// Writes the first sales that are new or were replaced by an earlier sale, in code order.
+fn write_first_sales(
+    tx: &Transaction<'_>,
+    path: &Path,
+    first: FastMap<String, FirstSale>,
+) -> Result<()> {
+    let mut changed: Vec<(String, FirstSale)> =
+        first.into_iter().filter(|(_, f)| f.changed).collect();
+    changed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut rows = TraceCodeRows::default();
+    for (code, f) in changed {
+        rows.push(code, f.ms, f.event_id, f.enterprise_id, f.product_id, f.day);
+    }
+    tx.insert_rows("trace_codes", &rows.columns(), TRACE_CODES_REPLACE)
+        .map_err(|e| sql_err(path, "record trace codes", e))?;
+    Ok(())
 }

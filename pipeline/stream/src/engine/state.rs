@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use chrono::{Datelike, Duration, NaiveDate};
-use pharmwatch_core::db::{OptionalExtension, Transaction};
+use pharmwatch_core::db::{OptionalExtension, Transaction, Value};
 use pharmwatch_core::params;
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +41,10 @@ pub(super) type WinKey = (String, String, NaiveDate);
 /// surge fired (0 or 1).
 type StoredWindow = (String, i64, f64, i64, Option<i64>, u8);
 type StoredWindowRef<'a> = (&'a str, i64, f64, i64, Option<i64>, u8);
+
+/// A batch's sales as stored in its enterprise-day row: product, batch, packages.
+type StoredBatchSale = (String, String, i64);
+type StoredBatchSaleRef<'a> = (&'a str, &'a str, i64);
 
 /// Sales per (product, batch): (enterprise, business day, packages).
 type BatchSales = FastMap<(String, String), Vec<(String, NaiveDate, i64)>>;
@@ -76,7 +80,9 @@ pub struct PartitionState {
     /// Enterprise-days whose windows changed since the last save.
     pub(super) dirty: FastSet<(String, NaiveDate)>,
     pub(super) new_reported: Vec<(String, NaiveDate)>,
-    pub(super) new_batch_sales: Vec<(String, String, String, NaiveDate, i64)>,
+    /// Packages sold per (product, batch) of each enterprise-day: saved in the enterprise-day's
+    /// row beside its windows.
+    pub(super) day_batches: FastMap<(String, NaiveDate), BTreeMap<(String, String), i64>>,
     /// The `closed_through` the stored rows were last pruned at: pruning scans the
     /// partition's rows, so it runs when a day closes, not on every batch.
     pub(super) pruned_at: Option<NaiveDate>,
@@ -174,7 +180,8 @@ impl PartitionState {
         }
         let mut st = tx
             .prepare(
-                "SELECT enterprise_id, biz_date, windows FROM stream_window_sets WHERE partition = ?1",
+                "SELECT enterprise_id, biz_date, windows, batches FROM stream_window_sets
+                 WHERE partition = ?1",
             )
             .map_err(e("load windows"))?;
         for row in st
@@ -183,19 +190,18 @@ impl PartitionState {
                     r.get::<_, String>(0)?,
                     parse_date(&r.get::<_, String>(1)?)?,
                     r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
                 ))
             })
             .map_err(e("load windows"))?
         {
-            let (ent, day, json) = row.map_err(e("load windows"))?;
+            let (ent, day, json, batches) = row.map_err(e("load windows"))?;
+            let content = |what: &str, err: serde_json::Error| CoreError::StoreContent {
+                path: path.to_path_buf(),
+                reason: format!("partition {p}: {what} of {ent} on {}: {err}", date_str(day)),
+            };
             let set: Vec<StoredWindow> =
-                serde_json::from_str(&json).map_err(|err| CoreError::StoreContent {
-                    path: path.to_path_buf(),
-                    reason: format!(
-                        "partition {p}: windows of {ent} on {}: {err}",
-                        date_str(day)
-                    ),
-                })?;
+                serde_json::from_str(&json).map_err(|err| content("windows", err))?;
             for (product, sold, retail, inflow, closing, surge_fired) in set {
                 if retail > 0.0 {
                     s.retail_days.entry(ent.clone()).or_default().insert(day);
@@ -207,6 +213,11 @@ impl PartitionState {
                     closing,
                     surge_fired: surge_fired != 0,
                 };
+            }
+            let sales: Vec<StoredBatchSale> =
+                serde_json::from_str(&batches).map_err(|err| content("batch sales", err))?;
+            for (prod, batch, q) in sales {
+                s.add_batch_sale(&ent, day, &prod, &batch, q);
             }
         }
         // Loading marks nothing to save.
@@ -221,30 +232,6 @@ impl PartitionState {
             .map_err(e("load reported"))?
         {
             s.reported.insert(row.map_err(e("load reported"))?);
-        }
-        let mut st = tx
-            .prepare(
-                "SELECT product_id, batch_no, enterprise_id, biz_date, quantity
-                 FROM stream_batch_sales WHERE partition = ?1",
-            )
-            .map_err(e("load batch sales"))?;
-        for row in st
-            .query_map([p], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    parse_date(&r.get::<_, String>(3)?)?,
-                    r.get::<_, i64>(4)?,
-                ))
-            })
-            .map_err(e("load batch sales"))?
-        {
-            let (prod, batch, ent, day, q) = row.map_err(e("load batch sales"))?;
-            s.batch_sales
-                .entry((prod, batch))
-                .or_default()
-                .push((ent, day, q));
         }
         Ok(s)
     }
@@ -266,90 +253,38 @@ impl PartitionState {
     pub fn save(&mut self, tx: &Transaction<'_>, path: &Path) -> Result<()> {
         let e = |what: &'static str| move |err| sql_err(path, what, err);
         let p = self.partition;
-        {
-            let mut up = tx
-                .prepare_cached(
-                    "INSERT INTO stream_window_sets (partition, biz_date, enterprise_id, windows)
-                     VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (partition, biz_date, enterprise_id) DO UPDATE SET
-                         windows = excluded.windows",
-                )
-                .map_err(e("save windows"))?;
-            let mut del = tx
-                .prepare_cached(
-                    "DELETE FROM stream_window_sets WHERE partition = ?1 AND biz_date = ?2
-                         AND enterprise_id = ?3",
-                )
-                .map_err(e("save windows"))?;
-            // In key order: consecutive writes land on the same B-tree pages.
-            let mut dirty: Vec<(String, NaiveDate)> = self.dirty.drain().collect();
-            dirty.sort_unstable_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
-            for (ent, day) in dirty {
-                let mut set: Vec<StoredWindowRef<'_>> = Vec::new();
-                if let Some(products) = self.ent_days.get_mut(&(ent.clone(), day)) {
-                    products.sort_unstable();
-                    for prod in products.iter() {
-                        if let Some(w) = self.windows.get(&(ent.clone(), prod.clone(), day)) {
-                            set.push((
-                                prod,
-                                w.sold,
-                                w.retail,
-                                w.inflow,
-                                w.closing,
-                                u8::from(w.surge_fired),
-                            ));
-                        }
-                    }
-                }
-                if set.is_empty() {
-                    del.execute(params![p, date_str(day), ent])
-                        .map_err(e("save windows"))?;
-                } else {
-                    let json = serde_json::to_string(&set)
-                        .map_err(|err| CoreError::Internal(err.to_string()))?;
-                    up.execute(params![p, date_str(day), ent, json])
-                        .map_err(e("save windows"))?;
-                }
-            }
-            let mut ins = tx
-                .prepare_cached(
-                    "INSERT INTO stream_reported (partition, enterprise_id, biz_date)
-                     VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-                )
-                .map_err(e("save reported"))?;
-            for (ent, d) in self.new_reported.drain(..) {
-                ins.execute(params![p, ent, date_str(d)])
-                    .map_err(e("save reported"))?;
-            }
-            let mut ins = tx
-                .prepare_cached(
-                    "INSERT INTO stream_batch_sales (partition, product_id, batch_no, enterprise_id,
-                         biz_date, quantity) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT (partition, product_id, batch_no, enterprise_id, biz_date)
-                     DO UPDATE SET quantity = stream_batch_sales.quantity + excluded.quantity",
-                )
-                .map_err(e("save batch sales"))?;
-            // One row per (product, batch, enterprise, day), however many sales it had.
-            let mut sums: FastMap<(String, String, String, NaiveDate), i64> = FastMap::default();
-            for (prod, batch, ent, d, q) in self.new_batch_sales.drain(..) {
-                *sums.entry((prod, batch, ent, d)).or_default() += q;
-            }
-            let mut sums: Vec<_> = sums.into_iter().collect();
-            sums.sort_unstable();
-            for ((prod, batch, ent, d), q) in sums {
-                ins.execute(params![p, prod, batch, ent, date_str(d), q])
-                    .map_err(e("save batch sales"))?;
-            }
-            let mut off = tx
-                .prepare_cached(
-                    "INSERT INTO stream_offsets (topic, partition, next_offset) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
-                )
-                .map_err(e("save offsets"))?;
-            for (t, o) in &self.offsets {
-                off.execute(params![t, p, o]).map_err(e("save offsets"))?;
-            }
+        self.save_windows(tx, path)?;
+        let (mut ent, mut day) = (Vec::new(), Vec::new());
+        for (e, d) in self.new_reported.drain(..) {
+            ent.push(Value::Text(e));
+            day.push(Value::Text(date_str(d)));
         }
+        let part = |n: usize| vec![Value::Integer(i64::from(p)); n];
+        tx.insert_rows(
+            "stream_reported",
+            &[
+                ("partition", part(ent.len())),
+                ("enterprise_id", ent),
+                ("biz_date", day),
+            ],
+            "ON CONFLICT DO NOTHING",
+        )
+        .map_err(e("save reported"))?;
+        let (topics, offsets): (Vec<Value>, Vec<Value>) = self
+            .offsets
+            .iter()
+            .map(|(t, o)| (Value::Text(t.clone()), Value::Integer(*o)))
+            .unzip();
+        tx.insert_rows(
+            "stream_offsets",
+            &[
+                ("topic", topics),
+                ("partition", part(offsets.len())),
+                ("next_offset", offsets),
+            ],
+            "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
+        )
+        .map_err(e("save offsets"))?;
         let meta = serde_json::to_string(&self.meta)
             .map_err(|err| CoreError::Internal(err.to_string()))?;
         tx.execute(
@@ -364,8 +299,8 @@ impl PartitionState {
             .filter(|c| self.pruned_at != Some(*c))
         {
             self.pruned_at = Some(c);
-            // Windows older than the surge baseline (28 days) and the batch-sale memory are
-            // no longer needed.
+            // Windows older than the surge baseline (28 days), with the batch sales kept
+            // beside them, are no longer needed.
             let keep_from = c - Duration::days(29);
             tx.execute(
                 "DELETE FROM stream_window_sets WHERE partition = ?1 AND biz_date < ?2",
@@ -377,12 +312,73 @@ impl PartitionState {
                 params![p, date_str(keep_from)],
             )
             .map_err(e("prune reported"))?;
-            tx.execute(
-                "DELETE FROM stream_batch_sales WHERE partition = ?1 AND biz_date < ?2",
-                params![p, date_str(keep_from)],
-            )
-            .map_err(e("prune batch sales"))?;
         }
+        Ok(())
+    }
+
+    /// Writes the enterprise-days whose windows or batch sales changed (one row each, both as
+    /// JSON); an enterprise-day left without either is deleted.
+    fn save_windows(&mut self, tx: &Transaction<'_>, path: &Path) -> Result<()> {
+        let e = |what: &'static str| move |err| sql_err(path, what, err);
+        let p = i64::from(self.partition);
+        let mut dirty: Vec<(String, NaiveDate)> = self.dirty.drain().collect();
+        dirty.sort_unstable_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+        let (mut days, mut ents, mut sets, mut batches) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (ent, day) in dirty {
+            let mut set: Vec<StoredWindowRef<'_>> = Vec::new();
+            if let Some(products) = self.ent_days.get_mut(&(ent.clone(), day)) {
+                products.sort_unstable();
+                for prod in products.iter() {
+                    if let Some(w) = self.windows.get(&(ent.clone(), prod.clone(), day)) {
+                        set.push((
+                            prod,
+                            w.sold,
+                            w.retail,
+                            w.inflow,
+                            w.closing,
+                            u8::from(w.surge_fired),
+                        ));
+                    }
+                }
+            }
+            let sales: Vec<StoredBatchSaleRef<'_>> = self
+                .day_batches
+                .get(&(ent.clone(), day))
+                .into_iter()
+                .flatten()
+                .map(|((prod, batch), q)| (prod.as_str(), batch.as_str(), *q))
+                .collect();
+            if set.is_empty() && sales.is_empty() {
+                tx.execute(
+                    "DELETE FROM stream_window_sets WHERE partition = ?1 AND biz_date = ?2
+                         AND enterprise_id = ?3",
+                    params![p, date_str(day), ent],
+                )
+                .map_err(e("save windows"))?;
+            } else {
+                let internal = |err: serde_json::Error| CoreError::Internal(err.to_string());
+                days.push(Value::Text(date_str(day)));
+                ents.push(Value::Text(ent));
+                sets.push(Value::Text(serde_json::to_string(&set).map_err(internal)?));
+                batches.push(Value::Text(
+                    serde_json::to_string(&sales).map_err(internal)?,
+                ));
+            }
+        }
+        tx.insert_rows(
+            "stream_window_sets",
+            &[
+                ("partition", vec![Value::Integer(p); days.len()]),
+                ("biz_date", days),
+                ("enterprise_id", ents),
+                ("windows", sets),
+                ("batches", batches),
+            ],
+            "ON CONFLICT (partition, biz_date, enterprise_id) DO UPDATE SET
+                 windows = excluded.windows, batches = excluded.batches",
+        )
+        .map_err(e("save windows"))?;
         Ok(())
     }
 
@@ -408,6 +404,30 @@ impl PartitionState {
             return min.filter(|m| *m != i64::MIN);
         }
         self.meta.max_event_ms.values().copied().max()
+    }
+
+    /// Records `q` packages of (`prod`, `batch`) sold by `ent` on `day`, marked to be saved.
+    pub(super) fn add_batch_sale(
+        &mut self,
+        ent: &str,
+        day: NaiveDate,
+        prod: &str,
+        batch: &str,
+        q: i64,
+    ) {
+        let key = (prod.to_string(), batch.to_string());
+        self.batch_sales
+            .entry(key.clone())
+            .or_default()
+            .push((ent.to_string(), day, q));
+        let day_key = (ent.to_string(), day);
+        *self
+            .day_batches
+            .entry(day_key.clone())
+            .or_default()
+            .entry(key)
+            .or_default() += q;
+        self.dirty.insert(day_key);
     }
 
     /// The window of `key` (created empty when new), marked to be saved; with the key back.
@@ -437,6 +457,7 @@ impl PartitionState {
         for days in self.retail_days.values_mut() {
             days.retain(|d| *d >= keep_from);
         }
+        self.day_batches.retain(|k, _| k.1 >= keep_from);
         for v in self.batch_sales.values_mut() {
             v.retain(|s| s.1 >= keep_from);
         }
@@ -589,5 +610,102 @@ mod tests {
             Some(&w(9, 9.0, 9, Some(9), true))
         );
         assert_eq!(other.windows.len(), 1);
+    }
+
+    #[test]
+    fn batch_sales_of_a_version_50_store_move_into_the_window_sets_and_survive_a_save() {
+        // On either backend: a store at version 50 with batch sales in their own table (one
+        // enterprise-day without windows), opened at the current version.
+        let dir = tempfile::tempdir().unwrap();
+        let path = pharmwatch_core::db::scratch_store(dir.path());
+        let day = |s: &str| parse_date(s).unwrap();
+        {
+            let conn = pharmwatch_core::db::Conn::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+            )
+            .unwrap();
+            let migrations = match conn.backend() {
+                pharmwatch_core::db::Backend::Sqlite => pharmwatch_core::store::MIGRATIONS,
+                pharmwatch_core::db::Backend::Postgres => pharmwatch_core::store::PG_MIGRATIONS,
+            };
+            for (v, sql) in migrations.iter().filter(|(v, _)| *v <= 50) {
+                conn.execute_batch(sql).unwrap();
+                conn.execute("INSERT INTO schema_migrations VALUES (?1, 'then')", [v])
+                    .unwrap();
+            }
+            conn.execute_batch(
+                "INSERT INTO stream_window_sets VALUES
+                     (0, '2026-03-01', 'E1', '[[\"P1\",3,3.0,0,null,0]]');
+                 INSERT INTO stream_batch_sales VALUES
+                     (0, 'P1', 'B2', 'E1', '2026-03-01', 2),
+                     (0, 'P1', 'B1', 'E1', '2026-03-01', 1),
+                     (0, 'P9', 'B9', 'E2', '2026-03-02', 7),
+                     (1, 'P1', 'B1', 'E1', '2026-03-01', 5)",
+            )
+            .unwrap();
+        }
+        let mut store = Store::open(&path).unwrap();
+        let tx = store.conn().transaction().unwrap();
+        let batches = |tx: &Transaction<'_>, p: i32, d: &str, e: &str| -> String {
+            let json: String = tx
+                .query_row(
+                    "SELECT batches FROM stream_window_sets WHERE partition = ?1 AND biz_date = ?2 AND enterprise_id = ?3",
+                    params![p, d, e],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            let v: Vec<StoredBatchSale> = serde_json::from_str(&json).unwrap();
+            serde_json::to_string(&v).unwrap()
+        };
+        assert_eq!(
+            batches(&tx, 0, "2026-03-01", "E1"),
+            r#"[["P1","B1",1],["P1","B2",2]]"#
+        );
+        assert_eq!(batches(&tx, 0, "2026-03-02", "E2"), r#"[["P9","B9",7]]"#);
+        assert_eq!(batches(&tx, 1, "2026-03-01", "E1"), r#"[["P1","B1",5]]"#);
+        let gone: Option<i64> = tx
+            .query_row("SELECT COUNT(*) FROM stream_batch_sales", [], |r| r.get(0))
+            .optional()
+            .ok()
+            .flatten();
+        assert_eq!(gone, None, "stream_batch_sales is dropped");
+        drop(tx);
+        let tx = store.conn().transaction().unwrap();
+        let mut st = PartitionState::load(&tx, &path, 0).unwrap();
+        let sales = |st: &PartitionState, p: &str, b: &str| {
+            st.batch_sales
+                .get(&(p.to_string(), b.to_string()))
+                .cloned()
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            sales(&st, "P1", "B2"),
+            vec![("E1".to_string(), day("2026-03-01"), 2)]
+        );
+        assert_eq!(
+            sales(&st, "P9", "B9"),
+            vec![("E2".to_string(), day("2026-03-02"), 7)]
+        );
+        assert!(st.dirty.is_empty(), "loading marks nothing to save");
+        // A new sale of a known batch adds to its enterprise-day, and survives a save and load.
+        st.add_batch_sale("E1", day("2026-03-01"), "P1", "B1", 4);
+        st.save(&tx, &path).unwrap();
+        assert_eq!(
+            batches(&tx, 0, "2026-03-01", "E1"),
+            r#"[["P1","B1",5],["P1","B2",2]]"#
+        );
+        let again = PartitionState::load(&tx, &path, 0).unwrap();
+        assert_eq!(again.day_batches, st.day_batches);
+        assert_eq!(
+            again
+                .windows
+                .get(&("E1".to_string(), "P1".to_string(), day("2026-03-01"))),
+            Some(&Window {
+                sold: 3,
+                retail: 3.0,
+                ..Window::default()
+            })
+        );
     }
 }

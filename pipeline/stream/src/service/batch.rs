@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{NaiveDate, Utc};
 use datafusion::arrow::array::RecordBatch;
+use pharmwatch_core::db::Value;
 use pharmwatch_core::params;
 use rdkafka::consumer::Consumer;
 use rdkafka::message::{Message, OwnedMessage};
@@ -876,45 +877,80 @@ fn store_events(
             .ok()?;
         Some(run.timestamps[i].1)
     };
-    let mut new_events: Vec<RiskEvent> = Vec::new();
-    for mut ev in events {
+    // Each event once: the batch's events go up together, those already on record (a batch
+    // judged again after a crash) are skipped, and only the new ones enter the outbox.
+    let mut seen = HashSet::new();
+    let mut events: Vec<RiskEvent> = events
+        .into_iter()
+        .filter(|ev| seen.insert(ev.id.clone()))
+        .collect();
+    let mut cols: [Vec<Value>; 13] = Default::default();
+    for ev in &mut events {
         ev.source_timestamp_ms = timestamp_of(&ev.source);
         let item =
             serde_json::to_string(&ev.item).map_err(|e| CoreError::Internal(e.to_string()))?;
-        let new = tx
-            .execute(
-                "INSERT INTO risk_events (id, indicator, enterprise_id, product_id, biz_date,
-                     event_time, detected_at, source_topic, source_partition, source_offset, score, grade, item_json)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
-                 ON CONFLICT DO NOTHING",
-                params![
-                    ev.id,
-                    ev.indicator,
-                    ev.enterprise_id,
-                    ev.product_id,
-                    ev.biz_date.to_string(),
-                    ev.event_time.to_rfc3339(),
-                    ev.detected_at.to_rfc3339(),
-                    ev.source.topic,
-                    ev.source.partition,
-                    ev.source.offset,
-                    ev.score,
-                    ev.grade,
-                    item
-                ],
-            )
-            .map_err(|e| sql_err(path, "insert risk event", e))?;
-        if new > 0 {
-            let payload =
-                serde_json::to_string(&ev).map_err(|e| CoreError::Internal(e.to_string()))?;
-            tx.execute(
-                "INSERT INTO outbox (topic_role, message_key, payload, created_at) VALUES ('risk_event', ?1, ?2, ?3)",
-                params![ev.id, payload, now.to_rfc3339()],
-            )
-            .map_err(|e| sql_err(path, "outbox", e))?;
-            new_events.push(ev);
+        for (col, v) in cols.iter_mut().zip([
+            Value::Text(ev.id.clone()),
+            Value::Text(ev.indicator.clone()),
+            Value::Text(ev.enterprise_id.clone()),
+            ev.product_id.clone().map_or(Value::Null, Value::Text),
+            Value::Text(ev.biz_date.to_string()),
+            Value::Text(ev.event_time.to_rfc3339()),
+            Value::Text(ev.detected_at.to_rfc3339()),
+            Value::Text(ev.source.topic.clone()),
+            Value::Integer(i64::from(ev.source.partition)),
+            Value::Integer(ev.source.offset),
+            Value::Real(ev.score),
+            Value::Text(ev.grade.clone()),
+            Value::Text(item),
+        ]) {
+            col.push(v);
         }
     }
+    let names = [
+        "id",
+        "indicator",
+        "enterprise_id",
+        "product_id",
+        "biz_date",
+        "event_time",
+        "detected_at",
+        "source_topic",
+        "source_partition",
+        "source_offset",
+        "score",
+        "grade",
+        "item_json",
+    ];
+    let columns: Vec<pharmwatch_core::db::Column<'_>> = names.into_iter().zip(cols).collect();
+    let inserted = tx
+        .insert_new("risk_events", &columns)
+        .map_err(|e| sql_err(path, "insert risk event", e))?;
+    let new_events: Vec<RiskEvent> = events
+        .into_iter()
+        .zip(inserted)
+        .filter_map(|(ev, new)| new.then_some(ev))
+        .collect();
+    let mut outbox: [Vec<Value>; 4] = Default::default();
+    for ev in &new_events {
+        let payload = serde_json::to_string(ev).map_err(|e| CoreError::Internal(e.to_string()))?;
+        outbox[0].push(Value::Text("risk_event".into()));
+        outbox[1].push(Value::Text(ev.id.clone()));
+        outbox[2].push(Value::Text(payload));
+        outbox[3].push(Value::Text(now.to_rfc3339()));
+    }
+    let [role, key, payload, created] = outbox;
+    tx.insert_rows(
+        "outbox",
+        &[
+            ("topic_role", role),
+            ("message_key", key),
+            ("payload", payload),
+            ("created_at", created),
+        ],
+        "",
+    )
+    .map_err(|e| sql_err(path, "outbox", e))?;
     Ok(new_events)
 }
 

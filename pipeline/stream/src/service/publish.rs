@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use pharmwatch_core::params;
+use pharmwatch_core::db::Value;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 
@@ -90,20 +90,21 @@ impl Service {
             let now = Utc::now().to_rfc3339();
             let conn = self.store.conn();
             let tx = conn.transaction().map_err(|e| sql_err(&path, "begin", e))?;
-            {
-                let mut up = tx
-                    .prepare_cached("UPDATE outbox SET published_at = ?2 WHERE seq = ?1")
-                    .map_err(|e| sql_err(&path, "mark outbox", e))?;
-                for s in &sent {
-                    up.execute(params![s, now])
-                        .map_err(|e| sql_err(&path, "mark outbox", e))?;
-                }
-            }
+            let marked = sent.len();
+            let sent: Vec<Value> = sent.into_iter().map(Value::Integer).collect();
+            tx.update_keyed(
+                "outbox",
+                "published_at = ?1",
+                &[Value::Text(now)],
+                "seq",
+                &sent,
+            )
+            .map_err(|e| sql_err(&path, "mark outbox", e))?;
             tx.commit().map_err(|e| sql_err(&path, "commit", e))?;
             if let Some(e) = failure {
                 // Left in the outbox: sent on the next batch or at the next start.
                 tracing::warn!(error = %e, "publishing to Kafka failed; left in the outbox for the next batch");
-                let left = pending.len() - sent.len();
+                let left = pending.len() - marked;
                 self.metrics.outbox_pending.set(left as i64);
                 return Ok(());
             }

@@ -5,44 +5,14 @@ use std::path::Path;
 use std::time::Instant;
 
 use chrono::Utc;
-use pharmwatch_core::db::{OptionalExtension, Value};
+use pharmwatch_core::db::OptionalExtension;
+
+use crate::engine::{TRACE_CODES_REPLACE, TraceCodeRows};
 use pharmwatch_core::params;
 
 use crate::error::Result;
 use pharmwatch_core::baseline::Baseline;
 use pharmwatch_core::store::{Store, sql_err};
-
-/// Trace codes per seeding statement (6 parameters each: within both databases' limits).
-const SEED_CHUNK: usize = 500;
-
-/// The statement that seeds `rows` trace codes (earliest sale wins).
-fn seed_sql(rows: usize) -> String {
-    let values: Vec<String> = (0..rows)
-        .map(|i| {
-            let b = i * 6;
-            format!(
-                "(?{}, ?{}, ?{}, ?{}, ?{}, ?{})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6
-            )
-        })
-        .collect();
-    format!(
-        "INSERT INTO trace_codes (trace_code, event_time_ms, event_id, enterprise_id, product_id,
-                                  biz_date)
-         VALUES {}
-         ON CONFLICT (trace_code) DO UPDATE SET event_time_ms = excluded.event_time_ms,
-             event_id = excluded.event_id, enterprise_id = excluded.enterprise_id,
-             product_id = excluded.product_id, biz_date = excluded.biz_date
-         WHERE (excluded.event_time_ms, excluded.event_id)
-             < (trace_codes.event_time_ms, trace_codes.event_id)",
-        values.join(", ")
-    )
-}
 
 /// Whether the baseline `identity` is recorded in `stream_seeded`.
 pub(super) fn already_seeded(
@@ -90,22 +60,27 @@ pub(super) async fn seed_trace_codes(store: &mut Store, baseline: &Baseline) -> 
     if already_seeded(&tx, &path, &identity)? {
         return Ok(());
     }
-    // Many rows per statement: one round trip per chunk on a database server.
-    for chunk in trace.chunks(SEED_CHUNK) {
-        let mut values = Vec::with_capacity(chunk.len() * 6);
-        for t in chunk {
-            values.extend([
-                Value::Text(t.trace_code.clone()),
-                Value::Integer(t.event_time.timestamp_millis()),
-                Value::Text(t.event_id.clone()),
-                Value::Text(t.enterprise_id.clone()),
-                Value::Text(t.product_id.clone()),
-                Value::Text(t.biz_date.format("%Y-%m-%d").to_string()),
-            ]);
-        }
-        tx.execute(&seed_sql(chunk.len()), values)
-            .map_err(|e| sql_err(&path, "seed trace codes", e))?;
+    // Column by column: on a database server the rows go up as arrays, a few statements in
+    // all. Codes are distinct here (deduplicated above); one already on record keeps the
+    // earlier sale.
+    let mut rows = TraceCodeRows::default();
+    for t in trace {
+        let ms = t.event_time.timestamp_millis();
+        rows.push(
+            t.trace_code,
+            ms,
+            t.event_id,
+            t.enterprise_id,
+            t.product_id,
+            t.biz_date,
+        );
     }
+    let keep_earlier = format!(
+        "{TRACE_CODES_REPLACE} WHERE (excluded.event_time_ms, excluded.event_id)
+             < (trace_codes.event_time_ms, trace_codes.event_id)"
+    );
+    tx.insert_rows("trace_codes", &rows.columns(), &keep_earlier)
+        .map_err(|e| sql_err(&path, "seed trace codes", e))?;
     tx.execute(
         "INSERT INTO stream_seeded (baseline, rows, seeded_at) VALUES (?1, ?2, ?3)",
         params![identity, read as i64, Utc::now().to_rfc3339()],
