@@ -2,7 +2,7 @@
 //! hits; simulate → nightly → evaluate on a seeded province; determinism of the simulator; and
 //! bad input files whose counts reconcile.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use pharmwatch::anomaly::ModelSource;
@@ -624,4 +624,84 @@ fn a_province_without_planted_anomalies_raises_no_alarm() {
         "{flagged} of {scored} flagged on a clean province"
     );
     assert!(out.rows.iter().all(|r| r.indicators == "model_anomaly"));
+}
+
+#[test]
+fn a_night_writes_the_trace_codes_of_its_own_day_and_again_only_a_day_whose_sales_changed() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, out) = (dir.path().join("lake"), dir.path().join("out"));
+    let codes = out.join("stream_baseline").join("trace_codes");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let night = |to: i64, lookback: u32| {
+        let mut cfg = config(&lake, &out, to, to);
+        cfg.thresholds.trace_lookback_days = lookback;
+        rt.block_on(nightly::run(&cfg)).unwrap();
+    };
+    // The inode of each day file: a file written again is a new file (written whole, renamed).
+    let files = || -> BTreeMap<String, u64> {
+        std::fs::read_dir(&codes)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("date="))
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    e.metadata().unwrap().ino(),
+                )
+            })
+            .collect()
+    };
+    let name = |d: i64| format!("date={}.parquet", day(d).format("%Y-%m-%d"));
+    let mut f = Fixture::new();
+    f.sell(1, 1, "P1", "B1", 1, 10.0, Some("10000000000000000001"));
+    f.sell(2, 2, "P1", "B1", 1, 10.0, Some("10000000000000000002"));
+    f.sell(3, 3, "P1", "B1", 1, 10.0, Some("10000000000000000003"));
+    f.write(&lake).unwrap();
+
+    // The first night of day 2 writes its lookback: days 1 and 2.
+    night(2, 60);
+    let first = files();
+    assert_eq!(
+        first.keys().cloned().collect::<Vec<_>>(),
+        vec![name(1), name(2)]
+    );
+    // The night of day 3 writes day 3 only.
+    night(3, 60);
+    let second = files();
+    assert_eq!(second.len(), 3);
+    assert_eq!(
+        (second[&name(1)], second[&name(2)]),
+        (first[&name(1)], first[&name(2)])
+    );
+    // A late sale of day 2 arrives: the next run writes day 2 again, and only day 2.
+    f.sell(2, 4, "P1", "B1", 1, 10.0, Some("10000000000000000004"));
+    f.write(&lake).unwrap();
+    night(3, 60);
+    let third = files();
+    assert_ne!(third[&name(2)], second[&name(2)], "day 2 changed");
+    assert_eq!(
+        (third[&name(1)], third[&name(3)]),
+        (second[&name(1)], second[&name(3)])
+    );
+    let baseline = rt
+        .block_on(pharmwatch::baseline::Baseline::load(&out))
+        .unwrap();
+    let trace_files = baseline.trace_files().unwrap();
+    assert_eq!(trace_files.len(), 3);
+    let day2 = rt.block_on(trace_files[1].read()).unwrap();
+    let mut sold: Vec<String> = day2.into_iter().map(|t| t.trace_code).collect();
+    sold.sort();
+    assert_eq!(sold, ["10000000000000000002", "10000000000000000004"]);
+    // Each file's identity names its day and what it holds: the changed day has a new one.
+    assert!(trace_files[1].identity.contains(&day(2).to_string()));
+    // A shorter lookback drops the days before it.
+    night(3, 1);
+    assert_eq!(
+        files().keys().cloned().collect::<Vec<_>>(),
+        vec![name(2), name(3)]
+    );
 }

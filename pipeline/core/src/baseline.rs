@@ -7,11 +7,16 @@
 //! retail_daily.parquet   retail packages per enterprise × product × day, the last 28 days
 //! closing.parquet        inventory snapshots of the last day (next day's opening stock)
 //! failed_batches.parquet batches that failed a test, first failing day
-//! trace_codes.parquet    first sale of every traceability code in the lookback
+//! trace_codes/date=YYYY-MM-DD.parquet   first sale of every traceability code sold that day,
+//!                        one file per day of the lookback
+//! trace_codes/days.json  each day file's fingerprint (what the lake held of that day's sales)
 //! ```
 //!
-//! Invariant: every file describes business days up to and including `to`; the stream judges
-//! the days after it. Files are written whole (temporary name, then rename).
+//! Invariants: every file describes business days up to and including `to`; the stream judges
+//! the days after it. Files are written whole (temporary name, then rename). A trace-code day
+//! file is written when its day enters the lookback or its sales change (a late record) and
+//! is otherwise left as it is, so a night writes the codes of its own day, not of the whole
+//! lookback; days that leave the lookback are removed.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -41,11 +46,127 @@ const QUERIES: &[(&str, &str)] = &[
         "failed_batches",
         include_str!("../../sql/stream/baseline_failed.sql"),
     ),
-    (
-        "trace_codes",
-        include_str!("../../sql/stream/baseline_trace.sql"),
-    ),
 ];
+
+/// The first sales of one day's traceability codes.
+const TRACE_DAY_SQL: &str = include_str!("../../sql/stream/baseline_trace.sql");
+/// Each lookback day's fingerprint.
+const TRACE_DAYS_SQL: &str = include_str!("../../sql/stream/baseline_trace_days.sql");
+/// Folder of the trace-code day files inside the baseline.
+pub const TRACE_DIR: &str = "trace_codes";
+/// The day files' fingerprints.
+const TRACE_MANIFEST: &str = "days.json";
+/// The single trace-code file of baselines written before the day files.
+const LEGACY_TRACE_FILE: &str = "trace_codes.parquet";
+
+/// What a night did to the trace-code day files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TraceDaysExport {
+    /// Days written (new to the lookback, or changed).
+    pub written: Vec<NaiveDate>,
+    /// Days left as they were.
+    pub kept: usize,
+    /// Days removed (out of the lookback, or without coded sales now).
+    pub removed: usize,
+}
+
+#[derive(Deserialize)]
+struct DayPrint {
+    day: String,
+    fingerprint: String,
+}
+
+/// The trace-code day files of the lookback ending `to` (see the module documentation).
+pub async fn export_trace_days(
+    ctx: &SessionContext,
+    baseline_dir: &Path,
+    to: NaiveDate,
+    t: &Thresholds,
+) -> Result<TraceDaysExport> {
+    let dir = baseline_dir.join(TRACE_DIR);
+    std::fs::create_dir_all(&dir).map_err(|e| CoreError::io(&dir, e))?;
+    let manifest_path = dir.join(TRACE_MANIFEST);
+    let before: BTreeMap<String, String> = match std::fs::read_to_string(&manifest_path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map_err(|e| CoreError::Config(format!("{}: {e}", manifest_path.display())))?,
+        Err(_) => BTreeMap::new(),
+    };
+    register_batches(ctx, "trace_day_prints", &render(TRACE_DAYS_SQL, to, to, t)?).await?;
+    let prints = table_rows::<DayPrint>(ctx, "trace_day_prints").await?;
+    let _ = ctx.deregister_table("trace_day_prints");
+    let mut report = TraceDaysExport::default();
+    let mut after = BTreeMap::new();
+    for p in prints {
+        let day = NaiveDate::parse_from_str(&p.day, "%Y-%m-%d")
+            .map_err(|e| CoreError::Internal(format!("trace day {:?}: {e}", p.day)))?;
+        let file = dir.join(format!("date={}.parquet", p.day));
+        if before.get(&p.day) == Some(&p.fingerprint) && file.exists() {
+            report.kept += 1;
+        } else {
+            let sql = render(TRACE_DAY_SQL, day, day, t)?;
+            let batches = run_sql(ctx, "trace_codes", &sql).await?;
+            write_parquet(&file, result_schema(ctx, &sql, &batches).await?, &batches)?;
+            report.written.push(day);
+        }
+        after.insert(p.day, p.fingerprint);
+    }
+    for entry in std::fs::read_dir(&dir).map_err(|e| CoreError::io(&dir, e))? {
+        let path = entry.map_err(|e| CoreError::io(&dir, e))?.path();
+        let day = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("date="))
+            .and_then(|n| n.strip_suffix(".parquet"));
+        if day.is_some_and(|d| !after.contains_key(d)) {
+            std::fs::remove_file(&path).map_err(|e| CoreError::io(&path, e))?;
+            report.removed += 1;
+        }
+    }
+    let legacy = baseline_dir.join(LEGACY_TRACE_FILE);
+    if legacy.exists() {
+        std::fs::remove_file(&legacy).map_err(|e| CoreError::io(&legacy, e))?;
+    }
+    let text =
+        serde_json::to_string_pretty(&after).map_err(|e| CoreError::Internal(e.to_string()))?;
+    write_whole(&manifest_path, &(text + "\n"))?;
+    Ok(report)
+}
+
+/// Registers the result of `sql` as table `name`.
+async fn register_batches(ctx: &SessionContext, name: &str, sql: &str) -> Result<()> {
+    let batches = run_sql(ctx, name, sql).await?;
+    let schema = result_schema(ctx, sql, &batches).await?;
+    let table = datafusion::datasource::MemTable::try_new(schema, vec![batches])
+        .map_err(|e| CoreError::query(name, e))?;
+    ctx.register_table(name, std::sync::Arc::new(table))
+        .map_err(|e| CoreError::query(name, e))?;
+    Ok(())
+}
+
+/// The schema of `sql`'s result (from its batches, or planned when it has none).
+async fn result_schema(
+    ctx: &SessionContext,
+    sql: &str,
+    batches: &[datafusion::arrow::array::RecordBatch],
+) -> Result<datafusion::arrow::datatypes::SchemaRef> {
+    Ok(match batches.first() {
+        Some(b) => b.schema(),
+        None => ctx
+            .sql(sql)
+            .await
+            .map_err(|e| CoreError::query("schema", e))?
+            .schema()
+            .inner()
+            .clone(),
+    })
+}
+
+/// Writes `text` to `path` whole (a temporary file, then a rename).
+fn write_whole(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).map_err(|e| CoreError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| CoreError::io(path, e))
+}
 
 /// `baseline.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,28 +185,23 @@ pub async fn export(ctx: &SessionContext, out: &Path, to: NaiveDate, t: &Thresho
     for (name, sql) in QUERIES {
         let sql = render(sql, to, to, t)?;
         let batches = run_sql(ctx, name, &sql).await?;
-        let schema = match batches.first() {
-            Some(b) => b.schema(),
-            None => ctx
-                .sql(&sql)
-                .await
-                .map_err(|e| CoreError::query(name, e))?
-                .schema()
-                .inner()
-                .clone(),
-        };
+        let schema = result_schema(ctx, &sql, &batches).await?;
         write_parquet(&dir.join(format!("{name}.parquet")), schema, &batches)?;
     }
+    let trace = export_trace_days(ctx, &dir, to, t).await?;
+    tracing::info!(
+        written = trace.written.len(),
+        kept = trace.kept,
+        removed = trace.removed,
+        "stream baseline: trace-code days"
+    );
     let info = BaselineInfo {
         to,
         rule_version: RULE_VERSION.to_string(),
     };
-    let path = dir.join("baseline.json");
-    let tmp = path.with_extension("json.tmp");
     let text =
         serde_json::to_string_pretty(&info).map_err(|e| CoreError::Internal(e.to_string()))?;
-    std::fs::write(&tmp, text + "\n").map_err(|e| CoreError::io(&tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| CoreError::io(&path, e))
+    write_whole(&dir.join("baseline.json"), &(text + "\n"))
 }
 
 /// A trace code's first sale.
@@ -195,35 +311,66 @@ impl Baseline {
         Ok(b)
     }
 
-    /// The first sales of trace codes, read on demand: they go into the store's shared table
-    /// once per baseline (see `stream_seeded`), not on every start.
-    pub async fn trace_codes(&self) -> Result<Vec<TraceFirst>> {
+    /// The trace-code files of this baseline, each with what identifies it in the store's
+    /// `stream_seeded` table: one per day of the lookback (a baseline written before the day
+    /// files has its single file instead). The stream seeds each file once.
+    pub fn trace_files(&self) -> Result<Vec<TraceFile>> {
         let Some(dir) = &self.dir else {
             return Ok(Vec::new());
         };
+        let manifest = dir.join(TRACE_DIR).join(TRACE_MANIFEST);
+        let text = match std::fs::read_to_string(&manifest) {
+            Ok(text) => text,
+            Err(_) => {
+                let legacy = dir.join(LEGACY_TRACE_FILE);
+                let Ok(meta) = std::fs::metadata(&legacy) else {
+                    return Ok(Vec::new());
+                };
+                return Ok(vec![TraceFile {
+                    identity: format!(
+                        "{}|{}|{}|{}",
+                        dir.display(),
+                        self.to.map(|d| d.to_string()).unwrap_or_default(),
+                        self.rule_version.as_deref().unwrap_or(""),
+                        meta.len()
+                    ),
+                    path: legacy,
+                }]);
+            }
+        };
+        let days: BTreeMap<String, String> = serde_json::from_str(&text)
+            .map_err(|e| CoreError::Config(format!("{}: {e}", manifest.display())))?;
+        Ok(days
+            .into_iter()
+            .map(|(day, fingerprint)| TraceFile {
+                identity: format!("{}|{TRACE_DIR}|{day}|{fingerprint}", dir.display()),
+                path: dir.join(TRACE_DIR).join(format!("date={day}.parquet")),
+            })
+            .collect())
+    }
+}
+
+/// One trace-code file of a baseline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceFile {
+    /// What identifies it in `stream_seeded`: its day and fingerprint (or, for a baseline's
+    /// single file, the baseline and the file's size).
+    pub identity: String,
+    /// Where it is.
+    pub path: PathBuf,
+}
+
+impl TraceFile {
+    /// The first sales it holds.
+    pub async fn read(&self) -> Result<Vec<TraceFirst>> {
         let ctx = SessionContext::new();
-        let path = dir.join("trace_codes.parquet");
         ctx.register_parquet(
             "trace_codes",
-            path.to_string_lossy().as_ref(),
+            self.path.to_string_lossy().as_ref(),
             Default::default(),
         )
         .await
-        .map_err(|e| CoreError::query(&format!("baseline {}", path.display()), e))?;
+        .map_err(|e| CoreError::query(&format!("baseline {}", self.path.display()), e))?;
         table_rows::<TraceFirst>(&ctx, "trace_codes").await
-    }
-
-    /// What identifies this baseline in the store's `stream_seeded` table.
-    pub fn identity(&self) -> Option<String> {
-        let dir = self.dir.as_ref()?;
-        let len = std::fs::metadata(dir.join("trace_codes.parquet"))
-            .map(|m| m.len())
-            .unwrap_or(0);
-        Some(format!(
-            "{}|{}|{}|{len}",
-            dir.display(),
-            self.to?,
-            self.rule_version.as_deref().unwrap_or("")
-        ))
     }
 }

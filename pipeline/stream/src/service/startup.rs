@@ -11,7 +11,7 @@ use crate::engine::{TRACE_CODES_REPLACE, TraceCodeRows};
 use pharmwatch_core::params;
 
 use crate::error::Result;
-use pharmwatch_core::baseline::Baseline;
+use pharmwatch_core::baseline::{Baseline, TraceFile};
 use pharmwatch_core::store::{Store, sql_err};
 
 /// Whether the baseline `identity` is recorded in `stream_seeded`.
@@ -31,19 +31,25 @@ pub(super) fn already_seeded(
         .map_err(|e| sql_err(path, "read stream_seeded", e))?)
 }
 
-/// Loads the baseline's first trace-code sales into the store's shared table, once per
-/// baseline: a restart with the same baseline finds it recorded in `stream_seeded` and
-/// starts without re-reading it.
+/// Loads the baseline's first trace-code sales into the store's shared table, each file
+/// once: a restart, or the next night's baseline, finds the files already seeded recorded in
+/// `stream_seeded` and reads only the new ones (a night adds its own day).
 pub(super) async fn seed_trace_codes(store: &mut Store, baseline: &Baseline) -> Result<()> {
-    let Some(identity) = baseline.identity() else {
-        return Ok(());
-    };
+    for file in baseline.trace_files()? {
+        seed_file(store, &file).await?;
+    }
+    Ok(())
+}
+
+/// Seeds one trace-code file of the baseline, unless `stream_seeded` records it.
+async fn seed_file(store: &mut Store, file: &TraceFile) -> Result<()> {
+    let identity = &file.identity;
     let path = store.path().to_path_buf();
-    if already_seeded(store.conn(), &path, &identity)? {
+    if already_seeded(store.conn(), &path, identity)? {
         return Ok(());
     }
     let started = Instant::now();
-    let mut trace = baseline.trace_codes().await?;
+    let mut trace = file.read().await?;
     // In key order, every insert appends to the table's B-tree instead of landing at random;
     // a code sold more than once keeps its earliest sale (a statement may not touch a row
     // twice).
@@ -57,7 +63,7 @@ pub(super) async fn seed_trace_codes(store: &mut Store, baseline: &Baseline) -> 
         .transaction_with_behavior(pharmwatch_core::db::TransactionBehavior::Immediate)
         .map_err(|e| sql_err(&path, "begin", e))?;
     // Another instance may have seeded it meanwhile (the check above ran outside the lock).
-    if already_seeded(&tx, &path, &identity)? {
+    if already_seeded(&tx, &path, identity)? {
         return Ok(());
     }
     // Column by column: on a database server the rows go up as arrays, a few statements in
@@ -90,7 +96,8 @@ pub(super) async fn seed_trace_codes(store: &mut Store, baseline: &Baseline) -> 
     tracing::info!(
         trace_codes = read,
         seconds = started.elapsed().as_secs_f64(),
-        "seeded the trace codes of the baseline"
+        file = %file.path.display(),
+        "seeded the trace codes of a baseline file"
     );
     Ok(())
 }
