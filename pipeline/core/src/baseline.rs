@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{CoreError, Result};
 use crate::indicators::{RULE_VERSION, Thresholds, render};
 use crate::lake::write_parquet;
-use crate::query::{run_sql, table_rows};
+use crate::query::{query_rows, run_sql, table_rows};
 
 /// Directory of the baseline inside a nightly output directory.
 pub const BASELINE_DIR: &str = "stream_baseline";
@@ -91,9 +91,8 @@ pub async fn export_trace_days(
             .map_err(|e| CoreError::Config(format!("{}: {e}", manifest_path.display())))?,
         Err(_) => BTreeMap::new(),
     };
-    register_batches(ctx, "trace_day_prints", &render(TRACE_DAYS_SQL, to, to, t)?).await?;
-    let prints = table_rows::<DayPrint>(ctx, "trace_day_prints").await?;
-    let _ = ctx.deregister_table("trace_day_prints");
+    let sql = render(TRACE_DAYS_SQL, to, to, t)?;
+    let prints = query_rows::<DayPrint>(ctx, "trace_day_prints", &sql).await?;
     let mut report = TraceDaysExport::default();
     let mut after = BTreeMap::new();
     for p in prints {
@@ -130,17 +129,6 @@ pub async fn export_trace_days(
         serde_json::to_string_pretty(&after).map_err(|e| CoreError::Internal(e.to_string()))?;
     write_whole(&manifest_path, &(text + "\n"))?;
     Ok(report)
-}
-
-/// Registers the result of `sql` as table `name`.
-async fn register_batches(ctx: &SessionContext, name: &str, sql: &str) -> Result<()> {
-    let batches = run_sql(ctx, name, sql).await?;
-    let schema = result_schema(ctx, sql, &batches).await?;
-    let table = datafusion::datasource::MemTable::try_new(schema, vec![batches])
-        .map_err(|e| CoreError::query(name, e))?;
-    ctx.register_table(name, std::sync::Arc::new(table))
-        .map_err(|e| CoreError::query(name, e))?;
-    Ok(())
 }
 
 /// The schema of `sql`'s result (from its batches, or planned when it has none).

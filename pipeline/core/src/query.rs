@@ -90,17 +90,26 @@ pub async fn table_rows<T: serde::de::DeserializeOwned>(
     ctx: &SessionContext,
     table: &str,
 ) -> Result<Vec<T>> {
-    let batches = run_sql(ctx, table, &format!("SELECT * FROM {table}")).await?;
+    query_rows(ctx, table, &format!("SELECT * FROM {table}")).await
+}
+
+/// The rows of `sql` (named `what` in errors), each deserialized into `T` by column name.
+pub async fn query_rows<T: serde::de::DeserializeOwned>(
+    ctx: &SessionContext,
+    what: &str,
+    sql: &str,
+) -> Result<Vec<T>> {
+    let batches = run_sql(ctx, what, sql).await?;
     let mut buf = Vec::new();
     {
         let mut w = datafusion::arrow::json::ArrayWriter::new(&mut buf);
         for b in &batches {
-            w.write(b).map_err(|e| CoreError::arrow(table, e))?;
+            w.write(b).map_err(|e| CoreError::arrow(what, e))?;
         }
-        w.finish().map_err(|e| CoreError::arrow(table, e))?;
+        w.finish().map_err(|e| CoreError::arrow(what, e))?;
     }
     if buf.is_empty() {
         return Ok(Vec::new());
     }
-    serde_json::from_slice(&buf).map_err(|e| CoreError::Internal(format!("{table}: {e}")))
+    serde_json::from_slice(&buf).map_err(|e| CoreError::Internal(format!("{what}: {e}")))
 }

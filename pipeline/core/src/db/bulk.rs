@@ -54,10 +54,7 @@ impl Conn {
             Inner::Postgres(cell) => Self::pg(cell, |c| {
                 let sql = c.unnest_insert(table, &names, conflict)?;
                 let mut written = 0;
-                for start in (0..n).step_by(ROWS_PER_STATEMENT) {
-                    let end = (start + ROWS_PER_STATEMENT).min(n);
-                    let chunk: Vec<Vec<Value>> =
-                        columns.iter().map(|c| c.1[start..end].to_vec()).collect();
+                for chunk in array_chunks(columns, n) {
                     written += c.execute_arrays(&sql, &chunk)?;
                 }
                 Ok(written)
@@ -90,10 +87,7 @@ impl Conn {
                     let tail = format!("ON CONFLICT DO NOTHING RETURNING {}", names[0]);
                     let sql = c.unnest_insert(table, &names, &tail)?;
                     let mut rows = Vec::new();
-                    for start in (0..n).step_by(ROWS_PER_STATEMENT) {
-                        let end = (start + ROWS_PER_STATEMENT).min(n);
-                        let chunk: Vec<Vec<Value>> =
-                            columns.iter().map(|c| c.1[start..end].to_vec()).collect();
+                    for chunk in array_chunks(columns, n) {
                         rows.extend(c.query_arrays(&sql, &chunk)?);
                     }
                     Ok::<_, DbError>(rows)
@@ -248,6 +242,18 @@ fn shape<'a>(table: &str, columns: &'a [Column<'_>]) -> Result<(usize, Vec<&'a s
         });
     }
     Ok((n, columns.iter().map(|c| c.0).collect()))
+}
+
+/// The `n` rows of `columns` as arrays, one per column, at most [`ROWS_PER_STATEMENT`] rows a
+/// chunk.
+fn array_chunks<'a>(
+    columns: &'a [Column<'_>],
+    n: usize,
+) -> impl Iterator<Item = Vec<Vec<Value>>> + 'a {
+    (0..n).step_by(ROWS_PER_STATEMENT).map(move |start| {
+        let end = (start + ROWS_PER_STATEMENT).min(n);
+        columns.iter().map(|c| c.1[start..end].to_vec()).collect()
+    })
 }
 
 /// SQLite's single-row insert into `names` of `table`, then `conflict`.

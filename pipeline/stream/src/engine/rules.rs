@@ -253,7 +253,7 @@ impl Engine {
         });
         let mut first = self.first_sales(tx, path, &codes)?;
         for (code, s, source) in codes {
-            self.trace(&mut first, s, code, source, out)?;
+            self.trace(&mut first, s, code, source, out);
         }
         write_first_sales(tx, path, first)
     }
@@ -341,7 +341,7 @@ impl Engine {
             .insert_new("trace_codes", &rows.columns())
             .map_err(|e| sql_err(path, "record trace codes", e))?;
         let mut first: FastMap<String, FirstSale> = FastMap::default();
-        let mut known: Vec<Vec<Value>> = Vec::new();
+        let mut on_record: Vec<Vec<Value>> = Vec::new();
         for ((code, s), new) in earliest.iter().zip(inserted) {
             if new {
                 let stored = FirstSale {
@@ -350,7 +350,7 @@ impl Engine {
                 };
                 first.insert((*code).clone(), stored);
             } else {
-                known.push(vec![Value::Text((*code).clone())]);
+                on_record.push(vec![Value::Text((*code).clone())]);
             }
         }
         let rows = tx
@@ -359,7 +359,7 @@ impl Engine {
                  FROM trace_codes",
                 "trace_codes",
                 &["trace_code"],
-                &known,
+                &on_record,
                 |r| {
                     Ok((
                         r.get::<_, String>(0)?,
@@ -389,13 +389,13 @@ impl Engine {
         code: &str,
         source: &Source,
         out: &mut BatchOutcome,
-    ) -> Result<()> {
+    ) {
         let Some(f) = first.get_mut(code) else {
             first.insert(code.to_string(), FirstSale::of(s));
-            return Ok(());
+            return;
         };
         if f.event_id == s.event_id {
-            return Ok(());
+            return;
         }
         let day = biz_date(&s.event_time);
         let ms = s.event_time.timestamp_millis();
@@ -445,7 +445,6 @@ impl Engine {
                 out.events.push(self.event(hit, "", source, et));
             }
         }
-        Ok(())
     }
 
     /// The retail quantity of (enterprise, product) on `d`: nightly history plus stream windows.
