@@ -56,6 +56,14 @@ pub enum ModelError {
         /// Version this build reads.
         supported: u32,
     },
+    /// A model artifact whose parameters cannot be scored (damaged or hand-edited).
+    #[error("the model artifact is damaged: detector {detector}: {reason}; retrain it")]
+    Artifact {
+        /// Detector name.
+        detector: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
     /// A segment the model set does not have.
     #[error("the model has no segment '{segment}' (segments: {known})")]
     UnknownSegment {

@@ -52,6 +52,10 @@ pub const ORDINARY_Z: f64 = 2.0;
 /// Fewest rows a model is fitted on.
 pub const MIN_ROWS: usize = 8;
 
+/// Rows [`Model::score_matrix`] standardises and scores at a time (their standardised
+/// values, 8 KiB per feature, stay in L2).
+pub const SCORE_CHUNK: usize = 1024;
+
 /// The families used when none are named: chosen by measurement (see BENCHMARKS.md).
 pub const DEFAULT_FAMILIES: &[Family] = &[Family::Mahalanobis, Family::Iforest];
 
@@ -349,8 +353,10 @@ impl Model {
         self.scored(score)
     }
 
-    /// Scores a row-major matrix of `features.len()` columns (detector by detector over the
-    /// whole block: the fast path for many rows; same results as [`Model::score_row`]).
+    /// Scores a row-major matrix of `features.len()` columns: the fast path for many rows,
+    /// with the same results as [`Model::score_row`]. Rows go through in chunks of
+    /// [`SCORE_CHUNK`], each standardised and then scored detector by detector, so that the
+    /// working set stays in cache whatever the table's size.
     pub fn score_matrix(&self, rows: &[f64]) -> Result<Vec<Scored>> {
         let d = self.features.len();
         if !rows.len().is_multiple_of(d) {
@@ -359,22 +365,30 @@ impl Model {
                 got: rows.len() % d,
             });
         }
-        let n = rows.len() / d.max(1);
-        let a = self.active.len();
-        let mut za = vec![0.0; n * a];
-        for (r, o) in rows.chunks_exact(d).zip(za.chunks_exact_mut(a.max(1))) {
-            self.standardise(r, o);
-        }
-        let mut total = vec![0.0; n];
-        let mut raw = vec![0.0; n];
-        for det in &self.detectors {
-            det.detector.score_batch(&za, a, &mut raw);
-            for (t, s) in total.iter_mut().zip(&raw) {
-                *t += det.calibration.surprise(*s);
-            }
-        }
+        let d = d.max(1);
+        let a = self.active.len().max(1);
         let k = self.detectors.len().max(1) as f64;
-        Ok(total.into_iter().map(|t| self.scored(t / k)).collect())
+        let mut out = Vec::with_capacity(rows.len() / d);
+        let mut za = vec![0.0; SCORE_CHUNK * a];
+        let mut total = vec![0.0; SCORE_CHUNK];
+        let mut raw = vec![0.0; SCORE_CHUNK];
+        for chunk in rows.chunks(SCORE_CHUNK * d) {
+            let n = chunk.len() / d;
+            let za = &mut za[..n * a];
+            for (r, o) in chunk.chunks_exact(d).zip(za.chunks_exact_mut(a)) {
+                self.standardise(r, o);
+            }
+            let (total, raw) = (&mut total[..n], &mut raw[..n]);
+            total.fill(0.0);
+            for det in &self.detectors {
+                det.detector.score_batch(za, a, raw);
+                for (t, s) in total.iter_mut().zip(raw.iter()) {
+                    *t += det.calibration.surprise(*s);
+                }
+            }
+            out.extend(total.iter().map(|t| self.scored(t / k)));
+        }
+        Ok(out)
     }
 
     /// Each feature's share of the row's anomaly, largest first (zero shares left out).

@@ -8,6 +8,9 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Normal, Poisson};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
+#[path = "detectors/golden.rs"]
+mod golden;
+
 const D: usize = 6;
 
 fn names() -> Vec<String> {

@@ -8,6 +8,18 @@
 //! the standard normalisation, so 0.5 is ordinary and values towards 1 are isolated early.
 //! Contribution of feature `i`: the splits on `i` along the row's paths, each weighted by
 //! `1 / h` of its tree — features that isolate the row early get the credit.
+//!
+//! The fitted trees ([`Node`] lists) are the artifact; scoring runs on a copy laid out as
+//! complete binary trees (module `flat`), built whenever a forest is made — by
+//! [`IsolationForest::fit`] or when an artifact is read, which also checks the trees (children
+//! after their parent, features inside the width, depth at most [`MAX_DEPTH`]) so that a
+//! damaged artifact is an error, not a panic or an endless descent.
+//!
+//! Invariants: [`Detector::score`] and [`Detector::score_batch`] give the same bits for a row:
+//! both add the trees' leaf values in tree order starting from 0.0, as the node-walking
+//! descent did, and the flat layout reaches the same leaf as walking the nodes (rows with
+//! `z < threshold` go left, all others — NaN included — right). [`Detector::contributions`]
+//! walks the nodes themselves, so its paths are the scored ones.
 
 use ndarray::Array2;
 use rand::Rng;
@@ -19,6 +31,10 @@ use serde::{Deserialize, Serialize};
 use super::Detector;
 use crate::error::{ModelError, Result};
 
+mod flat;
+
+use flat::FlatForest;
+
 /// Trees.
 pub const TREES: usize = 100;
 /// Rows per tree.
@@ -26,6 +42,14 @@ pub const SAMPLE: usize = 256;
 
 /// Leaf marker in `feature`.
 const LEAF: u32 = u32::MAX;
+
+/// Deepest tree a forest may hold: a fit makes trees of depth ⌈log₂ SAMPLE⌉ = 8, and the
+/// scoring layout (module `flat`) keeps a heap index in a byte.
+pub const MAX_DEPTH: usize = 8;
+const _: () = assert!(
+    SAMPLE <= 1 << MAX_DEPTH,
+    "fitted trees must fit the scoring layout"
+);
 
 /// A node of a flattened tree.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -38,15 +62,122 @@ pub struct Node {
     pub value: f64,
 }
 
-/// Fitted isolation forest.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Fitted isolation forest. Serialised as its fitted parts (`dim`, `sample`, `trees`); the
+/// scoring layout is rebuilt from them when read.
+#[derive(Clone, Deserialize)]
+#[serde(try_from = "Parts")]
 pub struct IsolationForest {
     /// Width.
-    pub dim: usize,
+    dim: usize,
     /// Rows each tree saw.
-    pub sample: usize,
+    sample: usize,
     /// Trees, each a flattened node list (root first; right child = left + 1).
-    pub trees: Vec<Vec<Node>>,
+    trees: Vec<Vec<Node>>,
+    /// The trees laid out for scoring (a function of `trees`).
+    flat: FlatForest,
+}
+
+/// The serialised form of a forest: the fitted parts only (the artifact format is the same
+/// as before the scoring layout existed).
+#[derive(Deserialize)]
+struct Parts {
+    dim: usize,
+    sample: usize,
+    trees: Vec<Vec<Node>>,
+}
+
+/// [`Parts`] borrowed, for writing.
+#[derive(Serialize)]
+struct PartsRef<'a> {
+    dim: usize,
+    sample: usize,
+    trees: &'a [Vec<Node>],
+}
+
+impl TryFrom<Parts> for IsolationForest {
+    type Error = ModelError;
+
+    fn try_from(p: Parts) -> Result<Self> {
+        let depth = checked_depth(&p.trees, p.dim).map_err(|reason| ModelError::Artifact {
+            detector: "iforest",
+            reason,
+        })?;
+        Ok(Self {
+            flat: FlatForest::new(&p.trees, p.dim, depth),
+            dim: p.dim,
+            sample: p.sample,
+            trees: p.trees,
+        })
+    }
+}
+
+impl Serialize for IsolationForest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        PartsRef {
+            dim: self.dim,
+            sample: self.sample,
+            trees: &self.trees,
+        }
+        .serialize(s)
+    }
+}
+
+impl PartialEq for IsolationForest {
+    /// Equal fitted parts (the scoring layout follows from them).
+    fn eq(&self, other: &Self) -> bool {
+        self.dim == other.dim && self.sample == other.sample && self.trees == other.trees
+    }
+}
+
+impl std::fmt::Debug for IsolationForest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IsolationForest")
+            .field("dim", &self.dim)
+            .field("sample", &self.sample)
+            .field("trees", &self.trees)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Depth of the deepest leaf of `trees`, or why they cannot be scored: a child index that is
+/// not after its parent or past the end, a split feature outside `dim`, a tree deeper than
+/// [`MAX_DEPTH`].
+fn checked_depth(trees: &[Vec<Node>], dim: usize) -> std::result::Result<usize, String> {
+    let mut deepest = 0;
+    let mut stack = Vec::new();
+    for (t, tree) in trees.iter().enumerate() {
+        if tree.is_empty() {
+            return Err(format!("tree {t} has no nodes"));
+        }
+        stack.push((0usize, 0usize));
+        while let Some((i, depth)) = stack.pop() {
+            let node = tree[i];
+            if node.feature == LEAF {
+                deepest = deepest.max(depth);
+                continue;
+            }
+            let left = node.left as usize;
+            if depth >= MAX_DEPTH {
+                return Err(format!("tree {t} is deeper than {MAX_DEPTH} levels"));
+            }
+            if node.feature as usize >= dim {
+                return Err(format!(
+                    "tree {t} node {i} splits feature {} of {dim}",
+                    node.feature
+                ));
+            }
+            if left <= i || left + 1 >= tree.len() {
+                return Err(format!(
+                    "tree {t} node {i} has children {left} and {} of {} nodes",
+                    left + 1,
+                    tree.len()
+                ));
+            }
+            stack.push((left, depth + 1));
+            stack.push((left + 1, depth + 1));
+        }
+    }
+    Ok(deepest)
 }
 
 /// Expected path length of an unsuccessful search in a binary tree of `n` nodes.
@@ -88,11 +219,35 @@ impl IsolationForest {
             build(&mut nodes, 0, flat, d, &mut rows, 0, max_depth, &mut rng);
             trees.push(nodes);
         }
-        Ok(Self {
+        Self::try_from(Parts {
             dim: d,
             sample: psi,
             trees,
         })
+    }
+
+    /// Width.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Rows each tree saw.
+    pub fn sample(&self) -> usize {
+        self.sample
+    }
+
+    /// The fitted trees, each a node list (root first; right child = left + 1).
+    pub fn trees(&self) -> &[Vec<Node>] {
+        &self.trees
+    }
+
+    /// The score of a row whose leaf values over all trees add up to `total` (added in tree
+    /// order from 0.0).
+    #[inline]
+    fn score_of_total(&self, total: f64) -> f64 {
+        let mean = total / self.trees.len().max(1) as f64;
+        let norm = c(self.sample).max(1e-12);
+        (2.0f64).powf(-mean / norm)
     }
 
     /// Path length of `z` in one tree, and the node indices visited.
@@ -178,95 +333,31 @@ fn build(
     build(nodes, left + 1, data, d, r, depth + 1, max_depth, rng);
 }
 
-/// A tree laid out for branch-free descent: a leaf has threshold +∞ and points to itself.
-struct Packed {
-    feature: Vec<u32>,
-    left: Vec<u32>,
-    threshold: Vec<f64>,
-    length: Vec<f64>,
-    depth: usize,
-}
-
-impl Packed {
-    fn new(tree: &[Node]) -> Self {
-        let n = tree.len();
-        let mut p = Packed {
-            feature: vec![0; n],
-            left: vec![0; n],
-            threshold: vec![f64::INFINITY; n],
-            length: vec![0.0; n],
-            depth: 0,
-        };
-        let mut stack = vec![(0usize, 0usize)];
-        while let Some((i, d)) = stack.pop() {
-            let node = tree[i];
-            if node.feature == LEAF {
-                p.left[i] = i as u32;
-                p.length[i] = node.value;
-                p.depth = p.depth.max(d);
-            } else {
-                p.feature[i] = node.feature;
-                p.left[i] = node.left;
-                p.threshold[i] = node.value;
-                stack.push((node.left as usize, d + 1));
-                stack.push((node.left as usize + 1, d + 1));
-            }
-        }
-        p
-    }
-}
-
 impl Detector for IsolationForest {
     fn name(&self) -> &'static str {
         "iforest"
     }
 
+    /// All trees level by level (see module `flat`).
     #[inline]
     fn score(&self, z: &[f64]) -> f64 {
-        let mut total = 0.0;
-        for tree in &self.trees {
-            total += Self::path(tree, z, |_| {});
-        }
-        let mean = total / self.trees.len().max(1) as f64;
-        let norm = c(self.sample).max(1e-12);
-        (2.0f64).powf(-mean / norm)
+        self.score_of_total(self.flat.leaf_total(z))
     }
 
-    /// Tree by tree over blocks of rows, so that each tree stays in cache while a block
-    /// passes through it, and eight rows at a time descend a tree in lockstep without
-    /// branches (a leaf points to itself), so their loads overlap.
+    /// Tree by tree over blocks of rows, level by level (see module `flat`).
     fn score_batch(&self, rows: &[f64], dim: usize, out: &mut [f64]) {
-        const BLOCK: usize = 512;
-        const LANES: usize = 8;
-        let dim = dim.max(1);
-        let packed: Vec<Packed> = self.trees.iter().map(|t| Packed::new(t)).collect();
-        let norm = c(self.sample).max(1e-12);
-        let trees = self.trees.len().max(1) as f64;
-        for (block, o) in rows.chunks(BLOCK * dim).zip(out.chunks_mut(BLOCK)) {
-            let n = block.len() / dim;
-            let mut total = [0.0f64; BLOCK];
-            for t in &packed {
-                let mut start = 0;
-                while start < n {
-                    let lanes = LANES.min(n - start);
-                    let mut idx = [0u32; LANES];
-                    for _ in 0..t.depth {
-                        for k in 0..lanes {
-                            let node = idx[k] as usize;
-                            let f = t.feature[node] as usize;
-                            let go = u32::from(block[(start + k) * dim + f] >= t.threshold[node]);
-                            idx[k] = t.left[node] + go;
-                        }
-                    }
-                    for k in 0..lanes {
-                        total[start + k] += t.length[idx[k] as usize];
-                    }
-                    start += lanes;
-                }
+        if dim != self.dim {
+            // Not this forest's rows: as many as fit, each as `score` takes it.
+            for (r, o) in rows.chunks_exact(dim.max(1)).zip(out.iter_mut()) {
+                *o = self.score(r);
             }
-            for (o, t) in o.iter_mut().zip(total.iter()) {
-                *o = (2.0f64).powf(-(t / trees) / norm);
-            }
+            return;
+        }
+        let n = (rows.len() / dim.max(1)).min(out.len());
+        let out = &mut out[..n];
+        self.flat.leaf_totals(&rows[..n * dim], out);
+        for o in out {
+            *o = self.score_of_total(*o);
         }
     }
 
@@ -280,6 +371,213 @@ impl Detector for IsolationForest {
             for &f in &features {
                 out[f as usize] += w;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::Rng;
+
+    use super::*;
+
+    /// Scores as before the flat layout: every tree walked node by node, the path lengths
+    /// added in tree order.
+    fn walked_score(forest: &IsolationForest, z: &[f64]) -> f64 {
+        let mut total = 0.0;
+        for tree in &forest.trees {
+            total += IsolationForest::path(tree, z, |_| {});
+        }
+        let mean = total / forest.trees.len().max(1) as f64;
+        (2.0f64).powf(-mean / c(forest.sample).max(1e-12))
+    }
+
+    /// How a synthetic column is drawn.
+    #[derive(Clone, Copy)]
+    enum Col {
+        Uniform,
+        /// Integers 0 … k − 1 (ties, short splits).
+        Int(u32),
+        /// Zero nine times in ten, else uniform (leaves of many equal rows).
+        Sparse,
+        Const,
+    }
+
+    fn table(cols: &[Col], n: usize, rng: &mut Xoshiro256PlusPlus) -> Vec<f64> {
+        let mut v = Vec::with_capacity(n * cols.len());
+        for _ in 0..n {
+            for c in cols {
+                v.push(match *c {
+                    Col::Uniform => rng.gen_range(-3.0..3.0),
+                    Col::Int(k) => f64::from(rng.gen_range(0..k)),
+                    Col::Sparse if rng.gen_bool(0.9) => 0.0,
+                    Col::Sparse => rng.gen_range(-1.0..5.0),
+                    Col::Const => 1.5,
+                });
+            }
+        }
+        v
+    }
+
+    /// Rows that exercise the descent: training rows, fresh rows, rows on the thresholds
+    /// themselves, and non-finite and extreme values.
+    fn probes(
+        forest: &IsolationForest,
+        train: &[f64],
+        cols: &[Col],
+        rng: &mut Xoshiro256PlusPlus,
+    ) -> Vec<f64> {
+        let d = cols.len();
+        let mut rows: Vec<f64> = train.iter().copied().take(40 * d).collect();
+        rows.extend(table(cols, 71, rng));
+        for tree in forest.trees.iter().take(20) {
+            let mut row = table(cols, 1, rng);
+            for node in tree.iter().filter(|n| n.feature != LEAF).take(d) {
+                row[node.feature as usize] = node.value;
+            }
+            rows.extend(row);
+        }
+        let odd = [
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            -0.0,
+            0.0,
+            1e300,
+            -1e300,
+        ];
+        for (i, x) in odd.iter().enumerate() {
+            rows.extend(std::iter::repeat_n(*x, d));
+            let mut row = table(cols, 1, rng);
+            row[i % d] = *x;
+            rows.extend(row);
+        }
+        rows
+    }
+
+    #[test]
+    fn flat_scores_are_the_node_walking_scores_bit_for_bit() {
+        use Col::*;
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(7);
+        let mut wide = vec![Uniform; 300];
+        wide[5] = Int(3);
+        let cases: Vec<(Vec<Col>, usize)> = vec![
+            (vec![Uniform], 2),
+            (vec![Uniform, Int(2)], 3),
+            (vec![Int(2), Const, Uniform], 37),
+            (vec![Sparse, Int(4), Sparse, Uniform, Const], 255),
+            (vec![Uniform; 20], 257),
+            (vec![Int(3); 7], 1000),
+            (vec![Sparse; 33], 600),
+            (vec![Const, Const], 50),
+            (wide, 400),
+        ];
+        for (case, (cols, n)) in cases.iter().enumerate() {
+            let d = cols.len();
+            let train = table(cols, *n, &mut rng);
+            let z = Array2::from_shape_vec((*n, d), train.clone()).expect("shape");
+            let forest = IsolationForest::fit(&z, case as u64).expect("fits");
+            let rows = probes(&forest, &train, cols, &mut rng);
+            let want: Vec<u64> = rows
+                .chunks_exact(d)
+                .map(|r| walked_score(&forest, r).to_bits())
+                .collect();
+            for (i, r) in rows.chunks_exact(d).enumerate() {
+                assert_eq!(
+                    forest.score(r).to_bits(),
+                    want[i],
+                    "case {case} row {i}: score"
+                );
+            }
+            for cut in [1, 5, 8, 127, 128, 129, rows.len()] {
+                let mut out = vec![f64::NAN; want.len()];
+                for (block, o) in rows.chunks(cut * d).zip(out.chunks_mut(cut)) {
+                    forest.score_batch(block, d, o);
+                }
+                let got: Vec<u64> = out.iter().map(|x| x.to_bits()).collect();
+                assert_eq!(got, want, "case {case}: score_batch in blocks of {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_flat_tree_reaches_the_walked_leaf() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(8);
+        let cols = [Col::Int(5), Col::Uniform, Col::Sparse, Col::Uniform];
+        let train = table(&cols, 500, &mut rng);
+        let z = Array2::from_shape_vec((500, 4), train.clone()).expect("shape");
+        let forest = IsolationForest::fit(&z, 3).expect("fits");
+        let rows = probes(&forest, &train, &cols, &mut rng);
+        for tree in &forest.trees {
+            let one = std::slice::from_ref(tree);
+            let flat = FlatForest::new(one, 4, checked_depth(one, 4).expect("valid"));
+            let mut got = vec![0.0; rows.len() / 4];
+            flat.leaf_totals(&rows, &mut got);
+            for (r, g) in rows.chunks_exact(4).zip(&got) {
+                let walked = IsolationForest::path(tree, r, |_| {});
+                assert_eq!(flat.leaf_total(r).to_bits(), walked.to_bits(), "row {r:?}");
+                assert_eq!(g.to_bits(), walked.to_bits(), "row {r:?} in a block");
+            }
+        }
+    }
+
+    /// A forest artifact of width `dim` holding one tree (JSON nodes).
+    fn artifact(dim: usize, tree: &str) -> String {
+        format!(r#"{{"dim":{dim},"sample":4,"trees":[{tree}]}}"#)
+    }
+
+    const LEAF_JSON: &str = r#"{"feature":4294967295,"left":0,"value":1.0}"#;
+
+    #[test]
+    fn artifacts_keep_their_format_and_damaged_ones_are_refused() {
+        let good = artifact(
+            2,
+            &format!(r#"[{{"feature":1,"left":1,"value":0.5}},{LEAF_JSON},{LEAF_JSON}]"#),
+        );
+        let forest: IsolationForest = serde_json::from_str(&good).expect("reads");
+        assert_eq!(serde_json::to_string(&forest).expect("writes"), good);
+        for z in [[0.0, 0.0], [0.0, 0.5], [0.0, f64::NAN]] {
+            assert_eq!(
+                forest.score(&z).to_bits(),
+                walked_score(&forest, &z).to_bits()
+            );
+        }
+        let tagged = format!(r#"{{"family":"iforest",{}"#, &good[1..]);
+        let any: super::super::AnyDetector = serde_json::from_str(&tagged).expect("reads");
+        assert_eq!(any, super::super::AnyDetector::Iforest(forest));
+
+        let split = |feature: u32, left: u32| {
+            format!(r#"{{"feature":{feature},"left":{left},"value":0.5}}"#)
+        };
+        // A chain of splits one level too deep, each with a leaf beside it.
+        let deep: Vec<String> = (0..=MAX_DEPTH as u32)
+            .map(|i| format!("{},{LEAF_JSON}", split(0, 2 * i + 2)))
+            .chain([format!("{LEAF_JSON},{LEAF_JSON}")])
+            .collect();
+        let damaged = [
+            ("[]".to_string(), "no nodes"),
+            (
+                format!("[{},{LEAF_JSON},{LEAF_JSON}]", split(2, 1)),
+                "feature 2 of 2",
+            ),
+            (
+                format!("[{},{LEAF_JSON},{LEAF_JSON}]", split(0, 0)),
+                "children 0 and 1",
+            ),
+            (
+                format!("[{},{LEAF_JSON},{LEAF_JSON}]", split(0, 2)),
+                "children 2 and 3",
+            ),
+            (format!("[{}]", deep.join(",")), "deeper than 8"),
+        ];
+        for (tree, why) in damaged {
+            let err =
+                serde_json::from_str::<IsolationForest>(&artifact(2, &tree)).expect_err("damaged");
+            let msg = err.to_string();
+            assert!(
+                msg.contains("damaged") && msg.contains(why),
+                "{tree}: {msg}"
+            );
         }
     }
 }
