@@ -20,10 +20,12 @@
 //! records are those of the simulator before the noise model, byte for byte.
 
 pub mod anomalies;
+mod columns;
+mod files;
 pub mod noise;
 pub mod world;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -42,6 +44,7 @@ use pharmwatch_schemas::{
 };
 
 use anomalies::{Anomaly, AnomalyKind};
+use files::{DayFile, FileWriters};
 use pharmwatch_core::error::{CoreError, Result};
 use pharmwatch_core::lake::LakeWriter;
 use pharmwatch_regulation::Calendar;
@@ -125,31 +128,74 @@ impl DayRecords {
             + self.product_test.len()
             + self.inspection.len()
     }
+
+    /// Empty, with room for `sizes` records per kind (in the order of [`EventKind::ALL`]) and
+    /// an eighth more: a day's records fill their vectors without copying them over and over.
+    fn with_capacity(sizes: [usize; 6]) -> Self {
+        let [
+            production,
+            sales,
+            purchase,
+            inventory,
+            product_test,
+            inspection,
+        ] = sizes.map(|n| n + n / 8);
+        DayRecords {
+            production: Vec::with_capacity(production),
+            sales: Vec::with_capacity(sales),
+            purchase: Vec::with_capacity(purchase),
+            inventory: Vec::with_capacity(inventory),
+            product_test: Vec::with_capacity(product_test),
+            inspection: Vec::with_capacity(inspection),
+        }
+    }
+
+    /// Records of the day per kind, in the order of [`EventKind::ALL`].
+    fn sizes(&self) -> [usize; 6] {
+        [
+            self.production.len(),
+            self.sales.len(),
+            self.purchase.len(),
+            self.inventory.len(),
+            self.product_test.len(),
+            self.inspection.len(),
+        ]
+    }
+
+    /// The day's files as file `name` of the partition of `d`: one per kind with records,
+    /// in the order of [`EventKind::ALL`].
+    fn files(&self, d: NaiveDate, name: &'static str) -> Result<Vec<DayFile>> {
+        let files = [
+            DayFile::new(d, name, &self.production)?,
+            DayFile::new(d, name, &self.sales)?,
+            DayFile::new(d, name, &self.purchase)?,
+            DayFile::new(d, name, &self.inventory)?,
+            DayFile::new(d, name, &self.product_test)?,
+            DayFile::new(d, name, &self.inspection)?,
+        ];
+        Ok(files.into_iter().flatten().collect())
+    }
 }
 
-/// Writes a day's records of every kind into the partition of `d` as file `name`, adding the
+/// Adds the day's files of `day` (file `name` of the partition of `d`) to `files`, and its
 /// counts per kind (in the order of [`EventKind::ALL`]) to `counts`.
-fn write_records(
-    writer: &mut LakeWriter,
+fn add_files(
+    files: &mut Vec<DayFile>,
     d: NaiveDate,
-    name: &str,
+    name: &'static str,
     day: &DayRecords,
     counts: &mut [u64; 6],
 ) -> Result<()> {
-    counts[0] += writer.write_day_file(EventKind::Production, d, name, &day.production)? as u64;
-    counts[1] += writer.write_day_file(EventKind::Sales, d, name, &day.sales)? as u64;
-    counts[2] += writer.write_day_file(EventKind::Purchase, d, name, &day.purchase)? as u64;
-    counts[3] += writer.write_day_file(EventKind::Inventory, d, name, &day.inventory)? as u64;
-    counts[4] += writer.write_day_file(EventKind::ProductTest, d, name, &day.product_test)? as u64;
-    counts[5] += writer.write_day_file(EventKind::Inspection, d, name, &day.inspection)? as u64;
+    for (total, n) in counts.iter_mut().zip(day.sizes()) {
+        *total += n as u64;
+    }
+    files.extend(day.files(d, name)?);
     Ok(())
 }
 
 /// Moves the records of `from` that pass `take` to `to`, keeping the order of both.
 fn split_by<T>(from: &mut Vec<T>, to: &mut Vec<T>, take: impl Fn(&T) -> bool) {
-    let (taken, kept): (Vec<T>, Vec<T>) = std::mem::take(from).into_iter().partition(|r| take(r));
-    *from = kept;
-    to.extend(taken);
+    to.extend(from.extract_if(.., |r| take(r)));
 }
 
 /// Record `i` of `records` as a JSON object.
@@ -204,6 +250,10 @@ struct Engine<'a> {
     active_by_holding: HashMap<usize, Vec<usize>>,
     active_by_ent: HashMap<usize, Vec<usize>>,
     counters: [u64; 6],
+    /// The day of the last event id and its `YYYYMMDD` stamp.
+    id_day: (NaiveDate, String),
+    /// Records per kind of the day before (the room the next day's vectors start with).
+    day_sizes: [usize; 6],
     tz: FixedOffset,
     noise: noise::Noise,
     /// Records written a day late (noise).
@@ -245,6 +295,8 @@ impl<'a> Engine<'a> {
             active_by_holding: HashMap::new(),
             active_by_ent: HashMap::new(),
             counters: [0; 6],
+            id_day: (NaiveDate::MIN, String::new()),
+            day_sizes: [0; 6],
             tz: FixedOffset::east_opt(SHANGHAI_OFFSET_SECONDS).expect("UTC+8 is a valid offset"),
             noise,
             late_records: 0,
@@ -252,9 +304,29 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// Simulates every day of the run and writes its records; returns the records written
+    /// Simulates every day of the run and writes its records with `threads` threads in all
+    /// (this one and `threads − 1` file writers, see [`files`]); returns the records written
     /// per event kind, in the order of [`EventKind::ALL`].
-    fn simulate_days(&mut self, cfg: &SimConfig, writer: &mut LakeWriter) -> Result<[u64; 6]> {
+    fn simulate_days(&mut self, cfg: &SimConfig, threads: usize) -> Result<[u64; 6]> {
+        let queue = files::Queue::default();
+        std::thread::scope(|scope| {
+            let workers = threads.saturating_sub(1);
+            let mut files = FileWriters::start(scope, &cfg.out, &queue, workers);
+            let simulated = self.simulate_days_into(cfg, &mut files);
+            // Every queued file is written (or has failed) before the run goes on.
+            let written = files.finish();
+            let counts = simulated?;
+            written?;
+            Ok(counts)
+        })
+    }
+
+    /// Simulates every day of the run, handing its files to `files`.
+    fn simulate_days_into(
+        &mut self,
+        cfg: &SimConfig,
+        files: &mut FileWriters<'_>,
+    ) -> Result<[u64; 6]> {
         let bar =
             pharmwatch_core::progress::bar(cfg.progress, u64::from(cfg.days), "simulating days");
         let mut counts = [0u64; 6];
@@ -264,12 +336,22 @@ impl<'a> Engine<'a> {
             self.write_bad_rows(&cfg.out, d, &day)?;
             // Late files land in the next day's partition, with their true event time.
             let late = self.split_late(&mut day);
-            write_records(writer, d, "part-00000.parquet", &day, &mut counts)?;
+            let mut day_files = Vec::new();
+            add_files(&mut day_files, d, "part-00000.parquet", &day, &mut counts)?;
             if let Some(late) = late {
                 let next = d + Duration::days(1);
-                write_records(writer, next, "late-00000.parquet", &late, &mut counts)?;
                 self.late_records += late.len() as u64;
+                add_files(
+                    &mut day_files,
+                    next,
+                    "late-00000.parquet",
+                    &late,
+                    &mut counts,
+                )?;
             }
+            // The records are freed on the thread that made them; only batches cross threads.
+            drop(day);
+            files.write_day(day_files)?;
             bar.inc(1);
             bar.set_message(format!("{d}: {} records", counts.iter().sum::<u64>()));
         }
@@ -283,16 +365,16 @@ impl<'a> Engine<'a> {
         if !self.noise.cfg.enabled || self.noise.cfg.late_rate <= 0.0 {
             return None;
         }
-        let mut late_ids: Vec<String> = Vec::new();
-        for e in 0..self.world.enterprises.len() {
+        let mut late_ids: HashSet<&str> = HashSet::new();
+        for e in &self.world.enterprises {
             if self.noise.late() {
-                late_ids.push(self.world.enterprises[e].row.enterprise_id.clone());
+                late_ids.insert(&e.row.enterprise_id);
             }
         }
         if late_ids.is_empty() {
             return None;
         }
-        let is_late = |id: &str| late_ids.iter().any(|l| l == id);
+        let is_late = |id: &str| late_ids.contains(id);
         let mut late = DayRecords::default();
         split_by(&mut day.production, &mut late.production, |r| {
             is_late(&r.enterprise_id)
@@ -357,15 +439,23 @@ impl<'a> Engine<'a> {
 
     fn next_id(&mut self, kind: EventKind, d: NaiveDate) -> String {
         let (i, prefix) = match kind {
-            EventKind::Production => (0, "M"),
-            EventKind::Sales => (1, "S"),
-            EventKind::Purchase => (2, "P"),
-            EventKind::Inventory => (3, "I"),
-            EventKind::ProductTest => (4, "T"),
-            EventKind::Inspection => (5, "X"),
+            EventKind::Production => (0, 'M'),
+            EventKind::Sales => (1, 'S'),
+            EventKind::Purchase => (2, 'P'),
+            EventKind::Inventory => (3, 'I'),
+            EventKind::ProductTest => (4, 'T'),
+            EventKind::Inspection => (5, 'X'),
         };
         self.counters[i] += 1;
-        format!("{prefix}{}{:09}", d.format("%Y%m%d"), self.counters[i])
+        // The day's stamp is formatted once a day, not once a record.
+        if self.id_day.0 != d {
+            self.id_day = (d, d.format("%Y%m%d").to_string());
+        }
+        let mut id = String::with_capacity(1 + 8 + 9);
+        id.push(prefix);
+        id.push_str(&self.id_day.1);
+        push_padded(&mut id, self.counters[i], 9);
+        id
     }
 
     /// Indexes the anomalies active on `d` by holding and by enterprise, so the per-holding
@@ -501,7 +591,7 @@ impl<'a> Engine<'a> {
 
     /// Simulates day `d`: the phases of the module docs, in order.
     fn simulate_day(&mut self, d: NaiveDate) -> Result<DayRecords> {
-        let mut day = DayRecords::default();
+        let mut day = DayRecords::with_capacity(self.day_sizes);
         self.index_active(d);
         // 0. The day's noise: promotions and price changes start, products come and go.
         for _ in self.noise.start_day(&mut self.world, d) {
@@ -536,6 +626,7 @@ impl<'a> Engine<'a> {
 
         // 7. Orders for the next working day.
         self.place_orders(d, &today.closed)?;
+        self.day_sizes = day.sizes();
         Ok(day)
     }
 
@@ -1107,7 +1198,7 @@ impl<'a> Engine<'a> {
                 Some(c) => c,
                 None => {
                     self.trace_serial[p] += 1;
-                    let c = ids::make_trace_code(prod_seq, self.trace_serial[p])?;
+                    let c = trace_code(prod_seq, self.trace_serial[p])?;
                     // Only reported sales feed the pool of codes a duplicate may copy.
                     // Half the pool is kept for earlier days' codes.
                     if !suppressed {
@@ -1157,6 +1248,43 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+/// `ids::make_trace_code(product_seq, serial)` (a code per retail package), written without
+/// the formatting machinery where both numbers fit their digits; otherwise its error.
+fn trace_code(product_seq: u32, serial: u64) -> Result<String> {
+    if product_seq >= 10_000_000 || serial >= 10_000_000_000_000 {
+        return Ok(ids::make_trace_code(product_seq, serial)?);
+    }
+    let mut code = String::with_capacity(7 + 13);
+    push_padded(&mut code, u64::from(product_seq), 7);
+    push_padded(&mut code, serial, 13);
+    Ok(code)
+}
+
+/// Appends `n` in decimal to `s`, zero-padded to `width` digits: what `{n:0width$}` writes,
+/// without the formatting machinery (an event id per record).
+fn push_padded(s: &mut String, n: u64, width: usize) {
+    // The digits, filled from the right after the zeros of the padding.
+    let mut digits = [b'0'; 20];
+    let mut first = digits.len();
+    let mut rest = n;
+    loop {
+        first -= 1;
+        digits[first] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    for _ in digits.len()..width {
+        s.push('0');
+    }
+    let from = first.min(digits.len().saturating_sub(width));
+    // Decimal digits are ASCII: the conversion cannot fail.
+    if let Ok(text) = std::str::from_utf8(&digits[from..]) {
+        s.push_str(text);
+    }
+}
+
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
@@ -1180,8 +1308,19 @@ pub struct Label {
     pub magnitude: Option<f64>,
 }
 
-/// Runs the simulator and writes the lake under `cfg.out`.
+/// Runs the simulator and writes the lake under `cfg.out`, on every available core.
 pub fn run(cfg: &SimConfig, cal: &Calendar) -> Result<SimSummary> {
+    run_on(cfg, cal, default_threads())
+}
+
+/// The threads a run uses by default: one per available core.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Runs the simulator with `threads` threads in all (1: everything on the calling thread) and
+/// writes the lake under `cfg.out`. The files are the same bytes for any number of threads.
+pub fn run_on(cfg: &SimConfig, cal: &Calendar, threads: usize) -> Result<SimSummary> {
     let end = check_config(cfg, cal)?;
     let started = Instant::now();
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed);
@@ -1191,8 +1330,8 @@ pub fn run(cfg: &SimConfig, cal: &Calendar) -> Result<SimSummary> {
     let mut engine = Engine::new(world, cal, rng, anomalies, noise);
 
     std::fs::create_dir_all(&cfg.out).map_err(|e| CoreError::io(&cfg.out, e))?;
+    let counts = engine.simulate_days(cfg, threads)?;
     let mut writer = LakeWriter::new(&cfg.out)?;
-    let counts = engine.simulate_days(cfg, &mut writer)?;
 
     let world = &engine.world;
     write_reference(cfg, world, &mut writer)?;
@@ -1398,4 +1537,38 @@ pub fn write_labels(path: &Path, labels: &[Label]) -> Result<()> {
 /// Reads labels from CSV.
 pub fn read_labels(path: &Path) -> Result<Vec<Label>> {
     pharmwatch_core::lake::read_csv(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_codes_are_those_of_the_id_module() {
+        for seq in [0, 1, 42, 9_999_999, 10_000_000, u32::MAX] {
+            for serial in [0, 1, 123_456_789, 9_999_999_999_999, 10_000_000_000_000] {
+                let ours = trace_code(seq, serial).map_err(|e| e.to_string());
+                let theirs =
+                    ids::make_trace_code(seq, serial).map_err(|e| CoreError::from(e).to_string());
+                assert_eq!(ours, theirs, "{seq} {serial}");
+            }
+        }
+    }
+
+    #[test]
+    fn padded_numbers_are_what_format_writes() {
+        let mut n = 0u64;
+        let mut values = vec![0, 1, 9, 10, 99, 999_999_999, 1_000_000_000, u64::MAX];
+        while n < u64::MAX / 7 {
+            values.push(n);
+            n = n * 7 + 3;
+        }
+        for v in values {
+            for width in [0, 1, 9, 13, 25] {
+                let mut s = String::from("S");
+                push_padded(&mut s, v, width);
+                assert_eq!(s, format!("S{v:0width$}"), "{v} to {width}");
+            }
+        }
+    }
 }

@@ -55,6 +55,10 @@ pub struct SimulateArgs {
     /// to OUT/inbox/ for `nightly --input`).
     #[arg(long, value_name = "PART")]
     noise_off: Vec<String>,
+    /// Threads in all, simulating and writing Parquet (default: one per core); the files are
+    /// the same bytes whatever the number.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
 }
 
 pub async fn run(a: SimulateArgs, cal: &Calendar) -> anyhow::Result<ExitCode> {
@@ -94,7 +98,10 @@ pub async fn run(a: SimulateArgs, cal: &Calendar) -> anyhow::Result<ExitCode> {
         progress: !a.quiet,
         noise,
     };
-    let s = simulate::run(&cfg, cal)?;
+    let threads = a
+        .threads
+        .map_or_else(simulate::default_threads, usize::from);
+    let s = simulate::run_on(&cfg, cal, threads)?;
     if let Some(r) = &remote {
         let n = r.publish(&cfg.out).await?;
         println!("published {n} objects to {}", r.url());
