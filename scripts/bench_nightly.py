@@ -7,14 +7,20 @@ What it does, in one run:
    manifest.json matches the requested enterprises / days / seed; --fresh forces a new one),
    and reports the simulator's throughput (total_records / wall seconds).
 2. Bench date = the lake's last day (manifest "end").
-3. pharmwatch: times `pharmwatch nightly --lake LAKE --date D --out OUT` as a whole process
-   (start to exit): Parquet in, indicator SQL, scoring, risk list written.
+3. pharmwatch: times a real next night, `pharmwatch nightly --lake LAKE --date D --out OUT`, as
+   a whole process (start to exit: Parquet in, indicator SQL, scoring, every output written),
+   where OUT holds what the night of D - 1 left (run once, untimed, then copied afresh for each
+   timed run): the days the previous night stored are read back, as in production. Rules only
+   by default (`--no-model`, like for like with DuckDB); `--model` times the night with the
+   anomaly model. Peak RSS of each process is recorded (wait4).
 4. DuckDB: times connect + CREATE VIEW over exactly the Parquet files pharmwatch reads
    (event kinds: partitions [D - 60 days, D], product_test: every partition up to D;
    products / batches / enterprises from LAKE/reference) + the 7 rendered indicator queries, all results
    fetched.
-5. Repeats both --repeats times with alternating order, reports the median wall time of each
-   and the ratio pharmwatch / duckdb.
+5. Repeats both --repeats times with alternating order, reports the median wall time and peak
+   RSS of each and the ratio pharmwatch / duckdb (DuckDB runs in a child process so that its
+   memory is measured alone). `--max-ratio R` makes the run fail (exit 3) when the ratio of
+   medians exceeds R: the regression guard `scripts/test.sh` runs with `--small`.
 6. Checks that both engines found the same number of hits per indicator (pharmwatch:
    items of OUT/risk_list.json; DuckDB: rows per `indicator` over the 7 queries). A mismatch
    means the comparison is not apples to apples: it is printed loudly and the exit code is 2.
@@ -38,6 +44,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -331,7 +338,7 @@ def simulate(binary: Path, lake: Path, enterprises: int, days: int, seed: int) -
 
 
 def partitions(lake: Path, kind: str, since: dt.date | None, until: dt.date) -> list[Path]:
-    """Mirror of lake::partitions + the existence filter in nightly.rs."""
+    """Mirror of lake::partitions + lake::day_files: every Parquet file of the day partitions."""
     d = lake / kind
     out = []
     if not d.is_dir():
@@ -344,9 +351,9 @@ def partitions(lake: Path, kind: str, since: dt.date | None, until: dt.date) -> 
         except ValueError:
             continue
         if (since is None or day >= since) and day <= until:
-            f = entry / "part-00000.parquet"
-            if f.exists():
-                out.append((day, f))
+            for f in sorted(entry.glob("*.parquet")):
+                if not f.name.startswith("."):
+                    out.append((day, f))
     return [f for _, f in sorted(out)]
 
 
@@ -372,6 +379,34 @@ def sql_str(p: Path) -> str:
 
 def run_duckdb(files: dict[str, list[Path]], any_file: dict[str, Path], day: dt.date,
                queries: list[tuple[str, str]], threads: int | None) -> dict:
+    """run_duckdb_here in a forked child, so that its peak RSS is its own (wait4)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        code = 0
+        try:
+            res = run_duckdb_here(files, any_file, day, queries, threads)
+            data = json.dumps(res).encode()
+        except BaseException as e:  # noqa: BLE001 - reported to the parent
+            data = json.dumps({"error": repr(e)}).encode()
+            code = 1
+        with os.fdopen(w, "wb") as f:
+            f.write(data)
+        os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    _, status, usage = os.wait4(pid, 0)
+    res = json.loads(data or b"{}")
+    if os.waitstatus_to_exitcode(status) != 0 or "error" in res:
+        die(f"DuckDB run failed: {res.get('error', 'exit status ' + str(status))}")
+    res["rss"] = usage.ru_maxrss * 1024
+    return res
+
+
+def run_duckdb_here(files: dict[str, list[Path]], any_file: dict[str, Path], day: dt.date,
+                    queries: list[tuple[str, str]], threads: int | None) -> dict:
     import duckdb
 
     t0 = time.perf_counter()
@@ -414,31 +449,75 @@ def run_duckdb(files: dict[str, list[Path]], any_file: dict[str, Path], day: dt.
 TIME_RE = re.compile(r"^\s*time:\s*([0-9.]+)\s*s\b", re.M)
 
 
-def run_pharmwatch(binary: Path, lake: Path, day: dt.date, out: Path) -> dict:
-    # Rules only: DuckDB runs the indicator SQL, so the anomaly model (timed by
-    # scripts/bench_model.sh) is left out of this comparison.
-    cmd = [str(binary), "nightly", "--lake", str(lake), "--date", day.isoformat(), "--out", str(out),
-           "--no-model"]
-    t0 = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if p.returncode != 0:
-        sys.stderr.write(p.stdout + p.stderr)
-        die(f"pharmwatch nightly failed (exit {p.returncode}): {' '.join(cmd)}")
+def nightly_cmd(binary: Path, lake: Path, day: dt.date, out: Path, model: bool) -> list[str]:
+    cmd = [str(binary), "nightly", "--lake", str(lake), "--date", day.isoformat(), "--out", str(out)]
+    return cmd if model else cmd + ["--no-model"]
+
+
+def run_pharmwatch(binary: Path, lake: Path, day: dt.date, out: Path, prev: Path, model: bool) -> dict:
+    """One timed next night: OUT starts as the previous night `prev` left it (copied, untimed)."""
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(prev, out, symlinks=True)
+    cmd = nightly_cmd(binary, lake, day, out, model)
+    wall, rss, code, stdout, stderr = run_measured(cmd)
+    if code != 0:
+        sys.stderr.write(stdout + stderr)
+        die(f"pharmwatch nightly failed (exit {code}): {' '.join(cmd)}")
+    p = subprocess.CompletedProcess(cmd, code, stdout, stderr)
     m = TIME_RE.search(p.stdout)
     risk = json.loads((out / "risk_list.json").read_text(encoding="utf-8"))
     counts: dict[str, int] = {}
     for row in risk:
         for item in row.get("items", []):
+            if item["indicator"] == "model_anomaly":
+                continue  # the model's verdicts: DuckDB runs the rules' SQL only
             counts[item["indicator"]] = counts.get(item["indicator"], 0) + 1
+    run = json.loads((out / "run.json").read_text(encoding="utf-8"))
     return {
         "wall": wall,
+        "rss": rss,
         "reported": float(m.group(1)) if m else None,
         "counts": counts,
         "risk_rows": len(risk),
+        "days": run.get("days"),
         "stdout": p.stdout,
         "cmd": cmd,
     }
+
+
+def run_measured(cmd: list[str]) -> tuple[float, int, int, str, str]:
+    """Runs cmd as a child; (wall seconds, its peak RSS in bytes, exit code, stdout, stderr)."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # Drain the pipes from threads, then reap the child with wait4 for its own rusage.
+    chunks: dict[str, bytes] = {}
+    def drain(name, stream):
+        chunks[name] = stream.read()
+    threads = [threading.Thread(target=drain, args=(n, st)) for n, st in (("out", p.stdout), ("err", p.stderr))]
+    for t in threads:
+        t.start()
+    _, status, usage = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t0
+    for t in threads:
+        t.join()
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return (wall, usage.ru_maxrss * 1024, p.returncode,
+            chunks.get("out", b"").decode(errors="replace"), chunks.get("err", b"").decode(errors="replace"))
+
+
+def prepare_previous_night(binary: Path, lake: Path, day: dt.date, prev: Path, model: bool) -> float:
+    """The night of day - 1 into a fresh `prev` (untimed for the comparison); its wall time."""
+    if prev.exists():
+        shutil.rmtree(prev)
+    cmd = nightly_cmd(binary, lake, day - dt.timedelta(days=1), prev, model)
+    log(f"$ {' '.join(cmd)}   # the previous night, once")
+    wall, rss, code, stdout, stderr = run_measured(cmd)
+    if code != 0:
+        sys.stderr.write(stdout + stderr)
+        die(f"the previous night failed (exit {code})")
+    log(f"  previous night (from scratch): {wall:.1f} s, peak RSS {rss / 2**30:.2f} GiB")
+    return wall
 
 
 def fmt_runs(runs: list[dict]) -> str:
@@ -469,6 +548,10 @@ def main() -> int:
                     help="pharmwatch binary (default target/release/pharmwatch; never built by this script)")
     ap.add_argument("--out", help="pharmwatch nightly output directory (default LAKE-nightly)")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per engine (default 3)")
+    ap.add_argument("--model", action="store_true",
+                    help="time pharmwatch's night with the anomaly model (default: rules only, --no-model)")
+    ap.add_argument("--max-ratio", type=float,
+                    help="fail (exit 3) when pharmwatch's median is more than this many times DuckDB's")
     ap.add_argument("--duckdb-threads", type=int, help="DuckDB threads (default: DuckDB's default, all cores)")
     ap.add_argument("--sql-dir", default=str(SQL_DIR), help="SQL directory (default pipeline/sql)")
     ap.add_argument("--json", help="result JSON path (default /tmp/pharmwatch-bench-{full,small}.json)")
@@ -553,22 +636,25 @@ def main() -> int:
             log(f"  DuckDB rewrite in {a['file']}: {a['old']!r} -> {a['new']!r} ({a['why']})")
     log("  DuckDB render: float thresholds as CAST(x AS DOUBLE) (DataFusion's Float64 literals)")
 
-    # 3. Timed runs, alternating order.
+    # 3. The previous night, then timed next nights and DuckDB runs, alternating order.
+    prev = Path(str(out) + "-previous")
+    prev_wall = prepare_previous_night(binary, lake, day, prev, args.model)
     pw_runs, dk_runs = [], []
     for i in range(args.repeats):
         order = ["pharmwatch", "duckdb"] if i % 2 == 0 else ["duckdb", "pharmwatch"]
         for engine in order:
             if engine == "pharmwatch":
-                r = run_pharmwatch(binary, lake, day, out)
+                r = run_pharmwatch(binary, lake, day, out, prev, args.model)
                 pw_runs.append(r)
                 rep = f" (reports {r['reported']:.1f} s)" if r["reported"] is not None else ""
                 log(f"  run {i + 1}/{args.repeats} pharmwatch {r['wall']:8.3f} s wall{rep}, "
-                    f"{sum(r['counts'].values())} hits, {r['risk_rows']} risk rows")
+                    f"peak RSS {r['rss'] / 2**30:.2f} GiB, {sum(r['counts'].values())} hits, "
+                    f"{r['risk_rows']} risk rows, days {r['days']}")
             else:
                 r = run_duckdb(files, any_file, day, queries, args.duckdb_threads)
                 dk_runs.append(r)
                 log(f"  run {i + 1}/{args.repeats} duckdb     {r['wall']:8.3f} s wall "
-                    f"(setup {r['setup']:.3f} s), {r['rows']} hits")
+                    f"(setup {r['setup']:.3f} s), peak RSS {r['rss'] / 2**30:.2f} GiB, {r['rows']} hits")
 
     # 4. Hit counts.
     pw_counts = pw_runs[-1]["counts"]
@@ -600,9 +686,12 @@ def main() -> int:
     log(f"  {'pharmwatch':<12} {pw_med:>9.3f}  {fmt_runs(pw_runs)}"
         + (f"   (own 'time:' median {statistics.median(pw_rep):.1f} s)" if pw_rep else ""))
     log(f"  {'duckdb':<12} {dk_med:>9.3f}  {fmt_runs(dk_runs)}")
+    pw_rss = max(r["rss"] for r in pw_runs)
+    dk_rss = max(r["rss"] for r in dk_runs)
     log(f"  ratio pharmwatch/duckdb: {ratio:.2f}x")
-    log("  (pharmwatch: whole process incl. reference load, record counts, scoring and risk-list files;"
-        " duckdb: connect + views + 7 queries fetched, in-process)")
+    log(f"  peak RSS: pharmwatch {pw_rss / 2**30:.2f} GiB, duckdb {dk_rss / 2**30:.2f} GiB")
+    log(f"  (pharmwatch: the whole next-night process{' with the model' if args.model else ', rules only'},"
+        " every output written; duckdb: connect + views + 7 queries fetched, in a child process)")
     dq = {n: statistics.median(r["per_query"][n] for r in dk_runs) for n, _ in queries}
     log("  duckdb per query (median s): " + ", ".join(f"{n.removesuffix('.sql')} {t:.3f}" for n, t in dq.items()))
 
@@ -632,6 +721,11 @@ def main() -> int:
         "duckdb_wall_seconds": [r["wall"] for r in dk_runs],
         "duckdb_setup_seconds": [r["setup"] for r in dk_runs],
         "duckdb_query_median_seconds": dq,
+        "pharmwatch_model": args.model,
+        "previous_night_seconds": prev_wall,
+        "pharmwatch_peak_rss_bytes": [r["rss"] for r in pw_runs],
+        "duckdb_peak_rss_bytes": [r["rss"] for r in dk_runs],
+        "pharmwatch_days": pw_runs[-1]["days"],
         "pharmwatch_median_seconds": pw_med,
         "duckdb_median_seconds": dk_med,
         "ratio_pharmwatch_over_duckdb": ratio,
@@ -653,6 +747,12 @@ def main() -> int:
               file=sys.stderr, flush=True)
         return 2
     log("hit counts match per indicator: OK")
+    if args.max_ratio is not None and ratio > args.max_ratio:
+        print(f"\nREGRESSION: pharmwatch's night took {ratio:.2f}x DuckDB's time on the same files "
+              f"(limit {args.max_ratio:.2f}x)", file=sys.stderr, flush=True)
+        return 3
+    if args.max_ratio is not None:
+        log(f"ratio {ratio:.2f}x within the limit of {args.max_ratio:.2f}x: OK")
     return 0
 
 

@@ -4,8 +4,9 @@
 # clippy; tansu, the Kafka-protocol broker of the stream tests, with `cargo install` — about
 # 15 minutes the first time; headless Chromium and CJK fonts from Debian for the rendered
 # documents; Prometheus and node_exporter from Debian for the dashboards test; PostgreSQL 15
-# from Debian for the store's second backend), starts the broker and a throwaway PostgreSQL
-# server on free loopback ports for the run and stops them at the end.
+# from Debian for the store's second backend; DuckDB from PyPI for the nightly regression
+# guard), starts the broker and a throwaway PostgreSQL server on free loopback ports for the
+# run and stops them at the end; last, a release build and the nightly-vs-DuckDB ratio guard.
 # Run from anywhere: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -150,9 +151,22 @@ while IFS=$'\t' read -r dir bin; do
   (cd "$dir" && CARGO_MANIFEST_DIR="$dir" PHARMWATCH_TEST_STORE=postgres "$bin") 2>&1 \
     | tee -a "$log" || pg_failed=1
 done <"$work/store-tests"
+# The nightly job's speed against DuckDB on the same files, as a ratio (a regression guard, not
+# a timing): a release build of the binary, a small simulated province (600 enterprises x 60
+# days), the previous night once, then a real next night timed three times beside DuckDB
+# running the same SQL; it fails when pharmwatch's median is more than 2x DuckDB's or the two
+# find different hits. BENCHMARKS.md has the full-size figures.
+echo "== nightly regression guard: scripts/bench_nightly.sh --small --enterprises 600 --max-ratio 2"
+guard_failed=0
+cargo build --release -q -p pharmwatch --bin pharmwatch || guard_failed=1
+if [ "$guard_failed" -eq 0 ]; then
+  scripts/bench_nightly.sh --small --enterprises 600 --max-ratio 2 --repeats 3 \
+    --lake "$work/bench-lake" --json "$work/bench-nightly.json" || guard_failed=1
+fi
 # The runner's closing lines, summed, so CI logs end with one count.
 passed=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
 echo "tests: ${passed} passed, ${failed} failed"
 echo "== disk: target/ $(du -sh target 2>/dev/null | cut -f1), $(df -h . | awk 'NR==2 {print $4}') free"
-[ "${failed}" -eq 0 ] && [ "${ws_failed}" -eq 0 ] && [ "${pg_failed}" -eq 0 ]
+[ "${guard_failed}" -eq 0 ] || echo "error: the nightly regression guard failed (see above)" >&2
+[ "${failed}" -eq 0 ] && [ "${ws_failed}" -eq 0 ] && [ "${pg_failed}" -eq 0 ] && [ "${guard_failed}" -eq 0 ]

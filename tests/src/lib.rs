@@ -213,6 +213,20 @@ impl Fixture {
 
     /// Writes the lake under `dir`.
     pub fn write(&self, dir: &Path) -> pharmwatch::CoreResult<()> {
+        // Written beside the lake first, then only the files whose bytes changed are moved in:
+        // a real lake never rewrites a file, and the nightly job's day store keys each day on
+        // its files' identities.
+        let staging = dir.with_extension("staging");
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging)
+                .map_err(|e| pharmwatch::CoreError::io(&staging, e))?;
+        }
+        self.write_all(&staging)?;
+        sync_changed(&staging, dir)?;
+        std::fs::remove_dir_all(&staging).map_err(|e| pharmwatch::CoreError::io(&staging, e))
+    }
+
+    fn write_all(&self, dir: &Path) -> pharmwatch::CoreResult<()> {
         let mut w = LakeWriter::new(dir)?;
         w.write_reference(&self.enterprises, &self.products, &self.batches)?;
         let mut days: Vec<NaiveDate> = Vec::new();
@@ -232,6 +246,27 @@ impl Fixture {
         }
         Ok(())
     }
+}
+
+/// Copies every file under `from` to the same place under `to` unless `to` already holds the
+/// same bytes there.
+fn sync_changed(from: &Path, to: &Path) -> pharmwatch::CoreResult<()> {
+    let io = |p: &Path, e| pharmwatch::CoreError::io(p, e);
+    for entry in std::fs::read_dir(from).map_err(|e| io(from, e))? {
+        let src = entry.map_err(|e| io(from, e))?.path();
+        let dst = to.join(src.file_name().unwrap_or_default());
+        if src.is_dir() {
+            std::fs::create_dir_all(&dst).map_err(|e| io(&dst, e))?;
+            sync_changed(&src, &dst)?;
+            continue;
+        }
+        let bytes = std::fs::read(&src).map_err(|e| io(&src, e))?;
+        if std::fs::read(&dst).is_ok_and(|old| old == bytes) {
+            continue;
+        }
+        std::fs::rename(&src, &dst).map_err(|e| io(&dst, e))?;
+    }
+    Ok(())
 }
 
 /// Business days of some records.

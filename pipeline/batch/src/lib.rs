@@ -2,6 +2,7 @@
 //! model, the closed loop over the case ledger — and the supervisors' daily report
 //! (`report.html`, charts drawn with plotters).
 
+pub mod days;
 pub mod error;
 pub mod metrics;
 pub mod nightly;

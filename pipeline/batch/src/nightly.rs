@@ -1,18 +1,22 @@
 //! The nightly job: lake (and input files) in, windowed indicators, the day's risk list out.
 //!
 //! Steps: load the reference tables; read and validate input files (bad rows to the dead
-//! letter); register each event kind as one table over the lake partitions of
-//! `[from − 60 days, to]` plus the accepted input rows; run the indicator SQL; compute the
-//! model features, fit (or load) the anomaly model and score `[from, to]`; score and rank;
-//! write `risk_list.{parquet,csv,json}`, `model.json` (the artifact), `features.csv`,
+//! letter); register each event kind as one table over the lake partitions from 60 days
+//! before the first day the rules judge (the model's training window, or `from`) to `to`, plus
+//! the accepted input rows; the rule hits and the model features of each day, read back from
+//! the day store ([`crate::days`]) where a night before computed them from the same files,
+//! else computed by the indicator and feature SQL (one run per range of consecutive days) and
+//! stored; fit (or load) the anomaly model and score `[from, to]`; score and rank; write
+//! `risk_list.{parquet,csv,json}`, `model.json` (the artifact), `features.csv`,
 //! `dead_letter.ndjson` and `run.json` into the output directory. [`run_with`] adds the closed
 //! loop: the case-ledger sweep and the caution notices under `notices/`.
 //!
-//! Invariants: for input files `read = accepted + rejected`; hits belong to business days in
-//! `[from, to]` only; the output files are written whole (a failed run leaves the previous
-//! outputs untouched until it succeeds).
+//! Invariants: for input files `read = accepted + rejected`; the risk list holds hits of
+//! business days in `[from, to]` only; a day's hits and features are the same whether read
+//! back or computed, alone or in a range; the output files are written whole (a failed run
+//! leaves the previous outputs untouched until it succeeds).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use pharmwatch_schemas::{Enterprise, EventKind, Product, ReferenceKind};
 
+use crate::days::{self, DayStore, LakeDays, Part};
 use crate::error::Result;
 use pharmwatch_core::anomaly::{self, AnomalyScore, ModelSource};
 use pharmwatch_core::error::CoreError;
@@ -36,7 +41,7 @@ use pharmwatch_core::ingest::{self, InputSpec, ReferenceSets};
 use pharmwatch_core::risk::{self, RiskRow};
 
 pub use crate::summary::{
-    ModelSummary, NightlyOutput, NightlySummary, SegmentCalibration, read_run, report,
+    DayCounts, ModelSummary, NightlyOutput, NightlySummary, SegmentCalibration, read_run, report,
 };
 
 /// The `[nightly]` table of `pharmwatch.toml`: what a run reads from the configuration when
@@ -194,13 +199,14 @@ pub async fn run_rules(
             CoreError::Config(format!("--to {} is before --from {}", cfg.to, cfg.from)).into(),
         );
     }
+    let mut phases = Phases::default();
     let ctx = session();
     let source = match &cfg.lake {
         Some(l) => Some(LakeSource::open(l, &ctx)?),
         None => None,
     };
-    let (enterprises, products, refs) =
-        register_reference(&ctx, &reference_urls(cfg, source.as_ref()).await?).await?;
+    let reference = reference_urls(cfg, source.as_ref()).await?;
+    let (enterprises, products, refs) = register_reference(&ctx, &reference).await?;
     // Input files.
     let ingested = ingest::ingest_all(
         &cfg.inputs,
@@ -211,9 +217,27 @@ pub async fn run_rules(
     for (kind, batch) in ingested.batches {
         inputs.entry(kind).or_default().push(batch);
     }
-    register_events(&ctx, cfg, source.as_ref(), inputs).await?;
-    indicators::register_run_dates(&ctx, cfg.from, cfg.to)?;
+    // When the model is trained, the rules run over its training window too: enterprise-days
+    // the rules already flag are left out of what the model learns as normal.
+    let train_from = training_start(cfg);
+    let query_from = train_from.map_or(cfg.from, |t| t.min(cfg.from));
+    let with_inputs = inputs.values().flatten().any(|b| b.num_rows() > 0);
+    let registered = register_events(&ctx, cfg, source.as_ref(), inputs, query_from).await?;
     let (lake_records, enterprises_scored) = count_read(&ctx, cfg).await?;
+    std::fs::create_dir_all(&cfg.out).map_err(|e| CoreError::io(&cfg.out, e))?;
+    phases.mark("read");
+
+    // The day store: days computed before are read back. Input files are not in the lake, so a
+    // run with them computes every day and stores none.
+    let mut days = match (&source, with_inputs) {
+        (Some(source), false) => {
+            let mut store = DayStore::open(&cfg.out);
+            let index = LakeDays::index(&mut store, source, &registered, &reference).await?;
+            Some((store, index))
+        }
+        _ => None,
+    };
+    phases.mark("day index");
 
     // Indicators, scoring, outputs.
     let bar = pharmwatch_core::progress::bar(
@@ -221,27 +245,33 @@ pub async fn run_rules(
         indicators::QUERIES.len() as u64,
         "indicators",
     );
-    // When the model is trained, the rules run over its training window too: enterprise-days
-    // the rules already flag are left out of what the model learns as normal.
-    let train_from = training_start(cfg);
-    let query_from = train_from.map_or(cfg.from, |t| t.min(cfg.from));
-    let (all_hits, query_seconds) =
-        indicators::run_all(&ctx, query_from, cfg.to, &cfg.thresholds, &bar).await?;
+    let (all_hits, query_seconds, hit_days) =
+        rule_hits(&ctx, cfg, query_from, days.as_mut(), &bar).await?;
     let (hits, earlier_hits): (Vec<Hit>, Vec<Hit>) =
         all_hits.into_iter().partition(|h| h.date >= cfg.from);
-    std::fs::create_dir_all(&cfg.out).map_err(|e| CoreError::io(&cfg.out, e))?;
     let flagged_by_rules: HashSet<(String, NaiveDate)> = hits
         .iter()
         .chain(&earlier_hits)
         .map(|h| (h.enterprise_id.clone(), h.date))
         .collect();
-    let (anomalies, model) = run_model(&ctx, cfg, train_from, &flagged_by_rules).await?;
+    phases.mark("rules");
+    let (anomalies, model, feature_days) =
+        run_model(&ctx, cfg, train_from, &flagged_by_rules, days.as_mut()).await?;
+    phases.mark("model");
+    if let Some((store, _)) = days.as_mut() {
+        let listed: BTreeSet<String> = registered.values().flatten().cloned().collect();
+        store.commit(query_from - Duration::days(LOOKBACK_DAYS), &listed)?;
+    }
+    set_run_dates(&ctx, cfg.from, cfg.to)?;
     let rows = score_rows(cfg, rules, &hits, &anomalies, enterprises, products)?;
     risk::write_list(&cfg.out, &rows)?;
     pharmwatch_core::store::Store::open(&pharmwatch_core::store::location(&cfg.out))?
         .write_risk_list(&rows)?;
-    pharmwatch_core::baseline::export(&ctx, &cfg.out, cfg.to, &cfg.thresholds).await?;
+    phases.mark("risk list");
+    let sales_days = days.as_ref().map(|(_, index)| index.sales_days());
+    pharmwatch_core::baseline::export(&ctx, &cfg.out, cfg.to, &cfg.thresholds, sales_days).await?;
     ingest::write_dead_letters(&cfg.out.join("dead_letter.ndjson"), &ingested.dead_letters)?;
+    phases.mark("stream baseline");
 
     let mut per_indicator: Vec<(String, usize)> = INDICATORS
         .iter()
@@ -278,6 +308,13 @@ pub async fn run_rules(
         hits_per_indicator: per_indicator,
         rows_per_grade,
         query_seconds,
+        phase_seconds: phases.done,
+        days: DayCounts {
+            hits_reused: hit_days.0,
+            hits_computed: hit_days.1,
+            features_reused: feature_days.0,
+            features_computed: feature_days.1,
+        },
         model,
         seconds: started.elapsed().as_secs_f64(),
         out: cfg.out.clone(),
@@ -336,15 +373,17 @@ async fn register_reference(
     Ok((enterprises, products, refs))
 }
 
-/// Registers each event kind over the lake partitions of `[from − lookback, to]` (product
-/// tests over all of them) plus the accepted input rows.
+/// Registers each event kind over the lake partitions of `[query_from − lookback, to]`
+/// (product tests over all of them) plus the accepted input rows; returns the files of each.
 async fn register_events(
     ctx: &SessionContext,
     cfg: &NightlyConfig,
     lake: Option<&LakeSource>,
     mut inputs: HashMap<EventKind, Vec<RecordBatch>>,
-) -> Result<()> {
-    let lookback_from = cfg.from - Duration::days(LOOKBACK_DAYS);
+    query_from: NaiveDate,
+) -> Result<BTreeMap<EventKind, Vec<String>>> {
+    let lookback_from = query_from - Duration::days(LOOKBACK_DAYS);
+    let mut registered = BTreeMap::new();
     for kind in EventKind::ALL {
         let since = if *kind == EventKind::ProductTest {
             NaiveDate::MIN
@@ -356,8 +395,9 @@ async fn register_events(
             None => Vec::new(),
         };
         register_kind(ctx, *kind, &files, inputs.remove(kind).unwrap_or_default()).await?;
+        registered.insert(*kind, files);
     }
-    Ok(())
+    Ok(registered)
 }
 
 /// What was read for `[from, to]`: records per kind and the enterprises scored; an error when
@@ -564,6 +604,179 @@ fn calibration_of(set: &pharmwatch_models::ModelSet, rate: f64) -> Vec<SegmentCa
         .collect()
 }
 
+/// Wall time of a run's phases, each from the end of the one before.
+#[derive(Debug)]
+struct Phases {
+    last: Instant,
+    done: Vec<(String, f64)>,
+}
+
+impl Default for Phases {
+    fn default() -> Self {
+        Self {
+            last: Instant::now(),
+            done: Vec::new(),
+        }
+    }
+}
+
+impl Phases {
+    /// Ends phase `name` now.
+    fn mark(&mut self, name: &str) {
+        let now = Instant::now();
+        self.done
+            .push((name.to_string(), (now - self.last).as_secs_f64()));
+        self.last = now;
+    }
+}
+
+/// The store and the lake's day index of a run that keeps its days.
+type Days = (DayStore, LakeDays);
+
+/// Sets table `run_dates` to the days `from ..= to` (see [`indicators::register_run_dates`]).
+fn set_run_dates(ctx: &SessionContext, from: NaiveDate, to: NaiveDate) -> Result<()> {
+    ctx.deregister_table("run_dates")
+        .map_err(|e| CoreError::query("run_dates", e))?;
+    Ok(indicators::register_run_dates(ctx, from, to)?)
+}
+
+/// The days `from ..= to`, each with its key in the day store (empty keys without one).
+fn keyed_days(
+    from: NaiveDate,
+    to: NaiveDate,
+    days: Option<&Days>,
+    part: Part,
+    t: &Thresholds,
+) -> Vec<(NaiveDate, String)> {
+    from.iter_days()
+        .take_while(|d| *d <= to)
+        .map(|d| {
+            let key = days.map_or_else(String::new, |(_, index)| index.key(part, d, t));
+            (d, key)
+        })
+        .collect()
+}
+
+/// The rule hits of `[from, to]`: each day read back from the day store when stored under its
+/// key, the others computed (one query run per range of consecutive days) and stored. Returns
+/// the hits sorted, each query's wall time summed over the ranges, and the days (read back,
+/// computed).
+async fn rule_hits(
+    ctx: &SessionContext,
+    cfg: &NightlyConfig,
+    from: NaiveDate,
+    mut days: Option<&mut Days>,
+    bar: &indicatif::ProgressBar,
+) -> Result<(Vec<Hit>, Vec<(String, f64)>, (usize, usize))> {
+    let keyed = keyed_days(from, cfg.to, days.as_deref(), Part::Hits, &cfg.thresholds);
+    let ranges = match days.as_deref() {
+        Some((store, _)) => days::missing_ranges(store, Part::Hits, keyed.iter().cloned()),
+        None => vec![(from, cfg.to)],
+    };
+    let computed: usize = ranges
+        .iter()
+        .map(|(a, b)| (*b - *a).num_days() as usize + 1)
+        .sum();
+    let mut hits = Vec::new();
+    let mut timings: Vec<(String, f64)> = Vec::new();
+    for (a, b) in &ranges {
+        set_run_dates(ctx, *a, *b)?;
+        let mut took = feature_tables(ctx, cfg, *a, *b, days.as_deref_mut()).await?;
+        let (found, queried) = indicators::run_queries(ctx, *a, *b, &cfg.thresholds, bar).await?;
+        took.extend(queried);
+        for (name, secs) in took {
+            match timings.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, t)) => *t += secs,
+                None => timings.push((name, secs)),
+            }
+        }
+        if let Some((store, _)) = days.as_deref_mut() {
+            for (d, key) in keyed.iter().filter(|(d, _)| d >= a && d <= b) {
+                let of_day: Vec<Hit> = found.iter().filter(|h| h.date == *d).cloned().collect();
+                store.write_hits(*d, key.clone(), &of_day)?;
+            }
+        }
+        hits.extend(found);
+    }
+    let in_ranges = |d: &NaiveDate| ranges.iter().any(|(a, b)| d >= a && d <= b);
+    if let Some((store, _)) = days.as_deref() {
+        for (d, _) in keyed.iter().filter(|(d, _)| !in_ranges(d)) {
+            hits.extend(store.read_hits(*d)?);
+        }
+    }
+    indicators::sort_hits(&mut hits);
+    // The stream baseline reads the last 28 days of `retail_daily`: registered again when the
+    // night's own day was read back rather than computed.
+    if ranges.last().is_none_or(|(_, b)| *b != cfg.to) {
+        feature_tables(ctx, cfg, cfg.to, cfg.to, days).await?;
+    }
+    Ok((hits, timings, (keyed.len() - computed, computed)))
+}
+
+/// Registers the rules' feature tables ([`indicators::FEATURES`]) for judging `[from, to]`:
+/// from the day store when the run keeps days (each day's rows computed once), else built by
+/// their SQL. Returns each table's wall time.
+async fn feature_tables(
+    ctx: &SessionContext,
+    cfg: &NightlyConfig,
+    from: NaiveDate,
+    to: NaiveDate,
+    days: Option<&mut Days>,
+) -> Result<Vec<(String, f64)>> {
+    let Some(days) = days else {
+        for (name, _) in indicators::FEATURES {
+            ctx.deregister_table(*name)
+                .map_err(|e| CoreError::query(name, e))?;
+        }
+        return Ok(indicators::build_features(ctx, from, to, &cfg.thresholds).await?);
+    };
+    let first = from - Duration::days(indicators::FEATURE_WINDOW_DAYS);
+    let mut timings = Vec::new();
+    for table in indicators::FEATURES {
+        let started = Instant::now();
+        days::register_feature_table(ctx, days, *table, first, to, &cfg.thresholds).await?;
+        timings.push((format!("{}.sql", table.0), started.elapsed().as_secs_f64()));
+    }
+    Ok(timings)
+}
+
+/// The model's feature table of `[from, to]`: each day read back from the day store when
+/// stored under its key, the others computed (one query per range of consecutive days) and
+/// stored; rows in the feature query's order. Returns the table and the days (read back,
+/// computed).
+async fn model_features(
+    ctx: &SessionContext,
+    from: NaiveDate,
+    to: NaiveDate,
+    thresholds: &Thresholds,
+    days: Option<&mut Days>,
+) -> Result<(anomaly::FeatureTable, (usize, usize))> {
+    let Some(days) = days else {
+        return Ok((anomaly::features(ctx, from, to).await?, (0, 0)));
+    };
+    let keyed = keyed_days(from, to, Some(&*days), Part::Features, thresholds);
+    let store = &mut days.0;
+    let ranges = days::missing_ranges(store, Part::Features, keyed.iter().cloned());
+    let mut parts = Vec::new();
+    let mut computed = 0;
+    for (a, b) in &ranges {
+        let table = anomaly::features(ctx, *a, *b).await?;
+        for (d, key) in keyed.iter().filter(|(d, _)| d >= a && d <= b) {
+            store.write_features(*d, key.clone(), &table)?;
+            computed += 1;
+        }
+        parts.push(table);
+    }
+    let in_ranges = |d: &NaiveDate| ranges.iter().any(|(a, b)| d >= a && d <= b);
+    for (d, _) in keyed.iter().filter(|(d, _)| !in_ranges(d)) {
+        parts.push(store.read_features(*d)?);
+    }
+    Ok((
+        days::join_features(parts),
+        (keyed.len() - computed, computed),
+    ))
+}
+
 /// Features, model (trained or loaded) and verdicts for `[from, to]`; writes `model.json` and
 /// `features.csv` into the output directory. Training leaves out the enterprise-days in
 /// `flagged_by_rules`.
@@ -572,14 +785,18 @@ async fn run_model(
     cfg: &NightlyConfig,
     train_from: Option<NaiveDate>,
     flagged_by_rules: &HashSet<(String, NaiveDate)>,
-) -> Result<(Vec<AnomalyScore>, Option<ModelSummary>)> {
+    days: Option<&mut Days>,
+) -> Result<(Vec<AnomalyScore>, Option<ModelSummary>, (usize, usize))> {
     let started = Instant::now();
     let artifact = cfg.out.join("model.json");
+    let mut feature_days = (0, 0);
     let (set, table, source, train_window, notes, artifact) = match &cfg.model {
-        ModelSource::Off => return Ok((Vec::new(), None)),
+        ModelSource::Off => return Ok((Vec::new(), None, feature_days)),
         ModelSource::Train { families, seed, .. } => {
             let train_from = train_from.unwrap_or(cfg.from);
-            let table = anomaly::features(ctx, train_from, cfg.to).await?;
+            let (table, counted) =
+                model_features(ctx, train_from, cfg.to, &cfg.thresholds, days).await?;
+            feature_days = counted;
             let trained_at = chrono::Utc::now().to_rfc3339();
             let (set, notes) = anomaly::train(
                 &table,
@@ -605,7 +822,9 @@ async fn run_model(
             // The same window a trained run reads, so an enterprise's first day (and with it
             // which rows have a history to be judged against) is the same either way.
             let history_from = window_start(cfg, anomaly::DEFAULT_TRAIN_DAYS);
-            let table = anomaly::features(ctx, history_from, cfg.to).await?;
+            let (table, counted) =
+                model_features(ctx, history_from, cfg.to, &cfg.thresholds, days).await?;
+            feature_days = counted;
             (set, table, "loaded", None, Vec::new(), path.clone())
         }
     };
@@ -635,5 +854,5 @@ async fn run_model(
         calibration: calibration_of(&set, 1.0 - cfg.anomaly_threshold),
         seconds: started.elapsed().as_secs_f64(),
     };
-    Ok((anomalies, Some(summary)))
+    Ok((anomalies, Some(summary), feature_days))
 }

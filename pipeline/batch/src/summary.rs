@@ -79,14 +79,32 @@ pub struct NightlySummary {
     pub hits_per_indicator: Vec<(String, usize)>,
     /// Rows per grade.
     pub rows_per_grade: Vec<(String, usize)>,
-    /// Wall time of each indicator query, seconds.
+    /// Wall time of each indicator query, seconds (summed over the ranges computed).
     pub query_seconds: Vec<(String, f64)>,
+    /// Wall time of the run's phases (read, day index, rules, model, risk list, stream
+    /// baseline), seconds.
+    pub phase_seconds: Vec<(String, f64)>,
+    /// Days of rule hits and of model features read back from the day store or computed.
+    pub days: DayCounts,
     /// The anomaly model's part (None when switched off).
     pub model: Option<ModelSummary>,
     /// Wall time in seconds.
     pub seconds: f64,
     /// Where the outputs are.
     pub out: PathBuf,
+}
+
+/// What a run read back from the day store ([`crate::days`]) and what it computed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct DayCounts {
+    /// Days of rule hits read back.
+    pub hits_reused: usize,
+    /// Days of rule hits computed.
+    pub hits_computed: usize,
+    /// Days of model features read back.
+    pub features_reused: usize,
+    /// Days of model features computed.
+    pub features_computed: usize,
 }
 
 /// Everything a run produced (for tests and the demo).
@@ -252,6 +270,18 @@ pub fn report(out: &NightlyOutput, top: usize) -> String {
     for (i, n) in &s.hits_per_indicator {
         text.push_str(&format!("    {i:<22} {n}\n"));
     }
+    text.push_str(&format!(
+        "  days: rules {} computed, {} read back; features {} computed, {} read back\n",
+        s.days.hits_computed, s.days.hits_reused, s.days.features_computed, s.days.features_reused
+    ));
+    text.push_str(&format!(
+        "  phases: {}\n",
+        s.phase_seconds
+            .iter()
+            .map(|(p, t)| format!("{p} {t:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
     text.push_str(&format!(
         "  time: {:.1} s (queries: {})\n",
         s.seconds,

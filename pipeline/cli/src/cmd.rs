@@ -10,6 +10,7 @@ use pharmwatch_models::Family;
 
 pub mod calendar;
 pub mod case;
+pub mod compact;
 pub mod credit;
 pub mod deliver;
 pub mod demo;

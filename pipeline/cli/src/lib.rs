@@ -15,14 +15,14 @@ pub mod metrics;
 pub mod modelcmd;
 
 pub use error::{Error, Result};
-pub use pharmwatch_batch::{nightly, report};
+pub use pharmwatch_batch::{days, nightly, report};
 pub use pharmwatch_casework::{
     audit, closedloop, credit, drafts, guidance, ledger, links, measures, notices, service,
 };
 pub use pharmwatch_core::{CoreError, ErrorClass, Result as CoreResult};
 pub use pharmwatch_core::{
-    anomaly, baseline, calendar_store, config, contacts, display, indicators, ingest, lake,
-    progress, query, regions, risk, store, table,
+    anomaly, baseline, calendar_store, compact, config, contacts, display, indicators, ingest,
+    lake, progress, query, regions, remote_lake, risk, store, table,
 };
 pub use pharmwatch_delivery as delivery;
 pub use pharmwatch_serve as serve;

@@ -85,6 +85,11 @@ enum Command {
     Produce(cmd::produce::ProduceArgs),
     /// Create the stream's topics (events, dead letter, risk events) on the broker.
     Topics(cmd::topics::TopicsArgs),
+    /// Merge each closed day partition of the lake (the stream's many small files, late
+    /// uploads) into one file per kind and day, swapped in so that a reader running meanwhile
+    /// (the nightly job) reads every row exactly once; replaced files are deleted after a
+    /// grace period by a later run.
+    Compact(cmd::compact::CompactArgs),
     /// The working-day calendar (工作日历) that every regulatory deadline is counted in.
     Calendar(cmd::calendar::CalendarArgs),
     /// The measures engine (行政处理措施): findings in, measures with articles and due dates out.
@@ -162,6 +167,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::User(u) => cmd::user::run(u),
         Command::Produce(a) => cmd::produce::run(a).await,
         Command::Topics(a) => cmd::topics::run(a).await,
+        Command::Compact(a) => cmd::compact::run(a).await,
     }
 }
 

@@ -3,13 +3,15 @@
 
 pub use pharmwatch_core::metrics::{Family, FamilyType};
 
-/// Every family: the stream's, the delivery worker's, serve's and the nightly job's.
+/// Every family: the stream's, the delivery worker's, serve's, the nightly job's, the store's
+/// and the lake compaction's.
 pub fn defined() -> Vec<Family> {
     let mut v = pharmwatch_stream::metrics::StreamMetrics::new().families;
     v.extend(pharmwatch_delivery::metrics::DeliveryMetrics::new().families);
     v.extend(pharmwatch_serve::metrics::ServeMetrics::new().families);
     v.extend(pharmwatch_batch::metrics::NightlyMetrics::new().families);
     v.extend(pharmwatch_core::metrics::StoreMetrics::new().0.families);
+    v.extend(crate::compact::CompactionMetrics::new().0.families);
     v
 }
 

@@ -26,7 +26,7 @@ use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
-use crate::indicators::{RULE_VERSION, Thresholds, render};
+use crate::indicators::{LOOKBACK_DAYS, RULE_VERSION, Thresholds, render};
 use crate::lake::write_parquet;
 use crate::query::{query_rows, run_sql, table_rows};
 
@@ -76,12 +76,16 @@ struct DayPrint {
     fingerprint: String,
 }
 
-/// The trace-code day files of the lookback ending `to` (see the module documentation).
+/// The trace-code day files of the lookback ending `to` (see the module documentation). A
+/// day's fingerprint is `sales_days`' entry for it when given (a digest of the lake files
+/// holding that day's sales, [`crate::lake_index`]: no rows are read), else computed from the
+/// registered `sales` table.
 pub async fn export_trace_days(
     ctx: &SessionContext,
     baseline_dir: &Path,
     to: NaiveDate,
     t: &Thresholds,
+    sales_days: Option<&BTreeMap<NaiveDate, String>>,
 ) -> Result<TraceDaysExport> {
     let dir = baseline_dir.join(TRACE_DIR);
     std::fs::create_dir_all(&dir).map_err(|e| CoreError::io(&dir, e))?;
@@ -91,8 +95,22 @@ pub async fn export_trace_days(
             .map_err(|e| CoreError::Config(format!("{}: {e}", manifest_path.display())))?,
         Err(_) => BTreeMap::new(),
     };
-    let sql = render(TRACE_DAYS_SQL, to, to, t)?;
-    let prints = query_rows::<DayPrint>(ctx, "trace_day_prints", &sql).await?;
+    let prints = match sales_days {
+        Some(days) => {
+            let lookback = i64::from(t.trace_lookback_days.min(LOOKBACK_DAYS as u32));
+            let first = to - chrono::Duration::days(lookback);
+            days.range(first..=to)
+                .map(|(d, p)| DayPrint {
+                    day: d.format("%Y-%m-%d").to_string(),
+                    fingerprint: format!("files:{p}"),
+                })
+                .collect()
+        }
+        None => {
+            let sql = render(TRACE_DAYS_SQL, to, to, t)?;
+            query_rows::<DayPrint>(ctx, "trace_day_prints", &sql).await?
+        }
+    };
     let mut report = TraceDaysExport::default();
     let mut after = BTreeMap::new();
     for p in prints {
@@ -167,7 +185,13 @@ pub struct BaselineInfo {
 
 /// Writes the baseline of a nightly run whose tables are registered on `ctx` (including the
 /// `retail_daily` feature table).
-pub async fn export(ctx: &SessionContext, out: &Path, to: NaiveDate, t: &Thresholds) -> Result<()> {
+pub async fn export(
+    ctx: &SessionContext,
+    out: &Path,
+    to: NaiveDate,
+    t: &Thresholds,
+    sales_days: Option<&BTreeMap<NaiveDate, String>>,
+) -> Result<()> {
     let dir = out.join(BASELINE_DIR);
     std::fs::create_dir_all(&dir).map_err(|e| CoreError::io(&dir, e))?;
     for (name, sql) in QUERIES {
@@ -176,7 +200,7 @@ pub async fn export(ctx: &SessionContext, out: &Path, to: NaiveDate, t: &Thresho
         let schema = result_schema(ctx, &sql, &batches).await?;
         write_parquet(&dir.join(format!("{name}.parquet")), schema, &batches)?;
     }
-    let trace = export_trace_days(ctx, &dir, to, t).await?;
+    let trace = export_trace_days(ctx, &dir, to, t, sales_days).await?;
     tracing::info!(
         written = trace.written.len(),
         kept = trace.kept,

@@ -175,6 +175,16 @@ pub enum CoreError {
         /// The cause.
         source: pharmwatch_regulation::Error,
     },
+    /// Compacting one day partition of the lake failed ([`crate::compact`]); what readers
+    /// list of it is as it was.
+    #[error("compact {partition}: {source}")]
+    Compaction {
+        /// The partition (`kind/date=YYYY-MM-DD` of the lake).
+        partition: String,
+        /// The cause, naming the file.
+        #[source]
+        source: Box<CoreError>,
+    },
     /// A bug: an invariant did not hold.
     #[error("internal error: {0}")]
     Internal(String),
@@ -223,6 +233,7 @@ impl CoreError {
             Self::Io { source, .. } => io_class(source),
             Self::Store { source, .. } => store_class(source),
             Self::ObjectStore { source, .. } => object_store_class(source),
+            Self::Compaction { source, .. } => source.class(),
             Self::Config(_)
             | Self::InvalidField { .. }
             | Self::Csv { .. }

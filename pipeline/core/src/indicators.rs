@@ -53,10 +53,35 @@ pub const QUERIES: &[(&str, &str)] = &[
 ];
 
 /// Feature tables built before the indicator queries (`CREATE TABLE name AS …`): name and SQL.
-pub const FEATURES: &[(&str, &str)] = &[(
-    "retail_daily",
-    include_str!("../../sql/features/retail_daily.sql"),
-)];
+pub const FEATURES: &[(&str, &str)] = &[
+    (
+        "retail_daily",
+        include_str!("../../sql/features/retail_daily.sql"),
+    ),
+    (
+        "market_daily",
+        include_str!("../../sql/features/market_daily.sql"),
+    ),
+];
+
+/// Days before `${from}` a feature table's SQL reads (`[from − 28 days, to]`).
+pub const FEATURE_WINDOW_DAYS: i64 = 28;
+
+/// A feature table's SQL rendered for the rows of the days `first ..= last` only (its window
+/// `[from − 28 days, to]` with `from = first + 28 days`).
+pub fn render_feature_days(
+    sql: &str,
+    first: NaiveDate,
+    last: NaiveDate,
+    t: &Thresholds,
+) -> Result<String> {
+    render(
+        sql,
+        first + chrono::Duration::days(FEATURE_WINDOW_DAYS),
+        last,
+        t,
+    )
+}
 
 /// Indicator names, the same words as the simulator's label kinds.
 pub const INDICATORS: &[&str] = &[
@@ -162,7 +187,8 @@ impl Default for Thresholds {
 }
 
 impl Thresholds {
-    fn tokens(&self) -> BTreeMap<&'static str, String> {
+    /// The `${name}` tokens of the SQL and their values.
+    pub fn tokens(&self) -> BTreeMap<&'static str, String> {
         let mut m = BTreeMap::new();
         m.insert("mismatch_min", num(self.mismatch_min));
         m.insert("mismatch_share", num(self.mismatch_share));
@@ -306,8 +332,24 @@ pub async fn run_all(
     t: &Thresholds,
     progress: &indicatif::ProgressBar,
 ) -> Result<(Vec<Hit>, Vec<(String, f64)>)> {
-    let mut hits = Vec::new();
     let mut timings = build_features(ctx, from, to, t).await?;
+    let (hits, queried) = run_queries(ctx, from, to, t, progress).await?;
+    timings.extend(queried);
+    Ok((hits, timings))
+}
+
+/// Runs every indicator query for `[from, to]` on a context whose tables, the feature tables
+/// of [`FEATURES`] included, are registered; advances `progress` by one per query. Returns the
+/// hits sorted ([`sort_hits`]) and each query's wall time.
+pub async fn run_queries(
+    ctx: &SessionContext,
+    from: NaiveDate,
+    to: NaiveDate,
+    t: &Thresholds,
+    progress: &indicatif::ProgressBar,
+) -> Result<(Vec<Hit>, Vec<(String, f64)>)> {
+    let mut hits = Vec::new();
+    let mut timings = Vec::new();
     for (name, sql) in QUERIES {
         progress.set_message(name.to_string());
         let started = std::time::Instant::now();
@@ -316,6 +358,13 @@ pub async fn run_all(
         progress.inc(1);
     }
     progress.finish_and_clear();
+    sort_hits(&mut hits);
+    Ok((hits, timings))
+}
+
+/// Sorts hits by day, enterprise, indicator, product and detail: the order of every list of
+/// hits the nightly job hands on, however the hits were found.
+pub fn sort_hits(hits: &mut [Hit]) {
     hits.sort_by(|a, b| {
         (
             a.date,
@@ -332,7 +381,6 @@ pub async fn run_all(
                 &b.detail,
             ))
     });
-    Ok((hits, timings))
 }
 
 /// Runs one indicator query and converts its rows to hits.

@@ -5,6 +5,7 @@
 //! LAKE/<kind>/date=YYYY-MM-DD/part-00000.parquet   events of that business day (Asia/Shanghai)
 //! LAKE/<kind>/date=YYYY-MM-DD/late-00000.parquet   events of the day before, uploaded late
 //! LAKE/<kind>/date=YYYY-MM-DD/stream-pNNN-oOFFSET.parquet   events landed by the stream service
+//! LAKE/<kind>/date=YYYY-MM-DD/compact-GGGGGGGG.parquet   the partition's files merged (`pharmwatch compact`)
 //! LAKE/reference/{enterprises,products,batches}.parquet
 //! LAKE/labels.csv                                   planted anomalies (simulated lakes only)
 //! LAKE/manifest.json                                what the simulator wrote
@@ -14,7 +15,10 @@
 //! arrived: every row of `part-*` and `stream-*` files belongs to the partition's day, while a
 //! `late-*` file holds rows of earlier days that were uploaded late (the real platform receives
 //! them so) — readers filter on `biz_date`, never on the partition name alone. Files are
-//! written whole and renamed into place, so a reader never sees a half-written file.
+//! written whole and renamed into place, so a reader never sees a half-written file. A
+//! compacted file holds the rows of the files it replaces; every listing ([`day_files`],
+//! [`crate::remote_lake::LakeSource::files`]) reads a partition through [`listing::visible`],
+//! so that a row is read once whether the partition is compacted, being compacted, or not.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -34,6 +38,8 @@ use pharmwatch_schemas::{
 };
 
 use crate::error::{CoreError, Result};
+
+pub mod listing;
 
 /// Name of the reference-table directory.
 pub const REFERENCE_DIR: &str = "reference";
@@ -82,7 +88,8 @@ pub fn records_to_batch<T: Serialize + Validate>(
     rows_to_batch(kind.lake_schema(), &rows, kind.as_str())
 }
 
-fn writer_props() -> WriterProperties {
+/// The properties every lake file is written with (Snappy, row groups of 256 Ki rows).
+pub(crate) fn writer_props() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_created_by("pharmwatch".to_string())
@@ -221,9 +228,36 @@ pub fn read_csv<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
     r.deserialize().map(|row| row.map_err(csv_err)).collect()
 }
 
-/// The Parquet files of one day partition, sorted by name (the simulator's `part-*` first,
-/// then the stream's files in partition and offset order). Temporary files are skipped.
+/// The Parquet files of one day partition a reader reads, sorted by name (the simulator's
+/// `part-*` first, then the stream's files in partition and offset order): every file, or
+/// once the partition is compacted the newest compacted file and the files landed after it
+/// ([`listing::visible`]). Temporary files are skipped.
 pub fn day_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    for _ in 0..listing::RELIST_ATTEMPTS {
+        let files = list_parquet(dir)?;
+        let record = match listing::needs_record(&files) {
+            None => None,
+            Some(newest) => match listing::local_record(&dir.join(&newest.name)) {
+                Ok(r) => r,
+                // A newer compacted file replaced it and its grace period ended: list again.
+                Err(e) if listing::is_not_found(&e) => continue,
+                Err(e) => return Err(e),
+            },
+        };
+        return Ok(listing::visible(&files, record.as_ref())
+            .into_iter()
+            .map(|f| dir.join(&f.name))
+            .collect());
+    }
+    Err(CoreError::Lake {
+        path: dir.to_path_buf(),
+        reason: "the partition's compacted file kept changing while it was listed".into(),
+    })
+}
+
+/// Every Parquet file of a partition folder with its size, sorted by name (none when the
+/// folder does not exist).
+pub(crate) fn list_parquet(dir: &Path) -> Result<Vec<listing::ListedFile>> {
     let mut out = Vec::new();
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -233,11 +267,21 @@ pub fn day_files(dir: &Path) -> Result<Vec<PathBuf>> {
     for entry in entries {
         let entry = entry.map_err(|e| CoreError::io(dir, e))?;
         let path = entry.path();
-        if path.extension().is_some_and(|x| x == "parquet") {
-            out.push(path);
+        if path.extension().is_none_or(|x| x != "parquet") {
+            continue;
         }
+        let bytes = match entry.metadata() {
+            Ok(m) => m.len(),
+            // Deleted since the directory was read: it is not in the partition.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(CoreError::io(&path, e)),
+        };
+        out.push(listing::ListedFile {
+            name: entry.file_name().to_string_lossy().to_string(),
+            bytes,
+        });
     }
-    out.sort();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
 }
 

@@ -5,8 +5,10 @@
 //! - [`error`]: the error of the crate, with its classification (retry, bad input, bug);
 //! - [`store`]: the risk store (SQLite), its migrations; [`calendar_store`]: the working-day
 //!   calendar years operators load into it;
-//! - [`lake`]: the Parquet lake partitioned by kind and business day; [`ingest`]: input files
+//! - [`lake`]: the Parquet lake partitioned by kind and business day; [`lake_index`]: its
+//!   files' identities and the days they hold, for change detection; [`ingest`]: input files
 //!   (CSV, NDJSON, Parquet) decoded and validated into lake batches, rejects to the dead letter;
+//!   [`compact`]: a partition's files merged into one, swapped in atomically for readers;
 //!   [`table`]: numeric tables for the anomaly model;
 //! - [`query`]: the DataFusion session and its helpers; [`indicators`]: the indicator SQL and
 //!   its thresholds; [`anomaly`]: the model's features, training, scoring and artifact;
@@ -20,6 +22,7 @@
 pub mod anomaly;
 pub mod baseline;
 pub mod calendar_store;
+pub mod compact;
 pub mod config;
 pub mod contacts;
 pub mod db;
@@ -30,6 +33,7 @@ pub mod ids;
 pub mod indicators;
 pub mod ingest;
 pub mod lake;
+pub mod lake_index;
 pub mod metrics;
 pub mod pool;
 pub mod progress;

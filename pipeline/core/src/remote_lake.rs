@@ -9,14 +9,20 @@
 //! `AWS_ALLOW_HTTP=true` for a plain-HTTP endpoint on a private network.
 //!
 //! Invariants: an object is written with one PUT, so a reader sees it whole or not at all;
-//! a published lake's `manifest.json` is written last, so a lake with a manifest is complete.
+//! a published lake's `manifest.json` is written last, so a lake with a manifest is complete;
+//! a partition is listed as a folder's is, through the compaction rule
+//! ([`crate::lake::listing`]), so a compacted file and the objects it replaces are never both
+//! read.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::NaiveDate;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::parquet::errors::ParquetError;
+use datafusion::parquet::file::metadata::{FooterTail, ParquetMetaData, ParquetMetaDataReader};
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
@@ -25,7 +31,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use pharmwatch_schemas::{EventKind, ReferenceKind};
 
 use crate::error::{CoreError, Result};
-use crate::lake::REFERENCE_DIR;
+use crate::lake::{REFERENCE_DIR, listing};
 
 /// The URL scheme of a lake on object storage.
 pub const SCHEME: &str = "s3://";
@@ -48,6 +54,14 @@ pub struct RemoteLake {
 impl RemoteLake {
     /// Opens `s3://bucket/prefix` with the connection settings of the environment.
     pub fn open(lake: &Path) -> Result<Self> {
+        Self::open_with(lake, &[])
+    }
+
+    /// Opens `s3://bucket/prefix` with the connection settings of the environment, each of
+    /// `settings` (an S3 client key such as `aws_endpoint` or `aws_allow_http`, and its value)
+    /// overriding its variable: for a process that talks to a server the environment does not
+    /// name (tests).
+    pub fn open_with(lake: &Path, settings: &[(&str, &str)]) -> Result<Self> {
         let text = lake.to_str().unwrap_or_default();
         let rest = text.strip_prefix(SCHEME).ok_or_else(|| {
             CoreError::Config(format!("lake {text}: expected {SCHEME}bucket/prefix"))
@@ -60,14 +74,20 @@ impl RemoteLake {
         }
         let base = url::Url::parse(&format!("{SCHEME}{bucket}"))
             .map_err(|e| CoreError::Config(format!("lake {text}: {e}")))?;
-        let store = AmazonS3Builder::from_env()
-            .with_bucket_name(bucket)
-            .build()
-            .map_err(|e| CoreError::ObjectStore {
+        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        for (key, value) in settings {
+            let key = key.parse().map_err(|e| CoreError::ObjectStore {
                 url: text.to_string(),
-                what: "configure the S3 client (AWS_* variables)".into(),
+                what: format!("configure the S3 client ({key})"),
                 source: Box::new(e),
             })?;
+            builder = builder.with_config(key, *value);
+        }
+        let store = builder.build().map_err(|e| CoreError::ObjectStore {
+            url: text.to_string(),
+            what: "configure the S3 client (AWS_* variables)".into(),
+            source: Box::new(e),
+        })?;
         Ok(Self {
             base,
             prefix: prefix.trim_matches('/').to_string(),
@@ -92,7 +112,13 @@ impl RemoteLake {
         })
     }
 
-    fn key(&self, rel: &str) -> ObjPath {
+    /// The object store, for the lake's own modules.
+    pub(crate) fn object_store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The object key of `rel` (a `/`-separated path under the prefix).
+    pub(crate) fn key(&self, rel: &str) -> ObjPath {
         let rel = rel.trim_matches('/');
         match (self.prefix.is_empty(), rel.is_empty()) {
             (true, _) => ObjPath::from(rel),
@@ -101,7 +127,8 @@ impl RemoteLake {
         }
     }
 
-    fn err(&self, rel: &str, what: &str, source: object_store::Error) -> CoreError {
+    /// The error of `what` on `rel`.
+    pub(crate) fn err(&self, rel: &str, what: &str, source: object_store::Error) -> CoreError {
         CoreError::ObjectStore {
             url: self.url_of(rel),
             what: what.to_string(),
@@ -114,9 +141,10 @@ impl RemoteLake {
         ctx.register_object_store(&self.base, self.store.clone());
     }
 
-    /// The Parquet files of `kind` in the day partitions `[from, to]`, sorted by day then name,
-    /// as URLs: one listing of the kind's folder (a request per thousand objects), rather than
-    /// one per day.
+    /// The Parquet files of `kind` in the day partitions `[from, to]` a reader reads (see
+    /// [`listing::visible`]), sorted by day then name, as URLs: one listing of the kind's
+    /// folder (a request per thousand objects), rather than one per day, and the footer of a
+    /// partition's compacted file where other files lie beside it.
     pub async fn kind_files(
         &self,
         kind: EventKind,
@@ -124,26 +152,163 @@ impl RemoteLake {
         to: NaiveDate,
     ) -> Result<Vec<String>> {
         let dir = kind.as_str();
-        let base = self.base.as_str().trim_end_matches('/').to_string();
-        let mut found: Vec<(NaiveDate, String)> = self
+        let mut out = Vec::new();
+        for (day, files) in self.kind_partitions(kind, from, to).await? {
+            let rel = format!("{dir}/date={}", day.format("%Y-%m-%d"));
+            for name in self.visible_in(&rel, files).await? {
+                out.push(self.url_of(&format!("{rel}/{name}")));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The Parquet objects of `kind`'s day partitions `[from, to]` by day (every object,
+    /// before the listing rule), each day's sorted by name: one listing of the kind's folder.
+    pub(crate) async fn kind_partitions(
+        &self,
+        kind: EventKind,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<BTreeMap<NaiveDate, Vec<listing::ListedFile>>> {
+        let dir = kind.as_str();
+        let metas: Vec<object_store::ObjectMeta> = self
             .store
             .list(Some(&self.key(dir)))
-            .map_ok(|m| m.location.to_string())
-            .try_collect::<Vec<_>>()
+            .try_collect()
             .await
-            .map_err(|e| self.err(dir, "list the kind's files", e))?
+            .map_err(|e| self.err(dir, "list the kind's files", e))?;
+        let mut days: BTreeMap<NaiveDate, Vec<listing::ListedFile>> = BTreeMap::new();
+        for m in metas {
+            let key = m.location.as_ref();
+            let Some((parent, name)) = key.rsplit_once('/') else {
+                continue;
+            };
+            let Some(day) = parent
+                .rsplit('/')
+                .next()
+                .and_then(|seg| seg.strip_prefix("date="))
+                .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+            else {
+                continue;
+            };
+            if name.ends_with(".parquet") && day >= from && day <= to {
+                days.entry(day).or_default().push(listing::ListedFile {
+                    name: name.to_string(),
+                    bytes: m.size,
+                });
+            }
+        }
+        for files in days.values_mut() {
+            files.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        Ok(days)
+    }
+
+    /// The names of the files a reader reads of partition `rel` (`kind/date=…`), given its
+    /// listing `files`: reads the newest compacted file's record when it needs it, and lists
+    /// the partition again if that file went meanwhile.
+    async fn visible_in(
+        &self,
+        rel: &str,
+        mut files: Vec<listing::ListedFile>,
+    ) -> Result<Vec<String>> {
+        for _ in 0..listing::RELIST_ATTEMPTS {
+            let record = match listing::needs_record(&files) {
+                None => None,
+                Some(newest) => {
+                    match self
+                        .record_of(&format!("{rel}/{}", newest.name), newest.bytes)
+                        .await
+                    {
+                        Ok(r) => r,
+                        Err(e) if listing::is_not_found(&e) => {
+                            files = self.partition_files(rel).await?;
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            };
+            return Ok(listing::visible(&files, record.as_ref())
+                .into_iter()
+                .map(|f| f.name.clone())
+                .collect());
+        }
+        Err(CoreError::Lake {
+            path: PathBuf::from(self.url_of(rel)),
+            reason: "the partition's compacted file kept changing while it was listed".into(),
+        })
+    }
+
+    /// Every Parquet object of partition `rel` (`kind/date=…`) with its size, sorted by name.
+    pub(crate) async fn partition_files(&self, rel: &str) -> Result<Vec<listing::ListedFile>> {
+        let metas: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(Some(&self.key(rel)))
+            .try_collect()
+            .await
+            .map_err(|e| self.err(rel, "list the partition", e))?;
+        let mut files: Vec<listing::ListedFile> = metas
             .into_iter()
-            .filter(|k| k.ends_with(".parquet"))
-            .filter_map(|k| {
-                let day = k
-                    .split('/')
-                    .find_map(|seg| seg.strip_prefix("date="))
-                    .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())?;
-                (day >= from && day <= to).then(|| (day, format!("{base}/{k}")))
+            .filter_map(|m| {
+                let name = m.location.filename()?.to_string();
+                name.ends_with(".parquet").then_some(listing::ListedFile {
+                    name,
+                    bytes: m.size,
+                })
             })
             .collect();
-        found.sort();
-        Ok(found.into_iter().map(|(_, url)| url).collect())
+        files.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(files)
+    }
+
+    /// The Parquet footer of object `rel` of `size` bytes: one ranged read of its tail, a
+    /// second when the footer is longer.
+    pub(crate) async fn footer(&self, rel: &str, size: u64) -> Result<ParquetMetaData> {
+        const TAIL: u64 = 64 * 1024;
+        let perr = |e| CoreError::Parquet {
+            path: PathBuf::from(self.url_of(rel)),
+            source: e,
+        };
+        let key = self.key(rel);
+        let start = size.saturating_sub(TAIL);
+        let tail = self
+            .store
+            .get_range(&key, start..size)
+            .await
+            .map_err(|e| self.err(rel, "read the Parquet footer", e))?;
+        if tail.len() < 8 {
+            return Err(perr(ParquetError::General(
+                "file too short for a footer".into(),
+            )));
+        }
+        let mut end = [0u8; 8];
+        end.copy_from_slice(&tail[tail.len() - 8..]);
+        let footer = FooterTail::try_new(&end).map_err(perr)?;
+        let len = footer.metadata_length() as u64;
+        let meta_start = size
+            .checked_sub(8 + len)
+            .ok_or_else(|| perr(ParquetError::General("footer longer than the file".into())))?;
+        let bytes = if meta_start >= start {
+            let from = (meta_start - start) as usize;
+            tail.slice(from..tail.len() - 8)
+        } else {
+            self.store
+                .get_range(&key, meta_start..size - 8)
+                .await
+                .map_err(|e| self.err(rel, "read the Parquet footer", e))?
+        };
+        ParquetMetaDataReader::decode_metadata(&bytes).map_err(perr)
+    }
+
+    /// The compaction record of object `rel` of `size` bytes (`None` when it carries none).
+    pub(crate) async fn record_of(
+        &self,
+        rel: &str,
+        size: u64,
+    ) -> Result<Option<listing::CompactionRecord>> {
+        let meta = self.footer(rel, size).await?;
+        listing::CompactionRecord::from_metadata(&meta, &self.url_of(rel))
     }
 
     /// The URL of a reference table, or an error naming it when the lake has none.
@@ -202,6 +367,45 @@ impl RemoteLake {
             .map_err(|e| self.err(rel, "read", e))?;
         let bytes = got.bytes().await.map_err(|e| self.err(rel, "read", e))?;
         Ok(bytes.to_vec())
+    }
+
+    /// The object key of a URL this lake listed (`s3://bucket/key`).
+    fn key_of_url(&self, url: &str) -> Result<ObjPath> {
+        let base = self.base.as_str().trim_end_matches('/');
+        url.strip_prefix(base)
+            .and_then(|k| k.strip_prefix('/'))
+            .map(ObjPath::from)
+            .ok_or_else(|| CoreError::Config(format!("{url} is not in the lake {}", self.url())))
+    }
+
+    /// An object's identity for change detection: its size and entity tag (one HEAD).
+    pub async fn identity_of_url(&self, url: &str) -> Result<String> {
+        let meta =
+            self.store
+                .head(&self.key_of_url(url)?)
+                .await
+                .map_err(|e| CoreError::ObjectStore {
+                    url: url.to_string(),
+                    what: "read the object's metadata".into(),
+                    source: Box::new(e),
+                })?;
+        Ok(format!(
+            "{}:{}",
+            meta.size,
+            meta.e_tag
+                .unwrap_or_else(|| meta.last_modified.to_rfc3339())
+        ))
+    }
+
+    /// Reads the object at a URL this lake listed, whole.
+    pub async fn get_url(&self, url: &str) -> Result<Vec<u8>> {
+        let err = |e| CoreError::ObjectStore {
+            url: url.to_string(),
+            what: "read".into(),
+            source: Box::new(e),
+        };
+        let got = self.store.get(&self.key_of_url(url)?).await.map_err(err)?;
+        Ok(got.bytes().await.map_err(err)?.to_vec())
     }
 
     /// Writes object `rel` whole (one PUT: readers never see part of it).

@@ -28,7 +28,7 @@
 --   stock_gap_units        Σ |closing − (opening + inflow − sold)| over products with a
 --                          closing snapshot (both days' reports present)
 --   stock_gap_products     products with a non-zero gap
---   report_gap_days        days since the enterprise's previous report
+--   report_gap_days        days since the enterprise's previous report (within 28 days)
 WITH sales_day AS (
     SELECT s.enterprise_id, s.product_id, s.biz_date,
            CAST(SUM(s.quantity) AS DOUBLE) AS qty,
@@ -138,11 +138,16 @@ gaps AS (
 activity AS (
     SELECT enterprise_id, biz_date FROM ent_flows
     UNION
-    SELECT enterprise_id, biz_date FROM reported
+    SELECT DISTINCT enterprise_id, biz_date FROM inventory
+    WHERE biz_date BETWEEN ${from} - INTERVAL '28 days' AND ${to}
 ),
+-- The previous report within the 28 days before: a day's gap is its own (whatever the run's
+-- range); none within them reads as typical, as a missing basis does everywhere here.
 report_gap AS (
     SELECT enterprise_id, biz_date,
-           CAST(biz_date - LAG(biz_date) OVER (PARTITION BY enterprise_id ORDER BY biz_date) AS DOUBLE) AS gap
+           CAST(biz_date - MAX(biz_date) OVER (PARTITION BY enterprise_id ORDER BY biz_date
+                    RANGE BETWEEN INTERVAL '28 days' PRECEDING AND INTERVAL '1 day' PRECEDING)
+                AS DOUBLE) AS gap
     FROM activity
 )
 SELECT a.enterprise_id,

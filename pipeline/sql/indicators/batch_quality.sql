@@ -25,11 +25,11 @@ WHERE s.biz_date > b.expiry_date
 UNION ALL
 SELECT s.enterprise_id, s.product_id, s.biz_date,
        'failed_batch_sold' AS indicator,
-       COALESCE(f.failed_on, s.biz_date) AS window_start,
+       CASE WHEN f.failed_on <= s.biz_date THEN f.failed_on ELSE s.biz_date END AS window_start,
        s.biz_date AS window_end,
        CAST(s.qty AS DOUBLE) AS observed,
        0.0 AS expected,
-       CASE WHEN f.failed_on IS NOT NULL
+       CASE WHEN f.failed_on <= s.biz_date
             THEN concat('batch=', s.batch_no, ';failed_on=', CAST(f.failed_on AS VARCHAR))
             ELSE concat('batch=', s.batch_no, ';not_released') END AS detail
 FROM s

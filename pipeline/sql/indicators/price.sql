@@ -12,14 +12,8 @@
 -- The sliding sums are taken in whole thousandths of a yuan (integers): a floating-point
 -- sliding sum depends on where the frame started sliding, so the same day judged in a run
 -- over a longer range would get a reference differing in its last digits.
-WITH retail AS (
-    SELECT enterprise_id, product_id, biz_date, quantity, unit_price
-    FROM sales
-    WHERE buyer_id IS NULL AND biz_date BETWEEN ${from} - INTERVAL '28 days' AND ${to}
-),
-market_day AS (
-    SELECT product_id, biz_date, median(unit_price) AS med
-    FROM retail GROUP BY product_id, biz_date
+WITH market_day AS (
+    SELECT product_id, biz_date, med FROM market_daily
 ),
 market AS (
     SELECT product_id, biz_date,
@@ -31,19 +25,23 @@ market AS (
                  RANGE BETWEEN INTERVAL '28 days' PRECEDING AND INTERVAL '1 day' PRECEDING)
 ),
 ent_day AS (
-    SELECT enterprise_id, product_id, biz_date,
-           SUM(CAST(round(quantity * unit_price * 1000) AS BIGINT)) AS amount_milli,
-           SUM(quantity) AS qty
-    FROM retail GROUP BY enterprise_id, product_id, biz_date
+    SELECT enterprise_id, product_id, biz_date, amount_milli, CAST(qty AS BIGINT) AS qty
+    FROM retail_daily
 ),
+-- The own reference is a join of each judged day with its own 28 prior days (a hash join on
+-- enterprise × product with a date range), so only the run's days are aggregated; a day
+-- without prior sales keeps its row (LEFT JOIN) with no own reference.
 own AS (
-    SELECT enterprise_id, product_id, biz_date,
-           CAST(SUM(amount_milli) OVER w AS DOUBLE) / 1000.0
-             / CAST(SUM(qty) OVER w AS DOUBLE) AS own_reference,
-           COUNT(qty) OVER w AS own_days
-    FROM ent_day
-    WINDOW w AS (PARTITION BY enterprise_id, product_id ORDER BY biz_date
-                 RANGE BETWEEN INTERVAL '28 days' PRECEDING AND INTERVAL '1 day' PRECEDING)
+    SELECT j.enterprise_id, j.product_id, j.biz_date,
+           CAST(SUM(h.amount_milli) AS DOUBLE) / 1000.0
+             / CAST(SUM(h.qty) AS DOUBLE) AS own_reference,
+           COUNT(h.qty) AS own_days
+    FROM ent_day j
+    LEFT JOIN ent_day h
+      ON h.enterprise_id = j.enterprise_id AND h.product_id = j.product_id
+     AND h.biz_date BETWEEN j.biz_date - INTERVAL '28 days' AND j.biz_date - INTERVAL '1 day'
+    WHERE j.biz_date BETWEEN ${from} AND ${to}
+    GROUP BY j.enterprise_id, j.product_id, j.biz_date
 ),
 ent AS (
     SELECT e.enterprise_id, e.product_id, e.biz_date,

@@ -2,12 +2,14 @@
 //! the nightly closed loop over a simulated province, the credit file, the stream service
 //! against a real broker, delivery to real receivers and the acknowledgement pages in
 //! Chromium, the dashboards and alert rules against a real Prometheus, and the detection
-//! sweep over seeds of a noisy province, the workbench walked through in Chromium, and the
-//! nightly job over a lake on a real S3-compatible server.
+//! sweep over seeds of a noisy province, the workbench walked through in Chromium, the
+//! nightly job over a lake on a real S3-compatible server, and the lake's compaction (a folder
+//! and a bucket) with readers running through it.
 #![allow(clippy::unwrap_used)]
 
 mod closed_loop;
 mod common;
+mod compact;
 mod credit;
 mod dashboards;
 mod delivery;

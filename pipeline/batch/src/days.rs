@@ -1,0 +1,603 @@
+//! The day store: what nights computed, per business day, so that a night computes only its
+//! own day (and the days late records changed) and reads the others back.
+//!
+//! ```text
+//! OUT/days/manifest.json              each stored day's key; the lake files' spans
+//! OUT/days/hits/date=D.parquet        the rule hits of day D (the indicator queries' columns)
+//! OUT/days/features/date=D.parquet    the model's feature rows of day D
+//! OUT/days/<table>/date=D.parquet       day D's rows of a feature table of the rules
+//!                                       (`retail_daily`, `market_daily`)
+//! ```
+//!
+//! A day's key is a digest of everything its result depends on: the rule version, thresholds
+//! and SQL of the indicators (hits) or of the feature query (features), the reference tables'
+//! identities, and the identities of the lake files holding rows of the days it reads —
+//! `[D − 60, D]` for hits (product tests: every day up to D), `[D − 28, D]` for features and
+//! D alone for a feature table's rows ([`pharmwatch_core::lake_index`] says which days a file
+//! holds). A stored day whose key is
+//! unchanged is read back; any other day is computed and stored.
+//!
+//! Invariants: a day's result does not depend on the range a query ran over (each indicator
+//! and feature judges a day against its own look-back only), so a day computed alone, or with
+//! others, or read back gives the same rows, and an incremental night writes what a night
+//! from scratch writes. Files are written whole (temporary name, then rename) and the manifest
+//! last, so a run that stops half-way leaves days that are computed again, never wrong ones.
+//! Days before the look-back of the run's first day are removed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{Duration, NaiveDate};
+use datafusion::arrow::array::{ArrayRef, Date32Array, Float64Array, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Date32Type, Field, Schema};
+use datafusion::datasource::MemTable;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::prelude::SessionContext;
+use serde::{Deserialize, Serialize};
+
+use pharmwatch_core::anomaly::{FEATURE_SQL, FEATURES, FeatureTable};
+use pharmwatch_core::error::CoreError;
+use pharmwatch_core::indicators::{self, Hit, LOOKBACK_DAYS, RULE_VERSION, Thresholds};
+use pharmwatch_core::lake::write_parquet;
+use pharmwatch_core::lake_index::{self, LakeFile, Span};
+use pharmwatch_core::query::run_sql;
+use pharmwatch_core::remote_lake::LakeSource;
+use pharmwatch_schemas::EventKind;
+
+use crate::error::Result;
+
+/// Directory of the day store inside a nightly output directory.
+pub const DAYS_DIR: &str = "days";
+/// Days of lake data a day's features read (the day and the 28 before it).
+pub const FEATURE_LOOKBACK_DAYS: i64 = 28;
+/// Version of the store's layout and keys; a store of another version is computed afresh.
+const VERSION: u32 = 1;
+const MANIFEST: &str = "manifest.json";
+
+/// What a day's result is: rule hits, model features, or a feature table's rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The indicator queries' hits.
+    Hits,
+    /// The anomaly model's feature rows.
+    Features,
+    /// A feature table of the rules ([`indicators::FEATURES`]), by name.
+    Table(&'static str),
+}
+
+impl Part {
+    fn dir(self) -> &'static str {
+        match self {
+            Self::Hits => "hits",
+            Self::Features => "features",
+            Self::Table(name) => name,
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Manifest {
+    version: u32,
+    /// Keys of the stored hit days.
+    hits: BTreeMap<NaiveDate, String>,
+    /// Keys of the stored feature days.
+    features: BTreeMap<NaiveDate, String>,
+    /// Keys of the stored days of each feature table.
+    #[serde(default)]
+    tables: BTreeMap<String, BTreeMap<NaiveDate, String>>,
+    /// Spans of lake files read from their footers, by `url|identity`.
+    spans: BTreeMap<String, Span>,
+}
+
+/// The lake's files per event kind, identified, with the days each holds.
+#[derive(Debug, Default)]
+pub struct LakeDays {
+    /// Per day, a digest of the files (of every kind but product tests) holding its rows.
+    prints: BTreeMap<NaiveDate, String>,
+    /// Per day, a digest of the sales files holding its rows (the stream baseline's
+    /// traceability-code days are keyed on it).
+    sales: BTreeMap<NaiveDate, String>,
+    /// Product-test files with their first day (a day's hits read every test up to it).
+    product_tests: Vec<(NaiveDate, String)>,
+    /// Identities of the reference tables and any other input every day depends on.
+    global: String,
+}
+
+impl LakeDays {
+    /// Indexes `files` (per event kind, as the run registered them) and the reference tables
+    /// `references`; spans of files the store has seen are not read again.
+    pub async fn index(
+        store: &mut DayStore,
+        source: &LakeSource,
+        files: &BTreeMap<EventKind, Vec<String>>,
+        references: &[String],
+    ) -> Result<Self> {
+        let mut by_day: BTreeMap<NaiveDate, Vec<String>> = BTreeMap::new();
+        let mut sales_by_day: BTreeMap<NaiveDate, Vec<String>> = BTreeMap::new();
+        let mut product_tests = Vec::new();
+        for (kind, urls) in files {
+            for file in lake_index::identify(source, urls.clone()).await? {
+                let span = store.span(source, &file).await?;
+                let entry = format!("{}|{}|{}", kind.as_str(), file.url, file.identity);
+                if *kind == EventKind::ProductTest {
+                    product_tests.push((span.first, entry));
+                    continue;
+                }
+                // A file without statistics may hold any earlier day: it is part of every
+                // day of the range the run reads.
+                let first = span.first.max(files_floor(files));
+                let mut d = first;
+                while d <= span.last {
+                    by_day.entry(d).or_default().push(entry.clone());
+                    if *kind == EventKind::Sales {
+                        sales_by_day.entry(d).or_default().push(entry.clone());
+                    }
+                    d += Duration::days(1);
+                }
+            }
+        }
+        let prints = digest_days(by_day);
+        let sales = digest_days(sales_by_day);
+        product_tests.sort();
+        let mut global = Vec::new();
+        for r in references {
+            let identity = match source {
+                LakeSource::Bucket(b) if r.starts_with("s3://") => b.identity_of_url(r).await?,
+                _ => lake_index::local_identity(Path::new(r))?,
+            };
+            global.push(format!("{r}|{identity}"));
+        }
+        Ok(Self {
+            prints,
+            sales,
+            product_tests,
+            global: digest(global.iter().map(String::as_str)),
+        })
+    }
+
+    /// Per day, a digest of the sales files holding its rows.
+    pub fn sales_days(&self) -> &BTreeMap<NaiveDate, String> {
+        &self.sales
+    }
+
+    /// The key of `part` for day `day` under thresholds `t`.
+    pub fn key(&self, part: Part, day: NaiveDate, t: &Thresholds) -> String {
+        let mut parts: Vec<String> = vec![format!("v{VERSION}"), self.global.clone()];
+        let lookback = match part {
+            Part::Hits => {
+                parts.push(RULE_VERSION.to_string());
+                parts.extend(t.tokens().into_iter().map(|(k, v)| format!("{k}={v}")));
+                for (name, sql) in indicators::FEATURES.iter().chain(indicators::QUERIES) {
+                    parts.push(format!("{name}:{}", digest([*sql])));
+                }
+                parts.extend(
+                    self.product_tests
+                        .iter()
+                        .filter(|(first, _)| *first <= day)
+                        .map(|(_, e)| e.clone()),
+                );
+                LOOKBACK_DAYS
+            }
+            Part::Features => {
+                parts.push(digest([FEATURE_SQL]));
+                FEATURE_LOOKBACK_DAYS
+            }
+            Part::Table(name) => {
+                let sql = indicators::FEATURES
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map_or("", |(_, sql)| *sql);
+                parts.push(format!("{name}:{}", digest([sql])));
+                // A feature table's row of a day reads that day's sales only.
+                parts.push(format!(
+                    "{day}={}",
+                    self.sales.get(&day).map_or("", String::as_str)
+                ));
+                return digest(parts.iter().map(String::as_str));
+            }
+        };
+        let mut d = day - Duration::days(lookback);
+        while d <= day {
+            if let Some(p) = self.prints.get(&d) {
+                parts.push(format!("{d}={p}"));
+            }
+            d += Duration::days(1);
+        }
+        digest(parts.iter().map(String::as_str))
+    }
+}
+
+/// Each day's digest of its sorted file entries.
+fn digest_days(by_day: BTreeMap<NaiveDate, Vec<String>>) -> BTreeMap<NaiveDate, String> {
+    by_day
+        .into_iter()
+        .map(|(d, mut entries)| {
+            entries.sort();
+            (d, digest(entries.iter().map(String::as_str)))
+        })
+        .collect()
+}
+
+/// The earliest partition any kind's files lie in: a file of unknown span counts from there.
+fn files_floor(files: &BTreeMap<EventKind, Vec<String>>) -> NaiveDate {
+    files
+        .values()
+        .flatten()
+        .filter_map(|u| lake_index::partition_of(u))
+        .min()
+        .unwrap_or(NaiveDate::MIN)
+        - Duration::days(LOOKBACK_DAYS)
+}
+
+/// SHA-256 of the parts, each followed by a newline, in hex.
+fn digest<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for p in parts {
+        ctx.update(p.as_bytes());
+        ctx.update(b"\n");
+    }
+    ctx.finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The day store of one output directory.
+#[derive(Debug)]
+pub struct DayStore {
+    dir: PathBuf,
+    manifest: Manifest,
+}
+
+impl DayStore {
+    /// Opens (or starts) the store of output directory `out`; a manifest of another version
+    /// or one that cannot be read is started afresh (every day is computed again).
+    pub fn open(out: &Path) -> Self {
+        let dir = out.join(DAYS_DIR);
+        let manifest = std::fs::read_to_string(dir.join(MANIFEST))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Manifest>(&t).ok())
+            .filter(|m| m.version == VERSION)
+            .unwrap_or(Manifest {
+                version: VERSION,
+                ..Manifest::default()
+            });
+        Self { dir, manifest }
+    }
+
+    async fn span(&mut self, source: &LakeSource, file: &LakeFile) -> Result<Span> {
+        if file.holds_its_partition_only() {
+            return Ok(lake_index::span(source, file).await?);
+        }
+        let id = format!("{}|{}", file.url, file.identity);
+        if let Some(s) = self.manifest.spans.get(&id) {
+            return Ok(*s);
+        }
+        let s = lake_index::span(source, file).await?;
+        self.manifest.spans.insert(id, s);
+        Ok(s)
+    }
+
+    fn keys(&self, part: Part) -> Option<&BTreeMap<NaiveDate, String>> {
+        match part {
+            Part::Hits => Some(&self.manifest.hits),
+            Part::Features => Some(&self.manifest.features),
+            Part::Table(name) => self.manifest.tables.get(name),
+        }
+    }
+
+    fn keys_mut(&mut self, part: Part) -> &mut BTreeMap<NaiveDate, String> {
+        match part {
+            Part::Hits => &mut self.manifest.hits,
+            Part::Features => &mut self.manifest.features,
+            Part::Table(name) => self.manifest.tables.entry(name.to_string()).or_default(),
+        }
+    }
+
+    fn path(&self, part: Part, day: NaiveDate) -> PathBuf {
+        self.dir
+            .join(part.dir())
+            .join(format!("date={}.parquet", day.format("%Y-%m-%d")))
+    }
+
+    /// Whether day `day` of `part` is stored under `key`.
+    pub fn has(&self, part: Part, day: NaiveDate, key: &str) -> bool {
+        self.keys(part)
+            .and_then(|keys| keys.get(&day))
+            .is_some_and(|k| k == key)
+            && self.path(part, day).exists()
+    }
+
+    /// Reads the stored hits of `day`.
+    pub fn read_hits(&self, day: NaiveDate) -> Result<Vec<Hit>> {
+        let mut out = Vec::new();
+        for b in read_batches(&self.path(Part::Hits, day))? {
+            out.extend(indicators::batch_to_hits("days/hits", &b)?);
+        }
+        Ok(out)
+    }
+
+    /// Stores the hits of `day` under `key`.
+    pub fn write_hits(&mut self, day: NaiveDate, key: String, hits: &[Hit]) -> Result<()> {
+        let (schema, batch) = hits_batch(hits)?;
+        write_parquet(&self.path(Part::Hits, day), schema, &[batch])?;
+        self.keys_mut(Part::Hits).insert(day, key);
+        Ok(())
+    }
+
+    /// Reads the stored feature rows of `day` (in the feature query's order).
+    pub fn read_features(&self, day: NaiveDate) -> Result<FeatureTable> {
+        let what = "days/features";
+        let mut t = FeatureTable::default();
+        for b in read_batches(&self.path(Part::Features, day))? {
+            let text = |c| -> Result<Vec<String>> {
+                Ok(indicators::strings(what, &b, c)?
+                    .into_iter()
+                    .map(Option::unwrap_or_default)
+                    .collect())
+            };
+            t.enterprise_id.extend(text("enterprise_id")?);
+            t.segment.extend(text("segment")?);
+            t.date.extend(indicators::dates(what, &b, "biz_date")?);
+            let cols = FEATURES
+                .iter()
+                .map(|f| indicators::floats(what, &b, f))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            t.values
+                .extend(pharmwatch_core::table::row_major(&cols, b.num_rows()));
+        }
+        Ok(t)
+    }
+
+    /// Stores the feature rows of `day` (the rows of `table` on that day) under `key`.
+    pub fn write_features(
+        &mut self,
+        day: NaiveDate,
+        key: String,
+        table: &FeatureTable,
+    ) -> Result<()> {
+        let rows: Vec<usize> = (0..table.len()).filter(|&i| table.date[i] == day).collect();
+        let (schema, batch) = features_batch(table, &rows)?;
+        write_parquet(&self.path(Part::Features, day), schema, &[batch])?;
+        self.keys_mut(Part::Features).insert(day, key);
+        Ok(())
+    }
+
+    /// Removes the days before `keep_from` and the spans of files no longer listed, then writes
+    /// the manifest (last, so it names only files written whole).
+    pub fn commit(&mut self, keep_from: NaiveDate, listed: &BTreeSet<String>) -> Result<()> {
+        let tables = indicators::FEATURES.iter().map(|(n, _)| Part::Table(n));
+        for part in [Part::Hits, Part::Features].into_iter().chain(tables) {
+            let old: Vec<NaiveDate> = self
+                .keys(part)
+                .map(|keys| keys.range(..keep_from).map(|(d, _)| *d).collect())
+                .unwrap_or_default();
+            for d in old {
+                self.keys_mut(part).remove(&d);
+                let path = self.path(part, d);
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(CoreError::io(&path, e).into()),
+                }
+            }
+        }
+        self.manifest
+            .spans
+            .retain(|id, _| id.split('|').next().is_some_and(|u| listed.contains(u)));
+        std::fs::create_dir_all(&self.dir).map_err(|e| CoreError::io(&self.dir, e))?;
+        let path = self.dir.join(MANIFEST);
+        let tmp = self.dir.join(format!(".{MANIFEST}.tmp"));
+        let text = serde_json::to_string_pretty(&self.manifest)
+            .map_err(|e| CoreError::Internal(e.to_string()))?;
+        std::fs::write(&tmp, text + "\n").map_err(|e| CoreError::io(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| CoreError::io(&path, e))?;
+        Ok(())
+    }
+}
+
+/// Registers the feature table `name` (SQL `sql`) over the days `from ..= to` on `ctx` from
+/// the day store: each day's rows read back when stored under its key, else computed (one
+/// query per day, reading that day's sales) and stored first. Returns the days (read back,
+/// computed).
+pub async fn register_feature_table(
+    ctx: &SessionContext,
+    days: &mut (DayStore, LakeDays),
+    (name, sql): (&'static str, &'static str),
+    from: NaiveDate,
+    to: NaiveDate,
+    t: &Thresholds,
+) -> Result<(usize, usize)> {
+    let (store, index) = days;
+    let part = Part::Table(name);
+    let schema = ctx
+        .sql(&indicators::render_feature_days(sql, to, to, t)?)
+        .await
+        .map_err(|e| CoreError::query(name, e))?
+        .schema()
+        .inner()
+        .clone();
+    let (mut reused, mut computed) = (0, 0);
+    // In memory, as `CREATE TABLE … AS` would hold it: several queries join and window over it.
+    let lanes = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut partitions: Vec<Vec<RecordBatch>> = vec![Vec::new(); lanes];
+    for (i, d) in from.iter_days().take_while(|d| *d <= to).enumerate() {
+        let key = index.key(part, d, t);
+        let path = store.path(part, d);
+        let batches = if store.has(part, d, &key) {
+            reused += 1;
+            as_schema(name, &schema, read_batches(&path)?)?
+        } else {
+            let text = indicators::render_feature_days(sql, d, d, t)?;
+            let batches = as_schema(name, &schema, run_sql(ctx, name, &text).await?)?;
+            write_parquet(&path, schema.clone(), &batches)?;
+            store.keys_mut(part).insert(d, key);
+            computed += 1;
+            batches
+        };
+        partitions[i % lanes].extend(batches);
+    }
+    ctx.deregister_table(name)
+        .map_err(|e| CoreError::query(name, e))?;
+    let table = MemTable::try_new(schema, partitions).map_err(|e| CoreError::query(name, e))?;
+    ctx.register_table(name, Arc::new(table))
+        .map_err(|e| CoreError::query(name, e))?;
+    Ok((reused, computed))
+}
+
+/// The batches with the table's schema (the same columns; a stored file's schema may differ
+/// in nullability or metadata).
+fn as_schema(
+    name: &str,
+    schema: &Arc<Schema>,
+    batches: Vec<RecordBatch>,
+) -> Result<Vec<RecordBatch>> {
+    batches
+        .into_iter()
+        .map(|b| {
+            RecordBatch::try_new(schema.clone(), b.columns().to_vec())
+                .map_err(|e| CoreError::arrow(name, e).into())
+        })
+        .collect()
+}
+
+/// The days of `days` not stored under their keys, as contiguous ranges (first, last).
+pub fn missing_ranges(
+    store: &DayStore,
+    part: Part,
+    days: impl IntoIterator<Item = (NaiveDate, String)>,
+) -> Vec<(NaiveDate, NaiveDate)> {
+    let mut out: Vec<(NaiveDate, NaiveDate)> = Vec::new();
+    for (d, key) in days {
+        if store.has(part, d, &key) {
+            continue;
+        }
+        match out.last_mut() {
+            Some((_, last)) if *last + Duration::days(1) == d => *last = d,
+            _ => out.push((d, d)),
+        }
+    }
+    out
+}
+
+fn read_batches(path: &Path) -> Result<Vec<RecordBatch>> {
+    let file = std::fs::File::open(path).map_err(|e| CoreError::io(path, e))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.build())
+        .map_err(|e| CoreError::Lake {
+            path: path.to_path_buf(),
+            reason: format!("cannot read a stored day: {e}"),
+        })?;
+    reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| CoreError::arrow(path.display().to_string(), e).into())
+}
+
+fn dates(v: impl Iterator<Item = NaiveDate>) -> ArrayRef {
+    Arc::new(Date32Array::from_iter_values(
+        v.map(Date32Type::from_naive_date),
+    ))
+}
+
+fn hits_batch(hits: &[Hit]) -> Result<(Arc<Schema>, RecordBatch)> {
+    let text = |nullable| (DataType::Utf8, nullable);
+    let fields = [
+        ("enterprise_id", text(false)),
+        ("product_id", text(true)),
+        ("biz_date", (DataType::Date32, false)),
+        ("indicator", text(false)),
+        ("window_start", (DataType::Date32, false)),
+        ("window_end", (DataType::Date32, false)),
+        ("observed", (DataType::Float64, false)),
+        ("expected", (DataType::Float64, false)),
+        ("detail", text(false)),
+    ];
+    let schema = Arc::new(Schema::new(
+        fields
+            .iter()
+            .map(|(n, (t, null))| Field::new(*n, t.clone(), *null))
+            .collect::<Vec<_>>(),
+    ));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            hits.iter().map(|h| &h.enterprise_id),
+        )),
+        Arc::new(StringArray::from_iter(
+            hits.iter().map(|h| h.product_id.as_deref()),
+        )),
+        dates(hits.iter().map(|h| h.date)),
+        Arc::new(StringArray::from_iter_values(
+            hits.iter().map(|h| &h.indicator),
+        )),
+        dates(hits.iter().map(|h| h.window_start)),
+        dates(hits.iter().map(|h| h.window_end)),
+        Arc::new(Float64Array::from_iter_values(
+            hits.iter().map(|h| h.observed),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            hits.iter().map(|h| h.expected),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            hits.iter().map(|h| &h.detail),
+        )),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), columns)
+        .map_err(|e| CoreError::arrow("days/hits", e))?;
+    Ok((schema, batch))
+}
+
+fn features_batch(t: &FeatureTable, rows: &[usize]) -> Result<(Arc<Schema>, RecordBatch)> {
+    let mut fields = vec![
+        Field::new("enterprise_id", DataType::Utf8, false),
+        Field::new("biz_date", DataType::Date32, false),
+        Field::new("segment", DataType::Utf8, false),
+    ];
+    fields.extend(
+        FEATURES
+            .iter()
+            .map(|f| Field::new(*f, DataType::Float64, false)),
+    );
+    let schema = Arc::new(Schema::new(fields));
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|&i| &t.enterprise_id[i]),
+        )),
+        dates(rows.iter().map(|&i| t.date[i])),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|&i| &t.segment[i]),
+        )),
+    ];
+    for j in 0..FEATURES.len() {
+        columns.push(Arc::new(Float64Array::from_iter_values(
+            rows.iter().map(|&i| t.row(i)[j]),
+        )));
+    }
+    let batch = RecordBatch::try_new(schema.clone(), columns)
+        .map_err(|e| CoreError::arrow("days/features", e))?;
+    Ok((schema, batch))
+}
+
+/// The rows of the day tables `parts`, in the feature query's order (enterprise, then day).
+pub fn join_features(parts: Vec<FeatureTable>) -> FeatureTable {
+    let mut all = FeatureTable::default();
+    for p in parts {
+        all.enterprise_id.extend(p.enterprise_id);
+        all.date.extend(p.date);
+        all.segment.extend(p.segment);
+        all.values.extend(p.values);
+    }
+    let mut order: Vec<usize> = (0..all.len()).collect();
+    order.sort_by(|&a, &b| {
+        (&all.enterprise_id[a], all.date[a]).cmp(&(&all.enterprise_id[b], all.date[b]))
+    });
+    let mut out = FeatureTable::default();
+    for i in order {
+        out.enterprise_id.push(all.enterprise_id[i].clone());
+        out.date.push(all.date[i]);
+        out.segment.push(all.segment[i].clone());
+        out.values.extend_from_slice(all.row(i));
+    }
+    out
+}
