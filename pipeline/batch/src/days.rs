@@ -5,15 +5,16 @@
 //! OUT/days/manifest.json              each stored day's key; the lake files' spans
 //! OUT/days/hits/date=D.parquet        the rule hits of day D (the indicator queries' columns)
 //! OUT/days/features/date=D.parquet    the model's feature rows of day D
-//! OUT/days/<table>/date=D.parquet       day D's rows of a feature table of the rules
-//!                                       (`retail_daily`, `market_daily`)
+//! OUT/days/<table>/date=D.parquet     day D's rows of a day table: the rules' feature tables
+//!                                     (`retail_daily`, `market_daily`) and the model's
+//!                                     (`sales_daily`, `inventory_days`)
 //! ```
 //!
 //! A day's key is a digest of everything its result depends on: the rule version, thresholds
 //! and SQL of the indicators (hits) or of the feature query (features), the reference tables'
 //! identities, and the identities of the lake files holding rows of the days it reads —
 //! `[D − 60, D]` for hits (product tests: every day up to D), `[D − 28, D]` for features and
-//! D alone for a feature table's rows ([`pharmwatch_core::lake_index`] says which days a file
+//! D alone for a day table's rows ([`pharmwatch_core::lake_index`] says which days a file
 //! holds). A stored day whose key is
 //! unchanged is read back; any other day is computed and stored.
 //!
@@ -29,19 +30,29 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{Duration, NaiveDate};
-use datafusion::arrow::array::{ArrayRef, Date32Array, Float64Array, RecordBatch, StringArray};
+use datafusion::arrow::array::{
+    Array, ArrayRef, BooleanArray, Date32Array, Float64Array, RecordBatch, StringArray,
+    StringViewArray,
+};
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Date32Type, Field, Schema};
+use datafusion::arrow::error::ArrowError;
 use datafusion::datasource::MemTable;
-use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::arrow::ProjectionMask;
+use datafusion::parquet::arrow::arrow_reader::{
+    ArrowPredicateFn, ParquetRecordBatchReaderBuilder, RowFilter,
+};
 use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 
-use pharmwatch_core::anomaly::{FEATURE_SQL, FEATURES, FeatureTable};
+use pharmwatch_core::anomaly::{DAY_TABLES, FEATURE_SQL, FEATURES, FeatureTable};
+use pharmwatch_core::baseline::{TRACE_DAY_SQL, TRACE_DIR};
 use pharmwatch_core::error::CoreError;
+use pharmwatch_core::fasthash::FastSet;
 use pharmwatch_core::indicators::{self, Hit, LOOKBACK_DAYS, RULE_VERSION, Thresholds};
 use pharmwatch_core::lake::write_parquet;
 use pharmwatch_core::lake_index::{self, LakeFile, Span};
-use pharmwatch_core::query::run_sql;
+use pharmwatch_core::query::{run_sql, session};
 use pharmwatch_core::remote_lake::LakeSource;
 use pharmwatch_schemas::EventKind;
 
@@ -95,8 +106,8 @@ struct Manifest {
 pub struct LakeDays {
     /// Per day, a digest of the files (of every kind but product tests) holding its rows.
     prints: BTreeMap<NaiveDate, String>,
-    /// Per day, a digest of the sales files holding its rows (the stream baseline's
-    /// traceability-code days are keyed on it).
+    /// Per day, a digest of the sales files holding its rows (the trace-code days are keyed
+    /// on it: they read sales only).
     sales: BTreeMap<NaiveDate, String>,
     /// Product-test files with their first day (a day's hits read every test up to it).
     product_tests: Vec<(NaiveDate, String)>,
@@ -156,11 +167,6 @@ impl LakeDays {
         })
     }
 
-    /// Per day, a digest of the sales files holding its rows.
-    pub fn sales_days(&self) -> &BTreeMap<NaiveDate, String> {
-        &self.sales
-    }
-
     /// The key of `part` for day `day` under thresholds `t`.
     pub fn key(&self, part: Part, day: NaiveDate, t: &Thresholds) -> String {
         let mut parts: Vec<String> = vec![format!("v{VERSION}"), self.global.clone()];
@@ -181,18 +187,23 @@ impl LakeDays {
             }
             Part::Features => {
                 parts.push(digest([FEATURE_SQL]));
+                for (name, sql) in DAY_TABLES {
+                    parts.push(format!("{name}:{}", digest([*sql])));
+                }
                 FEATURE_LOOKBACK_DAYS
             }
             Part::Table(name) => {
-                let sql = indicators::FEATURES
-                    .iter()
-                    .find(|(n, _)| *n == name)
-                    .map_or("", |(_, sql)| *sql);
-                parts.push(format!("{name}:{}", digest([sql])));
-                // A feature table's row of a day reads that day's sales only.
+                parts.push(format!("{name}:{}", digest([table_sql(name)])));
+                // A day table's rows of a day read that day's records only (the trace-code
+                // days: its sales).
+                let files = if name == TRACE_DIR {
+                    &self.sales
+                } else {
+                    &self.prints
+                };
                 parts.push(format!(
                     "{day}={}",
-                    self.sales.get(&day).map_or("", String::as_str)
+                    files.get(&day).map_or("", String::as_str)
                 ));
                 return digest(parts.iter().map(String::as_str));
             }
@@ -206,6 +217,27 @@ impl LakeDays {
         }
         digest(parts.iter().map(String::as_str))
     }
+}
+
+/// The trace-code day table: the first sale of every traceability code sold on a day
+/// (`sql/stream/baseline_trace.sql`), read by the trace-duplicate rule for the days before
+/// those it judges and handed to the stream service in its baseline.
+const TRACE: &[(&str, &str)] = &[(TRACE_DIR, TRACE_DAY_SQL)];
+
+/// The coded sales of the days the trace-duplicate rule judges.
+const TRACE_JUDGED_SQL: &str = include_str!("../../sql/features/trace_judged.sql");
+
+/// The day tables the store keeps: the rules' feature tables, the model's day tables and the
+/// trace-code days.
+fn day_tables() -> impl Iterator<Item = &'static (&'static str, &'static str)> {
+    indicators::FEATURES.iter().chain(DAY_TABLES).chain(TRACE)
+}
+
+/// The SQL of day table `name` (empty for a name of no table).
+fn table_sql(name: &str) -> &'static str {
+    day_tables()
+        .find(|(n, _)| *n == name)
+        .map_or("", |(_, sql)| *sql)
 }
 
 /// Each day's digest of its sorted file entries.
@@ -368,7 +400,7 @@ impl DayStore {
     /// Removes the days before `keep_from` and the spans of files no longer listed, then writes
     /// the manifest (last, so it names only files written whole).
     pub fn commit(&mut self, keep_from: NaiveDate, listed: &BTreeSet<String>) -> Result<()> {
-        let tables = indicators::FEATURES.iter().map(|(n, _)| Part::Table(n));
+        let tables = day_tables().map(|(n, _)| Part::Table(n));
         for part in [Part::Hits, Part::Features].into_iter().chain(tables) {
             let old: Vec<NaiveDate> = self
                 .keys(part)
@@ -398,9 +430,9 @@ impl DayStore {
     }
 }
 
-/// Registers the feature table `name` (SQL `sql`) over the days `from ..= to` on `ctx` from
+/// Registers the day table `name` (SQL `sql`) over the days `from ..= to` on `ctx` from
 /// the day store: each day's rows read back when stored under its key, else computed (one
-/// query per day, reading that day's sales) and stored first. Returns the days (read back,
+/// query per day, reading that day's records) and stored first. Returns the days (read back,
 /// computed).
 pub async fn register_feature_table(
     ctx: &SessionContext,
@@ -445,6 +477,219 @@ pub async fn register_feature_table(
     ctx.register_table(name, Arc::new(table))
         .map_err(|e| CoreError::query(name, e))?;
     Ok((reused, computed))
+}
+
+/// A stored trace-code day (see [`trace_days`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceDay {
+    /// The business day.
+    pub day: NaiveDate,
+    /// Its file in the store.
+    pub path: PathBuf,
+    /// Its key (what the lake held of the day).
+    pub key: String,
+}
+
+/// The trace-code days `first ..= last` that the lake holds sales of: each day's file kept in
+/// the store when stored under its key, else computed (the first sale of every code sold that
+/// day, over the day's sales) and stored.
+pub async fn trace_days(
+    ctx: &SessionContext,
+    days: &mut (DayStore, LakeDays),
+    first: NaiveDate,
+    last: NaiveDate,
+    t: &Thresholds,
+) -> Result<Vec<TraceDay>> {
+    let (store, index) = days;
+    let part = Part::Table(TRACE_DIR);
+    let mut out = Vec::new();
+    for day in first.iter_days().take_while(|d| *d <= last) {
+        if !index.sales.contains_key(&day) {
+            continue;
+        }
+        let key = index.key(part, day, t);
+        let path = store.path(part, day);
+        if !store.has(part, day, &key) {
+            let sql = indicators::render(TRACE_DAY_SQL, day, day, t)?;
+            let batches = run_sql(ctx, TRACE_DIR, &sql).await?;
+            let schema = result_schema(ctx, TRACE_DIR, &sql, &batches).await?;
+            write_parquet(&path, schema, &batches)?;
+            store.keys_mut(part).insert(day, key.clone());
+        }
+        out.push(TraceDay { day, path, key });
+    }
+    Ok(out)
+}
+
+/// A context whose one table `sales` is what `trace_duplicate.sql` needs to judge the days
+/// `from ..= to`: their coded sales (from the lake tables of `ctx`) and, of each day of the
+/// look-back before `from`, the first sales of the same codes (from the trace-code days, each
+/// computed once). Exact: the rule relates the sales of one code only, and of an earlier day it
+/// asks only whether a sale came before and which came first — what a day's first sale says.
+pub async fn trace_sales(
+    ctx: &SessionContext,
+    days: &mut (DayStore, LakeDays),
+    from: NaiveDate,
+    to: NaiveDate,
+    t: &Thresholds,
+) -> Result<SessionContext> {
+    let what = "trace_judged.sql";
+    let sql = indicators::render(TRACE_JUDGED_SQL, from, to, t)?;
+    let judged = run_sql(ctx, what, &sql).await?;
+    let schema = result_schema(ctx, what, &sql, &judged).await?;
+    let lookback = i64::from(t.trace_lookback_days.min(LOOKBACK_DAYS as u32));
+    let earlier = match lookback {
+        0 => Vec::new(),
+        n => {
+            trace_days(
+                ctx,
+                days,
+                from - Duration::days(n),
+                from - Duration::days(1),
+                t,
+            )
+            .await?
+        }
+    };
+    let mut codes: FastSet<Box<str>> = FastSet::default();
+    for b in &judged {
+        let values = text_values(b, "trace_code").ok_or_else(|| no_text(what, "trace_code"))?;
+        codes.extend(values.into_iter().flatten().map(Box::from));
+    }
+    let codes = Arc::new(codes);
+    // The earlier days' files are read on every core, each decoding the other columns only
+    // for the rows whose code was sold on a judged day.
+    let lanes = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let read: Vec<Result<Vec<RecordBatch>>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..lanes)
+            .map(|lane| {
+                let (codes, earlier) = (&codes, &earlier);
+                scope.spawn(move || -> Result<Vec<RecordBatch>> {
+                    let mut out = Vec::new();
+                    for day in earlier.iter().skip(lane).step_by(lanes) {
+                        out.extend(firsts_of(&day.path, codes)?);
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join().unwrap_or_else(|_| {
+                    Err(CoreError::Internal("a trace-code reader panicked".into()).into())
+                })
+            })
+            .collect()
+    });
+    let mut partitions: Vec<Vec<RecordBatch>> = vec![Vec::new(); lanes];
+    for (i, b) in judged.into_iter().enumerate() {
+        partitions[i % lanes].push(b);
+    }
+    for (lane, batches) in read.into_iter().enumerate() {
+        for b in batches? {
+            partitions[lane % lanes].push(with_schema(TRACE_DIR, &schema, b)?);
+        }
+    }
+    let table = MemTable::try_new(schema, partitions).map_err(|e| CoreError::query(what, e))?;
+    let out = session();
+    out.register_table("sales", Arc::new(table))
+        .map_err(|e| CoreError::query(what, e))?;
+    Ok(out)
+}
+
+/// The rows of trace-code day file `path` whose code is in `codes`: the code column is read
+/// first, the others only for the rows it selects.
+fn firsts_of(path: &Path, codes: &Arc<FastSet<Box<str>>>) -> Result<Vec<RecordBatch>> {
+    let fail = |reason: String| CoreError::Lake {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let file = std::fs::File::open(path).map_err(|e| CoreError::io(path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| fail(format!("cannot read a stored day: {e}")))?;
+    let column = builder
+        .parquet_schema()
+        .columns()
+        .iter()
+        .position(|c| c.name() == "trace_code")
+        .ok_or_else(|| fail("no column trace_code".into()))?;
+    let projection = ProjectionMask::leaves(builder.parquet_schema(), [column]);
+    let codes = codes.clone();
+    let keep = ArrowPredicateFn::new(projection, move |b: RecordBatch| {
+        let values = text_values(&b, "trace_code").ok_or_else(|| {
+            ArrowError::InvalidArgumentError("column trace_code is not text".into())
+        })?;
+        Ok(values
+            .into_iter()
+            .map(|c| Some(c.is_some_and(|c| codes.contains(c))))
+            .collect::<BooleanArray>())
+    });
+    builder
+        .with_row_filter(RowFilter::new(vec![Box::new(keep)]))
+        .build()
+        .map_err(|e| fail(format!("cannot read a stored day: {e}")))?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| CoreError::arrow(path.display().to_string(), e).into())
+}
+
+/// The values of text column `column` of `b` (plain or view strings); `None` when it has no
+/// such column of text.
+fn text_values<'a>(b: &'a RecordBatch, column: &str) -> Option<Vec<Option<&'a str>>> {
+    let col = b.column_by_name(column)?;
+    if let Some(a) = col.as_any().downcast_ref::<StringViewArray>() {
+        return Some(a.iter().collect());
+    }
+    col.as_any()
+        .downcast_ref::<StringArray>()
+        .map(|a| a.iter().collect())
+}
+
+/// The error of a missing or non-text column.
+fn no_text(what: &str, column: &str) -> CoreError {
+    CoreError::Lake {
+        path: PathBuf::from(what),
+        reason: format!("no text column {column}"),
+    }
+}
+
+/// `b` with the columns of `schema` (cast where a stored file's types differ).
+fn with_schema(what: &str, schema: &Arc<Schema>, b: RecordBatch) -> Result<RecordBatch> {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let col = b.column_by_name(f.name()).ok_or_else(|| CoreError::Lake {
+                path: PathBuf::from(what),
+                reason: format!("no column {}", f.name()),
+            })?;
+            if col.data_type() == f.data_type() {
+                Ok(col.clone())
+            } else {
+                cast(col, f.data_type()).map_err(|e| CoreError::arrow(what, e).into())
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    RecordBatch::try_new(schema.clone(), columns).map_err(|e| CoreError::arrow(what, e).into())
+}
+
+/// The schema of `sql`'s result (from its batches, or planned when it has none).
+async fn result_schema(
+    ctx: &SessionContext,
+    what: &str,
+    sql: &str,
+    batches: &[RecordBatch],
+) -> Result<Arc<Schema>> {
+    Ok(match batches.first() {
+        Some(b) => b.schema(),
+        None => ctx
+            .sql(sql)
+            .await
+            .map_err(|e| CoreError::query(what, e))?
+            .schema()
+            .inner()
+            .clone(),
+    })
 }
 
 /// The batches with the table's schema (the same columns; a stored file's schema may differ

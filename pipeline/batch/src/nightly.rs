@@ -245,7 +245,7 @@ pub async fn run_rules(
         indicators::QUERIES.len() as u64,
         "indicators",
     );
-    let (all_hits, query_seconds, hit_days) =
+    let (all_hits, mut query_seconds, hit_days) =
         rule_hits(&ctx, cfg, query_from, days.as_mut(), &bar).await?;
     let (hits, earlier_hits): (Vec<Hit>, Vec<Hit>) =
         all_hits.into_iter().partition(|h| h.date >= cfg.from);
@@ -255,21 +255,49 @@ pub async fn run_rules(
         .map(|h| (h.enterprise_id.clone(), h.date))
         .collect();
     phases.mark("rules");
-    let (anomalies, model, feature_days) =
-        run_model(&ctx, cfg, train_from, &flagged_by_rules, days.as_mut()).await?;
+    let (anomalies, model, feature_days) = run_model(
+        &ctx,
+        cfg,
+        train_from,
+        &flagged_by_rules,
+        days.as_mut(),
+        &mut query_seconds,
+    )
+    .await?;
     phases.mark("model");
-    if let Some((store, _)) = days.as_mut() {
-        let listed: BTreeSet<String> = registered.values().flatten().cloned().collect();
-        store.commit(query_from - Duration::days(LOOKBACK_DAYS), &listed)?;
-    }
     set_run_dates(&ctx, cfg.from, cfg.to)?;
     let rows = score_rows(cfg, rules, &hits, &anomalies, enterprises, products)?;
     risk::write_list(&cfg.out, &rows)?;
     pharmwatch_core::store::Store::open(&pharmwatch_core::store::location(&cfg.out))?
         .write_risk_list(&rows)?;
     phases.mark("risk list");
-    let sales_days = days.as_ref().map(|(_, index)| index.sales_days());
-    pharmwatch_core::baseline::export(&ctx, &cfg.out, cfg.to, &cfg.thresholds, sales_days).await?;
+    // The stream baseline's trace-code days are the day store's (computed once each).
+    let trace_days = match days.as_mut() {
+        Some(days) => {
+            let lookback = i64::from(cfg.thresholds.trace_lookback_days.min(LOOKBACK_DAYS as u32));
+            let first = cfg.to - Duration::days(lookback);
+            let stored = days::trace_days(&ctx, days, first, cfg.to, &cfg.thresholds).await?;
+            Some(
+                stored
+                    .into_iter()
+                    .map(|d| (d.day, d.path, d.key))
+                    .collect::<Vec<_>>(),
+            )
+        }
+        None => None,
+    };
+    pharmwatch_core::baseline::export(
+        &ctx,
+        &cfg.out,
+        cfg.to,
+        &cfg.thresholds,
+        trace_days.as_deref(),
+    )
+    .await?;
+    if let Some((store, _)) = days.as_mut() {
+        let listed: BTreeSet<String> = registered.values().flatten().cloned().collect();
+        store.commit(query_from - Duration::days(LOOKBACK_DAYS), &listed)?;
+    }
     ingest::write_dead_letters(&cfg.out.join("dead_letter.ndjson"), &ingested.dead_letters)?;
     phases.mark("stream baseline");
 
@@ -670,7 +698,11 @@ async fn rule_hits(
 ) -> Result<(Vec<Hit>, Vec<(String, f64)>, (usize, usize))> {
     let keyed = keyed_days(from, cfg.to, days.as_deref(), Part::Hits, &cfg.thresholds);
     let ranges = match days.as_deref() {
-        Some((store, _)) => days::missing_ranges(store, Part::Hits, keyed.iter().cloned()),
+        // In chunks, so memory is bounded by a chunk's days, not by a first night's range.
+        Some((store, _)) => days::missing_ranges(store, Part::Hits, keyed.iter().cloned())
+            .into_iter()
+            .flat_map(|r| chunks(r, CHUNK_DAYS))
+            .collect(),
         None => vec![(from, cfg.to)],
     };
     let computed: usize = ranges
@@ -682,13 +714,25 @@ async fn rule_hits(
     for (a, b) in &ranges {
         set_run_dates(ctx, *a, *b)?;
         let mut took = feature_tables(ctx, cfg, *a, *b, days.as_deref_mut()).await?;
-        let (found, queried) = indicators::run_queries(ctx, *a, *b, &cfg.thresholds, bar).await?;
+        // With a day store, the trace-duplicate rule reads the judged days' coded sales and
+        // the first sales of their codes on the days before (each such day computed once),
+        // not every sale of its look-back.
+        let started = Instant::now();
+        let trace = match days.as_deref_mut() {
+            Some(days) => Some(days::trace_sales(ctx, days, *a, *b, &cfg.thresholds).await?),
+            None => None,
+        };
+        took.push((
+            TRACE_TABLE_TIMING.to_string(),
+            started.elapsed().as_secs_f64(),
+        ));
+        let elsewhere: Vec<(&str, &SessionContext)> =
+            trace.iter().map(|c| (TRACE_QUERY, c)).collect();
+        let (found, queried) =
+            indicators::run_queries_on(ctx, &elsewhere, *a, *b, &cfg.thresholds, bar).await?;
         took.extend(queried);
         for (name, secs) in took {
-            match timings.iter_mut().find(|(n, _)| *n == name) {
-                Some((_, t)) => *t += secs,
-                None => timings.push((name, secs)),
-            }
+            add_time(&mut timings, &name, secs);
         }
         if let Some((store, _)) = days.as_deref_mut() {
             for (d, key) in keyed.iter().filter(|(d, _)| d >= a && d <= b) {
@@ -711,6 +755,20 @@ async fn rule_hits(
         feature_tables(ctx, cfg, cfg.to, cfg.to, days).await?;
     }
     Ok((hits, timings, (keyed.len() - computed, computed)))
+}
+
+/// The indicator query that reads the trace-code days when the run keeps a day store.
+const TRACE_QUERY: &str = "trace_duplicate.sql";
+/// Its input's name among the query timings: the judged days' coded sales and the earlier
+/// days' first sales of their codes.
+const TRACE_TABLE_TIMING: &str = "trace_sales";
+
+/// Adds `secs` to the time of `name` in `timings` (appended when new).
+fn add_time(timings: &mut Vec<(String, f64)>, name: &str, secs: f64) {
+    match timings.iter_mut().find(|(n, _)| n == name) {
+        Some((_, t)) => *t += secs,
+        None => timings.push((name.to_string(), secs)),
+    }
 }
 
 /// Registers the rules' feature tables ([`indicators::FEATURES`]) for judging `[from, to]`:
@@ -746,35 +804,75 @@ async fn feature_tables(
 /// computed).
 async fn model_features(
     ctx: &SessionContext,
-    from: NaiveDate,
-    to: NaiveDate,
+    (from, to): (NaiveDate, NaiveDate),
     thresholds: &Thresholds,
     days: Option<&mut Days>,
+    timings: &mut Vec<(String, f64)>,
 ) -> Result<(anomaly::FeatureTable, (usize, usize))> {
     let Some(days) = days else {
-        return Ok((anomaly::features(ctx, from, to).await?, (0, 0)));
+        anomaly::build_day_tables(ctx, from, to).await?;
+        let started = Instant::now();
+        let table = anomaly::features(ctx, from, to).await?;
+        add_time(timings, FEATURE_TIMING, started.elapsed().as_secs_f64());
+        return Ok((table, (0, 0)));
     };
     let keyed = keyed_days(from, to, Some(&*days), Part::Features, thresholds);
-    let store = &mut days.0;
-    let ranges = days::missing_ranges(store, Part::Features, keyed.iter().cloned());
+    let ranges = days::missing_ranges(&days.0, Part::Features, keyed.iter().cloned());
     let mut parts = Vec::new();
     let mut computed = 0;
-    for (a, b) in &ranges {
-        let table = anomaly::features(ctx, *a, *b).await?;
-        for (d, key) in keyed.iter().filter(|(d, _)| d >= a && d <= b) {
-            store.write_features(*d, key.clone(), &table)?;
+    for (a, b) in ranges.iter().flat_map(|r| chunks(*r, CHUNK_DAYS)) {
+        // The day tables of the chunk's window, each day computed once and kept.
+        for table in anomaly::DAY_TABLES {
+            let started = Instant::now();
+            let first = a - Duration::days(days::FEATURE_LOOKBACK_DAYS);
+            days::register_feature_table(ctx, days, *table, first, b, thresholds).await?;
+            add_time(
+                timings,
+                &format!("{}.sql", table.0),
+                started.elapsed().as_secs_f64(),
+            );
+        }
+        let started = Instant::now();
+        let table = anomaly::features(ctx, a, b).await?;
+        add_time(timings, FEATURE_TIMING, started.elapsed().as_secs_f64());
+        for (d, key) in keyed.iter().filter(|(d, _)| *d >= a && *d <= b) {
+            days.0.write_features(*d, key.clone(), &table)?;
             computed += 1;
         }
         parts.push(table);
     }
+    for table in anomaly::DAY_TABLES {
+        ctx.deregister_table(table.0)
+            .map_err(|e| CoreError::query(table.0, e))?;
+    }
     let in_ranges = |d: &NaiveDate| ranges.iter().any(|(a, b)| d >= a && d <= b);
     for (d, _) in keyed.iter().filter(|(d, _)| !in_ranges(d)) {
-        parts.push(store.read_features(*d)?);
+        parts.push(days.0.read_features(*d)?);
     }
     Ok((
         days::join_features(parts),
         (keyed.len() - computed, computed),
     ))
+}
+
+/// The feature query's name among the timings.
+const FEATURE_TIMING: &str = "enterprise_daily.sql";
+
+/// Days the rules or the features judge in one run of their queries when the run keeps a day
+/// store: what they read covers the chunk and its look-back, so memory is bounded by the
+/// chunk, not by the range (a first night's 28 days, a backfill's weeks).
+const CHUNK_DAYS: i64 = 7;
+
+/// The range `(first, last)` cut into consecutive chunks of at most `days` days.
+fn chunks((first, last): (NaiveDate, NaiveDate), days: i64) -> Vec<(NaiveDate, NaiveDate)> {
+    let mut out = Vec::new();
+    let mut a = first;
+    while a <= last {
+        let b = (a + Duration::days(days - 1)).min(last);
+        out.push((a, b));
+        a = b + Duration::days(1);
+    }
+    out
 }
 
 /// Features, model (trained or loaded) and verdicts for `[from, to]`; writes `model.json` and
@@ -786,6 +884,7 @@ async fn run_model(
     train_from: Option<NaiveDate>,
     flagged_by_rules: &HashSet<(String, NaiveDate)>,
     days: Option<&mut Days>,
+    timings: &mut Vec<(String, f64)>,
 ) -> Result<(Vec<AnomalyScore>, Option<ModelSummary>, (usize, usize))> {
     let started = Instant::now();
     let artifact = cfg.out.join("model.json");
@@ -795,8 +894,9 @@ async fn run_model(
         ModelSource::Train { families, seed, .. } => {
             let train_from = train_from.unwrap_or(cfg.from);
             let (table, counted) =
-                model_features(ctx, train_from, cfg.to, &cfg.thresholds, days).await?;
+                model_features(ctx, (train_from, cfg.to), &cfg.thresholds, days, timings).await?;
             feature_days = counted;
+            let fitting = Instant::now();
             let trained_at = chrono::Utc::now().to_rfc3339();
             let (set, notes) = anomaly::train(
                 &table,
@@ -806,6 +906,7 @@ async fn run_model(
                 &trained_at,
                 (train_from, cfg.to),
             )?;
+            add_time(timings, "model fit", fitting.elapsed().as_secs_f64());
             pharmwatch_core::anomaly::write_artifact(&artifact, &set)?;
             (
                 set,
@@ -823,7 +924,7 @@ async fn run_model(
             // which rows have a history to be judged against) is the same either way.
             let history_from = window_start(cfg, anomaly::DEFAULT_TRAIN_DAYS);
             let (table, counted) =
-                model_features(ctx, history_from, cfg.to, &cfg.thresholds, days).await?;
+                model_features(ctx, (history_from, cfg.to), &cfg.thresholds, days, timings).await?;
             feature_days = counted;
             (set, table, "loaded", None, Vec::new(), path.clone())
         }

@@ -53,6 +53,31 @@ use crate::indicators::{Thresholds, dates, floats, render, strings};
 /// The feature query.
 pub const FEATURE_SQL: &str = include_str!("../../sql/features/enterprise_daily.sql");
 
+/// Day tables the feature query reads (name, SQL over `[from − 28 days, to]`): each row
+/// describes one business day, so the nightly job computes a day's rows once and keeps them
+/// in its day store; without one, [`build_day_tables`] builds them for a run.
+pub const DAY_TABLES: &[(&str, &str)] = &[
+    (
+        "sales_daily",
+        include_str!("../../sql/features/sales_daily.sql"),
+    ),
+    (
+        "inventory_days",
+        include_str!("../../sql/features/inventory_days.sql"),
+    ),
+];
+
+/// Builds the day tables of [`DAY_TABLES`] over the window the features of `[from, to]` read
+/// (`[from − 28 days, to]`), replacing any registered before.
+pub async fn build_day_tables(ctx: &SessionContext, from: NaiveDate, to: NaiveDate) -> Result<()> {
+    for (name, _) in DAY_TABLES {
+        ctx.deregister_table(*name)
+            .map_err(|e| CoreError::query(name, e))?;
+    }
+    crate::indicators::build_tables(ctx, DAY_TABLES, from, to, &Thresholds::default()).await?;
+    Ok(())
+}
+
 /// Feature columns, in the query's order.
 pub const FEATURES: &[&str] = &[
     "sales_ratio",
@@ -241,7 +266,8 @@ fn settle(x: f64) -> f64 {
     }
 }
 
-/// Computes the feature table of `[from, to]` on a context whose tables are registered.
+/// Computes the feature table of `[from, to]` on a context whose tables are registered,
+/// the day tables ([`DAY_TABLES`]) covering at least `[from − 28 days, to]`.
 pub async fn features(
     ctx: &SessionContext,
     from: NaiveDate,

@@ -16,7 +16,8 @@
 //! the days after it. Files are written whole (temporary name, then rename). A trace-code day
 //! file is written when its day enters the lookback or its sales change (a late record) and
 //! is otherwise left as it is, so a night writes the codes of its own day, not of the whole
-//! lookback; days that leave the lookback are removed.
+//! lookback; days that leave the lookback are removed. When the nightly job keeps a day store,
+//! the day files are its `trace_codes` days (the same query), linked rather than computed.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -26,7 +27,7 @@ use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
-use crate::indicators::{LOOKBACK_DAYS, RULE_VERSION, Thresholds, render};
+use crate::indicators::{RULE_VERSION, Thresholds, render};
 use crate::lake::write_parquet;
 use crate::query::{query_rows, run_sql, table_rows};
 
@@ -49,7 +50,7 @@ const QUERIES: &[(&str, &str)] = &[
 ];
 
 /// The first sales of one day's traceability codes.
-const TRACE_DAY_SQL: &str = include_str!("../../sql/stream/baseline_trace.sql");
+pub const TRACE_DAY_SQL: &str = include_str!("../../sql/stream/baseline_trace.sql");
 /// Each lookback day's fingerprint.
 const TRACE_DAYS_SQL: &str = include_str!("../../sql/stream/baseline_trace_days.sql");
 /// Folder of the trace-code day files inside the baseline.
@@ -76,16 +77,20 @@ struct DayPrint {
     fingerprint: String,
 }
 
-/// The trace-code day files of the lookback ending `to` (see the module documentation). A
-/// day's fingerprint is `sales_days`' entry for it when given (a digest of the lake files
-/// holding that day's sales, [`crate::lake_index`]: no rows are read), else computed from the
-/// registered `sales` table.
+/// A trace-code day file the nightly job keeps in its day store: the day, the file and its
+/// key there (a digest of the lake files holding the day's records).
+pub type StoredTraceDay = (NaiveDate, PathBuf, String);
+
+/// The trace-code day files of the lookback ending `to` (see the module documentation). With
+/// `stored` (the day store's files of the lookback), a day's fingerprint is its key there and
+/// its file is linked (or copied) from the store: no rows are read. Without, fingerprints and
+/// files are computed from the registered `sales` table.
 pub async fn export_trace_days(
     ctx: &SessionContext,
     baseline_dir: &Path,
     to: NaiveDate,
     t: &Thresholds,
-    sales_days: Option<&BTreeMap<NaiveDate, String>>,
+    stored: Option<&[StoredTraceDay]>,
 ) -> Result<TraceDaysExport> {
     let dir = baseline_dir.join(TRACE_DIR);
     std::fs::create_dir_all(&dir).map_err(|e| CoreError::io(&dir, e))?;
@@ -95,17 +100,14 @@ pub async fn export_trace_days(
             .map_err(|e| CoreError::Config(format!("{}: {e}", manifest_path.display())))?,
         Err(_) => BTreeMap::new(),
     };
-    let prints = match sales_days {
-        Some(days) => {
-            let lookback = i64::from(t.trace_lookback_days.min(LOOKBACK_DAYS as u32));
-            let first = to - chrono::Duration::days(lookback);
-            days.range(first..=to)
-                .map(|(d, p)| DayPrint {
-                    day: d.format("%Y-%m-%d").to_string(),
-                    fingerprint: format!("files:{p}"),
-                })
-                .collect()
-        }
+    let prints = match stored {
+        Some(days) => days
+            .iter()
+            .map(|(d, _, key)| DayPrint {
+                day: d.format("%Y-%m-%d").to_string(),
+                fingerprint: format!("store:{key}"),
+            })
+            .collect(),
         None => {
             let sql = render(TRACE_DAYS_SQL, to, to, t)?;
             query_rows::<DayPrint>(ctx, "trace_day_prints", &sql).await?
@@ -120,9 +122,14 @@ pub async fn export_trace_days(
         if before.get(&p.day) == Some(&p.fingerprint) && file.exists() {
             report.kept += 1;
         } else {
-            let sql = render(TRACE_DAY_SQL, day, day, t)?;
-            let batches = run_sql(ctx, "trace_codes", &sql).await?;
-            write_parquet(&file, result_schema(ctx, &sql, &batches).await?, &batches)?;
+            match stored.and_then(|s| s.iter().find(|(d, _, _)| *d == day)) {
+                Some((_, from, _)) => link_or_copy(from, &file)?,
+                None => {
+                    let sql = render(TRACE_DAY_SQL, day, day, t)?;
+                    let batches = run_sql(ctx, "trace_codes", &sql).await?;
+                    write_parquet(&file, result_schema(ctx, &sql, &batches).await?, &batches)?;
+                }
+            }
             report.written.push(day);
         }
         after.insert(p.day, p.fingerprint);
@@ -147,6 +154,21 @@ pub async fn export_trace_days(
         serde_json::to_string_pretty(&after).map_err(|e| CoreError::Internal(e.to_string()))?;
     write_whole(&manifest_path, &(text + "\n"))?;
     Ok(report)
+}
+
+/// Puts file `from` at `to` whole: a hard link (the store replaces its files by renaming, so
+/// the link keeps the bytes it was made with), or a copy where links are not possible.
+fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
+    let tmp = to.with_extension("parquet.tmp");
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(CoreError::io(&tmp, e)),
+    }
+    if std::fs::hard_link(from, &tmp).is_err() {
+        std::fs::copy(from, &tmp).map_err(|e| CoreError::io(from, e))?;
+    }
+    std::fs::rename(&tmp, to).map_err(|e| CoreError::io(to, e))
 }
 
 /// The schema of `sql`'s result (from its batches, or planned when it has none).
@@ -184,13 +206,14 @@ pub struct BaselineInfo {
 }
 
 /// Writes the baseline of a nightly run whose tables are registered on `ctx` (including the
-/// `retail_daily` feature table).
+/// `retail_daily` feature table); `stored`: the day store's trace-code days of the lookback
+/// ending `to`, when the run keeps one.
 pub async fn export(
     ctx: &SessionContext,
     out: &Path,
     to: NaiveDate,
     t: &Thresholds,
-    sales_days: Option<&BTreeMap<NaiveDate, String>>,
+    stored: Option<&[StoredTraceDay]>,
 ) -> Result<()> {
     let dir = out.join(BASELINE_DIR);
     std::fs::create_dir_all(&dir).map_err(|e| CoreError::io(&dir, e))?;
@@ -200,7 +223,7 @@ pub async fn export(
         let schema = result_schema(ctx, &sql, &batches).await?;
         write_parquet(&dir.join(format!("{name}.parquet")), schema, &batches)?;
     }
-    let trace = export_trace_days(ctx, &dir, to, t, sales_days).await?;
+    let trace = export_trace_days(ctx, &dir, to, t, stored).await?;
     tracing::info!(
         written = trace.written.len(),
         kept = trace.kept,

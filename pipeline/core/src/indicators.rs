@@ -287,8 +287,20 @@ pub async fn build_features(
     to: NaiveDate,
     t: &Thresholds,
 ) -> Result<Vec<(String, f64)>> {
-    let mut timings = Vec::with_capacity(FEATURES.len());
-    for (name, sql) in FEATURES {
+    build_tables(ctx, FEATURES, from, to, t).await
+}
+
+/// Builds the tables `tables` (name, SQL over `[from − 28 days, to]`) for `[from, to]`
+/// (`CREATE TABLE name AS …`). Returns each table's wall time, named `name.sql`.
+pub async fn build_tables(
+    ctx: &SessionContext,
+    tables: &[(&str, &str)],
+    from: NaiveDate,
+    to: NaiveDate,
+    t: &Thresholds,
+) -> Result<Vec<(String, f64)>> {
+    let mut timings = Vec::with_capacity(tables.len());
+    for (name, sql) in tables {
         let started = std::time::Instant::now();
         let text = format!("CREATE TABLE {name} AS {}", render(sql, from, to, t)?);
         let df = ctx
@@ -348,12 +360,29 @@ pub async fn run_queries(
     t: &Thresholds,
     progress: &indicatif::ProgressBar,
 ) -> Result<(Vec<Hit>, Vec<(String, f64)>)> {
+    run_queries_on(ctx, &[], from, to, t, progress).await
+}
+
+/// [`run_queries`], each query named in `elsewhere` run on the context given with it (whose
+/// tables hold what that query reads of the days judged) instead of `ctx`.
+pub async fn run_queries_on(
+    ctx: &SessionContext,
+    elsewhere: &[(&str, &SessionContext)],
+    from: NaiveDate,
+    to: NaiveDate,
+    t: &Thresholds,
+    progress: &indicatif::ProgressBar,
+) -> Result<(Vec<Hit>, Vec<(String, f64)>)> {
     let mut hits = Vec::new();
     let mut timings = Vec::new();
     for (name, sql) in QUERIES {
         progress.set_message(name.to_string());
         let started = std::time::Instant::now();
-        hits.extend(run_query(ctx, name, sql, from, to, t).await?);
+        let on = elsewhere
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(ctx, |(_, c)| *c);
+        hits.extend(run_query(on, name, sql, from, to, t).await?);
         timings.push((name.to_string(), started.elapsed().as_secs_f64()));
         progress.inc(1);
     }

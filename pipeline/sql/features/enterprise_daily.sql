@@ -29,22 +29,29 @@
 --                          closing snapshot (both days' reports present)
 --   stock_gap_products     products with a non-zero gap
 --   report_gap_days        days since the enterprise's previous report (within 28 days)
+--
+-- The 28-day baselines read the day tables `sales_daily` and `inventory_days` (one row set per
+-- day, kept in the nightly job's day store), not the raw sales and inventory of the window.
 WITH sales_day AS (
-    SELECT s.enterprise_id, s.product_id, s.biz_date,
-           CAST(SUM(s.quantity) AS DOUBLE) AS qty,
-           SUM(s.quantity * s.unit_price) / SUM(s.quantity) AS price
-    FROM sales s
-    WHERE s.biz_date BETWEEN ${from} - INTERVAL '28 days' AND ${to} AND s.quantity > 0
-    GROUP BY s.enterprise_id, s.product_id, s.biz_date
+    SELECT enterprise_id, product_id, biz_date, qty, price
+    FROM sales_daily
+    WHERE biz_date BETWEEN ${from} - INTERVAL '28 days' AND ${to}
 ),
+-- Each judged day's product rows with their prior 28 days (a join, not a window: only the
+-- judged days need a baseline, and a join computes it for them alone). Sums are exact whatever
+-- order the rows are added in: packages are whole, prices are summed in millionths of a yuan.
 product_day AS (
-    SELECT enterprise_id, product_id, biz_date, qty, price,
-           SUM(qty) OVER w / 28.0 AS base_qty,
-           AVG(price) OVER w AS base_price,
-           COUNT(qty) OVER w AS base_days
-    FROM sales_day
-    WINDOW w AS (PARTITION BY enterprise_id, product_id ORDER BY biz_date
-                 RANGE BETWEEN INTERVAL '28 days' PRECEDING AND INTERVAL '1 day' PRECEDING)
+    SELECT t.enterprise_id, t.product_id, t.biz_date, t.qty, t.price,
+           SUM(h.qty) / 28.0 AS base_qty,
+           CAST(SUM(CAST(round(h.price * 1000000.0) AS BIGINT)) AS DOUBLE) / 1000000.0
+             / COUNT(h.price) AS base_price,
+           COUNT(h.qty) AS base_days
+    FROM sales_day t
+    LEFT JOIN sales_day h
+      ON h.enterprise_id = t.enterprise_id AND h.product_id = t.product_id
+     AND h.biz_date BETWEEN t.biz_date - INTERVAL '28 days' AND t.biz_date - INTERVAL '1 day'
+    WHERE t.biz_date BETWEEN ${from} AND ${to}
+    GROUP BY t.enterprise_id, t.product_id, t.biz_date, t.qty, t.price
 ),
 product_feat AS (
     SELECT enterprise_id, biz_date,
@@ -76,20 +83,23 @@ ent_flows AS (
            SUM(produced) AS produced, SUM(special) AS special, SUM(products) AS products
     FROM flows GROUP BY enterprise_id, biz_date
 ),
+-- Each judged day with the enterprise's prior 28 days (`h` before the day) and its last 7
+-- days (the day included).
 ent_base AS (
-    SELECT enterprise_id, biz_date, sold, bought, produced, special, products,
-           SUM(sold) OVER base / 28.0 AS base_sold,
-           SUM(bought) OVER base / 28.0 AS base_bought,
-           SUM(produced) OVER base / 28.0 AS base_produced,
-           SUM(special) OVER base / 28.0 AS base_special,
-           SUM(products) OVER base / 28.0 AS base_products,
-           SUM(sold) OVER last7 AS sold_7d,
-           SUM(bought) OVER last7 AS bought_7d
-    FROM ent_flows
-    WINDOW base AS (PARTITION BY enterprise_id ORDER BY biz_date
-                    RANGE BETWEEN INTERVAL '28 days' PRECEDING AND INTERVAL '1 day' PRECEDING),
-           last7 AS (PARTITION BY enterprise_id ORDER BY biz_date
-                     RANGE BETWEEN INTERVAL '6 days' PRECEDING AND CURRENT ROW)
+    SELECT t.enterprise_id, t.biz_date, t.sold, t.bought, t.produced, t.special, t.products,
+           SUM(CASE WHEN h.biz_date < t.biz_date THEN h.sold END) / 28.0 AS base_sold,
+           SUM(CASE WHEN h.biz_date < t.biz_date THEN h.bought END) / 28.0 AS base_bought,
+           SUM(CASE WHEN h.biz_date < t.biz_date THEN h.produced END) / 28.0 AS base_produced,
+           SUM(CASE WHEN h.biz_date < t.biz_date THEN h.special END) / 28.0 AS base_special,
+           SUM(CASE WHEN h.biz_date < t.biz_date THEN h.products END) / 28.0 AS base_products,
+           SUM(CASE WHEN h.biz_date >= t.biz_date - INTERVAL '6 days' THEN h.sold END) AS sold_7d,
+           SUM(CASE WHEN h.biz_date >= t.biz_date - INTERVAL '6 days' THEN h.bought END) AS bought_7d
+    FROM ent_flows t
+    JOIN ent_flows h
+      ON h.enterprise_id = t.enterprise_id
+     AND h.biz_date BETWEEN t.biz_date - INTERVAL '28 days' AND t.biz_date
+    WHERE t.biz_date BETWEEN ${from} AND ${to}
+    GROUP BY t.enterprise_id, t.biz_date, t.sold, t.bought, t.produced, t.special, t.products
 ),
 snap AS (
     SELECT enterprise_id, product_id, biz_date, SUM(quantity) AS qty
@@ -138,17 +148,19 @@ gaps AS (
 activity AS (
     SELECT enterprise_id, biz_date FROM ent_flows
     UNION
-    SELECT DISTINCT enterprise_id, biz_date FROM inventory
+    SELECT enterprise_id, biz_date FROM inventory_days
     WHERE biz_date BETWEEN ${from} - INTERVAL '28 days' AND ${to}
 ),
 -- The previous report within the 28 days before: a day's gap is its own (whatever the run's
 -- range); none within them reads as typical, as a missing basis does everywhere here.
 report_gap AS (
-    SELECT enterprise_id, biz_date,
-           CAST(biz_date - MAX(biz_date) OVER (PARTITION BY enterprise_id ORDER BY biz_date
-                    RANGE BETWEEN INTERVAL '28 days' PRECEDING AND INTERVAL '1 day' PRECEDING)
-                AS DOUBLE) AS gap
-    FROM activity
+    SELECT t.enterprise_id, t.biz_date, CAST(t.biz_date - MAX(h.biz_date) AS DOUBLE) AS gap
+    FROM activity t
+    LEFT JOIN activity h
+      ON h.enterprise_id = t.enterprise_id
+     AND h.biz_date BETWEEN t.biz_date - INTERVAL '28 days' AND t.biz_date - INTERVAL '1 day'
+    WHERE t.biz_date BETWEEN ${from} AND ${to}
+    GROUP BY t.enterprise_id, t.biz_date
 )
 SELECT a.enterprise_id,
        a.biz_date,
