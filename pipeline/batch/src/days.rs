@@ -458,18 +458,19 @@ pub async fn register_feature_table(
     for (i, d) in from.iter_days().take_while(|d| *d <= to).enumerate() {
         let key = index.key(part, d, t);
         let path = store.path(part, d);
-        let batches = if store.has(part, d, &key) {
+        if store.has(part, d, &key) {
             reused += 1;
-            as_schema(name, &schema, read_batches(&path)?)?
         } else {
             let text = indicators::render_feature_days(sql, d, d, t)?;
             let batches = as_schema(name, &schema, run_sql(ctx, name, &text).await?)?;
             write_parquet(&path, schema.clone(), &batches)?;
             store.keys_mut(part).insert(d, key);
             computed += 1;
-            batches
-        };
-        partitions[i % lanes].extend(batches);
+        }
+        // Every day is read from its file, computed just now or not: a query's result can hold
+        // on to far larger buffers than its rows (text views into what it read), and a day read
+        // back is the same whichever night computed it.
+        partitions[i % lanes].extend(as_schema(name, &schema, read_batches(&path)?)?);
     }
     ctx.deregister_table(name)
         .map_err(|e| CoreError::query(name, e))?;
