@@ -46,13 +46,13 @@ use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 
 use pharmwatch_core::anomaly::{DAY_TABLES, FEATURE_SQL, FEATURES, FeatureTable};
-use pharmwatch_core::baseline::{TRACE_DAY_SQL, TRACE_DIR};
+use pharmwatch_core::baseline::{StoredTraceDay, TRACE_DAY_SQL, TRACE_DIR};
 use pharmwatch_core::error::CoreError;
 use pharmwatch_core::fasthash::FastSet;
 use pharmwatch_core::indicators::{self, Hit, LOOKBACK_DAYS, RULE_VERSION, Thresholds};
 use pharmwatch_core::lake::write_parquet;
 use pharmwatch_core::lake_index::{self, LakeFile, Span};
-use pharmwatch_core::query::{run_sql, session};
+use pharmwatch_core::query::{result_schema, run_sql, session};
 use pharmwatch_core::remote_lake::LakeSource;
 use pharmwatch_schemas::EventKind;
 
@@ -434,7 +434,7 @@ impl DayStore {
 /// the day store: each day's rows read back when stored under its key, else computed (one
 /// query per day, reading that day's records) and stored first. Returns the days (read back,
 /// computed).
-pub async fn register_feature_table(
+pub async fn register_day_table(
     ctx: &SessionContext,
     days: &mut (DayStore, LakeDays),
     (name, sql): (&'static str, &'static str),
@@ -462,7 +462,7 @@ pub async fn register_feature_table(
             reused += 1;
         } else {
             let text = indicators::render_feature_days(sql, d, d, t)?;
-            let batches = as_schema(name, &schema, run_sql(ctx, name, &text).await?)?;
+            let batches = fit_schema(name, &schema, run_sql(ctx, name, &text).await?)?;
             write_parquet(&path, schema.clone(), &batches)?;
             store.keys_mut(part).insert(d, key);
             computed += 1;
@@ -470,7 +470,7 @@ pub async fn register_feature_table(
         // Every day is read from its file, computed just now or not: a query's result can hold
         // on to far larger buffers than its rows (text views into what it read), and a day read
         // back is the same whichever night computed it.
-        partitions[i % lanes].extend(as_schema(name, &schema, read_batches(&path)?)?);
+        partitions[i % lanes].extend(fit_schema(name, &schema, read_batches(&path)?)?);
     }
     ctx.deregister_table(name)
         .map_err(|e| CoreError::query(name, e))?;
@@ -478,17 +478,6 @@ pub async fn register_feature_table(
     ctx.register_table(name, Arc::new(table))
         .map_err(|e| CoreError::query(name, e))?;
     Ok((reused, computed))
-}
-
-/// A stored trace-code day (see [`trace_days`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TraceDay {
-    /// The business day.
-    pub day: NaiveDate,
-    /// Its file in the store.
-    pub path: PathBuf,
-    /// Its key (what the lake held of the day).
-    pub key: String,
 }
 
 /// The trace-code days `first ..= last` that the lake holds sales of: each day's file kept in
@@ -500,7 +489,7 @@ pub async fn trace_days(
     first: NaiveDate,
     last: NaiveDate,
     t: &Thresholds,
-) -> Result<Vec<TraceDay>> {
+) -> Result<Vec<StoredTraceDay>> {
     let (store, index) = days;
     let part = Part::Table(TRACE_DIR);
     let mut out = Vec::new();
@@ -517,7 +506,7 @@ pub async fn trace_days(
             write_parquet(&path, schema, &batches)?;
             store.keys_mut(part).insert(day, key.clone());
         }
-        out.push(TraceDay { day, path, key });
+        out.push(StoredTraceDay { day, path, key });
     }
     Ok(out)
 }
@@ -538,8 +527,7 @@ pub async fn trace_sales(
     let sql = indicators::render(TRACE_JUDGED_SQL, from, to, t)?;
     let judged = run_sql(ctx, what, &sql).await?;
     let schema = result_schema(ctx, what, &sql, &judged).await?;
-    let lookback = i64::from(t.trace_lookback_days.min(LOOKBACK_DAYS as u32));
-    let earlier = match lookback {
+    let earlier = match t.trace_lookback() {
         0 => Vec::new(),
         n => {
             trace_days(
@@ -654,7 +642,20 @@ fn no_text(what: &str, column: &str) -> CoreError {
     }
 }
 
-/// `b` with the columns of `schema` (cast where a stored file's types differ).
+/// The batches with the columns of `schema` (see [`with_schema`]).
+fn fit_schema(
+    what: &str,
+    schema: &Arc<Schema>,
+    batches: Vec<RecordBatch>,
+) -> Result<Vec<RecordBatch>> {
+    batches
+        .into_iter()
+        .map(|b| with_schema(what, schema, b))
+        .collect()
+}
+
+/// `b` with the columns of `schema`, by name (a stored file's schema may differ in
+/// nullability or metadata; a column of another type is cast).
 fn with_schema(what: &str, schema: &Arc<Schema>, b: RecordBatch) -> Result<RecordBatch> {
     let columns = schema
         .fields()
@@ -672,41 +673,6 @@ fn with_schema(what: &str, schema: &Arc<Schema>, b: RecordBatch) -> Result<Recor
         })
         .collect::<Result<Vec<_>>>()?;
     RecordBatch::try_new(schema.clone(), columns).map_err(|e| CoreError::arrow(what, e).into())
-}
-
-/// The schema of `sql`'s result (from its batches, or planned when it has none).
-async fn result_schema(
-    ctx: &SessionContext,
-    what: &str,
-    sql: &str,
-    batches: &[RecordBatch],
-) -> Result<Arc<Schema>> {
-    Ok(match batches.first() {
-        Some(b) => b.schema(),
-        None => ctx
-            .sql(sql)
-            .await
-            .map_err(|e| CoreError::query(what, e))?
-            .schema()
-            .inner()
-            .clone(),
-    })
-}
-
-/// The batches with the table's schema (the same columns; a stored file's schema may differ
-/// in nullability or metadata).
-fn as_schema(
-    name: &str,
-    schema: &Arc<Schema>,
-    batches: Vec<RecordBatch>,
-) -> Result<Vec<RecordBatch>> {
-    batches
-        .into_iter()
-        .map(|b| {
-            RecordBatch::try_new(schema.clone(), b.columns().to_vec())
-                .map_err(|e| CoreError::arrow(name, e).into())
-        })
-        .collect()
 }
 
 /// The days of `days` not stored under their keys, as contiguous ranges (first, last).

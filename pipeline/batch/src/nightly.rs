@@ -271,29 +271,7 @@ pub async fn run_rules(
     pharmwatch_core::store::Store::open(&pharmwatch_core::store::location(&cfg.out))?
         .write_risk_list(&rows)?;
     phases.mark("risk list");
-    // The stream baseline's trace-code days are the day store's (computed once each).
-    let trace_days = match days.as_mut() {
-        Some(days) => {
-            let lookback = i64::from(cfg.thresholds.trace_lookback_days.min(LOOKBACK_DAYS as u32));
-            let first = cfg.to - Duration::days(lookback);
-            let stored = days::trace_days(&ctx, days, first, cfg.to, &cfg.thresholds).await?;
-            Some(
-                stored
-                    .into_iter()
-                    .map(|d| (d.day, d.path, d.key))
-                    .collect::<Vec<_>>(),
-            )
-        }
-        None => None,
-    };
-    pharmwatch_core::baseline::export(
-        &ctx,
-        &cfg.out,
-        cfg.to,
-        &cfg.thresholds,
-        trace_days.as_deref(),
-    )
-    .await?;
+    stream_baseline(&ctx, cfg, days.as_mut()).await?;
     if let Some((store, _)) = days.as_mut() {
         let listed: BTreeSet<String> = registered.values().flatten().cloned().collect();
         store.commit(query_from - Duration::days(LOOKBACK_DAYS), &listed)?;
@@ -301,21 +279,7 @@ pub async fn run_rules(
     ingest::write_dead_letters(&cfg.out.join("dead_letter.ndjson"), &ingested.dead_letters)?;
     phases.mark("stream baseline");
 
-    let mut per_indicator: Vec<(String, usize)> = INDICATORS
-        .iter()
-        .map(|i| {
-            (
-                i.to_string(),
-                hits.iter().filter(|h| h.indicator == *i).count(),
-            )
-        })
-        .collect();
-    if model.is_some() {
-        per_indicator.push((
-            "model_anomaly".to_string(),
-            anomalies.iter().filter(|a| a.flagged).count(),
-        ));
-    }
+    let per_indicator = per_indicator(&hits, model.is_some().then_some(&anomalies[..]));
     let rows_per_grade: Vec<(String, usize)> = ["D", "C", "B", "A"]
         .iter()
         .map(|g| (g.to_string(), rows.iter().filter(|r| r.grade == *g).count()))
@@ -358,6 +322,45 @@ pub async fn run_rules(
         anomalies,
         dead_letters: ingested.dead_letters,
     })
+}
+
+/// Hits per indicator, and the model's flags when it ran.
+fn per_indicator(hits: &[Hit], anomalies: Option<&[AnomalyScore]>) -> Vec<(String, usize)> {
+    let mut counts: Vec<(String, usize)> = INDICATORS
+        .iter()
+        .map(|i| {
+            (
+                i.to_string(),
+                hits.iter().filter(|h| h.indicator == *i).count(),
+            )
+        })
+        .collect();
+    if let Some(anomalies) = anomalies {
+        counts.push((
+            "model_anomaly".to_string(),
+            anomalies.iter().filter(|a| a.flagged).count(),
+        ));
+    }
+    counts
+}
+
+/// Writes the stream baseline of the run; its trace-code days are the day store's when the
+/// run keeps one (each computed once, linked), else computed from the lake.
+async fn stream_baseline(
+    ctx: &SessionContext,
+    cfg: &NightlyConfig,
+    days: Option<&mut Days>,
+) -> Result<()> {
+    let trace_days = match days {
+        Some(days) => {
+            let first = cfg.to - Duration::days(cfg.thresholds.trace_lookback());
+            Some(days::trace_days(ctx, days, first, cfg.to, &cfg.thresholds).await?)
+        }
+        None => None,
+    };
+    let t = &cfg.thresholds;
+    pharmwatch_core::baseline::export(ctx, &cfg.out, cfg.to, t, trace_days.as_deref()).await?;
+    Ok(())
 }
 
 /// The reference tables, in the order of [`ReferenceKind::ALL`]: from `--reference DIR`,
@@ -717,15 +720,15 @@ async fn rule_hits(
         // With a day store, the trace-duplicate rule reads the judged days' coded sales and
         // the first sales of their codes on the days before (each such day computed once),
         // not every sale of its look-back.
-        let started = Instant::now();
         let trace = match days.as_deref_mut() {
-            Some(days) => Some(days::trace_sales(ctx, days, *a, *b, &cfg.thresholds).await?),
+            Some(days) => {
+                let started = Instant::now();
+                let trace = days::trace_sales(ctx, days, *a, *b, &cfg.thresholds).await?;
+                took.push((TRACE_TIMING.to_string(), started.elapsed().as_secs_f64()));
+                Some(trace)
+            }
             None => None,
         };
-        took.push((
-            TRACE_TABLE_TIMING.to_string(),
-            started.elapsed().as_secs_f64(),
-        ));
         let elsewhere: Vec<(&str, &SessionContext)> =
             trace.iter().map(|c| (TRACE_QUERY, c)).collect();
         let (found, queried) =
@@ -761,7 +764,7 @@ async fn rule_hits(
 const TRACE_QUERY: &str = "trace_duplicate.sql";
 /// Its input's name among the query timings: the judged days' coded sales and the earlier
 /// days' first sales of their codes.
-const TRACE_TABLE_TIMING: &str = "trace_sales";
+const TRACE_TIMING: &str = "trace_sales";
 
 /// Adds `secs` to the time of `name` in `timings` (appended when new).
 fn add_time(timings: &mut Vec<(String, f64)>, name: &str, secs: f64) {
@@ -792,7 +795,7 @@ async fn feature_tables(
     let mut timings = Vec::new();
     for table in indicators::FEATURES {
         let started = Instant::now();
-        days::register_feature_table(ctx, days, *table, first, to, &cfg.thresholds).await?;
+        days::register_day_table(ctx, days, *table, first, to, &cfg.thresholds).await?;
         timings.push((format!("{}.sql", table.0), started.elapsed().as_secs_f64()));
     }
     Ok(timings)
@@ -825,7 +828,7 @@ async fn model_features(
         for table in anomaly::DAY_TABLES {
             let started = Instant::now();
             let first = a - Duration::days(days::FEATURE_LOOKBACK_DAYS);
-            days::register_feature_table(ctx, days, *table, first, b, thresholds).await?;
+            days::register_day_table(ctx, days, *table, first, b, thresholds).await?;
             add_time(
                 timings,
                 &format!("{}.sql", table.0),

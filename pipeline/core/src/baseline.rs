@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{CoreError, Result};
 use crate::indicators::{RULE_VERSION, Thresholds, render};
 use crate::lake::write_parquet;
-use crate::query::{query_rows, run_sql, table_rows};
+use crate::query::{query_rows, result_schema, run_sql, table_rows};
 
 /// Directory of the baseline inside a nightly output directory.
 pub const BASELINE_DIR: &str = "stream_baseline";
@@ -77,9 +77,16 @@ struct DayPrint {
     fingerprint: String,
 }
 
-/// A trace-code day file the nightly job keeps in its day store: the day, the file and its
-/// key there (a digest of the lake files holding the day's records).
-pub type StoredTraceDay = (NaiveDate, PathBuf, String);
+/// A trace-code day file the nightly job keeps in its day store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTraceDay {
+    /// The business day.
+    pub day: NaiveDate,
+    /// Its file in the store.
+    pub path: PathBuf,
+    /// Its key there (a digest of the lake files holding the day's sales).
+    pub key: String,
+}
 
 /// The trace-code day files of the lookback ending `to` (see the module documentation). With
 /// `stored` (the day store's files of the lookback), a day's fingerprint is its key there and
@@ -103,9 +110,9 @@ pub async fn export_trace_days(
     let prints = match stored {
         Some(days) => days
             .iter()
-            .map(|(d, _, key)| DayPrint {
-                day: d.format("%Y-%m-%d").to_string(),
-                fingerprint: format!("store:{key}"),
+            .map(|d| DayPrint {
+                day: d.day.format("%Y-%m-%d").to_string(),
+                fingerprint: format!("store:{}", d.key),
             })
             .collect(),
         None => {
@@ -122,12 +129,16 @@ pub async fn export_trace_days(
         if before.get(&p.day) == Some(&p.fingerprint) && file.exists() {
             report.kept += 1;
         } else {
-            match stored.and_then(|s| s.iter().find(|(d, _, _)| *d == day)) {
-                Some((_, from, _)) => link_or_copy(from, &file)?,
+            match stored.and_then(|s| s.iter().find(|d| d.day == day)) {
+                Some(d) => link_or_copy(&d.path, &file)?,
                 None => {
                     let sql = render(TRACE_DAY_SQL, day, day, t)?;
                     let batches = run_sql(ctx, "trace_codes", &sql).await?;
-                    write_parquet(&file, result_schema(ctx, &sql, &batches).await?, &batches)?;
+                    write_parquet(
+                        &file,
+                        result_schema(ctx, "stream baseline", &sql, &batches).await?,
+                        &batches,
+                    )?;
                 }
             }
             report.written.push(day);
@@ -171,24 +182,6 @@ fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
     std::fs::rename(&tmp, to).map_err(|e| CoreError::io(to, e))
 }
 
-/// The schema of `sql`'s result (from its batches, or planned when it has none).
-async fn result_schema(
-    ctx: &SessionContext,
-    sql: &str,
-    batches: &[datafusion::arrow::array::RecordBatch],
-) -> Result<datafusion::arrow::datatypes::SchemaRef> {
-    Ok(match batches.first() {
-        Some(b) => b.schema(),
-        None => ctx
-            .sql(sql)
-            .await
-            .map_err(|e| CoreError::query("schema", e))?
-            .schema()
-            .inner()
-            .clone(),
-    })
-}
-
 /// Writes `text` to `path` whole (a temporary file, then a rename).
 fn write_whole(path: &Path, text: &str) -> Result<()> {
     let tmp = path.with_extension("tmp");
@@ -220,7 +213,7 @@ pub async fn export(
     for (name, sql) in QUERIES {
         let sql = render(sql, to, to, t)?;
         let batches = run_sql(ctx, name, &sql).await?;
-        let schema = result_schema(ctx, &sql, &batches).await?;
+        let schema = result_schema(ctx, "stream baseline", &sql, &batches).await?;
         write_parquet(&dir.join(format!("{name}.parquet")), schema, &batches)?;
     }
     let trace = export_trace_days(ctx, &dir, to, t, stored).await?;

@@ -187,6 +187,12 @@ impl Default for Thresholds {
 }
 
 impl Thresholds {
+    /// Days before a sale that the trace-duplicate rule looks back over (at most the lake's
+    /// [`LOOKBACK_DAYS`]).
+    pub fn trace_lookback(&self) -> i64 {
+        i64::from(self.trace_lookback_days.min(LOOKBACK_DAYS as u32))
+    }
+
     /// The `${name}` tokens of the SQL and their values.
     pub fn tokens(&self) -> BTreeMap<&'static str, String> {
         let mut m = BTreeMap::new();

@@ -79,6 +79,26 @@ pub async fn register_urls(
     Ok(())
 }
 
+/// The schema of `sql`'s result: from its batches, or planned when it has none (an empty
+/// result still writes a file with its columns).
+pub async fn result_schema(
+    ctx: &SessionContext,
+    what: &str,
+    sql: &str,
+    batches: &[RecordBatch],
+) -> Result<Arc<Schema>> {
+    Ok(match batches.first() {
+        Some(b) => b.schema(),
+        None => ctx
+            .sql(sql)
+            .await
+            .map_err(|e| CoreError::query(what, e))?
+            .schema()
+            .inner()
+            .clone(),
+    })
+}
+
 /// Runs `sql` and collects its batches; errors name `what`.
 pub async fn run_sql(ctx: &SessionContext, what: &str, sql: &str) -> Result<Vec<RecordBatch>> {
     let df = ctx.sql(sql).await.map_err(|e| CoreError::query(what, e))?;

@@ -399,7 +399,7 @@ impl Engine {
         }
         let day = biz_date(&s.event_time);
         let ms = s.event_time.timestamp_millis();
-        let lookback = Duration::days(i64::from(self.thresholds.trace_lookback_days.min(60)));
+        let lookback = Duration::days(self.thresholds.trace_lookback());
         if (ms, s.event_id.as_str()) > (f.ms, f.event_id.as_str()) {
             // This sale repeats a code sold before.
             if f.day >= day - lookback {
