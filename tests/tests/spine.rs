@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use chrono::NaiveDate;
 use pharmwatch::anomaly::ModelSource;
 use pharmwatch::evaluate;
 use pharmwatch::indicators::Thresholds;
@@ -12,7 +13,7 @@ use pharmwatch::ingest::InputSpec;
 use pharmwatch::nightly::{self, NightlyConfig};
 use pharmwatch::simulate::{self, SimConfig};
 use pharmwatch_regulation::Calendar;
-use pharmwatch_tests::{Fixture, day, ent};
+use pharmwatch_tests::{Fixture, at, day, ent};
 
 fn config(lake: &Path, out: &Path, from: i64, to: i64) -> NightlyConfig {
     NightlyConfig {
@@ -698,10 +699,127 @@ fn a_night_writes_the_trace_codes_of_its_own_day_and_again_only_a_day_whose_sale
     assert_eq!(sold, ["10000000000000000002", "10000000000000000004"]);
     // Each file's identity names its day and what it holds: the changed day has a new one.
     assert!(trace_files[1].identity.contains(&day(2).to_string()));
+    // A day file holds each code's first sale of the day: by event time, then by event id.
+    let day3 = rt.block_on(trace_files[2].read()).unwrap();
+    assert_eq!(day3.len(), 1);
+    assert_eq!(day3[0].trace_code, "10000000000000000003");
     // A shorter lookback drops the days before it.
     night(3, 1);
     assert_eq!(
         files().keys().cloned().collect::<Vec<_>>(),
         vec![name(2), name(3)]
+    );
+    // Codes sold more than once on a day: code 5 three times (the earliest sale is the second
+    // recorded), code 6 twice at the same time (the smaller event id first), code 7 once.
+    let code = |n: u32| format!("1000000000000000000{n}");
+    for (e, hour) in [(1, 11), (2, 9), (3, 12)] {
+        f.sell(4, e, "P1", "B1", 1, 10.0, Some(&code(5)));
+        f.sales.last_mut().unwrap().event_time = at(4, hour);
+    }
+    f.sell(4, 3, "P1", "B1", 1, 10.0, Some(&code(6)));
+    f.sell(4, 1, "P1", "B1", 1, 10.0, Some(&code(6)));
+    f.sell(4, 2, "P1", "B1", 1, 10.0, Some(&code(7)));
+    let first_of = |c: &str| {
+        f.sales
+            .iter()
+            .filter(|s| s.trace_code.as_deref() == Some(c))
+            .min_by_key(|s| (s.event_time, s.event_id.clone()))
+            .map(|s| (s.event_id.clone(), s.enterprise_id.clone()))
+            .unwrap()
+    };
+    let expected: BTreeMap<String, (String, String)> = [code(5), code(6), code(7)]
+        .into_iter()
+        .map(|c| (c.clone(), first_of(&c)))
+        .collect();
+    assert_eq!(expected[&code(5)].1, ent(2));
+    assert_eq!(expected[&code(6)].1, ent(3));
+    f.write(&lake).unwrap();
+    night(4, 60);
+    let baseline = rt
+        .block_on(pharmwatch::baseline::Baseline::load(&out))
+        .unwrap();
+    let files4 = baseline.trace_files().unwrap();
+    let day4 = rt.block_on(files4.last().unwrap().read()).unwrap();
+    let got: BTreeMap<String, (String, String)> = day4
+        .into_iter()
+        .map(|t| (t.trace_code, (t.event_id, t.enterprise_id)))
+        .collect();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn the_baseline_s_retail_days_are_the_day_store_s_files_and_agree_with_a_run_without_a_store() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let mut f = Fixture::new();
+    f.sell(1, 1, "P1", "B1", 2, 10.0, None);
+    f.sell(2, 1, "P1", "B1", 3, 10.0, None);
+    f.sell(3, 1, "P1", "B1", 4, 10.0, None);
+    f.sell(3, 2, "P1", "B1", 5, 10.0, None);
+    f.write(&lake).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let stored_out = dir.path().join("stored");
+    rt.block_on(nightly::run(&config(&lake, &stored_out, 3, 3)))
+        .unwrap();
+    // One file per day of the 28 ending with the run's day, each the day store's own file.
+    let retail = stored_out.join("stream_baseline").join("retail_daily");
+    let names: Vec<String> = std::fs::read_dir(&retail)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 28, "{names:?}");
+    for name in &names {
+        let store = stored_out.join("days").join("retail_daily").join(name);
+        assert_eq!(
+            std::fs::metadata(retail.join(name)).unwrap().ino(),
+            std::fs::metadata(&store).unwrap().ino(),
+            "{name} is not linked from the day store"
+        );
+    }
+    let stored = rt
+        .block_on(pharmwatch::baseline::Baseline::load(&stored_out))
+        .unwrap();
+    let history = |b: &pharmwatch::baseline::Baseline, e: u64| {
+        b.retail
+            .get(&(ent(e), "P1".to_string()))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let e1: BTreeMap<NaiveDate, f64> = [(day(1), 2.0), (day(2), 3.0), (day(3), 4.0)].into();
+    assert_eq!(history(&stored, 1), e1);
+    assert_eq!(history(&stored, 2), [(day(3), 5.0)].into());
+    assert_eq!(stored.retail_days[&ent(1)].len(), 3);
+
+    // A run with an input file keeps no day store: its retail days are computed, one file per
+    // day, and hold the same history plus the input's sale.
+    let csv = dir.path().join("sales.csv");
+    std::fs::write(
+        &csv,
+        format!(
+            "event_id,event_time,enterprise_id,product_id,batch_no,quantity,unit_price,buyer_id,trace_code\n\
+             in1,2026-09-03T11:00:00+08:00,{},P1,B1,6,10.0,,\n",
+            ent(2)
+        ),
+    )
+    .unwrap();
+    let computed_out = dir.path().join("computed");
+    let mut cfg = config(&lake, &computed_out, 3, 3);
+    cfg.inputs = vec![InputSpec::parse(csv.to_str().unwrap()).unwrap()];
+    rt.block_on(nightly::run(&cfg)).unwrap();
+    assert!(!computed_out.join("days").join("manifest.json").exists());
+    let computed = rt
+        .block_on(pharmwatch::baseline::Baseline::load(&computed_out))
+        .unwrap();
+    assert_eq!(history(&computed, 1), e1);
+    assert_eq!(history(&computed, 2), [(day(3), 11.0)].into());
+    assert_eq!(
+        std::fs::read_dir(computed_out.join("stream_baseline").join("retail_daily"))
+            .unwrap()
+            .count(),
+        28
     );
 }

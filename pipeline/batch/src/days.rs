@@ -46,7 +46,7 @@ use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 
 use pharmwatch_core::anomaly::{DAY_TABLES, FEATURE_SQL, FEATURES, FeatureTable};
-use pharmwatch_core::baseline::{StoredTraceDay, TRACE_DAY_SQL, TRACE_DIR};
+use pharmwatch_core::baseline::{StoredDay, TRACE_DAY_SQL, TRACE_DIR};
 use pharmwatch_core::error::CoreError;
 use pharmwatch_core::fasthash::FastSet;
 use pharmwatch_core::indicators::{self, Hit, LOOKBACK_DAYS, RULE_VERSION, Thresholds};
@@ -442,30 +442,17 @@ pub async fn register_day_table(
     to: NaiveDate,
     t: &Thresholds,
 ) -> Result<(usize, usize)> {
-    let (store, index) = days;
-    let part = Part::Table(name);
-    let schema = ctx
-        .sql(&indicators::render_feature_days(sql, to, to, t)?)
-        .await
-        .map_err(|e| CoreError::query(name, e))?
-        .schema()
-        .inner()
-        .clone();
+    let schema = day_table_schema(ctx, (name, sql), to, t).await?;
     let (mut reused, mut computed) = (0, 0);
     // In memory, as `CREATE TABLE … AS` would hold it: several queries join and window over it.
     let lanes = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut partitions: Vec<Vec<RecordBatch>> = vec![Vec::new(); lanes];
     for (i, d) in from.iter_days().take_while(|d| *d <= to).enumerate() {
-        let key = index.key(part, d, t);
-        let path = store.path(part, d);
-        if store.has(part, d, &key) {
-            reused += 1;
-        } else {
-            let text = indicators::render_feature_days(sql, d, d, t)?;
-            let batches = fit_schema(name, &schema, run_sql(ctx, name, &text).await?)?;
-            write_parquet(&path, schema.clone(), &batches)?;
-            store.keys_mut(part).insert(d, key);
+        let (path, fresh) = day_table_day(ctx, days, (name, sql), &schema, d, t).await?;
+        if fresh {
             computed += 1;
+        } else {
+            reused += 1;
         }
         // Every day is read from its file, computed just now or not: a query's result can hold
         // on to far larger buffers than its rows (text views into what it read), and a day read
@@ -480,6 +467,65 @@ pub async fn register_day_table(
     Ok((reused, computed))
 }
 
+/// The schema of day table `name` (SQL `sql`) as its query gives it.
+async fn day_table_schema(
+    ctx: &SessionContext,
+    (name, sql): (&'static str, &'static str),
+    day: NaiveDate,
+    t: &Thresholds,
+) -> Result<Arc<Schema>> {
+    Ok(ctx
+        .sql(&indicators::render_feature_days(sql, day, day, t)?)
+        .await
+        .map_err(|e| CoreError::query(name, e))?
+        .schema()
+        .inner()
+        .clone())
+}
+
+/// Day `d` of day table `name` in the store: its file, kept when stored under its key, else
+/// computed (one query reading that day's records) and stored; and whether it was computed.
+async fn day_table_day(
+    ctx: &SessionContext,
+    (store, index): &mut (DayStore, LakeDays),
+    (name, sql): (&'static str, &'static str),
+    schema: &Arc<Schema>,
+    d: NaiveDate,
+    t: &Thresholds,
+) -> Result<(PathBuf, bool)> {
+    let part = Part::Table(name);
+    let key = index.key(part, d, t);
+    let path = store.path(part, d);
+    if store.has(part, d, &key) {
+        return Ok((path, false));
+    }
+    let text = indicators::render_feature_days(sql, d, d, t)?;
+    let batches = fit_schema(name, schema, run_sql(ctx, name, &text).await?)?;
+    write_parquet(&path, schema.clone(), &batches)?;
+    store.keys_mut(part).insert(d, key);
+    Ok((path, true))
+}
+
+/// The days `first ..= last` of day table `table` in the store (see [`day_table_day`]), for
+/// the stream baseline to link.
+pub async fn table_days(
+    ctx: &SessionContext,
+    days: &mut (DayStore, LakeDays),
+    table: (&'static str, &'static str),
+    first: NaiveDate,
+    last: NaiveDate,
+    t: &Thresholds,
+) -> Result<Vec<StoredDay>> {
+    let schema = day_table_schema(ctx, table, last, t).await?;
+    let mut out = Vec::new();
+    for day in first.iter_days().take_while(|d| *d <= last) {
+        let (path, _) = day_table_day(ctx, days, table, &schema, day, t).await?;
+        let key = days.1.key(Part::Table(table.0), day, t);
+        out.push(StoredDay { day, path, key });
+    }
+    Ok(out)
+}
+
 /// The trace-code days `first ..= last` that the lake holds sales of: each day's file kept in
 /// the store when stored under its key, else computed (the first sale of every code sold that
 /// day, over the day's sales) and stored.
@@ -489,7 +535,7 @@ pub async fn trace_days(
     first: NaiveDate,
     last: NaiveDate,
     t: &Thresholds,
-) -> Result<Vec<StoredTraceDay>> {
+) -> Result<Vec<StoredDay>> {
     let (store, index) = days;
     let part = Part::Table(TRACE_DIR);
     let mut out = Vec::new();
@@ -506,7 +552,7 @@ pub async fn trace_days(
             write_parquet(&path, schema, &batches)?;
             store.keys_mut(part).insert(day, key.clone());
         }
-        out.push(StoredTraceDay { day, path, key });
+        out.push(StoredDay { day, path, key });
     }
     Ok(out)
 }
@@ -584,7 +630,36 @@ pub async fn trace_sales(
     let out = session();
     out.register_table("sales", Arc::new(table))
         .map_err(|e| CoreError::query(what, e))?;
+    store_judged_trace_days(&out, days, from, to, t).await?;
     Ok(out)
+}
+
+/// Stores the trace-code days of the judged days `from ..= to` not stored under their keys,
+/// computed on `judged` (the context [`trace_sales`] built): its `sales` rows of a judged day
+/// are that day's coded sales, all the day's query reads, so the lake is not read again.
+async fn store_judged_trace_days(
+    judged: &SessionContext,
+    (store, index): &mut (DayStore, LakeDays),
+    from: NaiveDate,
+    to: NaiveDate,
+    t: &Thresholds,
+) -> Result<()> {
+    let part = Part::Table(TRACE_DIR);
+    for day in from.iter_days().take_while(|d| *d <= to) {
+        if !index.sales.contains_key(&day) {
+            continue;
+        }
+        let key = index.key(part, day, t);
+        if store.has(part, day, &key) {
+            continue;
+        }
+        let sql = indicators::render(TRACE_DAY_SQL, day, day, t)?;
+        let batches = run_sql(judged, TRACE_DIR, &sql).await?;
+        let schema = result_schema(judged, TRACE_DIR, &sql, &batches).await?;
+        write_parquet(&store.path(part, day), schema, &batches)?;
+        store.keys_mut(part).insert(day, key);
+    }
+    Ok(())
 }
 
 /// The rows of trace-code day file `path` whose code is in `codes`: the code column is read

@@ -35,6 +35,7 @@ use pharmwatch_schemas::{Enterprise, EventKind, Product, ReferenceKind};
 use crate::days::{self, DayStore, LakeDays, Part};
 use crate::error::Result;
 use pharmwatch_core::anomaly::{self, AnomalyScore, ModelSource};
+use pharmwatch_core::baseline;
 use pharmwatch_core::error::CoreError;
 use pharmwatch_core::indicators::{self, Hit, INDICATORS, LOOKBACK_DAYS, Thresholds};
 use pharmwatch_core::ingest::{self, InputSpec, ReferenceSets};
@@ -272,12 +273,13 @@ pub async fn run_rules(
         .write_risk_list(&rows)?;
     phases.mark("risk list");
     stream_baseline(&ctx, cfg, days.as_mut()).await?;
+    phases.mark("stream baseline");
     if let Some((store, _)) = days.as_mut() {
         let listed: BTreeSet<String> = registered.values().flatten().cloned().collect();
         store.commit(query_from - Duration::days(LOOKBACK_DAYS), &listed)?;
     }
     ingest::write_dead_letters(&cfg.out.join("dead_letter.ndjson"), &ingested.dead_letters)?;
-    phases.mark("stream baseline");
+    phases.mark("day store and dead letter");
 
     let per_indicator = per_indicator(&hits, model.is_some().then_some(&anomalies[..]));
     let rows_per_grade: Vec<(String, usize)> = ["D", "C", "B", "A"]
@@ -344,22 +346,33 @@ fn per_indicator(hits: &[Hit], anomalies: Option<&[AnomalyScore]>) -> Vec<(Strin
     counts
 }
 
-/// Writes the stream baseline of the run; its trace-code days are the day store's when the
-/// run keeps one (each computed once, linked), else computed from the lake.
+/// Writes the stream baseline of the run; its trace-code and retail days are the day store's
+/// when the run keeps one (each computed once, linked), else computed from the lake.
 async fn stream_baseline(
     ctx: &SessionContext,
     cfg: &NightlyConfig,
     days: Option<&mut Days>,
 ) -> Result<()> {
-    let trace_days = match days {
-        Some(days) => {
-            let first = cfg.to - Duration::days(cfg.thresholds.trace_lookback());
-            Some(days::trace_days(ctx, days, first, cfg.to, &cfg.thresholds).await?)
-        }
-        None => None,
-    };
     let t = &cfg.thresholds;
-    pharmwatch_core::baseline::export(ctx, &cfg.out, cfg.to, t, trace_days.as_deref()).await?;
+    let (trace, retail) = match days {
+        Some(days) => {
+            let first = cfg.to - Duration::days(t.trace_lookback());
+            let trace = days::trace_days(ctx, days, first, cfg.to, t).await?;
+            let first = cfg.to - Duration::days(baseline::RETAIL_DAYS - 1);
+            let table = *indicators::FEATURES
+                .iter()
+                .find(|(name, _)| *name == baseline::RETAIL_DIR)
+                .ok_or_else(|| CoreError::Internal("no feature table retail_daily".into()))?;
+            let retail = days::table_days(ctx, days, table, first, cfg.to, t).await?;
+            (Some(trace), Some(retail))
+        }
+        None => (None, None),
+    };
+    let stored = baseline::StoredDays {
+        trace: trace.as_deref(),
+        retail: retail.as_deref(),
+    };
+    baseline::export(ctx, &cfg.out, cfg.to, t, stored).await?;
     Ok(())
 }
 
@@ -752,11 +765,6 @@ async fn rule_hits(
         }
     }
     indicators::sort_hits(&mut hits);
-    // The stream baseline reads the last 28 days of `retail_daily`: registered again when the
-    // night's own day was read back rather than computed.
-    if ranges.last().is_none_or(|(_, b)| *b != cfg.to) {
-        feature_tables(ctx, cfg, cfg.to, cfg.to, days).await?;
-    }
     Ok((hits, timings, (keyed.len() - computed, computed)))
 }
 

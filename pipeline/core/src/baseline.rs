@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! baseline.json          the run's last day and rule version
-//! retail_daily.parquet   retail packages per enterprise × product × day, the last 28 days
+//! retail_daily/date=YYYY-MM-DD.parquet  retail packages per enterprise × product of that day,
+//!                        one file per day of the last 28 (the surge's history)
 //! closing.parquet        inventory snapshots of the last day (next day's opening stock)
 //! failed_batches.parquet batches that failed a test, first failing day
 //! trace_codes/date=YYYY-MM-DD.parquet   first sale of every traceability code sold that day,
@@ -17,7 +18,8 @@
 //! file is written when its day enters the lookback or its sales change (a late record) and
 //! is otherwise left as it is, so a night writes the codes of its own day, not of the whole
 //! lookback; days that leave the lookback are removed. When the nightly job keeps a day store,
-//! the day files are its `trace_codes` days (the same query), linked rather than computed.
+//! the day files are its `trace_codes` and `retail_daily` days (the same queries), linked
+//! rather than computed, so a night writes no rows of the days it did not compute.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -36,10 +38,6 @@ pub const BASELINE_DIR: &str = "stream_baseline";
 
 const QUERIES: &[(&str, &str)] = &[
     (
-        "retail_daily",
-        include_str!("../../sql/stream/baseline_retail.sql"),
-    ),
-    (
         "closing",
         include_str!("../../sql/stream/baseline_closing.sql"),
     ),
@@ -48,6 +46,17 @@ const QUERIES: &[(&str, &str)] = &[
         include_str!("../../sql/stream/baseline_failed.sql"),
     ),
 ];
+
+/// One day's retail packages per enterprise × product (from the `retail_daily` table).
+const RETAIL_DAY_SQL: &str = include_str!("../../sql/stream/baseline_retail.sql");
+/// Folder of the retail day files inside the baseline.
+pub const RETAIL_DIR: &str = "retail_daily";
+/// Days of retail history the baseline holds (ending with its last day).
+pub const RETAIL_DAYS: i64 = 28;
+/// The single retail file of baselines written before the day files.
+const LEGACY_RETAIL_FILE: &str = "retail_daily.parquet";
+/// What the stream reads of the retail days (the day store's files have more columns).
+const RETAIL_READ_SQL: &str = "SELECT enterprise_id, product_id, biz_date, qty FROM retail_daily";
 
 /// The first sales of one day's traceability codes.
 pub const TRACE_DAY_SQL: &str = include_str!("../../sql/stream/baseline_trace.sql");
@@ -77,14 +86,14 @@ struct DayPrint {
     fingerprint: String,
 }
 
-/// A trace-code day file the nightly job keeps in its day store.
+/// A day file the nightly job keeps in its day store (a trace-code or a retail day).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredTraceDay {
+pub struct StoredDay {
     /// The business day.
     pub day: NaiveDate,
     /// Its file in the store.
     pub path: PathBuf,
-    /// Its key there (a digest of the lake files holding the day's sales).
+    /// Its key there (a digest of the lake files holding the day's records).
     pub key: String,
 }
 
@@ -97,7 +106,7 @@ pub async fn export_trace_days(
     baseline_dir: &Path,
     to: NaiveDate,
     t: &Thresholds,
-    stored: Option<&[StoredTraceDay]>,
+    stored: Option<&[StoredDay]>,
 ) -> Result<TraceDaysExport> {
     let dir = baseline_dir.join(TRACE_DIR);
     std::fs::create_dir_all(&dir).map_err(|e| CoreError::io(&dir, e))?;
@@ -145,18 +154,11 @@ pub async fn export_trace_days(
         }
         after.insert(p.day, p.fingerprint);
     }
-    for entry in std::fs::read_dir(&dir).map_err(|e| CoreError::io(&dir, e))? {
-        let path = entry.map_err(|e| CoreError::io(&dir, e))?.path();
-        let day = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_prefix("date="))
-            .and_then(|n| n.strip_suffix(".parquet"));
-        if day.is_some_and(|d| !after.contains_key(d)) {
-            std::fs::remove_file(&path).map_err(|e| CoreError::io(&path, e))?;
-            report.removed += 1;
-        }
-    }
+    report.removed = remove_other_days(&dir, |name| {
+        name.strip_prefix("date=")
+            .and_then(|n| n.strip_suffix(".parquet"))
+            .is_some_and(|d| after.contains_key(d))
+    })?;
     let legacy = baseline_dir.join(LEGACY_TRACE_FILE);
     if legacy.exists() {
         std::fs::remove_file(&legacy).map_err(|e| CoreError::io(&legacy, e))?;
@@ -165,6 +167,70 @@ pub async fn export_trace_days(
         serde_json::to_string_pretty(&after).map_err(|e| CoreError::Internal(e.to_string()))?;
     write_whole(&manifest_path, &(text + "\n"))?;
     Ok(report)
+}
+
+/// The retail day files of the [`RETAIL_DAYS`] ending `to`: linked from the day store when
+/// `stored` has them (no rows read), else one query per day over the registered
+/// `retail_daily` table. Files of other days, and the single file of older baselines, are
+/// removed.
+pub async fn export_retail_days(
+    ctx: &SessionContext,
+    baseline_dir: &Path,
+    to: NaiveDate,
+    t: &Thresholds,
+    stored: Option<&[StoredDay]>,
+) -> Result<()> {
+    let dir = baseline_dir.join(RETAIL_DIR);
+    std::fs::create_dir_all(&dir).map_err(|e| CoreError::io(&dir, e))?;
+    let first = to - chrono::Duration::days(RETAIL_DAYS - 1);
+    let mut kept = HashSet::new();
+    for day in first.iter_days().take_while(|d| *d <= to) {
+        let name = day_file(day);
+        let file = dir.join(&name);
+        match stored {
+            Some(days) => {
+                let Some(d) = days.iter().find(|d| d.day == day) else {
+                    continue;
+                };
+                link_or_copy(&d.path, &file)?;
+            }
+            None => {
+                let sql = render(RETAIL_DAY_SQL, day, day, t)?;
+                let batches = run_sql(ctx, RETAIL_DIR, &sql).await?;
+                let schema = result_schema(ctx, "stream baseline", &sql, &batches).await?;
+                write_parquet(&file, schema, &batches)?;
+            }
+        }
+        kept.insert(name);
+    }
+    remove_other_days(&dir, |name| kept.contains(name))?;
+    let legacy = baseline_dir.join(LEGACY_RETAIL_FILE);
+    if legacy.exists() {
+        std::fs::remove_file(&legacy).map_err(|e| CoreError::io(&legacy, e))?;
+    }
+    Ok(())
+}
+
+/// The name of day `day`'s file in a folder of day files.
+fn day_file(day: NaiveDate) -> String {
+    format!("date={}.parquet", day.format("%Y-%m-%d"))
+}
+
+/// Removes the day files (`date=…parquet`) of `dir` whose name `keep` refuses; returns how
+/// many.
+fn remove_other_days(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<usize> {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir).map_err(|e| CoreError::io(dir, e))? {
+        let path = entry.map_err(|e| CoreError::io(dir, e))?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if name.starts_with("date=") && name.ends_with(".parquet") && !keep(name) {
+            std::fs::remove_file(&path).map_err(|e| CoreError::io(&path, e))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// Puts file `from` at `to` whole: a hard link (the store replaces its files by renaming, so
@@ -198,15 +264,23 @@ pub struct BaselineInfo {
     pub rule_version: String,
 }
 
+/// The day store's files a baseline links instead of computing them, when the run keeps one.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoredDays<'a> {
+    /// The trace-code days of the lookback ending `to`.
+    pub trace: Option<&'a [StoredDay]>,
+    /// The `retail_daily` days of the [`RETAIL_DAYS`] ending `to`.
+    pub retail: Option<&'a [StoredDay]>,
+}
+
 /// Writes the baseline of a nightly run whose tables are registered on `ctx` (including the
-/// `retail_daily` feature table); `stored`: the day store's trace-code days of the lookback
-/// ending `to`, when the run keeps one.
+/// `retail_daily` feature table unless `stored` has its days).
 pub async fn export(
     ctx: &SessionContext,
     out: &Path,
     to: NaiveDate,
     t: &Thresholds,
-    stored: Option<&[StoredTraceDay]>,
+    stored: StoredDays<'_>,
 ) -> Result<()> {
     let dir = out.join(BASELINE_DIR);
     std::fs::create_dir_all(&dir).map_err(|e| CoreError::io(&dir, e))?;
@@ -216,7 +290,8 @@ pub async fn export(
         let schema = result_schema(ctx, "stream baseline", &sql, &batches).await?;
         write_parquet(&dir.join(format!("{name}.parquet")), schema, &batches)?;
     }
-    let trace = export_trace_days(ctx, &dir, to, t, stored).await?;
+    export_retail_days(ctx, &dir, to, t, stored.retail).await?;
+    let trace = export_trace_days(ctx, &dir, to, t, stored.trace).await?;
     tracing::info!(
         written = trace.written.len(),
         kept = trace.kept,
@@ -313,13 +388,17 @@ impl Baseline {
                 .await
                 .map_err(|e| CoreError::query(&format!("baseline {}", path.display()), e))?;
         }
+        let retail = match Self::register_retail(&ctx, &dir).await? {
+            true => query_rows::<RetailRow>(&ctx, RETAIL_DIR, RETAIL_READ_SQL).await?,
+            false => Vec::new(),
+        };
         let mut b = Self {
             dir: Some(dir),
             to: Some(info.to),
             rule_version: Some(info.rule_version.clone()),
             ..Self::default()
         };
-        for r in table_rows::<RetailRow>(&ctx, "retail_daily").await? {
+        for r in retail {
             b.retail_days
                 .entry(r.enterprise_id.clone())
                 .or_default()
@@ -337,6 +416,28 @@ impl Baseline {
             b.failed.insert((r.product_id, r.batch_no), r.failed_on);
         }
         Ok(b)
+    }
+
+    /// Registers the retail days of baseline folder `dir` as table `retail_daily` (the day
+    /// files, or the single file of an older baseline); false when it has none.
+    async fn register_retail(ctx: &SessionContext, dir: &Path) -> Result<bool> {
+        let days = dir.join(RETAIL_DIR);
+        let has_days = std::fs::read_dir(&days).is_ok_and(|entries| {
+            entries.flatten().any(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.starts_with("date=") && n.ends_with(".parquet"))
+            })
+        });
+        let path = match (has_days, dir.join(LEGACY_RETAIL_FILE)) {
+            (true, _) => format!("{}/", days.display()),
+            (false, legacy) if legacy.exists() => legacy.display().to_string(),
+            (false, _) => return Ok(false),
+        };
+        ctx.register_parquet(RETAIL_DIR, &path, Default::default())
+            .await
+            .map_err(|e| CoreError::query(&format!("baseline {path}"), e))?;
+        Ok(true)
     }
 
     /// The trace-code files of this baseline, each with what identifies it in the store's

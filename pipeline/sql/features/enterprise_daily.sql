@@ -38,7 +38,8 @@ WITH sales_day AS (
     WHERE biz_date BETWEEN ${from} - INTERVAL '28 days' AND ${to}
 ),
 -- Each judged day's product rows with their prior 28 days (a join, not a window: only the
--- judged days need a baseline, and a join computes it for them alone). Sums are exact whatever
+-- judged days need a baseline, and a join computes it for them alone; the bounds of the prior
+-- days are computed once per judged row, not per candidate pair). Sums are exact whatever
 -- order the rows are added in: packages are whole, prices are summed in millionths of a yuan.
 product_day AS (
     SELECT t.enterprise_id, t.product_id, t.biz_date, t.qty, t.price,
@@ -46,11 +47,11 @@ product_day AS (
            CAST(SUM(CAST(round(h.price * 1000000.0) AS BIGINT)) AS DOUBLE) / 1000000.0
              / COUNT(h.price) AS base_price,
            COUNT(h.qty) AS base_days
-    FROM sales_day t
+    FROM (SELECT *, biz_date - INTERVAL '28 days' AS lo, biz_date - INTERVAL '1 day' AS hi
+          FROM sales_day WHERE biz_date BETWEEN ${from} AND ${to}) t
     LEFT JOIN sales_day h
       ON h.enterprise_id = t.enterprise_id AND h.product_id = t.product_id
-     AND h.biz_date BETWEEN t.biz_date - INTERVAL '28 days' AND t.biz_date - INTERVAL '1 day'
-    WHERE t.biz_date BETWEEN ${from} AND ${to}
+     AND h.biz_date BETWEEN t.lo AND t.hi
     GROUP BY t.enterprise_id, t.product_id, t.biz_date, t.qty, t.price
 ),
 product_feat AS (
@@ -92,13 +93,13 @@ ent_base AS (
            SUM(CASE WHEN h.biz_date < t.biz_date THEN h.produced END) / 28.0 AS base_produced,
            SUM(CASE WHEN h.biz_date < t.biz_date THEN h.special END) / 28.0 AS base_special,
            SUM(CASE WHEN h.biz_date < t.biz_date THEN h.products END) / 28.0 AS base_products,
-           SUM(CASE WHEN h.biz_date >= t.biz_date - INTERVAL '6 days' THEN h.sold END) AS sold_7d,
-           SUM(CASE WHEN h.biz_date >= t.biz_date - INTERVAL '6 days' THEN h.bought END) AS bought_7d
-    FROM ent_flows t
+           SUM(CASE WHEN h.biz_date >= t.week THEN h.sold END) AS sold_7d,
+           SUM(CASE WHEN h.biz_date >= t.week THEN h.bought END) AS bought_7d
+    FROM (SELECT *, biz_date - INTERVAL '28 days' AS lo, biz_date - INTERVAL '6 days' AS week
+          FROM ent_flows WHERE biz_date BETWEEN ${from} AND ${to}) t
     JOIN ent_flows h
       ON h.enterprise_id = t.enterprise_id
-     AND h.biz_date BETWEEN t.biz_date - INTERVAL '28 days' AND t.biz_date
-    WHERE t.biz_date BETWEEN ${from} AND ${to}
+     AND h.biz_date BETWEEN t.lo AND t.biz_date
     GROUP BY t.enterprise_id, t.biz_date, t.sold, t.bought, t.produced, t.special, t.products
 ),
 snap AS (
@@ -155,11 +156,11 @@ activity AS (
 -- range); none within them reads as typical, as a missing basis does everywhere here.
 report_gap AS (
     SELECT t.enterprise_id, t.biz_date, CAST(t.biz_date - MAX(h.biz_date) AS DOUBLE) AS gap
-    FROM activity t
+    FROM (SELECT *, biz_date - INTERVAL '28 days' AS lo, biz_date - INTERVAL '1 day' AS hi
+          FROM activity WHERE biz_date BETWEEN ${from} AND ${to}) t
     LEFT JOIN activity h
       ON h.enterprise_id = t.enterprise_id
-     AND h.biz_date BETWEEN t.biz_date - INTERVAL '28 days' AND t.biz_date - INTERVAL '1 day'
-    WHERE t.biz_date BETWEEN ${from} AND ${to}
+     AND h.biz_date BETWEEN t.lo AND t.hi
     GROUP BY t.enterprise_id, t.biz_date
 )
 SELECT a.enterprise_id,

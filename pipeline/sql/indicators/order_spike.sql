@@ -23,7 +23,9 @@ WITH flows AS (
     GROUP BY enterprise_id, product_id, biz_date
 ),
 judged AS (
-    SELECT * FROM flows WHERE biz_date BETWEEN ${from} AND ${to}
+    -- With the bounds of each judged day's prior days, computed once per row.
+    SELECT *, biz_date - INTERVAL '28 days' AS lo, biz_date - INTERVAL '1 day' AS hi
+    FROM flows WHERE biz_date BETWEEN ${from} AND ${to}
 ),
 base AS (
     SELECT j.flow, j.enterprise_id, j.product_id, j.biz_date, j.qty,
@@ -33,7 +35,7 @@ base AS (
     FROM judged j
     JOIN flows h
       ON h.flow = j.flow AND h.enterprise_id = j.enterprise_id AND h.product_id = j.product_id
-     AND h.biz_date BETWEEN j.biz_date - INTERVAL '28 days' AND j.biz_date - INTERVAL '1 day'
+     AND h.biz_date BETWEEN j.lo AND j.hi
     GROUP BY j.flow, j.enterprise_id, j.product_id, j.biz_date, j.qty
 )
 SELECT b.enterprise_id,

@@ -30,17 +30,18 @@ ent_day AS (
 ),
 -- The own reference is a join of each judged day with its own 28 prior days (a hash join on
 -- enterprise × product with a date range), so only the run's days are aggregated; a day
--- without prior sales keeps its row (LEFT JOIN) with no own reference.
+-- without prior sales keeps its row (LEFT JOIN) with no own reference. The bounds of each judged
+-- day's prior days are computed once per judged row, not per candidate pair.
 own AS (
     SELECT j.enterprise_id, j.product_id, j.biz_date,
            CAST(SUM(h.amount_milli) AS DOUBLE) / 1000.0
              / CAST(SUM(h.qty) AS DOUBLE) AS own_reference,
            COUNT(h.qty) AS own_days
-    FROM ent_day j
+    FROM (SELECT *, biz_date - INTERVAL '28 days' AS lo, biz_date - INTERVAL '1 day' AS hi
+          FROM ent_day WHERE biz_date BETWEEN ${from} AND ${to}) j
     LEFT JOIN ent_day h
       ON h.enterprise_id = j.enterprise_id AND h.product_id = j.product_id
-     AND h.biz_date BETWEEN j.biz_date - INTERVAL '28 days' AND j.biz_date - INTERVAL '1 day'
-    WHERE j.biz_date BETWEEN ${from} AND ${to}
+     AND h.biz_date BETWEEN j.lo AND j.hi
     GROUP BY j.enterprise_id, j.product_id, j.biz_date
 ),
 ent AS (

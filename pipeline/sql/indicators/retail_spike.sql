@@ -25,17 +25,19 @@ WITH daily AS (
     SELECT enterprise_id, product_id, biz_date, qty, price FROM retail_daily
 ),
 judged AS (
-    SELECT * FROM daily WHERE biz_date BETWEEN ${from} AND ${to}
+    -- Each judged day with the bounds of its prior days, computed once per row rather than
+    -- once per candidate pair of the joins below.
+    SELECT *, biz_date - INTERVAL '28 days' AS lo, biz_date - INTERVAL '1 day' AS hi
+    FROM daily WHERE biz_date BETWEEN ${from} AND ${to}
 ),
 active_days AS (
     SELECT DISTINCT enterprise_id, biz_date FROM daily
 ),
 active AS (
     SELECT d.enterprise_id, d.biz_date, COUNT(h.biz_date) AS active_days
-    FROM (SELECT DISTINCT enterprise_id, biz_date FROM judged) d
+    FROM (SELECT DISTINCT enterprise_id, biz_date, lo, hi FROM judged) d
     JOIN active_days h
-      ON h.enterprise_id = d.enterprise_id
-     AND h.biz_date BETWEEN d.biz_date - INTERVAL '28 days' AND d.biz_date - INTERVAL '1 day'
+      ON h.enterprise_id = d.enterprise_id AND h.biz_date BETWEEN d.lo AND d.hi
     GROUP BY d.enterprise_id, d.biz_date
 ),
 base AS (
@@ -47,7 +49,7 @@ base AS (
     FROM judged j
     JOIN daily h
       ON h.enterprise_id = j.enterprise_id AND h.product_id = j.product_id
-     AND h.biz_date BETWEEN j.biz_date - INTERVAL '28 days' AND j.biz_date - INTERVAL '1 day'
+     AND h.biz_date BETWEEN j.lo AND j.hi
     GROUP BY j.enterprise_id, j.product_id, j.biz_date, j.qty, j.price
 ),
 expect AS (
