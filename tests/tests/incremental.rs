@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use chrono::{Duration, NaiveDate, TimeZone};
+use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
 use pharmwatch::anomaly::ModelSource;
 use pharmwatch::days::DayStore;
 use pharmwatch::indicators::Thresholds;
@@ -83,6 +84,33 @@ fn land_late_resale(
         .unwrap();
 }
 
+/// Simulates a noisy province of `enterprises` × `days` (seed `seed`, anomalies planted in
+/// the last `anomaly_days`) into `lake`; returns its last day.
+fn simulated(
+    lake: &Path,
+    enterprises: usize,
+    days: u32,
+    seed: u64,
+    anomaly_days: u32,
+) -> NaiveDate {
+    simulate::run(
+        &SimConfig {
+            enterprises,
+            days,
+            start: simulate::default_start(),
+            seed,
+            anomaly_days,
+            anomalies_per_kind: None,
+            out: lake.to_path_buf(),
+            progress: false,
+            noise: pharmwatch::simulate::noise::NoiseConfig::default(),
+        },
+        &Calendar::embedded().unwrap(),
+    )
+    .unwrap()
+    .end
+}
+
 /// The model artifact without the moment it was trained.
 fn artifact(out: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(out.join("model.json")).unwrap();
@@ -105,22 +133,7 @@ fn artifact(out: &Path) -> serde_json::Value {
 fn a_night_reading_stored_days_writes_what_a_night_from_scratch_writes() {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
-    let sim = simulate::run(
-        &SimConfig {
-            enterprises: 90,
-            days: 45,
-            start: simulate::default_start(),
-            seed: 23,
-            anomaly_days: 14,
-            anomalies_per_kind: None,
-            out: lake.clone(),
-            progress: false,
-            noise: pharmwatch::simulate::noise::NoiseConfig::default(),
-        },
-        &Calendar::embedded().unwrap(),
-    )
-    .unwrap();
-    let end = sim.end;
+    let end = simulated(&lake, 90, 45, 23, 14);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -203,6 +216,116 @@ fn a_night_reading_stored_days_writes_what_a_night_from_scratch_writes() {
             let a = std::fs::read(kept.join("days").join(part).join(&name)).unwrap();
             let b = std::fs::read(scratch_dir.join("days").join(part).join(&name)).unwrap();
             assert!(a == b, "days/{part}/{name} differs");
+        }
+    }
+}
+
+/// Rows per event kind in the lake, as the nightly job lists it.
+fn lake_rows(rt: &tokio::runtime::Runtime, lake: &Path) -> Vec<(EventKind, usize)> {
+    let ctx = datafusion::prelude::SessionContext::new();
+    let source = pharmwatch::remote_lake::LakeSource::open(lake, &ctx).unwrap();
+    EventKind::ALL
+        .iter()
+        .map(|kind| {
+            let files = rt
+                .block_on(source.files(*kind, NaiveDate::MIN, NaiveDate::MAX))
+                .unwrap();
+            let rows = files
+                .iter()
+                .map(|f| {
+                    let file = std::fs::File::open(f.trim_start_matches("file://")).unwrap();
+                    let meta = SerializedFileReader::new(file).unwrap();
+                    meta.metadata().file_metadata().num_rows() as usize
+                })
+                .sum();
+            (*kind, rows)
+        })
+        .collect()
+}
+
+#[test]
+fn a_night_that_compacts_its_closed_days_keeps_its_stored_days_and_its_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let end = simulated(&lake, 60, 40, 29, 10);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let night =
+        |out: &Path, d: NaiveDate| rt.block_on(nightly::run(&config(&lake, out, d))).unwrap();
+    // A copy of the lake as it was, for a night from scratch on files never compacted.
+    let untouched = dir.path().join("untouched");
+    copy_dir(&lake, &untouched);
+    let rows_before = lake_rows(&rt, &lake);
+
+    let kept = dir.path().join("kept");
+    night(&kept, end - Duration::days(1));
+    let opts = pharmwatch::compact::CompactOptions {
+        grace: std::time::Duration::ZERO,
+        settle: std::time::Duration::ZERO,
+        dry_run: false,
+    };
+    let done = rt
+        .block_on(nightly::compact_closed_days(
+            &config(&lake, &kept, end - Duration::days(1)),
+            &opts,
+        ))
+        .unwrap();
+    // The simulated lake lands late records in files of their own: most partitions merge.
+    assert!(
+        done.report.merged() >= 40,
+        "{} merged",
+        done.report.merged()
+    );
+    assert!(
+        done.report
+            .partitions
+            .iter()
+            .all(|p| p.day <= end - Duration::days(1)),
+        "only the closed days the night read"
+    );
+    assert_eq!(lake_rows(&rt, &lake), rows_before, "every row kept");
+    // Every stored part of every day of the night's window was carried over: 28 hit days,
+    // 28 feature days and the day tables.
+    assert!(
+        done.days_rekeyed >= 56,
+        "{} days re-keyed",
+        done.days_rekeyed
+    );
+
+    // The next night reads the compacted days back: it computes its own day and the day
+    // before (which the late files of the new day changed), as without compaction.
+    let next = night(&kept, end);
+    let s = next.summary.days;
+    assert!((1..=2).contains(&s.hits_computed), "{s:?}");
+    assert_eq!(s.hits_reused + s.hits_computed, 28, "{s:?}");
+    assert_eq!(s.features_computed, s.hits_computed, "{s:?}");
+
+    // … and writes what a night from scratch on the files never compacted writes.
+    let scratch = dir.path().join("scratch");
+    let fresh = rt
+        .block_on(nightly::run(&config(&untouched, &scratch, end)))
+        .unwrap();
+    assert!(!fresh.rows.is_empty(), "the night has a risk list");
+    for f in ["risk_list.json", "risk_list.csv", "features.csv"] {
+        let a = std::fs::read(kept.join(f)).unwrap();
+        let b = std::fs::read(scratch.join(f)).unwrap();
+        assert!(a == b, "{f} differs after the compaction");
+    }
+    assert_eq!(artifact(&kept), artifact(&scratch));
+    assert_eq!(next.hits, fresh.hits);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
         }
     }
 }

@@ -23,7 +23,9 @@
 //! others, or read back gives the same rows, and an incremental night writes what a night
 //! from scratch writes. Files are written whole (temporary name, then rename) and the manifest
 //! last, so a run that stops half-way leaves days that are computed again, never wrong ones.
-//! Days before the look-back of the run's first day are removed.
+//! Days before the look-back of the run's first day are removed. A compaction of the lake
+//! changes the files but not their rows: [`DayStore::rekey`] carries each stored day over to
+//! its key of the compacted files, so the next night does not compute its window again.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -395,6 +397,29 @@ impl DayStore {
         write_parquet(&self.path(Part::Features, day), schema, &[batch])?;
         self.keys_mut(Part::Features).insert(day, key);
         Ok(())
+    }
+
+    /// After the lake's files changed without their rows changing (a compaction): every day
+    /// stored under its key of `before` (the index of the files before) is given its key of
+    /// `after`, so the next night reads it back instead of computing it again. A day stored
+    /// under another key stays as it is (it is computed again when next needed). Returns the
+    /// days re-keyed.
+    pub fn rekey(&mut self, before: &LakeDays, after: &LakeDays, t: &Thresholds) -> usize {
+        let tables = day_tables().map(|(n, _)| Part::Table(n));
+        let mut rekeyed = 0;
+        for part in [Part::Hits, Part::Features].into_iter().chain(tables) {
+            let stored: Vec<(NaiveDate, String)> = self
+                .keys(part)
+                .map(|keys| keys.iter().map(|(d, k)| (*d, k.clone())).collect())
+                .unwrap_or_default();
+            for (d, key) in stored {
+                if key == before.key(part, d, t) {
+                    self.keys_mut(part).insert(d, after.key(part, d, t));
+                    rekeyed += 1;
+                }
+            }
+        }
+        rekeyed
     }
 
     /// Removes the days before `keep_from` and the spans of files no longer listed, then writes

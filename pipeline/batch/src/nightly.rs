@@ -9,7 +9,8 @@
 //! stored; fit (or load) the anomaly model and score `[from, to]`; score and rank; write
 //! `risk_list.{parquet,csv,json}`, `model.json` (the artifact), `features.csv`,
 //! `dead_letter.ndjson` and `run.json` into the output directory. [`run_with`] adds the closed
-//! loop: the case-ledger sweep and the caution notices under `notices/`.
+//! loop: the case-ledger sweep and the caution notices under `notices/`;
+//! [`compact_closed_days`] compacts the partitions a night read and keeps its day store valid.
 //!
 //! Invariants: for input files `read = accepted + rejected`; the risk list holds hits of
 //! business days in `[from, to]` only; a day's hits and features are the same whether read
@@ -36,6 +37,7 @@ use crate::days::{self, DayStore, LakeDays, Part};
 use crate::error::Result;
 use pharmwatch_core::anomaly::{self, AnomalyScore, ModelSource};
 use pharmwatch_core::baseline;
+use pharmwatch_core::compact;
 use pharmwatch_core::error::CoreError;
 use pharmwatch_core::indicators::{self, Hit, INDICATORS, LOOKBACK_DAYS, Thresholds};
 use pharmwatch_core::ingest::{self, InputSpec, ReferenceSets};
@@ -426,22 +428,82 @@ async fn register_events(
     mut inputs: HashMap<EventKind, Vec<RecordBatch>>,
     query_from: NaiveDate,
 ) -> Result<BTreeMap<EventKind, Vec<String>>> {
+    let registered = match lake {
+        Some(l) => lake_files(l, query_from, cfg.to).await?,
+        None => EventKind::ALL.iter().map(|k| (*k, Vec::new())).collect(),
+    };
+    for (kind, files) in &registered {
+        register_kind(ctx, *kind, files, inputs.remove(kind).unwrap_or_default()).await?;
+    }
+    Ok(registered)
+}
+
+/// The lake's files of each event kind a run judging from `query_from` to `to` reads: the
+/// partitions of `[query_from − lookback, to]` (product tests: every one up to `to`).
+async fn lake_files(
+    lake: &LakeSource,
+    query_from: NaiveDate,
+    to: NaiveDate,
+) -> Result<BTreeMap<EventKind, Vec<String>>> {
     let lookback_from = query_from - Duration::days(LOOKBACK_DAYS);
-    let mut registered = BTreeMap::new();
+    let mut files = BTreeMap::new();
     for kind in EventKind::ALL {
         let since = if *kind == EventKind::ProductTest {
             NaiveDate::MIN
         } else {
             lookback_from
         };
-        let files = match lake {
-            Some(l) => l.files(*kind, since, cfg.to).await?,
-            None => Vec::new(),
-        };
-        register_kind(ctx, *kind, &files, inputs.remove(kind).unwrap_or_default()).await?;
-        registered.insert(*kind, files);
+        files.insert(*kind, lake.files(*kind, since, to).await?);
     }
-    Ok(registered)
+    Ok(files)
+}
+
+/// What [`compact_closed_days`] did.
+#[derive(Debug, Clone, Default)]
+pub struct NightCompaction {
+    /// The passes over the partitions.
+    pub report: compact::CompactionReport,
+    /// Stored days whose key was carried over to the compacted files.
+    pub days_rekeyed: usize,
+}
+
+/// Compacts the lake partitions a night of `cfg` read (`[query_from − lookback, to]`, every
+/// kind; the days up to `to` are closed when the night runs) with the pass of `pharmwatch
+/// compact`, then carries the day store over: a compacted partition holds exactly the rows it
+/// held, so every day stored under its key of the files before is stored under its key of the
+/// files after, and the next night reads it back rather than computing it again. Runs under
+/// the nightly lock; a lake given by input files only has nothing to compact.
+pub async fn compact_closed_days(
+    cfg: &NightlyConfig,
+    opts: &compact::CompactOptions,
+) -> Result<NightCompaction> {
+    let Some(lake) = &cfg.lake else {
+        return Ok(NightCompaction::default());
+    };
+    let _lock =
+        pharmwatch_core::store::NightlyLock::take(&pharmwatch_core::store::location(&cfg.out))?;
+    let ctx = session();
+    let source = LakeSource::open(lake, &ctx)?;
+    let reference = reference_urls(cfg, Some(&source)).await?;
+    let query_from = training_start(cfg).map_or(cfg.from, |t| t.min(cfg.from));
+    let mut store = DayStore::open(&cfg.out);
+    let before_files = lake_files(&source, query_from, cfg.to).await?;
+    let before = LakeDays::index(&mut store, &source, &before_files, &reference).await?;
+    let first = query_from - Duration::days(LOOKBACK_DAYS);
+    let report = compact::compact_days(&source, EventKind::ALL, first, cfg.to, opts).await?;
+    let mut out = NightCompaction {
+        report,
+        days_rekeyed: 0,
+    };
+    if opts.dry_run || out.report.merged() == 0 {
+        return Ok(out);
+    }
+    let after_files = lake_files(&source, query_from, cfg.to).await?;
+    let after = LakeDays::index(&mut store, &source, &after_files, &reference).await?;
+    out.days_rekeyed = store.rekey(&before, &after, &cfg.thresholds);
+    let listed: BTreeSet<String> = after_files.values().flatten().cloned().collect();
+    store.commit(first, &listed)?;
+    Ok(out)
 }
 
 /// What was read for `[from, to]`: records per kind and the enterprises scored; an error when

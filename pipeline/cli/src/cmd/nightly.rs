@@ -85,6 +85,12 @@ pub struct NightlyArgs {
     /// Run date of the ledger sweep and the notices (default: the last business day).
     #[arg(long)]
     run_date: Option<NaiveDate>,
+    /// After the run, compact the lake partitions it read — its closed days, up to the last
+    /// day of the run — as `pharmwatch compact` does (default grace and settling times), and
+    /// carry the day store over to the compacted files (the next night reads its days back).
+    /// Needs write access to the lake.
+    #[arg(long)]
+    compact: bool,
     /// Write the run's metrics (status, duration, the day's risk list by grade and region,
     /// model, notices, cases) to this file for node_exporter's textfile collector, e.g.
     /// /var/lib/prometheus/node-exporter/pharmwatch_nightly.prom. A failed run is recorded too.
@@ -173,6 +179,21 @@ async fn run_nightly(a: NightlyArgs) -> anyhow::Result<()> {
     print!("{}", nightly::report(&out, cfg.top));
     if let Some(s) = loop_summary {
         print!("{}", closedloop::report(&s));
+    }
+    if a.compact {
+        let opts = pharmwatch::compact::CompactOptions::default();
+        let done = nightly::compact_closed_days(&cfg, &opts).await?;
+        let r = &done.report;
+        println!(
+            "compaction of the closed days read: {} of {} partition(s) merged, files {} → {}, \
+             {} row(s); {} stored day(s) carried over to the compacted files",
+            r.merged(),
+            r.partitions.len(),
+            r.total(|p| p.files_before as u64),
+            r.total(|p| p.files_after as u64),
+            r.total(|p| p.rows),
+            done.days_rekeyed
+        );
     }
     Ok(())
 }
