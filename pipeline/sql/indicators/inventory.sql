@@ -9,52 +9,47 @@
 -- Only enterprise-days with a snapshot report both today and yesterday are judged: a missing
 -- report is the reporting indicator's business, not a stock gap. A product without a snapshot
 -- yesterday (never held) opens at 0.
-WITH flows AS (
-    SELECT enterprise_id, product_id, biz_date, quantity AS sold, 0 AS bought, 0 AS produced
+-- One aggregation per enterprise × product × day over the day's flows, its snapshots (the
+-- closing) and the day before's snapshots shifted a day on (the opening), instead of a join per
+-- part: the groups with a flow or a closing of their own are the ones judged.
+WITH rows AS (
+    SELECT enterprise_id, product_id, biz_date, quantity AS sold, 0 AS inflow,
+           CAST(NULL AS BIGINT) AS opening, CAST(NULL AS BIGINT) AS closing
     FROM sales WHERE biz_date BETWEEN ${from} AND ${to}
     UNION ALL
-    SELECT enterprise_id, product_id, biz_date, 0, quantity, 0
+    SELECT enterprise_id, product_id, biz_date, 0, quantity, NULL, NULL
     FROM purchase WHERE biz_date BETWEEN ${from} AND ${to}
     UNION ALL
-    SELECT enterprise_id, product_id, biz_date, 0, 0, quantity
+    SELECT enterprise_id, product_id, biz_date, 0, quantity, NULL, NULL
     FROM production WHERE biz_date BETWEEN ${from} AND ${to}
+    UNION ALL
+    SELECT enterprise_id, product_id, biz_date, 0, 0, NULL, quantity
+    FROM inventory WHERE biz_date BETWEEN ${from} AND ${to}
+    UNION ALL
+    SELECT enterprise_id, product_id, CAST(biz_date + INTERVAL '1 day' AS DATE), NULL, NULL, quantity, NULL
+    FROM inventory WHERE biz_date BETWEEN ${from} - INTERVAL '1 day' AND ${to} - INTERVAL '1 day'
 ),
-day_flows AS (
+keyed AS (
     SELECT enterprise_id, product_id, biz_date,
-           SUM(sold) AS sold, SUM(bought) AS bought, SUM(produced) AS produced
-    FROM flows GROUP BY enterprise_id, product_id, biz_date
-),
-snap AS (
-    SELECT enterprise_id, product_id, biz_date, SUM(quantity) AS qty
-    FROM inventory WHERE biz_date BETWEEN ${from} - INTERVAL '1 day' AND ${to}
+           COALESCE(SUM(sold), 0) AS sold,
+           COALESCE(SUM(inflow), 0) AS inflow,
+           COALESCE(SUM(opening), 0) AS opening,
+           COUNT(opening) > 0 AS counted,
+           SUM(closing) AS closing,
+           COUNT(sold) AS own
+    FROM rows
     GROUP BY enterprise_id, product_id, biz_date
 ),
 reported AS (
     SELECT DISTINCT enterprise_id, biz_date
     FROM inventory WHERE biz_date BETWEEN ${from} - INTERVAL '1 day' AND ${to}
 ),
-keyed AS (
-    SELECT enterprise_id, product_id, biz_date FROM day_flows
-    UNION
-    SELECT enterprise_id, product_id, biz_date FROM snap WHERE biz_date >= ${from}
-),
 judged AS (
-    SELECT k.enterprise_id, k.product_id, k.biz_date,
-           COALESCE(f.sold, 0) AS sold,
-           COALESCE(f.bought, 0) + COALESCE(f.produced, 0) AS inflow,
-           COALESCE(o.qty, 0) AS opening,
-           o.qty IS NOT NULL AS counted,
-           c.qty AS closing
+    SELECT k.enterprise_id, k.product_id, k.biz_date, k.sold, k.inflow, k.opening, k.counted, k.closing
     FROM keyed k
     JOIN reported ry ON ry.enterprise_id = k.enterprise_id AND ry.biz_date = k.biz_date - INTERVAL '1 day'
     JOIN reported rt ON rt.enterprise_id = k.enterprise_id AND rt.biz_date = k.biz_date
-    LEFT JOIN day_flows f
-        ON f.enterprise_id = k.enterprise_id AND f.product_id = k.product_id AND f.biz_date = k.biz_date
-    LEFT JOIN snap o
-        ON o.enterprise_id = k.enterprise_id AND o.product_id = k.product_id
-       AND o.biz_date = k.biz_date - INTERVAL '1 day'
-    LEFT JOIN snap c
-        ON c.enterprise_id = k.enterprise_id AND c.product_id = k.product_id AND c.biz_date = k.biz_date
+    WHERE k.own > 0
 )
 SELECT enterprise_id,
        product_id,
