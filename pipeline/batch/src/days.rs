@@ -34,9 +34,9 @@ use std::sync::Arc;
 use chrono::{Duration, NaiveDate};
 use datafusion::arrow::array::{
     Array, ArrayRef, BooleanArray, Date32Array, Float64Array, RecordBatch, StringArray,
-    StringViewArray,
+    StringViewArray, UInt64Array,
 };
-use datafusion::arrow::compute::cast;
+use datafusion::arrow::compute::{cast, filter_record_batch};
 use datafusion::arrow::datatypes::{DataType, Date32Type, Field, Schema};
 use datafusion::arrow::error::ArrowError;
 use datafusion::datasource::MemTable;
@@ -65,7 +65,7 @@ pub const DAYS_DIR: &str = "days";
 /// Days of lake data a day's features read (the day and the 28 before it).
 pub const FEATURE_LOOKBACK_DAYS: i64 = 28;
 /// Version of the store's layout and keys; a store of another version is computed afresh.
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const MANIFEST: &str = "manifest.json";
 
 /// What a day's result is: rule hits, model features, or a feature table's rows.
@@ -574,6 +574,7 @@ pub async fn trace_days(
             let sql = indicators::render(TRACE_DAY_SQL, day, day, t)?;
             let batches = run_sql(ctx, TRACE_DIR, &sql).await?;
             let schema = result_schema(ctx, TRACE_DIR, &sql, &batches).await?;
+            let (schema, batches) = with_code_hash(&schema, &batches)?;
             write_parquet(&path, schema, &batches)?;
             store.keys_mut(part).insert(day, key.clone());
         }
@@ -616,7 +617,10 @@ pub async fn trace_sales(
         let values = text_values(b, "trace_code").ok_or_else(|| no_text(what, "trace_code"))?;
         codes.extend(values.into_iter().flatten().map(Box::from));
     }
-    let codes = Arc::new(codes);
+    let codes = Arc::new(JudgedCodes {
+        hashes: codes.iter().map(|c| code_hash(c)).collect(),
+        codes,
+    });
     // The earlier days' files are read on every core, each decoding the other columns only
     // for the rows whose code was sold on a judged day.
     let lanes = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -681,15 +685,58 @@ async fn store_judged_trace_days(
         let sql = indicators::render(TRACE_DAY_SQL, day, day, t)?;
         let batches = run_sql(judged, TRACE_DIR, &sql).await?;
         let schema = result_schema(judged, TRACE_DIR, &sql, &batches).await?;
+        let (schema, batches) = with_code_hash(&schema, &batches)?;
         write_parquet(&store.path(part, day), schema, &batches)?;
         store.keys_mut(part).insert(day, key);
     }
     Ok(())
 }
 
-/// The rows of trace-code day file `path` whose code is in `codes`: the code column is read
-/// first, the others only for the rows it selects.
-fn firsts_of(path: &Path, codes: &Arc<FastSet<Box<str>>>) -> Result<Vec<RecordBatch>> {
+/// The codes sold on the judged days, and their [`code_hash`]es.
+struct JudgedCodes {
+    codes: FastSet<Box<str>>,
+    hashes: FastSet<u64>,
+}
+
+/// Column of a trace-code day file holding the [`code_hash`] of its row's code.
+const CODE_HASH: &str = "code_hash";
+
+/// FNV-1a (64 bits) of a traceability code. The day files store it, so it is a fixed function
+/// of the code's bytes (never a hasher whose output may change between versions); changing it
+/// needs a new store [`VERSION`].
+fn code_hash(code: &str) -> u64 {
+    code.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// A trace-code day's rows with the [`CODE_HASH`] column appended.
+fn with_code_hash(
+    schema: &Arc<Schema>,
+    batches: &[RecordBatch],
+) -> Result<(Arc<Schema>, Vec<RecordBatch>)> {
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new(CODE_HASH, DataType::UInt64, true));
+    let out_schema = Arc::new(Schema::new(fields));
+    let out = batches
+        .iter()
+        .map(|b| {
+            let codes =
+                text_values(b, "trace_code").ok_or_else(|| no_text(TRACE_DIR, "trace_code"))?;
+            let hashes: UInt64Array = codes.iter().map(|c| c.map(code_hash)).collect();
+            let mut columns = b.columns().to_vec();
+            columns.push(Arc::new(hashes));
+            RecordBatch::try_new(out_schema.clone(), columns)
+                .map_err(|e| CoreError::arrow(TRACE_DIR, e).into())
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((out_schema, out))
+}
+
+/// The rows of trace-code day file `path` whose code is in `judged`: the hash column is read
+/// first (fixed-width, cheap to decode), the others only for the rows whose hash is a judged
+/// code's, and of those the rows whose code is one (a hash may collide).
+fn firsts_of(path: &Path, judged: &Arc<JudgedCodes>) -> Result<Vec<RecordBatch>> {
     let fail = |reason: String| CoreError::Lake {
         path: path.to_path_buf(),
         reason,
@@ -701,25 +748,41 @@ fn firsts_of(path: &Path, codes: &Arc<FastSet<Box<str>>>) -> Result<Vec<RecordBa
         .parquet_schema()
         .columns()
         .iter()
-        .position(|c| c.name() == "trace_code")
-        .ok_or_else(|| fail("no column trace_code".into()))?;
+        .position(|c| c.name() == CODE_HASH)
+        .ok_or_else(|| fail(format!("no column {CODE_HASH}")))?;
     let projection = ProjectionMask::leaves(builder.parquet_schema(), [column]);
-    let codes = codes.clone();
+    let predicate_codes = judged.clone();
     let keep = ArrowPredicateFn::new(projection, move |b: RecordBatch| {
-        let values = text_values(&b, "trace_code").ok_or_else(|| {
-            ArrowError::InvalidArgumentError("column trace_code is not text".into())
-        })?;
-        Ok(values
-            .into_iter()
-            .map(|c| Some(c.is_some_and(|c| codes.contains(c))))
+        let hashes = b
+            .column(0)
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .ok_or_else(|| {
+                ArrowError::InvalidArgumentError(format!("column {CODE_HASH} is not UInt64"))
+            })?;
+        Ok(hashes
+            .iter()
+            .map(|h| Some(h.is_some_and(|h| predicate_codes.hashes.contains(&h))))
             .collect::<BooleanArray>())
     });
-    builder
+    let candidates = builder
         .with_row_filter(RowFilter::new(vec![Box::new(keep)]))
         .build()
         .map_err(|e| fail(format!("cannot read a stored day: {e}")))?
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| CoreError::arrow(path.display().to_string(), e).into())
+        .map_err(|e| CoreError::arrow(path.display().to_string(), e))?;
+    candidates
+        .into_iter()
+        .map(|b| {
+            let codes =
+                text_values(&b, "trace_code").ok_or_else(|| no_text(TRACE_DIR, "trace_code"))?;
+            let exact: BooleanArray = codes
+                .iter()
+                .map(|c| Some(c.is_some_and(|c| judged.codes.contains(c))))
+                .collect();
+            filter_record_batch(&b, &exact).map_err(|e| CoreError::arrow(TRACE_DIR, e).into())
+        })
+        .collect()
 }
 
 /// The values of text column `column` of `b` (plain or view strings); `None` when it has no
@@ -912,4 +975,62 @@ pub fn join_features(parts: Vec<FeatureTable>) -> FeatureTable {
         out.values.extend_from_slice(all.row(i));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stored hash is FNV-1a 64 (its published test vectors): a day file written by one
+    /// build is read by the next.
+    #[test]
+    fn the_code_hash_is_fnv_1a() {
+        assert_eq!(code_hash(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(code_hash("a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(code_hash("foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    /// Of the rows whose hash matches a judged code's, only those of the judged codes are
+    /// kept: a row whose stored hash collides with a judged code's (written here as if it
+    /// did) is dropped.
+    #[test]
+    fn a_colliding_hash_does_not_make_a_code_a_repeat() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("date=2026-10-01.parquet");
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("trace_code", DataType::Utf8, true),
+            Field::new(CODE_HASH, DataType::UInt64, true),
+        ]));
+        let judged = "10000000000000000001";
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec![
+                    judged,
+                    "10000000000000000002",
+                    "10000000000000000003",
+                ])),
+                Arc::new(UInt64Array::from(vec![
+                    code_hash(judged),
+                    code_hash(judged),
+                    code_hash("10000000000000000003"),
+                ])),
+            ],
+        )
+        .unwrap();
+        write_parquet(&path, schema, &[batch]).unwrap();
+        let codes: FastSet<Box<str>> = [Box::from(judged)].into_iter().collect();
+        let judged_codes = Arc::new(JudgedCodes {
+            hashes: codes.iter().map(|c| code_hash(c)).collect(),
+            codes,
+        });
+        let rows = firsts_of(&path, &judged_codes).unwrap();
+        let found: Vec<String> = rows
+            .iter()
+            .flat_map(|b| text_values(b, "trace_code").unwrap())
+            .flatten()
+            .map(str::to_string)
+            .collect();
+        assert_eq!(found, [judged]);
+    }
 }

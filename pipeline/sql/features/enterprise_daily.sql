@@ -102,49 +102,46 @@ ent_base AS (
      AND h.biz_date BETWEEN t.lo AND t.biz_date
     GROUP BY t.enterprise_id, t.biz_date, t.sold, t.bought, t.produced, t.special, t.products
 ),
-snap AS (
-    SELECT enterprise_id, product_id, biz_date, SUM(quantity) AS qty
-    FROM inventory WHERE biz_date BETWEEN ${from} - INTERVAL '1 day' AND ${to}
-    GROUP BY enterprise_id, product_id, biz_date
-),
+-- The stock gap of each enterprise × product × day with a closing snapshot: one aggregation
+-- over the day's flows, its snapshots (the closing) and the day before's shifted a day on (the
+-- opening), as in `indicators/inventory.sql`; judged where both days' reports are present.
 reported AS (
-    SELECT DISTINCT enterprise_id, biz_date FROM snap
+    SELECT DISTINCT enterprise_id, biz_date
+    FROM inventory WHERE biz_date BETWEEN ${from} - INTERVAL '1 day' AND ${to}
 ),
-prod_flows AS (
-    SELECT enterprise_id, product_id, biz_date, SUM(sold) AS sold, SUM(inflow) AS inflow
-    FROM (
-        SELECT enterprise_id, product_id, biz_date, quantity AS sold, 0 AS inflow
-        FROM sales WHERE biz_date BETWEEN ${from} AND ${to}
-        UNION ALL
-        SELECT enterprise_id, product_id, biz_date, 0, quantity
-        FROM purchase WHERE biz_date BETWEEN ${from} AND ${to}
-        UNION ALL
-        SELECT enterprise_id, product_id, biz_date, 0, quantity
-        FROM production WHERE biz_date BETWEEN ${from} AND ${to}
-    ) GROUP BY enterprise_id, product_id, biz_date
+stock_rows AS (
+    SELECT enterprise_id, product_id, biz_date, quantity AS sold, 0 AS inflow,
+           CAST(NULL AS BIGINT) AS opening, CAST(NULL AS BIGINT) AS closing
+    FROM sales WHERE biz_date BETWEEN ${from} AND ${to}
+    UNION ALL
+    SELECT enterprise_id, product_id, biz_date, 0, quantity, NULL, NULL
+    FROM purchase WHERE biz_date BETWEEN ${from} AND ${to}
+    UNION ALL
+    SELECT enterprise_id, product_id, biz_date, 0, quantity, NULL, NULL
+    FROM production WHERE biz_date BETWEEN ${from} AND ${to}
+    UNION ALL
+    SELECT enterprise_id, product_id, biz_date, 0, 0, NULL, quantity
+    FROM inventory WHERE biz_date BETWEEN ${from} AND ${to}
+    UNION ALL
+    SELECT enterprise_id, product_id, CAST(biz_date + INTERVAL '1 day' AS DATE), NULL, NULL, quantity, NULL
+    FROM inventory WHERE biz_date BETWEEN ${from} - INTERVAL '1 day' AND ${to} - INTERVAL '1 day'
 ),
-keyed AS (
-    SELECT enterprise_id, product_id, biz_date FROM prod_flows
-    UNION
-    SELECT enterprise_id, product_id, biz_date FROM snap
-    WHERE biz_date >= ${from}
+stock AS (
+    SELECT enterprise_id, product_id, biz_date,
+           SUM(closing) - (COALESCE(SUM(opening), 0) + COALESCE(SUM(inflow), 0)
+                           - COALESCE(SUM(sold), 0)) AS gap
+    FROM stock_rows
+    GROUP BY enterprise_id, product_id, biz_date
+    HAVING COUNT(closing) > 0
 ),
 gaps AS (
-    SELECT k.enterprise_id, k.biz_date,
-           CAST(SUM(abs(c.qty - (COALESCE(o.qty, 0) + COALESCE(f.inflow, 0) - COALESCE(f.sold, 0)))) AS DOUBLE) AS gap_units,
-           CAST(SUM(CASE WHEN c.qty <> COALESCE(o.qty, 0) + COALESCE(f.inflow, 0) - COALESCE(f.sold, 0)
-                         THEN 1 ELSE 0 END) AS DOUBLE) AS gap_products
-    FROM keyed k
-    JOIN reported ry ON ry.enterprise_id = k.enterprise_id AND ry.biz_date = k.biz_date - INTERVAL '1 day'
-    JOIN reported rt ON rt.enterprise_id = k.enterprise_id AND rt.biz_date = k.biz_date
-    LEFT JOIN prod_flows f
-        ON f.enterprise_id = k.enterprise_id AND f.product_id = k.product_id AND f.biz_date = k.biz_date
-    LEFT JOIN snap o
-        ON o.enterprise_id = k.enterprise_id AND o.product_id = k.product_id
-       AND o.biz_date = k.biz_date - INTERVAL '1 day'
-    JOIN snap c
-        ON c.enterprise_id = k.enterprise_id AND c.product_id = k.product_id AND c.biz_date = k.biz_date
-    GROUP BY k.enterprise_id, k.biz_date
+    SELECT s.enterprise_id, s.biz_date,
+           CAST(SUM(abs(s.gap)) AS DOUBLE) AS gap_units,
+           CAST(SUM(CASE WHEN s.gap <> 0 THEN 1 ELSE 0 END) AS DOUBLE) AS gap_products
+    FROM stock s
+    JOIN reported ry ON ry.enterprise_id = s.enterprise_id AND ry.biz_date = s.biz_date - INTERVAL '1 day'
+    JOIN reported rt ON rt.enterprise_id = s.enterprise_id AND rt.biz_date = s.biz_date
+    GROUP BY s.enterprise_id, s.biz_date
 ),
 activity AS (
     SELECT enterprise_id, biz_date FROM ent_flows
