@@ -53,7 +53,8 @@ use crate::indicators::{Thresholds, dates, floats, render, strings};
 /// The feature query.
 pub const FEATURE_SQL: &str = include_str!("../../sql/features/enterprise_daily.sql");
 
-/// Day tables the feature query reads (name, SQL over `[from − 28 days, to]`): each row
+/// Day tables the feature query reads (name, SQL over `[from − 31 days, to]`, the window of
+/// every day table, [`crate::indicators::FEATURE_WINDOW_DAYS`]; the features read 28): each row
 /// describes one business day, so the nightly job computes a day's rows once and keeps them
 /// in its day store; without one, [`build_day_tables`] builds them for a run.
 pub const DAY_TABLES: &[(&str, &str)] = &[
@@ -68,7 +69,7 @@ pub const DAY_TABLES: &[(&str, &str)] = &[
 ];
 
 /// Builds the day tables of [`DAY_TABLES`] over the window the features of `[from, to]` read
-/// (`[from − 28 days, to]`), replacing any registered before.
+/// (`[from − 31 days, to]`, more than the 28 they read), replacing any registered before.
 pub async fn build_day_tables(ctx: &SessionContext, from: NaiveDate, to: NaiveDate) -> Result<()> {
     for (name, _) in DAY_TABLES {
         ctx.deregister_table(*name)

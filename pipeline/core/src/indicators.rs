@@ -62,13 +62,18 @@ pub const FEATURES: &[(&str, &str)] = &[
         "market_daily",
         include_str!("../../sql/features/market_daily.sql"),
     ),
+    (
+        "reporting_daily",
+        include_str!("../../sql/features/reporting_daily.sql"),
+    ),
 ];
 
-/// Days before `${from}` a feature table's SQL reads (`[from − 28 days, to]`).
-pub const FEATURE_WINDOW_DAYS: i64 = 28;
+/// Days before `${from}` a feature table's SQL reads (`[from − 31 days, to]`: the reporting
+/// indicator looks 30 days back, the retail ones 28).
+pub const FEATURE_WINDOW_DAYS: i64 = 31;
 
 /// A feature table's SQL rendered for the rows of the days `first ..= last` only (its window
-/// `[from − 28 days, to]` with `from = first + 28 days`).
+/// `[from − 31 days, to]` with `from = first + 31 days`).
 pub fn render_feature_days(
     sql: &str,
     first: NaiveDate,

@@ -4,15 +4,9 @@
 -- A closure is not a silence: an enterprise whose last report was a stocktake of nothing (every
 -- snapshot of that day zero — it returned or sold its stock and wound down, as a closing
 -- pharmacy does) has nothing left to report and is not a hit.
-WITH stock AS (
-    SELECT enterprise_id, biz_date, SUM(quantity) AS stock FROM inventory
-    WHERE biz_date BETWEEN ${from} - INTERVAL '31 days' AND ${to}
-    GROUP BY enterprise_id, biz_date
-),
-activity AS (
-    SELECT enterprise_id, biz_date FROM stock
-    UNION
-    SELECT DISTINCT enterprise_id, biz_date FROM sales
+WITH activity AS (
+    -- The enterprise-days with a report, from the feature table of the month before the run.
+    SELECT enterprise_id, biz_date FROM reporting_daily
     WHERE biz_date BETWEEN ${from} - INTERVAL '31 days' AND ${to}
 ),
 judged AS (
@@ -36,7 +30,7 @@ SELECT j.enterprise_id,
        0.0 AS expected,
        concat('last_report=', CAST(j.last_report AS VARCHAR), ';active_days=', CAST(j.active_days AS VARCHAR)) AS detail
 FROM judged j
-LEFT JOIN stock s ON s.enterprise_id = j.enterprise_id AND s.biz_date = j.last_report
+LEFT JOIN reporting_daily s ON s.enterprise_id = j.enterprise_id AND s.biz_date = j.last_report
 WHERE j.last_report <= j.run_date - INTERVAL '${stop_days} days'
   AND j.active_days >= ${stop_min_active}
   AND COALESCE(s.stock, 1) > 0
