@@ -861,10 +861,10 @@ async fn feature_tables(
         }
         return Ok(indicators::build_features(ctx, from, to, &cfg.thresholds).await?);
     };
-    let first = from - Duration::days(indicators::FEATURE_WINDOW_DAYS);
     let mut timings = Vec::new();
     for table in indicators::FEATURES {
         let started = Instant::now();
+        let first = from - Duration::days(indicators::feature_lookback(table.0));
         days::register_day_table(ctx, days, *table, first, to, &cfg.thresholds).await?;
         timings.push((format!("{}.sql", table.0), started.elapsed().as_secs_f64()));
     }

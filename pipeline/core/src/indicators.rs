@@ -72,6 +72,18 @@ pub const FEATURES: &[(&str, &str)] = &[
 /// indicator looks 30 days back, the retail ones 28).
 pub const FEATURE_WINDOW_DAYS: i64 = 31;
 
+/// Days before the first judged day the indicators read of feature table `name`: the
+/// reporting rule's 31 for `reporting_daily`, the retail and price rules' 28 for the others
+/// (a day store registers no more, so the tables held in memory are no larger than the rules
+/// need; the SQL's own window, [`FEATURE_WINDOW_DAYS`], is the longest of them).
+pub fn feature_lookback(name: &str) -> i64 {
+    if name == "reporting_daily" {
+        FEATURE_WINDOW_DAYS
+    } else {
+        28
+    }
+}
+
 /// A feature table's SQL rendered for the rows of the days `first ..= last` only (its window
 /// `[from − 31 days, to]` with `from = first + 31 days`).
 pub fn render_feature_days(
