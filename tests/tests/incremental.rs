@@ -111,6 +111,14 @@ fn simulated(
     .end
 }
 
+/// The runtime the nightly runs of a test share.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// The model artifact without the moment it was trained.
 fn artifact(out: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(out.join("model.json")).unwrap();
@@ -134,10 +142,7 @@ fn a_night_reading_stored_days_writes_what_a_night_from_scratch_writes() {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
     let end = simulated(&lake, 90, 45, 23, 14);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let night =
         |out: &Path, d: NaiveDate| rt.block_on(nightly::run(&config(&lake, out, d))).unwrap();
 
@@ -233,7 +238,7 @@ fn lake_rows(rt: &tokio::runtime::Runtime, lake: &Path) -> Vec<(EventKind, usize
             let rows = files
                 .iter()
                 .map(|f| {
-                    let file = std::fs::File::open(f.trim_start_matches("file://")).unwrap();
+                    let file = std::fs::File::open(f).unwrap();
                     let meta = SerializedFileReader::new(file).unwrap();
                     meta.metadata().file_metadata().num_rows() as usize
                 })
@@ -248,10 +253,7 @@ fn a_night_that_compacts_its_closed_days_keeps_its_stored_days_and_its_results()
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
     let end = simulated(&lake, 60, 40, 29, 10);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let night =
         |out: &Path, d: NaiveDate| rt.block_on(nightly::run(&config(&lake, out, d))).unwrap();
     // A copy of the lake as it was, for a night from scratch on files never compacted.

@@ -473,7 +473,7 @@ pub async fn register_day_table(
     let lanes = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut partitions: Vec<Vec<RecordBatch>> = vec![Vec::new(); lanes];
     for (i, d) in from.iter_days().take_while(|d| *d <= to).enumerate() {
-        let (path, fresh) = day_table_day(ctx, days, (name, sql), &schema, d, t).await?;
+        let (stored, fresh) = day_table_day(ctx, days, (name, sql), &schema, d, t).await?;
         if fresh {
             computed += 1;
         } else {
@@ -482,7 +482,7 @@ pub async fn register_day_table(
         // Every day is read from its file, computed just now or not: a query's result can hold
         // on to far larger buffers than its rows (text views into what it read), and a day read
         // back is the same whichever night computed it.
-        partitions[i % lanes].extend(fit_schema(name, &schema, read_batches(&path)?)?);
+        partitions[i % lanes].extend(fit_schema(name, &schema, read_batches(&stored.path)?)?);
     }
     ctx.deregister_table(name)
         .map_err(|e| CoreError::query(name, e))?;
@@ -515,20 +515,20 @@ async fn day_table_day(
     (store, index): &mut (DayStore, LakeDays),
     (name, sql): (&'static str, &'static str),
     schema: &Arc<Schema>,
-    d: NaiveDate,
+    day: NaiveDate,
     t: &Thresholds,
-) -> Result<(PathBuf, bool)> {
+) -> Result<(StoredDay, bool)> {
     let part = Part::Table(name);
-    let key = index.key(part, d, t);
-    let path = store.path(part, d);
-    if store.has(part, d, &key) {
-        return Ok((path, false));
+    let key = index.key(part, day, t);
+    let path = store.path(part, day);
+    let fresh = !store.has(part, day, &key);
+    if fresh {
+        let text = indicators::render_feature_days(sql, day, day, t)?;
+        let batches = fit_schema(name, schema, run_sql(ctx, name, &text).await?)?;
+        write_parquet(&path, schema.clone(), &batches)?;
+        store.keys_mut(part).insert(day, key.clone());
     }
-    let text = indicators::render_feature_days(sql, d, d, t)?;
-    let batches = fit_schema(name, schema, run_sql(ctx, name, &text).await?)?;
-    write_parquet(&path, schema.clone(), &batches)?;
-    store.keys_mut(part).insert(d, key);
-    Ok((path, true))
+    Ok((StoredDay { day, path, key }, fresh))
 }
 
 /// The days `first ..= last` of day table `table` in the store (see [`day_table_day`]), for
@@ -544,9 +544,7 @@ pub async fn table_days(
     let schema = day_table_schema(ctx, table, last, t).await?;
     let mut out = Vec::new();
     for day in first.iter_days().take_while(|d| *d <= last) {
-        let (path, _) = day_table_day(ctx, days, table, &schema, day, t).await?;
-        let key = days.1.key(Part::Table(table.0), day, t);
-        out.push(StoredDay { day, path, key });
+        out.push(day_table_day(ctx, days, table, &schema, day, t).await?.0);
     }
     Ok(out)
 }
@@ -569,16 +567,14 @@ pub async fn trace_days(
             continue;
         }
         let key = index.key(part, day, t);
-        let path = store.path(part, day);
         if !store.has(part, day, &key) {
-            let sql = indicators::render(TRACE_DAY_SQL, day, day, t)?;
-            let batches = run_sql(ctx, TRACE_DIR, &sql).await?;
-            let schema = result_schema(ctx, TRACE_DIR, &sql, &batches).await?;
-            let (schema, batches) = with_code_hash(&schema, &batches)?;
-            write_parquet(&path, schema, &batches)?;
-            store.keys_mut(part).insert(day, key.clone());
+            store_trace_day(ctx, store, day, key.clone(), t).await?;
         }
-        out.push(StoredDay { day, path, key });
+        out.push(StoredDay {
+            day,
+            path: store.path(part, day),
+            key,
+        });
     }
     Ok(out)
 }
@@ -679,16 +675,29 @@ async fn store_judged_trace_days(
             continue;
         }
         let key = index.key(part, day, t);
-        if store.has(part, day, &key) {
-            continue;
+        if !store.has(part, day, &key) {
+            store_trace_day(judged, store, day, key, t).await?;
         }
-        let sql = indicators::render(TRACE_DAY_SQL, day, day, t)?;
-        let batches = run_sql(judged, TRACE_DIR, &sql).await?;
-        let schema = result_schema(judged, TRACE_DIR, &sql, &batches).await?;
-        let (schema, batches) = with_code_hash(&schema, &batches)?;
-        write_parquet(&store.path(part, day), schema, &batches)?;
-        store.keys_mut(part).insert(day, key);
     }
+    Ok(())
+}
+
+/// Computes the trace-code day `day` on `ctx` (its `sales` table: the lake's, or the judged
+/// days' coded sales) and stores it under `key`, with the [`CODE_HASH`] column.
+async fn store_trace_day(
+    ctx: &SessionContext,
+    store: &mut DayStore,
+    day: NaiveDate,
+    key: String,
+    t: &Thresholds,
+) -> Result<()> {
+    let sql = indicators::render(TRACE_DAY_SQL, day, day, t)?;
+    let batches = run_sql(ctx, TRACE_DIR, &sql).await?;
+    let schema = result_schema(ctx, TRACE_DIR, &sql, &batches).await?;
+    let (schema, batches) = with_code_hash(&schema, &batches)?;
+    let part = Part::Table(TRACE_DIR);
+    write_parquet(&store.path(part, day), schema, &batches)?;
+    store.keys_mut(part).insert(day, key);
     Ok(())
 }
 

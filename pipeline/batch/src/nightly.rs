@@ -223,7 +223,7 @@ pub async fn run_rules(
     // When the model is trained, the rules run over its training window too: enterprise-days
     // the rules already flag are left out of what the model learns as normal.
     let train_from = training_start(cfg);
-    let query_from = train_from.map_or(cfg.from, |t| t.min(cfg.from));
+    let query_from = query_start(cfg);
     let with_inputs = inputs.values().flatten().any(|b| b.num_rows() > 0);
     let registered = register_events(&ctx, cfg, source.as_ref(), inputs, query_from).await?;
     let (lake_records, enterprises_scored) = count_read(&ctx, cfg).await?;
@@ -485,7 +485,7 @@ pub async fn compact_closed_days(
     let ctx = session();
     let source = LakeSource::open(lake, &ctx)?;
     let reference = reference_urls(cfg, Some(&source)).await?;
-    let query_from = training_start(cfg).map_or(cfg.from, |t| t.min(cfg.from));
+    let query_from = query_start(cfg);
     let mut store = DayStore::open(&cfg.out);
     let before_files = lake_files(&source, query_from, cfg.to).await?;
     let before = LakeDays::index(&mut store, &source, &before_files, &reference).await?;
@@ -675,6 +675,12 @@ pub fn training_start(cfg: &NightlyConfig) -> Option<NaiveDate> {
         return None;
     };
     Some(window_start(cfg, *train_days))
+}
+
+/// First day the rules judge in a run: `from`, or the first day of the model's training window
+/// when it is trained (the rules' hits leave enterprise-days out of what it learns).
+fn query_start(cfg: &NightlyConfig) -> NaiveDate {
+    training_start(cfg).map_or(cfg.from, |t| t.min(cfg.from))
 }
 
 /// First day of a window of `days` ending with `to`, widened to cover `[from, to]` and kept

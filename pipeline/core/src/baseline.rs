@@ -134,7 +134,7 @@ pub async fn export_trace_days(
     for p in prints {
         let day = NaiveDate::parse_from_str(&p.day, "%Y-%m-%d")
             .map_err(|e| CoreError::Internal(format!("trace day {:?}: {e}", p.day)))?;
-        let file = dir.join(format!("date={}.parquet", p.day));
+        let file = dir.join(day_file(day));
         if before.get(&p.day) == Some(&p.fingerprint) && file.exists() {
             report.kept += 1;
         } else {
