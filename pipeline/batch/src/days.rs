@@ -469,21 +469,24 @@ pub async fn register_day_table(
 ) -> Result<(usize, usize)> {
     let schema = day_table_schema(ctx, (name, sql), to, t).await?;
     let (mut reused, mut computed) = (0, 0);
-    // In memory, as `CREATE TABLE … AS` would hold it: several queries join and window over it.
-    let lanes = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let mut partitions: Vec<Vec<RecordBatch>> = vec![Vec::new(); lanes];
-    for (i, d) in from.iter_days().take_while(|d| *d <= to).enumerate() {
+    let mut files = Vec::new();
+    for d in from.iter_days().take_while(|d| *d <= to) {
         let (stored, fresh) = day_table_day(ctx, days, (name, sql), &schema, d, t).await?;
         if fresh {
             computed += 1;
         } else {
             reused += 1;
         }
-        // Every day is read from its file, computed just now or not: a query's result can hold
-        // on to far larger buffers than its rows (text views into what it read), and a day read
-        // back is the same whichever night computed it.
-        partitions[i % lanes].extend(fit_schema(name, &schema, read_batches(&stored.path)?)?);
+        files.push(stored.path);
     }
+    // Every day is read from its file, computed just now or not: a query's result can hold on
+    // to far larger buffers than its rows (text views into what it read), and a day read back
+    // is the same whichever night computed it. The files are decoded on every core, a lane's
+    // days becoming a partition of the table, held in memory as `CREATE TABLE … AS` would
+    // hold it (several queries join and window over it).
+    let partitions = on_lanes(&files, |path| {
+        fit_schema(name, &schema, read_batches(path)?)
+    })?;
     ctx.deregister_table(name)
         .map_err(|e| CoreError::query(name, e))?;
     let table = MemTable::try_new(schema, partitions).map_err(|e| CoreError::query(name, e))?;
@@ -619,37 +622,15 @@ pub async fn trace_sales(
     });
     // The earlier days' files are read on every core, each decoding the other columns only
     // for the rows whose code was sold on a judged day.
-    let lanes = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let read: Vec<Result<Vec<RecordBatch>>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..lanes)
-            .map(|lane| {
-                let (codes, earlier) = (&codes, &earlier);
-                scope.spawn(move || -> Result<Vec<RecordBatch>> {
-                    let mut out = Vec::new();
-                    for day in earlier.iter().skip(lane).step_by(lanes) {
-                        out.extend(firsts_of(&day.path, codes)?);
-                    }
-                    Ok(out)
-                })
-            })
-            .collect();
-        workers
+    let mut partitions = on_lanes(&earlier, |day| {
+        firsts_of(&day.path, &codes)?
             .into_iter()
-            .map(|w| {
-                w.join().unwrap_or_else(|_| {
-                    Err(CoreError::Internal("a trace-code reader panicked".into()).into())
-                })
-            })
+            .map(|b| with_schema(TRACE_DIR, &schema, b))
             .collect()
-    });
-    let mut partitions: Vec<Vec<RecordBatch>> = vec![Vec::new(); lanes];
+    })?;
+    let lanes = partitions.len();
     for (i, b) in judged.into_iter().enumerate() {
         partitions[i % lanes].push(b);
-    }
-    for (lane, batches) in read.into_iter().enumerate() {
-        for b in batches? {
-            partitions[lane % lanes].push(with_schema(TRACE_DIR, &schema, b)?);
-        }
     }
     let table = MemTable::try_new(schema, partitions).map_err(|e| CoreError::query(what, e))?;
     let out = session();
@@ -864,6 +845,37 @@ pub fn missing_ranges(
         }
     }
     out
+}
+
+/// `read` applied to every item on every core: item `i` goes to lane `i mod lanes` (one lane
+/// per core), and each lane's results, in its items' order, are one element of the answer.
+pub(crate) fn on_lanes<I: Sync, T: Send>(
+    items: &[I],
+    read: impl Fn(&I) -> Result<Vec<T>> + Sync,
+) -> Result<Vec<Vec<T>>> {
+    let lanes = std::thread::available_parallelism().map_or(2, |n| n.get());
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..lanes)
+            .map(|lane| {
+                let read = &read;
+                scope.spawn(move || -> Result<Vec<T>> {
+                    let mut out = Vec::new();
+                    for item in items.iter().skip(lane).step_by(lanes) {
+                        out.extend(read(item)?);
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join().unwrap_or_else(|_| {
+                    Err(CoreError::Internal("a day-store reader panicked".into()).into())
+                })
+            })
+            .collect()
+    })
 }
 
 fn read_batches(path: &Path) -> Result<Vec<RecordBatch>> {

@@ -797,23 +797,31 @@ async fn rule_hits(
     let mut timings: Vec<(String, f64)> = Vec::new();
     for (a, b) in &ranges {
         set_run_dates(ctx, *a, *b)?;
-        let mut took = feature_tables(ctx, cfg, *a, *b, days.as_deref_mut()).await?;
         // With a day store, the trace-duplicate rule reads the judged days' coded sales and
         // the first sales of their codes on the days before (each such day computed once),
-        // not every sale of its look-back.
-        let trace = match days.as_deref_mut() {
-            Some(days) => {
-                let started = Instant::now();
-                let trace = days::trace_sales(ctx, days, *a, *b, &cfg.thresholds).await?;
-                took.push((TRACE_TIMING.to_string(), started.elapsed().as_secs_f64()));
-                Some(trace)
-            }
-            None => None,
-        };
-        let elsewhere: Vec<(&str, &SessionContext)> =
-            trace.iter().map(|c| (TRACE_QUERY, c)).collect();
-        let (found, queried) =
-            indicators::run_queries_on(ctx, &elsewhere, *a, *b, &cfg.thresholds, bar).await?;
+        // not every sale of its look-back. It runs first, and what it gathered is dropped
+        // before the feature tables are built: the night's peak memory is the larger of the
+        // two, not their sum.
+        let mut took = Vec::new();
+        let mut found = Vec::new();
+        if let Some(days) = days.as_deref_mut() {
+            let started = Instant::now();
+            let trace = days::trace_sales(ctx, days, *a, *b, &cfg.thresholds).await?;
+            took.push((TRACE_TIMING.to_string(), started.elapsed().as_secs_f64()));
+            let started = Instant::now();
+            let sql = indicators::query_sql(TRACE_QUERY)
+                .ok_or_else(|| CoreError::Internal(format!("no query {TRACE_QUERY}")))?;
+            found =
+                indicators::run_query(&trace, TRACE_QUERY, sql, *a, *b, &cfg.thresholds).await?;
+            took.push((TRACE_QUERY.to_string(), started.elapsed().as_secs_f64()));
+            bar.inc(1);
+        }
+        took.extend(feature_tables(ctx, cfg, *a, *b, days.as_deref_mut()).await?);
+        let skip: &[&str] = if days.is_some() { &[TRACE_QUERY] } else { &[] };
+        let (others, queried) =
+            indicators::run_queries_except(ctx, skip, *a, *b, &cfg.thresholds, bar).await?;
+        found.extend(others);
+        indicators::sort_hits(&mut found);
         took.extend(queried);
         for (name, secs) in took {
             add_time(&mut timings, &name, secs);
@@ -830,6 +838,13 @@ async fn rule_hits(
     if let Some((store, _)) = days.as_deref() {
         for (d, _) in keyed.iter().filter(|(d, _)| !in_ranges(d)) {
             hits.extend(store.read_hits(*d)?);
+        }
+        // The feature tables are the rules' alone when the days are stored (the stream
+        // baseline links its days from the store): their memory is returned before the model
+        // builds its own.
+        for (name, _) in indicators::FEATURES {
+            ctx.deregister_table(*name)
+                .map_err(|e| CoreError::query(name, e))?;
         }
     }
     indicators::sort_hits(&mut hits);
@@ -925,9 +940,17 @@ async fn model_features(
             .map_err(|e| CoreError::query(table.0, e))?;
     }
     let in_ranges = |d: &NaiveDate| ranges.iter().any(|(a, b)| d >= a && d <= b);
-    for (d, _) in keyed.iter().filter(|(d, _)| !in_ranges(d)) {
-        parts.push(days.0.read_features(*d)?);
-    }
+    let stored: Vec<NaiveDate> = keyed
+        .iter()
+        .map(|(d, _)| *d)
+        .filter(|d| !in_ranges(d))
+        .collect();
+    let store = &days.0;
+    parts.extend(
+        days::on_lanes(&stored, |d| Ok(vec![store.read_features(*d)?]))?
+            .into_iter()
+            .flatten(),
+    );
     Ok((
         days::join_features(parts),
         (keyed.len() - computed, computed),

@@ -66,6 +66,10 @@ pub const DAY_TABLES: &[(&str, &str)] = &[
         "inventory_days",
         include_str!("../../sql/features/inventory_days.sql"),
     ),
+    (
+        "enterprise_flows",
+        include_str!("../../sql/features/enterprise_flows.sql"),
+    ),
 ];
 
 /// Builds the day tables of [`DAY_TABLES`] over the window the features of `[from, to]` read

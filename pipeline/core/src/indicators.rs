@@ -383,14 +383,13 @@ pub async fn run_queries(
     t: &Thresholds,
     progress: &indicatif::ProgressBar,
 ) -> Result<(Vec<Hit>, Vec<(String, f64)>)> {
-    run_queries_on(ctx, &[], from, to, t, progress).await
+    run_queries_except(ctx, &[], from, to, t, progress).await
 }
 
-/// [`run_queries`], each query named in `elsewhere` run on the context given with it (whose
-/// tables hold what that query reads of the days judged) instead of `ctx`.
-pub async fn run_queries_on(
+/// [`run_queries`] but for the queries named in `skip` (run elsewhere by the caller).
+pub async fn run_queries_except(
     ctx: &SessionContext,
-    elsewhere: &[(&str, &SessionContext)],
+    skip: &[&str],
     from: NaiveDate,
     to: NaiveDate,
     t: &Thresholds,
@@ -398,20 +397,24 @@ pub async fn run_queries_on(
 ) -> Result<(Vec<Hit>, Vec<(String, f64)>)> {
     let mut hits = Vec::new();
     let mut timings = Vec::new();
-    for (name, sql) in QUERIES {
+    for (name, sql) in QUERIES.iter().filter(|(name, _)| !skip.contains(name)) {
         progress.set_message(name.to_string());
         let started = std::time::Instant::now();
-        let on = elsewhere
-            .iter()
-            .find(|(n, _)| n == name)
-            .map_or(ctx, |(_, c)| *c);
-        hits.extend(run_query(on, name, sql, from, to, t).await?);
+        hits.extend(run_query(ctx, name, sql, from, to, t).await?);
         timings.push((name.to_string(), started.elapsed().as_secs_f64()));
         progress.inc(1);
     }
     progress.finish_and_clear();
     sort_hits(&mut hits);
     Ok((hits, timings))
+}
+
+/// The SQL of indicator query `name` (one of [`QUERIES`]).
+pub fn query_sql(name: &str) -> Option<&'static str> {
+    QUERIES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, sql)| *sql)
 }
 
 /// Sorts hits by day, enterprise, indicator, product and detail: the order of every list of

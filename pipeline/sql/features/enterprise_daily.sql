@@ -30,8 +30,9 @@
 --   stock_gap_products     products with a non-zero gap
 --   report_gap_days        days since the enterprise's previous report (within 28 days)
 --
--- The 28-day baselines read the day tables `sales_daily` and `inventory_days` (one row set per
--- day, kept in the nightly job's day store), not the raw sales and inventory of the window.
+-- The 28-day baselines read the day tables `sales_daily`, `enterprise_flows` and
+-- `inventory_days` (one row set per day, kept in the nightly job's day store), not the raw
+-- sales, purchases, production and inventory of the window.
 WITH sales_day AS (
     SELECT enterprise_id, product_id, biz_date, qty, price
     FROM sales_daily
@@ -40,7 +41,9 @@ WITH sales_day AS (
 -- Each judged day's product rows with their prior 28 days (a join, not a window: only the
 -- judged days need a baseline, and a join computes it for them alone; the bounds of the prior
 -- days are computed once per judged row, not per candidate pair). Sums are exact whatever
--- order the rows are added in: packages are whole, prices are summed in millionths of a yuan.
+-- order the rows are added in: packages are whole, prices are summed in millionths of a yuan,
+-- and so are the package-weighted price ratios of `price_vs_own` (in millionths of a package),
+-- so that the features do not depend on how the rows were partitioned.
 product_day AS (
     SELECT t.enterprise_id, t.product_id, t.biz_date, t.qty, t.price,
            SUM(h.qty) / 28.0 AS base_qty,
@@ -56,7 +59,9 @@ product_day AS (
 ),
 product_feat AS (
     SELECT enterprise_id, biz_date,
-           SUM(CASE WHEN base_days >= 3 THEN qty * price / base_price END)
+           CAST(SUM(CASE WHEN base_days >= 3
+                         THEN CAST(round(qty * price / base_price * 1000000.0) AS BIGINT) END)
+                AS DOUBLE) / 1000000.0
              / SUM(CASE WHEN base_days >= 3 THEN qty END) AS price_vs_own,
            MIN(CASE WHEN base_days >= 3 THEN price / base_price END) AS min_price_vs_own,
            SUM(CASE WHEN base_days >= 3 AND price < 0.9 * base_price THEN qty ELSE 0 END)
@@ -67,22 +72,10 @@ product_feat AS (
     WHERE biz_date BETWEEN ${from} AND ${to}
     GROUP BY enterprise_id, biz_date
 ),
-flows AS (
-    SELECT d.enterprise_id, d.biz_date, d.qty AS sold, 0.0 AS bought, 0.0 AS produced,
-           CASE WHEN p.special_class IN ('narcotic', 'psychotropic', 'ephedrine')
-                THEN d.qty ELSE 0.0 END AS special, 1.0 AS products
-    FROM sales_day d JOIN products p ON p.product_id = d.product_id
-    UNION ALL
-    SELECT enterprise_id, biz_date, 0.0, CAST(quantity AS DOUBLE), 0.0, 0.0, 0.0
-    FROM purchase WHERE biz_date BETWEEN ${from} - INTERVAL '28 days' AND ${to}
-    UNION ALL
-    SELECT enterprise_id, biz_date, 0.0, 0.0, CAST(quantity AS DOUBLE), 0.0, 0.0
-    FROM production WHERE biz_date BETWEEN ${from} - INTERVAL '28 days' AND ${to}
-),
 ent_flows AS (
-    SELECT enterprise_id, biz_date, SUM(sold) AS sold, SUM(bought) AS bought,
-           SUM(produced) AS produced, SUM(special) AS special, SUM(products) AS products
-    FROM flows GROUP BY enterprise_id, biz_date
+    SELECT enterprise_id, biz_date, sold, bought, produced, special, products
+    FROM enterprise_flows
+    WHERE biz_date BETWEEN ${from} - INTERVAL '28 days' AND ${to}
 ),
 -- Each judged day with the enterprise's prior 28 days (`h` before the day) and its last 7
 -- days (the day included).
