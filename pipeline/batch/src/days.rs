@@ -7,7 +7,8 @@
 //! OUT/days/features/date=D.parquet    the model's feature rows of day D
 //! OUT/days/<table>/date=D.parquet     day D's rows of a day table: the rules' feature tables
 //!                                     (`retail_daily`, `market_daily`, `reporting_daily`) and
-//!                                     the model's (`sales_daily`, `inventory_days`)
+//!                                     the model's (`sales_daily`, `inventory_days`,
+//!                                     `enterprise_flows`)
 //! ```
 //!
 //! A day's key is a digest of everything its result depends on: the rule version, thresholds
