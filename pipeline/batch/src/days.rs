@@ -469,31 +469,21 @@ pub async fn register_day_table(
     t: &Thresholds,
 ) -> Result<(usize, usize)> {
     let schema = day_table_schema(ctx, (name, sql), to, t).await?;
-    let (mut reused, mut computed) = (0, 0);
-    let mut files = Vec::new();
-    for d in from.iter_days().take_while(|d| *d <= to) {
-        let (stored, fresh) = day_table_day(ctx, days, (name, sql), &schema, d, t).await?;
-        if fresh {
-            computed += 1;
-        } else {
-            reused += 1;
-        }
-        files.push(stored.path);
-    }
+    let (stored, computed) = store_table_days(ctx, days, (name, sql), &schema, from, to, t).await?;
     // Every day is read from its file, computed just now or not: a query's result can hold on
     // to far larger buffers than its rows (text views into what it read), and a day read back
     // is the same whichever night computed it. The files are decoded on every core, a lane's
     // days becoming a partition of the table, held in memory as `CREATE TABLE … AS` would
     // hold it (several queries join and window over it).
-    let partitions = on_lanes(&files, |path| {
-        fit_schema(name, &schema, read_batches(path)?)
+    let partitions = on_lanes(&stored, |day| {
+        fit_schema(name, &schema, read_batches(&day.path)?)
     })?;
     ctx.deregister_table(name)
         .map_err(|e| CoreError::query(name, e))?;
     let table = MemTable::try_new(schema, partitions).map_err(|e| CoreError::query(name, e))?;
     ctx.register_table(name, Arc::new(table))
         .map_err(|e| CoreError::query(name, e))?;
-    Ok((reused, computed))
+    Ok((stored.len() - computed, computed))
 }
 
 /// The schema of day table `name` (SQL `sql`) as its query gives it.
@@ -512,31 +502,68 @@ async fn day_table_schema(
         .clone())
 }
 
-/// Day `d` of day table `name` in the store: its file, kept when stored under its key, else
-/// computed (one query reading that day's records) and stored; and whether it was computed.
-async fn day_table_day(
+/// The days `first ..= last` of day table `name` in the store: each day's file kept when
+/// stored under its key, else computed (one query reading that day's records; the missing
+/// days one per core at a time, each query independent of the others) and stored. Returns
+/// the days and how many were computed.
+async fn store_table_days(
     ctx: &SessionContext,
     (store, index): &mut (DayStore, LakeDays),
     (name, sql): (&'static str, &'static str),
     schema: &Arc<Schema>,
-    day: NaiveDate,
+    first: NaiveDate,
+    last: NaiveDate,
     t: &Thresholds,
-) -> Result<(StoredDay, bool)> {
+) -> Result<(Vec<StoredDay>, usize)> {
     let part = Part::Table(name);
-    let key = index.key(part, day, t);
-    let path = store.path(part, day);
-    let fresh = !store.has(part, day, &key);
-    if fresh {
-        let text = indicators::render_feature_days(sql, day, day, t)?;
+    let listed: Vec<StoredDay> = first
+        .iter_days()
+        .take_while(|d| *d <= last)
+        .map(|day| StoredDay {
+            day,
+            path: store.path(part, day),
+            key: index.key(part, day, t),
+        })
+        .collect();
+    let missing: Vec<&StoredDay> = listed
+        .iter()
+        .filter(|s| !store.has(part, s.day, &s.key))
+        .collect();
+    concurrently(&missing, |s| async move {
+        let text = indicators::render_feature_days(sql, s.day, s.day, t)?;
         let batches = fit_schema(name, schema, run_sql(ctx, name, &text).await?)?;
-        write_parquet(&path, schema.clone(), &batches)?;
-        store.keys_mut(part).insert(day, key.clone());
+        Ok(write_parquet(&s.path, schema.clone(), &batches)?)
+    })
+    .await?;
+    for s in &missing {
+        store.keys_mut(part).insert(s.day, s.key.clone());
     }
-    Ok((StoredDay { day, path, key }, fresh))
+    let computed = missing.len();
+    Ok((listed, computed))
 }
 
-/// The days `first ..= last` of day table `table` in the store (see [`day_table_day`]), for
-/// the stream baseline to link.
+/// Runs `work` on every item, as many at a time as there are cores (DataFusion queries and
+/// file writes that do not depend on one another); stops at the first error.
+async fn concurrently<'a, I, F, Fut>(items: &'a [I], work: F) -> Result<()>
+where
+    F: Fn(&'a I) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    use futures::stream::{self, StreamExt, TryStreamExt};
+    stream::iter(items.iter().map(work))
+        .buffer_unordered(lanes())
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
+
+/// Cores to spread independent work over.
+fn lanes() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// The days `first ..= last` of day table `table` in the store (see [`store_table_days`]),
+/// for the stream baseline to link.
 pub async fn table_days(
     ctx: &SessionContext,
     days: &mut (DayStore, LakeDays),
@@ -546,41 +573,41 @@ pub async fn table_days(
     t: &Thresholds,
 ) -> Result<Vec<StoredDay>> {
     let schema = day_table_schema(ctx, table, last, t).await?;
-    let mut out = Vec::new();
-    for day in first.iter_days().take_while(|d| *d <= last) {
-        out.push(day_table_day(ctx, days, table, &schema, day, t).await?.0);
-    }
-    Ok(out)
+    Ok(store_table_days(ctx, days, table, &schema, first, last, t)
+        .await?
+        .0)
 }
 
 /// The trace-code days `first ..= last` that the lake holds sales of: each day's file kept in
-/// the store when stored under its key, else computed (the first sale of every code sold that
-/// day, over the day's sales) and stored.
+/// the store when stored under its key, else computed on `ctx` (the first sale of every code
+/// sold that day, over the day's sales; the missing days one per core at a time) and stored.
 pub async fn trace_days(
     ctx: &SessionContext,
-    days: &mut (DayStore, LakeDays),
+    (store, index): &mut (DayStore, LakeDays),
     first: NaiveDate,
     last: NaiveDate,
     t: &Thresholds,
 ) -> Result<Vec<StoredDay>> {
-    let (store, index) = days;
     let part = Part::Table(TRACE_DIR);
-    let mut out = Vec::new();
-    for day in first.iter_days().take_while(|d| *d <= last) {
-        if !index.sales.contains_key(&day) {
-            continue;
-        }
-        let key = index.key(part, day, t);
-        if !store.has(part, day, &key) {
-            store_trace_day(ctx, store, day, key.clone(), t).await?;
-        }
-        out.push(StoredDay {
+    let listed: Vec<StoredDay> = first
+        .iter_days()
+        .take_while(|d| *d <= last)
+        .filter(|d| index.sales.contains_key(d))
+        .map(|day| StoredDay {
             day,
             path: store.path(part, day),
-            key,
-        });
+            key: index.key(part, day, t),
+        })
+        .collect();
+    let missing: Vec<&StoredDay> = listed
+        .iter()
+        .filter(|s| !store.has(part, s.day, &s.key))
+        .collect();
+    concurrently(&missing, |s| write_trace_day(ctx, &s.path, s.day, t)).await?;
+    for s in &missing {
+        store.keys_mut(part).insert(s.day, s.key.clone());
     }
-    Ok(out)
+    Ok(listed)
 }
 
 /// A context whose one table `sales` is what `trace_duplicate.sql` needs to judge the days
@@ -637,50 +664,25 @@ pub async fn trace_sales(
     let out = session();
     out.register_table("sales", Arc::new(table))
         .map_err(|e| CoreError::query(what, e))?;
-    store_judged_trace_days(&out, days, from, to, t).await?;
+    // The judged days' trace-code days, computed on this context: its `sales` rows of a judged
+    // day are that day's coded sales, all the day's query reads, so the lake is not read again.
+    trace_days(&out, days, from, to, t).await?;
     Ok(out)
 }
 
-/// Stores the trace-code days of the judged days `from ..= to` not stored under their keys,
-/// computed on `judged` (the context [`trace_sales`] built): its `sales` rows of a judged day
-/// are that day's coded sales, all the day's query reads, so the lake is not read again.
-async fn store_judged_trace_days(
-    judged: &SessionContext,
-    (store, index): &mut (DayStore, LakeDays),
-    from: NaiveDate,
-    to: NaiveDate,
-    t: &Thresholds,
-) -> Result<()> {
-    let part = Part::Table(TRACE_DIR);
-    for day in from.iter_days().take_while(|d| *d <= to) {
-        if !index.sales.contains_key(&day) {
-            continue;
-        }
-        let key = index.key(part, day, t);
-        if !store.has(part, day, &key) {
-            store_trace_day(judged, store, day, key, t).await?;
-        }
-    }
-    Ok(())
-}
-
 /// Computes the trace-code day `day` on `ctx` (its `sales` table: the lake's, or the judged
-/// days' coded sales) and stores it under `key`, with the [`CODE_HASH`] column.
-async fn store_trace_day(
+/// days' coded sales) and writes it to `path`, with the [`CODE_HASH`] column.
+async fn write_trace_day(
     ctx: &SessionContext,
-    store: &mut DayStore,
+    path: &Path,
     day: NaiveDate,
-    key: String,
     t: &Thresholds,
 ) -> Result<()> {
     let sql = indicators::render(TRACE_DAY_SQL, day, day, t)?;
     let batches = run_sql(ctx, TRACE_DIR, &sql).await?;
     let schema = result_schema(ctx, TRACE_DIR, &sql, &batches).await?;
     let (schema, batches) = with_code_hash(&schema, &batches)?;
-    let part = Part::Table(TRACE_DIR);
-    write_parquet(&store.path(part, day), schema, &batches)?;
-    store.keys_mut(part).insert(day, key);
-    Ok(())
+    Ok(write_parquet(path, schema, &batches)?)
 }
 
 /// The codes sold on the judged days, and their [`code_hash`]es.
@@ -854,7 +856,7 @@ pub(crate) fn on_lanes<I: Sync, T: Send>(
     items: &[I],
     read: impl Fn(&I) -> Result<Vec<T>> + Sync,
 ) -> Result<Vec<Vec<T>>> {
-    let lanes = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let lanes = lanes();
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..lanes)
             .map(|lane| {
