@@ -12,7 +12,9 @@
 //! - report deadlines are at least one working day;
 //! - the escalation ladder is non-empty and has no repeated step;
 //! - no risk grade is both low-risk and key-monitoring; the soft-measure list is non-empty;
-//! - every flag in `leniency.excluding_flags` is a known flag.
+//! - every flag in `leniency.excluding_flags` is a known flag;
+//! - inspection shares are in `(0, 1]` for every grade, at least two inspectors per enterprise,
+//!   every checklist item names its article and known enterprise types.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -134,6 +136,86 @@ impl Default for CreditRules {
     }
 }
 
+/// Risk-weighted random inspection plans (双随机、一公开; 蒙药监 (一)(十三)): the share of each
+/// grade drawn per period, the inspectors per enterprise and the checklist items.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InspectionRules {
+    /// The national rule the random draws rest on.
+    pub basis: String,
+    /// The rule that an inspection is made by at least two officers.
+    pub two_officers_basis: String,
+    /// Per grade (`A` … `D`): share of its enterprises drawn per period, `0 < share ≤ 1`.
+    pub share: BTreeMap<String, f64>,
+    /// Inspectors drawn per enterprise (at least 2).
+    pub inspectors_per_enterprise: u32,
+    /// Days of risk lists up to the plan's day that the plan reads.
+    pub risk_days: u32,
+    /// Checklist items.
+    pub checklist: Vec<ChecklistItem>,
+}
+
+impl InspectionRules {
+    /// The share drawn of grade `grade` (validated: present for every grade).
+    pub fn share_of(&self, grade: RiskGrade) -> f64 {
+        self.share.get(&grade.to_string()).copied().unwrap_or(1.0)
+    }
+}
+
+/// Scale of an enterprise within its type, for its checklist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scale {
+    /// The lower third of its type by volume.
+    Small,
+    /// The middle third.
+    Medium,
+    /// The upper third.
+    Large,
+}
+
+impl Scale {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Small => "small",
+            Self::Medium => "medium",
+            Self::Large => "large",
+        }
+    }
+
+    /// The Chinese name.
+    pub fn zh(self) -> &'static str {
+        match self {
+            Self::Small => "小型",
+            Self::Medium => "中型",
+            Self::Large => "大型",
+        }
+    }
+}
+
+/// One item of an inspection checklist.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChecklistItem {
+    /// Stable id (snake_case).
+    pub id: String,
+    /// What to check, in Chinese.
+    pub text: String,
+    /// What to check, in English.
+    pub text_en: String,
+    /// The regulation and article it comes from.
+    pub article: String,
+    /// Enterprise types it applies to (wire names); all when empty.
+    pub types: Vec<String>,
+    /// Lowest grade it applies to.
+    pub min_grade: RiskGrade,
+    /// Lowest scale it applies to.
+    pub min_scale: Scale,
+    /// Risk indicators that put it first when the enterprise was recently flagged for one.
+    pub indicators: Vec<String>,
+}
+
 /// The escalation ladder of 第二十四条.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -155,7 +237,7 @@ pub struct FlagRule {
 }
 
 /// Everything the engine decides by. See the module documentation and `data/rules.toml`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rules {
     /// Regulation prefixes of citations.
@@ -176,6 +258,8 @@ pub struct Rules {
     pub credit: CreditRules,
     /// Condition flags by snake_case name.
     pub flags: BTreeMap<String, FlagRule>,
+    /// Inspection plans and checklists.
+    pub inspection: InspectionRules,
 }
 
 impl Default for Rules {
@@ -223,6 +307,80 @@ impl Rules {
             reason,
         })?;
         Ok(rules)
+    }
+
+    /// The inspection section's invariants: a share in `(0, 1]` for every grade, at least two
+    /// inspectors, every checklist item with a snake_case id used once, an article, its
+    /// texts, known enterprise types.
+    fn validate_inspection(&self) -> std::result::Result<(), String> {
+        let i = &self.inspection;
+        if let Some(k) = i
+            .share
+            .keys()
+            .find(|k| !["A", "B", "C", "D"].contains(&k.as_str()))
+        {
+            return Err(format!("`inspection.share` names an unknown grade `{k}`"));
+        }
+        for grade in ["A", "B", "C", "D"] {
+            match i.share.get(grade) {
+                Some(s) if *s > 0.0 && *s <= 1.0 => {}
+                Some(s) => {
+                    return Err(format!(
+                        "`inspection.share.{grade}` must be above 0 and at most 1, found {s}"
+                    ));
+                }
+                None => return Err(format!("`inspection.share` has no share for grade {grade}")),
+            }
+        }
+        if i.inspectors_per_enterprise < 2 {
+            return Err(format!(
+                "`inspection.inspectors_per_enterprise` must be at least 2 ({}), found {}",
+                i.two_officers_basis, i.inspectors_per_enterprise
+            ));
+        }
+        if i.risk_days == 0 {
+            return Err("`inspection.risk_days` must be at least 1".to_string());
+        }
+        for (key, value) in [
+            ("inspection.basis", &i.basis),
+            ("inspection.two_officers_basis", &i.two_officers_basis),
+        ] {
+            if value.trim().is_empty() {
+                return Err(format!("`{key}` must not be empty"));
+            }
+        }
+        if i.checklist.is_empty() {
+            return Err("`inspection.checklist` must list at least one item".to_string());
+        }
+        let mut ids = BTreeSet::new();
+        for item in &i.checklist {
+            if !is_snake_case(&item.id) || !ids.insert(item.id.as_str()) {
+                return Err(format!(
+                    "checklist item id `{}` must be snake_case and used once",
+                    item.id
+                ));
+            }
+            for (field, value) in [
+                ("article", &item.article),
+                ("text", &item.text),
+                ("text_en", &item.text_en),
+            ] {
+                if value.trim().is_empty() {
+                    return Err(format!("checklist item `{}` has no {field}", item.id));
+                }
+            }
+            if let Some(t) = item
+                .types
+                .iter()
+                .find(|t| pharmwatch_schemas::EnterpriseType::parse(t).is_none())
+            {
+                return Err(format!(
+                    "checklist item `{}` names an unknown enterprise type `{t}`",
+                    item.id
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Checks the invariants listed in the module documentation; the reason names the key.
@@ -315,6 +473,7 @@ impl Rules {
                  `leniency.key_monitoring_grades`"
             ));
         }
+        self.validate_inspection()?;
         if self.escalation.ladder.is_empty() {
             return Err("`escalation.ladder` must not be empty".to_string());
         }

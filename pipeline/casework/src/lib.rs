@@ -8,6 +8,7 @@
 //! - [`drafts`]: documents proposed by the system, edited and submitted by an inspector,
 //!   approved by an approver before a number is taken; [`audit`]: the trail of every action;
 //! - [`guidance`]: what applies to one enterprise; [`credit`]: its safety credit file;
+//! - [`inspection`]: risk-weighted random inspection plans (双随机) and their checklists;
 //! - [`closedloop`]: the nightly sweep and the notices of the risk list;
 //! - [`measures`]: findings to decisions, the rules and the deployment's calendar;
 //! - [`links`]: signed acknowledgement and guidance links; [`service`]: the record of service
@@ -19,6 +20,7 @@ pub mod credit;
 pub mod drafts;
 pub mod error;
 pub mod guidance;
+pub mod inspection;
 pub mod ledger;
 pub mod links;
 pub mod measures;

@@ -16,6 +16,7 @@ pub mod deliver;
 pub mod demo;
 pub mod evaluate;
 pub mod guidance;
+pub mod inspect;
 pub mod lists;
 pub mod measures;
 pub mod migrate;

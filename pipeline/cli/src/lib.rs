@@ -15,9 +15,10 @@ pub mod metrics;
 pub mod modelcmd;
 
 pub use error::{Error, Result};
-pub use pharmwatch_batch::{days, nightly, report};
+pub use pharmwatch_batch::{days, inspect, nightly, report};
 pub use pharmwatch_casework::{
-    audit, closedloop, credit, drafts, guidance, ledger, links, measures, notices, service,
+    audit, closedloop, credit, drafts, guidance, inspection, ledger, links, measures, notices,
+    service,
 };
 pub use pharmwatch_core::{CoreError, ErrorClass, Result as CoreResult};
 pub use pharmwatch_core::{

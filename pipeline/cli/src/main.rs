@@ -110,6 +110,9 @@ enum Command {
     /// The enterprise's safety credit file (安全信用档案) from the case ledger and the effective
     /// credit grade it gives on a day, with the reasons (case, measure, public until).
     Credit(cmd::credit::CreditArgs),
+    /// Risk-weighted random inspection plans (双随机、一公开): `inspect plan --period 2027-Q1`.
+    #[command(subcommand)]
+    Inspect(cmd::inspect::InspectCommand),
     /// Push issued notices and real-time risk warnings to the enterprise leads (精准推送): send
     /// what the outbox holds over each enterprise's registered channels (signed webhook,
     /// DingTalk/WeCom robot, e-mail), retrying with backoff and falling back from channel to
@@ -161,6 +164,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Migrate(o) => cmd::migrate::run(o),
         Command::Guidance(a) => cmd::guidance::run(a, &cal),
         Command::Credit(a) => cmd::credit::run(a),
+        Command::Inspect(c) => cmd::inspect::run(c).await,
         Command::Stream(a) => cmd::stream::run(a).await,
         Command::Deliver(a) => cmd::deliver::run(a).await,
         Command::Serve(a) => cmd::serve::run(a, cal).await,

@@ -1434,8 +1434,8 @@ fn plan_noise(cfg: &SimConfig, world: &mut World, anomalies: &[Anomaly]) -> nois
     )
 }
 
-/// Writes the reference tables: enterprises, products, batches, and the leads' registered
-/// contacts.
+/// Writes the reference tables: enterprises, products, batches, the leads' registered
+/// contacts and the inspector roster.
 fn write_reference(cfg: &SimConfig, world: &World, writer: &mut LakeWriter) -> Result<()> {
     let enterprises: Vec<_> = world.enterprises.iter().map(|e| e.row.clone()).collect();
     let products: Vec<_> = world.products.iter().map(|p| p.row.clone()).collect();
@@ -1447,10 +1447,13 @@ fn write_reference(cfg: &SimConfig, world: &World, writer: &mut LakeWriter) -> R
         cfg.seed,
         &pharmwatch_core::contacts::SimulatedEndpoints::default(),
     );
-    pharmwatch_core::contacts::write_file(
-        &cfg.out.join(pharmwatch_core::lake::REFERENCE_DIR),
-        &contacts,
-        &secrets,
+    let reference = cfg.out.join(pharmwatch_core::lake::REFERENCE_DIR);
+    pharmwatch_core::contacts::write_file(&reference, &contacts, &secrets)?;
+    // The inspectors the province's random inspection plans draw from (two per region).
+    use pharmwatch_casework::inspection;
+    inspection::write_roster(
+        &reference.join(inspection::ROSTER_FILE),
+        &inspection::simulated_roster(2),
     )?;
     Ok(())
 }

@@ -13,6 +13,7 @@ mod compact;
 mod credit;
 mod dashboards;
 mod delivery;
+mod inspection;
 mod object_lake;
 mod stream;
 mod sweep;
