@@ -27,6 +27,7 @@ pub mod deadline;
 pub mod decide;
 pub mod error;
 pub mod finding;
+pub mod penalty;
 pub mod rules;
 
 pub use calendar::{Calendar, CalendarYear, DayClass, DayKind, SpecialDay};

@@ -162,6 +162,18 @@ impl InspectionRules {
     }
 }
 
+/// The administrative-penalty procedure after a referral: its statutory clocks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PenaltyRules {
+    /// Working days before a hearing its notice must be served.
+    pub hearing_notice_working_days: u32,
+    /// The article of that rule.
+    pub hearing_notice_article: String,
+    /// The stages' clocks.
+    pub clock: Vec<crate::penalty::ClockRule>,
+}
+
 /// Scale of an enterprise within its type, for its checklist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -260,6 +272,8 @@ pub struct Rules {
     pub flags: BTreeMap<String, FlagRule>,
     /// Inspection plans and checklists.
     pub inspection: InspectionRules,
+    /// The penalty procedure's clocks.
+    pub penalty: PenaltyRules,
 }
 
 impl Default for Rules {
@@ -383,6 +397,40 @@ impl Rules {
         Ok(())
     }
 
+    /// The penalty section's invariants: stage ids snake_case and used once, each clock at
+    /// least one unit long and naming its article.
+    fn validate_penalty(&self) -> std::result::Result<(), String> {
+        let p = &self.penalty;
+        if p.hearing_notice_working_days == 0 || p.hearing_notice_article.trim().is_empty() {
+            return Err(
+                "`penalty.hearing_notice_working_days` must be at least 1 and name its article"
+                    .to_string(),
+            );
+        }
+        let mut stages = BTreeSet::new();
+        for c in &p.clock {
+            if !is_snake_case(&c.stage) || !stages.insert(c.stage.as_str()) {
+                return Err(format!(
+                    "penalty clock stage `{}` must be snake_case and used once",
+                    c.stage
+                ));
+            }
+            if c.length == 0 {
+                return Err(format!(
+                    "penalty clock `{}` must be at least 1 long",
+                    c.stage
+                ));
+            }
+            if c.article.trim().is_empty() || c.name.trim().is_empty() {
+                return Err(format!(
+                    "penalty clock `{}` must name itself and its article",
+                    c.stage
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks the invariants listed in the module documentation; the reason names the key.
     pub fn validate(&self) -> std::result::Result<(), String> {
         for (key, value) in [
@@ -474,6 +522,7 @@ impl Rules {
             ));
         }
         self.validate_inspection()?;
+        self.validate_penalty()?;
         if self.escalation.ladder.is_empty() {
             return Err("`escalation.ladder` must not be empty".to_string());
         }
