@@ -277,7 +277,9 @@ mod tests {
             stop(StopReason::Appraisal, "2026-08-15", "2026-08-29"),
         ];
         let none: [ClockStop; 0] = [];
-        let table: &[(&str, u32, ClockUnit, &[ClockStop], &str, &str)] = &[
+        // (start, length, unit, stops, due, what)
+        type Row<'a> = (&'a str, u32, ClockUnit, &'a [ClockStop], &'a str, &'a str);
+        let table: &[Row] = &[
             // 10-08 Thu, 10-09 Fri, then the make-up Saturday 10-10 is the third working day.
             (
                 "2026-09-30",
