@@ -115,6 +115,11 @@ pub struct CreditRules {
     /// Per measure code: grade steps it costs while public (A → B is one step; floor D). A code
     /// not listed costs nothing (it is still in the file).
     pub grade_steps: BTreeMap<String, u32>,
+    /// Months a case's measures must have been public before its credit repair may be applied
+    /// for (0: at once). A 蒙药监 (十) case opens the green channel at once.
+    pub repair_min_months: u32,
+    /// The rule credit repair rests on.
+    pub repair_basis: String,
 }
 
 impl Default for CreditRules {
@@ -132,6 +137,8 @@ impl Default for CreditRules {
             default_publicity_months: 12,
             publicity_months: BTreeMap::new(),
             grade_steps: steps.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            repair_min_months: 3,
+            repair_basis: "市场监督管理信用修复管理办法".to_string(),
         }
     }
 }

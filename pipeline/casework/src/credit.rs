@@ -62,6 +62,10 @@ pub struct CreditEntry {
     pub public_until: NaiveDate,
     /// The day its effect ended early (the case entered the low-risk list), if it did.
     pub restored_on: Option<NaiveDate>,
+    /// The day a credit repair of its case was granted, if one was.
+    pub repaired_on: Option<NaiveDate>,
+    /// Who granted the repair and why (empty without one).
+    pub repair: String,
     /// Grade steps it costs while public.
     pub grade_steps: u32,
 }
@@ -69,10 +73,23 @@ pub struct CreditEntry {
 impl CreditEntry {
     /// Whether the entry lowers the grade on `on`.
     pub fn counts_on(&self, on: NaiveDate) -> bool {
-        self.grade_steps > 0
-            && self.decided_on <= on
-            && on <= self.public_until
-            && self.restored_on.is_none_or(|r| on < r)
+        self.grade_steps > 0 && self.public_on(on)
+    }
+
+    /// Whether the entry is public on `on` (decided, its period not over, neither restored
+    /// by a low-risk listing nor repaired).
+    pub fn public_on(&self, on: NaiveDate) -> bool {
+        self.decided_on <= on && on <= self.last_public_day()
+    }
+
+    /// The last day it is public: the end of its period, or the day before its case was
+    /// listed low-risk or its repair granted.
+    pub fn last_public_day(&self) -> NaiveDate {
+        [self.restored_on, self.repaired_on]
+            .into_iter()
+            .flatten()
+            .map(|d| d - chrono::Duration::days(1))
+            .fold(self.public_until, NaiveDate::min)
     }
 }
 
@@ -162,6 +179,14 @@ fn case_entries(d: &CaseDetail, rules: &Rules, diligent: &str) -> Result<Vec<Cre
         .collect::<Result<Vec<_>>>()?
         .into_iter()
         .min();
+    let repair = repair_state(d)?;
+    let (repaired_on, repair_text) = match &repair {
+        Some(RepairState::Granted { on, by, note, .. }) => (
+            Some(*on),
+            format!("credit repair granted {on} by {by}: {note}"),
+        ),
+        _ => (None, String::new()),
+    };
     let mut out = Vec::new();
     for m in &d.measures {
         let decided_on = day(&m.decided_on, "decided_on", case_id)?;
@@ -202,6 +227,8 @@ fn case_entries(d: &CaseDetail, rules: &Rules, diligent: &str) -> Result<Vec<Cre
             shortened,
             public_until,
             restored_on,
+            repaired_on,
+            repair: repair_text.clone(),
             grade_steps: rules.credit.grade_steps.get(&m.code).copied().unwrap_or(0),
         });
     }
@@ -231,10 +258,7 @@ pub fn effective(
             case_id: e.case_id.clone(),
             code: e.code.clone(),
             decided_on: e.decided_on,
-            until: match e.restored_on {
-                Some(r) => e.public_until.min(r - chrono::Duration::days(1)),
-                None => e.public_until,
-            },
+            until: e.last_public_day(),
             steps: e.grade_steps,
             basis: if e.shortened {
                 publicity.clone()
@@ -354,7 +378,7 @@ pub fn render(f: &CreditFile) -> String {
     out.push_str(&format!("entries ({}):\n", f.entries.len()));
     for e in &f.entries {
         out.push_str(&format!(
-            "  {} {:<24} case {}  {}  public {} month(s) until {}{}{}  -{}  {}\n",
+            "  {} {:<24} case {}  {}  public {} month(s) until {}{}{}{}  -{}  {}\n",
             e.decided_on,
             e.code,
             e.case_id,
@@ -365,9 +389,268 @@ pub fn render(f: &CreditFile) -> String {
             e.restored_on
                 .map(|r| format!(", restored {r} (low-risk list)"))
                 .unwrap_or_default(),
+            match e.repaired_on {
+                Some(r) if r <= f.on => format!(", repaired — {}", e.repair),
+                _ => String::new(),
+            },
             e.grade_steps,
             e.article
         ));
     }
     out
+}
+
+/// Where a case's credit repair stands, from its event trail (`credit_repair_*` events).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum RepairState {
+    /// Applied for, awaiting the inspector's review.
+    Applied {
+        /// Day applied.
+        on: NaiveDate,
+        /// Who applied.
+        by: String,
+    },
+    /// Reviewed, awaiting the approver.
+    Reviewed {
+        /// Day reviewed.
+        on: NaiveDate,
+        /// The reviewer.
+        by: String,
+    },
+    /// Granted: the case's entries stop counting from `on`.
+    Granted {
+        /// Day granted.
+        on: NaiveDate,
+        /// The approver.
+        by: String,
+        /// The approver's note.
+        note: String,
+    },
+    /// Refused (a new application may follow).
+    Refused {
+        /// Day refused.
+        on: NaiveDate,
+        /// Who refused.
+        by: String,
+        /// Why.
+        note: String,
+    },
+}
+
+/// A step of a credit repair (`pharmwatch credit-repair`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepairStep {
+    /// The enterprise applies (or an inspector on its behalf).
+    Apply,
+    /// An inspector reviews the application.
+    Review,
+    /// An approver grants it.
+    Grant,
+    /// The reviewer or the approver refuses it, with the reason.
+    Refuse,
+}
+
+impl RepairStep {
+    /// Parses `apply`, `review`, `grant`, `refuse`.
+    pub fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "apply" => Self::Apply,
+            "review" => Self::Review,
+            "grant" => Self::Grant,
+            "refuse" => Self::Refuse,
+            other => {
+                return Err(CaseworkError::ledger(
+                    "-",
+                    format!("unknown repair step `{other}`: apply, review, grant or refuse"),
+                ));
+            }
+        })
+    }
+
+    fn event(self) -> &'static str {
+        match self {
+            Self::Apply => "credit_repair_applied",
+            Self::Review => "credit_repair_reviewed",
+            Self::Grant => "credit_repair_granted",
+            Self::Refuse => "credit_repair_refused",
+        }
+    }
+}
+
+/// The repair state of a case: the last `credit_repair_*` step of its trail.
+pub fn repair_state(d: &CaseDetail) -> Result<Option<RepairState>> {
+    let case_id = &d.case.case_id;
+    let mut state = None;
+    for e in &d.events {
+        let on = || day(&e.event_date, "event_date", case_id);
+        let by = e.actor.clone();
+        state = Some(match e.event.as_str() {
+            "credit_repair_applied" => RepairState::Applied { on: on()?, by },
+            "credit_repair_reviewed" => RepairState::Reviewed { on: on()?, by },
+            "credit_repair_granted" => RepairState::Granted {
+                on: on()?,
+                by,
+                note: e.note.clone(),
+            },
+            "credit_repair_refused" => RepairState::Refused {
+                on: on()?,
+                by,
+                note: e.note.clone(),
+            },
+            _ => continue,
+        });
+    }
+    Ok(state)
+}
+
+/// The first day a repair of the case may be applied for: its first measure's decision day
+/// plus `credit.repair_min_months`, or that day itself for a 蒙药监 (十) case (the green
+/// channel opens with the shortened publicity).
+pub fn repair_opens_on(d: &CaseDetail, rules: &Rules) -> Result<Option<NaiveDate>> {
+    let diligent = rules.cite_inclusive("(九)");
+    let entries = case_entries(d, rules, &diligent)?;
+    let Some(first) = entries.iter().map(|e| e.decided_on).min() else {
+        return Ok(None);
+    };
+    if entries.iter().any(|e| e.shortened) {
+        return Ok(Some(first));
+    }
+    Ok(first.checked_add_months(Months::new(rules.credit.repair_min_months)))
+}
+
+/// Records step `step` of the credit repair of `case_id` on `on` by `actor`, in order: an
+/// application once the minimum period has passed and every measure of the case is carried
+/// out; a review of a pending application; a grant by an approver who is not the reviewer; a
+/// refusal of a pending application, with its reason. Returns the new state.
+pub fn repair(
+    ledger: &mut Ledger,
+    case_id: &str,
+    step: RepairStep,
+    on: NaiveDate,
+    actor: &str,
+    note: &str,
+    rules: &Rules,
+) -> Result<RepairState> {
+    if actor.trim().is_empty() {
+        return Err(CaseworkError::ledger(case_id, "the actor is empty"));
+    }
+    let d = ledger.show(case_id)?;
+    let state = repair_state(&d)?;
+    let refuse = |why: String| Err(CaseworkError::ledger(case_id, why));
+    match (step, &state) {
+        (RepairStep::Apply, Some(RepairState::Applied { .. } | RepairState::Reviewed { .. })) => {
+            return refuse("a credit repair application is already pending".into());
+        }
+        (RepairStep::Apply, Some(RepairState::Granted { on, .. })) => {
+            return refuse(format!("its credit repair was granted on {on}"));
+        }
+        (RepairStep::Apply, _) => {
+            let Some(opens) = repair_opens_on(&d, rules)? else {
+                return refuse("has no measure in the credit file: nothing to repair".into());
+            };
+            if on < opens {
+                return refuse(format!(
+                    "credit repair may be applied for from {opens} ({} months of publicity, \
+                     {}; a {} case opens the green channel at once)",
+                    rules.credit.repair_min_months,
+                    rules.credit.repair_basis,
+                    rules.cite_inclusive("(十)")
+                ));
+            }
+            let diligent = rules.cite_inclusive("(九)");
+            let pending: Vec<String> = case_entries(&d, rules, &diligent)?
+                .into_iter()
+                .filter(|e| {
+                    ["open", "report_received", "overdue"]
+                        .iter()
+                        .any(|o| e.outcome.starts_with(o))
+                })
+                .map(|e| format!("{} ({})", e.code, e.outcome))
+                .collect();
+            if !pending.is_empty() {
+                return refuse(format!(
+                    "credit repair needs every measure carried out; still pending: {}",
+                    pending.join(", ")
+                ));
+            }
+        }
+        (RepairStep::Review, Some(RepairState::Applied { .. })) => {}
+        (RepairStep::Review, _) => return refuse("no credit repair application to review".into()),
+        (RepairStep::Grant, Some(RepairState::Reviewed { by, .. })) => {
+            if by == actor {
+                return refuse(format!(
+                    "the repair was reviewed by {by}: another person approves it"
+                ));
+            }
+        }
+        (RepairStep::Grant, _) => {
+            return refuse("a credit repair is granted only after its review".into());
+        }
+        (RepairStep::Refuse, Some(RepairState::Applied { .. } | RepairState::Reviewed { .. })) => {
+            if note.trim().is_empty() {
+                return refuse("a refusal states its reason (--note)".into());
+            }
+        }
+        (RepairStep::Refuse, _) => return refuse("no credit repair application to refuse".into()),
+    }
+    ledger.immediate(|tx, path| {
+        crate::ledger::append_event(tx, path, case_id, step.event(), on, actor, note, None)
+    })?;
+    repair_state(&ledger.show(case_id)?)?
+        .ok_or_else(|| CaseworkError::ledger(case_id, "the repair step was not recorded"))
+}
+
+/// One decision on the publication feed (行政处罚信息公示 / 信用信息公示): what, about whom, from
+/// when, until when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Publication {
+    /// The enterprise.
+    pub enterprise_id: String,
+    /// Its name.
+    pub enterprise_name: String,
+    /// The case.
+    pub case_id: String,
+    /// Measure code.
+    pub code: String,
+    /// Article(s) it rests on.
+    pub article: String,
+    /// Public from (the decision day).
+    pub from: NaiveDate,
+    /// Public until (its period, or the day before its repair or low-risk listing).
+    pub until: NaiveDate,
+    /// `(十)` when the shortened period applies.
+    pub basis: String,
+}
+
+/// The publication feed on `on`: every credit-file entry public that day, across
+/// enterprises, oldest first. An entry leaves the feed by itself the day after `until`.
+pub fn publications(ledger: &Ledger, on: NaiveDate, rules: &Rules) -> Result<Vec<Publication>> {
+    let diligent = rules.cite_inclusive("(九)");
+    let shortened_basis = rules.cite_inclusive("(十)");
+    let mut out = Vec::new();
+    for case in ledger.list(false, None)? {
+        let d = ledger.show(&case.case_id)?;
+        for e in case_entries(&d, rules, &diligent)? {
+            if !e.public_on(on) {
+                continue;
+            }
+            out.push(Publication {
+                enterprise_id: case.enterprise_id.clone(),
+                enterprise_name: case.enterprise_name.clone(),
+                case_id: e.case_id.clone(),
+                code: e.code.clone(),
+                article: e.article.clone(),
+                from: e.decided_on,
+                until: e.last_public_day(),
+                basis: if e.shortened {
+                    shortened_basis.clone()
+                } else {
+                    String::new()
+                },
+            });
+        }
+    }
+    out.sort_by(|a, b| (a.from, &a.case_id, &a.code).cmp(&(b.from, &b.case_id, &b.code)));
+    Ok(out)
 }

@@ -110,6 +110,13 @@ enum Command {
     /// The enterprise's safety credit file (安全信用档案) from the case ledger and the effective
     /// credit grade it gives on a day, with the reasons (case, measure, public until).
     Credit(cmd::credit::CreditArgs),
+    /// One step of a case's credit repair (信用修复): apply (once the minimum publicity period
+    /// passed and the measures are carried out; at once on the 蒙药监 (十) green channel),
+    /// review, grant (an approver other than the reviewer) or refuse.
+    CreditRepair(cmd::credit::RepairArgs),
+    /// The publication feed (信用信息公示): every decision public on a day, about whom, from
+    /// when and until when; entries leave it by themselves at the end of their period.
+    Publicity(cmd::credit::PublicityArgs),
     /// Risk-weighted random inspection plans (双随机、一公开): `inspect plan --period 2027-Q1`.
     #[command(subcommand)]
     Inspect(cmd::inspect::InspectCommand),
@@ -164,6 +171,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Migrate(o) => cmd::migrate::run(o),
         Command::Guidance(a) => cmd::guidance::run(a, &cal),
         Command::Credit(a) => cmd::credit::run(a),
+        Command::CreditRepair(a) => cmd::credit::repair(a),
+        Command::Publicity(a) => cmd::credit::publicity(a),
         Command::Inspect(c) => cmd::inspect::run(c).await,
         Command::Stream(a) => cmd::stream::run(a).await,
         Command::Deliver(a) => cmd::deliver::run(a).await,

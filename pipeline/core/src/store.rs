@@ -140,6 +140,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         51,
         include_str!("../../sql/store/051_stream_batch_sales_in_window_sets.sql"),
     ),
+    (60, include_str!("../../sql/store/060_credit_repair.sql")),
 ];
 
 /// The same migrations for a PostgreSQL store (`pipeline/sql/store/pg/`): the same versions,
@@ -164,6 +165,7 @@ pub const PG_MIGRATIONS: &[(i64, &str)] = &[
         51,
         include_str!("../../sql/store/pg/051_stream_batch_sales_in_window_sets.sql"),
     ),
+    (60, include_str!("../../sql/store/pg/060_credit_repair.sql")),
 ];
 
 /// What each migration brings, by version (for `pharmwatch migrate`).
@@ -179,6 +181,7 @@ pub fn migration_title(version: i64) -> &'static str {
         40 => "working-day calendar",
         50 => "workbench: drafts, audit trail, accounts, dispositions",
         51 => "stream batch sales kept in the window sets",
+        60 => "credit repair events in the case trail",
         _ => "",
     }
 }

@@ -4,5 +4,6 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod credit_repair;
 mod guidance;
 mod ledger;

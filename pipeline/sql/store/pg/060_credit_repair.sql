@@ -1,0 +1,12 @@
+-- Store schema version 60 (PostgreSQL): credit repair (信用修复) in the case trail.
+--
+-- case_events     the events credit_repair_applied, credit_repair_reviewed,
+--                 credit_repair_granted and credit_repair_refused join the list of the CHECK
+--                 constraint (the named constraint is replaced; the table, its identity, index
+--                 and triggers stay as they are).
+ALTER TABLE case_events DROP CONSTRAINT IF EXISTS case_events_event_check;
+ALTER TABLE case_events ADD CONSTRAINT case_events_event_check CHECK (event IN (
+    'opened', 'measures_decided', 'notice_issued', 'delivered', 'report_received',
+    'verified', 'resume_requested', 'lifted', 'overdue', 'escalated', 'listed', 'closed',
+    'deadline_set', 'deadline_changed', 'credit_repair_applied', 'credit_repair_reviewed',
+    'credit_repair_granted', 'credit_repair_refused'));
