@@ -12,7 +12,7 @@ use std::path::Path;
 
 use chrono::{Datelike, NaiveDate};
 use pharmwatch_regulation::calendar::CalendarYear;
-use pharmwatch_regulation::{Decision, FindingError, Rules, decide_json};
+use pharmwatch_regulation::{Decision, FindingError, Rules};
 
 use crate::error::Result;
 use crate::ledger::{Ledger, Opening, Origin};
@@ -220,6 +220,8 @@ pub fn is_working_day(cal: &Calendar, date: NaiveDate) -> Result<DayAnswer> {
 pub struct DecideOutput {
     /// The decisions of the accepted findings, in input order.
     pub decisions: Vec<Decision>,
+    /// The inspection day of each decision's finding (same order as `decisions`).
+    pub inspected_on: Vec<NaiveDate>,
     /// One error per refused finding (index, case id, field, reason), in input order.
     pub errors: Vec<FindingError>,
 }
@@ -235,8 +237,50 @@ impl DecideOutput {
 /// `measures decide`: reads the JSON array of findings in `path` and decides each.
 pub fn decide_file(path: &Path, rules: &Rules, cal: &Calendar) -> Result<DecideOutput> {
     let text = std::fs::read_to_string(path).map_err(|e| CoreError::io(path, e))?;
-    let (decisions, errors) = decide_json(&text, rules, cal);
-    Ok(DecideOutput { decisions, errors })
+    let (findings, mut errors) = pharmwatch_regulation::parse_findings(&text);
+    let (mut decisions, mut inspected_on) = (Vec::new(), Vec::new());
+    for (index, finding) in findings {
+        match pharmwatch_regulation::decide(&finding, rules, cal) {
+            Ok(d) => {
+                decisions.push(d);
+                inspected_on.push(finding.inspection_date);
+            }
+            Err(err) => errors.push(FindingError::from_error(
+                Some(index),
+                Some(finding.case_id.clone()),
+                &err,
+            )),
+        }
+    }
+    errors.sort_by_key(|e| e.index);
+    Ok(DecideOutput {
+        decisions,
+        inspected_on,
+        errors,
+    })
+}
+
+/// `measures decide --record`: opens or updates one case per decision with measures, each on
+/// the inspection day of its finding, or on `on` for all when given. Returns (cases opened,
+/// cases updated).
+pub fn record_decided(
+    ledger: &mut Ledger,
+    out: &DecideOutput,
+    actor: &str,
+    on: Option<NaiveDate>,
+) -> Result<(usize, usize)> {
+    let (mut opened, mut updated) = (0, 0);
+    for (d, inspected) in out.decisions.iter().zip(&out.inspected_on) {
+        let (o, u) = record_decisions_on(
+            ledger,
+            std::slice::from_ref(d),
+            actor,
+            on.unwrap_or(*inspected),
+        )?;
+        opened += o;
+        updated += u;
+    }
+    Ok((opened, updated))
 }
 
 /// `measures decide --record`: opens or updates one case per decision with measures, decided

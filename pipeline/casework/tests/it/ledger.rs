@@ -728,3 +728,46 @@ fn a_case_is_referred_on_its_facts_then_closed_by_hand_on_a_ground() {
     assert_eq!(CloseGround::parse("ceased"), Some(CloseGround::Ceased));
     assert_eq!(CloseGround::parse("reopened"), None);
 }
+
+/// `measures decide --record` opens each case on its finding's inspection date (the day the
+/// facts were found), not on the day the command runs; a date given for all wins.
+#[test]
+fn recorded_decisions_are_dated_by_their_inspection() {
+    let dir = tempfile::tempdir().unwrap();
+    let findings = format!(
+        "[{},{}]",
+        caution_finding_on("INSP-DATED-1", "2026-03-02")
+            .trim_start_matches('[')
+            .trim_end_matches(']'),
+        caution_finding_on("INSP-DATED-2", "2026-04-13")
+            .trim_start_matches('[')
+            .trim_end_matches(']'),
+    );
+    let path = dir.path().join("findings.json");
+    std::fs::write(&path, findings).unwrap();
+    let rules = measures::load_rules(None).unwrap();
+    let cal = measures::load_calendar(None).unwrap();
+    let out = measures::decide_file(&path, &rules, &cal).unwrap();
+    assert_eq!(out.inspected_on, vec![d("2026-03-02"), d("2026-04-13")]);
+    let mut ledger = Ledger::open_file(&pharmwatch_core::db::scratch_store(dir.path())).unwrap();
+    assert_eq!(
+        measures::record_decided(&mut ledger, &out, "检查员甲", None).unwrap(),
+        (2, 0)
+    );
+    assert_eq!(
+        ledger.show("INSP-DATED-1").unwrap().case.opened_on,
+        "2026-03-02"
+    );
+    assert_eq!(
+        ledger.show("INSP-DATED-2").unwrap().case.opened_on,
+        "2026-04-13"
+    );
+
+    let other = tempfile::tempdir().unwrap();
+    let mut ledger = Ledger::open_file(&pharmwatch_core::db::scratch_store(other.path())).unwrap();
+    measures::record_decided(&mut ledger, &out, "检查员甲", Some(d("2026-05-06"))).unwrap();
+    assert_eq!(
+        ledger.show("INSP-DATED-1").unwrap().case.opened_on,
+        "2026-05-06"
+    );
+}

@@ -9,8 +9,6 @@ use clap::{Args, Subcommand};
 use pharmwatch::ledger::Ledger;
 use pharmwatch::measures;
 
-use super::today;
-
 #[derive(Debug, Subcommand)]
 pub enum MeasuresCommand {
     /// Decide the measures for a JSON array of findings (schemas/contracts/findings.md) and print
@@ -39,7 +37,8 @@ pub struct DecideArgs {
     /// Who decided, for the ledger's events.
     #[arg(long, default_value = "pharmwatch measures")]
     actor: String,
-    /// Business date the cases are opened or updated on (default: today, Asia/Shanghai).
+    /// Business date the cases are opened or updated on (default: each finding's inspection
+    /// date, the day the facts were found).
     #[arg(long)]
     decided_on: Option<NaiveDate>,
 }
@@ -60,9 +59,8 @@ fn decide(a: DecideArgs) -> anyhow::Result<ExitCode> {
         && let Some(dir) = &a.out
     {
         let mut ledger = Ledger::open(dir)?;
-        let on = a.decided_on.unwrap_or_else(today);
         let (opened, updated) =
-            measures::record_decisions_on(&mut ledger, &out.decisions, &a.actor, on)?;
+            measures::record_decided(&mut ledger, &out, &a.actor, a.decided_on)?;
         eprintln!(
             "ledger {}: {opened} case(s) opened, {updated} updated",
             ledger.path().display()
