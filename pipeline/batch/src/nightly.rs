@@ -274,7 +274,7 @@ pub async fn run_rules(
     pharmwatch_core::store::Store::open(&pharmwatch_core::store::location(&cfg.out))?
         .write_risk_list(&rows)?;
     phases.mark("risk list");
-    stream_baseline(&ctx, cfg, days.as_mut()).await?;
+    stream_baseline(&ctx, cfg, rules, days.as_mut()).await?;
     phases.mark("stream baseline");
     if let Some((store, _)) = days.as_mut() {
         let listed: BTreeSet<String> = registered.values().flatten().cloned().collect();
@@ -353,6 +353,7 @@ fn per_indicator(hits: &[Hit], anomalies: Option<&[AnomalyScore]>) -> Vec<(Strin
 async fn stream_baseline(
     ctx: &SessionContext,
     cfg: &NightlyConfig,
+    rules: Option<&pharmwatch_regulation::Rules>,
     days: Option<&mut Days>,
 ) -> Result<()> {
     let t = &cfg.thresholds;
@@ -375,6 +376,20 @@ async fn stream_baseline(
         retail: retail.as_deref(),
     };
     baseline::export(ctx, &cfg.out, cfg.to, t, stored).await?;
+    // The credit-file entries that lower grades, so that the stream scores with the
+    // effective credit grade of each event's day, as the risk list does.
+    let embedded;
+    let rules = match rules {
+        Some(r) => r,
+        None => {
+            embedded = pharmwatch_regulation::Rules::embedded()
+                .map_err(|e| CoreError::regulation("rules", e))?;
+            &embedded
+        }
+    };
+    let ledger = pharmwatch_casework::ledger::Ledger::open(&cfg.out)?;
+    let steps = pharmwatch_casework::credit::grade_steps(&ledger, rules)?;
+    baseline::write_credit(&cfg.out, &steps)?;
     Ok(())
 }
 

@@ -38,7 +38,7 @@ use crate::ledger::{CaseDetail, Ledger};
 use pharmwatch_core::risk::EffectiveCredit;
 
 /// The credit grades, best first.
-pub const GRADES: [&str; 4] = ["A", "B", "C", "D"];
+pub const GRADES: [&str; 4] = pharmwatch_core::risk::CREDIT_GRADES;
 
 /// One measure in the credit file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -237,10 +237,7 @@ fn case_entries(d: &CaseDetail, rules: &Rules, diligent: &str) -> Result<Vec<Cre
 
 /// The grade `steps` below `reference` (floor D); an unknown reference grade is kept as is.
 pub fn lower(reference: &str, steps: u32) -> String {
-    match GRADES.iter().position(|g| *g == reference) {
-        Some(i) => GRADES[(i + steps as usize).min(GRADES.len() - 1)].to_string(),
-        None => reference.to_string(),
-    }
+    pharmwatch_core::risk::lower_grade(reference, steps)
 }
 
 /// The effective grade on `on` from `reference` and the entries, with the reasons.
@@ -652,5 +649,53 @@ pub fn publications(ledger: &Ledger, on: NaiveDate, rules: &Rules) -> Result<Vec
         }
     }
     out.sort_by(|a, b| (a.from, &a.case_id, &a.code).cmp(&(b.from, &b.case_id, &b.code)));
+    Ok(out)
+}
+
+/// Every enterprise's credit-file entries that lower its grade, as the stream baseline
+/// carries them ([`pharmwatch_core::baseline::CreditStep`]): decision day, last day counting
+/// (its publicity, low-risk listing and repair applied), steps and the reason's text.
+pub fn grade_steps(
+    ledger: &Ledger,
+    rules: &Rules,
+) -> Result<std::collections::BTreeMap<String, Vec<pharmwatch_core::baseline::CreditStep>>> {
+    let publicity = rules.cite_inclusive("(十)");
+    let mut enterprises: Vec<String> = ledger
+        .list(false, None)?
+        .into_iter()
+        .map(|c| c.enterprise_id)
+        .collect();
+    enterprises.sort();
+    enterprises.dedup();
+    let mut out = std::collections::BTreeMap::new();
+    for e in enterprises {
+        let steps: Vec<_> = entries(ledger, &e, rules)?
+            .into_iter()
+            .filter(|x| x.grade_steps > 0 && x.decided_on <= x.last_public_day())
+            .map(|x| {
+                let reason = CreditReason {
+                    case_id: x.case_id.clone(),
+                    code: x.code.clone(),
+                    decided_on: x.decided_on,
+                    until: x.last_public_day(),
+                    steps: x.grade_steps,
+                    basis: if x.shortened {
+                        publicity.clone()
+                    } else {
+                        String::new()
+                    },
+                };
+                pharmwatch_core::baseline::CreditStep {
+                    from: x.decided_on,
+                    until: x.last_public_day(),
+                    steps: x.grade_steps,
+                    reason: reason.text(),
+                }
+            })
+            .collect();
+        if !steps.is_empty() {
+            out.insert(e, steps);
+        }
+    }
     Ok(out)
 }

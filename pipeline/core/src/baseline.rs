@@ -365,9 +365,54 @@ pub struct Baseline {
     pub failed: HashMap<(String, String), NaiveDate>,
     /// Rule-set version of the nightly run that wrote it.
     pub rule_version: Option<String>,
+    /// The credit-file entries that lower each enterprise's grade ([`CREDIT_FILE`]): the
+    /// stream scores with the effective grade of the event's day, as the nightly does.
+    pub credit: HashMap<String, Vec<CreditStep>>,
+}
+
+/// File of the baseline holding the credit-file entries that lower grades.
+pub const CREDIT_FILE: &str = "credit.json";
+
+/// A credit-file entry that lowers an enterprise's grade by `steps` while public.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreditStep {
+    /// First day it counts (the decision day).
+    pub from: NaiveDate,
+    /// Last day it counts (the end of its publicity, or the day before its case's low-risk
+    /// listing or credit repair).
+    pub until: NaiveDate,
+    /// Grade steps.
+    pub steps: u32,
+    /// Why, as the credit file says it.
+    pub reason: String,
+}
+
+/// Writes the credit-file entries of the enterprises whose grade they lower into the baseline
+/// directory of `out` (written whole, then renamed).
+pub fn write_credit(out: &Path, credit: &BTreeMap<String, Vec<CreditStep>>) -> Result<()> {
+    let dir = out.join(BASELINE_DIR);
+    std::fs::create_dir_all(&dir).map_err(|e| CoreError::io(&dir, e))?;
+    let path = dir.join(CREDIT_FILE);
+    let tmp = dir.join(format!("{CREDIT_FILE}.tmp"));
+    let text = serde_json::to_string_pretty(credit)
+        .map_err(|e| CoreError::Internal(format!("credit steps as JSON: {e}")))?;
+    std::fs::write(&tmp, text).map_err(|e| CoreError::io(&tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| CoreError::io(&path, e))?;
+    Ok(())
 }
 
 impl Baseline {
+    /// The effective credit grade of `enterprise_id` on `day`: `reference` lowered by the
+    /// steps of its entries counting that day (floor D).
+    pub fn effective_credit(&self, enterprise_id: &str, reference: &str, day: NaiveDate) -> String {
+        let steps = self.credit.get(enterprise_id).map_or(0, |list| {
+            list.iter()
+                .filter(|c| c.from <= day && day <= c.until)
+                .map(|c| c.steps)
+                .sum()
+        });
+        crate::risk::lower_grade(reference, steps)
+    }
     /// Reads `NIGHTLY_OUT/stream_baseline/`.
     pub async fn load(nightly_out: &Path) -> Result<Self> {
         let dir = nightly_out.join(BASELINE_DIR);
@@ -414,6 +459,13 @@ impl Baseline {
         }
         for r in table_rows::<FailedRow>(&ctx, "failed_batches").await? {
             b.failed.insert((r.product_id, r.batch_no), r.failed_on);
+        }
+        // A baseline of a release before the credit file has none: reference grades.
+        let credit_path = b.dir.as_ref().map(|d| d.join(CREDIT_FILE));
+        if let Some(path) = credit_path.filter(|p| p.is_file()) {
+            let text = std::fs::read_to_string(&path).map_err(|e| CoreError::io(&path, e))?;
+            b.credit = serde_json::from_str(&text)
+                .map_err(|e| CoreError::Config(format!("{}: {e}", path.display())))?;
         }
         Ok(b)
     }

@@ -380,6 +380,17 @@ pub fn single_item_score(indicator: &str, credit_grade: &str) -> (f64, &'static 
     (score, grade(score))
 }
 
+/// The credit grades, best first.
+pub const CREDIT_GRADES: [&str; 4] = ["A", "B", "C", "D"];
+
+/// The grade `steps` below `reference` (floor D); an unknown reference grade is kept as is.
+pub fn lower_grade(reference: &str, steps: u32) -> String {
+    match CREDIT_GRADES.iter().position(|g| *g == reference) {
+        Some(i) => CREDIT_GRADES[(i + steps as usize).min(CREDIT_GRADES.len() - 1)].to_string(),
+        None => reference.to_string(),
+    }
+}
+
 /// The effective credit grade of an enterprise on a day and why it differs from the reference
 /// grade (see [`pharmwatch_casework::credit`]).
 #[derive(Debug, Clone, PartialEq, Eq)]

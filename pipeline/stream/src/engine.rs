@@ -158,8 +158,13 @@ impl Engine {
         event_time: DateTime<FixedOffset>,
     ) -> RiskEvent {
         let e = self.reference.enterprises.get(&hit.enterprise_id);
-        let credit = e.map(|e| e.credit_grade.as_str()).unwrap_or("B");
-        let (score, grade) = risk::single_item_score(&hit.indicator, credit);
+        // The effective credit grade of the event's day: the reference grade lowered by the
+        // credit-file entries public that day (carried by the nightly baseline).
+        let reference = e.map(|e| e.credit_grade.as_str()).unwrap_or("B");
+        let credit = self
+            .baseline
+            .effective_credit(&hit.enterprise_id, reference, hit.date);
+        let (score, grade) = risk::single_item_score(&hit.indicator, &credit);
         RiskEvent {
             id: event_id(
                 &hit.indicator,
@@ -271,5 +276,71 @@ impl Engine {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pharmwatch_core::baseline::CreditStep;
+
+    /// A risk event is scored with the effective credit grade of its day: the reference grade
+    /// lowered by the credit-file entries the nightly baseline carries, while they count.
+    #[test]
+    fn events_score_with_the_effective_credit_grade_of_their_day() {
+        let ent = "91110000600037341L";
+        let mut baseline = Baseline::default();
+        baseline.credit.insert(
+            ent.to_string(),
+            vec![CreditStep {
+                from: NaiveDate::from_ymd_opt(2026, 3, 2).unwrap(),
+                until: NaiveDate::from_ymd_opt(2027, 3, 1).unwrap(),
+                steps: 1,
+                reason: "caution of case X".into(),
+            }],
+        );
+        let engine = Engine {
+            reference: Reference::default(),
+            baseline,
+            thresholds: Thresholds::default(),
+            lateness_ms: 0,
+        };
+        let hit = |day: &str| Hit {
+            enterprise_id: ent.to_string(),
+            product_id: None,
+            date: day.parse().unwrap(),
+            indicator: "sold_not_bought".into(),
+            window_start: day.parse().unwrap(),
+            window_end: day.parse().unwrap(),
+            observed: 10.0,
+            expected: 0.0,
+            detail: String::new(),
+        };
+        let source = Source {
+            topic: "sales".into(),
+            partition: 0,
+            offset: 1,
+        };
+        let at = DateTime::parse_from_rfc3339("2026-06-01T10:00:00+08:00").unwrap();
+        // Unknown to the reference table: grade B, lowered to C while the caution counts.
+        let during = engine.event(hit("2026-06-01"), "", &source, at);
+        let after = engine.event(hit("2027-03-02"), "", &source, at);
+        let (c, _) = risk::single_item_score("sold_not_bought", "C");
+        let (b, _) = risk::single_item_score("sold_not_bought", "B");
+        assert!(c > b);
+        assert_eq!(during.score, c);
+        assert_eq!(after.score, b, "the entry stopped counting");
+        assert_eq!(
+            engine
+                .baseline
+                .effective_credit(ent, "A", "2026-03-02".parse().unwrap()),
+            "B"
+        );
+        assert_eq!(
+            engine
+                .baseline
+                .effective_credit("other", "A", "2026-06-01".parse().unwrap()),
+            "A"
+        );
     }
 }

@@ -123,6 +123,32 @@ fn a_public_caution_lowers_the_grade_and_raises_the_nightly_score_until_its_peri
     {
         assert_eq!(r.credit_grade, r.reference_credit_grade);
     }
+    // The stream baseline carries the entry, and the stream's baseline reads it back: the
+    // stream scores the same enterprise-day with the same effective grade.
+    let steps: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("stream_baseline/credit.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(steps[&row.enterprise_id][0]["steps"], 1, "{steps}");
+    assert!(
+        steps[&row.enterprise_id][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains(case_id)
+    );
+    let loaded = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(pharmwatch::baseline::Baseline::load(&out))
+        .unwrap();
+    assert_eq!(
+        loaded.effective_credit(&row.enterprise_id, "B", row.date),
+        "C"
+    );
+    assert_eq!(
+        loaded.effective_credit(&row.enterprise_id, "B", decided.pred_opt().unwrap()),
+        "B"
+    );
     // The CSV carries the reference grade and the reasons.
     let csv = pharmwatch::risk::read_csv(&out.join("risk_list.csv")).unwrap();
     assert!(csv.iter().any(|r| r.credit_reasons.contains(case_id)));
