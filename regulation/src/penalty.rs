@@ -48,6 +48,8 @@ pub enum PenaltyEvent {
     NoticeServed,
     /// The decision was made (作出处罚决定).
     Decided,
+    /// The decision was served on the party (处罚决定书送达).
+    DecisionServed,
 }
 
 /// Why a clock stopped: the periods 不计入办案期限.
@@ -96,6 +98,10 @@ pub struct ClockRule {
     pub extension: u32,
     /// Whether hearings, testing, appraisal, suspension and announcements stop it.
     pub stoppable: bool,
+    /// The event that completes the stage when it is the authority's to complete (a stage
+    /// still incomplete after its last day is overdue); none for the party's own periods.
+    #[serde(default)]
+    pub ends: Option<PenaltyEvent>,
     /// The article it rests on.
     pub article: String,
 }
@@ -158,6 +164,8 @@ pub struct PenaltyCase {
     pub notice_served: Option<NaiveDate>,
     /// Decided.
     pub decided: Option<NaiveDate>,
+    /// The decision served.
+    pub decision_served: Option<NaiveDate>,
     /// The day of the hearing, when the party asked for one.
     pub hearing_on: Option<NaiveDate>,
     /// Stretches the stoppable clocks do not run.
@@ -173,6 +181,7 @@ impl PenaltyCase {
             PenaltyEvent::Filed => self.filed,
             PenaltyEvent::NoticeServed => self.notice_served,
             PenaltyEvent::Decided => self.decided,
+            PenaltyEvent::DecisionServed => self.decision_served,
         }
     }
 }
@@ -194,12 +203,21 @@ pub struct StageDue {
     pub extended: bool,
     /// Days of stops inside the period (calendar days).
     pub stopped_days: u32,
+    /// The day the stage was completed (its `ends` event), if it was.
+    pub done_on: Option<NaiveDate>,
+    /// Whether the stage is the authority's to complete (it has an `ends` event).
+    pub authority: bool,
 }
 
 impl StageDue {
-    /// Whether the stage is overdue on `on` (its last day has passed).
+    /// Whether the stage is overdue on `on`: the authority's, not completed, its last day
+    /// passed (a stage completed late stays overdue).
     pub fn overdue_on(&self, on: NaiveDate) -> bool {
-        on > self.due
+        self.authority
+            && match self.done_on {
+                Some(done) => done > self.due,
+                None => on > self.due,
+            }
     }
 }
 
@@ -233,6 +251,8 @@ pub fn schedule(case: &PenaltyCase, clocks: &[ClockRule], cal: &Calendar) -> Res
             due,
             extended,
             stopped_days,
+            done_on: rule.ends.and_then(|e| case.event(e)),
+            authority: rule.ends.is_some(),
         });
     }
     Ok(out)
@@ -429,6 +449,13 @@ mod tests {
         assert_eq!(get("decision").stopped_days, 20);
         assert_eq!(get("statement_period").stopped_days, 0);
         assert!(get("decision").article.contains("第六十四条"));
+        // Filed on 07-03 within its review period: done, never overdue; the party's periods
+        // are never the authority's to be late with.
+        assert_eq!(get("filing_decision").done_on, Some(d("2026-07-03")));
+        assert!(!get("filing_decision").overdue_on(d("2027-01-01")));
+        assert!(!get("statement_period").overdue_on(d("2027-01-01")));
+        assert!(get("decision").overdue_on(d("2026-10-22")));
+        assert!(!get("decision").overdue_on(d("2026-10-21")));
         // The approved extension of 30 days.
         case.extended = vec!["decision".to_string()];
         let ext = schedule(&case, &rules.penalty.clock, &cal).unwrap();
@@ -437,7 +464,7 @@ mod tests {
         assert_eq!(decision.due, d("2026-11-20"));
         assert!(!decision.overdue_on(d("2026-11-20")));
         assert!(decision.overdue_on(d("2026-11-21")));
-        // Decided: its service within 7 working days.
+        // Decided: its service within 7 working days; the decision stage done in time.
         case.decided = Some(d("2026-11-19"));
         let served = schedule(&case, &rules.penalty.clock, &cal).unwrap();
         assert_eq!(
@@ -448,7 +475,21 @@ mod tests {
                 .due,
             d("2026-11-30")
         );
+        let decision = served.iter().find(|x| x.stage == "decision").unwrap();
+        assert!(
+            !decision.overdue_on(d("2027-01-01")),
+            "decided within the extension"
+        );
         // Every stage names its article.
         assert!(served.iter().all(|x| !x.article.is_empty()));
+        // A decision made after its last day stays overdue.
+        case.extended.clear();
+        let late = schedule(&case, &rules.penalty.clock, &cal).unwrap();
+        assert!(
+            late.iter()
+                .find(|x| x.stage == "decision")
+                .unwrap()
+                .overdue_on(d("2027-01-01"))
+        );
     }
 }

@@ -9,6 +9,7 @@
 //!   approved by an approver before a number is taken; [`audit`]: the trail of every action;
 //! - [`guidance`]: what applies to one enterprise; [`credit`]: its safety credit file;
 //! - [`inspection`]: risk-weighted random inspection plans (双随机) and their checklists;
+//! - [`penalty`]: a referred case's penalty procedure, its stages and statutory clocks;
 //! - [`closedloop`]: the nightly sweep and the notices of the risk list;
 //! - [`measures`]: findings to decisions, the rules and the deployment's calendar;
 //! - [`links`]: signed acknowledgement and guidance links; [`service`]: the record of service
@@ -25,6 +26,7 @@ pub mod ledger;
 pub mod links;
 pub mod measures;
 pub mod notices;
+pub mod penalty;
 pub mod service;
 
 pub use error::{CaseworkError, Result};

@@ -181,7 +181,7 @@ pub fn migration_title(version: i64) -> &'static str {
         40 => "working-day calendar",
         50 => "workbench: drafts, audit trail, accounts, dispositions",
         51 => "stream batch sales kept in the window sets",
-        60 => "credit repair events in the case trail",
+        60 => "credit repair and penalty procedure events in the case trail",
         _ => "",
     }
 }

@@ -1,7 +1,11 @@
--- Store schema version 60: credit repair (信用修复) in the case trail.
+-- Store schema version 60: credit repair (信用修复) and the penalty procedure in the case
+-- trail.
 --
 -- case_events     the events credit_repair_applied, credit_repair_reviewed,
---                 credit_repair_granted and credit_repair_refused join the list of the CHECK
+--                 credit_repair_granted and credit_repair_refused, and the stages of a referred
+--                 case's penalty procedure (penalty_filed, penalty_notice_served,
+--                 hearing_requested, clock_stopped, clock_resumed, extension_granted,
+--                 penalty_decided, penalty_decision_served) join the list of the CHECK
 --                 constraint: an enterprise's application, the inspector's review and the
 --                 approver's grant or refusal are events of the case, append-only like the
 --                 others. SQLite cannot change a CHECK in place and rebuilds the table (rows,
@@ -15,7 +19,9 @@ CREATE TABLE case_events_v60 (
         'opened', 'measures_decided', 'notice_issued', 'delivered', 'report_received',
         'verified', 'resume_requested', 'lifted', 'overdue', 'escalated', 'listed', 'closed',
         'deadline_set', 'deadline_changed', 'credit_repair_applied', 'credit_repair_reviewed',
-        'credit_repair_granted', 'credit_repair_refused')),
+        'credit_repair_granted', 'credit_repair_refused', 'penalty_filed',
+        'penalty_notice_served', 'hearing_requested', 'clock_stopped', 'clock_resumed',
+        'extension_granted', 'penalty_decided', 'penalty_decision_served')),
     event_date TEXT NOT NULL,
     actor TEXT NOT NULL,
     note TEXT NOT NULL DEFAULT '',

@@ -7,3 +7,4 @@ mod common;
 mod credit_repair;
 mod guidance;
 mod ledger;
+mod penalty;

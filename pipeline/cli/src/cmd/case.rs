@@ -1,4 +1,5 @@
-//! `pharmwatch case`: the case ledger — list, show, record an event.
+//! `pharmwatch case`: the case ledger — list, show, record an event, a referred case's
+//! penalty procedure.
 
 use std::process::ExitCode;
 
@@ -53,6 +54,33 @@ pub enum CaseCommand {
         #[command(flatten)]
         out: OutArg,
     },
+    /// A referred case's penalty procedure (立案 and after): record a step with --step, or
+    /// show its stages with their statutory due days (working days, clock stops, extensions)
+    /// and what is overdue.
+    Penalty {
+        /// The case id.
+        case_id: String,
+        /// filed, notice-served, hearing-requested (--note the hearing day), clock-stopped
+        /// (--note hearing, testing, appraisal, suspension or announcement), clock-resumed,
+        /// extension-granted (--note the stage), decided, decision-served.
+        #[arg(long)]
+        step: Option<String>,
+        /// Who records the step.
+        #[arg(long, default_value = "")]
+        actor: String,
+        /// What the step needs (see --step).
+        #[arg(long, default_value = "")]
+        note: String,
+        /// Business date of the step, or the day the procedure is shown for (default: today,
+        /// Asia/Shanghai).
+        #[arg(long)]
+        on: Option<NaiveDate>,
+        /// Measures rules file replacing the embedded defaults (its `[penalty]` section).
+        #[arg(long, env = "PHARMWATCH_RULES")]
+        rules: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        out: OutArg,
+    },
 }
 
 pub fn run(c: CaseCommand) -> anyhow::Result<ExitCode> {
@@ -70,7 +98,18 @@ pub fn run(c: CaseCommand) -> anyhow::Result<ExitCode> {
         }
         CaseCommand::Show { case_id, out } => {
             let ledger = Ledger::open(&out.out)?;
-            print!("{}", ledger::format_show(&ledger.show(&case_id)?));
+            let detail = ledger.show(&case_id)?;
+            print!("{}", ledger::format_show(&detail));
+            // A referred case: its penalty procedure's stages, due days and what is overdue.
+            if detail.measures.iter().any(|m| m.code == "case_referral") {
+                let rules = pharmwatch::measures::load_rules(None)?;
+                let cal = pharmwatch::measures::calendar_for(None, Some(&out.out))?;
+                match pharmwatch::penalty::procedure(&ledger, &case_id, today(), &rules, &cal) {
+                    Ok(p) => print!("{}", pharmwatch::penalty::format(&p)),
+                    // A clock that runs past the calendar's years: the case is still shown.
+                    Err(e) => println!("penalty procedure: {e}"),
+                }
+            }
             let store = pharmwatch::store::Store::open(ledger.path())?;
             print!(
                 "{}",
@@ -115,6 +154,38 @@ pub fn run(c: CaseCommand) -> anyhow::Result<ExitCode> {
                 event.event_name(),
                 case.case.status
             );
+        }
+        CaseCommand::Penalty {
+            case_id,
+            step,
+            actor,
+            note,
+            on,
+            rules,
+            out,
+        } => {
+            let rules = pharmwatch::measures::load_rules(rules.as_deref())?;
+            let cal = pharmwatch::measures::calendar_for(None, Some(&out.out))?;
+            let mut ledger = Ledger::open(&out.out)?;
+            let on = on.unwrap_or_else(today);
+            if let Some(step) = step {
+                let step = pharmwatch::penalty::PenaltyStep::parse(&step)?;
+                pharmwatch::penalty::record(
+                    &mut ledger,
+                    &case_id,
+                    step,
+                    on,
+                    &actor,
+                    &note,
+                    &rules,
+                )?;
+                println!(
+                    "case {case_id}: {} recorded on {on} by {actor}",
+                    step.event()
+                );
+            }
+            let p = pharmwatch::penalty::procedure(&ledger, &case_id, on, &rules, &cal)?;
+            print!("{}", pharmwatch::penalty::format(&p));
         }
     }
     Ok(ExitCode::SUCCESS)

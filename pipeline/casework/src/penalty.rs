@@ -1,0 +1,346 @@
+//! The administrative-penalty procedure of a referred case (立案 and after) in the ledger: each
+//! stage an append-only event of the case, recorded in order by a person, and the statutory
+//! clocks of [`pharmwatch_regulation::penalty`] computed from them — what is due when, what is
+//! done, what is overdue.
+//!
+//! A case enters the procedure when it is referred (`case_referral`, [`Ledger::refer_case`]):
+//! the referral day is the day the lead was received, from which the filing review counts.
+//! Then: filed (立案), the notice of the proposed penalty served (告知书送达), a hearing
+//! requested, the clock stopped and resumed (hearing, testing, appraisal, suspension,
+//! announcement: the days between do not count on the stoppable clocks), an extension
+//! granted by an approver, decided, the decision served.
+//!
+//! Invariants: read from the trail only (no state of its own); a step out of order is refused
+//! with what is missing; an extension and a stop name their reason; a stop still open counts
+//! as stopped through the day asked about.
+
+use chrono::NaiveDate;
+use pharmwatch_regulation::penalty::{
+    ClockStop, PenaltyCase, StageDue, StopReason, hearing_notice_by, schedule,
+};
+use pharmwatch_regulation::{Calendar, Rules};
+use serde::Serialize;
+
+use crate::error::{CaseworkError, Result};
+use crate::ledger::{CaseDetail, Ledger, append_event};
+
+/// A step of the procedure a person records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PenaltyStep {
+    /// 立案: the case is filed.
+    Filed,
+    /// 行政处罚告知书送达: the notice of the proposed penalty is served.
+    NoticeServed,
+    /// The party asked for a hearing (the note gives the hearing's day, YYYY-MM-DD).
+    HearingRequested,
+    /// The clocks stop (the note gives the reason: hearing, testing, appraisal, suspension,
+    /// announcement).
+    ClockStopped,
+    /// The clocks run again.
+    ClockResumed,
+    /// An approver extends a stage (the note names the stage, e.g. `decision`).
+    ExtensionGranted,
+    /// 作出处罚决定.
+    Decided,
+    /// 处罚决定书送达.
+    DecisionServed,
+}
+
+impl PenaltyStep {
+    /// Every step, in procedure order.
+    pub const ALL: [PenaltyStep; 8] = [
+        Self::Filed,
+        Self::NoticeServed,
+        Self::HearingRequested,
+        Self::ClockStopped,
+        Self::ClockResumed,
+        Self::ExtensionGranted,
+        Self::Decided,
+        Self::DecisionServed,
+    ];
+
+    /// The event name in the ledger.
+    pub fn event(self) -> &'static str {
+        match self {
+            Self::Filed => "penalty_filed",
+            Self::NoticeServed => "penalty_notice_served",
+            Self::HearingRequested => "hearing_requested",
+            Self::ClockStopped => "clock_stopped",
+            Self::ClockResumed => "clock_resumed",
+            Self::ExtensionGranted => "extension_granted",
+            Self::Decided => "penalty_decided",
+            Self::DecisionServed => "penalty_decision_served",
+        }
+    }
+
+    /// Parses the CLI spelling (`filed`, `notice-served`, `hearing-requested`,
+    /// `clock-stopped`, `clock-resumed`, `extension-granted`, `decided`, `decision-served`).
+    pub fn parse(s: &str) -> Result<Self> {
+        let s = s.replace('_', "-");
+        Self::ALL
+            .into_iter()
+            .find(|p| p.event().trim_start_matches("penalty_").replace('_', "-") == s)
+            .ok_or_else(|| {
+                CaseworkError::ledger(
+                    "-",
+                    format!(
+                        "unknown penalty step `{s}`: filed, notice-served, hearing-requested, \
+                         clock-stopped, clock-resumed, extension-granted, decided, decision-served"
+                    ),
+                )
+            })
+    }
+}
+
+fn stop_reason(text: &str) -> Option<StopReason> {
+    Some(match text.trim() {
+        "hearing" => StopReason::Hearing,
+        "testing" => StopReason::Testing,
+        "appraisal" => StopReason::Appraisal,
+        "suspension" => StopReason::Suspension,
+        "announcement" => StopReason::Announcement,
+        _ => return None,
+    })
+}
+
+fn date(text: &str, what: &str, case_id: &str) -> Result<NaiveDate> {
+    text.trim()
+        .parse()
+        .map_err(|_| CaseworkError::ledger(case_id, format!("{what} `{text}` is not a date")))
+}
+
+/// The procedure of a case as the clocks read it, from its trail; `None` when the case was
+/// never referred. A stop still open on `on` runs through `on`.
+pub fn case_of(d: &CaseDetail, on: NaiveDate) -> Result<Option<PenaltyCase>> {
+    let case_id = &d.case.case_id;
+    let Some(referral) = d.measures.iter().find(|m| m.code == "case_referral") else {
+        return Ok(None);
+    };
+    let mut case = PenaltyCase {
+        lead_received: Some(date(&referral.decided_on, "referral day", case_id)?),
+        ..PenaltyCase::default()
+    };
+    let mut open_stop: Option<(StopReason, NaiveDate)> = None;
+    for e in &d.events {
+        let day = || date(&e.event_date, "event_date", case_id);
+        match e.event.as_str() {
+            "penalty_filed" => case.filed = Some(day()?),
+            "penalty_notice_served" => case.notice_served = Some(day()?),
+            "hearing_requested" => {
+                case.hearing_on = Some(date(&e.note, "hearing day", case_id)?);
+            }
+            "clock_stopped" => {
+                let reason = stop_reason(&e.note).ok_or_else(|| {
+                    CaseworkError::ledger(case_id, format!("unknown stop reason `{}`", e.note))
+                })?;
+                open_stop = Some((reason, day()?));
+            }
+            "clock_resumed" => {
+                if let Some((reason, from)) = open_stop.take() {
+                    let resumed = day()?;
+                    case.stops.push(ClockStop {
+                        reason,
+                        from,
+                        to: resumed.pred_opt().unwrap_or(resumed),
+                    });
+                }
+            }
+            "extension_granted" => case.extended.push(e.note.trim().to_string()),
+            "penalty_decided" => case.decided = Some(day()?),
+            "penalty_decision_served" => case.decision_served = Some(day()?),
+            _ => {}
+        }
+    }
+    if let Some((reason, from)) = open_stop
+        && from <= on
+    {
+        case.stops.push(ClockStop {
+            reason,
+            from,
+            to: on,
+        });
+    }
+    Ok(Some(case))
+}
+
+/// A stage of a case's procedure on a day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StageStatus {
+    /// The stage, its due day, article and completion.
+    #[serde(flatten)]
+    pub due: StageDue,
+    /// Overdue on the day asked about.
+    pub overdue: bool,
+}
+
+/// A referred case's procedure on `on`: its stages with their due days and whether they are
+/// overdue, and the latest day a requested hearing's notice may be served.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Procedure {
+    /// The case.
+    pub case_id: String,
+    /// The day.
+    pub on: NaiveDate,
+    /// The stages whose clocks have started.
+    pub stages: Vec<StageStatus>,
+    /// A requested hearing's day and the latest day its notice may be served, with the rule.
+    pub hearing: Option<(NaiveDate, NaiveDate, String)>,
+}
+
+/// The procedure of referred case `case_id` on `on`.
+pub fn procedure(
+    ledger: &Ledger,
+    case_id: &str,
+    on: NaiveDate,
+    rules: &Rules,
+    cal: &Calendar,
+) -> Result<Procedure> {
+    let d = ledger.show(case_id)?;
+    let case = case_of(&d, on)?
+        .ok_or_else(|| CaseworkError::ledger(case_id, "was not referred: no penalty procedure"))?;
+    let stages = schedule(&case, &rules.penalty.clock, cal)?
+        .into_iter()
+        .map(|s| StageStatus {
+            overdue: s.overdue_on(on),
+            due: s,
+        })
+        .collect();
+    let hearing = match case.hearing_on {
+        Some(h) => Some((
+            h,
+            hearing_notice_by(h, rules.penalty.hearing_notice_working_days, cal)?,
+            rules.penalty.hearing_notice_article.clone(),
+        )),
+        None => None,
+    };
+    Ok(Procedure {
+        case_id: case_id.to_string(),
+        on,
+        stages,
+        hearing,
+    })
+}
+
+/// Records step `step` of referred case `case_id` on `on`, in order: filed after the
+/// referral; the notice after filing; a hearing request after the notice (the note is the
+/// hearing day); a stop (the note is its reason) with none open, a resume of an open one; an
+/// extension of a stage that has one (the note names it); decided after filing; served after
+/// the decision. Each step once (stops and extensions may repeat).
+pub fn record(
+    ledger: &mut Ledger,
+    case_id: &str,
+    step: PenaltyStep,
+    on: NaiveDate,
+    actor: &str,
+    note: &str,
+    rules: &Rules,
+) -> Result<()> {
+    if actor.trim().is_empty() {
+        return Err(CaseworkError::ledger(case_id, "the actor is empty"));
+    }
+    let d = ledger.show(case_id)?;
+    let case = case_of(&d, on)?
+        .ok_or_else(|| CaseworkError::ledger(case_id, "was not referred: no penalty procedure"))?;
+    let refuse = |why: &str| Err(CaseworkError::ledger(case_id, why.to_string()));
+    let open_stop = d
+        .events
+        .iter()
+        .rev()
+        .find(|e| e.event == "clock_stopped" || e.event == "clock_resumed")
+        .is_some_and(|e| e.event == "clock_stopped");
+    match step {
+        PenaltyStep::Filed if case.filed.is_some() => return refuse("is already filed"),
+        PenaltyStep::NoticeServed | PenaltyStep::Decided if case.filed.is_none() => {
+            return refuse("is not filed yet");
+        }
+        PenaltyStep::NoticeServed if case.notice_served.is_some() => {
+            return refuse("its notice was already served");
+        }
+        PenaltyStep::HearingRequested if case.notice_served.is_none() => {
+            return refuse("a hearing is asked for after the notice of the proposed penalty");
+        }
+        PenaltyStep::HearingRequested => {
+            let day = date(note, "hearing day (--note YYYY-MM-DD)", case_id)?;
+            if day <= on {
+                return refuse("the hearing day must come after the request");
+            }
+        }
+        PenaltyStep::ClockStopped if open_stop => return refuse("its clocks are already stopped"),
+        PenaltyStep::ClockStopped if stop_reason(note).is_none() => {
+            return refuse(
+                "a stop names its reason (--note hearing, testing, appraisal, suspension or \
+                 announcement)",
+            );
+        }
+        PenaltyStep::ClockResumed if !open_stop => return refuse("its clocks are not stopped"),
+        PenaltyStep::ExtensionGranted => {
+            let stage = note.trim();
+            match rules.penalty.clock.iter().find(|c| c.stage == stage) {
+                Some(c) if c.extension > 0 => {}
+                _ => {
+                    return refuse(
+                        "an extension names a stage that has one (--note decision, \
+                         filing_decision)",
+                    );
+                }
+            }
+            if case.extended.iter().any(|s| s == stage) {
+                return refuse("that stage was already extended");
+            }
+        }
+        PenaltyStep::Decided if case.decided.is_some() => return refuse("is already decided"),
+        PenaltyStep::DecisionServed if case.decided.is_none() => {
+            return refuse("is not decided yet");
+        }
+        PenaltyStep::DecisionServed if case.decision_served.is_some() => {
+            return refuse("its decision was already served");
+        }
+        _ => {}
+    }
+    ledger.immediate(|tx, path| {
+        append_event(
+            tx,
+            path,
+            case_id,
+            step.event(),
+            on,
+            actor,
+            note.trim(),
+            None,
+        )
+    })
+}
+
+/// The text `pharmwatch case penalty` prints.
+pub fn format(p: &Procedure) -> String {
+    let mut out = format!("penalty procedure of case {} on {}\n", p.case_id, p.on);
+    for s in &p.stages {
+        let d = &s.due;
+        out.push_str(&format!(
+            "  {:<18} {:<10} from {} due {}{}{}{}  {}\n",
+            d.stage,
+            d.name,
+            d.from,
+            d.due,
+            if d.extended { " (extended)" } else { "" },
+            if d.stopped_days > 0 {
+                format!(" ({} day(s) stopped)", d.stopped_days)
+            } else {
+                String::new()
+            },
+            match (d.done_on, s.overdue) {
+                (Some(done), true) => format!("  done {done}, LATE"),
+                (Some(done), false) => format!("  done {done}"),
+                (None, true) => "  OVERDUE".to_string(),
+                (None, false) => String::new(),
+            },
+            d.article
+        ));
+    }
+    if let Some((day, notice_by, article)) = &p.hearing {
+        out.push_str(&format!(
+            "  hearing on {day}: its notice served by {notice_by} ({article})\n"
+        ));
+    }
+    out
+}
