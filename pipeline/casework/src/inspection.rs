@@ -37,7 +37,7 @@ use pharmwatch_core::error::CoreError;
 pub const PLANS_DIR: &str = "inspection";
 
 /// A planning period: a quarter (`2027-Q1`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Period {
     /// As written, `YYYY-Qn`.
     pub label: String,
@@ -135,7 +135,7 @@ pub fn read_roster(path: &Path) -> Result<Vec<Inspector>> {
 }
 
 /// A recent risk item of an enterprise, from the risk lists the plan reads.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecentItem {
     /// Business day of the risk-list row.
     pub date: NaiveDate,
@@ -146,7 +146,7 @@ pub struct RecentItem {
 }
 
 /// An enterprise the plan may draw, with what its grade and checklist come from.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Candidate {
     /// Credit code.
     pub enterprise_id: String,
@@ -181,7 +181,7 @@ impl Candidate {
 }
 
 /// One line of a checklist.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChecklistLine {
     /// Item id.
     pub id: String,
@@ -198,7 +198,7 @@ pub struct ChecklistLine {
 }
 
 /// One planned inspection.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanEntry {
     /// Order in the plan (1-based).
     pub seq: usize,
@@ -217,7 +217,7 @@ pub struct PlanEntry {
 }
 
 /// Enterprises and draws of one grade.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GradeDraw {
     /// Grade.
     pub grade: RiskGrade,
@@ -230,7 +230,7 @@ pub struct GradeDraw {
 }
 
 /// An inspection plan.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     /// `IP-<period>-<seed>`.
     pub plan_id: String,
@@ -725,6 +725,65 @@ fn type_zh(wire: &str) -> String {
 pub fn quarter_of(day: NaiveDate) -> Period {
     let q = (day.month() - 1) / 3 + 1;
     Period::parse(&format!("{}-Q{q}", day.year())).expect("a valid quarter")
+}
+
+/// Where a planned inspection stands: its findings recorded or not yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EntryStatus {
+    /// Order in the plan.
+    pub seq: usize,
+    /// The enterprise.
+    pub enterprise_id: String,
+    /// Its name.
+    pub name: String,
+    /// Plan grade.
+    pub grade: RiskGrade,
+    /// The day of the first case a finding of the enterprise opened within the period.
+    pub inspected_on: Option<NaiveDate>,
+    /// That case.
+    pub case_id: Option<String>,
+}
+
+/// Reads the plan of `period` written under `out`.
+pub fn read_plan(out: &Path, period: &Period) -> Result<Plan> {
+    let path = out
+        .join(PLANS_DIR)
+        .join(format!("plan-{}.json", period.label));
+    let text = std::fs::read_to_string(&path).map_err(|e| CoreError::io(&path, e))?;
+    Ok(
+        serde_json::from_str(&text).map_err(|e| CoreError::InvalidField {
+            field: path.display().to_string(),
+            reason: format!("not a plan: {e}"),
+        })?,
+    )
+}
+
+/// Closes the loop of a plan: for each planned inspection, the first case that a finding of
+/// the enterprise opened within the period (`measures decide --record` dates a case by its
+/// inspection), or none yet.
+pub fn status(ledger: &crate::ledger::Ledger, plan: &Plan) -> Result<Vec<EntryStatus>> {
+    let mut out = Vec::new();
+    for e in &plan.entries {
+        let c = &e.enterprise;
+        let found = ledger
+            .list(false, Some(&c.enterprise_id))?
+            .into_iter()
+            .filter(|k| k.origin == "finding")
+            .filter_map(|k| {
+                let day: NaiveDate = k.opened_on.parse().ok()?;
+                (plan.period.first <= day && day <= plan.period.last).then_some((day, k.case_id))
+            })
+            .min();
+        out.push(EntryStatus {
+            seq: e.seq,
+            enterprise_id: c.enterprise_id.clone(),
+            name: c.name.clone(),
+            grade: e.grade,
+            inspected_on: found.as_ref().map(|f| f.0),
+            case_id: found.map(|f| f.1),
+        });
+    }
+    Ok(out)
 }
 
 /// File name of the inspector roster inside a lake's reference directory.

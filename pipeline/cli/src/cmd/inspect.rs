@@ -17,6 +17,51 @@ pub enum InspectCommand {
     /// region while another is free, no pairing twice), a checklist per enterprise from its
     /// type, scale, grade and recent risk items; writes OUT/inspection/plan-PERIOD.{html,csv,json}.
     Plan(PlanArgs),
+    /// Where the period's planned inspections stand: each with the case its findings opened
+    /// (`measures decide --record`, dated by the inspection) or not inspected yet.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The quarter, e.g. 2027-Q1.
+    #[arg(long)]
+    period: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    out: super::OutArg,
+}
+
+fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
+    let period = Period::parse(&a.period)?;
+    let plan = pharmwatch::inspection::read_plan(&a.out.out, &period)?;
+    let ledger = pharmwatch::ledger::Ledger::open(&a.out.out)?;
+    let rows = pharmwatch::inspection::status(&ledger, &plan)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let done = rows.iter().filter(|r| r.inspected_on.is_some()).count();
+    println!(
+        "inspection plan {}: {done} of {} inspected",
+        plan.plan_id,
+        rows.len()
+    );
+    for r in &rows {
+        match (&r.inspected_on, &r.case_id) {
+            (Some(day), Some(case)) => println!(
+                "  {:>3} {} {} {}  inspected {day}, case {case}",
+                r.seq, r.grade, r.enterprise_id, r.name
+            ),
+            _ => println!(
+                "  {:>3} {} {} {}  not yet",
+                r.seq, r.grade, r.enterprise_id, r.name
+            ),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Debug, Args)]
@@ -51,7 +96,10 @@ pub struct PlanArgs {
 }
 
 pub async fn run(c: InspectCommand) -> anyhow::Result<ExitCode> {
-    let InspectCommand::Plan(a) = c;
+    let a = match c {
+        InspectCommand::Plan(a) => a,
+        InspectCommand::Status(a) => return status(a),
+    };
     let cfg = PlanConfig {
         roster: a.inspectors.clone().unwrap_or_else(|| {
             a.lake

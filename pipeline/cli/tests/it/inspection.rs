@@ -193,6 +193,53 @@ fn a_quarter_s_plan_draws_its_shares_reproducibly_and_its_checklists_name_their_
     );
     crate::common::assert_screenshot_has_content(&bin, &html, (1240, 1754), 10, "plan");
 
+    // The loop closes through findings: one planned enterprise inspected on 2026-07-15 (its
+    // finding recorded with `measures decide --record`, dated by the inspection).
+    let first = &c["entries"][0]["enterprise"]["enterprise_id"];
+    let findings = dir.path().join("findings.json");
+    std::fs::write(
+        &findings,
+        format!(
+            r#"[{{"case_id":"INSP-PLAN-1","enterprise_id":{first},"inspection_date":"2026-07-15",
+                "conclusion":"pending_rectification","defects":{{"critical":0,"major":2,"general":16}}}}]"#
+        ),
+    )
+    .unwrap();
+    let decided = pharmwatch(&[
+        "measures",
+        "decide",
+        "--findings",
+        &findings.display().to_string(),
+        "--record",
+        "--out",
+        &out.display().to_string(),
+    ]);
+    assert!(
+        decided.status.success(),
+        "{}",
+        String::from_utf8_lossy(&decided.stderr)
+    );
+    let st = pharmwatch(&[
+        "inspect",
+        "status",
+        "--period",
+        "2026-Q3",
+        "--out",
+        &out.display().to_string(),
+        "--json",
+    ]);
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), c["entries"].as_array().unwrap().len());
+    assert_eq!(rows[0]["inspected_on"], "2026-07-15");
+    assert_eq!(rows[0]["case_id"], "INSP-PLAN-1");
+    assert!(rows[1..].iter().all(|r| r["inspected_on"].is_null()));
+
     // A bad period and a missing roster are refused with what to do.
     let bad = pharmwatch(&[
         "inspect",
