@@ -249,6 +249,59 @@ pub fn propose_now(
     ledger.immediate(|tx, path| propose(tx, path, case_id, kind, on, actor))
 }
 
+/// Proposes by hand a draft of `kind` for `case_id` (`pharmwatch case propose`): the case must
+/// be open and hold the measure the document serves (a caution for the caution letter, an
+/// interview for its notice, a sales suspension for the decision, a lifted suspension for the
+/// lifting notice); a live draft of that kind is refused. The draft then goes the way of every
+/// draft: an inspector edits and submits it, an approver approves it, and only then is it
+/// numbered and issued. Returns the draft id.
+pub fn propose_by_hand(
+    ledger: &mut Ledger,
+    case_id: &str,
+    kind: DocumentKind,
+    on: NaiveDate,
+    actor: &Actor,
+) -> Result<i64> {
+    let d = ledger.show(case_id)?;
+    if d.case.status == "closed" {
+        return Err(CaseworkError::ledger(
+            case_id,
+            "is closed: no document to propose",
+        ));
+    }
+    let serves = |code: &str| match kind {
+        DocumentKind::CautionNotice => code == "caution",
+        DocumentKind::InterviewNotice => code == "interview",
+        DocumentKind::SuspensionDecision => code.starts_with("suspend_sales"),
+        DocumentKind::LiftingNotice => false,
+    };
+    let ok = match kind {
+        DocumentKind::LiftingNotice => d.events.iter().any(|e| e.event == "lifted"),
+        _ => d.measures.iter().any(|m| serves(&m.code)),
+    };
+    if !ok {
+        return Err(CaseworkError::ledger(
+            case_id,
+            format!(
+                "has no measure a {} serves ({})",
+                kind.title(),
+                match kind {
+                    DocumentKind::CautionNotice => "caution",
+                    DocumentKind::InterviewNotice => "interview",
+                    DocumentKind::SuspensionDecision => "suspend_sales_*",
+                    DocumentKind::LiftingNotice => "a lifted suspension",
+                }
+            ),
+        ));
+    }
+    propose_now(ledger, case_id, kind, on, actor)?.ok_or_else(|| {
+        CaseworkError::ledger(
+            case_id,
+            format!("already has a live draft of its {}", kind.title()),
+        )
+    })
+}
+
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }

@@ -771,3 +771,60 @@ fn recorded_decisions_are_dated_by_their_inspection() {
         "2026-05-06"
     );
 }
+
+/// A document proposed by hand needs the measure it serves and becomes a draft (numbered only
+/// after an approver's approval); a second live draft of the same kind is refused.
+#[test]
+fn interview_and_suspension_documents_are_proposed_by_hand_as_drafts_of_their_measures() {
+    use pharmwatch_casework::audit::Actor;
+    use pharmwatch_casework::drafts;
+    let dir = tempfile::tempdir().unwrap();
+    // Major defects above 5: an interview (赣药监 第十二条(一)).
+    let finding =
+        caution_finding_on("INSP-HAND", "2026-03-02").replace("\"major\":2", "\"major\":7");
+    let mut ledger = decide_and_record(dir.path(), &finding, d("2026-03-02"));
+    let who = Actor {
+        name: "检查员甲".into(),
+        role: "inspector".into(),
+    };
+    let codes: Vec<String> = ledger
+        .show("INSP-HAND")
+        .unwrap()
+        .measures
+        .iter()
+        .map(|m| m.code.clone())
+        .collect();
+    assert!(codes.contains(&"interview".to_string()), "{codes:?}");
+    let e = drafts::propose_by_hand(
+        &mut ledger,
+        "INSP-HAND",
+        DocumentKind::SuspensionDecision,
+        d("2026-03-03"),
+        &who,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("suspend_sales"), "{e}");
+    let id = drafts::propose_by_hand(
+        &mut ledger,
+        "INSP-HAND",
+        DocumentKind::InterviewNotice,
+        d("2026-03-03"),
+        &who,
+    )
+    .unwrap();
+    let again = drafts::propose_by_hand(
+        &mut ledger,
+        "INSP-HAND",
+        DocumentKind::InterviewNotice,
+        d("2026-03-03"),
+        &who,
+    );
+    assert!(again.unwrap_err().to_string().contains("live draft"));
+    let of_case = drafts::of_case(ledger.conn(), ledger.path(), "INSP-HAND").unwrap();
+    let draft = of_case.iter().find(|x| x.draft_id == id).unwrap();
+    assert_eq!(draft.kind, DocumentKind::InterviewNotice.as_str());
+    assert_eq!(draft.state, drafts::DraftState::Proposed);
+    // Nothing is numbered or issued by a proposal.
+    assert!(ledger.documents(Some("INSP-HAND")).unwrap().is_empty());
+}

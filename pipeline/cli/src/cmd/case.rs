@@ -54,6 +54,24 @@ pub enum CaseCommand {
         #[command(flatten)]
         out: OutArg,
     },
+    /// Propose a document for a case by hand (an interview notice, a suspension decision, a
+    /// caution letter or a lifting notice): it becomes a draft that an inspector submits and an
+    /// approver approves in the workbench before it is numbered and issued.
+    Propose {
+        /// The case id.
+        case_id: String,
+        /// caution-notice, interview-notice, suspension-decision or lifting-notice.
+        #[arg(long)]
+        document: String,
+        /// Who proposes it.
+        #[arg(long)]
+        actor: String,
+        /// Business date (default: today, Asia/Shanghai).
+        #[arg(long)]
+        on: Option<NaiveDate>,
+        #[command(flatten)]
+        out: OutArg,
+    },
     /// A referred case's penalty procedure (立案 and after): record a step with --step, or
     /// show its stages with their statutory due days (working days, clock stops, extensions)
     /// and what is overdue.
@@ -153,6 +171,36 @@ pub fn run(c: CaseCommand) -> anyhow::Result<ExitCode> {
                 "case {case_id}: {} recorded on {at} by {actor}; case is {}",
                 event.event_name(),
                 case.case.status
+            );
+        }
+        CaseCommand::Propose {
+            case_id,
+            document,
+            actor,
+            on,
+            out,
+        } => {
+            let kind = DocumentKind::parse(&document.replace('-', "_")).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--document `{document}`: caution-notice, interview-notice, \
+                     suspension-decision or lifting-notice"
+                )
+            })?;
+            let mut ledger = Ledger::open(&out.out)?;
+            let id = pharmwatch::drafts::propose_by_hand(
+                &mut ledger,
+                &case_id,
+                kind,
+                on.unwrap_or_else(today),
+                &pharmwatch::audit::Actor {
+                    name: actor,
+                    role: "inspector".into(),
+                },
+            )?;
+            println!(
+                "case {case_id}: {} proposed as draft {id}: an inspector submits it and an \
+                 approver approves it in the workbench",
+                kind.title()
             );
         }
         CaseCommand::Penalty {
