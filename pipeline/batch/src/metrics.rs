@@ -75,6 +75,8 @@ pub struct NightlyMetrics {
     pub cases_open: IntGauge,
     /// Open cases with a missed deadline (a measure marked overdue).
     pub cases_overdue: IntGauge,
+    /// Stages of referred cases' penalty procedures past their statutory last day.
+    pub penalty_stages_overdue: IntGauge,
     /// Escalations recorded in the ledger (monotone).
     pub cases_escalated: IntCounter,
     /// The last day the working-day calendar covers, Unix seconds (midnight UTC at its start).
@@ -181,6 +183,14 @@ impl NightlyMetrics {
             )),
             FamilyType::Gauge,
         );
+        let penalty_stages_overdue = b.add(
+            must(IntGauge::new(
+                "pharmwatch_penalty_stages_overdue",
+                "Stages of referred cases' penalty procedures (filing review, decision, service) \
+                 not completed by their statutory last day.",
+            )),
+            FamilyType::Gauge,
+        );
         let cases_escalated = b.add(
             must(IntCounter::new(
                 "pharmwatch_cases_escalated_total",
@@ -219,6 +229,7 @@ impl NightlyMetrics {
             notices_total,
             cases_open,
             cases_overdue,
+            penalty_stages_overdue,
             cases_escalated,
             calendar_covered_until,
             deadlines_pending_calendar,
@@ -404,6 +415,8 @@ pub fn run_metrics(out: &NightlyOutput, snap: &Snapshot) -> NightlyMetrics {
     }
     m.cases_open.set(snap.cases_open);
     m.cases_overdue.set(snap.cases_overdue);
+    m.penalty_stages_overdue
+        .set(i64::try_from(snap.penalty_overdue.len()).unwrap_or(i64::MAX));
     m.calendar_covered_until
         .set(day_timestamp(snap.calendar_covered_until));
     m.deadlines_pending_calendar.set(snap.deadlines_pending);

@@ -631,7 +631,7 @@ pub async fn run_with(
         )?),
         None => None,
     };
-    let snap = snapshot(cfg, loop_summary.as_ref())?;
+    let snap = snapshot(cfg, loop_summary.as_ref(), closed_loop.map(|c| &c.rules))?;
     crate::report::write_html(&cfg.out, &snap)?;
     Ok((out, loop_summary))
 }
@@ -640,10 +640,25 @@ pub async fn run_with(
 fn snapshot(
     cfg: &NightlyConfig,
     loop_summary: Option<&pharmwatch_casework::closedloop::ClosedLoopSummary>,
+    rules: Option<&pharmwatch_regulation::Rules>,
 ) -> Result<crate::report::Snapshot> {
     let run_date = loop_summary.and_then(|s| s.run_date).unwrap_or(cfg.to);
     let store = pharmwatch_core::store::Store::open(&pharmwatch_core::store::location(&cfg.out))?;
-    crate::report::Snapshot::load(&store, cfg.to, run_date)
+    let mut snap = crate::report::Snapshot::load(&store, cfg.to, run_date)?;
+    drop(store);
+    // The referred cases' penalty stages overdue on the run date (the alerts' figure).
+    let embedded;
+    let rules = match rules {
+        Some(r) => r,
+        None => {
+            embedded = pharmwatch_regulation::Rules::embedded()?;
+            &embedded
+        }
+    };
+    let cal = pharmwatch_casework::measures::calendar_for(None, Some(&cfg.out))?;
+    let ledger = pharmwatch_casework::ledger::Ledger::open(&cfg.out)?;
+    snap.penalty_overdue = pharmwatch_casework::penalty::overdue(&ledger, run_date, rules, &cal)?;
+    Ok(snap)
 }
 
 /// [`run_with`], recording the run in `metrics_textfile` (node_exporter's textfile collector
@@ -666,7 +681,7 @@ pub async fn run_recorded(
     };
     match result {
         Ok((out, loop_summary)) => {
-            let snap = snapshot(cfg, loop_summary.as_ref())?;
+            let snap = snapshot(cfg, loop_summary.as_ref(), closed_loop.map(|c| &c.rules))?;
             crate::metrics::run_metrics(&out, &snap)
                 .write_success(path, started.elapsed().as_secs_f64())?;
             Ok((out, loop_summary))

@@ -114,6 +114,9 @@ pub struct Snapshot {
     pub calendar_covered_until: NaiveDate,
     /// Deadlines of open measures waiting for a year the calendar does not cover yet.
     pub deadlines_pending: i64,
+    /// Overdue stages of referred cases' penalty procedures (filled by the nightly job, which
+    /// holds the rules; empty when loaded alone).
+    pub penalty_overdue: Vec<pharmwatch_casework::penalty::OverdueStage>,
 }
 
 /// The index of grade `g` in [`GRADES`] (most severe first).
@@ -231,6 +234,7 @@ impl Snapshot {
             overdue,
             calendar_covered_until: calendar.last_covered_day(),
             deadlines_pending,
+            penalty_overdue: Vec::new(),
         })
     }
 
@@ -633,6 +637,7 @@ mod tests {
             deadlines_pending: 0,
             escalations: 1,
             overdue: Vec::new(),
+            penalty_overdue: Vec::new(),
         }
     }
 

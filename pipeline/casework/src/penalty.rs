@@ -344,3 +344,46 @@ pub fn format(p: &Procedure) -> String {
     }
     out
 }
+
+/// A stage of a referred case overdue on a day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OverdueStage {
+    /// The case.
+    pub case_id: String,
+    /// The enterprise's name.
+    pub enterprise_name: String,
+    /// The stage, its due day and article.
+    pub stage: StageDue,
+}
+
+/// The overdue stages of every open referred case on `on` (the alerts' and the report's
+/// figure). A case whose clocks run past the calendar's years is skipped: its due days wait
+/// for the next year's calendar, as the measures' deadlines do.
+pub fn overdue(
+    ledger: &Ledger,
+    on: NaiveDate,
+    rules: &Rules,
+    cal: &Calendar,
+) -> Result<Vec<OverdueStage>> {
+    let mut out = Vec::new();
+    for c in ledger.list(true, None)? {
+        let d = ledger.show(&c.case_id)?;
+        let Some(case) = case_of(&d, on)? else {
+            continue;
+        };
+        let Ok(stages) = schedule(&case, &rules.penalty.clock, cal) else {
+            continue;
+        };
+        out.extend(
+            stages
+                .into_iter()
+                .filter(|s| s.overdue_on(on))
+                .map(|stage| OverdueStage {
+                    case_id: c.case_id.clone(),
+                    enterprise_name: c.enterprise_name.clone(),
+                    stage,
+                }),
+        );
+    }
+    Ok(out)
+}
