@@ -189,7 +189,7 @@ pub fn open_case(
         name: row.enterprise_name.clone(),
         credit_code: row.enterprise_id.clone(),
         licence_no: row.licence_no.clone(),
-        lead_name: String::new(),
+        lead_name: cl.notices.lead_of(&row.enterprise_id)?,
     })
     .map_err(|e| CoreError::Internal(e.to_string()))?;
     let new = ledger.apply_decision(&Opening {

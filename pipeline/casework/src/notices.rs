@@ -223,6 +223,11 @@ pub struct NoticesConfig {
     /// The issuing authority: required to issue any document (no built-in default).
     #[serde(default)]
     pub authority: Option<AuthorityConfig>,
+    /// The enterprise leads' registered contacts (`contacts.json`, the delivery's): a notice
+    /// addresses the lead of the enterprise's first contact by name. The nightly job uses
+    /// `LAKE/reference/contacts.json` and `serve` the delivery's contacts when this is unset.
+    #[serde(default)]
+    pub contacts: Option<std::path::PathBuf>,
 }
 
 fn default_true() -> bool {
@@ -244,6 +249,7 @@ impl Default for NoticesConfig {
             indicators: Vec::new(),
             minor_grades: default_minor_grades(),
             authority: None,
+            contacts: None,
         }
     }
 }
@@ -271,6 +277,21 @@ impl NoticesConfig {
         })?;
         a.validate()?;
         Ok(a)
+    }
+
+    /// The lead of `enterprise_id` as its registered contacts name them (first by priority);
+    /// empty without contacts or without one of the enterprise. A contacts file that cannot be
+    /// read is an error: a notice is not issued to a guessed addressee.
+    pub fn lead_of(&self, enterprise_id: &str) -> Result<String> {
+        let Some(path) = &self.contacts else {
+            return Ok(String::new());
+        };
+        let dir = pharmwatch_core::contacts::Directory::load(path)?;
+        Ok(dir
+            .contacts_of(enterprise_id)
+            .first()
+            .map(|c| c.lead_name.clone())
+            .unwrap_or_default())
     }
 
     /// Whether a risk-list row with this grade and these indicators gets a notice.

@@ -166,8 +166,17 @@ async fn run_nightly(a: NightlyArgs) -> anyhow::Result<()> {
     let closed_loop = if a.no_notices {
         None
     } else {
+        let mut notices = NoticesConfig::load(a.config.as_deref())?;
+        // The notices address the leads the lake's registered contacts name.
+        let lake_contacts = cfg.lake.as_ref().map(|l| {
+            l.join(pharmwatch::lake::REFERENCE_DIR)
+                .join(pharmwatch::contacts::CONTACTS_FILE)
+        });
+        if notices.contacts.is_none() {
+            notices.contacts = lake_contacts.filter(|p| p.is_file());
+        }
         Some(ClosedLoop {
-            notices: NoticesConfig::load(a.config.as_deref())?,
+            notices,
             rules: measures::load_rules(a.rules.as_deref())?,
             // The built-in years and the ones loaded into this output directory's store.
             calendar: measures::calendar_for(None, Some(&cfg.out))?,

@@ -48,7 +48,11 @@ pub async fn run(a: ServeArgs, cal: Calendar) -> anyhow::Result<ExitCode> {
         &cfg.link_base_url,
         cfg.link_ttl_days,
     )?;
-    let notices = NoticesConfig::load(Some(&a.config))?;
+    let mut notices = NoticesConfig::load(Some(&a.config))?;
+    // The notices address the leads the delivery's contacts name.
+    if notices.contacts.is_none() && cfg.contacts.is_file() {
+        notices.contacts = Some(cfg.contacts.clone());
+    }
     if let Err(e) = notices.authority() {
         tracing::warn!(error = %e, "no document can be approved until the authority is configured");
     }

@@ -43,6 +43,8 @@ fn simulate_and_run(dir: &Path) -> (NightlyOutput, ClosedLoopSummary) {
             grades: vec!["B".into(), "C".into(), "D".into()],
             issue: pharmwatch::notices::IssueMode::Direct,
             authority: Some(crate::common::test_authority()),
+            // The leads the simulated contacts name: every notice addresses its lead.
+            contacts: Some(dir.join("lake/reference/contacts.json")),
             ..NoticesConfig::default()
         },
         rules: measures::load_rules(None).unwrap(),
@@ -259,6 +261,26 @@ fn a_rendered_caution_notice_opens_in_chromium_as_a_document() {
     let page = dir.path().join("notice.html");
     std::fs::write(&page, &html).unwrap();
 
+    // The notice addresses the enterprise's lead by the name its registered contacts give.
+    let case = ledger
+        .documents(None)
+        .unwrap()
+        .into_iter()
+        .find(|d| &d.number == number)
+        .unwrap()
+        .case_id;
+    let enterprise = ledger.show(&case).unwrap().case.enterprise_id;
+    let lead =
+        pharmwatch::contacts::Directory::load(&dir.path().join("lake/reference/contacts.json"))
+            .unwrap()
+            .contacts_of(&enterprise)[0]
+            .lead_name
+            .clone();
+    assert!(!lead.is_empty());
+    assert!(
+        html.contains(&format!("企业负责人：{lead}")),
+        "{lead} not addressed"
+    );
     // What the browser laid out: the title, the number, the facts table and the seal line.
     let dom = crate::common::headless(&bin, &page, (1240, 1754), &["--dump-dom".to_string()]);
     for part in [
