@@ -179,6 +179,9 @@ pub fn open_case(
         "flags": ["other_caution"],
         "first_violation": first,
         "harm": if minor { "slight" } else { "serious" },
+        // 蒙药监 (十三): the row's risk grade; a grade the rules name for key monitoring (D)
+        // puts the enterprise on the key-monitoring list with the case.
+        "risk_grade": row.grade,
     }))
     .map_err(|e| CoreError::Internal(format!("remote finding for {id}: {e}")))?;
     let decision = decide(&finding, &cl.rules, &cl.calendar)

@@ -95,6 +95,66 @@ fn nightly_notices_open_cases_that_close_after_verification_or_escalate_when_ove
         assert_eq!(c.origin, "risk_list");
         assert_eq!(c.next_due.as_deref(), Some(due.to_string().as_str()));
     }
+    // 蒙药监 (十三): a grade-D row's case puts its enterprise on the key-monitoring list; a
+    // grade-B or C row's does not.
+    let mut graded = std::collections::BTreeSet::new();
+    for c in &cases {
+        let row = out
+            .rows
+            .iter()
+            .find(|r| pharmwatch::closedloop::case_id(r) == c.case_id)
+            .unwrap();
+        let listed = ledger
+            .list_entries(Some(&c.case_id))
+            .unwrap()
+            .iter()
+            .any(|l| l.list_name == "key_monitoring");
+        assert_eq!(
+            listed,
+            row.grade == "D",
+            "{} grade {}",
+            c.case_id,
+            row.grade
+        );
+        graded.insert(row.grade.clone());
+    }
+    assert!(!graded.is_empty());
+    // A grade-D row confirmed (as an inspector does in the workbench) opens its case with the
+    // key-monitoring listing and its article.
+    let mut d_row = out
+        .rows
+        .iter()
+        .find(|r| !cases.iter().any(|c| c.enterprise_id == r.enterprise_id))
+        .expect("a row of an enterprise without a case")
+        .clone();
+    d_row.grade = "D".into();
+    let cl = ClosedLoop {
+        notices: NoticesConfig::default(),
+        rules: rules.clone(),
+        calendar: cal.clone(),
+        run_date: None,
+    };
+    let who = pharmwatch::audit::Actor {
+        name: "检查员甲".into(),
+        role: "inspector".into(),
+    };
+    let opened =
+        pharmwatch::closedloop::open_case(&mut ledger, &d_row, run_date, &cl, &who, None, None)
+            .unwrap()
+            .unwrap();
+    let lists = ledger.list_entries(Some(&opened.case_id)).unwrap();
+    assert!(
+        lists.iter().any(|l| l.list_name == "key_monitoring"),
+        "{lists:?}"
+    );
+    let measure = ledger
+        .show(&opened.case_id)
+        .unwrap()
+        .measures
+        .into_iter()
+        .find(|m| m.code == "key_monitoring_list")
+        .unwrap();
+    assert!(measure.article.contains("(十三)"), "{}", measure.article);
 
     // A second nightly run on the same night opens nothing new: the cases are followed.
     let again = pharmwatch::closedloop::run(
