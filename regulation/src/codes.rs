@@ -172,6 +172,19 @@ pub enum RiskGrade {
     D,
 }
 
+impl RiskGrade {
+    /// The grade of a letter `A` … `D`; `None` for anything else.
+    pub fn from_letter(text: &str) -> Option<Self> {
+        Some(match text {
+            "A" => Self::A,
+            "B" => Self::B,
+            "C" => Self::C,
+            "D" => Self::D,
+            _ => return None,
+        })
+    }
+}
+
 impl fmt::Display for RiskGrade {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

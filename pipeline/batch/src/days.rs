@@ -515,10 +515,38 @@ async fn store_table_days(
     last: NaiveDate,
     t: &Thresholds,
 ) -> Result<(Vec<StoredDay>, usize)> {
-    let part = Part::Table(name);
-    let listed: Vec<StoredDay> = first
-        .iter_days()
-        .take_while(|d| *d <= last)
+    let days = first.iter_days().take_while(|d| *d <= last);
+    store_days(
+        store,
+        index,
+        Part::Table(name),
+        days,
+        t,
+        |day, path| async move {
+            let text = indicators::render_feature_days(sql, day, day, t)?;
+            let batches = fit_schema(name, schema, run_sql(ctx, name, &text).await?)?;
+            Ok(write_parquet(&path, schema.clone(), &batches)?)
+        },
+    )
+    .await
+}
+
+/// The stored days `days` of `part`: those whose file is not stored under its key computed by
+/// `compute(day, path)` (which writes the file; the missing days one per core at a time) and
+/// their keys recorded once all are written. Returns the days and how many were computed.
+async fn store_days<F, Fut>(
+    store: &mut DayStore,
+    index: &LakeDays,
+    part: Part,
+    days: impl Iterator<Item = NaiveDate>,
+    t: &Thresholds,
+    compute: F,
+) -> Result<(Vec<StoredDay>, usize)>
+where
+    F: Fn(NaiveDate, PathBuf) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let listed: Vec<StoredDay> = days
         .map(|day| StoredDay {
             day,
             path: store.path(part, day),
@@ -529,12 +557,7 @@ async fn store_table_days(
         .iter()
         .filter(|s| !store.has(part, s.day, &s.key))
         .collect();
-    concurrently(&missing, |s| async move {
-        let text = indicators::render_feature_days(sql, s.day, s.day, t)?;
-        let batches = fit_schema(name, schema, run_sql(ctx, name, &text).await?)?;
-        Ok(write_parquet(&s.path, schema.clone(), &batches)?)
-    })
-    .await?;
+    concurrently(&missing, |s| compute(s.day, s.path.clone())).await?;
     for s in &missing {
         store.keys_mut(part).insert(s.day, s.key.clone());
     }
@@ -588,25 +611,15 @@ pub async fn trace_days(
     last: NaiveDate,
     t: &Thresholds,
 ) -> Result<Vec<StoredDay>> {
-    let part = Part::Table(TRACE_DIR);
-    let listed: Vec<StoredDay> = first
+    let days = first
         .iter_days()
         .take_while(|d| *d <= last)
-        .filter(|d| index.sales.contains_key(d))
-        .map(|day| StoredDay {
-            day,
-            path: store.path(part, day),
-            key: index.key(part, day, t),
-        })
-        .collect();
-    let missing: Vec<&StoredDay> = listed
-        .iter()
-        .filter(|s| !store.has(part, s.day, &s.key))
-        .collect();
-    concurrently(&missing, |s| write_trace_day(ctx, &s.path, s.day, t)).await?;
-    for s in &missing {
-        store.keys_mut(part).insert(s.day, s.key.clone());
-    }
+        .filter(|d| index.sales.contains_key(d));
+    let part = Part::Table(TRACE_DIR);
+    let (listed, _) = store_days(store, index, part, days, t, |day, path| async move {
+        write_trace_day(ctx, &path, day, t).await
+    })
+    .await?;
     Ok(listed)
 }
 

@@ -93,7 +93,9 @@ pub async fn plan(cfg: &PlanConfig) -> Result<(Plan, PlanFiles)> {
         let entry = risk
             .entry(row.enterprise_id.as_str())
             .or_insert((RiskGrade::A, Vec::new()));
-        entry.0 = entry.0.max(grade_of(&row.grade));
+        entry.0 = entry
+            .0
+            .max(RiskGrade::from_letter(&row.grade).unwrap_or(RiskGrade::A));
         entry.1.extend(row.items.iter().map(|i| RecentItem {
             date: row.date,
             indicator: i.indicator.clone(),
@@ -141,15 +143,6 @@ pub async fn plan(cfg: &PlanConfig) -> Result<(Plan, PlanFiles)> {
     )?;
     let files = inspection::write(&cfg.out, &plan, cfg.redraw)?;
     Ok((plan, files))
-}
-
-fn grade_of(text: &str) -> RiskGrade {
-    match text {
-        "B" => RiskGrade::B,
-        "C" => RiskGrade::C,
-        "D" => RiskGrade::D,
-        _ => RiskGrade::A,
-    }
 }
 
 /// The enterprises of the lake's reference table.

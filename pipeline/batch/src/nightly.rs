@@ -197,6 +197,8 @@ pub async fn run_rules(
     rules: Option<&pharmwatch_regulation::Rules>,
 ) -> Result<NightlyOutput> {
     let started = Instant::now();
+    let rules = rules_or_embedded(rules)?;
+    let rules = rules.as_ref();
     if cfg.to < cfg.from {
         return Err(
             CoreError::Config(format!("--to {} is before --from {}", cfg.to, cfg.from)).into(),
@@ -353,7 +355,7 @@ fn per_indicator(hits: &[Hit], anomalies: Option<&[AnomalyScore]>) -> Vec<(Strin
 async fn stream_baseline(
     ctx: &SessionContext,
     cfg: &NightlyConfig,
-    rules: Option<&pharmwatch_regulation::Rules>,
+    rules: &pharmwatch_regulation::Rules,
     days: Option<&mut Days>,
 ) -> Result<()> {
     let t = &cfg.thresholds;
@@ -378,15 +380,6 @@ async fn stream_baseline(
     baseline::export(ctx, &cfg.out, cfg.to, t, stored).await?;
     // The credit-file entries that lower grades, so that the stream scores with the
     // effective credit grade of each event's day, as the risk list does.
-    let embedded;
-    let rules = match rules {
-        Some(r) => r,
-        None => {
-            embedded = pharmwatch_regulation::Rules::embedded()
-                .map_err(|e| CoreError::regulation("rules", e))?;
-            &embedded
-        }
-    };
     let ledger = pharmwatch_casework::ledger::Ledger::open(&cfg.out)?;
     let steps = pharmwatch_casework::credit::grade_steps(&ledger, rules)?;
     baseline::write_credit(&cfg.out, &steps)?;
@@ -567,7 +560,7 @@ async fn count_read(
 /// ledger still public on the row's day.
 fn score_rows(
     cfg: &NightlyConfig,
-    rules: Option<&pharmwatch_regulation::Rules>,
+    rules: &pharmwatch_regulation::Rules,
     hits: &[Hit],
     anomalies: &[AnomalyScore],
     enterprises: Vec<Enterprise>,
@@ -581,15 +574,6 @@ fn score_rows(
         .into_iter()
         .map(|p| (p.product_id.clone(), p))
         .collect();
-    let embedded;
-    let rules = match rules {
-        Some(r) => r,
-        None => {
-            embedded = pharmwatch_regulation::Rules::embedded()
-                .map_err(|e| CoreError::regulation("rules", e))?;
-            &embedded
-        }
-    };
     let ledger = pharmwatch_casework::ledger::Ledger::open(&cfg.out)?;
     let book = pharmwatch_casework::credit::CreditBook::load(
         &ledger,
@@ -621,6 +605,20 @@ pub async fn run_with(
     NightlyOutput,
     Option<pharmwatch_casework::closedloop::ClosedLoopSummary>,
 )> {
+    let (out, loop_summary, _) = run_reported(cfg, closed_loop).await?;
+    Ok((out, loop_summary))
+}
+
+/// [`run_with`], also returning the store's view of the run that `report.html` was written
+/// from (and the metrics are taken from).
+async fn run_reported(
+    cfg: &NightlyConfig,
+    closed_loop: Option<&pharmwatch_casework::closedloop::ClosedLoop>,
+) -> Result<(
+    NightlyOutput,
+    Option<pharmwatch_casework::closedloop::ClosedLoopSummary>,
+    crate::report::Snapshot,
+)> {
     // One run of the night at a time on a store, however many schedulers start it.
     let _lock =
         pharmwatch_core::store::NightlyLock::take(&pharmwatch_core::store::location(&cfg.out))?;
@@ -633,7 +631,20 @@ pub async fn run_with(
     };
     let snap = snapshot(cfg, loop_summary.as_ref(), closed_loop.map(|c| &c.rules))?;
     crate::report::write_html(&cfg.out, &snap)?;
-    Ok((out, loop_summary))
+    Ok((out, loop_summary, snap))
+}
+
+/// The measures rules given, or the shipped ones.
+fn rules_or_embedded(
+    rules: Option<&pharmwatch_regulation::Rules>,
+) -> Result<std::borrow::Cow<'_, pharmwatch_regulation::Rules>> {
+    Ok(match rules {
+        Some(r) => std::borrow::Cow::Borrowed(r),
+        None => std::borrow::Cow::Owned(
+            pharmwatch_regulation::Rules::embedded()
+                .map_err(|e| CoreError::regulation("rules", e))?,
+        ),
+    })
 }
 
 /// The store's view of a finished run: the day's list, trend, notices and cases.
@@ -647,17 +658,11 @@ fn snapshot(
     let mut snap = crate::report::Snapshot::load(&store, cfg.to, run_date)?;
     drop(store);
     // The referred cases' penalty stages overdue on the run date (the alerts' figure).
-    let embedded;
-    let rules = match rules {
-        Some(r) => r,
-        None => {
-            embedded = pharmwatch_regulation::Rules::embedded()?;
-            &embedded
-        }
-    };
+    let rules = rules_or_embedded(rules)?;
     let cal = pharmwatch_casework::measures::calendar_for(None, Some(&cfg.out))?;
     let ledger = pharmwatch_casework::ledger::Ledger::open(&cfg.out)?;
-    snap.penalty_overdue = pharmwatch_casework::penalty::overdue(&ledger, run_date, rules, &cal)?;
+    snap.penalty_overdue =
+        pharmwatch_casework::penalty::overdue(&ledger, run_date, rules.as_ref(), &cal)?;
     Ok(snap)
 }
 
@@ -675,13 +680,12 @@ pub async fn run_recorded(
     Option<pharmwatch_casework::closedloop::ClosedLoopSummary>,
 )> {
     let started = Instant::now();
-    let result = run_with(cfg, closed_loop).await;
+    let result = run_reported(cfg, closed_loop).await;
     let Some(path) = metrics_textfile else {
-        return result;
+        return result.map(|(out, loop_summary, _)| (out, loop_summary));
     };
     match result {
-        Ok((out, loop_summary)) => {
-            let snap = snapshot(cfg, loop_summary.as_ref(), closed_loop.map(|c| &c.rules))?;
+        Ok((out, loop_summary, snap)) => {
             crate::metrics::run_metrics(&out, &snap)
                 .write_success(path, started.elapsed().as_secs_f64())?;
             Ok((out, loop_summary))

@@ -506,14 +506,16 @@ pub fn repair_state(d: &CaseDetail) -> Result<Option<RepairState>> {
 /// channel opens with the shortened publicity).
 pub fn repair_opens_on(d: &CaseDetail, rules: &Rules) -> Result<Option<NaiveDate>> {
     let diligent = rules.cite_inclusive("(九)");
-    let entries = case_entries(d, rules, &diligent)?;
-    let Some(first) = entries.iter().map(|e| e.decided_on).min() else {
-        return Ok(None);
-    };
+    Ok(opens_on(&case_entries(d, rules, &diligent)?, rules))
+}
+
+/// [`repair_opens_on`] of a case's entries.
+fn opens_on(entries: &[CreditEntry], rules: &Rules) -> Option<NaiveDate> {
+    let first = entries.iter().map(|e| e.decided_on).min()?;
     if entries.iter().any(|e| e.shortened) {
-        return Ok(Some(first));
+        return Some(first);
     }
-    Ok(first.checked_add_months(Months::new(rules.credit.repair_min_months)))
+    first.checked_add_months(Months::new(rules.credit.repair_min_months))
 }
 
 /// Records step `step` of the credit repair of `case_id` on `on` by `actor`, in order: an
@@ -543,7 +545,9 @@ pub fn repair(
             return refuse(format!("its credit repair was granted on {on}"));
         }
         (RepairStep::Apply, _) => {
-            let Some(opens) = repair_opens_on(&d, rules)? else {
+            let diligent = rules.cite_inclusive("(九)");
+            let entries = case_entries(&d, rules, &diligent)?;
+            let Some(opens) = opens_on(&entries, rules) else {
                 return refuse("has no measure in the credit file: nothing to repair".into());
             };
             if on < opens {
@@ -555,8 +559,7 @@ pub fn repair(
                     rules.cite_inclusive("(十)")
                 ));
             }
-            let diligent = rules.cite_inclusive("(九)");
-            let pending: Vec<String> = case_entries(&d, rules, &diligent)?
+            let pending: Vec<String> = entries
                 .into_iter()
                 .filter(|e| {
                     ["open", "report_received", "overdue"]

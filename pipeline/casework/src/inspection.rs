@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use chrono::{Datelike, NaiveDate};
+use chrono::NaiveDate;
 use pharmwatch_regulation::rules::{ChecklistItem, Scale};
 use pharmwatch_regulation::{RiskGrade, Rules};
 use rand::{RngCore, SeedableRng};
@@ -170,12 +170,7 @@ impl Candidate {
     /// The plan grade, "risk + credit" (蒙药监 (十三)): the worse of the risk grade and the
     /// credit grade read on the same A–D scale (credit D, the worst, counts as risk D).
     pub fn grade(&self) -> RiskGrade {
-        let credit = match self.credit_grade.as_str() {
-            "B" => RiskGrade::B,
-            "C" => RiskGrade::C,
-            "D" => RiskGrade::D,
-            _ => RiskGrade::A,
-        };
+        let credit = RiskGrade::from_letter(&self.credit_grade).unwrap_or(RiskGrade::A);
         self.risk_grade.max(credit)
     }
 }
@@ -480,7 +475,11 @@ pub fn write(out: &Path, plan: &Plan, redraw: bool) -> Result<PlanFiles> {
         csv: dir.join(format!("{stem}.csv")),
         json: dir.join(format!("{stem}.json")),
     };
-    if let Some(before) = drawn_seed(&files.json)?.filter(|s| *s != plan.seed) {
+    let drawn_before = match files.json.is_file() {
+        true => Some(read_plan(out, &plan.period)?.seed),
+        false => None,
+    };
+    if let Some(before) = drawn_before.filter(|s| *s != plan.seed) {
         if !redraw {
             return Err(CoreError::Config(format!(
                 "a plan for {} was drawn with seed {before} ({}); drawing it again with seed {} \
@@ -500,20 +499,6 @@ pub fn write(out: &Path, plan: &Plan, redraw: bool) -> Result<PlanFiles> {
     write_file(&files.csv, table(plan).as_bytes())?;
     write_file(&files.html, render(plan).as_bytes())?;
     Ok(files)
-}
-
-/// The seed of the plan stored at `path`, if there is one.
-fn drawn_seed(path: &Path) -> Result<Option<u64>> {
-    if !path.is_file() {
-        return Ok(None);
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| CoreError::io(path, e))?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| CoreError::InvalidField {
-            field: path.display().to_string(),
-            reason: format!("not a plan: {e}"),
-        })?;
-    Ok(v["seed"].as_u64())
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -719,12 +704,6 @@ fn region(code: &str) -> String {
 fn type_zh(wire: &str) -> String {
     pharmwatch_schemas::EnterpriseType::parse(wire)
         .map_or_else(|| wire.to_string(), |t| t.zh().to_string())
-}
-
-/// The quarter a day falls in, as a period.
-pub fn quarter_of(day: NaiveDate) -> Period {
-    let q = (day.month() - 1) / 3 + 1;
-    Period::parse(&format!("{}-Q{q}", day.year())).expect("a valid quarter")
 }
 
 /// Where a planned inspection stands: its findings recorded or not yet.

@@ -112,6 +112,27 @@ fn date(text: &str, what: &str, case_id: &str) -> Result<NaiveDate> {
 /// The procedure of a case as the clocks read it, from its trail; `None` when the case was
 /// never referred. A stop still open on `on` runs through `on`.
 pub fn case_of(d: &CaseDetail, on: NaiveDate) -> Result<Option<PenaltyCase>> {
+    let Some((mut case, open_stop)) = trail(d)? else {
+        return Ok(None);
+    };
+    if let Some((reason, from)) = open_stop
+        && from <= on
+    {
+        case.stops.push(ClockStop {
+            reason,
+            from,
+            to: on,
+        });
+    }
+    Ok(Some(case))
+}
+
+/// A stop still open: its reason and first day.
+type OpenStop = (StopReason, NaiveDate);
+
+/// The procedure read from the trail with its closed stops, and the stop still open, if one
+/// is.
+fn trail(d: &CaseDetail) -> Result<Option<(PenaltyCase, Option<OpenStop>)>> {
     let case_id = &d.case.case_id;
     let Some(referral) = d.measures.iter().find(|m| m.code == "case_referral") else {
         return Ok(None);
@@ -120,7 +141,7 @@ pub fn case_of(d: &CaseDetail, on: NaiveDate) -> Result<Option<PenaltyCase>> {
         lead_received: Some(date(&referral.decided_on, "referral day", case_id)?),
         ..PenaltyCase::default()
     };
-    let mut open_stop: Option<(StopReason, NaiveDate)> = None;
+    let mut open_stop: Option<OpenStop> = None;
     for e in &d.events {
         let day = || date(&e.event_date, "event_date", case_id);
         match e.event.as_str() {
@@ -151,16 +172,7 @@ pub fn case_of(d: &CaseDetail, on: NaiveDate) -> Result<Option<PenaltyCase>> {
             _ => {}
         }
     }
-    if let Some((reason, from)) = open_stop
-        && from <= on
-    {
-        case.stops.push(ClockStop {
-            reason,
-            from,
-            to: on,
-        });
-    }
-    Ok(Some(case))
+    Ok(Some((case, open_stop)))
 }
 
 /// A stage of a case's procedure on a day.
@@ -238,16 +250,10 @@ pub fn record(
     if actor.trim().is_empty() {
         return Err(CaseworkError::ledger(case_id, "the actor is empty"));
     }
-    let d = ledger.show(case_id)?;
-    let case = case_of(&d, on)?
+    let (case, open_stop) = trail(&ledger.show(case_id)?)?
         .ok_or_else(|| CaseworkError::ledger(case_id, "was not referred: no penalty procedure"))?;
+    let open_stop = open_stop.is_some();
     let refuse = |why: &str| Err(CaseworkError::ledger(case_id, why.to_string()));
-    let open_stop = d
-        .events
-        .iter()
-        .rev()
-        .find(|e| e.event == "clock_stopped" || e.event == "clock_resumed")
-        .is_some_and(|e| e.event == "clock_stopped");
     match step {
         PenaltyStep::Filed if case.filed.is_some() => return refuse("is already filed"),
         PenaltyStep::NoticeServed | PenaltyStep::Decided if case.filed.is_none() => {
