@@ -39,4 +39,4 @@ pub use decide::{
 };
 pub use error::{Error, Result};
 pub use finding::{AfterRectification, Defects, Finding, FindingError, Harm, parse_findings};
-pub use rules::{CreditRules, Rules};
+pub use rules::{CreditRules, DocumentRules, Rules};

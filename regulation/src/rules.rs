@@ -181,6 +181,70 @@ pub struct PenaltyRules {
     pub clock: Vec<crate::penalty::ClockRule>,
 }
 
+/// What the documents cite besides a measure's own article, and the periods they state
+/// (`[documents]`). Every field is required: a province names its own basis.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentRules {
+    /// The law the four measure documents rest on (药品管理法 第九十九条第三款).
+    pub measures_basis: String,
+    /// 立案审批表: the rule on filing a case.
+    pub filing_basis: String,
+    /// 行政处罚告知书: telling the party the proposed penalty and its rights.
+    pub penalty_notice_basis: String,
+    /// 听证通知书: the hearing's notice and the party's rights at it.
+    pub hearing_notice_basis: String,
+    /// 行政处罚决定书: the decision and what it states.
+    pub penalty_decision_basis: String,
+    /// Days after service within which a fine is paid.
+    pub payment_days: u32,
+    /// The article of that period.
+    pub payment_article: String,
+    /// The article of the late-payment surcharge and enforcement.
+    pub late_payment_article: String,
+    /// Days within which the party may apply for administrative review.
+    pub review_days: u32,
+    /// The article of that right.
+    pub review_article: String,
+    /// Months within which the party may sue.
+    pub lawsuit_months: u32,
+    /// The article of that right.
+    pub lawsuit_article: String,
+}
+
+impl DocumentRules {
+    /// Every field named and filled: `(key, reason)` of the first that is not.
+    fn validate(&self) -> std::result::Result<(), String> {
+        for (key, value) in [
+            ("measures_basis", &self.measures_basis),
+            ("filing_basis", &self.filing_basis),
+            ("penalty_notice_basis", &self.penalty_notice_basis),
+            ("hearing_notice_basis", &self.hearing_notice_basis),
+            ("penalty_decision_basis", &self.penalty_decision_basis),
+            ("payment_article", &self.payment_article),
+            ("late_payment_article", &self.late_payment_article),
+            ("review_article", &self.review_article),
+            ("lawsuit_article", &self.lawsuit_article),
+        ] {
+            if value.trim().is_empty() {
+                return Err(format!(
+                    "`documents.{key}` is empty: every document cites the rule it rests on"
+                ));
+            }
+        }
+        for (key, value) in [
+            ("payment_days", self.payment_days),
+            ("review_days", self.review_days),
+            ("lawsuit_months", self.lawsuit_months),
+        ] {
+            if value == 0 {
+                return Err(format!("`documents.{key}` must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Scale of an enterprise within its type, for its checklist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -281,6 +345,8 @@ pub struct Rules {
     pub inspection: InspectionRules,
     /// The penalty procedure's clocks.
     pub penalty: PenaltyRules,
+    /// What the documents cite and the periods they state.
+    pub documents: DocumentRules,
 }
 
 impl Default for Rules {
@@ -530,6 +596,7 @@ impl Rules {
         }
         self.validate_inspection()?;
         self.validate_penalty()?;
+        self.documents.validate()?;
         if self.escalation.ladder.is_empty() {
             return Err("`escalation.ladder` must not be empty".to_string());
         }

@@ -122,7 +122,7 @@ pub struct Draft {
 const SELECT: &str = "SELECT d.draft_id, d.case_id, d.kind, d.state, d.proposed_on, d.proposed_by,
         d.note, d.excluded_items, d.edited_by, d.submitted_by, d.submitted_at, d.decided_by,
         d.decided_at, d.return_reason, d.document_no, c.enterprise_id, c.enterprise_name,
-        c.region_code
+        c.region_code, d.particulars
      FROM drafts d JOIN cases c ON c.case_id = d.case_id";
 
 fn from_row(r: &pharmwatch_core::db::Row) -> pharmwatch_core::db::DbResult<Draft> {
@@ -141,6 +141,7 @@ fn from_row(r: &pharmwatch_core::db::Row) -> pharmwatch_core::db::DbResult<Draft
         edits: Edits {
             note: r.get(6)?,
             excluded_items: serde_json::from_str(&excluded).unwrap_or_default(),
+            particulars: serde_json::from_str(&r.get::<_, String>(18)?).unwrap_or_default(),
         },
         edited_by: r.get(8)?,
         submitted_by: r.get(9)?,
@@ -252,7 +253,8 @@ pub fn propose_now(
 /// Proposes by hand a draft of `kind` for `case_id` (`pharmwatch case propose`): the case must
 /// be open and hold the measure the document serves (a caution for the caution letter, an
 /// interview for its notice, a sales suspension for the decision, a lifted suspension for the
-/// lifting notice); a live draft of that kind is refused. The draft then goes the way of every
+/// lifting notice, a referral for the penalty documents, each at its stage of the procedure);
+/// a live draft of that kind is refused. The draft then goes the way of every
 /// draft: an inspector edits and submits it, an approver approves it, and only then is it
 /// numbered and issued. Returns the draft id.
 pub fn propose_by_hand(
@@ -269,15 +271,12 @@ pub fn propose_by_hand(
             "is closed: no document to propose",
         ));
     }
-    let serves = |code: &str| match kind {
-        DocumentKind::CautionNotice => code == "caution",
-        DocumentKind::InterviewNotice => code == "interview",
-        DocumentKind::SuspensionDecision => code.starts_with("suspend_sales"),
-        DocumentKind::LiftingNotice => false,
-    };
     let ok = match kind {
         DocumentKind::LiftingNotice => d.events.iter().any(|e| e.event == "lifted"),
-        _ => d.measures.iter().any(|m| serves(&m.code)),
+        k => d
+            .measures
+            .iter()
+            .any(|m| crate::ledger::parse_code(&m.code).is_some_and(|c| k.serves(c))),
     };
     if !ok {
         return Err(CaseworkError::ledger(
@@ -290,9 +289,13 @@ pub fn propose_by_hand(
                     DocumentKind::InterviewNotice => "interview",
                     DocumentKind::SuspensionDecision => "suspend_sales_*",
                     DocumentKind::LiftingNotice => "a lifted suspension",
+                    _ => "case_referral: refer the case first",
                 }
             ),
         ));
+    }
+    if kind.is_penalty() {
+        crate::penalty::may_issue(&d, kind)?;
     }
     propose_now(ledger, case_id, kind, on, actor)?.ok_or_else(|| {
         CaseworkError::ledger(
@@ -367,11 +370,27 @@ pub fn edit(ledger: &mut Ledger, draft_id: i64, actor: &Actor, edits: &Edits) ->
                 "every risk item is left out and no fact is stated: withdraw the draft instead",
             ));
         }
+        let kind = DocumentKind::parse(&d.kind);
+        if !kind.is_some_and(DocumentKind::is_penalty) && !edits.particulars.is_empty() {
+            return Err(refuse(
+                &d,
+                "a penalty, its basis or a hearing place belong to a penalty document only",
+            ));
+        }
         let excluded = serde_json::to_string(&edits.excluded_items)
             .map_err(|e| CoreError::Internal(e.to_string()))?;
+        let particulars = serde_json::to_string(&edits.particulars)
+            .map_err(|e| CoreError::Internal(e.to_string()))?;
         tx.execute(
-            "UPDATE drafts SET note = ?2, excluded_items = ?3, edited_by = ?4 WHERE draft_id = ?1",
-            params![draft_id, edits.note.trim(), excluded, actor.name],
+            "UPDATE drafts SET note = ?2, excluded_items = ?3, edited_by = ?4, particulars = ?5
+             WHERE draft_id = ?1",
+            params![
+                draft_id,
+                edits.note.trim(),
+                excluded,
+                actor.name,
+                particulars
+            ],
         )
         .map_err(|e| sql_err(path, "edit draft", e))?;
         log(
@@ -380,11 +399,25 @@ pub fn edit(ledger: &mut Ledger, draft_id: i64, actor: &Actor, edits: &Edits) ->
             &d,
             actor,
             "draft_edited",
-            &format!(
-                "note: {}; left out: {:?}",
-                edits.note.trim(),
-                edits.excluded_items
-            ),
+            &if edits.particulars.is_empty() {
+                format!(
+                    "note: {}; left out: {:?}",
+                    edits.note.trim(),
+                    edits.excluded_items
+                )
+            } else {
+                let p = &edits.particulars;
+                format!(
+                    "note: {}; left out: {:?}; penalty: {}; basis: {}; violated: {}; hearing \
+                     place: {}",
+                    edits.note.trim(),
+                    edits.excluded_items,
+                    p.penalty.trim(),
+                    p.penalty_basis.trim(),
+                    p.violated.trim(),
+                    p.hearing_place.trim()
+                )
+            },
         )?;
         get(tx, path, draft_id)
     })
@@ -406,6 +439,20 @@ pub fn submit(ledger: &mut Ledger, draft_id: i64, actor: &Actor) -> Result<Draft
     ledger.immediate(|tx, path| {
         let d = get(tx, path, draft_id)?;
         in_inspector_hands(&d, "submitted")?;
+        if let Some(kind) = DocumentKind::parse(&d.kind) {
+            let missing = kind.missing_particulars(&d.edits.particulars);
+            if !missing.is_empty() {
+                return Err(refuse(
+                    &d,
+                    &format!(
+                        "its {} needs what the case officer writes into it before it is \
+                         submitted: {}",
+                        kind.title(),
+                        missing.join(", ")
+                    ),
+                ));
+            }
+        }
         tx.execute(
             "UPDATE drafts SET state = 'submitted', submitted_by = ?2, submitted_at = ?3,
                                decided_by = '', decided_at = NULL
@@ -512,6 +559,7 @@ pub fn approve(
                 kind,
                 issued_on,
                 actor: &actor.name,
+                officer: &d.submitted_by,
                 authority,
                 rules,
                 edits: &d.edits,
@@ -560,12 +608,16 @@ pub fn preview(
         None => "（文号待审批后生成）".to_string(),
     };
     notices::render(
-        kind,
         &number,
         &case,
-        on,
-        authority.unwrap_or(&unset),
-        rules,
-        &d.edits,
+        &Issuing {
+            kind,
+            issued_on: on,
+            actor: "",
+            officer: &d.submitted_by,
+            authority: authority.unwrap_or(&unset),
+            rules,
+            edits: &d.edits,
+        },
     )
 }

@@ -1,20 +1,30 @@
-//! Documents (执法文书): the caution notice (行政告诫书), interview notice (约谈通知书), sales
-//! suspension decision (暂停销售决定书) and lifting notice (解除通知书), rendered from the
-//! minijinja templates in `pipeline/templates/` (embedded at compile time) to HTML and Markdown,
-//! numbered and recorded in the case ledger.
+//! Documents (执法文书): the four documents of the measures ladder — the caution notice
+//! (行政告诫书), interview notice (约谈通知书), sales suspension decision (暂停销售决定书) and
+//! lifting notice (解除通知书) — and the four of a referred case's penalty procedure — the filing
+//! approval form (立案审批表), the notice of the proposed penalty (行政处罚告知书), the hearing
+//! notice (听证通知书) and the penalty decision (行政处罚决定书) — rendered from the minijinja
+//! templates in `pipeline/templates/` (embedded at compile time) to HTML and Markdown, numbered
+//! and recorded in the case ledger.
 //!
-//! Every document has the parts the domain brief lists: heading with the document number,
+//! Every letter has the parts the domain brief lists: heading with the document number,
 //! addressee with credit code, licence and lead, the facts with the risk list's evidence, the
-//! legal basis (药品管理法 第九十九条 and the measure's article), the demands with the due date,
-//! the consequences, the contact, the issuing authority and date, and a proof of service
+//! legal basis (`[documents]` of the rules and the measure's article), the demands with the due
+//! date, the consequences, the contact, the issuing authority and date, and a proof of service
 //! (送达回证). A first minor violation (observation period, fault-tolerance list) gets the soft
-//! wording of 蒙药监 (六) and no penalty language.
+//! wording of 蒙药监 (六) and no penalty language. The penalty documents state what a person
+//! wrote into the draft ([`Particulars`]: the penalty, its basis, the provision violated, the
+//! hearing's place) — the system never proposes a penalty — and the party's periods and remedies
+//! from the rules. The filing approval form is the authority's internal record: it is never
+//! delivered to, nor shown to, the enterprise.
 //!
 //! Invariants: the number `<series>〔<year>〕<seq>号` is allocated as `MAX(seq) + 1` per series
 //! (authority abbreviation + kind word, e.g. 蒙药监告) and year inside the IMMEDIATE transaction
 //! that stores the rendered text and appends the `notice_issued` event: concurrent issuers get
-//! 1, 2, 3 … without gaps or duplicates, and a failed render consumes no number. The files under
-//! `OUT/notices/` are written after the commit, from the stored text.
+//! 1, 2, 3 … without gaps or duplicates, and a failed render consumes no number. A penalty
+//! document is issued only at its stage of the procedure ([`crate::penalty::may_issue`]);
+//! issuing the filing form files the case and issuing the decision decides it, in the same
+//! transaction. The files under `OUT/notices/` are written after the commit, from the stored
+//! text.
 
 use std::path::{Path, PathBuf};
 
@@ -52,6 +62,24 @@ const TEMPLATES: &[(&str, &str)] = &[
         "lifting_notice.j2",
         include_str!("../../templates/lifting_notice.j2"),
     ),
+    ("form.html.j2", include_str!("../../templates/form.html.j2")),
+    ("form.md.j2", include_str!("../../templates/form.md.j2")),
+    (
+        "filing_approval.j2",
+        include_str!("../../templates/filing_approval.j2"),
+    ),
+    (
+        "penalty_notice.j2",
+        include_str!("../../templates/penalty_notice.j2"),
+    ),
+    (
+        "hearing_notice.j2",
+        include_str!("../../templates/hearing_notice.j2"),
+    ),
+    (
+        "penalty_decision.j2",
+        include_str!("../../templates/penalty_decision.j2"),
+    ),
 ];
 
 /// Directory of the written documents inside an output directory.
@@ -69,15 +97,27 @@ pub enum DocumentKind {
     SuspensionDecision,
     /// 解除通知书: lifting the sales suspension.
     LiftingNotice,
+    /// 立案审批表: the internal form on which the head of the authority files a referred case.
+    FilingApproval,
+    /// 行政处罚告知书: the notice of the proposed penalty and the party's rights.
+    PenaltyNotice,
+    /// 听证通知书: the hearing's time and place, on the party's request.
+    HearingNotice,
+    /// 行政处罚决定书: the penalty decision.
+    PenaltyDecision,
 }
 
 impl DocumentKind {
     /// Every kind, in ledger order.
-    pub const ALL: [DocumentKind; 4] = [
+    pub const ALL: [DocumentKind; 8] = [
         DocumentKind::CautionNotice,
         DocumentKind::InterviewNotice,
         DocumentKind::SuspensionDecision,
         DocumentKind::LiftingNotice,
+        DocumentKind::FilingApproval,
+        DocumentKind::PenaltyNotice,
+        DocumentKind::HearingNotice,
+        DocumentKind::PenaltyDecision,
     ];
 
     /// The kind of a stored wire name (`caution_notice` …).
@@ -92,6 +132,10 @@ impl DocumentKind {
             Self::InterviewNotice => "interview_notice",
             Self::SuspensionDecision => "suspension_decision",
             Self::LiftingNotice => "lifting_notice",
+            Self::FilingApproval => "filing_approval",
+            Self::PenaltyNotice => "penalty_notice",
+            Self::HearingNotice => "hearing_notice",
+            Self::PenaltyDecision => "penalty_decision",
         }
     }
 
@@ -102,6 +146,10 @@ impl DocumentKind {
             Self::InterviewNotice => "约谈通知书",
             Self::SuspensionDecision => "暂停销售决定书",
             Self::LiftingNotice => "解除暂停销售通知书",
+            Self::FilingApproval => "立案审批表",
+            Self::PenaltyNotice => "行政处罚告知书",
+            Self::HearingNotice => "听证通知书",
+            Self::PenaltyDecision => "行政处罚决定书",
         }
     }
 
@@ -112,6 +160,10 @@ impl DocumentKind {
             Self::InterviewNotice => "约",
             Self::SuspensionDecision => "停",
             Self::LiftingNotice => "解",
+            Self::FilingApproval => "立",
+            Self::PenaltyNotice => "罚告",
+            Self::HearingNotice => "听",
+            Self::PenaltyDecision => "罚",
         }
     }
 
@@ -121,7 +173,47 @@ impl DocumentKind {
             Self::CautionNotice => code == MeasureCode::Caution,
             Self::InterviewNotice => code == MeasureCode::Interview,
             Self::SuspensionDecision | Self::LiftingNotice => code.is_suspension(),
+            Self::FilingApproval
+            | Self::PenaltyNotice
+            | Self::HearingNotice
+            | Self::PenaltyDecision => code == MeasureCode::CaseReferral,
         }
+    }
+
+    /// A document of the penalty procedure (立案 and after).
+    pub fn is_penalty(self) -> bool {
+        matches!(
+            self,
+            Self::FilingApproval
+                | Self::PenaltyNotice
+                | Self::HearingNotice
+                | Self::PenaltyDecision
+        )
+    }
+
+    /// The authority's internal record, never delivered to nor shown to the enterprise (the
+    /// filing approval form).
+    pub fn is_internal(self) -> bool {
+        self == Self::FilingApproval
+    }
+
+    /// What a person must have written into the draft before it is approved: the penalty and
+    /// its basis for the notice and the decision (the system never proposes a penalty), the
+    /// hearing's place for the hearing notice.
+    pub fn missing_particulars(self, p: &Particulars) -> Vec<&'static str> {
+        let need: &[(&str, &String)] = match self {
+            Self::PenaltyNotice | Self::PenaltyDecision => &[
+                ("penalty", &p.penalty),
+                ("penalty_basis", &p.penalty_basis),
+                ("violated", &p.violated),
+            ],
+            Self::HearingNotice => &[("hearing_place", &p.hearing_place)],
+            _ => &[],
+        };
+        need.iter()
+            .filter(|(_, v)| v.trim().is_empty())
+            .map(|(k, _)| *k)
+            .collect()
     }
 }
 
@@ -369,27 +461,45 @@ fn environment(html: bool) -> Result<Environment<'static>> {
 }
 
 /// What a person changed in a draft before it is issued: a statement added to the facts
-/// (经核查 …) and the risk items left out (0-based positions in the case's facts), e.g. an
-/// item the inspector found explained on the telephone.
+/// (经核查 …), the risk items left out (0-based positions in the case's facts), e.g. an
+/// item the inspector found explained on the telephone, and for a penalty document what the
+/// case officer writes into it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Edits {
     /// The inspector's statement, printed after the facts.
     pub note: String,
     /// Positions of the facts left out.
     pub excluded_items: Vec<usize>,
+    /// The particulars of a penalty document (empty for the measure documents).
+    #[serde(default)]
+    pub particulars: Particulars,
 }
 
-/// Renders document `kind` of case `case` with `number`, issued on `issued_on`, with the
-/// inspector's `edits`.
-pub fn render(
-    kind: DocumentKind,
-    number: &str,
-    case: &CaseDetail,
-    issued_on: NaiveDate,
-    authority: &AuthorityConfig,
-    rules: &Rules,
-    edits: &Edits,
-) -> Result<Rendered> {
+/// What a case officer writes into a penalty document: the system proposes no penalty.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Particulars {
+    /// The penalty proposed (告知书) or decided (决定书), e.g. `没收违法所得人民币叁仟元，并处罚款人民币伍万元`.
+    pub penalty: String,
+    /// Its legal basis, e.g. `《中华人民共和国药品管理法》第一百二十六条`.
+    pub penalty_basis: String,
+    /// The provision violated, e.g. `《药品经营质量管理规范》第九十二条`.
+    pub violated: String,
+    /// Where the hearing is held (听证通知书).
+    pub hearing_place: String,
+}
+
+impl Particulars {
+    /// Whether nothing is written.
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
+/// Renders document `i.kind` of case `case` with `number` (the approver, when there is one
+/// yet, is `i.actor`).
+pub fn render(number: &str, case: &CaseDetail, i: &Issuing<'_>) -> Result<Rendered> {
+    let (kind, rules, edits) = (i.kind, i.rules, i.edits);
     let measure = case
         .measures
         .iter()
@@ -407,20 +517,7 @@ pub fn render(
         .filter(|(i, _)| !edits.excluded_items.contains(i))
         .map(|(_, f)| f)
         .collect();
-    let mut addressee: Addressee = serde_json::from_str(&case.addressee_json).unwrap_or_default();
-    if addressee.name.is_empty() {
-        addressee.name = if case.case.enterprise_name.is_empty() {
-            case.case.enterprise_id.clone()
-        } else {
-            case.case.enterprise_name.clone()
-        };
-    }
-    if addressee.credit_code.is_empty() {
-        addressee.credit_code = case.case.enterprise_id.clone();
-    }
-    if addressee.licence_no.is_empty() {
-        addressee.licence_no = "（未登记）".to_string();
-    }
+    let addressee = addressee_of(case);
     let due = measure
         .due_date
         .as_deref()
@@ -443,20 +540,7 @@ pub fn render(
         .and_then(|m| m.due_date.as_deref())
         .and_then(|d| d.parse::<NaiveDate>().ok());
     let soft = case.first_minor && kind == DocumentKind::CautionNotice;
-    let (demands_heading, consequences_heading, basis_action) = match kind {
-        DocumentKind::CautionNotice => ("整改要求和期限", "不按期整改的后果", "对你单位予以告诫"),
-        DocumentKind::InterviewNotice => (
-            "约谈事项和整改期限",
-            "不接受约谈的后果",
-            "决定对你单位进行约谈",
-        ),
-        DocumentKind::SuspensionDecision => (
-            "决定内容和整改期限",
-            "违反本决定的后果",
-            "决定对你单位采取暂停销售措施",
-        ),
-        DocumentKind::LiftingNotice => ("解除事项", "后续要求", "决定解除暂停销售措施"),
-    };
+    let (demands_heading, consequences_heading, basis_action) = headings(kind);
     let suspension_scope = match measure.code.as_str() {
         "suspend_sales_partial" => format!(
             "暂停你单位以下经营范围的药品销售：{}",
@@ -473,17 +557,33 @@ pub fn render(
     } else {
         String::new()
     };
+    let procedure = if kind.is_penalty() {
+        Some(ProcedureText::of(case, measure, i)?)
+    } else {
+        None
+    };
     let ctx = |base: &str| {
         context! {
             base => base,
             title => kind.title(),
             number => number,
-            authority => Value::from(Serde(authority)),
+            authority => Value::from(Serde(i.authority)),
             addressee => Value::from(Serde(&addressee)),
-            detection => if facts.is_empty() { "经监督检查" } else { "本局通过药品智慧监管平台远程数据监测" },
+            detection => match (kind.is_penalty(), facts.is_empty()) {
+                (true, _) => "经立案前核查，结合药品智慧监管平台远程数据监测",
+                (false, true) => "经监督检查",
+                (false, false) => "本局通过药品智慧监管平台远程数据监测",
+            },
+            basis_heading => match kind {
+                DocumentKind::PenaltyNotice => "拟作出的行政处罚及其理由、依据",
+                DocumentKind::HearingNotice => "听证的时间、地点和事项",
+                DocumentKind::PenaltyDecision => "处罚的理由、依据和内容",
+                _ => "依据",
+            },
             facts => Value::from(Serde(&fact_rows(&facts))),
             facts_text => &facts_text,
             inspector_note => edits.note.trim(),
+            measures_basis => &rules.documents.measures_basis,
             measure_article => &measure.article,
             extra_basis => if soft { rules.cite_inclusive("(六)") } else { String::new() },
             basis_action => basis_action,
@@ -497,10 +597,17 @@ pub fn render(
             interview_date_zh => "",
             reschedule_days => rules.deadlines.interview_reschedule_notice_working_days,
             suspension_scope => &suspension_scope,
-            issued_on_zh => date_zh(issued_on),
+            issued_on_zh => date_zh(i.issued_on),
+            p => Value::from(Serde(&procedure)),
+            docs => Value::from(Serde(&rules.documents)),
         }
     };
     let template = format!("{}.j2", kind.as_str());
+    let (html_base, md_base) = if kind.is_internal() {
+        ("form.html.j2", "form.md.j2")
+    } else {
+        ("base.html.j2", "base.md.j2")
+    };
     let run = |html: bool, base: &str| -> Result<String> {
         let env = environment(html)?;
         let t = env
@@ -515,9 +622,145 @@ pub fn render(
         })
     };
     Ok(Rendered {
-        html: run(true, "base.html.j2")?,
-        markdown: run(false, "base.md.j2")?,
+        html: run(true, html_base)?,
+        markdown: run(false, md_base)?,
     })
+}
+
+/// The addressee of a case's documents, with the case's own names where the stored addressee
+/// lacks them.
+fn addressee_of(case: &CaseDetail) -> Addressee {
+    let mut addressee: Addressee = serde_json::from_str(&case.addressee_json).unwrap_or_default();
+    if addressee.name.is_empty() {
+        addressee.name = if case.case.enterprise_name.is_empty() {
+            case.case.enterprise_id.clone()
+        } else {
+            case.case.enterprise_name.clone()
+        };
+    }
+    if addressee.credit_code.is_empty() {
+        addressee.credit_code = case.case.enterprise_id.clone();
+    }
+    if addressee.licence_no.is_empty() {
+        addressee.licence_no = "（未登记）".to_string();
+    }
+    addressee
+}
+
+/// The third and fourth headings of a letter and the action its basis announces.
+fn headings(kind: DocumentKind) -> (&'static str, &'static str, &'static str) {
+    match kind {
+        DocumentKind::CautionNotice => ("整改要求和期限", "不按期整改的后果", "对你单位予以告诫"),
+        DocumentKind::InterviewNotice => (
+            "约谈事项和整改期限",
+            "不接受约谈的后果",
+            "决定对你单位进行约谈",
+        ),
+        DocumentKind::SuspensionDecision => (
+            "决定内容和整改期限",
+            "违反本决定的后果",
+            "决定对你单位采取暂停销售措施",
+        ),
+        DocumentKind::LiftingNotice => ("解除事项", "后续要求", "决定解除暂停销售措施"),
+        DocumentKind::FilingApproval => ("", "", "立案调查"),
+        DocumentKind::PenaltyNotice => (
+            "你单位享有的权利",
+            "逾期未行使权利的后果",
+            "拟对你单位作出行政处罚",
+        ),
+        DocumentKind::HearingNotice => ("你单位在听证中的权利", "不出席听证的后果", "举行听证"),
+        DocumentKind::PenaltyDecision => (
+            "履行方式和期限",
+            "救济途径和逾期不履行的后果",
+            "对你单位作出行政处罚",
+        ),
+    }
+}
+
+/// What a penalty document states of its procedure: the referral, the filing, the notice and
+/// the hearing from the case's trail, the periods from the rules, and what the case officer
+/// wrote (a placeholder where the draft does not say yet: the approval refuses it).
+#[derive(Debug, Clone, Serialize)]
+struct ProcedureText {
+    cause: String,
+    referred_on_zh: String,
+    referral_article: String,
+    filed_on_zh: String,
+    notice_number: String,
+    notice_served_zh: String,
+    hearing_on_zh: String,
+    statement_days: u32,
+    hearing_request_days: u32,
+    penalty: String,
+    penalty_basis: String,
+    violated: String,
+    hearing_place: String,
+    case_officer: String,
+    approver: String,
+}
+
+impl ProcedureText {
+    fn of(
+        case: &CaseDetail,
+        referral: &crate::ledger::CaseMeasure,
+        i: &Issuing<'_>,
+    ) -> Result<Self> {
+        let trail = crate::penalty::case_of(case, i.issued_on)?.unwrap_or_default();
+        let on = |d: Option<NaiveDate>| d.map(date_zh).unwrap_or_default();
+        let clock = |stage: &str| {
+            i.rules
+                .penalty
+                .clock
+                .iter()
+                .find(|c| c.stage == stage)
+                .map_or(0, |c| c.length)
+        };
+        let written = |v: &str| {
+            if v.trim().is_empty() {
+                "（待办案人员填写）".to_string()
+            } else {
+                v.trim().to_string()
+            }
+        };
+        let p = &i.edits.particulars;
+        let cause = referral
+            .detail
+            .as_deref()
+            .unwrap_or_default()
+            .rsplit("): ")
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let notice = case
+            .documents
+            .iter()
+            .find(|d| d.kind == DocumentKind::PenaltyNotice.as_str());
+        Ok(Self {
+            cause,
+            referred_on_zh: on(trail.lead_received),
+            referral_article: referral.article.clone(),
+            filed_on_zh: on(trail.filed),
+            notice_number: notice.map(|d| d.number.clone()).unwrap_or_default(),
+            notice_served_zh: on(trail.notice_served),
+            hearing_on_zh: on(trail.hearing_on),
+            statement_days: clock("statement_period"),
+            hearing_request_days: clock("hearing_request"),
+            penalty: written(&p.penalty),
+            penalty_basis: written(&p.penalty_basis),
+            violated: written(&p.violated),
+            hearing_place: written(&p.hearing_place),
+            case_officer: if i.officer.trim().is_empty() {
+                "（待提交）".to_string()
+            } else {
+                i.officer.to_string()
+            },
+            approver: if i.actor.trim().is_empty() {
+                "（待审批）".to_string()
+            } else {
+                i.actor.to_string()
+            },
+        })
+    }
 }
 
 /// Issues document `kind` for `case_id`: allocates the next number of the series and year,
@@ -541,6 +784,7 @@ pub fn issue(
         kind,
         issued_on,
         actor,
+        officer: "",
         authority,
         rules,
         edits: &Edits::default(),
@@ -560,8 +804,11 @@ pub struct Issuing<'a> {
     pub kind: DocumentKind,
     /// Its date.
     pub issued_on: NaiveDate,
-    /// Who approved it.
+    /// Who approved it (empty in a preview).
     pub actor: &'a str,
+    /// Who submitted the draft: the case officer (承办人) a penalty document names (empty in a
+    /// direct issue or a preview before submission).
+    pub officer: &'a str,
     /// The authority it is issued under (validated by the caller).
     pub authority: &'a AuthorityConfig,
     /// The measures rules.
@@ -590,15 +837,22 @@ pub fn issue_in(
         )
         .map_err(|e| sql_err(path, "next document number", e))?;
     let number = format!("{series}〔{year}〕{seq}号");
-    let rendered = render(
-        i.kind,
-        &number,
-        case,
-        i.issued_on,
-        i.authority,
-        i.rules,
-        i.edits,
-    )?;
+    if i.kind.is_penalty() {
+        crate::penalty::may_issue(case, i.kind)?;
+        let missing = i.kind.missing_particulars(&i.edits.particulars);
+        if !missing.is_empty() {
+            return Err(CaseworkError::ledger(
+                case_id,
+                format!(
+                    "its {} needs what the case officer writes into it: {} (the system never \
+                     proposes a penalty)",
+                    i.kind.title(),
+                    missing.join(", ")
+                ),
+            ));
+        }
+    }
+    let rendered = render(&number, case, i)?;
     let authority_json =
         serde_json::to_string(i.authority).map_err(|e| CoreError::Internal(e.to_string()))?;
     tx.execute(
@@ -630,6 +884,25 @@ pub fn issue_in(
         i.kind.title(),
         Some(&number),
     )?;
+    // Approving the filing form files the case (负责人批准立案); approving the decision decides
+    // it: the procedure's stage is the document's day, in the same transaction.
+    let stage = match i.kind {
+        DocumentKind::FilingApproval => Some("penalty_filed"),
+        DocumentKind::PenaltyDecision => Some("penalty_decided"),
+        _ => None,
+    };
+    if let Some(event) = stage {
+        append_event(
+            tx,
+            path,
+            case_id,
+            event,
+            i.issued_on,
+            i.actor,
+            i.kind.title(),
+            Some(&number),
+        )?;
+    }
     Ok((
         IssuedDocument {
             number,

@@ -10,9 +10,16 @@
 //! announcement: the days between do not count on the stoppable clocks), an extension
 //! granted by an approver, decided, the decision served.
 //!
+//! Filing and deciding are the authority head's acts and are recorded by approving their
+//! documents: the approval of the filing approval form (立案审批表) appends `penalty_filed`, that
+//! of the penalty decision (行政处罚决定书) `penalty_decided`, each with the document's number and
+//! day ([`crate::notices::issue_in`]). Service is recorded by hand, with the served document's
+//! number: the notice of the proposed penalty must have been issued before it is served.
+//!
 //! Invariants: read from the trail only (no state of its own); a step out of order is refused
 //! with what is missing; an extension and a stop name their reason; a stop still open counts
-//! as stopped through the day asked about.
+//! as stopped through the day asked about; each penalty document is issued only at its stage
+//! ([`may_issue`]).
 
 use chrono::NaiveDate;
 use pharmwatch_regulation::penalty::{
@@ -23,6 +30,7 @@ use serde::Serialize;
 
 use crate::error::{CaseworkError, Result};
 use crate::ledger::{CaseDetail, Ledger, append_event};
+use crate::notices::DocumentKind;
 
 /// A step of the procedure a person records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,6 +183,61 @@ fn trail(d: &CaseDetail) -> Result<Option<(PenaltyCase, Option<OpenStop>)>> {
     Ok(Some((case, open_stop)))
 }
 
+/// The number of the case's issued document of `kind`, the latest if several.
+fn document_of(d: &CaseDetail, kind: DocumentKind) -> Option<&str> {
+    d.documents
+        .iter()
+        .rev()
+        .find(|doc| doc.kind == kind.as_str())
+        .map(|doc| doc.number.as_str())
+}
+
+/// Whether a penalty document of `kind` may be proposed or issued for case `d` now: the
+/// filing form for a referred case not yet filed, the notice of the proposed penalty once
+/// filed (once), the hearing notice once a hearing was requested, the decision once the
+/// notice was served and before the case is decided. Refused with what is missing.
+pub fn may_issue(d: &CaseDetail, kind: DocumentKind) -> Result<()> {
+    let case_id = &d.case.case_id;
+    let refuse = |why: String| Err(CaseworkError::ledger(case_id, why));
+    if d.case.status == "closed" {
+        return refuse("is closed: no document to issue".into());
+    }
+    let Some((case, _)) = trail(d)? else {
+        return refuse(format!(
+            "was not referred: a {} belongs to the penalty procedure (refer the case first)",
+            kind.title()
+        ));
+    };
+    let title = kind.title();
+    match kind {
+        DocumentKind::FilingApproval if case.filed.is_some() => {
+            refuse(format!("is already filed: no second {title}"))
+        }
+        DocumentKind::PenaltyNotice
+        | DocumentKind::HearingNotice
+        | DocumentKind::PenaltyDecision
+            if case.filed.is_none() =>
+        {
+            refuse(format!(
+                "is not filed yet: its {title} follows the approved 立案审批表"
+            ))
+        }
+        DocumentKind::PenaltyNotice if document_of(d, kind).is_some() => {
+            refuse(format!("already has its {title}"))
+        }
+        DocumentKind::HearingNotice if case.hearing_on.is_none() => refuse(format!(
+            "no hearing was requested: a {title} answers the party's request"
+        )),
+        DocumentKind::PenaltyDecision if case.notice_served.is_none() => refuse(format!(
+            "its 行政处罚告知书 was not served: no {title} before the party was told and heard"
+        )),
+        DocumentKind::HearingNotice | DocumentKind::PenaltyDecision if case.decided.is_some() => {
+            refuse(format!("is already decided: no {title}"))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// A stage of a case's procedure on a day.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StageStatus {
@@ -233,11 +296,12 @@ pub fn procedure(
     })
 }
 
-/// Records step `step` of referred case `case_id` on `on`, in order: filed after the
-/// referral; the notice after filing; a hearing request after the notice (the note is the
+/// Records step `step` of referred case `case_id` on `on`, in order: the notice served after
+/// filing, once its 行政处罚告知书 is issued; a hearing request after the notice (the note is the
 /// hearing day); a stop (the note is its reason) with none open, a resume of an open one; an
-/// extension of a stage that has one (the note names it); decided after filing; served after
-/// the decision. Each step once (stops and extensions may repeat).
+/// extension of a stage that has one (the note names it); the decision served after it is
+/// decided. Each step once (stops and extensions may repeat). Filing and deciding are refused
+/// here: they are recorded by approving their documents.
 pub fn record(
     ledger: &mut Ledger,
     case_id: &str,
@@ -250,18 +314,36 @@ pub fn record(
     if actor.trim().is_empty() {
         return Err(CaseworkError::ledger(case_id, "the actor is empty"));
     }
-    let (case, open_stop) = trail(&ledger.show(case_id)?)?
+    let detail = ledger.show(case_id)?;
+    let (case, open_stop) = trail(&detail)?
         .ok_or_else(|| CaseworkError::ledger(case_id, "was not referred: no penalty procedure"))?;
     let open_stop = open_stop.is_some();
     let refuse = |why: &str| Err(CaseworkError::ledger(case_id, why.to_string()));
+    let mut served = None;
     match step {
-        PenaltyStep::Filed if case.filed.is_some() => return refuse("is already filed"),
-        PenaltyStep::NoticeServed | PenaltyStep::Decided if case.filed.is_none() => {
+        PenaltyStep::Filed => {
+            return refuse(
+                "is filed by approving its 立案审批表: pharmwatch case propose CASE --document \
+                 filing-approval, then an inspector submits and an approver approves the draft",
+            );
+        }
+        PenaltyStep::Decided => {
+            return refuse(
+                "is decided by approving its 行政处罚决定书: pharmwatch case propose CASE \
+                 --document penalty-decision, then an inspector submits and an approver approves \
+                 the draft",
+            );
+        }
+        PenaltyStep::NoticeServed if case.filed.is_none() => {
             return refuse("is not filed yet");
         }
         PenaltyStep::NoticeServed if case.notice_served.is_some() => {
             return refuse("its notice was already served");
         }
+        PenaltyStep::NoticeServed => match document_of(&detail, DocumentKind::PenaltyNotice) {
+            Some(n) => served = Some(n.to_string()),
+            None => return refuse("its 行政处罚告知书 was not issued: nothing to serve"),
+        },
         PenaltyStep::HearingRequested if case.notice_served.is_none() => {
             return refuse("a hearing is asked for after the notice of the proposed penalty");
         }
@@ -294,12 +376,14 @@ pub fn record(
                 return refuse("that stage was already extended");
             }
         }
-        PenaltyStep::Decided if case.decided.is_some() => return refuse("is already decided"),
         PenaltyStep::DecisionServed if case.decided.is_none() => {
             return refuse("is not decided yet");
         }
         PenaltyStep::DecisionServed if case.decision_served.is_some() => {
             return refuse("its decision was already served");
+        }
+        PenaltyStep::DecisionServed => {
+            served = document_of(&detail, DocumentKind::PenaltyDecision).map(str::to_string);
         }
         _ => {}
     }
@@ -312,7 +396,7 @@ pub fn record(
             on,
             actor,
             note.trim(),
-            None,
+            served.as_deref(),
         )
     })
 }

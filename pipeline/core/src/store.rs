@@ -141,6 +141,10 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../sql/store/051_stream_batch_sales_in_window_sets.sql"),
     ),
     (60, include_str!("../../sql/store/060_credit_repair.sql")),
+    (
+        61,
+        include_str!("../../sql/store/061_penalty_documents.sql"),
+    ),
 ];
 
 /// The same migrations for a PostgreSQL store (`pipeline/sql/store/pg/`): the same versions,
@@ -166,6 +170,10 @@ pub const PG_MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../sql/store/pg/051_stream_batch_sales_in_window_sets.sql"),
     ),
     (60, include_str!("../../sql/store/pg/060_credit_repair.sql")),
+    (
+        61,
+        include_str!("../../sql/store/pg/061_penalty_documents.sql"),
+    ),
 ];
 
 /// What each migration brings, by version (for `pharmwatch migrate`).
@@ -182,6 +190,7 @@ pub fn migration_title(version: i64) -> &'static str {
         50 => "workbench: drafts, audit trail, accounts, dispositions",
         51 => "stream batch sales kept in the window sets",
         60 => "credit repair and penalty procedure events in the case trail",
+        61 => "penalty documents: draft particulars, the filing form kept internal",
         _ => "",
     }
 }

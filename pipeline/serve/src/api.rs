@@ -19,7 +19,7 @@ use serde::Deserialize;
 use crate::ServeState;
 use crate::actions::{CaseAct, RiskQuery};
 use crate::web::json;
-use pharmwatch_casework::notices::Edits;
+use pharmwatch_casework::notices::{Edits, Particulars};
 
 type S = State<Arc<ServeState>>;
 
@@ -46,6 +46,9 @@ pub struct DraftBody {
     note: String,
     #[serde(default)]
     excluded_items: Vec<usize>,
+    /// A penalty document's penalty, basis, provision violated and hearing place.
+    #[serde(default)]
+    particulars: Particulars,
     #[serde(default)]
     reason: String,
 }
@@ -181,6 +184,7 @@ async fn draft_action(
     let edits = Edits {
         note: b.note,
         excluded_items: b.excluded_items,
+        particulars: b.particulars,
     };
     json(
         s.actor(&h, csrf(&h).as_deref())

@@ -20,7 +20,7 @@ use crate::web::{
     self, Denied, LANG_COOKIE, LOGIN_COOKIE, Principal, SESSION_COOKIE, secure_headers, set_cookie,
 };
 use pharmwatch_casework::audit::{self, Subject};
-use pharmwatch_casework::notices::Edits;
+use pharmwatch_casework::notices::{Edits, Particulars};
 
 type S = State<Arc<ServeState>>;
 
@@ -368,13 +368,17 @@ pub async fn draft(
                 me => me(&a, &csrf), d => v(&d), state_zh => d.state.name_zh(), preview => html,
                 facts => v(&facts), editable, approvable,
                 authority_missing => s.closed_loop.notices.authority.is_none(),
+                penalty_kind => pharmwatch_casework::notices::DocumentKind::parse(&d.kind)
+                    .map(|k| k.as_str()).filter(|k| k.starts_with("penalty_")),
+                hearing_kind => d.kind == "hearing_notice",
             },
         )
     })
 }
 
-/// `POST /wb/drafts/{id}/{action}`: the form's `csrf`, `note`, `reason` and one `exclude`
-/// per risk item left out (its 0-based position).
+/// `POST /wb/drafts/{id}/{action}`: the form's `csrf`, `note`, `reason`, one `exclude`
+/// per risk item left out (its 0-based position) and, on a penalty document, `penalty`,
+/// `penalty_basis`, `violated` and `hearing_place`.
 pub async fn draft_action(
     State(s): S,
     headers: HeaderMap,
@@ -395,6 +399,12 @@ pub async fn draft_action(
             .filter(|(n, _)| n == "exclude")
             .filter_map(|(_, v)| v.trim().parse().ok())
             .collect(),
+        particulars: Particulars {
+            penalty: field("penalty"),
+            penalty_basis: field("penalty_basis"),
+            violated: field("violated"),
+            hearing_place: field("hearing_place"),
+        },
     };
     let csrf = field("csrf");
     let r = s

@@ -61,3 +61,15 @@ from = 2027-02-06
 to = 2027-02-13
 makeup_workdays = [2027-02-14, 2027-02-20]
 "#;
+
+/// The authority of the tests' documents.
+pub fn test_authority() -> pharmwatch_casework::notices::AuthorityConfig {
+    pharmwatch_casework::notices::AuthorityConfig {
+        name: "内蒙古自治区药品监督管理局".into(),
+        seal_name: "内蒙古自治区药品监督管理局".into(),
+        abbreviation: "蒙药监".into(),
+        contact_department: "药品流通监督管理处".into(),
+        contact_phone: "0471-6945678".into(),
+        address: "呼和浩特市赛罕区".into(),
+    }
+}

@@ -3,10 +3,11 @@
 
 use crate::common::{
     ENTERPRISE, TEST_2027, caution_finding, caution_finding_on, d, decide_and_record,
+    test_authority,
 };
 use pharmwatch_casework::ledger::{Ledger, RecordedEvent};
 use pharmwatch_casework::measures;
-use pharmwatch_casework::notices::{self, AuthorityConfig, DocumentKind};
+use pharmwatch_casework::notices::{self, DocumentKind};
 use pharmwatch_regulation::Calendar;
 use pharmwatch_regulation::CalendarYear;
 
@@ -622,18 +623,6 @@ fn a_case_past_the_calendar_opens_with_pending_deadlines_that_the_loaded_year_se
         .filter(|e| e.event == "deadline_changed")
         .count();
     assert_eq!(changed, 2);
-}
-
-/// The authority of the tests' documents.
-fn test_authority() -> AuthorityConfig {
-    AuthorityConfig {
-        name: "内蒙古自治区药品监督管理局".into(),
-        seal_name: "内蒙古自治区药品监督管理局".into(),
-        abbreviation: "蒙药监".into(),
-        contact_department: "药品流通监督管理处".into(),
-        contact_phone: "0471-6945678".into(),
-        address: "呼和浩特市赛罕区".into(),
-    }
 }
 
 #[test]

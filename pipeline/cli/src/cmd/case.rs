@@ -55,12 +55,16 @@ pub enum CaseCommand {
         out: OutArg,
     },
     /// Propose a document for a case by hand (an interview notice, a suspension decision, a
-    /// caution letter or a lifting notice): it becomes a draft that an inspector submits and an
-    /// approver approves in the workbench before it is numbered and issued.
+    /// caution letter, a lifting notice, or for a referred case the filing approval form, the
+    /// notice of the proposed penalty, the hearing notice or the penalty decision): it becomes
+    /// a draft that an inspector edits and submits and an approver approves in the workbench
+    /// before it is numbered and issued. Approving the filing form files the case; approving
+    /// the decision decides it.
     Propose {
         /// The case id.
         case_id: String,
-        /// caution-notice, interview-notice, suspension-decision or lifting-notice.
+        /// caution-notice, interview-notice, suspension-decision, lifting-notice,
+        /// filing-approval, penalty-notice, hearing-notice or penalty-decision.
         #[arg(long)]
         document: String,
         /// Who proposes it.
@@ -74,13 +78,15 @@ pub enum CaseCommand {
     },
     /// A referred case's penalty procedure (立案 and after): record a step with --step, or
     /// show its stages with their statutory due days (working days, clock stops, extensions)
-    /// and what is overdue.
+    /// and what is overdue. Filing and deciding are recorded by approving the filing approval
+    /// form and the penalty decision (see `case propose`), not here.
     Penalty {
         /// The case id.
         case_id: String,
-        /// filed, notice-served, hearing-requested (--note the hearing day), clock-stopped
-        /// (--note hearing, testing, appraisal, suspension or announcement), clock-resumed,
-        /// extension-granted (--note the stage), decided, decision-served.
+        /// notice-served (once the 行政处罚告知书 is issued), hearing-requested (--note the
+        /// hearing day), clock-stopped (--note hearing, testing, appraisal, suspension or
+        /// announcement), clock-resumed, extension-granted (--note the stage),
+        /// decision-served.
         #[arg(long)]
         step: Option<String>,
         /// Who records the step.
@@ -183,7 +189,8 @@ pub fn run(c: CaseCommand) -> anyhow::Result<ExitCode> {
             let kind = DocumentKind::parse(&document.replace('-', "_")).ok_or_else(|| {
                 anyhow::anyhow!(
                     "--document `{document}`: caution-notice, interview-notice, \
-                     suspension-decision or lifting-notice"
+                     suspension-decision, lifting-notice, filing-approval, penalty-notice, \
+                     hearing-notice or penalty-decision"
                 )
             })?;
             let mut ledger = Ledger::open(&out.out)?;

@@ -15,6 +15,7 @@ mod dashboards;
 mod delivery;
 mod inspection;
 mod object_lake;
+mod penalty;
 mod stream;
 mod sweep;
 mod workbench_walk;
