@@ -485,7 +485,7 @@ pub fn render(
             facts_text => &facts_text,
             inspector_note => edits.note.trim(),
             measure_article => &measure.article,
-            extra_basis => if soft { rules.cite_inclusive("(六)") } else { String::new() },
+            extra_basis => if soft { rules.articles.soft_notice.clone() } else { String::new() },
             basis_action => basis_action,
             demands_heading => demands_heading,
             consequences_heading => consequences_heading,
