@@ -4,6 +4,9 @@
 //!
 //! # What is decided
 //!
+//! Below with the shipped citations; each citation a measure prints is a role of the rules'
+//! `[articles]` (or a flag's `article`), so a province's file renumbers them all.
+//!
 //! From the measures regulation (赣药监):
 //! - 第七条, 第二十一条: any deviation (a defect, or a conclusion other than compliant) → deadline
 //!   rectification, the report due 30 working days after the inspection, +10 when the form was
@@ -36,7 +39,8 @@
 //!
 //! - one [`Measure`] per code, in the order of [`MeasureCode`]; when several articles call for
 //!   the same measure, its `article` lists them all and its `due_date` is the earliest;
-//! - every `article` names its regulation (the configured prefix) and article or item;
+//! - every `article` is made of citations of the rules (`[articles]` and the flags' `article`),
+//!   never of text of the code, so a province's own citations replace every shipped one;
 //! - every working-day `due_date` is a working day of the calendar, and `due_counts` says how
 //!   it was counted (N working days after which date); nothing is guessed for a date the
 //!   calendar does not cover: a deadline that runs past the last covered year has no
@@ -382,7 +386,7 @@ fn add_suspension(
     let lifting = format!(
         "lifted only after rectification, a written request to resume and a passed GSP \
          compliance inspection ({})",
-        rules.cite_measures("第二十三条")
+        rules.articles.suspension_lifting
     );
     let mut targets = Vec::new();
     if !scope.is_empty() {
@@ -407,7 +411,12 @@ fn add_suspension(
     for (code, what) in targets {
         measures.add(code, trigger.clone(), Due::None, Some(what));
         if partial {
-            measures.add(code, rules.cite_measures("第十五条(二)"), Due::None, None);
+            measures.add(
+                code,
+                rules.articles.partial_suspension.clone(),
+                Due::None,
+                None,
+            );
         }
         if let Some(detail) = &trigger_detail {
             measures.add(code, trigger.clone(), Due::None, Some(detail.clone()));
@@ -456,7 +465,7 @@ fn add_kind(
             if let Some(what) = what {
                 measures.add(
                     MeasureCode::Recall,
-                    rules.cite_measures("第五条(三)"),
+                    rules.articles.named_drug_recall.clone(),
                     Due::None,
                     Some(what),
                 );
@@ -495,13 +504,13 @@ pub fn decide(finding: &Finding, rules: &Rules, calendar: &Calendar) -> Result<D
     add_low_risk_list(&cx, &mut m);
     let follow = decision_follow_ups(&cx, &m);
 
-    let notice_article = rules.cite_measures("第二十二条");
+    let notice_article = &rules.articles.notice_report;
     let notice = deadline::notice_report_count(cx.decided, cx.decided_field, rules);
     Ok(Decision {
         case_id: finding.case_id.clone(),
         enterprise_id: finding.enterprise_id.clone(),
-        measures: into_measures(m.finish(&notice_article, &notice, calendar)?),
-        follow_up: into_follow_ups(follow.finish(&notice_article, &notice, calendar)?),
+        measures: into_measures(m.finish(notice_article, &notice, calendar)?),
+        follow_up: into_follow_ups(follow.finish(notice_article, &notice, calendar)?),
     })
 }
 
@@ -576,7 +585,7 @@ fn add_deadline_rectification(cx: &DecisionContext<'_>, m: &mut Collector<Measur
     }
     m.add(
         MeasureCode::DeadlineRectification,
-        rules.cite_measures("第七条、第二十一条"),
+        rules.articles.deadline_rectification.clone(),
         Due::Count(due),
         Some(detail),
     );
@@ -595,7 +604,7 @@ fn add_defect_thresholds(cx: &DecisionContext<'_>, m: &mut Collector<MeasureCode
     if f.defects.major <= d.caution_max_major && f.defects.general > d.caution_general_above {
         m.add(
             MeasureCode::Caution,
-            rules.cite_measures("第十条(一)"),
+            rules.articles.caution.clone(),
             Due::NoticeReport,
             Some(format!(
                 "no critical defect, {} major (at most {}), {} general (more than {})",
@@ -606,7 +615,7 @@ fn add_defect_thresholds(cx: &DecisionContext<'_>, m: &mut Collector<MeasureCode
     if f.defects.major > d.interview_major_above {
         m.add(
             MeasureCode::Interview,
-            rules.cite_measures("第十二条(一)"),
+            rules.articles.interview.clone(),
             Due::NoticeReport,
             Some(format!(
                 "no critical defect, {} major (more than {})",
@@ -638,7 +647,7 @@ fn add_flag_measures(cx: &DecisionContext<'_>, m: &mut Collector<MeasureCode>) {
                 m,
                 rules,
                 *kind,
-                rules.cite_measures(&flag.article),
+                flag.article.clone(),
                 Some(format!(
                     "{name}: {}",
                     flag.description.trim_end_matches('.')
@@ -663,7 +672,7 @@ fn add_non_compliant_suspension(cx: &DecisionContext<'_>, m: &mut Collector<Meas
         add_suspension(
             m,
             rules,
-            rules.cite_measures("第十五条(一)"),
+            rules.articles.non_compliant_suspension.clone(),
             Some(format!(
                 "overall conclusion {} {stage}",
                 rules.conclusion_label(Conclusion::NonCompliant)
@@ -678,7 +687,7 @@ fn add_non_compliant_suspension(cx: &DecisionContext<'_>, m: &mut Collector<Meas
     {
         m.add(
             MeasureCode::Recall,
-            rules.cite_measures("第十五条(二)"),
+            rules.articles.recall_beside_suspension.clone(),
             Due::None,
             None,
         );
@@ -693,7 +702,7 @@ fn add_rectification_outcome(cx: &DecisionContext<'_>, m: &mut Collector<Measure
         let due = deadline::follow_up_rectification_count(cx.decided, cx.decided_field, rules);
         m.add(
             MeasureCode::DeadlineRectification,
-            rules.cite_inclusive("(五)"),
+            rules.articles.follow_up_rectification.clone(),
             Due::Count(due),
             Some(format!(
                 "rectification fell short: new deadline of {} working days",
@@ -702,7 +711,7 @@ fn add_rectification_outcome(cx: &DecisionContext<'_>, m: &mut Collector<Measure
         );
         m.add(
             MeasureCode::KeyMonitoringList,
-            rules.cite_inclusive("(五)"),
+            rules.articles.shortfall_key_monitoring.clone(),
             Due::None,
             Some("rectification fell short".to_string()),
         );
@@ -711,13 +720,13 @@ fn add_rectification_outcome(cx: &DecisionContext<'_>, m: &mut Collector<Measure
     if cx.finding.deadline_missed {
         m.add(
             MeasureCode::KeyMonitoringList,
-            rules.cite_inclusive("(五)"),
+            rules.articles.overdue_key_monitoring.clone(),
             Due::None,
             Some("rectification deadline missed".to_string()),
         );
         m.add(
             MeasureCode::CaseReferral,
-            rules.cite_inclusive("(五)"),
+            rules.articles.overdue_case_referral.clone(),
             Due::None,
             Some("rectification still not done after the deadline: case filing".to_string()),
         );
@@ -732,7 +741,7 @@ fn add_risk_grade_monitoring(cx: &DecisionContext<'_>, m: &mut Collector<Measure
     {
         m.add(
             MeasureCode::KeyMonitoringList,
-            rules.cite_inclusive("(十三)"),
+            rules.articles.risk_grade_key_monitoring.clone(),
             Due::None,
             Some(format!("risk grade {grade}")),
         );
@@ -744,7 +753,7 @@ fn add_aggravated_referral(cx: &DecisionContext<'_>, m: &mut Collector<MeasureCo
     if cx.finding.aggravating {
         m.add(
             MeasureCode::CaseReferral,
-            cx.rules.cite_inclusive("(六)"),
+            cx.rules.articles.aggravated_referral.clone(),
             Due::None,
             Some("intentional, repeated or egregious violation: no leniency".to_string()),
         );
@@ -782,7 +791,7 @@ fn add_observation_period(cx: &DecisionContext<'_>, m: &mut Collector<MeasureCod
         })?;
     m.add(
         MeasureCode::ObservationPeriod,
-        rules.cite_inclusive("(六)"),
+        rules.articles.observation_period.clone(),
         Due::On(end),
         Some(format!(
             "first violation, minor, harm {}: {}-day correction period, prudent case filing",
@@ -796,7 +805,7 @@ fn add_observation_period(cx: &DecisionContext<'_>, m: &mut Collector<MeasureCod
     );
     m.add(
         MeasureCode::FaultToleranceList,
-        rules.cite_inclusive("(六)"),
+        rules.articles.fault_tolerance_list.clone(),
         Due::None,
         Some(format!(
             "soft measures preferred, in this order: {}",
@@ -812,7 +821,7 @@ fn add_guidance_interviews(cx: &DecisionContext<'_>, m: &mut Collector<MeasureCo
     if f.self_reported {
         m.add(
             MeasureCode::Interview,
-            rules.cite_inclusive("(八)"),
+            rules.articles.self_report_interview.clone(),
             Due::None,
             Some(
                 "guidance interview (约谈引导): found and reported the drug itself; penalty \
@@ -824,7 +833,7 @@ fn add_guidance_interviews(cx: &DecisionContext<'_>, m: &mut Collector<MeasureCo
     if f.diligent {
         m.add(
             MeasureCode::Interview,
-            rules.cite_inclusive("(九)"),
+            rules.articles.diligent_interview.clone(),
             Due::None,
             Some(
                 "guidance interview (约谈引导): purchase checks and traceability duties proven, \
@@ -875,7 +884,7 @@ fn add_interview_rescheduling(
     };
     m.add(
         MeasureCode::Interview,
-        rules.cite_measures("第二十二条"),
+        rules.articles.interview_rescheduling.clone(),
         Due::None,
         Some(format!(
             "interview on {interview_date}; a written request for another date must be filed \
@@ -907,7 +916,7 @@ fn add_low_risk_list(cx: &DecisionContext<'_>, m: &mut Collector<MeasureCode>) {
     if f.compliance_commitment && rectified && grade_allows && !weighs_against {
         m.add(
             MeasureCode::LowRiskList,
-            rules.cite_inclusive("(五)"),
+            rules.articles.low_risk_list.clone(),
             Due::None,
             Some("rectified and committed to lawful operation: fewer inspections".to_string()),
         );
@@ -928,7 +937,7 @@ fn decision_follow_ups(
         let (agency, bureau) = deadline::assessment_counts(f.inspection_date, rules);
         follow.add(
             FollowUpCode::AgencyAssessment,
-            rules.cite_measures("第二十条"),
+            rules.articles.agency_assessment.clone(),
             Due::Count(agency),
             Some(format!(
                 "overall assessment and proposed measures within {} working days of the inspection",
@@ -937,7 +946,7 @@ fn decision_follow_ups(
         );
         follow.add(
             FollowUpCode::BureauDecision,
-            rules.cite_measures("第二十条"),
+            rules.articles.bureau_decision.clone(),
             Due::Count(bureau),
             Some(format!(
                 "risk assessment and decision within {} working days of the proposal",
@@ -948,14 +957,14 @@ fn decision_follow_ups(
     if m.any(MeasureCode::is_administrative_measure) {
         follow.add(
             FollowUpCode::CreditFileEntry,
-            rules.cite_measures("第二十五条"),
+            rules.articles.credit_file_entry.clone(),
             Due::None,
             Some("record the measures and their execution in the safety credit file".to_string()),
         );
         if f.cross_province_storage {
             follow.add(
                 FollowUpCode::NotifyProvinceRegulator,
-                rules.cite_measures("第二十五条"),
+                rules.articles.notify_province_regulator.clone(),
                 Due::None,
                 Some(
                     "notify the regulator of the province storing or transporting the drugs"
@@ -967,7 +976,7 @@ fn decision_follow_ups(
     if f.diligent {
         follow.add(
             FollowUpCode::ShortenedPublicity,
-            rules.cite_inclusive("(十)"),
+            rules.articles.shortened_publicity.clone(),
             Due::None,
             Some(format!(
                 "publicity of any penalty information limited to {} months",
@@ -976,7 +985,7 @@ fn decision_follow_ups(
         );
         follow.add(
             FollowUpCode::CreditRepair,
-            rules.cite_inclusive("(十)"),
+            rules.articles.credit_repair.clone(),
             Due::None,
             Some("credit repair through the green channel".to_string()),
         );
@@ -1106,18 +1115,18 @@ pub fn escalate(
     if m.any(MeasureCode::is_administrative_measure) {
         follow.add(
             FollowUpCode::CreditFileEntry,
-            rules.cite_measures("第二十五条"),
+            rules.articles.credit_file_entry.clone(),
             Due::None,
             Some("record the escalation in the safety credit file".to_string()),
         );
     }
-    let notice_article = rules.cite_measures("第二十二条");
+    let notice_article = &rules.articles.notice_report;
     let notice = deadline::notice_report_count(today, SWEEP_DATE, rules);
     Ok(Decision {
         case_id: state.case_id.clone(),
         enterprise_id: state.enterprise_id.clone(),
-        measures: into_measures(m.finish(&notice_article, &notice, calendar)?),
-        follow_up: into_follow_ups(follow.finish(&notice_article, &notice, calendar)?),
+        measures: into_measures(m.finish(notice_article, &notice, calendar)?),
+        follow_up: into_follow_ups(follow.finish(notice_article, &notice, calendar)?),
     })
 }
 
@@ -1169,13 +1178,13 @@ fn add_overdue_escalation(
         let due = deadline::follow_up_rectification_count(today, SWEEP_DATE, rules);
         m.add(
             MeasureCode::KeyMonitoringList,
-            rules.cite_inclusive("(五)"),
+            rules.articles.overdue_key_monitoring.clone(),
             Due::None,
             Some(format!("deadline passed: {which}")),
         );
         m.add(
             MeasureCode::DeadlineRectification,
-            rules.cite_inclusive("(五)"),
+            rules.articles.overdue_rectification.clone(),
             Due::Count(due),
             Some(format!(
                 "deadline passed ({which}): new deadline of {} working days",
@@ -1185,7 +1194,7 @@ fn add_overdue_escalation(
     } else if !state.case_referred {
         m.add(
             MeasureCode::CaseReferral,
-            rules.cite_inclusive("(五)"),
+            rules.articles.overdue_case_referral.clone(),
             Due::None,
             Some(format!(
                 "still not rectified after the deadline on the key-monitoring list ({which}): \
@@ -1242,7 +1251,7 @@ fn add_ladder_escalation(
     if state.risk_increased {
         climb(
             highest_open,
-            rules.cite_measures("第二十四条"),
+            rules.articles.risk_escalation.clone(),
             "risk rose during the measures: escalated one step",
         )?;
     }
@@ -1254,7 +1263,7 @@ fn add_ladder_escalation(
         };
         climb(
             from,
-            rules.cite_measures("第二十二条"),
+            rules.articles.interview_refused.clone(),
             "interview refused without good reason: further measures",
         )?;
     }

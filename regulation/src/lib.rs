@@ -11,7 +11,8 @@
 //! - [`calendar`]: working days from a holiday CSV (embedded 2025–2026 default), and the year
 //!   files an operator adds when the State Council publishes the next year; a date outside the
 //!   covered years is never guessed.
-//! - [`rules`]: every threshold, deadline and condition flag, from TOML (embedded default).
+//! - [`rules`]: every threshold, deadline, condition flag and citation, from TOML (embedded
+//!   default); a province's file cites its own regulations (`[articles]`).
 //! - [`finding`]: the finding wire format and its validation.
 //! - [`deadline`]: the deadlines of the regulation, in working days, as counts that resolve to
 //!   a date or wait for the next year's calendar.
@@ -39,4 +40,4 @@ pub use decide::{
 };
 pub use error::{Error, Result};
 pub use finding::{AfterRectification, Defects, Finding, FindingError, Harm, parse_findings};
-pub use rules::{CreditRules, DocumentRules, Rules};
+pub use rules::{Articles, CreditRules, DocumentRules, Rules};

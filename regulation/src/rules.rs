@@ -1,5 +1,6 @@
-//! The rules of the measures engine: thresholds, deadlines, the conclusion vocabulary and the
-//! condition flags, as data a province can edit.
+//! The rules of the measures engine: thresholds, deadlines, the conclusion vocabulary, the
+//! condition flags and every citation printed in a measure or a document, as data a province
+//! can edit.
 //!
 //! The default rules are `regulation/data/rules.toml`, embedded at compile time
 //! ([`Rules::default`], [`Rules::embedded`]); [`Rules::from_path`] reads an edited copy. The file
@@ -8,6 +9,8 @@
 //! Invariants checked when a file is loaded ([`Rules::validate`]), so that the engine never
 //! meets them at decision time:
 //! - no unknown key anywhere (a typo is an error, not a silent default);
+//! - every role of `[articles]` is present and cites something (no role falls back to another
+//!   province's citation);
 //! - flag names are snake_case, every flag names an article and at least one measure;
 //! - report deadlines are at least one working day;
 //! - the escalation ladder is non-empty and has no repeated step;
@@ -27,14 +30,127 @@ use crate::error::{Error, Result};
 /// The rules file shipped with the crate.
 const EMBEDDED_TOML: &str = include_str!("../data/rules.toml");
 
-/// The prefixes naming each regulation in a measure's `article`.
+/// The citation of each role an article plays, in full as it is printed (`[articles]` in the
+/// rules file), e.g. `赣药监 第十条(一)`. Nothing is cited from code: a province whose regulations
+/// number their articles differently edits the file. Two roles that cite the same article today
+/// are two fields, so that a province may cite them apart. Every field is required and none may
+/// be empty ([`Rules::validate`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Citation {
-    /// The regulation on measures after a distribution inspection (e.g. `赣药监`).
-    pub measures_regulation: String,
-    /// The inclusive-supervision measures (e.g. `蒙药监`).
-    pub inclusive_supervision: String,
+pub struct Articles {
+    /// Deadline rectification for any deviation found at the inspection (赣药监 第七条、第二十一条).
+    pub deadline_rectification: String,
+    /// Caution letter of a pending conclusion by the defect thresholds (赣药监 第十条(一)).
+    pub caution: String,
+    /// Interview of a pending conclusion by the defect thresholds (赣药监 第十二条(一)).
+    pub interview: String,
+    /// The report due after a caution letter or an interview (赣药监 第二十二条).
+    pub notice_report: String,
+    /// The last day to ask for another interview date (赣药监 第二十二条).
+    pub interview_rescheduling: String,
+    /// The next escalation step after an interview refused without good reason (赣药监
+    /// 第二十二条).
+    pub interview_refused: String,
+    /// Sales suspension of a non-compliant overall conclusion (赣药监 第十五条(一)).
+    pub non_compliant_suspension: String,
+    /// A suspension limited to business-scope classes or named drugs (赣药监 第十五条(二)).
+    pub partial_suspension: String,
+    /// A recall beside a partial or named-drug suspension (赣药监 第十五条(二)).
+    pub recall_beside_suspension: String,
+    /// A recall naming the drugs it covers (赣药监 第五条(三)).
+    pub named_drug_recall: String,
+    /// How a sales suspension is lifted, cited in its detail (赣药监 第二十三条).
+    pub suspension_lifting: String,
+    /// The next escalation step when the risk rose during the measures (赣药监 第二十四条).
+    pub risk_escalation: String,
+    /// Follow-up: the inspection agency's overall assessment (赣药监 第二十条).
+    pub agency_assessment: String,
+    /// Follow-up: the provincial bureau's risk assessment and decision (赣药监 第二十条).
+    pub bureau_decision: String,
+    /// Follow-up: the safety credit file entry of administrative measures (赣药监 第二十五条).
+    pub credit_file_entry: String,
+    /// Follow-up: notifying the province storing or transporting the drugs (赣药监
+    /// 第二十五条).
+    pub notify_province_regulator: String,
+    /// A case referred for investigation by hand on a suspected violation (赣药监 第十八条,
+    /// 第五条（三）).
+    pub case_referral: String,
+    /// The basis of an inspection plan's checklists (蒙药监 (一)(十三)).
+    pub checklist: String,
+    /// The low-risk list of a case rectified under a compliance commitment (蒙药监 (五)).
+    pub low_risk_list: String,
+    /// The new rectification deadline when the rectification fell short (蒙药监 (五)).
+    pub follow_up_rectification: String,
+    /// The key-monitoring list when the rectification fell short (蒙药监 (五)).
+    pub shortfall_key_monitoring: String,
+    /// The new rectification deadline the nightly sweep gives when a deadline passed (蒙药监
+    /// (五)).
+    pub overdue_rectification: String,
+    /// The key-monitoring list when a rectification deadline passed (蒙药监 (五)).
+    pub overdue_key_monitoring: String,
+    /// Case referral when the rectification is still not done after the deadline (蒙药监
+    /// (五)).
+    pub overdue_case_referral: String,
+    /// The observation period of a first, minor violation (蒙药监 (六)).
+    pub observation_period: String,
+    /// The fault-tolerance list of a first, minor violation (蒙药监 (六)).
+    pub fault_tolerance_list: String,
+    /// The further basis a caution notice cites for a first, minor violation (蒙药监 (六)).
+    pub soft_notice: String,
+    /// Case referral of an intentional, repeated or egregious violation (蒙药监 (六)).
+    pub aggravated_referral: String,
+    /// The guidance interview of a self-reporting enterprise (蒙药监 (八)).
+    pub self_report_interview: String,
+    /// The guidance interview of a diligent enterprise without fault (蒙药监 (九)). The credit
+    /// file and the guidance recognise a diligent case by a measure citing it.
+    pub diligent_interview: String,
+    /// The shortened publicity of a diligent enterprise's penalty information (蒙药监 (十)).
+    pub shortened_publicity: String,
+    /// Credit repair through the green channel (蒙药监 (十)).
+    pub credit_repair: String,
+    /// The key-monitoring list of a high risk grade (蒙药监 (十三)).
+    pub risk_grade_key_monitoring: String,
+}
+
+impl Articles {
+    /// Every role with its citation, in the order of the fields.
+    pub fn roles(&self) -> [(&'static str, &str); 33] {
+        [
+            ("deadline_rectification", &self.deadline_rectification),
+            ("caution", &self.caution),
+            ("interview", &self.interview),
+            ("notice_report", &self.notice_report),
+            ("interview_rescheduling", &self.interview_rescheduling),
+            ("interview_refused", &self.interview_refused),
+            ("non_compliant_suspension", &self.non_compliant_suspension),
+            ("partial_suspension", &self.partial_suspension),
+            ("recall_beside_suspension", &self.recall_beside_suspension),
+            ("named_drug_recall", &self.named_drug_recall),
+            ("suspension_lifting", &self.suspension_lifting),
+            ("risk_escalation", &self.risk_escalation),
+            ("agency_assessment", &self.agency_assessment),
+            ("bureau_decision", &self.bureau_decision),
+            ("credit_file_entry", &self.credit_file_entry),
+            ("notify_province_regulator", &self.notify_province_regulator),
+            ("case_referral", &self.case_referral),
+            ("checklist", &self.checklist),
+            ("low_risk_list", &self.low_risk_list),
+            ("follow_up_rectification", &self.follow_up_rectification),
+            ("shortfall_key_monitoring", &self.shortfall_key_monitoring),
+            ("overdue_rectification", &self.overdue_rectification),
+            ("overdue_key_monitoring", &self.overdue_key_monitoring),
+            ("overdue_case_referral", &self.overdue_case_referral),
+            ("observation_period", &self.observation_period),
+            ("fault_tolerance_list", &self.fault_tolerance_list),
+            ("soft_notice", &self.soft_notice),
+            ("aggravated_referral", &self.aggravated_referral),
+            ("self_report_interview", &self.self_report_interview),
+            ("diligent_interview", &self.diligent_interview),
+            ("shortened_publicity", &self.shortened_publicity),
+            ("credit_repair", &self.credit_repair),
+            ("risk_grade_key_monitoring", &self.risk_grade_key_monitoring),
+        ]
+    }
 }
 
 /// The wording of each on-site conclusion, used in measure details.
@@ -311,7 +427,7 @@ pub struct Escalation {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FlagRule {
-    /// The article and item, without the regulation prefix (e.g. `第十二条(二)`).
+    /// The full citation, as a measure prints it (e.g. `赣药监 第十二条(二)`).
     pub article: String,
     /// The measures the flag triggers.
     pub measures: Vec<MeasureKind>,
@@ -323,8 +439,8 @@ pub struct FlagRule {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rules {
-    /// Regulation prefixes of citations.
-    pub citation: Citation,
+    /// The citation of each role (`[articles]`).
+    pub articles: Articles,
     /// Conclusion wording.
     pub conclusions: ConclusionLabels,
     /// Defect thresholds.
@@ -506,15 +622,14 @@ impl Rules {
 
     /// Checks the invariants listed in the module documentation; the reason names the key.
     pub fn validate(&self) -> std::result::Result<(), String> {
+        for (key, value) in self.articles.roles() {
+            if value.trim().is_empty() {
+                return Err(format!(
+                    "[articles] {key} is empty: every measure cites its article"
+                ));
+            }
+        }
         for (key, value) in [
-            (
-                "citation.measures_regulation",
-                &self.citation.measures_regulation,
-            ),
-            (
-                "citation.inclusive_supervision",
-                &self.citation.inclusive_supervision,
-            ),
             ("conclusions.compliant", &self.conclusions.compliant),
             (
                 "conclusions.pending_rectification",
@@ -524,24 +639,6 @@ impl Rules {
         ] {
             if value.trim().is_empty() {
                 return Err(format!("`{key}` must not be empty"));
-            }
-        }
-        // Citations are "<prefix> <article>": a prefix with a space would split wrongly when
-        // several articles are joined.
-        for (key, value) in [
-            (
-                "citation.measures_regulation",
-                &self.citation.measures_regulation,
-            ),
-            (
-                "citation.inclusive_supervision",
-                &self.citation.inclusive_supervision,
-            ),
-        ] {
-            if value.chars().any(char::is_whitespace) {
-                return Err(format!(
-                    "`{key}` must not contain whitespace, found `{value}`"
-                ));
             }
         }
         let d = &self.deadlines;
@@ -647,16 +744,6 @@ impl Rules {
         Ok(())
     }
 
-    /// A citation of the measures regulation, e.g. `赣药监 第十条(一)`.
-    pub fn cite_measures(&self, article: &str) -> String {
-        format!("{} {article}", self.citation.measures_regulation)
-    }
-
-    /// A citation of the inclusive-supervision measures, e.g. `蒙药监 (六)`.
-    pub fn cite_inclusive(&self, item: &str) -> String {
-        format!("{} {item}", self.citation.inclusive_supervision)
-    }
-
     /// The rule of a flag, if the flag is known.
     pub fn flag(&self, name: &str) -> Option<&FlagRule> {
         self.flags.get(name)
@@ -702,8 +789,8 @@ mod tests {
         assert_eq!(rules.leniency.observation_period_days, 30);
         assert_eq!(rules.leniency.publicity_period_months, 3);
         assert_eq!(rules.leniency.soft_measures.len(), 6);
-        assert_eq!(rules.cite_measures("第十条(一)"), "赣药监 第十条(一)");
-        assert_eq!(rules.cite_inclusive("(六)"), "蒙药监 (六)");
+        assert_eq!(rules.articles.caution, "赣药监 第十条(一)");
+        assert_eq!(rules.articles.observation_period, "蒙药监 (六)");
     }
 
     #[test]
@@ -783,7 +870,7 @@ mod tests {
             let flag = rules
                 .flag(name)
                 .unwrap_or_else(|| panic!("flag {name} missing"));
-            assert_eq!(flag.article, article, "{name}");
+            assert_eq!(flag.article, format!("赣药监 {article}"), "{name}");
             assert!(flag.measures.contains(&measure), "{name}");
             assert!(!flag.description.is_empty(), "{name}");
         }
@@ -860,14 +947,6 @@ mod tests {
                 "twice",
             ),
             (
-                "citation prefix with a space",
-                edited(
-                    "measures_regulation = \"赣药监\"",
-                    "measures_regulation = \"JX reg\"",
-                ),
-                "whitespace",
-            ),
-            (
                 "flag not snake_case",
                 edited("[flags.other_caution]", "[flags.OtherCaution]"),
                 "snake_case",
@@ -898,6 +977,124 @@ mod tests {
                 other => panic!("{what}: expected a rules error, got {other:?}"),
             }
         }
+    }
+
+    /// The embedded rules with the line of `[articles]` that sets `role` replaced by `to` (the
+    /// line removed when `to` is `None`).
+    fn articles_edited(role: &str, to: Option<&str>) -> String {
+        let mut in_articles = false;
+        let mut found = false;
+        let mut out = Vec::new();
+        for line in Rules::embedded_text().lines() {
+            if line.starts_with('[') {
+                in_articles = line == "[articles]";
+            }
+            if in_articles && line.starts_with(&format!("{role} = ")) {
+                found = true;
+                out.extend(to);
+            } else {
+                out.push(line);
+            }
+        }
+        assert!(found, "`[articles]` sets `{role}`");
+        out.join("\n")
+    }
+
+    fn rules_error(text: &str) -> String {
+        match Rules::from_toml_str(text, "province.toml") {
+            Err(Error::Rules { file, reason }) => {
+                assert_eq!(file, "province.toml");
+                reason
+            }
+            other => panic!("expected a rules error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_role_of_articles_is_listed_once_and_cited_by_the_shipped_rules() {
+        let rules = Rules::default();
+        let roles = rules.articles.roles();
+        let listed: BTreeSet<&str> = roles.iter().map(|(k, _)| *k).collect();
+        assert_eq!(listed.len(), roles.len(), "a role listed twice");
+        // `roles()` lists exactly the fields the file sets (it is what validation walks).
+        let serialised = toml::Value::try_from(&rules.articles).expect("articles serialise");
+        let serialised = serialised.as_table().expect("a table");
+        let fields: BTreeSet<&str> = serialised.keys().map(String::as_str).collect();
+        assert_eq!(listed, fields);
+        for (role, citation) in roles {
+            assert!(
+                citation.starts_with("赣药监 ") || citation.starts_with("蒙药监 "),
+                "{role}: {citation}"
+            );
+            assert_eq!(
+                serialised[role].as_str(),
+                Some(citation),
+                "roles() pairs {role} with its own field"
+            );
+        }
+        assert_eq!(
+            rules.articles.deadline_rectification,
+            "赣药监 第七条、第二十一条"
+        );
+        assert_eq!(rules.articles.notice_report, "赣药监 第二十二条");
+        assert_eq!(rules.articles.checklist, "蒙药监 (一)(十三)");
+        assert_eq!(rules.articles.low_risk_list, "蒙药监 (五)");
+        assert_eq!(
+            rules.articles.case_referral,
+            "赣药监 第十八条、赣药监 第五条（三）"
+        );
+    }
+
+    #[test]
+    fn articles_with_a_missing_or_an_unknown_role_are_refused_naming_it() {
+        for (role, _) in Rules::default().articles.roles() {
+            let reason = rules_error(&articles_edited(role, None));
+            assert!(
+                reason.contains(&format!("missing field `{role}`")),
+                "{role}: {reason}"
+            );
+        }
+        let unknown = articles_edited(
+            "caution",
+            Some("caution = \"赣药监 第十条(一)\"\ncaution_letter = \"赣药监 第十条\""),
+        );
+        let reason = rules_error(&unknown);
+        assert!(
+            reason.contains("unknown field `caution_letter`"),
+            "{reason}"
+        );
+        // The prefixes of the old `[citation]` table are refused too: nothing reads them.
+        let old = Rules::embedded_text().replacen(
+            "\n[articles]\n",
+            "\n[citation]\nmeasures_regulation = \"赣药监\"\n\n[articles]\n",
+            1,
+        );
+        let reason = rules_error(&old);
+        assert!(reason.contains("unknown field `citation`"), "{reason}");
+    }
+
+    #[test]
+    fn an_empty_article_is_refused_naming_its_role() {
+        for (role, _) in Rules::default().articles.roles() {
+            for empty in ["\"\"", "\"  \""] {
+                let reason =
+                    rules_error(&articles_edited(role, Some(&format!("{role} = {empty}"))));
+                assert_eq!(
+                    reason,
+                    format!("[articles] {role} is empty: every measure cites its article"),
+                );
+            }
+        }
+        let flag = Rules::embedded_text().replacen(
+            "article = \"赣药监 第十条(三)\"",
+            "article = \" \"",
+            1,
+        );
+        let reason = rules_error(&flag);
+        assert!(
+            reason.contains("flags.special_inspection_failed.article"),
+            "{reason}"
+        );
     }
 
     #[test]

@@ -150,11 +150,11 @@ pub struct CreditFile {
 
 /// All credit-file entries of an enterprise in the ledger (any day).
 pub fn entries(ledger: &Ledger, enterprise_id: &str, rules: &Rules) -> Result<Vec<CreditEntry>> {
-    let diligent = rules.cite_inclusive("(九)");
+    let diligent = &rules.articles.diligent_interview;
     let mut out = Vec::new();
     for case in ledger.list(false, Some(enterprise_id))? {
         let d = ledger.show(&case.case_id)?;
-        out.extend(case_entries(&d, rules, &diligent)?);
+        out.extend(case_entries(&d, rules, diligent)?);
     }
     out.sort_by(|a, b| {
         (a.decided_on, &a.case_id, &a.code).cmp(&(b.decided_on, &b.case_id, &b.code))
@@ -247,7 +247,7 @@ pub fn effective(
     on: NaiveDate,
     rules: &Rules,
 ) -> (String, Vec<CreditReason>) {
-    let publicity = rules.cite_inclusive("(十)");
+    let publicity = &rules.articles.shortened_publicity;
     let reasons: Vec<CreditReason> = entries
         .iter()
         .filter(|e| e.counts_on(on))
@@ -505,8 +505,8 @@ pub fn repair_state(d: &CaseDetail) -> Result<Option<RepairState>> {
 /// plus `credit.repair_min_months`, or that day itself for a 蒙药监 (十) case (the green
 /// channel opens with the shortened publicity).
 pub fn repair_opens_on(d: &CaseDetail, rules: &Rules) -> Result<Option<NaiveDate>> {
-    let diligent = rules.cite_inclusive("(九)");
-    Ok(opens_on(&case_entries(d, rules, &diligent)?, rules))
+    let diligent = &rules.articles.diligent_interview;
+    Ok(opens_on(&case_entries(d, rules, diligent)?, rules))
 }
 
 /// [`repair_opens_on`] of a case's entries.
@@ -545,8 +545,7 @@ pub fn repair(
             return refuse(format!("its credit repair was granted on {on}"));
         }
         (RepairStep::Apply, _) => {
-            let diligent = rules.cite_inclusive("(九)");
-            let entries = case_entries(&d, rules, &diligent)?;
+            let entries = case_entries(&d, rules, &rules.articles.diligent_interview)?;
             let Some(opens) = opens_on(&entries, rules) else {
                 return refuse("has no measure in the credit file: nothing to repair".into());
             };
@@ -556,7 +555,7 @@ pub fn repair(
                      {}; a {} case opens the green channel at once)",
                     rules.credit.repair_min_months,
                     rules.credit.repair_basis,
-                    rules.cite_inclusive("(十)")
+                    rules.articles.credit_repair
                 ));
             }
             let pending: Vec<String> = entries
@@ -626,12 +625,12 @@ pub struct Publication {
 /// The publication feed on `on`: every credit-file entry public that day, across
 /// enterprises, oldest first. An entry leaves the feed by itself the day after `until`.
 pub fn publications(ledger: &Ledger, on: NaiveDate, rules: &Rules) -> Result<Vec<Publication>> {
-    let diligent = rules.cite_inclusive("(九)");
-    let shortened_basis = rules.cite_inclusive("(十)");
+    let diligent = &rules.articles.diligent_interview;
+    let shortened_basis = &rules.articles.shortened_publicity;
     let mut out = Vec::new();
     for case in ledger.list(false, None)? {
         let d = ledger.show(&case.case_id)?;
-        for e in case_entries(&d, rules, &diligent)? {
+        for e in case_entries(&d, rules, diligent)? {
             if !e.public_on(on) {
                 continue;
             }
@@ -662,7 +661,7 @@ pub fn grade_steps(
     ledger: &Ledger,
     rules: &Rules,
 ) -> Result<std::collections::BTreeMap<String, Vec<pharmwatch_core::baseline::CreditStep>>> {
-    let publicity = rules.cite_inclusive("(十)");
+    let publicity = &rules.articles.shortened_publicity;
     let mut enterprises: Vec<String> = ledger
         .list(false, None)?
         .into_iter()

@@ -24,7 +24,7 @@
 //!   observation period, no current list entry and no exemption.
 
 use chrono::NaiveDate;
-use pharmwatch_regulation::{MeasureCode, Rules};
+use pharmwatch_regulation::{Articles, MeasureCode, Rules};
 use serde::Serialize;
 
 use crate::error::Result;
@@ -372,11 +372,11 @@ pub fn guidance(
         exemptions: Vec::new(),
         closed_cases: cases.iter().filter(|c| c.status == "closed").count(),
     };
-    let cite = Citations::of(rules);
+    let cite = &rules.articles;
     let mut claimed = Claimed::default();
     for summary in &cases {
         let d = ledger.show(&summary.case_id)?;
-        let obs = observation(&d, on, &cite, &mut out);
+        let obs = observation(&d, on, cite, &mut out);
         if d.case.status != "open" {
             continue;
         }
@@ -390,7 +390,7 @@ pub fn guidance(
                 continue;
             }
             if code == MeasureCode::Interview {
-                interview_exemptions(&d, m, &cite, rules, &mut claimed, &mut out);
+                interview_exemptions(&d, m, cite, rules, &mut claimed, &mut out);
             }
             measures.push(measure_guidance(&d, m, code, on, cal));
         }
@@ -422,36 +422,13 @@ pub fn guidance(
     }
     // With a case open, say which exemptions the enterprise may still claim (免罚早知道).
     if !out.open_cases.is_empty() {
-        available_exemptions(&cite, rules, &claimed, &mut out);
+        available_exemptions(cite, rules, &claimed, &mut out);
     }
     out.nothing_applies = out.open_cases.is_empty()
         && out.observation_periods.is_empty()
         && out.lists.is_empty()
         && out.exemptions.is_empty();
     Ok(out)
-}
-
-/// The articles guidance cites, from the rules' prefixes.
-struct Citations {
-    /// 蒙药监 (八): self-report.
-    self_report: String,
-    /// 蒙药监 (九): proven diligence.
-    diligent: String,
-    /// 蒙药监 (十): shortened publicity and credit repair.
-    publicity: String,
-    /// 蒙药监 (六): first minor violation, observation period.
-    leniency: String,
-}
-
-impl Citations {
-    fn of(rules: &Rules) -> Self {
-        Self {
-            self_report: rules.cite_inclusive("(八)"),
-            diligent: rules.cite_inclusive("(九)"),
-            publicity: rules.cite_inclusive("(十)"),
-            leniency: rules.cite_inclusive("(六)"),
-        }
-    }
 }
 
 /// Exemptions an open case already claims (so they are not offered again).
@@ -464,7 +441,7 @@ struct Claimed {
 /// The case's observation period (蒙药监 (六)): the measure's end, or the fault-tolerance
 /// list's; a running one is listed, and the no-penalty exemption is stated as it stands
 /// (conditional, lapsed or met). Returns whether the case has an observation period.
-fn observation(d: &CaseDetail, on: NaiveDate, cite: &Citations, out: &mut Guidance) -> bool {
+fn observation(d: &CaseDetail, on: NaiveDate, cite: &Articles, out: &mut Guidance) -> bool {
     let open = d.case.status == "open";
     let obs = d
         .measures
@@ -481,7 +458,7 @@ fn observation(d: &CaseDetail, on: NaiveDate, cite: &Citations, out: &mut Guidan
     let Some(end) = obs_end else {
         return obs.is_some();
     };
-    let article = obs.map_or_else(|| cite.leniency.clone(), |m| m.article.clone());
+    let article = obs.map_or_else(|| cite.observation_period.clone(), |m| m.article.clone());
     let started = obs.map_or_else(|| d.case.opened_on.clone(), |m| m.decided_on.clone());
     if end >= on {
         out.observation_periods.push(ObservationPeriod {
@@ -537,7 +514,7 @@ fn observation(d: &CaseDetail, on: NaiveDate, cite: &Citations, out: &mut Guidan
 fn interview_exemptions(
     d: &CaseDetail,
     m: &CaseMeasure,
-    cite: &Citations,
+    cite: &Articles,
     rules: &Rules,
     claimed: &mut Claimed,
     out: &mut Guidance,
@@ -550,28 +527,28 @@ fn interview_exemptions(
         article: article.to_string(),
         text,
     };
-    if m.article.contains(&cite.self_report) {
+    if m.article.contains(&cite.self_report_interview) {
         claimed.self_report = true;
         out.exemptions.push(applies(
             "self_report_interview",
-            &cite.self_report,
+            &cite.self_report_interview,
             "主动发现并报告问题药品 (self-report)：以约谈引导代替处罚，依法免予或减轻\
              处罚 (guidance interview instead of a penalty)"
                 .to_string(),
         ));
     }
-    if m.article.contains(&cite.diligent) {
+    if m.article.contains(&cite.diligent_interview) {
         claimed.diligent = true;
         out.exemptions.push(applies(
             "diligent_exemption",
-            &cite.diligent,
+            &cite.diligent_interview,
             "已履行进货查验和追溯义务、无过错 (diligent)：约谈引导，依法免予处罚 \
              (guidance interview, exempted from penalty)"
                 .to_string(),
         ));
         out.exemptions.push(applies(
             "shortened_publicity",
-            &cite.publicity,
+            &cite.shortened_publicity,
             format!(
                 "行政处罚信息公示期缩短为 {} 个月 (shortened publicity)",
                 rules.leniency.publicity_period_months
@@ -579,7 +556,7 @@ fn interview_exemptions(
         ));
         out.exemptions.push(applies(
             "credit_repair",
-            &cite.publicity,
+            &cite.credit_repair,
             "可通过信用修复绿色通道申请信用修复 (credit-repair green channel)".to_string(),
         ));
     }
@@ -615,13 +592,13 @@ fn measure_guidance(
 }
 
 /// The exemptions an enterprise with an open case may still claim (免罚早知道).
-fn available_exemptions(cite: &Citations, rules: &Rules, claimed: &Claimed, out: &mut Guidance) {
+fn available_exemptions(cite: &Articles, rules: &Rules, claimed: &Claimed, out: &mut Guidance) {
     if !claimed.self_report {
         out.exemptions.push(Exemption {
             code: "self_report_interview".to_string(),
             status: "available".to_string(),
             case_id: None,
-            article: cite.self_report.clone(),
+            article: cite.self_report_interview.clone(),
             text:
                 "如系本企业自行发现假劣药品并停售、封存、报告，且无过错：可申请以约谈引导代替处罚，\
                    依法免予或减轻处罚 (self-report)"
@@ -633,11 +610,11 @@ fn available_exemptions(cite: &Citations, rules: &Rules, claimed: &Claimed, out:
             code: "diligent_exemption".to_string(),
             status: "available".to_string(),
             case_id: None,
-            article: cite.diligent.clone(),
+            article: cite.diligent_interview.clone(),
             text: format!(
                 "如能证明已履行进货查验、记录追溯义务且无过错：可申请免予处罚，处罚信息公示期缩短为 \
                  {} 个月并走信用修复绿色通道 (diligent; shortened publicity; credit repair, {})",
-                rules.leniency.publicity_period_months, cite.publicity
+                rules.leniency.publicity_period_months, cite.shortened_publicity
             ),
         });
     }

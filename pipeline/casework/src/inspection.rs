@@ -330,7 +330,7 @@ pub fn draw(
         method: METHOD.to_string(),
         basis: r.basis.clone(),
         two_officers_basis: r.two_officers_basis.clone(),
-        checklist_basis: rules.cite_inclusive("(一)(十三)"),
+        checklist_basis: rules.articles.checklist.clone(),
         grades,
         roster: roster.len(),
         entries,

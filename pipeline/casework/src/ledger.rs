@@ -1122,7 +1122,7 @@ impl Ledger {
                 .collect::<std::result::Result<Vec<_>, _>>()
                 .map_err(|e| sql_err(path, "low-risk candidates", e))?
         };
-        let article = rules.cite_inclusive("(五)");
+        let article = &rules.articles.low_risk_list;
         for (case_id, enterprise_id) in candidates {
             self.immediate(|tx, path| {
                 tx.execute(
@@ -1631,8 +1631,8 @@ impl Ledger {
 
     /// Refers open case `case_id` for investigation (移交立案查处) on the facts in `note`: a
     /// suspected violation is not handled by risk-control measures alone (赣药监 第五条（三）,
-    /// 第十八条). Adds the `case_referral` measure with its article and an `escalated` event stating the
-    /// referral;
+    /// 第十八条). Adds the `case_referral` measure with its article (`[articles] case_referral` of the
+    /// rules) and an `escalated` event stating the referral;
     /// refuses a closed case and a case already referred. Returns the article.
     pub fn refer_case(
         &mut self,
@@ -1648,11 +1648,7 @@ impl Ledger {
                 "a referral needs the facts of the suspected violation",
             ));
         }
-        let article = format!(
-            "{}、{}",
-            rules.cite_measures("第十八条"),
-            rules.cite_measures("第五条（三）")
-        );
+        let article = rules.articles.case_referral.clone();
         self.immediate(|tx, path| {
             if case_status(tx, path, case_id)? != "open" {
                 return Err(CaseworkError::ledger(

@@ -585,7 +585,7 @@ pub fn render(number: &str, case: &CaseDetail, i: &Issuing<'_>) -> Result<Render
             inspector_note => edits.note.trim(),
             measures_basis => &rules.documents.measures_basis,
             measure_article => &measure.article,
-            extra_basis => if soft { rules.cite_inclusive("(六)") } else { String::new() },
+            extra_basis => if soft { rules.articles.soft_notice.clone() } else { String::new() },
             basis_action => basis_action,
             demands_heading => demands_heading,
             consequences_heading => consequences_heading,
