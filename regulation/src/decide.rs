@@ -349,6 +349,33 @@ impl<C: Code> Collector<C> {
     }
 }
 
+/// The single citations of a joined article (`赣药监 第十条(一)、第十条(三); 蒙药监 (五)` →
+/// `赣药监 第十条(一)`, `赣药监 第十条(三)`, `蒙药监 (五)`): the inverse of [`join_articles`].
+fn single_citations(joined: &str) -> Vec<String> {
+    joined
+        .split("; ")
+        .flat_map(|group| {
+            let (prefix, items) = match group.split_once(' ') {
+                Some((p, rest)) => (Some(p), rest),
+                None => (None, group),
+            };
+            items.split('、').map(move |item| match prefix {
+                Some(p) => format!("{p} {}", item.trim()),
+                None => item.trim().to_string(),
+            })
+        })
+        .filter(|c| !c.trim().is_empty())
+        .collect()
+}
+
+/// Whether a measure's (joined) article cites `citation` — every single citation of it, as
+/// `join_articles` groups them: `蒙药监 (八)、(九)` cites `蒙药监 (九)`; `蒙药监 (十九)` does not.
+pub fn cites(article: &str, citation: &str) -> bool {
+    let have = single_citations(article);
+    let want = single_citations(citation);
+    !want.is_empty() && want.iter().all(|c| have.contains(c))
+}
+
 /// Joins citations, grouped by regulation in order of first appearance:
 /// `赣药监 第十条(一)、第十条(三); 蒙药监 (五)`.
 fn join_articles(articles: &[String]) -> String {

@@ -35,7 +35,7 @@ pub use calendar::{Calendar, CalendarYear, DayClass, DayKind, SpecialDay};
 pub use codes::{MeasureCode, MeasureKind, RiskGrade};
 pub use deadline::{DuePending, Resolution, WorkingDayCount, resolve_earliest};
 pub use decide::{
-    CaseState, Decision, FollowUp, FollowUpCode, Measure, OpenMeasure, SWEEP_DATE, decide,
+    CaseState, Decision, FollowUp, FollowUpCode, Measure, OpenMeasure, SWEEP_DATE, cites, decide,
     decide_json, escalate,
 };
 pub use error::{Error, Result};

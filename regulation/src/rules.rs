@@ -75,6 +75,12 @@ pub struct Articles {
     /// A case referred for investigation by hand on a suspected violation (赣药监 第十八条,
     /// 第五条（三）).
     pub case_referral: String,
+    /// A case closed by hand: the enterprise found at an acceptable state of compliance
+    /// (赣药监 第二十二条).
+    pub closed_compliant: String,
+    /// A case closed by hand: transferred to the investigating unit or merged with its case
+    /// (赣药监 第十八条).
+    pub closed_transferred: String,
     /// The basis of an inspection plan's checklists (蒙药监 (一)(十三)).
     pub checklist: String,
     /// The low-risk list of a case rectified under a compliance commitment (蒙药监 (五)).
@@ -114,7 +120,7 @@ pub struct Articles {
 
 impl Articles {
     /// Every role with its citation, in the order of the fields.
-    pub fn roles(&self) -> [(&'static str, &str); 33] {
+    pub fn roles(&self) -> [(&'static str, &str); 35] {
         [
             ("deadline_rectification", &self.deadline_rectification),
             ("caution", &self.caution),
@@ -133,6 +139,8 @@ impl Articles {
             ("credit_file_entry", &self.credit_file_entry),
             ("notify_province_regulator", &self.notify_province_regulator),
             ("case_referral", &self.case_referral),
+            ("closed_compliant", &self.closed_compliant),
+            ("closed_transferred", &self.closed_transferred),
             ("checklist", &self.checklist),
             ("low_risk_list", &self.low_risk_list),
             ("follow_up_rectification", &self.follow_up_rectification),

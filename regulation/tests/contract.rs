@@ -235,6 +235,8 @@ fn another_provinces_citations_replace_every_shipped_one() {
         BTreeSet::from([
             "articles.case_referral",
             "articles.checklist",
+            "articles.closed_compliant",
+            "articles.closed_transferred",
             "articles.soft_notice"
         ])
     );

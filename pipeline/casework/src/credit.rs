@@ -169,7 +169,10 @@ fn day(s: &str, what: &str, case_id: &str) -> Result<NaiveDate> {
 
 fn case_entries(d: &CaseDetail, rules: &Rules, diligent: &str) -> Result<Vec<CreditEntry>> {
     let case_id = &d.case.case_id;
-    let shortened = d.measures.iter().any(|m| m.article.contains(diligent));
+    let shortened = d
+        .measures
+        .iter()
+        .any(|m| pharmwatch_regulation::cites(&m.article, diligent));
     let escalated = d.events.iter().any(|e| e.event == "escalated");
     let restored_on = d
         .lists

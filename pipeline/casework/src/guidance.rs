@@ -239,6 +239,7 @@ fn next_step(
     state: &str,
     due: Option<NaiveDate>,
     pending: Option<&str>,
+    rules: &Rules,
 ) -> Option<NextStep> {
     if state == "done" {
         return None;
@@ -256,17 +257,20 @@ fn next_step(
                 "rectification_report",
                 format!(
                     "完成整改并提交整改报告 (rectification report){}；复核通过后提交恢复销售书面申请 \
-                     (written resume request)，经 GSP 符合性检查合格后解除暂停 (赣药监 第二十三条)",
-                    by.map(|b| format!("，{b} 前")).unwrap_or_default()
+                     (written resume request)，经 GSP 符合性检查合格后解除暂停 ({})",
+                    by.map(|b| format!("，{b} 前")).unwrap_or_default(),
+                    rules.articles.suspension_lifting
                 ),
                 by,
             )
         } else if !happened("resume_requested") {
             step(
                 "resume_request",
-                "整改已复核通过：提交恢复销售书面申请 (written resume request)，之后接受 GSP \
-                 符合性检查 (赣药监 第二十三条)"
-                    .to_string(),
+                format!(
+                    "整改已复核通过：提交恢复销售书面申请 (written resume request)，之后接受 GSP \
+                     符合性检查 ({})",
+                    rules.articles.suspension_lifting
+                ),
                 None,
             )
         } else {
@@ -296,16 +300,20 @@ fn next_step(
         ),
         (MeasureCode::Interview, _) if due.is_none() => step(
             "attend_interview",
-            "按通知参加约谈 (interview)；如需改期，至少提前 2 个工作日书面申请 (赣药监 第二十二条)"
-                .to_string(),
+            format!(
+                "按通知参加约谈 (interview)；如需改期，至少提前 {} 个工作日书面申请 ({})",
+                rules.deadlines.interview_reschedule_notice_working_days,
+                rules.articles.interview_rescheduling
+            ),
             None,
         ),
         (_, "overdue") => step(
             "rectification_report",
             format!(
                 "整改报告已逾期{}：立即提交整改报告 (rectification report)；逾期仍未整改将列入\
-                 重点监控名单并可能立案 (蒙药监 (五))",
-                due.map(|b| format!("（原定 {b}）")).unwrap_or_default()
+                 重点监控名单并可能立案 ({})",
+                due.map(|b| format!("（原定 {b}）")).unwrap_or_default(),
+                rules.articles.overdue_key_monitoring
             ),
             due,
         ),
@@ -392,7 +400,7 @@ pub fn guidance(
             if code == MeasureCode::Interview {
                 interview_exemptions(&d, m, cite, rules, &mut claimed, &mut out);
             }
-            measures.push(measure_guidance(&d, m, code, on, cal));
+            measures.push(measure_guidance(&d, m, code, on, cal, rules));
         }
         out.open_cases.push(OpenCase {
             case_id: d.case.case_id.clone(),
@@ -537,7 +545,7 @@ fn interview_exemptions(
                 .to_string(),
         ));
     }
-    if m.article.contains(&cite.diligent_interview) {
+    if pharmwatch_regulation::cites(&m.article, &cite.diligent_interview) {
         claimed.diligent = true;
         out.exemptions.push(applies(
             "diligent_exemption",
@@ -570,13 +578,14 @@ fn measure_guidance(
     code: MeasureCode,
     on: NaiveDate,
     cal: &Calendar,
+    rules: &Rules,
 ) -> MeasureGuidance {
     let due = parse_day(m.due_date.as_deref());
     let pending = match (due, m.due_pending_year) {
         (None, Some(year)) => Some(crate::notices::pending_due_zh(&m.due_counts, year)),
         _ => None,
     };
-    let next = next_step(d, code, &m.state, due, pending.as_deref());
+    let next = next_step(d, code, &m.state, due, pending.as_deref(), rules);
     MeasureGuidance {
         code: m.code.clone(),
         name: measure_name(&m.code),

@@ -105,10 +105,16 @@ impl EscalationGround {
     }
 
     /// The ground as the ledger states it.
-    pub fn text(self) -> &'static str {
+    pub fn text(self, rules: &Rules) -> String {
         match self {
-            Self::RiskIncreased => "措施期间风险升高（第二十四条） (risk increased)",
-            Self::InterviewRefused => "无正当理由拒不接受约谈（第二十二条） (interview refused)",
+            Self::RiskIncreased => format!(
+                "措施期间风险升高（{}） (risk increased)",
+                rules.articles.risk_escalation
+            ),
+            Self::InterviewRefused => format!(
+                "无正当理由拒不接受约谈（{}） (interview refused)",
+                rules.articles.interview_refused
+            ),
         }
     }
 }
@@ -139,16 +145,21 @@ impl CloseGround {
         }
     }
 
-    /// The ground as the ledger states it, with its article where one applies.
-    pub fn text(self) -> &'static str {
+    /// The ground as the ledger states it, with its article (from the rules) where one
+    /// applies.
+    pub fn text(self, rules: &Rules) -> String {
         match self {
-            Self::Compliant => {
-                "经研判已达到可接受的合规状态（赣药监 第二十二条） (acceptable compliance)"
+            Self::Compliant => format!(
+                "经研判已达到可接受的合规状态（{}） (acceptable compliance)",
+                rules.articles.closed_compliant
+            ),
+            Self::Transferred => format!(
+                "移交案件查办单位或并案处理（{}） (transferred to investigation)",
+                rules.articles.closed_transferred
+            ),
+            Self::Ceased => {
+                "企业已注销许可或停止经营，无整改主体 (the enterprise ceased trading)".to_string()
             }
-            Self::Transferred => {
-                "移交案件查办单位或并案处理（赣药监 第十八条） (transferred to investigation)"
-            }
-            Self::Ceased => "企业已注销许可或停止经营，无整改主体 (the enterprise ceased trading)",
         }
     }
 }
@@ -694,7 +705,7 @@ impl Ledger {
                     "nothing further applies on this ground",
                 ));
             }
-            let mut escalated: Vec<String> = vec![ground.text().to_string()];
+            let mut escalated: Vec<String> = vec![ground.text(rules)];
             escalated.extend(
                 decision
                     .measures
@@ -1606,6 +1617,7 @@ impl Ledger {
         note: &str,
         on: NaiveDate,
         actor: &str,
+        rules: &Rules,
     ) -> Result<()> {
         if note.trim().is_empty() {
             return Err(CaseworkError::ledger(
@@ -1624,7 +1636,7 @@ impl Ledger {
                 params![case_id, actor, now()],
             )
             .map_err(|e| sql_err(path, "withdraw drafts of a closed case", e))?;
-            let why = format!("结案：{} — {}", ground.text(), note.trim());
+            let why = format!("结案：{} — {}", ground.text(rules), note.trim());
             mark_closed(tx, path, case_id, on, actor, &why)
         })
     }
@@ -1734,7 +1746,9 @@ pub fn format_show(d: &CaseDetail) -> String {
         c.opened_on
     );
     if d.first_minor {
-        out.push_str("  leniency    first minor violation (observation period, 蒙药监 (六))\n");
+        out.push_str(
+            "  leniency    first minor violation (observation period: its article below)\n",
+        );
     }
     out.push_str("measures:\n");
     for m in &d.measures {

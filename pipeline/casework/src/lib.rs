@@ -4,7 +4,8 @@
 //! links of service (送达) and the record of deliveries.
 //!
 //! - [`ledger`]: cases, measures, deadlines and the append-only event trail;
-//! - [`notices`]: the four documents, their numbers and templates;
+//! - [`kinds`]: the eight kinds of document; [`notices`]: their numbers, rendering and
+//!   templates;
 //! - [`drafts`]: documents proposed by the system, edited and submitted by an inspector,
 //!   approved by an approver before a number is taken; [`audit`]: the trail of every action;
 //! - [`guidance`]: what applies to one enterprise; [`credit`]: its safety credit file;
@@ -22,6 +23,7 @@ pub mod drafts;
 pub mod error;
 pub mod guidance;
 pub mod inspection;
+pub mod kinds;
 pub mod ledger;
 pub mod links;
 pub mod measures;

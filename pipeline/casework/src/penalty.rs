@@ -29,8 +29,8 @@ use pharmwatch_regulation::{Calendar, Rules};
 use serde::Serialize;
 
 use crate::error::{CaseworkError, Result};
+use crate::kinds::DocumentKind;
 use crate::ledger::{CaseDetail, Ledger, append_event};
-use crate::notices::DocumentKind;
 
 /// A step of the procedure a person records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -713,7 +713,7 @@ impl ServeState {
         )?;
         let detail = format!(
             "{}: {}; {}",
-            ground.text(),
+            ground.text(&self.closed_loop.rules),
             note.trim(),
             added
                 .iter()
@@ -757,8 +757,15 @@ impl ServeState {
         }
         let mut l = self.lock()?;
         let row = self.case_row(&l, a, case_id)?;
-        l.close_case(case_id, ground, note, today(), &a.username)?;
-        let detail = format!("{}: {}", ground.text(), note.trim());
+        l.close_case(
+            case_id,
+            ground,
+            note,
+            today(),
+            &a.username,
+            &self.closed_loop.rules,
+        )?;
+        let detail = format!("{}: {}", ground.text(&self.closed_loop.rules), note.trim());
         audit_case(
             &mut l,
             a,

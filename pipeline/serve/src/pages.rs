@@ -450,6 +450,7 @@ pub async fn case(
                 can_assign => matches!(a.role, Role::ProvinceSupervisor | Role::Approver),
                 approver => a.role == Role::Approver,
                 can_comment => a.role != Role::Auditor,
+                articles => v(&s.closed_loop.rules.articles),
             },
         )
     })

@@ -1032,3 +1032,28 @@ fn sweep_past_the_calendar_leaves_the_new_deadline_pending() {
         assert!(decision.measure(MeasureCode::KeyMonitoringList).is_some());
     }
 }
+
+#[test]
+fn a_joined_article_cites_each_of_its_single_citations_and_no_other() {
+    use super::cites;
+    let joined = "赣药监 第十条(一)、第二十二条; 蒙药监 (八)、(九)";
+    for one in [
+        "赣药监 第十条(一)",
+        "赣药监 第二十二条",
+        "蒙药监 (八)",
+        "蒙药监 (九)",
+        "赣药监 第十条(一)、第二十二条",
+    ] {
+        assert!(cites(joined, one), "{one}");
+    }
+    for other in [
+        "蒙药监 (十)",
+        "赣药监 第十条",
+        "蒙药监 (九)、(十)",
+        "",
+        "(九)",
+    ] {
+        assert!(!cites(joined, other), "{other}");
+    }
+    assert!(!cites("蒙药监 (十九)", "蒙药监 (九)"));
+}

@@ -219,3 +219,49 @@ fn a_repair_is_refused_before_its_time_and_granted_after_with_the_grade_restored
         "{why}"
     );
 }
+
+#[test]
+fn a_self_reported_and_diligent_case_keeps_its_shortened_publicity() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = measures::load_rules(None).unwrap();
+    let cal = measures::load_calendar(None).unwrap();
+    // Both (八) and (九): the interview's article joins them under one prefix.
+    let finding = format!(
+        r#"[{{"case_id":"INSP-BOTH","enterprise_id":"{ENTERPRISE}","inspection_date":"2026-03-02",
+            "conclusion":"pending_rectification","defects":{{"critical":0,"major":0,"general":0}},
+            "self_reported":true,"diligent":true}}]"#
+    );
+    let path = dir.path().join("both.json");
+    std::fs::write(&path, finding).unwrap();
+    let decided = measures::decide_file(&path, &rules, &cal).unwrap();
+    let mut ledger = pharmwatch_casework::ledger::Ledger::open(dir.path()).unwrap();
+    measures::record_decisions_on(&mut ledger, &decided.decisions, "检查员甲", d("2026-03-02"))
+        .unwrap();
+    let interview = ledger
+        .show("INSP-BOTH")
+        .unwrap()
+        .measures
+        .into_iter()
+        .find(|m| m.code == "interview")
+        .unwrap();
+    assert!(
+        !interview
+            .article
+            .contains(rules.articles.diligent_interview.as_str()),
+        "the joined article no longer spells the diligence citation out: {}",
+        interview.article
+    );
+    assert!(pharmwatch_regulation::cites(
+        &interview.article,
+        &rules.articles.diligent_interview
+    ));
+    // Public 3 months (蒙药监 (十)), not 12.
+    let feed = credit::publications(&ledger, d("2026-04-01"), &rules).unwrap();
+    let until: Vec<String> = feed
+        .iter()
+        .filter(|p| p.case_id == "INSP-BOTH")
+        .map(|p| p.until.to_string())
+        .collect();
+    assert!(!until.is_empty());
+    assert!(until.iter().all(|u| u == "2026-06-01"), "{until:?}");
+}

@@ -676,7 +676,14 @@ fn a_case_is_referred_on_its_facts_then_closed_by_hand_on_a_ground() {
     // Closing by hand needs a reason; it closes the case with its ground and withdraws the
     // live draft, so no number can be taken for a closed case.
     let no_reason = ledger
-        .close_case("C-R", CloseGround::Transferred, "", d("2026-03-09"), "appr")
+        .close_case(
+            "C-R",
+            CloseGround::Transferred,
+            "",
+            d("2026-03-09"),
+            "appr",
+            &rules,
+        )
         .unwrap_err();
     assert!(no_reason.to_string().contains("reason"), "{no_reason}");
     ledger
@@ -686,6 +693,7 @@ fn a_case_is_referred_on_its_facts_then_closed_by_hand_on_a_ground() {
             "已移交稽查支队立案",
             d("2026-03-09"),
             "appr",
+            &rules,
         )
         .unwrap();
     let shown = ledger.show("C-R").unwrap();
@@ -711,7 +719,14 @@ fn a_case_is_referred_on_its_facts_then_closed_by_hand_on_a_ground() {
         .unwrap();
     assert_eq!(state, "withdrawn");
     let twice = ledger
-        .close_case("C-R", CloseGround::Compliant, "x", d("2026-03-10"), "appr")
+        .close_case(
+            "C-R",
+            CloseGround::Compliant,
+            "x",
+            d("2026-03-10"),
+            "appr",
+            &rules,
+        )
         .unwrap_err();
     assert!(twice.to_string().contains("already closed"), "{twice}");
     assert_eq!(CloseGround::parse("ceased"), Some(CloseGround::Ceased));

@@ -9,7 +9,7 @@ use std::path::Path;
 use pharmwatch::audit::Actor;
 use pharmwatch::drafts;
 use pharmwatch::ledger::{IssuedDocument, Ledger};
-use pharmwatch::notices::{DocumentKind, Edits, Particulars};
+use pharmwatch::notices::{Edits, Particulars};
 
 use crate::common::{caution_finding_on, d, decide_and_record, test_authority};
 
@@ -268,7 +268,7 @@ fn a_referred_case_s_documents_are_issued_at_their_stages_and_read_as_documents(
             &decision_html,
             "行政处罚决定书",
             vec![
-                "三、处罚的理由、依据和内容",
+                "二、处罚的理由、依据和内容",
                 "罚款人民币肆万元",
                 "60日内依法申请行政复议",
                 "6个月内依法向人民法院提起行政诉讼",
