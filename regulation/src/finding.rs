@@ -176,6 +176,14 @@ impl Finding {
                 format!("must be 1–{CASE_ID_MAX_CHARS} characters without surrounding whitespace"),
             ));
         }
+        // A case id is printed on documents, in file names (made safe there) and log lines:
+        // no control characters (a newline would forge a log line, a NUL cut a name).
+        if self.case_id.chars().any(char::is_control) {
+            return Err(invalid(
+                "case_id",
+                "must not contain control characters (newline, tab, NUL …)".into(),
+            ));
+        }
         pharmwatch_schemas::ids::validate_credit_code(&self.enterprise_id)
             .map_err(|err| invalid("enterprise_id", err.to_string()))?;
         let mut seen = BTreeSet::new();

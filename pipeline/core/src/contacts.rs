@@ -186,6 +186,11 @@ impl Directory {
     pub fn enterprises(&self) -> usize {
         self.by_enterprise.len()
     }
+
+    /// Every contact, by enterprise and priority.
+    pub fn all(&self) -> impl Iterator<Item = &Contact> {
+        self.by_enterprise.values().flatten()
+    }
 }
 
 /// Where simulated contacts point.
@@ -203,8 +208,10 @@ impl Default for SimulatedEndpoints {
     fn default() -> Self {
         Self {
             webhook_base: "https://hooks.example.invalid/pharmwatch".into(),
-            dingtalk_base: "https://oapi.dingtalk.com/robot/send".into(),
-            wecom_base: "https://qyapi.weixin.qq.com/cgi-bin/webhook/send".into(),
+            // Reserved names (RFC 2606): a simulated province never posts to a real robot,
+            // even where the machine has internet access and --dry-run is forgotten.
+            dingtalk_base: "https://dingtalk.example.invalid/robot/send".into(),
+            wecom_base: "https://wecom.example.invalid/cgi-bin/webhook/send".into(),
         }
     }
 }

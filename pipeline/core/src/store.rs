@@ -145,6 +145,10 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         61,
         include_str!("../../sql/store/061_penalty_documents.sql"),
     ),
+    (
+        62,
+        include_str!("../../sql/store/062_dead_letter_bytes.sql"),
+    ),
 ];
 
 /// The same migrations for a PostgreSQL store (`pipeline/sql/store/pg/`): the same versions,
@@ -174,6 +178,10 @@ pub const PG_MIGRATIONS: &[(i64, &str)] = &[
         61,
         include_str!("../../sql/store/pg/061_penalty_documents.sql"),
     ),
+    (
+        62,
+        include_str!("../../sql/store/pg/062_dead_letter_bytes.sql"),
+    ),
 ];
 
 /// What each migration brings, by version (for `pharmwatch migrate`).
@@ -191,6 +199,7 @@ pub fn migration_title(version: i64) -> &'static str {
         51 => "stream batch sales kept in the window sets",
         60 => "credit repair and penalty procedure events in the case trail",
         61 => "penalty documents: draft particulars, the filing form kept internal",
+        62 => "dead letters keep the exact bytes of a message that is not UTF-8",
         _ => "",
     }
 }
@@ -638,7 +647,8 @@ impl Store {
         let mut st = self
             .conn
             .prepare(
-                "SELECT source_topic, source_partition, source_offset, kind, field, reason, raw
+                "SELECT source_topic, source_partition, source_offset, kind, field, reason, raw,
+                        raw_base64
                  FROM dead_letters ORDER BY source_topic, source_partition, source_offset",
             )
             .map_err(|e| sql_err(&self.path, "read dead letters", e))?;
@@ -652,6 +662,7 @@ impl Store {
                     field: r.get(4)?,
                     reason: r.get(5)?,
                     raw: r.get(6)?,
+                    raw_base64: r.get(7)?,
                 })
             })
             .map_err(|e| sql_err(&self.path, "read dead letters", e))?;
@@ -709,6 +720,8 @@ pub struct StoredDeadLetter {
     pub reason: String,
     /// The raw message (UTF-8, lossy).
     pub raw: String,
+    /// The exact bytes in base64, when the message was not UTF-8.
+    pub raw_base64: Option<String>,
 }
 
 #[cfg(test)]

@@ -282,6 +282,11 @@ impl Sender {
         })
     }
 
+    /// Whether secret reference `r` resolves now.
+    pub fn resolves(&self, r: &str) -> bool {
+        self.secrets.resolve(r).is_some()
+    }
+
     /// Sends `msg` to `contact` once.
     pub async fn send(&self, contact: &Contact, msg: &Message) -> Outcome {
         if contact.enterprise_id != msg.enterprise.credit_code {

@@ -36,13 +36,15 @@ pub use config::DeliveryConfig;
 pub use worker::{Worker, WorkerSummary};
 
 /// Starts a worker on `store` in the background (inside `stream` and `serve`); it stops after
-/// the pass in hand once `stop` is set. Errors of a pass end the task and are printed.
+/// the send in hand once `stop` is set. Refused at once when a contact's secret is missing.
+/// Errors of a pass end the task and are printed.
 pub fn spawn_worker(
     cfg: &DeliveryConfig,
     store: &Path,
     stop: Arc<AtomicBool>,
 ) -> Result<tokio::task::JoinHandle<Option<WorkerSummary>>> {
     let mut worker = Worker::new(cfg, store)?;
+    worker.check_secrets()?;
     Ok(tokio::spawn(async move {
         match worker.run(stop, false).await {
             Ok(s) => Some(s),

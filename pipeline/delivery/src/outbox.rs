@@ -148,6 +148,27 @@ pub fn claim_due(
     Ok(rows)
 }
 
+/// Gives back the leases of rows claimed at `lease_until` and not attempted (a worker
+/// stopping): another worker, or this one after a restart, takes them at once instead of
+/// after the lease.
+pub fn release(store: &mut Store, due: &[Due]) -> Result<()> {
+    let path = store.path().to_path_buf();
+    let tx = store
+        .conn()
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| sql_err(&path, "begin release", e))?;
+    for d in due {
+        tx.execute(
+            "UPDATE deliveries SET lease_until = 0 WHERE delivery_id = ?1 AND lease_until = ?2",
+            params![d.delivery_id, d.lease_until],
+        )
+        .map_err(|e| sql_err(&path, "release delivery", e))?;
+    }
+    tx.commit()
+        .map_err(|e| sql_err(&path, "commit release", e))?;
+    Ok(())
+}
+
 /// Records an attempt and the row's next state; returns false when the lease was lost (the
 /// attempt is recorded, the state is left to the row's current owner).
 pub fn record(store: &mut Store, due: &Due, a: &Attempt<'_>, step: &Step) -> Result<bool> {
@@ -228,17 +249,16 @@ pub fn record(store: &mut Store, due: &Due, a: &Attempt<'_>, step: &Step) -> Res
     Ok(changed == 1)
 }
 
-/// Link expiry of a delivery: queued time + the links' lifetime.
-pub fn link_expiry(created_at: &str, signer: &Signer) -> i64 {
-    let created = chrono::DateTime::parse_from_rfc3339(created_at)
-        .map(|t| t.timestamp())
-        .unwrap_or_else(|_| chrono::Utc::now().timestamp());
-    created + signer.ttl_secs()
+/// Link expiry of a message sent at `sent_at` (Unix seconds): the send + the links'
+/// lifetime. Counted from the send, not from when the row was queued: a notice queued days
+/// before (a receiver down, a retry schedule) still goes out with a live link.
+pub fn link_expiry(sent_at: i64, signer: &Signer) -> i64 {
+    sent_at + signer.ttl_secs()
 }
 
-/// The message of a due row, with its signed links.
+/// The message of a due row as sent now, with its signed links.
 pub fn message_of(conn: &Connection, path: &Path, due: &Due, signer: &Signer) -> Result<Message> {
-    let expires = link_expiry(&due.created_at, signer);
+    let expires = link_expiry(chrono::Utc::now().timestamp(), signer);
     let subject = match (&due.document_no, &due.risk_event_id) {
         (Some(d), _) => d.clone(),
         (None, Some(r)) => format!("risk:{r}"),

@@ -132,6 +132,47 @@ impl Worker {
         })
     }
 
+    /// The contacts whose secret cannot be resolved now (unset environment variable, key
+    /// missing from the secrets file), one line each naming the enterprise, the channel, the
+    /// masked address and the reference — found at start-up rather than at the first send,
+    /// where each would fail its contact for good.
+    pub fn unresolved_secrets(&self) -> Vec<String> {
+        self.directory
+            .all()
+            .filter_map(|c| {
+                let r = c.secret_ref.as_deref()?;
+                (!self.sender.resolves(r)).then(|| {
+                    format!(
+                        "{} contact {} ({} {}): secret {r} is not set (environment or secrets \
+                         file {})",
+                        c.enterprise_id,
+                        c.priority,
+                        c.channel.as_str(),
+                        mask::recipient(c.channel, &c.address),
+                        self.cfg
+                            .secrets_file
+                            .as_deref()
+                            .map_or("none configured".to_string(), |p| p.display().to_string())
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Refuses to start with contacts whose secrets are missing, listing them.
+    pub fn check_secrets(&self) -> Result<()> {
+        let missing = self.unresolved_secrets();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(pharmwatch_core::error::CoreError::Config(format!(
+            "{} contact(s) cannot be sent to, their secrets are missing:\n  {}",
+            missing.len(),
+            missing.join("\n  ")
+        ))
+        .into())
+    }
+
     /// No per-attempt lines on stderr.
     pub fn quiet(mut self, quiet: bool) -> Self {
         self.quiet = quiet;
@@ -180,6 +221,13 @@ impl Worker {
 
     /// One pass: takes the due rows and sends each once.
     pub async fn pass(&mut self) -> Result<WorkerSummary> {
+        self.pass_until(&AtomicBool::new(false)).await
+    }
+
+    /// One pass that stops before the next send once `stop` is set: the send in hand is
+    /// finished and recorded, the rows not yet attempted are given back (their leases
+    /// released) for the next start or another worker.
+    pub async fn pass_until(&mut self, stop: &AtomicBool) -> Result<WorkerSummary> {
         let lease_ms = (self.cfg.lease_secs * 1000.0) as i64;
         let due = outbox::claim_due(
             &mut self.store,
@@ -192,7 +240,18 @@ impl Worker {
             passes: 1,
             ..Default::default()
         };
-        for d in due {
+        for (i, d) in due.iter().enumerate() {
+            if stop.load(Ordering::SeqCst) {
+                let left = &due[i..];
+                outbox::release(&mut self.store, left)?;
+                if !self.quiet {
+                    tracing::info!(
+                        released = left.len(),
+                        "stopping: the rows not yet sent are given back"
+                    );
+                }
+                break;
+            }
             // A row that cannot be sent (its message cannot be built, the store refused the
             // record) stays leased until `lease_secs` and is tried again then; the others go on.
             let span = tracing::info_span!(
@@ -202,7 +261,7 @@ impl Worker {
                 case_id = d.case_id.as_deref().unwrap_or("-"),
                 enterprise = %d.enterprise_id,
             );
-            if let Err(e) = self.one(&d, &mut s).instrument(span.clone()).await {
+            if let Err(e) = self.one(d, &mut s).instrument(span.clone()).await {
                 span.in_scope(|| {
                     tracing::warn!(
                         error = %mask::text(&e.to_string()),
@@ -357,7 +416,7 @@ impl Worker {
     pub async fn run(&mut self, stop: Arc<AtomicBool>, once: bool) -> Result<WorkerSummary> {
         let mut total = WorkerSummary::default();
         loop {
-            let s = match self.pass().await {
+            let s = match self.pass_until(&stop).await {
                 Ok(s) => s,
                 // A continuous worker outlives a busy or briefly unavailable store.
                 Err(e) if !once => {
@@ -397,6 +456,9 @@ impl Worker {
             usize::MAX >> 1,
         )?;
         let mut out = String::new();
+        for line in self.unresolved_secrets() {
+            out.push_str(&format!("PROBLEM {line}\n"));
+        }
         let path = self.store.path().to_path_buf();
         for d in &due {
             let contacts = self.directory.contacts_of(&d.enterprise_id);

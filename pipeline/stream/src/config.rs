@@ -57,6 +57,11 @@ pub struct StreamConfig {
     /// (landed and counted, not judged again), and a business day is closed (reconciled) once
     /// the watermark is this far past its end.
     pub allowed_lateness_secs: i64,
+    /// How far ahead of this machine's clock an event time may lie, in seconds (enterprise
+    /// clocks drift): a record further ahead is rejected to the dead letter — a single record
+    /// dated 2099 would otherwise carry the watermark past every open day and close them
+    /// before their records arrive.
+    pub max_future_secs: i64,
     /// Address of `/metrics` and `/healthz`.
     pub metrics_listen: String,
     /// How long start-up waits for the broker before giving up, in seconds.
@@ -87,6 +92,7 @@ impl Default for StreamConfig {
             batch_max_records: 20_000,
             batch_max_wait_ms: 100,
             allowed_lateness_secs: 600,
+            max_future_secs: 3600,
             metrics_listen: "127.0.0.1:9464".into(),
             startup_timeout_secs: 10,
             store_busy_timeout_ms: 60_000,
@@ -111,6 +117,7 @@ impl Section for StreamConfig {
         ("PHARMWATCH_BATCH_MAX_RECORDS", "batch_max_records"),
         ("PHARMWATCH_BATCH_MAX_WAIT_MS", "batch_max_wait_ms"),
         ("PHARMWATCH_ALLOWED_LATENESS_SECS", "allowed_lateness_secs"),
+        ("PHARMWATCH_MAX_FUTURE_SECS", "max_future_secs"),
         ("PHARMWATCH_METRICS_LISTEN", "metrics_listen"),
         ("PHARMWATCH_STARTUP_TIMEOUT_SECS", "startup_timeout_secs"),
     ];

@@ -183,8 +183,11 @@ impl StreamMetrics {
             for c in [&consumed, &accepted, &late, &replayed] {
                 c.with_label_values(&[k.as_str()]);
             }
-            // A reject names a field of the contract, or `-` for the message as a whole.
-            rejected.with_label_values(&[k.as_str(), "-"]);
+            // A reject names a field of the contract, the message key, or `-` for the message
+            // as a whole; any other name a sender's message made up is `other`.
+            for f in ["-", "key", "other"] {
+                rejected.with_label_values(&[k.as_str(), f]);
+            }
             for f in k.fields() {
                 rejected.with_label_values(&[k.as_str(), f.name]);
             }
@@ -240,6 +243,21 @@ pub fn stream() -> &'static StreamMetrics {
         expose(&m.registry);
         m
     })
+}
+
+/// The `field` label of a rejected message: a field of the kind's contract, `key`, or `-`;
+/// any other name (an unknown field a sender made up) is `other`, so the series stay bounded
+/// whatever the senders send.
+pub fn field_label<'a>(kind: &str, field: &'a str) -> &'a str {
+    let known = pharmwatch_schemas::EventKind::ALL
+        .iter()
+        .find(|k| k.as_str() == kind)
+        .is_some_and(|k| k.fields().iter().any(|f| f.name == field));
+    if known || field == "-" || field == "key" {
+        field
+    } else {
+        "other"
+    }
 }
 
 #[cfg(test)]

@@ -1057,3 +1057,30 @@ fn a_joined_article_cites_each_of_its_single_citations_and_no_other() {
     }
     assert!(!cites("蒙药监 (十九)", "蒙药监 (九)"));
 }
+
+#[test]
+fn a_case_id_with_a_control_character_is_refused_before_anything_is_decided() {
+    for id in ["JX-2026\n-001", "JX\u{0}001", "JX\t1"] {
+        let mut v = base();
+        v["case_id"] = json!(id);
+        let (decisions, errors) = decide_json(
+            &Value::Array(vec![v]).to_string(),
+            &Rules::default(),
+            &Calendar::default(),
+        );
+        assert!(decisions.is_empty(), "{id:?}");
+        assert_eq!(errors.len(), 1, "{id:?}");
+        assert_eq!(errors[0].field.as_deref(), Some("case_id"), "{}", errors[0]);
+        assert!(errors[0].reason.contains("control"), "{}", errors[0]);
+    }
+    // A slash is a character of real case numbers: kept (file names are made safe apart).
+    let mut v = base();
+    v["case_id"] = json!("JC-2026/041");
+    let (decisions, errors) = decide_json(
+        &Value::Array(vec![v]).to_string(),
+        &Rules::default(),
+        &Calendar::default(),
+    );
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(decisions[0].case_id, "JC-2026/041");
+}

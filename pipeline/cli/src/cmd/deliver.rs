@@ -18,7 +18,8 @@ pub struct DeliverArgs {
     /// Send what is due now and exit (for cron); default: keep running until SIGTERM or Ctrl-C.
     #[arg(long)]
     once: bool,
-    /// Show what would be sent now (recipients masked); send and change nothing.
+    /// Show what would be sent now (recipients masked) and every contact whose secret is
+    /// missing (`PROBLEM` lines, exit code 2); send and change nothing.
     #[arg(long, conflicts_with = "once")]
     dry_run: bool,
     /// Print the manual-service list (deliveries every channel failed) and exit.
@@ -50,8 +51,14 @@ pub async fn run(a: DeliverArgs) -> anyhow::Result<ExitCode> {
     let mut worker = delivery::Worker::new(&cfg, &store)?;
     if a.dry_run {
         print!("{}", worker.dry_run()?);
-        return Ok(ExitCode::SUCCESS);
+        // A contact that could not be sent to is a configuration to fix before the run.
+        return Ok(if worker.unresolved_secrets().is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(2)
+        });
     }
+    worker.check_secrets()?;
     let stop = Arc::new(AtomicBool::new(false));
     stop_on_signal(stop.clone(), "deliver");
     let started = std::time::Instant::now();

@@ -512,6 +512,7 @@ fn every_notice_is_delivered_once_through_failures_and_worker_restarts() {
         "--config",
         cfg.to_str().unwrap(),
     ])
+    .env("PW_TEST_SECRET_B", "secret-of-b-from-the-environment")
     .output()
     .unwrap();
     assert!(
@@ -1437,4 +1438,163 @@ fn rate_limits_space_the_sends_and_required_starttls_never_falls_back_to_plain_t
         )
         .unwrap();
     assert!(detail.to_lowercase().contains("tls"), "{detail}");
+}
+
+#[test]
+fn a_stopped_worker_finishes_only_the_send_in_hand_and_links_live_from_the_send() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let a = code(70);
+    for i in 0..5 {
+        issue_notice(&out, &format!("CASE-S{i}"), &a);
+    }
+    // Queued three days ago (the receiver was down, say), links live one day.
+    let three_days_ago = (chrono::Utc::now() - chrono::Duration::days(3))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    db(&out)
+        .execute("UPDATE deliveries SET created_at = ?1", [&three_days_ago])
+        .unwrap();
+    let port = free_port();
+    let contacts = vec![contact(
+        &a,
+        1,
+        Channel::Webhook,
+        format!("http://127.0.0.1:{port}/hooks/{a}"),
+        Some("file:A"),
+    )];
+    let cfg_path = write_config(
+        dir.path(),
+        &contacts,
+        &[("A", "secret-of-a")],
+        "link_ttl_days = 1\nattempt_timeout_secs = 5.0\nlease_secs = 60.0\n\
+         poll_interval_ms = 100\n[rate_limits]\nwebhook = 60000\n",
+    );
+    // Every send takes 0.6 s at the receiver.
+    let hooks = Arc::new(Hooks {
+        secrets: [(a.clone(), "secret-of-a".to_string())].into(),
+        plan: [(
+            a.clone(),
+            vec![Behaviour::ProcessThenStall(Duration::from_millis(600))],
+        )]
+        .into(),
+        got: Mutex::new(Received::default()),
+        ..Hooks::default()
+    });
+    let rt = start_receiver(hooks.clone(), port);
+    let cfg = DeliveryConfig::load(&cfg_path).unwrap();
+    let signer = || Signer::new(LINK_KEY.as_bytes(), &cfg.link_base_url, 1).unwrap();
+    let mut worker = Worker::with_signer(&cfg, &out.join("pharmwatch.db"), signer())
+        .unwrap()
+        .quiet(true);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let running = rt.spawn(async move { worker.run(flag, false).await });
+    wait_for("the first send", Duration::from_secs(20), || {
+        !hooks.got.lock().unwrap().seen.is_empty()
+    });
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let asked = Instant::now();
+    let s = rt.block_on(running).unwrap().unwrap();
+    let took = asked.elapsed();
+    // The send in hand is finished and recorded; nothing more is sent.
+    assert!(took < Duration::from_millis(1500), "stopped after {took:?}");
+    let sent = hooks.got.lock().unwrap().seen.len();
+    assert_eq!(sent, 1, "one send in hand when the stop came");
+    assert_eq!(s.delivered, 1, "{s:?}");
+    // The rows not sent are given back at once, not held until their lease runs out.
+    assert_eq!(
+        count(
+            &out,
+            "SELECT COUNT(*) FROM deliveries WHERE status = 'pending' AND lease_until = 0"
+        ),
+        4
+    );
+    // A restart sends the rest, each once; every link is alive half a day after its send
+    // although the rows were queued three days ago.
+    let mut again = Worker::with_signer(&cfg, &out.join("pharmwatch.db"), signer())
+        .unwrap()
+        .quiet(true);
+    let s = rt.block_on(again.pass()).unwrap();
+    assert_eq!(s.delivered, 4, "{s:?}");
+    let got = hooks.got.lock().unwrap();
+    assert_eq!((got.accepted.len(), got.duplicates), (5, 0));
+    let later = chrono::Utc::now().timestamp() + 12 * 3600;
+    for (_, body) in got.accepted.values() {
+        let link = body["link"].as_str().unwrap();
+        let token = link.rsplit('/').next().unwrap();
+        assert!(
+            signer().verify(Purpose::Ack, &a, token, later).is_ok(),
+            "a link dead on arrival: {link}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_secret_is_named_at_start_up_and_by_the_dry_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let (a, b) = (code(80), code(81));
+    issue_notice(&out, "CASE-SEC", &a);
+    let contacts = vec![
+        contact(
+            &a,
+            1,
+            Channel::Webhook,
+            "http://127.0.0.1:9/hooks/a".to_string(),
+            Some("env:PW_TEST_SECRET_NEVER_SET"),
+        ),
+        contact(
+            &b,
+            1,
+            Channel::Webhook,
+            "http://127.0.0.1:9/hooks/b".to_string(),
+            Some("file:B"),
+        ),
+    ];
+    let cfg = write_config(dir.path(), &contacts, &[("B", "secret-of-b")], FAST);
+    let args = |extra: &str| {
+        let mut v = vec![
+            "deliver".to_string(),
+            "--out".into(),
+            out.to_str().unwrap().into(),
+            "--config".into(),
+            cfg.to_str().unwrap().into(),
+        ];
+        v.push(extra.into());
+        v
+    };
+    let dry = pharmwatch(
+        &args("--dry-run")
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    )
+    .env_remove("PW_TEST_SECRET_NEVER_SET")
+    .output()
+    .unwrap();
+    let text = String::from_utf8_lossy(&dry.stdout);
+    assert_eq!(dry.status.code(), Some(2), "{text}");
+    let problems: Vec<&str> = text.lines().filter(|l| l.starts_with("PROBLEM")).collect();
+    assert_eq!(problems.len(), 1, "{text}");
+    assert!(
+        problems[0].contains(&a) && problems[0].contains("env:PW_TEST_SECRET_NEVER_SET"),
+        "{text}"
+    );
+    // Nothing was attempted by the dry run, and the worker refuses to start, naming it.
+    let once = pharmwatch(
+        &args("--once")
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    )
+    .env_remove("PW_TEST_SECRET_NEVER_SET")
+    .output()
+    .unwrap();
+    assert!(!once.status.success());
+    let err = String::from_utf8_lossy(&once.stderr);
+    assert!(
+        err.contains(&a) && err.contains("PW_TEST_SECRET_NEVER_SET"),
+        "{err}"
+    );
+    assert_eq!(count(&out, "SELECT COUNT(*) FROM delivery_attempts"), 0);
 }

@@ -435,19 +435,36 @@ async fn simulated_records_in_the_nightly_signals_out_with_evidence() {
 }
 
 async fn produce_raw(cfg: &StreamConfig, msgs: &[(EventKind, &str, String)]) {
+    let bytes: Vec<(EventKind, Option<&str>, Vec<u8>)> = msgs
+        .iter()
+        .map(|(k, key, p)| (*k, Some(*key), p.clone().into_bytes()))
+        .collect();
+    produce_bytes(cfg, &bytes).await;
+}
+
+/// A malformed message: its topic's kind, key, bytes, the field its dead letter names (`None`:
+/// any) and words of the reason.
+type Malformed<'a> = (
+    EventKind,
+    Option<&'a str>,
+    Vec<u8>,
+    Option<&'a str>,
+    &'a str,
+);
+
+/// Produces messages as given: any bytes, with or without a key.
+async fn produce_bytes(cfg: &StreamConfig, msgs: &[(EventKind, Option<&str>, Vec<u8>)]) {
     let p: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &cfg.brokers)
         .create()
         .unwrap();
     for (kind, key, payload) in msgs {
-        p.send(
-            FutureRecord::to(&cfg.topic(*kind))
-                .key(*key)
-                .payload(payload),
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
+        let topic = cfg.topic(*kind);
+        let mut record = FutureRecord::<str, [u8]>::to(&topic).payload(payload.as_slice());
+        if let Some(key) = key {
+            record = record.key(*key);
+        }
+        p.send(record, Duration::from_secs(10)).await.unwrap();
     }
 }
 
@@ -490,70 +507,168 @@ async fn malformed_messages_go_to_the_dead_letter_with_their_reasons() {
         s["event_id"] = serde_json::json!(format!("{}-{k}", sale["event_id"].as_str().unwrap()));
         s.to_string()
     };
+    let with_id = |id: &str| {
+        let mut s = sale.clone();
+        s["event_id"] = serde_json::json!(id);
+        s.to_string()
+    };
     let mut unknown_field = sale.clone();
     unknown_field["discount"] = serde_json::json!(0.1);
     unknown_field["event_id"] = serde_json::json!("X-unknown-field");
     let mut missing = sale.clone();
     missing.as_object_mut().unwrap().remove("quantity");
+    let other = if ent == crate::common::ENTERPRISE {
+        "91350100M000100Y43".to_string()
+    } else {
+        crate::common::ENTERPRISE.to_string()
+    };
+    let huge = {
+        // Quotes double in size when the dead letter's envelope escapes them: about 1.8 MB
+        // there, beyond the broker's message limit unless the envelope cuts it.
+        let mut h = sale.clone();
+        h["event_id"] = serde_json::json!("X-huge");
+        h["padding"] = serde_json::json!("\"".repeat(450_000));
+        h.to_string()
+    };
+    let out_of_range =
+        with("quantity", serde_json::json!(7)).replace("\"quantity\":7", "\"quantity\":1e999");
+    let mut not_utf8 = with_id("X-bytes").into_bytes();
+    let at = not_utf8.windows(7).position(|w| w == b"X-bytes").unwrap();
+    not_utf8[at + 2] = 0xFF;
     // (topic kind, key, message, the field the dead letter names (None: any), reason words)
-    let bad: Vec<(EventKind, &str, String, Option<&str>, &str)> = vec![
+    let bad: Vec<Malformed<'_>> = vec![
         (
             EventKind::Sales,
-            ent.as_str(),
-            "{not json".into(),
+            Some(ent.as_str()),
+            b"{not json".to_vec(),
             Some("-"),
             "invalid JSON",
         ),
         (
             EventKind::Sales,
-            ent.as_str(),
-            missing.to_string(),
-            Some("-"),
+            Some(ent.as_str()),
+            missing.to_string().into_bytes(),
+            Some("quantity"),
             "missing field `quantity`",
         ),
         (
             EventKind::Sales,
-            ent.as_str(),
-            with("quantity", serde_json::json!(-5)),
+            Some(ent.as_str()),
+            with("quantity", serde_json::json!(-5)).into_bytes(),
             Some("quantity"),
             "negative",
         ),
         (
             EventKind::Sales,
-            ent.as_str(),
-            with("enterprise_id", serde_json::json!("91110000000000000X")),
+            Some(ent.as_str()),
+            with("enterprise_id", serde_json::json!("91110000000000000X")).into_bytes(),
             Some("enterprise_id"),
             "",
         ),
         (
             EventKind::Sales,
-            ent.as_str(),
-            with("product_id", serde_json::json!("P-NOPE")),
+            Some(ent.as_str()),
+            with("product_id", serde_json::json!("P-NOPE")).into_bytes(),
             Some("product_id"),
             "",
         ),
         (
             EventKind::Sales,
-            ent.as_str(),
-            unknown_field.to_string(),
+            Some(ent.as_str()),
+            unknown_field.to_string().into_bytes(),
             Some("discount"),
             "unknown field `discount`",
         ),
         (
             EventKind::Purchase,
-            ent.as_str(),
-            sale.to_string(),
+            Some(ent.as_str()),
+            sale.to_string().into_bytes(),
             None,
             "field",
         ),
+        // An array of the record's values: a derived decoder would read it field by field.
+        (
+            EventKind::Sales,
+            Some(ent.as_str()),
+            serde_json::Value::Array(
+                with_id("X-array")
+                    .parse::<serde_json::Value>()
+                    .unwrap()
+                    .as_object()
+                    .unwrap()
+                    .values()
+                    .cloned()
+                    .collect(),
+            )
+            .to_string()
+            .into_bytes(),
+            Some("-"),
+            "JSON array",
+        ),
+        (
+            EventKind::Sales,
+            None,
+            with_id("X-no-key").into_bytes(),
+            Some("key"),
+            "no message key",
+        ),
+        (
+            EventKind::Sales,
+            Some(other.as_str()),
+            with_id("X-other-key").into_bytes(),
+            Some("key"),
+            "is not the record's enterprise",
+        ),
+        (
+            EventKind::Sales,
+            Some(ent.as_str()),
+            with("event_time", serde_json::json!("2099-01-01T08:00:00+08:00")).into_bytes(),
+            Some("event_time"),
+            "ahead of the clock",
+        ),
+        (
+            EventKind::Sales,
+            Some(ent.as_str()),
+            out_of_range.into_bytes(),
+            None,
+            "out of range",
+        ),
+        (
+            EventKind::Sales,
+            Some(ent.as_str()),
+            not_utf8.clone(),
+            Some("-"),
+            "invalid JSON",
+        ),
+        (
+            EventKind::Sales,
+            Some(ent.as_str()),
+            huge.clone().into_bytes(),
+            Some("padding"),
+            "unknown field `padding`",
+        ),
+        (
+            EventKind::Sales,
+            Some(ent.as_str()),
+            Vec::new(),
+            Some("-"),
+            "empty",
+        ),
     ];
-    let mut msgs: Vec<(EventKind, &str, String)> =
-        vec![(EventKind::Sales, ent.as_str(), sale.to_string())];
+    let mut msgs: Vec<(EventKind, Option<&str>, Vec<u8>)> = vec![(
+        EventKind::Sales,
+        Some(ent.as_str()),
+        sale.to_string().into_bytes(),
+    )];
     msgs.extend(bad.iter().map(|(k, key, p, _, _)| (*k, *key, p.clone())));
     let mut good2 = sale.clone();
     good2["event_id"] = serde_json::json!(format!("{}-second", sale["event_id"].as_str().unwrap()));
-    msgs.push((EventKind::Sales, ent.as_str(), good2.to_string()));
-    produce_raw(&env.cfg, &msgs).await;
+    msgs.push((
+        EventKind::Sales,
+        Some(ent.as_str()),
+        good2.to_string().into_bytes(),
+    ));
+    produce_bytes(&env.cfg, &msgs).await;
 
     let summary = run_until_idle(&env.cfg, 3.0).await;
     assert_eq!(summary.consumed, msgs.len() as u64);
@@ -565,17 +680,36 @@ async fn malformed_messages_go_to_the_dead_letter_with_their_reasons() {
     let dead = store.dead_letters().unwrap();
     assert_eq!(dead.len(), bad.len());
     for (_, _, payload, field, reason) in &bad {
+        let lossy = String::from_utf8_lossy(payload);
         let d = dead
             .iter()
-            .find(|d| &d.raw == payload)
-            .unwrap_or_else(|| panic!("no dead letter for {payload}: {dead:?}"));
+            .find(|d| d.raw == lossy)
+            .unwrap_or_else(|| panic!("no dead letter for {lossy:.200}: {dead:.300?}"));
         if let Some(field) = field {
-            assert_eq!(&d.field, field, "{d:?}");
+            assert_eq!(&d.field, field, "{:.300}", format!("{d:?}"));
         }
-        assert!(!d.field.is_empty(), "{d:?}");
-        assert!(d.reason.contains(reason), "{d:?} should say {reason:?}");
+        assert!(!d.field.is_empty());
+        assert!(
+            d.reason.contains(reason),
+            "{:.300} should say {reason:?}",
+            format!("{d:?}")
+        );
         assert!(d.offset >= 0);
     }
+    // The bytes that are not UTF-8 are kept exactly.
+    let kept = dead
+        .iter()
+        .find_map(|d| d.raw_base64.clone())
+        .expect("the non-UTF-8 message's bytes");
+    use base64::Engine as _;
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD
+            .decode(kept)
+            .unwrap(),
+        not_utf8
+    );
+    // Every dead letter reaches the topic, the huge one cut to its first 64 KiB with its
+    // length and digest (the store keeps it whole).
     let topic = read_topic(&env.cfg.brokers, &env.cfg.dead_letter_topic);
     assert_eq!(topic.len(), bad.len());
     for (key, v, h) in &topic {
@@ -592,6 +726,23 @@ async fn malformed_messages_go_to_the_dead_letter_with_their_reasons() {
             Some("dead_letter")
         );
     }
+    let cut = topic
+        .iter()
+        .find(|(_, v, _)| v["raw_truncated"] == true)
+        .expect("the huge message's dead letter, cut");
+    assert_eq!(cut.1["raw_bytes"], huge.len());
+    assert!(cut.1["raw"].as_str().unwrap().len() <= 64 * 1024);
+    assert!(huge.starts_with(cut.1["raw"].as_str().unwrap()));
+    assert_eq!(cut.1["raw_sha256"].as_str().unwrap().len(), 64);
+    assert!(store.dead_letters().unwrap().iter().any(|d| d.raw == huge));
+    // The rejected-messages metric names contract fields, `key` or `-`; a field a sender made
+    // up is `other` (bounded series).
+    let m = pharmwatch::stream::metrics::stream();
+    let made_up = m.rejected.with_label_values(&["sales", "other"]).get();
+    assert!(
+        made_up >= 2,
+        "discount and padding counted as other: {made_up}"
+    );
     // The accepted records landed; the rejected did not.
     let landed = lake_event_ids(&env.cfg.lake, f.first, f.first, true).await;
     assert_eq!(landed.get("sales").map(|s| s.len()), Some(2));

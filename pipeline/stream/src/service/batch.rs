@@ -137,6 +137,76 @@ pub(super) fn spent(
     now
 }
 
+/// What a decoded record must also be to be accepted: keyed by its own enterprise (the key
+/// the producers partition by — a missing key or another enterprise's puts the record in a
+/// partition whose windows are not its own), and not dated further ahead of the clock than
+/// `max_future_secs` (it would close open days early).
+fn admit(
+    record: crate::engine::Record,
+    key: Option<&[u8]>,
+    cfg: &StreamConfig,
+) -> std::result::Result<crate::engine::Record, (String, String)> {
+    let enterprise = record.enterprise_id();
+    match key.map(std::str::from_utf8) {
+        None => {
+            return Err((
+                "key".into(),
+                format!("no message key: a record is keyed by its enterprise ({enterprise})"),
+            ));
+        }
+        Some(Err(_)) => return Err(("key".into(), "the message key is not UTF-8".into())),
+        Some(Ok(k)) if k != enterprise => {
+            return Err((
+                "key".into(),
+                format!(
+                    "the message key `{}` is not the record's enterprise {enterprise}",
+                    k.chars().take(64).collect::<String>()
+                ),
+            ));
+        }
+        Some(Ok(_)) => {}
+    }
+    let ahead = record.event_time().timestamp() - Utc::now().timestamp();
+    if ahead > cfg.max_future_secs {
+        return Err((
+            "event_time".into(),
+            format!(
+                "{} lies {ahead} s ahead of the clock (more than stream.max_future_secs = {}): \
+                 a record from the future would close the open days early",
+                record.event_time().to_rfc3339(),
+                cfg.max_future_secs
+            ),
+        ));
+    }
+    Ok(record)
+}
+
+/// The payload in base64 when it is not UTF-8 (the dead letter keeps the exact bytes).
+fn raw_base64(payload: &[u8]) -> Option<String> {
+    use base64::Engine as _;
+    std::str::from_utf8(payload)
+        .is_err()
+        .then(|| base64::engine::general_purpose::STANDARD.encode(payload))
+}
+
+/// Largest raw payload a dead letter on the topic carries: a longer one is cut there (the
+/// envelope says so, with the length and digest; the store keeps it whole), so that the
+/// envelope stays well inside the broker's message size limit and is never retried for ever.
+pub const DEAD_LETTER_RAW_LIMIT: usize = 64 * 1024;
+
+/// The raw text an envelope carries: the whole of it, or its first
+/// [`DEAD_LETTER_RAW_LIMIT`] bytes (at a character boundary).
+fn envelope_raw(raw: &str) -> (&str, bool) {
+    if raw.len() <= DEAD_LETTER_RAW_LIMIT {
+        return (raw, false);
+    }
+    let mut end = DEAD_LETTER_RAW_LIMIT;
+    while !raw.is_char_boundary(end) {
+        end -= 1;
+    }
+    (&raw[..end], true)
+}
+
 /// Envelope of a dead letter on the dead-letter topic.
 #[derive(Debug, Serialize)]
 struct DeadLetterEnvelope<'a> {
@@ -148,6 +218,16 @@ struct DeadLetterEnvelope<'a> {
     field: &'a str,
     reason: &'a str,
     raw: &'a str,
+    /// The exact bytes, when they are not UTF-8 (`raw` then has U+FFFD in their place).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raw_base64: Option<&'a str>,
+    /// `raw` was cut at [`DEAD_LETTER_RAW_LIMIT`]: the message had `raw_bytes` bytes with
+    /// SHA-256 `raw_sha256`; the store's dead-letter table has it whole.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    raw_truncated: bool,
+    raw_bytes: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raw_sha256: Option<String>,
     received_at: String,
 }
 
@@ -370,7 +450,8 @@ impl Service {
                 partition: m.partition(),
                 offset: m.offset(),
             };
-            match decoded {
+            let key = m.key();
+            match decoded.and_then(|record| admit(record, key, &self.cfg)) {
                 Ok(record) => {
                     run.counts[1] += 1;
                     if let Some(ts) = m.timestamp().to_millis() {
@@ -383,10 +464,11 @@ impl Service {
                     routed.rejected.push(Rejected {
                         source,
                         kind: kind.as_str().to_string(),
-                        key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                        key: key.map(|k| String::from_utf8_lossy(k).into_owned()),
                         field,
                         reason,
                         raw: String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+                        raw_base64: raw_base64(m.payload().unwrap_or_default()),
                     });
                 }
             }
@@ -596,7 +678,10 @@ impl Service {
         for r in rejected {
             self.metrics
                 .rejected
-                .with_label_values(&[r.kind.as_str(), r.field.as_str()])
+                .with_label_values(&[
+                    r.kind.as_str(),
+                    crate::metrics::field_label(&r.kind, &r.field),
+                ])
                 .inc();
         }
         for ((topic, _), c) in counts {
@@ -739,15 +824,26 @@ fn store_rejected(
         })?;
         let next = st.offsets.entry(r.source.topic.clone()).or_insert(0);
         *next = (*next).max(r.source.offset + 1);
+        let (raw, raw_truncated) = envelope_raw(&r.raw);
         let env = DeadLetterEnvelope {
             source_topic: &r.source.topic,
             partition: r.source.partition,
             offset: r.source.offset,
-            key: r.key.as_deref(),
+            key: r.key.as_deref().map(|k| envelope_raw(k).0),
             kind: &r.kind,
             field: &r.field,
             reason: &r.reason,
-            raw: &r.raw,
+            raw,
+            raw_base64: r
+                .raw_base64
+                .as_deref()
+                .filter(|b| b.len() <= DEAD_LETTER_RAW_LIMIT),
+            raw_truncated,
+            raw_bytes: r.raw.len(),
+            raw_sha256: raw_truncated.then(|| {
+                let d = ring::digest::digest(&ring::digest::SHA256, r.raw.as_bytes());
+                d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+            }),
             received_at: now.to_rfc3339(),
         };
         let payload =
@@ -755,7 +851,8 @@ fn store_rejected(
         let new = tx
             .execute(
                 "INSERT INTO dead_letters (source_topic, source_partition, source_offset,
-                     kind, field, reason, raw, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     kind, field, reason, raw, received_at, raw_base64)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT DO NOTHING",
                 params![
                     r.source.topic,
@@ -765,7 +862,8 @@ fn store_rejected(
                     r.field,
                     r.reason,
                     r.raw,
-                    now.to_rfc3339()
+                    now.to_rfc3339(),
+                    r.raw_base64
                 ],
             )
             .map_err(|e| sql_err(path, "insert dead letter", e))?;
