@@ -501,6 +501,17 @@ impl LakeSource {
         }
     }
 
+    /// Reads the file at `rel` whole.
+    pub async fn read(&self, rel: &str) -> Result<Vec<u8>> {
+        match self {
+            Self::Folder(l) => {
+                let path = l.join(rel);
+                std::fs::read(&path).map_err(|e| CoreError::io(&path, e))
+            }
+            Self::Bucket(r) => r.get(rel).await,
+        }
+    }
+
     /// Removes the file at `rel`.
     pub async fn remove(&self, rel: &str) -> Result<()> {
         match self {

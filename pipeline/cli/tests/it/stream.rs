@@ -530,6 +530,11 @@ async fn malformed_messages_go_to_the_dead_letter_with_their_reasons() {
         h["padding"] = serde_json::json!("\"".repeat(450_000));
         h.to_string()
     };
+    let reused = {
+        let mut r = sale.clone();
+        r["quantity"] = serde_json::json!(sale["quantity"].as_i64().unwrap() + 1);
+        r.to_string()
+    };
     let out_of_range =
         with("quantity", serde_json::json!(7)).replace("\"quantity\":7", "\"quantity\":1e999");
     let mut not_utf8 = with_id("X-bytes").into_bytes();
@@ -654,6 +659,22 @@ async fn malformed_messages_go_to_the_dead_letter_with_their_reasons() {
             Some("-"),
             "empty",
         ),
+        // The first sale again: counted once.
+        (
+            EventKind::Sales,
+            Some(ent.as_str()),
+            sale.to_string().into_bytes(),
+            Some("event_id"),
+            "a repeat of the record already accepted",
+        ),
+        // Its event id on other content (a false inventory mismatch if it were counted).
+        (
+            EventKind::Sales,
+            Some(ent.as_str()),
+            reused.clone().into_bytes(),
+            Some("event_id"),
+            "with other content",
+        ),
     ];
     let mut msgs: Vec<(EventKind, Option<&str>, Vec<u8>)> = vec![(
         EventKind::Sales,
@@ -679,11 +700,13 @@ async fn malformed_messages_go_to_the_dead_letter_with_their_reasons() {
     let store = Store::open(&env.cfg.store).unwrap();
     let dead = store.dead_letters().unwrap();
     assert_eq!(dead.len(), bad.len());
-    for (_, _, payload, field, reason) in &bad {
+    for (kind, _, payload, field, reason) in &bad {
         let lossy = String::from_utf8_lossy(payload);
         let d = dead
             .iter()
-            .find(|d| d.raw == lossy)
+            .find(|d| {
+                d.raw == lossy && d.kind == kind.as_str() && field.is_none_or(|f| d.field == f)
+            })
             .unwrap_or_else(|| panic!("no dead letter for {lossy:.200}: {dead:.300?}"));
         if let Some(field) = field {
             assert_eq!(&d.field, field, "{:.300}", format!("{d:?}"));
@@ -742,6 +765,26 @@ async fn malformed_messages_go_to_the_dead_letter_with_their_reasons() {
     assert!(
         made_up >= 2,
         "discount and padding counted as other: {made_up}"
+    );
+    // A repeat after a restart is found in the partition's lake files and refused.
+    produce_bytes(
+        &env.cfg,
+        &[(
+            EventKind::Sales,
+            Some(ent.as_str()),
+            good2.to_string().into_bytes(),
+        )],
+    )
+    .await;
+    let again = run_until_idle(&env.cfg, 3.0).await;
+    assert_eq!((again.accepted, again.rejected), (0, 1), "{again:?}");
+    assert!(
+        store
+            .dead_letters()
+            .unwrap()
+            .iter()
+            .any(|d| d.field == "event_id" && d.reason.contains("already accepted at the lake")),
+        "the repeat after the restart is refused as such"
     );
     // The accepted records landed; the rejected did not.
     let landed = lake_event_ids(&env.cfg.lake, f.first, f.first, true).await;

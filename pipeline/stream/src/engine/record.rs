@@ -48,6 +48,17 @@ impl Record {
             Self::Inspection(r) => r.event_time(),
         }
     }
+    /// The record's event id.
+    pub fn event_id(&self) -> &str {
+        match self {
+            Self::Production(r) => &r.event_id,
+            Self::Sales(r) => &r.event_id,
+            Self::Purchase(r) => &r.event_id,
+            Self::Inventory(r) => &r.event_id,
+            Self::ProductTest(r) => &r.event_id,
+            Self::Inspection(r) => &r.event_id,
+        }
+    }
     /// Reporting enterprise (the message key the producer partitions by).
     pub fn enterprise_id(&self) -> &str {
         match self {

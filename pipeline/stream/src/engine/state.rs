@@ -86,6 +86,22 @@ pub struct PartitionState {
     /// The `closed_through` the stored rows were last pruned at: pruning scans the
     /// partition's rows, so it runs when a day closes, not on every batch.
     pub(super) pruned_at: Option<NaiveDate>,
+    /// The event ids this partition accepted, by kind, for its open days (rebuilt from its
+    /// lake files when it is loaded) and, within a run, the day before the last closed one:
+    /// a second message with an id of these is refused (a repeat, or an id reused with other
+    /// content). Not stored: the lake is its record.
+    pub seen: FastMap<(EventKind, String), Seen>,
+}
+
+/// Where an accepted event id came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    /// Its business day.
+    pub day: NaiveDate,
+    /// Its offset, when read in this run (`None`: found in the lake at load).
+    pub offset: Option<i64>,
+    /// A digest of its message bytes, when read in this run.
+    pub digest: Option<u64>,
 }
 
 /// `YYYY-MM-DD`, as the store keeps business days (written for every window and sale, so it
@@ -299,6 +315,8 @@ impl PartitionState {
             .filter(|c| self.pruned_at != Some(*c))
         {
             self.pruned_at = Some(c);
+            let keep_seen = c - Duration::days(1);
+            self.seen.retain(|_, s| s.day >= keep_seen);
             // Windows older than the surge baseline (28 days), with the batch sales kept
             // beside them, are no longer needed.
             let keep_from = c - Duration::days(29);

@@ -29,8 +29,8 @@ use super::consumer::kafka_err;
 use super::{RunSummary, Service};
 use crate::config::StreamConfig;
 use crate::engine::{
-    Accepted, BatchOutcome as Outcome, Delta, Engine, PartitionState, Rejected, RiskEvent, Source,
-    decode, window_deltas,
+    Accepted, BatchOutcome as Outcome, Delta, Engine, PartitionState, Rejected, RiskEvent, Seen,
+    Source, decode, window_deltas,
 };
 use crate::metrics::StreamMetrics;
 
@@ -178,6 +178,56 @@ fn admit(
             ),
         ));
     }
+    Ok(record)
+}
+
+/// Refuses a record whose event id its partition already accepted — in an earlier batch (the
+/// partition's `seen`) or earlier in this one — as a repeat (same bytes) or as an id reused
+/// with other content; otherwise notes it in the batch's `seen`.
+fn once(
+    states: &HashMap<i32, PartitionState>,
+    batch: &mut HashMap<(EventKind, String), Seen>,
+    record: crate::engine::Record,
+    kind: EventKind,
+    m: &OwnedMessage,
+    payload: &[u8],
+) -> std::result::Result<crate::engine::Record, (String, String)> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    payload.hash(&mut h);
+    let digest = h.finish();
+    let id = (kind, record.event_id().to_string());
+    let earlier = batch
+        .get(&id)
+        .or_else(|| states.get(&m.partition()).and_then(|s| s.seen.get(&id)));
+    if let Some(first) = earlier {
+        let at = match first.offset {
+            Some(o) => format!("offset {o} of partition {}", m.partition()),
+            None => format!("the lake (business day {})", first.day),
+        };
+        let reason = if first.digest == Some(digest) {
+            format!("a repeat of the record already accepted at {at}: not counted twice")
+        } else {
+            format!(
+                "event_id `{}` was already accepted at {at}{}: an id names one record",
+                id.1,
+                if first.digest.is_some() {
+                    " with other content"
+                } else {
+                    ""
+                }
+            )
+        };
+        return Err(("event_id".into(), reason));
+    }
+    batch.insert(
+        id,
+        Seen {
+            day: biz_date(record.event_time()),
+            offset: Some(m.offset()),
+            digest: Some(digest),
+        },
+    );
     Ok(record)
 }
 
@@ -384,6 +434,11 @@ impl Service {
         }
         t = spent(self.metrics, &mut self.summary, "store", t);
         tx.commit().map_err(|e| sql_err(&path, "commit", e))?;
+        for (p, ids) in routed.seen {
+            if let Some(st) = self.states.get_mut(&p) {
+                st.seen.extend(ids);
+            }
+        }
         t = spent(self.metrics, &mut self.summary, "commit", t);
         self.book_consumed(&routed.runs);
         self.book_durable(&tally.counts, &routed.rejected, &new_events);
@@ -415,6 +470,7 @@ impl Service {
             accepted: Vec::with_capacity(msgs.len()),
             rejected: Vec::new(),
             runs: Vec::new(),
+            seen: HashMap::new(),
         };
         // What the batch holds per topic-partition, found by a short scan (a batch holds a
         // few dozen topic-partitions and their messages come in runs).
@@ -451,7 +507,14 @@ impl Service {
                 offset: m.offset(),
             };
             let key = m.key();
-            match decoded.and_then(|record| admit(record, key, &self.cfg)) {
+            let payload = m.payload().unwrap_or_default();
+            let admitted = decoded
+                .and_then(|record| admit(record, key, &self.cfg))
+                .and_then(|record| {
+                    let batch = routed.seen.entry(m.partition()).or_default();
+                    once(&self.states, batch, record, kind, m, payload)
+                });
+            match admitted {
                 Ok(record) => {
                     run.counts[1] += 1;
                     if let Some(ts) = m.timestamp().to_millis() {
@@ -886,6 +949,10 @@ struct Routed {
     accepted: Vec<Accepted>,
     rejected: Vec<Rejected>,
     runs: Vec<TpRun>,
+    /// The event ids the batch accepts, per partition: added to the partitions' `seen` once
+    /// the batch is committed (a batch judged again, or redone without a fenced partition,
+    /// must not find its own records there).
+    seen: HashMap<i32, HashMap<(EventKind, String), Seen>>,
 }
 
 /// What a batch consumed per topic-partition.

@@ -20,7 +20,9 @@ use pharmwatch_schemas::EventKind;
 use super::Service;
 use super::consumer::Reb;
 use crate::config::StreamConfig;
-use crate::engine::PartitionState;
+use crate::engine::{PartitionState, Seen};
+use chrono::NaiveDate;
+use pharmwatch_core::fasthash::FastMap;
 
 /// A topic-partition resuming from the store's offset: until its first message at or before
 /// `next` arrives, a later first message means the broker skipped records (some brokers
@@ -87,6 +89,85 @@ pub(super) async fn remove_uncommitted(
         }
     }
     Ok(removed)
+}
+
+/// The event ids in partition `st`'s committed lake files of its open days (after its last
+/// closed day): what it has accepted, for the check that an event id is accepted once across
+/// restarts and rebalances. Run after [`remove_uncommitted`].
+pub(super) async fn seen_in_lake(
+    lake: &LakeSource,
+    st: &PartitionState,
+) -> Result<FastMap<(EventKind, String), Seen>> {
+    let prefix = format!("stream-p{:03}-o", st.partition);
+    let mut seen = FastMap::default();
+    for kind in EventKind::ALL {
+        for rel in lake.files_under(kind.as_str()).await? {
+            let mut parts = rel.rsplit('/');
+            let name = parts.next().unwrap_or_default();
+            if !name.starts_with(&prefix) || !name.ends_with(".parquet") {
+                continue;
+            }
+            let Some(day) = parts
+                .next()
+                .and_then(|d| d.strip_prefix("date="))
+                .and_then(|d| d.parse::<NaiveDate>().ok())
+            else {
+                continue;
+            };
+            if st.meta.closed_through.is_some_and(|c| day <= c) {
+                continue;
+            }
+            for id in event_ids(&rel, lake.read(&rel).await?)? {
+                seen.insert(
+                    (*kind, id),
+                    Seen {
+                        day,
+                        offset: None,
+                        digest: None,
+                    },
+                );
+            }
+        }
+    }
+    Ok(seen)
+}
+
+/// The `event_id` column of a Parquet file's bytes.
+fn event_ids(rel: &str, bytes: Vec<u8>) -> Result<Vec<String>> {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::parquet::arrow::ProjectionMask;
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let bad = |what: String| CoreError::Lake {
+        path: rel.into(),
+        reason: format!("reading its event ids: {what}"),
+    };
+    let b = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
+        .map_err(|e| bad(e.to_string()))?;
+    let idx = b
+        .parquet_schema()
+        .columns()
+        .iter()
+        .position(|c| c.name() == "event_id")
+        .ok_or_else(|| bad("no event_id column".into()))?;
+    let mask = ProjectionMask::leaves(b.parquet_schema(), [idx]);
+    let reader = b
+        .with_projection(mask)
+        .build()
+        .map_err(|e| bad(e.to_string()))?;
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| bad(e.to_string()))?;
+        let col = datafusion::arrow::compute::cast(batch.column(0), &DataType::Utf8)
+            .map_err(|e| bad(e.to_string()))?;
+        let s = col.as_string::<i32>();
+        out.extend(
+            (0..s.len())
+                .filter(|i| s.is_valid(*i))
+                .map(|i| s.value(i).to_string()),
+        );
+    }
+    Ok(out)
 }
 
 impl Service {
@@ -165,10 +246,11 @@ impl Service {
                 .transaction_with_behavior(pharmwatch_core::db::TransactionBehavior::Immediate)
                 .map_err(|e| sql_err(&path, "begin", e))?;
             for p in missing {
-                let st = PartitionState::load(&tx, &path, p)?;
+                let mut st = PartitionState::load(&tx, &path, p)?;
                 let removed = self
                     .rt
                     .block_on(remove_uncommitted(&self.lake, &self.cfg, &st))?;
+                st.seen = self.rt.block_on(seen_in_lake(&self.lake, &st))?;
                 if removed > 0 {
                     tracing::info!(
                         partition = p,
