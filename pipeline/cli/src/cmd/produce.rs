@@ -31,6 +31,15 @@ pub struct ProduceArgs {
 
 pub async fn run(a: ProduceArgs) -> anyhow::Result<ExitCode> {
     let cfg = StreamConfig::load(a.config.as_deref())?;
+    if same_place(&a.lake, &cfg.lake) {
+        anyhow::bail!(
+            "--lake {} is the lake the stream lands its records in ([stream] lake): publishing \
+             it would land every record a second time, and the next nightly run would count each \
+             twice. Publish from another lake (e.g. `pharmwatch simulate … --out source`, then \
+             `--lake source`)",
+            a.lake.display()
+        );
+    }
     let s = produce::produce(&cfg, &a.lake, a.from, a.to, a.rate).await?;
     for (t, n) in &s.per_topic {
         println!("  {t:<28} {n:>10} messages");
@@ -40,4 +49,12 @@ pub async fn run(a: ProduceArgs) -> anyhow::Result<ExitCode> {
         s.sent, s.seconds, s.rate
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether two lake locations are the same folder (or the same `s3://` URL).
+fn same_place(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a.to_string_lossy().trim_end_matches('/') == b.to_string_lossy().trim_end_matches('/'),
+    }
 }

@@ -1104,6 +1104,28 @@ fn an_unreachable_broker_stops_start_up_with_a_clear_error() {
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
 }
 
+#[test]
+fn producing_the_lake_the_stream_lands_in_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = fixture();
+    let lake_dir = dir.path().join("lake");
+    copy_reference(f, &lake_dir);
+    let run = |lake: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_pharmwatch"))
+            .args(["produce", "--lake"])
+            .arg(lake)
+            .env("PHARMWATCH_LAKE", &lake_dir)
+            .env("PHARMWATCH_BROKERS", "127.0.0.1:9")
+            .output()
+            .unwrap()
+    };
+    // The same folder, spelled another way: refused before any message is sent.
+    let out = run(&dir.path().join("./lake/"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("lands its records"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_store_held_by_another_writer_is_waited_out_and_the_batch_judged_again() {
     let f = fixture();

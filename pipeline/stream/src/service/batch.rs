@@ -21,6 +21,7 @@ use serde::Serialize;
 
 use crate::error::{Result, StreamError};
 use pharmwatch_core::error::{CoreError, ErrorClass};
+use pharmwatch_core::fasthash::{FastMap, FastState};
 use pharmwatch_core::remote_lake::LakeSource;
 use pharmwatch_core::store::sql_err;
 use pharmwatch_schemas::{EventKind, biz_date};
@@ -186,16 +187,14 @@ fn admit(
 /// with other content; otherwise notes it in the batch's `seen`.
 fn once(
     states: &HashMap<i32, PartitionState>,
-    batch: &mut HashMap<(EventKind, String), Seen>,
+    batch: &mut FastMap<(EventKind, String), Seen>,
     record: crate::engine::Record,
     kind: EventKind,
     m: &OwnedMessage,
     payload: &[u8],
 ) -> std::result::Result<crate::engine::Record, (String, String)> {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    payload.hash(&mut h);
-    let digest = h.finish();
+    use std::hash::BuildHasher as _;
+    let digest = FastState::default().hash_one(payload);
     let id = (kind, record.event_id().to_string());
     let earlier = batch
         .get(&id)
@@ -952,7 +951,7 @@ struct Routed {
     /// The event ids the batch accepts, per partition: added to the partitions' `seen` once
     /// the batch is committed (a batch judged again, or redone without a fenced partition,
     /// must not find its own records there).
-    seen: HashMap<i32, HashMap<(EventKind, String), Seen>>,
+    seen: HashMap<i32, FastMap<(EventKind, String), Seen>>,
 }
 
 /// What a batch consumed per topic-partition.
