@@ -56,7 +56,7 @@ mod windows;
 
 pub use record::{Accepted, Record, Reference, Rejected, RiskEvent, Source, decode};
 pub(crate) use rules::{TRACE_CODES_REPLACE, TraceCodeRows};
-pub use state::{PartitionMeta, PartitionState, Seen, Window};
+pub use state::{PartitionMeta, PartitionState, Seen, SeenKey, Window};
 pub use windows::{Delta, lake_batch, window_deltas};
 
 use state::date_str;

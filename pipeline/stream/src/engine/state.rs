@@ -90,8 +90,12 @@ pub struct PartitionState {
     /// lake files when it is loaded) and, within a run, the day before the last closed one:
     /// a second message with an id of these is refused (a repeat, or an id reused with other
     /// content). Not stored: the lake is its record.
-    pub seen: FastMap<(EventKind, String), Seen>,
+    pub seen: FastMap<SeenKey, Seen>,
 }
+
+/// An event id as `seen` keeps it: its kind and two 64-bit digests of the id under different
+/// seeds (no allocation per record; a false repeat would need both to collide).
+pub type SeenKey = (EventKind, u64, u64);
 
 /// Where an accepted event id came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +106,20 @@ pub struct Seen {
     pub offset: Option<i64>,
     /// A digest of its message bytes, when read in this run.
     pub digest: Option<u64>,
+    /// The micro-batch that noted it (0: found in the lake at load).
+    pub batch: u64,
+}
+
+impl Seen {
+    /// The key of event id `id` of `kind`.
+    pub fn key(kind: EventKind, id: &str) -> SeenKey {
+        use std::hash::BuildHasher as _;
+        const A: pharmwatch_core::fasthash::FastState =
+            pharmwatch_core::fasthash::FastState::with_seed(0x7068_6172_6d77_6174);
+        const B: pharmwatch_core::fasthash::FastState =
+            pharmwatch_core::fasthash::FastState::with_seed(0x6576_656e_745f_6964);
+        (kind, A.hash_one(id), B.hash_one(id))
+    }
 }
 
 /// `YYYY-MM-DD`, as the store keeps business days (written for every window and sale, so it

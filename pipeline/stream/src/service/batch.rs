@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use crate::error::{Result, StreamError};
 use pharmwatch_core::error::{CoreError, ErrorClass};
-use pharmwatch_core::fasthash::{FastMap, FastState};
+use pharmwatch_core::fasthash::FastState;
 use pharmwatch_core::remote_lake::LakeSource;
 use pharmwatch_core::store::sql_err;
 use pharmwatch_schemas::{EventKind, biz_date};
@@ -182,52 +182,60 @@ fn admit(
     Ok(record)
 }
 
-/// Refuses a record whose event id its partition already accepted — in an earlier batch (the
-/// partition's `seen`) or earlier in this one — as a repeat (same bytes) or as an id reused
-/// with other content; otherwise notes it in the batch's `seen`.
+/// Numbers the routed micro-batches (unique in the process): the event ids a batch adds to a
+/// partition's `seen` carry its number, so a batch redone without a fenced partition takes
+/// its own back first.
+static ROUTING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Refuses a record whose event id its partition already accepted (in an earlier batch, or
+/// earlier in this one) as a repeat (same bytes) or as an id reused with other content;
+/// otherwise notes it in the partition's `seen` under batch `batch`.
 fn once(
-    states: &HashMap<i32, PartitionState>,
-    batch: &mut FastMap<(EventKind, String), Seen>,
+    st: Option<&mut PartitionState>,
+    batch: u64,
     record: crate::engine::Record,
     kind: EventKind,
     m: &OwnedMessage,
     payload: &[u8],
 ) -> std::result::Result<crate::engine::Record, (String, String)> {
+    use std::collections::hash_map::Entry;
     use std::hash::BuildHasher as _;
+    let Some(st) = st else {
+        return Ok(record);
+    };
     let digest = FastState::default().hash_one(payload);
-    let id = (kind, record.event_id().to_string());
-    let earlier = batch
-        .get(&id)
-        .or_else(|| states.get(&m.partition()).and_then(|s| s.seen.get(&id)));
-    if let Some(first) = earlier {
-        let at = match first.offset {
-            Some(o) => format!("offset {o} of partition {}", m.partition()),
-            None => format!("the lake (business day {})", first.day),
-        };
-        let reason = if first.digest == Some(digest) {
-            format!("a repeat of the record already accepted at {at}: not counted twice")
-        } else {
-            format!(
-                "event_id `{}` was already accepted at {at}{}: an id names one record",
-                id.1,
-                if first.digest.is_some() {
-                    " with other content"
-                } else {
-                    ""
-                }
-            )
-        };
-        return Err(("event_id".into(), reason));
+    match st.seen.entry(Seen::key(kind, record.event_id())) {
+        Entry::Vacant(v) => {
+            v.insert(Seen {
+                day: biz_date(record.event_time()),
+                offset: Some(m.offset()),
+                digest: Some(digest),
+                batch,
+            });
+            Ok(record)
+        }
+        Entry::Occupied(o) => {
+            let first = o.get();
+            let at = match first.offset {
+                Some(off) => format!("offset {off} of partition {}", m.partition()),
+                None => format!("the lake (business day {})", first.day),
+            };
+            let reason = if first.digest == Some(digest) {
+                format!("a repeat of the record already accepted at {at}: not counted twice")
+            } else {
+                format!(
+                    "event_id `{}` was already accepted at {at}{}: an id names one record",
+                    record.event_id(),
+                    if first.digest.is_some() {
+                        " with other content"
+                    } else {
+                        ""
+                    }
+                )
+            };
+            Err(("event_id".into(), reason))
+        }
     }
-    batch.insert(
-        id,
-        Seen {
-            day: biz_date(record.event_time()),
-            offset: Some(m.offset()),
-            digest: Some(digest),
-        },
-    );
-    Ok(record)
 }
 
 /// The payload in base64 when it is not UTF-8 (the dead letter keeps the exact bytes).
@@ -407,6 +415,11 @@ impl Service {
         }
         if !fenced.is_empty() {
             drop(tx);
+            // The batch is redone without the fenced partitions: the others give back the
+            // event ids it noted, so it does not find its own records there.
+            for st in self.states.values_mut() {
+                st.seen.retain(|_, s| s.batch != routed.batch);
+            }
             return Ok(Some(fenced));
         }
         let judge = Judge {
@@ -433,11 +446,6 @@ impl Service {
         }
         t = spent(self.metrics, &mut self.summary, "store", t);
         tx.commit().map_err(|e| sql_err(&path, "commit", e))?;
-        for (p, ids) in routed.seen {
-            if let Some(st) = self.states.get_mut(&p) {
-                st.seen.extend(ids);
-            }
-        }
         t = spent(self.metrics, &mut self.summary, "commit", t);
         self.book_consumed(&routed.runs);
         self.book_durable(&tally.counts, &routed.rejected, &new_events);
@@ -469,8 +477,9 @@ impl Service {
             accepted: Vec::with_capacity(msgs.len()),
             rejected: Vec::new(),
             runs: Vec::new(),
-            seen: HashMap::new(),
+            batch: ROUTING.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
         };
+        let batch = routed.batch;
         // What the batch holds per topic-partition, found by a short scan (a batch holds a
         // few dozen topic-partitions and their messages come in runs).
         let mut last = usize::MAX;
@@ -510,8 +519,8 @@ impl Service {
             let admitted = decoded
                 .and_then(|record| admit(record, key, &self.cfg))
                 .and_then(|record| {
-                    let batch = routed.seen.entry(m.partition()).or_default();
-                    once(&self.states, batch, record, kind, m, payload)
+                    let st = self.states.get_mut(&m.partition());
+                    once(st, batch, record, kind, m, payload)
                 });
             match admitted {
                 Ok(record) => {
@@ -948,10 +957,8 @@ struct Routed {
     accepted: Vec<Accepted>,
     rejected: Vec<Rejected>,
     runs: Vec<TpRun>,
-    /// The event ids the batch accepts, per partition: added to the partitions' `seen` once
-    /// the batch is committed (a batch judged again, or redone without a fenced partition,
-    /// must not find its own records there).
-    seen: HashMap<i32, FastMap<(EventKind, String), Seen>>,
+    /// Its number (see [`ROUTING`]): the event ids it noted in the partitions' `seen`.
+    batch: u64,
 }
 
 /// What a batch consumed per topic-partition.

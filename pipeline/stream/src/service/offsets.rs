@@ -20,7 +20,7 @@ use pharmwatch_schemas::EventKind;
 use super::Service;
 use super::consumer::Reb;
 use crate::config::StreamConfig;
-use crate::engine::{PartitionState, Seen};
+use crate::engine::{PartitionState, Seen, SeenKey};
 use chrono::NaiveDate;
 use pharmwatch_core::fasthash::FastMap;
 
@@ -97,7 +97,7 @@ pub(super) async fn remove_uncommitted(
 pub(super) async fn seen_in_lake(
     lake: &LakeSource,
     st: &PartitionState,
-) -> Result<FastMap<(EventKind, String), Seen>> {
+) -> Result<FastMap<SeenKey, Seen>> {
     let prefix = format!("stream-p{:03}-o", st.partition);
     let mut seen = FastMap::default();
     for kind in EventKind::ALL {
@@ -119,11 +119,12 @@ pub(super) async fn seen_in_lake(
             }
             for id in event_ids(&rel, lake.read(&rel).await?)? {
                 seen.insert(
-                    (*kind, id),
+                    Seen::key(*kind, &id),
                     Seen {
                         day,
                         offset: None,
                         digest: None,
+                        batch: 0,
                     },
                 );
             }
