@@ -505,6 +505,11 @@ fn bad_input_rows_go_to_the_dead_letter_and_the_counts_reconcile() {
         format!(
             r#"{{"event_id":"n4","event_time":"2026-09-03T23:00:00+08:00","enterprise_id":"{good}","product_id":"P1","quantity":3,"colour":"red"}}"#
         ),
+        // An array of a snapshot's values, and a snapshot without its quantity.
+        format!(r#"["n5","2026-09-03T23:00:00+08:00","{good}","P1",4]"#),
+        format!(
+            r#"{{"event_id":"n6","event_time":"2026-09-03T23:00:00+08:00","enterprise_id":"{good}","product_id":"P1"}}"#
+        ),
     ];
     std::fs::write(&nd_path, nd.join("\n") + "\n").unwrap();
     let mut cfg = config(&lake, &dir.path().join("out"), 3, 3);
@@ -520,7 +525,7 @@ fn bad_input_rows_go_to_the_dead_letter_and_the_counts_reconcile() {
     let s = &out.summary;
     assert_eq!(
         (s.input_read, s.input_accepted, s.input_rejected),
-        (11, 3, 8)
+        (13, 3, 10)
     );
     for file in &s.input_files {
         assert_eq!(file.read, file.accepted + file.rejected, "{}", file.source);
@@ -545,6 +550,8 @@ fn bad_input_rows_go_to_the_dead_letter_and_the_counts_reconcile() {
     expect(2, "-", "invalid JSON");
     expect(3, "quantity", "invalid type");
     expect(5, "colour", "unknown field");
+    expect(6, "-", "JSON array");
+    expect(7, "quantity", "missing field `quantity`");
     assert!(
         out.dead_letters
             .iter()
@@ -552,7 +559,7 @@ fn bad_input_rows_go_to_the_dead_letter_and_the_counts_reconcile() {
     );
     // The dead letter file holds the same rejections.
     let text = std::fs::read_to_string(dir.path().join("out/dead_letter.ndjson")).unwrap();
-    assert_eq!(text.lines().count(), 8);
+    assert_eq!(text.lines().count(), 10);
     // Accepted rows count: the expired batch sold in the CSV is on the risk list, and the
     // accepted snapshot (10 yesterday, 2 + 1 sold, 7 today) reconciles.
     let hits = hit_set(&out);

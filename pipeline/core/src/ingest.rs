@@ -307,19 +307,16 @@ impl<T: DeserializeOwned + Serialize + Validate> FileReader<'_, T> {
                 continue;
             }
             self.counts.read += 1;
+            if let Some((field, reason)) = not_an_object(line.as_bytes()) {
+                self.reject(line_no, field, reason, line);
+                continue;
+            }
             let mut de = serde_json::Deserializer::from_str(&line);
             match serde_path_to_error::deserialize::<_, T>(&mut de) {
                 Ok(rec) => self.offer(line_no, rec, line),
                 Err(e) => {
                     let path = e.path().to_string();
-                    let inner = e.into_inner();
-                    let (field, reason) = if inner.is_syntax() || inner.is_eof() {
-                        ("-".to_string(), format!("invalid JSON: {inner}"))
-                    } else if path == "." {
-                        ("-".to_string(), inner.to_string())
-                    } else {
-                        (path, inner.to_string())
-                    };
+                    let (field, reason) = json_refusal(path, &e.into_inner());
                     self.reject(line_no, field, reason, line);
                 }
             }
@@ -395,14 +392,68 @@ impl<T: DeserializeOwned + Serialize + Validate> FileReader<'_, T> {
 
 fn csv_error_field(e: &csv::Error, headers: &csv::StringRecord) -> (String, String) {
     if let csv::ErrorKind::Deserialize { err, .. } = e.kind() {
+        let reason = err.kind().to_string();
         let field = err
             .field()
             .and_then(|i| headers.get(i as usize))
             .map(str::to_string)
+            .or_else(|| missing_field(&reason))
             .unwrap_or_else(|| "-".to_string());
-        return (field, err.kind().to_string());
+        return (field, reason);
     }
     ("-".to_string(), e.to_string())
+}
+
+/// The name in a decoder's "missing field `name`" message.
+fn missing_field(reason: &str) -> Option<String> {
+    reason
+        .find("missing field `")
+        .map(|i| &reason[i + "missing field `".len()..])
+        .and_then(|rest| rest.split('`').next())
+        .map(str::to_string)
+}
+
+/// Refuses what is not one JSON object `{…}` (a message or an NDJSON line is one record): an
+/// array, which a derived decoder would read field by field in order, an empty text, any other
+/// value. `None` for an object (its fields are checked by the decoder).
+pub fn not_an_object(bytes: &[u8]) -> Option<(String, String)> {
+    let why = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => return None,
+        Some(b'[') => "a JSON array, not an object: a record is one object `{…}`",
+        None => "an empty message",
+        Some(_) => "invalid JSON: a record is one JSON object `{…}`",
+    };
+    Some(("-".into(), why.into()))
+}
+
+/// The field and reason of a record that did not decode, from the decoder's error and the JSON
+/// path it stopped at: a missing field is named (`missing field `quantity`` → `quantity`), a
+/// number beyond a 64-bit float is said so, anything else that is not JSON is "invalid JSON",
+/// the rest names its path (`-` for the record as a whole).
+pub fn json_refusal(path: String, inner: &serde_json::Error) -> (String, String) {
+    let text = inner.to_string();
+    if text.starts_with("number out of range") {
+        return (
+            if path == "." { "-".into() } else { path },
+            format!("a number out of range (beyond a 64-bit float): {text}"),
+        );
+    }
+    if inner.is_syntax() || inner.is_eof() {
+        return ("-".to_string(), format!("invalid JSON: {text}"));
+    }
+    if let Some(name) = missing_field(&text) {
+        let field = if path == "." {
+            name
+        } else {
+            format!("{path}.{name}")
+        };
+        return (field, text);
+    }
+    if path == "." {
+        ("-".to_string(), text)
+    } else {
+        (path, text)
+    }
 }
 
 /// Writes dead letters as NDJSON.
@@ -435,5 +486,47 @@ mod tests {
         assert_eq!(s.kind, EventKind::ProductTest);
         let err = InputSpec::parse("/data/orders.csv").unwrap_err();
         assert!(err.to_string().contains("KIND=PATH"));
+    }
+
+    #[test]
+    fn a_record_is_one_object_and_a_refusal_names_its_field() {
+        assert!(not_an_object(b"  {\"a\":1}").is_none());
+        for (bytes, word) in [
+            (&b"[1,2]"[..], "JSON array"),
+            (&b"   "[..], "empty"),
+            (&b"\"text\""[..], "invalid JSON"),
+        ] {
+            let (field, reason) = not_an_object(bytes).unwrap();
+            assert_eq!(field, "-");
+            assert!(reason.contains(word), "{reason}");
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct R {
+            quantity: i64,
+            inner: Inner,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Inner {
+            code: String,
+        }
+        let refuse = |text: &str| {
+            let mut de = serde_json::Deserializer::from_str(text);
+            let e = serde_path_to_error::deserialize::<_, R>(&mut de).unwrap_err();
+            let path = e.path().to_string();
+            json_refusal(path, &e.into_inner())
+        };
+        assert_eq!(refuse(r#"{"inner":{"code":"x"}}"#).0, "quantity");
+        assert_eq!(refuse(r#"{"quantity":1,"inner":{}}"#).0, "inner.code");
+        let (field, reason) = refuse(r#"{"quantity":1e999,"inner":{"code":"x"}}"#);
+        assert!(reason.contains("out of range"), "{field}: {reason}");
+        let (field, reason) = refuse(r#"{"quantity":"#);
+        assert_eq!(field, "-");
+        assert!(reason.contains("invalid JSON"), "{reason}");
+        assert_eq!(
+            refuse(r#"{"quantity":"five","inner":{"code":"x"}}"#).0,
+            "quantity"
+        );
     }
 }

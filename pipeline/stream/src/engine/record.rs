@@ -83,38 +83,6 @@ impl Record {
     }
 }
 
-/// Why a payload that did not decode was refused: a missing field is named (`missing field
-/// `quantity`` → `quantity`), a number beyond a 64-bit float is said so, anything else that is
-/// not JSON is "invalid JSON".
-fn refusal(path: String, inner: &serde_json::Error) -> (String, String) {
-    let text = inner.to_string();
-    if text.starts_with("number out of range") {
-        return (
-            if path == "." { "-".into() } else { path },
-            format!("a number out of range (beyond a 64-bit float): {text}"),
-        );
-    }
-    if inner.is_syntax() || inner.is_eof() {
-        return ("-".to_string(), format!("invalid JSON: {text}"));
-    }
-    if let Some(name) = text
-        .strip_prefix("missing field `")
-        .and_then(|rest| rest.split('`').next())
-    {
-        let field = if path == "." {
-            name.to_string()
-        } else {
-            format!("{path}.{name}")
-        };
-        return (field, text);
-    }
-    if path == "." {
-        ("-".to_string(), text)
-    } else {
-        (path, text)
-    }
-}
-
 /// Decodes one message of `kind` and validates it against the contract and the reference
 /// data. The error is the offending field (`-` for the message as a whole) and the reason.
 /// A record is one JSON object: an array (which a derived decoder would read field by field
@@ -124,21 +92,8 @@ pub fn decode(
     payload: &[u8],
     refs: &ReferenceSets,
 ) -> std::result::Result<Record, (String, String)> {
-    match payload.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'{') => {}
-        Some(b'[') => {
-            return Err((
-                "-".into(),
-                "a JSON array, not an object: a message is one record `{…}`".into(),
-            ));
-        }
-        None => return Err(("-".into(), "an empty message".into())),
-        Some(_) => {
-            return Err((
-                "-".into(),
-                "invalid JSON: a message is one record, a JSON object `{…}`".into(),
-            ));
-        }
+    if let Some(refused) = pharmwatch_core::ingest::not_an_object(payload) {
+        return Err(refused);
     }
     fn one<T: serde::de::DeserializeOwned + Validate>(
         payload: &[u8],
@@ -153,7 +108,7 @@ pub fn decode(
         let mut de = serde_json::Deserializer::from_slice(payload);
         let rec: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
-            refusal(path, &e.into_inner())
+            pharmwatch_core::ingest::json_refusal(path, &e.into_inner())
         })?;
         de.end()
             .map_err(|e| ("-".to_string(), format!("invalid JSON: {e}")))?;
