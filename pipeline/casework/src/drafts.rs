@@ -393,34 +393,30 @@ pub fn edit(ledger: &mut Ledger, draft_id: i64, actor: &Actor, edits: &Edits) ->
             ],
         )
         .map_err(|e| sql_err(path, "edit draft", e))?;
-        log(
-            tx,
-            path,
-            &d,
-            actor,
-            "draft_edited",
-            &if edits.particulars.is_empty() {
-                format!(
-                    "note: {}; left out: {:?}",
-                    edits.note.trim(),
-                    edits.excluded_items
-                )
-            } else {
-                let p = &edits.particulars;
-                format!(
-                    "note: {}; left out: {:?}; penalty: {}; basis: {}; violated: {}; hearing \
-                     place: {}",
-                    edits.note.trim(),
-                    edits.excluded_items,
-                    p.penalty.trim(),
-                    p.penalty_basis.trim(),
-                    p.violated.trim(),
-                    p.hearing_place.trim()
-                )
-            },
-        )?;
+        log(tx, path, &d, actor, "draft_edited", &edit_detail(edits))?;
         get(tx, path, draft_id)
     })
+}
+
+/// The audit line of an edit: the note, the items left out and, on a penalty document, what
+/// the case officer wrote.
+fn edit_detail(edits: &Edits) -> String {
+    let mut detail = format!(
+        "note: {}; left out: {:?}",
+        edits.note.trim(),
+        edits.excluded_items
+    );
+    let p = &edits.particulars;
+    if !p.is_empty() {
+        detail.push_str(&format!(
+            "; penalty: {}; basis: {}; violated: {}; hearing place: {}",
+            p.penalty.trim(),
+            p.penalty_basis.trim(),
+            p.violated.trim(),
+            p.hearing_place.trim()
+        ));
+    }
+    detail
 }
 
 fn ledger_facts(conn: &Connection, path: &Path, case_id: &str) -> Result<usize> {
@@ -440,18 +436,8 @@ pub fn submit(ledger: &mut Ledger, draft_id: i64, actor: &Actor) -> Result<Draft
         let d = get(tx, path, draft_id)?;
         in_inspector_hands(&d, "submitted")?;
         if let Some(kind) = DocumentKind::parse(&d.kind) {
-            let missing = kind.missing_particulars(&d.edits.particulars);
-            if !missing.is_empty() {
-                return Err(refuse(
-                    &d,
-                    &format!(
-                        "its {} needs what the case officer writes into it before it is \
-                         submitted: {}",
-                        kind.title(),
-                        missing.join(", ")
-                    ),
-                ));
-            }
+            kind.check_particulars(&d.edits.particulars)
+                .map_err(|why| refuse(&d, &why))?;
         }
         tx.execute(
             "UPDATE drafts SET state = 'submitted', submitted_by = ?2, submitted_at = ?3,

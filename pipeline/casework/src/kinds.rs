@@ -125,7 +125,7 @@ impl DocumentKind {
     /// What a person must have written into the draft before it is approved: the penalty and
     /// its basis for the notice and the decision (the system never proposes a penalty), the
     /// hearing's place for the hearing notice.
-    pub fn missing_particulars(self, p: &Particulars) -> Vec<&'static str> {
+    fn missing_particulars(self, p: &Particulars) -> Vec<&'static str> {
         let need: &[(&str, &String)] = match self {
             Self::PenaltyNotice | Self::PenaltyDecision => &[
                 ("penalty", &p.penalty),
@@ -139,6 +139,23 @@ impl DocumentKind {
             .filter(|(_, v)| v.trim().is_empty())
             .map(|(k, _)| *k)
             .collect()
+    }
+}
+
+impl DocumentKind {
+    /// Refuses particulars that miss what this kind needs, naming the missing fields (the
+    /// reason, for the caller's error).
+    pub fn check_particulars(self, p: &Particulars) -> std::result::Result<(), String> {
+        let missing = self.missing_particulars(p);
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(format!(
+            "its {} needs what the case officer writes into it: {} (the system never proposes \
+             a penalty)",
+            self.title(),
+            missing.join(", ")
+        ))
     }
 }
 

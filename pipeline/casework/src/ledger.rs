@@ -1680,10 +1680,7 @@ impl Ledger {
                 due_date: None,
                 due_counts: Vec::new(),
                 due_pending: None,
-                detail: Some(format!(
-                    "涉嫌违法，移交立案查处 (referred): {}",
-                    note.trim()
-                )),
+                detail: Some(format!("{REFERRAL_DETAIL}{}", note.trim())),
             };
             upsert_measure(tx, path, case_id, &m, &on.to_string())?;
             append_event(
@@ -1700,6 +1697,9 @@ impl Ledger {
         Ok(article)
     }
 }
+
+/// How a referral by hand's measure detail starts; the facts given follow it.
+pub const REFERRAL_DETAIL: &str = "涉嫌违法，移交立案查处 (referred): ";
 
 /// The text `pharmwatch case list` prints: one line per case.
 pub fn format_list(cases: &[CaseSummary]) -> String {

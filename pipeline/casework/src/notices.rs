@@ -388,7 +388,12 @@ pub fn render(number: &str, case: &CaseDetail, i: &Issuing<'_>) -> Result<Render
         .and_then(|m| m.due_date.as_deref())
         .and_then(|d| d.parse::<NaiveDate>().ok());
     let soft = case.first_minor && kind == DocumentKind::CautionNotice;
-    let (demands_heading, consequences_heading, basis_action) = headings(kind);
+    let Headings {
+        basis: basis_heading,
+        demands: demands_heading,
+        consequences: consequences_heading,
+        action: basis_action,
+    } = headings(kind);
     let suspension_scope = match measure.code.as_str() {
         "suspend_sales_partial" => format!(
             "暂停你单位以下经营范围的药品销售：{}",
@@ -422,12 +427,7 @@ pub fn render(number: &str, case: &CaseDetail, i: &Issuing<'_>) -> Result<Render
                 (false, true) => "经监督检查",
                 (false, false) => "本局通过药品智慧监管平台远程数据监测",
             },
-            basis_heading => match kind {
-                DocumentKind::PenaltyNotice => "拟作出的行政处罚及其理由、依据",
-                DocumentKind::HearingNotice => "听证的时间、地点和事项",
-                DocumentKind::PenaltyDecision => "处罚的理由、依据和内容",
-                _ => "依据",
-            },
+            basis_heading => basis_heading,
             facts => Value::from(Serde(&fact_rows(&facts))),
             facts_text => &facts_text,
             inspector_note => edits.note.trim(),
@@ -495,29 +495,56 @@ fn addressee_of(case: &CaseDetail) -> Addressee {
     addressee
 }
 
-/// The third and fourth headings of a letter and the action its basis announces.
-fn headings(kind: DocumentKind) -> (&'static str, &'static str, &'static str) {
+/// The second, third and fourth headings of a letter and the action its basis announces.
+struct Headings {
+    basis: &'static str,
+    demands: &'static str,
+    consequences: &'static str,
+    action: &'static str,
+}
+
+fn headings(kind: DocumentKind) -> Headings {
+    let h = |basis, demands, consequences, action| Headings {
+        basis,
+        demands,
+        consequences,
+        action,
+    };
     match kind {
-        DocumentKind::CautionNotice => ("整改要求和期限", "不按期整改的后果", "对你单位予以告诫"),
-        DocumentKind::InterviewNotice => (
+        DocumentKind::CautionNotice => h(
+            "依据",
+            "整改要求和期限",
+            "不按期整改的后果",
+            "对你单位予以告诫",
+        ),
+        DocumentKind::InterviewNotice => h(
+            "依据",
             "约谈事项和整改期限",
             "不接受约谈的后果",
             "决定对你单位进行约谈",
         ),
-        DocumentKind::SuspensionDecision => (
+        DocumentKind::SuspensionDecision => h(
+            "依据",
             "决定内容和整改期限",
             "违反本决定的后果",
             "决定对你单位采取暂停销售措施",
         ),
-        DocumentKind::LiftingNotice => ("解除事项", "后续要求", "决定解除暂停销售措施"),
-        DocumentKind::FilingApproval => ("", "", "立案调查"),
-        DocumentKind::PenaltyNotice => (
+        DocumentKind::LiftingNotice => h("依据", "解除事项", "后续要求", "决定解除暂停销售措施"),
+        DocumentKind::FilingApproval => h("依据", "", "", "立案调查"),
+        DocumentKind::PenaltyNotice => h(
+            "拟作出的行政处罚及其理由、依据",
             "你单位享有的权利",
             "逾期未行使权利的后果",
             "拟对你单位作出行政处罚",
         ),
-        DocumentKind::HearingNotice => ("你单位在听证中的权利", "不出席听证的后果", "举行听证"),
-        DocumentKind::PenaltyDecision => (
+        DocumentKind::HearingNotice => h(
+            "听证的时间、地点和事项",
+            "你单位在听证中的权利",
+            "不出席听证的后果",
+            "举行听证",
+        ),
+        DocumentKind::PenaltyDecision => h(
+            "处罚的理由、依据和内容",
             "履行方式和期限",
             "救济途径和逾期不履行的后果",
             "对你单位作出行政处罚",
@@ -571,24 +598,18 @@ impl ProcedureText {
             }
         };
         let p = &i.edits.particulars;
-        let cause = referral
-            .detail
-            .as_deref()
-            .unwrap_or_default()
-            .rsplit("): ")
-            .next()
-            .unwrap_or_default()
+        let detail = referral.detail.as_deref().unwrap_or_default();
+        let cause = detail
+            .strip_prefix(crate::ledger::REFERRAL_DETAIL)
+            .unwrap_or(detail)
             .to_string();
-        let notice = case
-            .documents
-            .iter()
-            .find(|d| d.kind == DocumentKind::PenaltyNotice.as_str());
+        let notice = crate::penalty::document_of(case, DocumentKind::PenaltyNotice);
         Ok(Self {
             cause,
             referred_on_zh: on(trail.lead_received),
             referral_article: referral.article.clone(),
             filed_on_zh: on(trail.filed),
-            notice_number: notice.map(|d| d.number.clone()).unwrap_or_default(),
+            notice_number: notice.unwrap_or_default().to_string(),
             notice_served_zh: on(trail.notice_served),
             hearing_on_zh: on(trail.hearing_on),
             statement_days: clock("statement_period"),
@@ -687,18 +708,9 @@ pub fn issue_in(
     let number = format!("{series}〔{year}〕{seq}号");
     if i.kind.is_penalty() {
         crate::penalty::may_issue(case, i.kind)?;
-        let missing = i.kind.missing_particulars(&i.edits.particulars);
-        if !missing.is_empty() {
-            return Err(CaseworkError::ledger(
-                case_id,
-                format!(
-                    "its {} needs what the case officer writes into it: {} (the system never \
-                     proposes a penalty)",
-                    i.kind.title(),
-                    missing.join(", ")
-                ),
-            ));
-        }
+        i.kind
+            .check_particulars(&i.edits.particulars)
+            .map_err(|why| CaseworkError::ledger(case_id, why))?;
     }
     let rendered = render(&number, case, i)?;
     let authority_json =

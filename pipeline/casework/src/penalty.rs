@@ -184,7 +184,7 @@ fn trail(d: &CaseDetail) -> Result<Option<(PenaltyCase, Option<OpenStop>)>> {
 }
 
 /// The number of the case's issued document of `kind`, the latest if several.
-fn document_of(d: &CaseDetail, kind: DocumentKind) -> Option<&str> {
+pub(crate) fn document_of(d: &CaseDetail, kind: DocumentKind) -> Option<&str> {
     d.documents
         .iter()
         .rev()

@@ -145,6 +145,7 @@ pub(super) fn spent(
 fn admit(
     record: crate::engine::Record,
     key: Option<&[u8]>,
+    now_secs: i64,
     cfg: &StreamConfig,
 ) -> std::result::Result<crate::engine::Record, (String, String)> {
     let enterprise = record.enterprise_id();
@@ -167,7 +168,7 @@ fn admit(
         }
         Some(Ok(_)) => {}
     }
-    let ahead = record.event_time().timestamp() - Utc::now().timestamp();
+    let ahead = record.event_time().timestamp() - now_secs;
     if ahead > cfg.max_future_secs {
         return Err((
             "event_time".into(),
@@ -480,6 +481,7 @@ impl Service {
             batch: ROUTING.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
         };
         let batch = routed.batch;
+        let now_secs = Utc::now().timestamp();
         // What the batch holds per topic-partition, found by a short scan (a batch holds a
         // few dozen topic-partitions and their messages come in runs).
         let mut last = usize::MAX;
@@ -517,7 +519,7 @@ impl Service {
             let key = m.key();
             let payload = m.payload().unwrap_or_default();
             let admitted = decoded
-                .and_then(|record| admit(record, key, &self.cfg))
+                .and_then(|record| admit(record, key, now_secs, &self.cfg))
                 .and_then(|record| {
                     let st = self.states.get_mut(&m.partition());
                     once(st, batch, record, kind, m, payload)
