@@ -12,7 +12,10 @@
 //! list); nothing is issued without a configured authority; every notice is numbered and
 //! recorded in the same transaction as its ledger event; a
 //! deadline past the calendar's last year never stops the night: the case opens with its due
-//! date pending the calendar, and the summary says so.
+//! date pending the calendar, and the summary says so. A run stopped anywhere (a crash, a
+//! `kill -9`) and run again ends as one clean run: a case opens in one transaction (case,
+//! measures, marks, audit line), its row's case gets the documents it still lacks, and the
+//! files of documents numbered before the stop are written again from the store.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -66,6 +69,9 @@ pub struct ClosedLoopSummary {
     pub deadlines_pending: usize,
     /// The year those deadlines wait for.
     pub pending_year: Option<i32>,
+    /// Documents whose files were written again from the store (an earlier run stopped
+    /// between numbering a document and writing its files).
+    pub restored_files: usize,
 }
 
 /// The case id of a risk-list row: `RL-<date>-<credit code>`.
@@ -88,9 +94,12 @@ pub fn run(
     };
     let system = Actor::system(NIGHTLY_ACTOR);
     let mut ledger = Ledger::open(out)?;
+    // Documents numbered and stored by a run that stopped before writing their files.
+    let restored_files = notices::restore_files(&ledger, out)?;
     let mut summary = ClosedLoopSummary {
         run_date: Some(today),
         sweep: ledger.sweep(today, &cl.rules, &cl.calendar, NIGHTLY_ACTOR)?,
+        restored_files,
         ..Default::default()
     };
     // One row per enterprise: its highest-scoring selected row (latest day on ties).
@@ -109,7 +118,21 @@ pub fn run(
     summary.selected = chosen.len();
     for row in chosen.values() {
         let open = ledger.open_cases_of(&row.enterprise_id)?;
-        if open.iter().any(|c| c.origin == "risk_list") {
+        if let Some(c) = open.iter().find(|c| c.origin == "risk_list") {
+            // This row's own case (the night run again after a crash): the documents it lacks
+            // are issued now, numbered after those already issued.
+            if let Some(authority) = direct.filter(|_| c.case_id == case_id(row)) {
+                let papers = complete_papers(
+                    &mut ledger,
+                    &c.case_id,
+                    today,
+                    &system,
+                    Some(authority),
+                    Some(out),
+                    &cl.rules,
+                )?;
+                summary.documents.extend(papers.documents);
+            }
             summary.already_open += 1;
             continue;
         }
@@ -195,7 +218,9 @@ pub fn open_case(
         lead_name: cl.notices.lead_of(&row.enterprise_id)?,
     })
     .map_err(|e| CoreError::Internal(e.to_string()))?;
-    let new = ledger.apply_decision(&Opening {
+    // The case, its first-minor mark, its region and the audit line go in one transaction:
+    // a crash leaves either no case or the whole opening.
+    let opening = Opening {
         decision: &decision,
         on: today,
         origin: Origin::RiskList,
@@ -203,8 +228,40 @@ pub fn open_case(
         enterprise_name: &row.enterprise_name,
         facts_json: &facts,
         addressee_json: &addressee,
-    })?;
+    };
+    let new = !decision.measures.is_empty()
+        && ledger.immediate(|tx, path| {
+            if !crate::ledger::apply_in(tx, path, &opening, &[])? {
+                return Ok(false);
+            }
+            tx.execute(
+                "UPDATE cases SET first_minor = ?2, region_code = ?3 WHERE case_id = ?1",
+                pharmwatch_core::params![id, minor, row.region_code],
+            )
+            .map_err(|e| pharmwatch_core::store::sql_err(path, "case opening", e))?;
+            audit::append(
+                tx,
+                path,
+                actor,
+                "case_opened",
+                Subject {
+                    target: &format!("case:{id}"),
+                    case_id: Some(&id),
+                    enterprise_id: Some(&row.enterprise_id),
+                },
+                &format!(
+                    "risk list {} grade {} ({})",
+                    row.list_id, row.grade, row.indicators
+                ),
+            )?;
+            Ok(true)
+        })?;
     if !new {
+        // The case exists: opened by this row before (a re-confirmation, or a night run again
+        // after a crash between the opening and its documents). What it still lacks is done.
+        if ledger.case_exists(&id)? {
+            complete_papers(ledger, &id, today, actor, direct, out, &cl.rules)?;
+        }
         return Ok(None);
     }
     let mut opened = Opened {
@@ -216,56 +273,67 @@ pub fn open_case(
             .collect(),
         ..Default::default()
     };
-    ledger.set_first_minor(&id, minor)?;
-    ledger.immediate(|tx, path| {
-        tx.execute(
-            "UPDATE cases SET region_code = ?2 WHERE case_id = ?1",
-            pharmwatch_core::params![id, row.region_code],
-        )
-        .map_err(|e| pharmwatch_core::store::sql_err(path, "case region", e))?;
-        audit::append(
-            tx,
-            path,
-            actor,
-            "case_opened",
-            Subject {
-                target: &format!("case:{id}"),
-                case_id: Some(&id),
-                enterprise_id: Some(&row.enterprise_id),
-            },
-            &format!(
-                "risk list {} grade {} ({})",
-                row.list_id, row.grade, row.indicators
-            ),
-        )
-    })?;
+    let papers = complete_papers(ledger, &id, today, actor, direct, out, &cl.rules)?;
+    opened.documents = papers.documents;
+    opened.drafts = papers.drafts;
+    Ok(Some(opened))
+}
+
+/// The documents [`complete_papers`] issued and the drafts it proposed.
+#[derive(Debug, Clone, Default)]
+pub struct Papers {
+    /// Documents issued (direct mode): number and file.
+    pub documents: Vec<(String, String)>,
+    /// Drafts proposed: id and kind.
+    pub drafts: Vec<(i64, String)>,
+}
+
+/// Issues (under `direct`'s authority) or proposes as drafts the opening documents of risk-list
+/// case `case_id` — the caution letter and the interview notice, for the measures the case
+/// holds — that it has neither as a document nor as a draft in any state (an inspector's
+/// withdrawn draft is not proposed again). Idempotent: a second call does nothing.
+pub fn complete_papers(
+    ledger: &mut Ledger,
+    case_id: &str,
+    today: NaiveDate,
+    actor: &Actor,
+    direct: Option<&notices::AuthorityConfig>,
+    out: Option<&Path>,
+    rules: &Rules,
+) -> Result<Papers> {
+    let detail = ledger.show(case_id)?;
+    let mut papers = Papers::default();
     for (code, kind) in [
         (MeasureCode::Caution, DocumentKind::CautionNotice),
         (MeasureCode::Interview, DocumentKind::InterviewNotice),
     ] {
-        if decision.measure(code).is_none() {
+        let held = detail
+            .measures
+            .iter()
+            .any(|m| crate::ledger::parse_code(&m.code) == Some(code));
+        if !held || ledger.has_paper(case_id, kind)? {
             continue;
         }
         if let Some(authority) = direct {
             let (doc, path) = notices::issue(
                 ledger,
-                &id,
+                case_id,
                 kind,
                 today,
                 &actor.name,
                 authority,
-                &cl.rules,
+                rules,
                 out,
             )?;
-            opened.documents.push((
+            papers.documents.push((
                 doc.number,
                 path.map(|p| p.display().to_string()).unwrap_or_default(),
             ));
-        } else if let Some(draft) = drafts::propose_now(ledger, &id, kind, today, actor)? {
-            opened.drafts.push((draft, kind.as_str().to_string()));
+        } else if let Some(draft) = drafts::propose_now(ledger, case_id, kind, today, actor)? {
+            papers.drafts.push((draft, kind.as_str().to_string()));
         }
     }
-    Ok(Some(opened))
+    Ok(papers)
 }
 
 /// The closed loop's lines of the nightly report.
@@ -277,6 +345,15 @@ pub fn report(s: &ClosedLoopSummary) -> String {
             s.deadlines_pending
         ),
         _ => String::new(),
+    };
+    let restored = if s.restored_files > 0 {
+        format!(
+            "{} document(s) numbered by an interrupted run had no files: written again from the \
+             store\n",
+            s.restored_files
+        )
+    } else {
+        String::new()
     };
     let text = format!(
         "case ledger on {}: {} open case(s) swept, {} overdue, {} escalated ({} referred), {} \
@@ -295,5 +372,5 @@ pub fn report(s: &ClosedLoopSummary) -> String {
         s.proposed,
         s.documents.len()
     );
-    text + &pending
+    restored + &text + &pending
 }

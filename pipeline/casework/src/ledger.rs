@@ -495,18 +495,6 @@ impl Ledger {
         self.immediate(|tx, path| apply_in(tx, path, opening, &[]))
     }
 
-    /// Marks a case as a first minor violation (soft wording in its notices).
-    pub fn set_first_minor(&mut self, case_id: &str, first_minor: bool) -> Result<()> {
-        self.immediate(|tx, path| {
-            tx.execute(
-                "UPDATE cases SET first_minor = ?2 WHERE case_id = ?1",
-                params![case_id, first_minor],
-            )
-            .map_err(|e| sql_err(path, "set first_minor", e))?;
-            Ok(())
-        })
-    }
-
     /// Records a supervisor's event on a case (`pharmwatch case record`), checking that it
     /// comes in order: a verification needs an open case; a resume request needs a verified
     /// rectification and an open suspension; lifting needs both. Closes the case when nothing
@@ -914,6 +902,33 @@ impl Ledger {
                 |r| r.get(0),
             )
             .map_err(|e| sql_err(self.store.path(), "case history", e))?)
+    }
+
+    /// Whether case `case_id` exists.
+    pub fn case_exists(&self, case_id: &str) -> Result<bool> {
+        Ok(self
+            .store
+            .conn_ref()
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM cases WHERE case_id = ?1)",
+                [case_id],
+                |r| r.get(0),
+            )
+            .map_err(|e| sql_err(self.store.path(), "case exists", e))?)
+    }
+
+    /// Whether case `case_id` holds a document of `kind`, issued or as a draft in any state.
+    pub fn has_paper(&self, case_id: &str, kind: crate::kinds::DocumentKind) -> Result<bool> {
+        Ok(self
+            .store
+            .conn_ref()
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM documents WHERE case_id = ?1 AND kind = ?2)
+                     OR EXISTS (SELECT 1 FROM drafts WHERE case_id = ?1 AND kind = ?2)",
+                [case_id, kind.as_str()],
+                |r| r.get(0),
+            )
+            .map_err(|e| sql_err(self.store.path(), "case papers", e))?)
     }
 
     /// The deadlines of open measures that wait for a year the calendar does not cover yet.
@@ -1402,7 +1417,7 @@ pub fn append_event(
 /// Writes a decision into the case (inside the caller's transaction). `escalated` non-empty
 /// means the measures come from an escalation: the event is `escalated` rather than
 /// `measures_decided`, and a closed case is not reopened by it.
-fn apply_in(
+pub(crate) fn apply_in(
     tx: &Transaction<'_>,
     path: &Path,
     o: &Opening<'_>,

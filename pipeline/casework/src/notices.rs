@@ -659,10 +659,12 @@ pub fn issue(
         edits: &Edits::default(),
     };
     let (doc, rendered) = ledger.immediate(|tx, path| issue_in(tx, path, &case, &issuing))?;
+    pharmwatch_core::faults::point("closed_loop.after_numbering");
     let written = match out {
         Some(dir) => Some(write_files(dir, &doc, &rendered)?),
         None => None,
     };
+    pharmwatch_core::faults::point("closed_loop.after_files");
     Ok((doc, written))
 }
 
@@ -713,6 +715,7 @@ pub fn issue_in(
             .map_err(|why| CaseworkError::ledger(case_id, why))?;
     }
     let rendered = render(&number, case, i)?;
+    pharmwatch_core::faults::point("closed_loop.after_rendering");
     let authority_json =
         serde_json::to_string(i.authority).map_err(|e| CoreError::Internal(e.to_string()))?;
     tx.execute(
@@ -795,13 +798,10 @@ pub fn document_authority(
     Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
 }
 
-/// Writes a document's HTML and Markdown under `OUT/notices/`; returns the HTML path.
-pub fn write_files(out: &Path, doc: &IssuedDocument, r: &Rendered) -> Result<PathBuf> {
-    let dir = out.join(NOTICES_DIR);
-    std::fs::create_dir_all(&dir).map_err(|e| CoreError::io(&dir, e))?;
-    // The case id comes from a person or a file: only its safe characters name the file.
-    let case: String = doc
-        .case_id
+/// The file stem of a document under `OUT/notices/`: kind, year, number in the series and
+/// the case id's safe characters (the case id comes from a person or a file).
+fn file_stem(kind: &str, year: i32, seq: i64, case_id: &str) -> String {
+    let case: String = case_id
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
@@ -811,12 +811,75 @@ pub fn write_files(out: &Path, doc: &IssuedDocument, r: &Rendered) -> Result<Pat
             }
         })
         .collect();
-    let stem = format!("{}_{}_{:04}_{case}", doc.kind, doc.year, doc.seq);
+    format!("{kind}_{year}_{seq:04}_{case}")
+}
+
+/// Writes `text` to `path` through a temporary file renamed over it: a reader (or a crash)
+/// never sees half a document.
+fn write_whole(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, text).map_err(|e| CoreError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| CoreError::io(path, e))?;
+    Ok(())
+}
+
+/// Writes a document's HTML and Markdown under `OUT/notices/`; returns the HTML path.
+pub fn write_files(out: &Path, doc: &IssuedDocument, r: &Rendered) -> Result<PathBuf> {
+    let dir = out.join(NOTICES_DIR);
+    std::fs::create_dir_all(&dir).map_err(|e| CoreError::io(&dir, e))?;
+    let stem = file_stem(&doc.kind, doc.year, doc.seq, &doc.case_id);
     let html = dir.join(format!("{stem}.html"));
-    std::fs::write(&html, &r.html).map_err(|e| CoreError::io(&html, e))?;
+    write_whole(&html, &r.html)?;
     let md = dir.join(format!("{stem}.md"));
-    std::fs::write(&md, &r.markdown).map_err(|e| CoreError::io(&md, e))?;
+    write_whole(&md, &r.markdown)?;
     Ok(html)
+}
+
+/// Writes the files of every stored document that lacks them under `OUT/notices/` (the
+/// number was taken and the text stored, and the process stopped before the files were
+/// written), from the stored text; returns how many documents were restored. The nightly
+/// closed loop calls it first, so the files always match the store after a crash.
+pub fn restore_files(ledger: &Ledger, out: &Path) -> Result<usize> {
+    let path = ledger.store().path().to_path_buf();
+    let dir = out.join(NOTICES_DIR);
+    let mut st = ledger
+        .store()
+        .conn_ref()
+        .prepare(
+            "SELECT kind, year, seq, case_id, html, markdown FROM documents
+             ORDER BY series, year, seq",
+        )
+        .map_err(|e| sql_err(&path, "documents", e))?;
+    let rows = st
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+            ))
+        })
+        .map_err(|e| sql_err(&path, "documents", e))?;
+    let mut restored = 0;
+    for row in rows {
+        let (kind, year, seq, case_id, html, markdown) =
+            row.map_err(|e| sql_err(&path, "documents", e))?;
+        let stem = file_stem(&kind, year as i32, seq, &case_id);
+        let (h, m) = (
+            dir.join(format!("{stem}.html")),
+            dir.join(format!("{stem}.md")),
+        );
+        if h.exists() && m.exists() {
+            continue;
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| CoreError::io(&dir, e))?;
+        write_whole(&h, &html)?;
+        write_whole(&m, &markdown)?;
+        restored += 1;
+    }
+    Ok(restored)
 }
 
 /// The facts table of a notice: each risk item with the Chinese name of its indicator.

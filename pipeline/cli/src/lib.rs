@@ -22,8 +22,8 @@ pub use pharmwatch_casework::{
 };
 pub use pharmwatch_core::{CoreError, ErrorClass, Result as CoreResult};
 pub use pharmwatch_core::{
-    anomaly, baseline, calendar_store, compact, config, contacts, display, indicators, ingest,
-    lake, progress, query, regions, remote_lake, risk, store, table,
+    anomaly, baseline, calendar_store, compact, config, contacts, display, faults, indicators,
+    ingest, lake, progress, query, regions, remote_lake, risk, store, table,
 };
 pub use pharmwatch_delivery as delivery;
 pub use pharmwatch_serve as serve;

@@ -29,6 +29,7 @@ pub mod db;
 pub mod display;
 pub mod error;
 pub mod fasthash;
+pub mod faults;
 pub mod ids;
 pub mod indicators;
 pub mod ingest;

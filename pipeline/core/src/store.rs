@@ -474,6 +474,7 @@ impl Store {
                 params![version, chrono::Utc::now().to_rfc3339()],
             )
             .map_err(|e| sql_err(&path, "record migration", e))?;
+            crate::faults::point("migrate.after_step");
         }
         tx.commit()
             .map_err(|e| sql_err(&path, "commit migration", e))

@@ -1,7 +1,9 @@
 //! Masking of personal data in logs and in `deliver --dry-run`: e-mail addresses keep the
 //! first letter of the mailbox and the domain (`z***@ent.example.com`), mobile numbers the first
 //! three and last four digits (`138****5678`), robot and webhook URLs their scheme, host and
-//! path with every query value hidden (the DingTalk `access_token`, the WeCom `key`).
+//! path with every query value hidden (the DingTalk `access_token`, the WeCom `key`) and every
+//! token-like path segment (20 or more characters mixing letters and digits: a key carried in
+//! the path, as many webhook services do) cut to its first four characters.
 //!
 //! Invariant: every line the delivery worker prints about a recipient goes through
 //! [`recipient`] or [`text`]; no address, token or secret is printed as is.
@@ -31,10 +33,41 @@ pub fn phone(number: &str) -> String {
     format!("{head}{}{tail}", "*".repeat(digits.len() - 7))
 }
 
-/// A URL with every query value hidden.
+/// Whether a URL path segment looks like a secret: 20 or more characters with letters and
+/// digits (a credit code, 18, stays readable: it names whose address it is).
+fn token_like(segment: &str) -> bool {
+    segment.chars().count() >= 20
+        && segment.chars().any(|c| c.is_ascii_digit())
+        && segment.chars().any(|c| c.is_alphabetic())
+}
+
+/// The path of a URL (after `scheme://host`) with its token-like segments cut.
+fn path(base: &str) -> String {
+    let start = base.find("://").map_or(0, |i| i + 3);
+    let Some(slash) = base[start..].find('/').map(|i| i + start) else {
+        return base.to_string();
+    };
+    let masked: Vec<String> = base[slash..]
+        .split('/')
+        .map(|seg| {
+            if token_like(seg) {
+                format!("{}***", seg.chars().take(4).collect::<String>())
+            } else {
+                seg.to_string()
+            }
+        })
+        .collect();
+    format!("{}{}", &base[..slash], masked.join("/"))
+}
+
+/// A URL with every query value and every token-like path segment hidden.
 pub fn url(address: &str) -> String {
-    match address.split_once('?') {
-        Some((base, query)) => {
+    let (base, query) = match address.split_once('?') {
+        Some((b, q)) => (path(b), Some(q)),
+        None => (path(address), None),
+    };
+    match query {
+        Some(query) => {
             let q: Vec<String> = query
                 .split('&')
                 .map(|kv| match kv.split_once('=') {
@@ -44,7 +77,7 @@ pub fn url(address: &str) -> String {
                 .collect();
             format!("{base}?{}", q.join("&"))
         }
-        None => address.to_string(),
+        None => base,
     }
 }
 
@@ -128,6 +161,19 @@ mod tests {
         assert_eq!(
             url("https://oapi.dingtalk.com/robot/send?access_token=abc&timestamp=1&sign=x"),
             "https://oapi.dingtalk.com/robot/send?access_token=***&timestamp=***&sign=***"
+        );
+        // A key in the path is cut; a credit code naming the enterprise stays readable.
+        assert_eq!(
+            url("https://hooks.example/services/T0A1B2C3D/B0A1B2C3D/aB3dE5gH7jK9mN1pQ3rS5tU7"),
+            "https://hooks.example/services/T0A1B2C3D/B0A1B2C3D/aB3d***"
+        );
+        assert_eq!(
+            url("http://127.0.0.1:9/hooks/91150100MA0000001X"),
+            "http://127.0.0.1:9/hooks/91150100MA0000001X"
+        );
+        assert_eq!(
+            text("POST https://h.example/hook/0123456789abcdefghij0123 refused (HTTP 403)"),
+            "POST https://h.example/hook/0123*** refused (HTTP 403)"
         );
         assert_eq!(
             recipient(Channel::Wecom, "https://q.example/send?key=k1"),

@@ -236,6 +236,7 @@ impl Worker {
             self.cfg.risk_warnings,
             self.cfg.batch_size,
         )?;
+        pharmwatch_core::faults::point("delivery.after_lease");
         let mut s = WorkerSummary {
             passes: 1,
             ..Default::default()
@@ -318,6 +319,7 @@ impl Worker {
         let started_at = chrono::Utc::now().to_rfc3339();
         let t0 = Instant::now();
         let outcome = self.sender.send(&contact, &msg).await;
+        pharmwatch_core::faults::point("delivery.after_send");
         let took = t0.elapsed();
         let m = self.metrics;
         m.attempt_seconds
@@ -343,6 +345,7 @@ impl Worker {
             outcome: label,
             detail: outcome.detail(),
         };
+        pharmwatch_core::faults::point("delivery.before_record");
         let current = outbox::record(&mut self.store, d, &a, &step)?;
         m.attempts
             .with_label_values(&[channel.as_str(), label])

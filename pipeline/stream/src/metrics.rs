@@ -37,6 +37,9 @@ pub struct StreamMetrics {
     pub batch_records: HistogramVec,
     /// Micro-batches judged again after a transient failure (the store busy, the disk full).
     pub batch_retries: IntCounterVec,
+    /// Commits refused because another instance took the partition over (the ownership epoch
+    /// moved on: a paused or partitioned instance woke up after a rebalance), by partition.
+    pub fenced: IntCounterVec,
     /// Event time → risk event detection latency, seconds.
     pub detection_seconds: HistogramVec,
     /// Consumer lag (messages behind the high watermark), by event kind and partition.
@@ -133,6 +136,11 @@ impl StreamMetrics {
             "Micro-batches judged again after a transient failure (the store busy or locked, the disk full, the broker away).",
             &[],
         );
+        let fenced = b.counter(
+            "pharmwatch_stream_fenced_total",
+            "Micro-batch commits refused for a partition another instance has taken over since this one loaded it (the batch is redone without it).",
+            &["partition"],
+        );
         let detection_seconds = b.histogram(
             "pharmwatch_stream_detection_seconds",
             "Wall-clock time from a triggering record's event time to its risk event (live traffic only).",
@@ -213,6 +221,7 @@ impl StreamMetrics {
             batch_seconds,
             batch_records,
             batch_retries,
+            fenced,
             detection_seconds,
             consumer_lag,
             assigned_partitions,

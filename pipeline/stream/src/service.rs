@@ -92,6 +92,8 @@ pub struct RunSummary {
     pub batches: u64,
     /// Micro-batches judged again after a retryable failure (a busy store, a broker away).
     pub retries: u64,
+    /// Partitions whose commit was refused because another instance had taken them over.
+    pub fenced: u64,
     /// Wall time, seconds.
     pub seconds: f64,
     /// Seconds from the first message received to the end of the last batch (throughput is
@@ -168,6 +170,7 @@ async fn start(cfg: StreamConfig) -> Result<(Service, tokio::task::JoinHandle<()
     let health = Arc::new(Mutex::new(Health {
         status: "ok",
         last_poll_unix: Utc::now().timestamp(),
+        broker: "unknown",
         ..Health::default()
     }));
     let metrics = metrics::stream();
@@ -225,6 +228,7 @@ fn consume(svc: &mut Service, opts: &RunOptions, shutdown: &AtomicBool) -> Resul
     while !shutdown.load(Ordering::SeqCst) {
         svc.poll_into(&mut pending, shutdown, &mut clock.first_message);
         clock.watch_progress(svc);
+        svc.watch_broker();
         if let Ok(mut h) = svc.health.lock() {
             h.last_poll_unix = Utc::now().timestamp();
             h.batches = svc.summary.batches;
@@ -302,6 +306,48 @@ impl LoopClock {
 }
 
 impl Service {
+    /// Notes in the health whether a broker is connected, logging each change: while none is,
+    /// the loop goes on polling (librdkafka reconnects by itself), batches that need the broker
+    /// (publishing, offset commits) leave their work in the store for later, and `/healthz`
+    /// answers 503.
+    fn watch_broker(&self) {
+        let now = match self.broker_up() {
+            Some(true) => "up",
+            Some(false) => "down",
+            None => "unknown",
+        };
+        let Ok(mut h) = self.health.lock() else {
+            return;
+        };
+        if h.broker != now {
+            match now {
+                "down" => tracing::warn!(
+                    brokers = %self.cfg.brokers,
+                    "no broker connected: waiting and reconnecting; /healthz answers 503"
+                ),
+                "up" if h.broker == "down" => tracing::info!("the broker is back"),
+                _ => {}
+            }
+            h.broker = now;
+        }
+    }
+
+    /// Whether a broker of the cluster was connected at librdkafka's last statistics (`None`
+    /// before the first).
+    fn broker_up(&self) -> Option<bool> {
+        self.consumer
+            .context()
+            .broker_up
+            .lock()
+            .ok()
+            .and_then(|b| *b)
+    }
+
+    /// Whether no broker of the cluster is connected (known from the statistics).
+    pub(super) fn broker_down(&self) -> bool {
+        self.broker_up() == Some(false)
+    }
+
     /// Polls into `pending` until it holds a full batch or the batch's wait is over. Once the
     /// batch has a message it takes only what has already arrived: a batch closes when the
     /// consumer's queue runs dry (small batches at a low rate, full ones under a backlog), so

@@ -386,26 +386,7 @@ fn a_night_whose_deadlines_run_into_an_unloaded_year_succeeds_and_the_import_set
     let dir = tempfile::tempdir().unwrap();
     let p = |name: &str| dir.path().join(name).display().to_string();
     let (lake, out) = (p("lake"), p("out"));
-    let sim = pharmwatch(&[
-        "simulate",
-        "--enterprises",
-        "60",
-        "--days",
-        "50",
-        "--start",
-        "2026-10-15",
-        "--seed",
-        "7",
-        // Noise-free, as every closed-loop fixture: the test is about deadlines, not detection.
-        // Four per kind: with magnitudes drawn across their range, two per kind left no row
-        // above grade A on the night; four give three (one C, two B).
-        "--anomalies-per-kind",
-        "4",
-        "--no-noise",
-        "--quiet",
-        "--out",
-        &lake,
-    ]);
+    let sim = pharmwatch(&crate::common::autumn_province_args(&lake));
     assert!(
         sim.status.success(),
         "{}",

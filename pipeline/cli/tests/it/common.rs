@@ -256,3 +256,28 @@ pub const DIRECT_NOTICES_TOML: &str = "[notices]\nissue = \"direct\"\ngrades = [
 [notices.authority]\nname = \"内蒙古自治区药品监督管理局\"\nseal_name = \"内蒙古自治区药品监督管理局\"\n\
 abbreviation = \"蒙药监\"\ncontact_department = \"药品流通监督管理处\"\ncontact_phone = \"0471-6945678\"\n\
 address = \"呼和浩特市赛罕区\"\n";
+
+/// The arguments of `pharmwatch simulate` for the nights of late November 2026: 60 enterprises
+/// over 50 days from 2026-10-15 (seed 7) into `lake`. Noise-free, as every closed-loop fixture:
+/// the tests are about cases and documents, not detection. Four anomalies per kind: with
+/// magnitudes drawn across their range, two per kind left no row above grade A on the night of
+/// 2026-11-25; four give three (one C, two B).
+pub fn autumn_province_args(lake: &str) -> Vec<&str> {
+    vec![
+        "simulate",
+        "--enterprises",
+        "60",
+        "--days",
+        "50",
+        "--start",
+        "2026-10-15",
+        "--seed",
+        "7",
+        "--anomalies-per-kind",
+        "4",
+        "--no-noise",
+        "--quiet",
+        "--out",
+        lake,
+    ]
+}

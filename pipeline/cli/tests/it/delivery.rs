@@ -366,6 +366,28 @@ fn write_config(
     cfg
 }
 
+/// Enterprise `a`'s one contact, a webhook at a receiver of its own on a free port that knows
+/// its secret (`file:A` = `secret-of-a`), with the [`FAST`] settings: the configuration's path,
+/// the receiver's record and its runtime (the receiver stops when it is dropped).
+fn webhook_of(dir: &Path, a: &str) -> (PathBuf, Arc<Hooks>, tokio::runtime::Runtime) {
+    let port = free_port();
+    let contacts = vec![contact(
+        a,
+        1,
+        Channel::Webhook,
+        format!("http://127.0.0.1:{port}/hooks/{a}"),
+        Some("file:A"),
+    )];
+    let cfg = write_config(dir, &contacts, &[("A", "secret-of-a")], FAST);
+    let hooks = Arc::new(Hooks {
+        secrets: [(a.to_string(), "secret-of-a".to_string())].into(),
+        got: Mutex::new(Received::default()),
+        ..Hooks::default()
+    });
+    let rt = start_receiver(hooks.clone(), port);
+    (cfg, hooks, rt)
+}
+
 /// Delays short enough for a test: 7 attempts per contact within about 6 s.
 const FAST: &str = r#"
 retry_delays_secs = [0.3, 0.6, 0.9, 1.2, 1.5, 1.8]
@@ -388,6 +410,11 @@ fn pharmwatch(args: &[&str]) -> Command {
 }
 
 fn start_worker(out: &Path, cfg: &Path, log: &Path) -> Reaper {
+    start_worker_with(out, cfg, log, &[])
+}
+
+/// [`start_worker`] with more environment variables (a fault point).
+fn start_worker_with(out: &Path, cfg: &Path, log: &Path, vars: &[(&str, &str)]) -> Reaper {
     let log = std::fs::File::create(log).unwrap();
     Reaper(
         pharmwatch(&[
@@ -398,6 +425,7 @@ fn start_worker(out: &Path, cfg: &Path, log: &Path) -> Reaper {
             cfg.to_str().unwrap(),
         ])
         .env("PW_TEST_SECRET_B", "secret-of-b-from-the-environment")
+        .envs(vars.iter().copied())
         .stderr(log)
         .stdout(Stdio::null())
         .spawn()
@@ -1042,22 +1070,8 @@ fn a_notice_never_reaches_another_enterprises_contacts() {
     let (a, b) = (code(30), code(31));
     let doc_a = issue_notice(&out, "CASE-XA", &a);
     let doc_b = issue_notice(&out, "CASE-XB", &b);
-    let port = free_port();
     // Only A registered a contact; B's notice must not go to it.
-    let contacts = vec![contact(
-        &a,
-        1,
-        Channel::Webhook,
-        format!("http://127.0.0.1:{port}/hooks/{a}"),
-        Some("file:A"),
-    )];
-    let cfg_path = write_config(dir.path(), &contacts, &[("A", "secret-of-a")], FAST);
-    let hooks = Arc::new(Hooks {
-        secrets: [(a.clone(), "secret-of-a".to_string())].into(),
-        got: Mutex::new(Received::default()),
-        ..Hooks::default()
-    });
-    let rt = start_receiver(hooks.clone(), port);
+    let (cfg_path, hooks, rt) = webhook_of(dir.path(), &a);
     let cfg = DeliveryConfig::load(&cfg_path).unwrap();
     let signer = Signer::new(LINK_KEY.as_bytes(), &cfg.link_base_url, 30).unwrap();
     let mut worker = Worker::with_signer(&cfg, &out.join("pharmwatch.db"), signer)
@@ -1106,6 +1120,9 @@ fn a_notice_never_reaches_another_enterprises_contacts() {
         guidance_link: String::new(),
         issued_at: String::new(),
     };
+    let contacts: Vec<Contact> =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("contacts.json")).unwrap())
+            .unwrap();
     let outcome = rt.block_on(sender.send(&contacts[0], &msg));
     assert!(
         matches!(outcome, Outcome::Final(ref d) if d.contains("refused")),
@@ -1597,4 +1614,112 @@ fn a_missing_secret_is_named_at_start_up_and_by_the_dry_run() {
         "{err}"
     );
     assert_eq!(count(&out, "SELECT COUNT(*) FROM delivery_attempts"), 0);
+}
+
+/// Waits up to `limit` for `child` to end; its status.
+fn exit_within(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let t0 = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(
+            t0.elapsed() < limit,
+            "the process did not end within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The worker crashed (as by `kill -9`) at each step of a send — after leasing its rows, after
+/// the receiver got the notice, before the attempt is recorded — and started again: every
+/// notice reaches its enterprise exactly once (a repeated send is the receiver's duplicate,
+/// recognised by its idempotency key), every row ends delivered with one recorded successful
+/// attempt, and no secret shows in a log line or a stored attempt.
+#[test]
+fn a_worker_crashed_at_each_step_of_a_send_delivers_every_notice_once() {
+    use pharmwatch::faults::FAULT_ENV;
+    use std::os::unix::process::ExitStatusExt;
+    for (i, (point, nth, repeated)) in [
+        ("delivery.after_lease", 1, 0),
+        ("delivery.after_send", 2, 1),
+        ("delivery.before_record", 3, 1),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let a = code(80 + i as u64);
+        let numbers: Vec<String> = (0..4)
+            .map(|n| issue_notice(&out, &format!("CASE-F{i}{n}"), &a))
+            .collect();
+        let (cfg, hooks, _rt) = webhook_of(dir.path(), &a);
+        let log = dir.path().join("crashed.log");
+        let fault = format!("{point}@{nth}");
+        let mut crashed = start_worker_with(&out, &cfg, &log, &[(FAULT_ENV, &fault)]);
+        let status = exit_within(&mut crashed.0, Duration::from_secs(60));
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(status.signal(), Some(6), "{point}: {status:?}\n{text}");
+        assert!(
+            text.contains(&format!("fault point {point} hit {nth}: aborting")),
+            "{point}: {text}"
+        );
+        let before = count(
+            &out,
+            "SELECT COUNT(*) FROM deliveries WHERE status = 'delivered'",
+        );
+        assert!(before < 4, "{point}: the crash came after the last send");
+
+        let _worker = start_worker(&out, &cfg, &dir.path().join("worker.log"));
+        wait_for(
+            &format!("{point}: every notice delivered"),
+            Duration::from_secs(60),
+            || {
+                count(
+                    &out,
+                    "SELECT COUNT(*) FROM deliveries WHERE status = 'delivered'",
+                ) == 4
+            },
+        );
+        let got = hooks.got.lock().unwrap();
+        let keys: BTreeSet<&str> = got.accepted.keys().map(String::as_str).collect();
+        assert_eq!(keys.len(), 4, "{point}: {got:?}");
+        assert_eq!(got.duplicates, repeated, "{point}: {got:?}");
+        assert_eq!(
+            got.accepted.values().filter(|(e, _)| *e == a).count(),
+            4,
+            "{point}: a notice at another enterprise's address"
+        );
+        // One recorded successful attempt per notice: a send the crash cut off before its
+        // record left no row, and its repetition is the one recorded.
+        for number in &numbers {
+            let sql = format!(
+                "SELECT COUNT(*) FROM delivery_attempts a JOIN deliveries d USING (delivery_id)
+                 WHERE d.document_no = '{number}' AND a.outcome = 'success'"
+            );
+            assert_eq!(count(&out, &sql), 1, "{point}: {number}");
+        }
+        assert_eq!(
+            count(
+                &out,
+                "SELECT COUNT(*) FROM deliveries WHERE status <> 'delivered'"
+            ),
+            0,
+            "{point}"
+        );
+        // No secret in any log line or stored attempt.
+        let mut seen = std::fs::read_to_string(&log).unwrap();
+        seen += &std::fs::read_to_string(dir.path().join("worker.log")).unwrap();
+        let conn = db(&out);
+        let mut st = conn
+            .prepare("SELECT recipient || ' ' || detail FROM delivery_attempts")
+            .unwrap();
+        for row in st.query_map([], |r| r.get::<_, String>(0)).unwrap() {
+            seen += &row.unwrap();
+        }
+        for secret in ["secret-of-a", LINK_KEY] {
+            assert!(!seen.contains(secret), "{point}: {secret} shown:\n{seen}");
+        }
+    }
 }

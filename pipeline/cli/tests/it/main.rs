@@ -4,7 +4,7 @@
 //! Chromium, the dashboards and alert rules against a real Prometheus, and the detection
 //! sweep over seeds of a noisy province, the workbench walked through in Chromium, the
 //! nightly job over a lake on a real S3-compatible server, and the lake's compaction (a folder
-//! and a bucket) with readers running through it.
+//! and a bucket) with readers running through it; and crashes at the named fault points.
 #![allow(clippy::unwrap_used)]
 
 mod closed_loop;
@@ -13,6 +13,7 @@ mod compact;
 mod credit;
 mod dashboards;
 mod delivery;
+mod faults;
 mod inspection;
 mod object_lake;
 mod penalty;

@@ -793,16 +793,42 @@ async fn malformed_messages_go_to_the_dead_letter_with_their_reasons() {
 }
 
 fn spawn_stream(config: &Path, extra: &[&str], log: &Path) -> Child {
+    spawn_stream_with(config, extra, &[], log)
+}
+
+/// [`spawn_stream`] with environment variables set for the process.
+fn spawn_stream_with(config: &Path, extra: &[&str], vars: &[(&str, &str)], log: &Path) -> Child {
     let log = std::fs::File::create(log).unwrap();
     Command::new(env!("CARGO_BIN_EXE_pharmwatch"))
         .arg("stream")
         .arg("--config")
         .arg(config)
         .args(extra)
+        .envs(vars.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::from(log))
         .spawn()
         .unwrap()
+}
+
+/// The environment of a crash test: three partitions, batches of 300 records, a plain group
+/// member whose session times out after `SESSION_MS` (restarted the way systemd restarts it:
+/// after the broker dropped the killed member), its configuration file, and the fixture
+/// produced into the topics; returns the number of records produced.
+async fn crash_env(name: &str) -> (Env, PathBuf, i64) {
+    let f = fixture();
+    let mut env = env(name, 3, true).await;
+    env.cfg.batch_max_records = 300;
+    env.cfg.instance_id = None;
+    env.cfg
+        .kafka
+        .insert("session.timeout.ms".into(), SESSION_MS.to_string());
+    let config = env.dir.path().join("pharmwatch.toml");
+    std::fs::write(&config, pharmwatch::config::file_text(&env.cfg).unwrap()).unwrap();
+    let sent = pharmwatch::produce::produce(&env.cfg, &f.lake, Some(f.first), Some(f.last), None)
+        .await
+        .unwrap();
+    (env, config, sent.sent as i64)
 }
 
 /// Records the stream has committed, read through a read-only connection: opening the store
@@ -827,21 +853,9 @@ fn consumed_so_far(store: &Path) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_mid_stream_then_restart_loses_nothing_and_repeats_nothing() {
-    let f = fixture();
-    let mut env = env("kill9", 3, true).await;
-    env.cfg.batch_max_records = 300;
     // A plain member, restarted the way a supervisor (systemd) restarts it: after the group's
     // session timeout, so the broker has evicted the killed member when the new one joins.
-    env.cfg.instance_id = None;
-    env.cfg
-        .kafka
-        .insert("session.timeout.ms".into(), SESSION_MS.to_string());
-    let config = env.dir.path().join("pharmwatch.toml");
-    std::fs::write(&config, pharmwatch::config::file_text(&env.cfg).unwrap()).unwrap();
-    let sent = pharmwatch::produce::produce(&env.cfg, &f.lake, Some(f.first), Some(f.last), None)
-        .await
-        .unwrap();
-    let total = sent.sent as i64;
+    let (env, config, total) = crash_env("kill9").await;
 
     // Two hard kills at different points of the stream.
     for (round, share) in [(1, 0.2), (2, 0.55)] {
@@ -874,15 +888,7 @@ async fn kill_9_mid_stream_then_restart_loses_nothing_and_repeats_nothing() {
     // Restart and let it finish; then stop it with SIGTERM like an operator would.
     let log = env.dir.path().join("stream-final.log");
     let mut child = spawn_stream(&config, &[], &log);
-    let started = Instant::now();
-    while consumed_so_far(&env.cfg.store) < total {
-        assert!(
-            started.elapsed() < Duration::from_secs(240),
-            "no completion; log:\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until_consumed(&env.cfg.store, total, &log);
     // The service is up: health and metrics answer.
     let (code, body) =
         crate::common::http_get(&env.cfg.metrics_listen, "/healthz").expect("healthz answers");
@@ -907,6 +913,25 @@ async fn kill_9_mid_stream_then_restart_loses_nothing_and_repeats_nothing() {
         );
     }
     std::thread::sleep(Duration::from_secs(2));
+    stop_with_sigterm(&mut child, &log);
+    assert_exactly_once(&env, total).await;
+}
+
+/// Waits (up to 240 s) until the stream has committed `total` records.
+fn wait_until_consumed(store: &Path, total: i64, log: &Path) {
+    let started = Instant::now();
+    while consumed_so_far(store) < total {
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "no completion; log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Stops the stream the way an operator does, with SIGTERM; it must exit 0 within 60 s.
+fn stop_with_sigterm(child: &mut Child, log: &Path) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -923,9 +948,16 @@ async fn kill_9_mid_stream_then_restart_loses_nothing_and_repeats_nothing() {
     assert!(
         exit.success(),
         "SIGTERM exit: {exit:?}; log:\n{}",
-        std::fs::read_to_string(&log).unwrap_or_default()
+        std::fs::read_to_string(log).unwrap_or_default()
     );
+}
 
+/// What one clean run of the fixture leaves, whatever crashes came before: the counts
+/// reconcile with the `total` produced, the stored events are the nightly's, the risk-events
+/// topic holds exactly the stored events (after dedupe by id), and the lake holds exactly the
+/// produced records.
+async fn assert_exactly_once(env: &Env, total: i64) {
+    let f = fixture();
     assert_counts_reconcile(&env.cfg.store, total as usize);
     let (events, ids) = stored_events(&env.cfg.store);
     compare_events(&events, &f.expected);
@@ -937,6 +969,75 @@ async fn kill_9_mid_stream_then_restart_loses_nothing_and_repeats_nothing() {
     );
     let landed = lake_event_ids(&env.cfg.lake, f.first, f.last, true).await;
     assert_eq!(landed, f.produced, "lake rows equal what was produced");
+}
+
+/// Crashes the stream (abort: no destructor, no commit — a `kill -9` at that very line) at the
+/// `nth` pass of fault point `point` of its micro-batch, restarts it after the group's session
+/// timeout and lets it finish: nothing is lost, nothing is repeated.
+async fn crash_at_then_restart(name: &str, point: &str, nth: u32) {
+    use std::os::unix::process::ExitStatusExt;
+    let (env, config, total) = crash_env(name).await;
+
+    let log = env.dir.path().join("stream-crashed.log");
+    let fault = format!("{point}@{nth}");
+    let mut child = Reap(vec![spawn_stream_with(
+        &config,
+        &[],
+        &[(pharmwatch::faults::FAULT_ENV, &fault)],
+        &log,
+    )]);
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let status = loop {
+        if let Some(s) = child.0[0].try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "{point} was never reached");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(status.signal(), Some(6), "{point}: {status:?}\n{text}");
+    assert!(
+        text.contains(&format!("fault point {point} hit {nth}: aborting")),
+        "{point}: {text}"
+    );
+    let at = consumed_so_far(&env.cfg.store);
+    assert!(
+        at < total,
+        "{point}: the crash came after the end ({at} of {total})"
+    );
+    std::thread::sleep(Duration::from_millis(SESSION_MS + 1000));
+
+    let log = env.dir.path().join("stream-restarted.log");
+    let mut child = Reap(vec![spawn_stream(&config, &[], &log)]);
+    wait_until_consumed(&env.cfg.store, total, &log);
+    std::thread::sleep(Duration::from_secs(2));
+    stop_with_sigterm(&mut child.0[0], &log);
+    assert_exactly_once(&env, total).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crash_after_the_lake_files_before_the_store_commit_loses_and_repeats_nothing() {
+    crash_at_then_restart("f-lake", "stream.after_lake_files", 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crash_inside_the_store_transaction_loses_and_repeats_nothing() {
+    crash_at_then_restart("f-tx", "stream.in_transaction", 4).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crash_after_the_store_commit_before_publishing_loses_and_repeats_nothing() {
+    crash_at_then_restart("f-commit", "stream.after_commit", 5).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crash_after_publishing_before_the_outbox_is_marked_repeats_nothing_after_dedupe() {
+    crash_at_then_restart("f-publish", "stream.after_publish_send", 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crash_before_the_kafka_offset_commit_loses_and_repeats_nothing() {
+    crash_at_then_restart("f-offsets", "stream.before_offset_commit", 6).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 6)]
@@ -1426,6 +1527,18 @@ impl Drop for Hosts {
     }
 }
 
+/// Child processes killed when a test ends (also when an assertion fails).
+struct Reap(Vec<Child>);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// Copies directory `from` (files and subdirectories) to `to`.
 fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -1437,4 +1550,240 @@ fn copy_tree(from: &Path, to: &Path) {
             std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
         }
     }
+}
+
+/// A zombie is fenced: instance A stops (SIGSTOP, at a known line: its batch routed, the
+/// ownership check not yet made) past the group's session timeout; the group gives every
+/// partition to B, which raises their ownership epochs and goes on; A resumes (SIGCONT) and its
+/// commit for the partitions it lost is refused and counted (`pharmwatch_stream_fenced_total`);
+/// the output is exactly one instance's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_paused_instance_that_lost_its_partitions_cannot_commit_for_them() {
+    let (env, config_a, total) = crash_env("zombie").await;
+    let mut second = env.cfg.clone();
+    second.metrics_listen = format!("127.0.0.1:{}", crate::common::free_port());
+    let config_b = env.dir.path().join("b.toml");
+    std::fs::write(&config_b, pharmwatch::config::file_text(&second).unwrap()).unwrap();
+
+    let log_a = env.dir.path().join("a.log");
+    let mut a = Reap(vec![spawn_stream_with(
+        &config_a,
+        &[],
+        &[(pharmwatch::faults::FAULT_ENV, "stream.before_fence@3:stop")],
+        &log_a,
+    )]);
+    let a_pid = a.0[0].id().to_string();
+    let started = Instant::now();
+    while !std::fs::read_to_string(&log_a)
+        .unwrap_or_default()
+        .contains("stream.before_fence hit 3: stopping")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "A never reached its third batch: {}",
+            std::fs::read_to_string(&log_a).unwrap_or_default()
+        );
+        assert!(a.0[0].try_wait().unwrap().is_none(), "A exited");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stat = || std::fs::read_to_string(format!("/proc/{a_pid}/stat")).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(stat().contains(") T "), "A is not stopped: {}", stat());
+    let at_pause = consumed_so_far(&env.cfg.store);
+    assert!(at_pause < total);
+
+    // B joins; once the broker has dropped the silent A, B holds every partition and goes on.
+    let log_b = env.dir.path().join("b.log");
+    a.0.push(spawn_stream(&config_b, &[], &log_b));
+    let started = Instant::now();
+    while assigned(&second).len() < 3 || consumed_so_far(&env.cfg.store) <= at_pause {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "B never took every partition over: {:?}; log:\n{}",
+            assigned(&second),
+            std::fs::read_to_string(&log_b).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // A wakes up with its batch in hand: the commit is refused and counted.
+    let status = Command::new("kill")
+        .args(["-CONT", &a_pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    let fenced = loop {
+        let (_, metrics) = crate::common::http_get(&env.cfg.metrics_listen, "/metrics")
+            .unwrap_or((0, String::new()));
+        let n: f64 = metrics
+            .lines()
+            .filter(|l| l.starts_with("pharmwatch_stream_fenced_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        if n > 0.0 {
+            break n;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "A's commit was not refused; log:\n{}",
+            std::fs::read_to_string(&log_a).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(fenced >= 1.0);
+    let text = std::fs::read_to_string(&log_a).unwrap();
+    assert!(
+        text.contains("fault point stream.before_fence: resumed"),
+        "{text}"
+    );
+    assert!(text.contains("its commit refused"), "{text}");
+
+    wait_until_consumed(&env.cfg.store, total, &log_b);
+    std::thread::sleep(Duration::from_secs(2));
+    stop_with_sigterm(&mut a.0[1], &log_b);
+    stop_with_sigterm(&mut a.0[0], &log_a);
+    assert_exactly_once(&env, total).await;
+}
+
+/// The tansu binary the test script installs (on the PATH or in cargo's bin folder).
+fn tansu() -> PathBuf {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("tansu"))
+            .find(|p| p.is_file())
+    });
+    let cargo_bin = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .map(|d| d.join("bin/tansu"))
+        .filter(|p| p.is_file());
+    on_path.or(cargo_bin).unwrap_or_else(|| {
+        panic!(
+            "the broker-outage test starts and stops a broker of its own: tansu is not installed. \
+             Run scripts/test.sh (it installs it), or `cargo install tansu --version 0.6.0 --locked \
+             --features dynostore,libsql`"
+        )
+    })
+}
+
+/// A broker of the test's own on `port`, keeping its topics in a SQLite file under `dir`, so
+/// what it holds survives a stop and a start.
+fn start_broker(dir: &Path, port: u16, log: &Path) -> Child {
+    let url = format!("tcp://127.0.0.1:{port}");
+    Command::new(tansu())
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .args(["--storage-engine", "sqlite://./tansu.db"])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(log).unwrap()))
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until something listens on `port`.
+fn wait_listening(port: u16) {
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the broker did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The `/healthz` status code of the instance at `addr` (0 when it does not answer).
+fn health_code(addr: &str) -> u16 {
+    crate::common::http_get(addr, "/healthz").map_or(0, |(code, _)| code)
+}
+
+/// The broker stopped mid-stream (`kill -9`) for several seconds and started again: the service
+/// waits with `/healthz` answering 503, reconnects by itself, resumes and finishes — nothing lost,
+/// nothing repeated, the risk events published once the broker is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_broker_outage_mid_stream_is_waited_out_with_nothing_lost() {
+    let f = fixture();
+    let mut env = env("outage", 3, true).await;
+    let broker_dir = env.dir.path().join("broker");
+    std::fs::create_dir_all(&broker_dir).unwrap();
+    let port = crate::common::free_port();
+    let mut broker = Reap(vec![start_broker(
+        &broker_dir,
+        port,
+        &env.dir.path().join("broker-1.log"),
+    )]);
+    wait_listening(port);
+    env.cfg.brokers = format!("127.0.0.1:{port}");
+    env.cfg.batch_max_records = 300;
+    service::create_topics(&env.cfg, 3).await.unwrap();
+    let config = env.dir.path().join("pharmwatch.toml");
+    std::fs::write(&config, pharmwatch::config::file_text(&env.cfg).unwrap()).unwrap();
+    let sent = pharmwatch::produce::produce(&env.cfg, &f.lake, Some(f.first), Some(f.last), None)
+        .await
+        .unwrap();
+    let total = sent.sent as i64;
+
+    let log = env.dir.path().join("stream.log");
+    let mut stream = Reap(vec![spawn_stream(&config, &[], &log)]);
+    let started = Instant::now();
+    while consumed_so_far(&env.cfg.store) < total / 4 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no progress; log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(health_code(&env.cfg.metrics_listen), 200);
+
+    // The broker dies; the service says it is not ready and waits.
+    broker.0[0].kill().unwrap();
+    broker.0[0].wait().unwrap();
+    let down_at = consumed_so_far(&env.cfg.store);
+    let started = Instant::now();
+    while health_code(&env.cfg.metrics_listen) != 503 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "/healthz never said not ready; log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        stream.0[0].try_wait().unwrap().is_none(),
+        "the service stopped while the broker was away: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert!(down_at < total, "the outage came after the end");
+
+    // The broker is back on the same port: the service reconnects and finishes.
+    broker.0.push(start_broker(
+        &broker_dir,
+        port,
+        &env.dir.path().join("broker-2.log"),
+    ));
+    wait_listening(port);
+    wait_until_consumed(&env.cfg.store, total, &log);
+    let started = Instant::now();
+    while health_code(&env.cfg.metrics_listen) != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "/healthz never said ready again"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("no broker connected"), "{text}");
+    assert!(text.contains("the broker is back"), "{text}");
+    std::thread::sleep(Duration::from_secs(2));
+    stop_with_sigterm(&mut stream.0[0], &log);
+    assert_exactly_once(&env, total).await;
 }

@@ -256,3 +256,134 @@ impl Reference {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    const SELLER: &str = "91110000600037341L";
+
+    fn refs() -> ReferenceSets {
+        ReferenceSets {
+            enterprises: [SELLER.to_string()].into_iter().collect(),
+            products: ["P0001".to_string()].into_iter().collect(),
+        }
+    }
+
+    /// A valid record of each kind (the decoder accepts each: checked below).
+    fn valid() -> Vec<(EventKind, Value)> {
+        let common = json!({
+            "event_id": "e-1",
+            "event_time": "2026-03-01T10:00:00+08:00",
+            "enterprise_id": SELLER,
+        });
+        let with = |extra: Value| {
+            let mut v = common.clone();
+            v.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            v
+        };
+        vec![
+            (
+                EventKind::Sales,
+                with(
+                    json!({"product_id": "P0001", "batch_no": "B2601-01", "quantity": 2,
+                            "unit_price": 12.5, "trace_code": "81234560000000000012"}),
+                ),
+            ),
+            (
+                EventKind::Production,
+                with(json!({"product_id": "P0001", "batch_no": "B2601-01", "quantity": 200})),
+            ),
+        ]
+    }
+
+    /// A refusal names a field of the contract, `key` or `-`, and gives a reason.
+    fn explained(kind: EventKind, refusal: &(String, String)) -> bool {
+        let (field, reason) = refusal;
+        let known = field == "-" || kind.fields().iter().any(|f| f.name == field.as_str());
+        known && !reason.trim().is_empty()
+    }
+
+    /// Random JSON values: scalars of every type, then arrays and objects of them.
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            ".{0,40}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map("[a-z_]{1,12}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    #[test]
+    fn the_valid_records_decode() {
+        for (kind, v) in valid() {
+            let bytes = serde_json::to_vec(&v).unwrap();
+            decode(kind, &bytes, &refs()).unwrap_or_else(|e| panic!("{kind:?}: {e:?}"));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Random bytes: never a panic; never accepted unless they are a record; every
+        /// refusal explained.
+        #[test]
+        fn random_bytes_are_refused_with_a_reason(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            for kind in EventKind::ALL {
+                if let Err(e) = decode(*kind, &bytes, &refs()) {
+                    prop_assert!(explained(*kind, &e), "{kind:?}: {e:?}");
+                }
+            }
+        }
+
+        /// A valid record with one field replaced by a random value, or removed, or with a
+        /// field added: accepted only when the value is one the contract allows; a refusal
+        /// names that field (or `-` for the message as a whole) and why.
+        #[test]
+        fn a_record_with_one_field_changed_is_refused_naming_it(
+            which in 0usize..2,
+            field in 0usize..16,
+            value in any_json(),
+            remove in any::<bool>(),
+            extra in "[a-z_]{1,12}",
+        ) {
+            let (kind, mut record) = valid().swap_remove(which);
+            let obj = record.as_object_mut().unwrap();
+            let keys: Vec<String> = obj.keys().cloned().collect();
+            let name = if field < keys.len() {
+                keys[field].clone()
+            } else {
+                extra
+            };
+            let added = !obj.contains_key(&name);
+            if remove && !added {
+                obj.remove(&name);
+            } else {
+                obj.insert(name.clone(), value);
+            }
+            let bytes = serde_json::to_vec(&record).unwrap();
+            match decode(kind, &bytes, &refs()) {
+                Ok(rec) => prop_assert_eq!(rec.kind(), kind),
+                Err(e) => {
+                    prop_assert!(explained(kind, &e) || (added && e.0 == name), "{e:?}");
+                    prop_assert!(e.0 == name || e.0 == "-", "changed {name}, refused {e:?}");
+                }
+            }
+        }
+    }
+}

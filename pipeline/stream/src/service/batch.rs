@@ -22,6 +22,7 @@ use serde::Serialize;
 use crate::error::{Result, StreamError};
 use pharmwatch_core::error::{CoreError, ErrorClass};
 use pharmwatch_core::fasthash::FastState;
+use pharmwatch_core::faults;
 use pharmwatch_core::remote_lake::LakeSource;
 use pharmwatch_core::store::sql_err;
 use pharmwatch_schemas::{EventKind, biz_date};
@@ -328,8 +329,13 @@ impl Service {
             for p in fenced {
                 tracing::warn!(
                     partition = p,
-                    "partition taken over by another instance (fenced); leaving it"
+                    "partition taken over by another instance (fenced); its commit refused, leaving it"
                 );
+                self.metrics
+                    .fenced
+                    .with_label_values(&[p.to_string().as_str()])
+                    .inc();
+                self.summary.fenced += 1;
                 self.states.remove(&p);
                 self.assigned.retain(|(_, q)| *q != p);
                 self.resume.retain(|(_, q), _| *q != p);
@@ -401,6 +407,7 @@ impl Service {
         let holding = self.holding_snapshot();
         t = spent(self.metrics, &mut self.summary, "watermarks", t);
         let now = Utc::now();
+        faults::point("stream.before_fence");
         let tx = self
             .store
             .conn()
@@ -432,6 +439,7 @@ impl Service {
         };
         let (outcome, phases) =
             judge.write_and_judge(&tx, &path, &routed.accepted, &tally.first_offset, &holding)?;
+        faults::point("stream.after_lake_files");
         for (phase, secs) in phases {
             book_phase(self.metrics, &mut self.summary, &phase, secs);
         }
@@ -446,13 +454,16 @@ impl Service {
             st.save(&tx, &path)?;
         }
         t = spent(self.metrics, &mut self.summary, "store", t);
+        faults::point("stream.in_transaction");
         tx.commit().map_err(|e| sql_err(&path, "commit", e))?;
+        faults::point("stream.after_commit");
         t = spent(self.metrics, &mut self.summary, "commit", t);
         self.book_consumed(&routed.runs);
         self.book_durable(&tally.counts, &routed.rejected, &new_events);
 
         // 3. Publish the outbox, 4. commit offsets to Kafka.
         self.publish_outbox()?;
+        faults::point("stream.before_offset_commit");
         self.commit_offsets();
         spent(self.metrics, &mut self.summary, "publish", t);
         if !msgs.is_empty() {
@@ -678,6 +689,11 @@ impl Service {
         accepted: &[Accepted],
         seen: &HashMap<(String, i32), i64>,
     ) {
+        // Without a broker there is no high watermark to ask for (each try would wait out its
+        // time limit): the days stay open until it is back.
+        if self.broker_down() {
+            return;
+        }
         // An upper bound of each partition's watermark after this batch.
         let mut upper: HashMap<i32, i64> = HashMap::new();
         for (p, st) in &self.states {
@@ -697,6 +713,7 @@ impl Service {
             .map(|(p, _)| *p)
             .collect();
         let stats_high = self.high_snapshot();
+        let mut unreachable = false;
         for p in closing {
             for (topic, tp) in self.assigned.iter().filter(|(_, q)| *q == p) {
                 let key = (topic.clone(), *tp);
@@ -705,6 +722,14 @@ impl Service {
                     .copied()
                     .unwrap_or_else(|| self.next_offset(topic, *tp));
                 if stats_high.get(&key).is_some_and(|h| *h > next) {
+                    continue;
+                }
+                // After one failed ask the broker is taken as away for this batch: the other
+                // days stay open too rather than wait out a time limit each.
+                if unreachable {
+                    if let Ok(mut high) = self.consumer.context().high.lock() {
+                        high.remove(&key);
+                    }
                     continue;
                 }
                 match self
@@ -720,6 +745,7 @@ impl Service {
                     Err(e) => {
                         // Unknown: hold the day open until the statistics catch up.
                         tracing::warn!(topic, partition = *tp, error = %e, "high watermark unknown; the day stays open");
+                        unreachable = true;
                         if let Ok(mut high) = self.consumer.context().high.lock() {
                             high.remove(&key);
                         }

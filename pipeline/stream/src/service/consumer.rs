@@ -24,14 +24,22 @@ pub(super) enum Reb {
     Revoke(Vec<(String, i32)>),
 }
 
-/// Consumer context: records rebalances and the high watermarks from librdkafka statistics.
+/// Consumer context: records rebalances, and from librdkafka's statistics the high watermarks
+/// and whether any broker of the cluster is connected.
 pub(super) struct Ctx {
     pub(super) rebalances: Mutex<Vec<Reb>>,
     pub(super) high: Mutex<HashMap<(String, i32), i64>>,
+    /// Whether a broker of the cluster (not a bootstrap address) was up at the last
+    /// statistics; `None` before the first.
+    pub(super) broker_up: Mutex<Option<bool>>,
 }
 
 impl ClientContext for Ctx {
     fn stats(&self, s: Statistics) {
+        let up = s.brokers.values().any(|b| b.nodeid >= 0 && b.state == "UP");
+        if let Ok(mut b) = self.broker_up.lock() {
+            *b = Some(up);
+        }
         let Ok(mut high) = self.high.lock() else {
             return;
         };
@@ -159,6 +167,7 @@ pub(super) fn consumer(cfg: &StreamConfig) -> Result<BaseConsumer<Ctx>> {
     let ctx = Ctx {
         rebalances: Mutex::new(Vec::new()),
         high: Mutex::new(HashMap::new()),
+        broker_up: Mutex::new(None),
     };
     let mut c = client_config(cfg);
     c.set("group.id", &cfg.group_id)
@@ -181,9 +190,15 @@ pub(super) fn consumer(cfg: &StreamConfig) -> Result<BaseConsumer<Ctx>> {
         .map_err(|e| kafka_err(format!("consumer for {}", cfg.brokers), e))
 }
 
-/// The producer of the outbox (risk events and dead letters), waiting for every replica.
+/// The producer of the outbox (risk events and dead letters), waiting for every replica. A
+/// send the broker does not confirm within 15 s (librdkafka's default is five minutes) fails:
+/// its row stays in the outbox for the next batch, and the consuming loop is not held while the
+/// broker is away (`message.timeout.ms` in `[stream.kafka]` overrides it).
 pub(super) fn producer(cfg: &StreamConfig) -> Result<FutureProducer> {
     let mut c = client_config(cfg);
+    if !cfg.kafka.contains_key("message.timeout.ms") {
+        c.set("message.timeout.ms", "15000");
+    }
     c.set("acks", "all").set("linger.ms", "5");
     c.create()
         .map_err(|e| kafka_err(format!("producer for {}", cfg.brokers), e))

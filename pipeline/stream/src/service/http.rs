@@ -1,6 +1,7 @@
 //! The service's HTTP side: `/metrics` (every metric set this process exposes) and
-//! `/healthz` (not ready when the consuming loop has not polled for a minute or stopped, or
-//! when the store does not answer a query within [`STORE_PROBE_TIMEOUT`]).
+//! `/healthz` (not ready when the consuming loop has not polled for a minute or stopped, when
+//! no broker of the cluster is connected, or when the store does not answer a query within
+//! [`STORE_PROBE_TIMEOUT`]).
 //!
 //! The store probe runs on a connection of its own (opened at the first probe, re-opened
 //! after a failure), never the consuming loop's: a probe neither waits for a batch's
@@ -25,6 +26,9 @@ pub(super) struct Health {
     pub(super) assigned_partitions: Vec<i32>,
     pub(super) last_poll_unix: i64,
     pub(super) batches: u64,
+    /// `up`, `down` (no broker of the cluster connected: the service waits and reconnects) or
+    /// `unknown` (before librdkafka's first statistics).
+    pub(super) broker: &'static str,
 }
 
 /// Longest a health probe waits for the store.
@@ -95,7 +99,8 @@ pub(super) async fn serve_http(
                 async move {
                     let stale = Utc::now().timestamp() - h.last_poll_unix > 60;
                     let probe = probe_store(store, conn).await;
-                    let code = if stale || h.status != "ok" || probe.is_err() {
+                    let code = if stale || h.status != "ok" || h.broker == "down" || probe.is_err()
+                    {
                         axum::http::StatusCode::SERVICE_UNAVAILABLE
                     } else {
                         axum::http::StatusCode::OK

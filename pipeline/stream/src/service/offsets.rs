@@ -320,6 +320,9 @@ impl Service {
     /// Rewinds resuming topic-partitions that stayed silent although the broker holds
     /// messages past the store's offset (see [`Resume`]). A failed seek is retried later.
     pub(super) fn rewind_stalled(&mut self) {
+        if self.broker_down() {
+            return;
+        }
         let stats = self.high_snapshot();
         let due: Vec<((String, i32), Resume)> = self
             .resume

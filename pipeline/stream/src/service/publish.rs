@@ -26,6 +26,11 @@ impl Service {
     /// Publishes the outbox (risk events and dead letters) and marks what was sent; a
     /// failed send stays in the outbox for the next batch or the next start.
     pub(super) fn publish_outbox(&mut self) -> Result<()> {
+        // Without a broker each send would wait out its time limit: the outbox keeps its rows
+        // for the first batch after the broker is back.
+        if self.broker_down() {
+            return Ok(());
+        }
         let path = self.store.path().to_path_buf();
         loop {
             let pending: Vec<Outgoing> = {
@@ -79,6 +84,7 @@ impl Service {
                 });
                 futures::future::join_all(sends).await
             });
+            pharmwatch_core::faults::point("stream.after_publish_send");
             let mut sent = Vec::new();
             let mut failure = None;
             for (o, r) in pending.iter().zip(results) {
