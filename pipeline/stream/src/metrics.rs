@@ -186,30 +186,7 @@ impl StreamMetrics {
             )),
             FamilyType::Counter,
         );
-        // Bounded label sets at zero: rates and sums have series before the first event.
-        for k in pharmwatch_schemas::EventKind::ALL {
-            for c in [&consumed, &accepted, &late, &replayed] {
-                c.with_label_values(&[k.as_str()]);
-            }
-            // A reject names a field of the contract, the message key, or `-` for the message
-            // as a whole; any other name a sender's message made up is `other`.
-            for f in ["-", "key", "other"] {
-                rejected.with_label_values(&[k.as_str(), f]);
-            }
-            for f in k.fields() {
-                rejected.with_label_values(&[k.as_str(), f.name]);
-            }
-        }
-        for i in pharmwatch_core::indicators::INDICATORS {
-            risk_events.with_label_values(&[*i]);
-        }
-        for p in PHASES {
-            phase_seconds.with_label_values(&[*p]);
-        }
-        for h in [&batch_seconds, &batch_records, &detection_seconds] {
-            h.with_label_values(&[] as &[&str]);
-        }
-        Self {
+        let m = Self {
             registry: b.registry,
             consumed,
             accepted,
@@ -229,6 +206,39 @@ impl StreamMetrics {
             outbox_pending,
             phase_seconds,
             families: b.families,
+        };
+        m.zero_bounded_series();
+        m
+    }
+
+    /// Creates the series of every bounded label set at zero, so rates and sums have series
+    /// before the first event.
+    fn zero_bounded_series(&self) {
+        for k in pharmwatch_schemas::EventKind::ALL {
+            for c in [&self.consumed, &self.accepted, &self.late, &self.replayed] {
+                c.with_label_values(&[k.as_str()]);
+            }
+            // A reject names a field of the contract, the message key, or `-` for the message
+            // as a whole; any other name a sender's message made up is `other`.
+            for f in ["-", "key", "other"] {
+                self.rejected.with_label_values(&[k.as_str(), f]);
+            }
+            for f in k.fields() {
+                self.rejected.with_label_values(&[k.as_str(), f.name]);
+            }
+        }
+        for i in pharmwatch_core::indicators::INDICATORS {
+            self.risk_events.with_label_values(&[*i]);
+        }
+        for p in PHASES {
+            self.phase_seconds.with_label_values(&[*p]);
+        }
+        for h in [
+            &self.batch_seconds,
+            &self.batch_records,
+            &self.detection_seconds,
+        ] {
+            h.with_label_values(&[] as &[&str]);
         }
     }
 
