@@ -57,6 +57,12 @@ pub struct StreamConfig {
     /// (landed and counted, not judged again), and a business day is closed (reconciled) once
     /// the watermark is this far past its end.
     pub allowed_lateness_secs: i64,
+    /// How long a business day waits, in this machine's time, after the watermark first
+    /// passed its close, in milliseconds: the day closes only if the watermark still passes it
+    /// then, with each topic's high watermark asked afresh. A producer's batches for two topics
+    /// reach the broker in any order (the next day's sales a moment before this day's
+    /// purchases); this is the moment they are given.
+    pub close_grace_ms: u64,
     /// How far ahead of this machine's clock an event time may lie, in seconds (enterprise
     /// clocks drift): a record further ahead is rejected to the dead letter — a single record
     /// dated 2099 would otherwise carry the watermark past every open day and close them
@@ -92,6 +98,7 @@ impl Default for StreamConfig {
             batch_max_records: 20_000,
             batch_max_wait_ms: 100,
             allowed_lateness_secs: 600,
+            close_grace_ms: 5000,
             max_future_secs: 3600,
             metrics_listen: "127.0.0.1:9464".into(),
             startup_timeout_secs: 10,
@@ -179,6 +186,12 @@ impl StreamConfig {
         }
         if self.allowed_lateness_secs < 0 {
             return bad("allowed_lateness_secs must not be negative".into());
+        }
+        if self.close_grace_ms > 600_000 {
+            return bad(format!(
+                "close_grace_ms is {} (at most 600000: a day's close waits that long)",
+                self.close_grace_ms
+            ));
         }
         Ok(())
     }

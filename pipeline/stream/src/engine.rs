@@ -22,14 +22,14 @@
 //! - `special_drug_volume`: as soon as the day's cumulative retail quantity crosses the rule of
 //!   `retail_spike.sql` against the 28-day baseline (nightly history plus stream days);
 //! - `sold_not_bought`, `inventory_mismatch`: when the business day closes, i.e. the
-//!   partition's watermark is `allowed_lateness` past the day's end, with the rule of
-//!   `inventory.sql`.
+//!   partition's watermark is `allowed_lateness` past the day's end and still was after a
+//!   grace of this machine's time ([`settle`]), with the rule of `inventory.sql`.
 //!
 //! Watermark of a partition: the smallest event-time maximum over its topics that still have
-//! unread messages (a topic read to its end does not hold the watermark back; when all are at
-//! their end, the largest maximum). A record older than watermark − lateness is late: it is
-//! landed and counted, windows take it, but a closed day is not judged again — the next
-//! nightly run accounts for it.
+//! unread messages or messages in the batch in hand (a topic read to its end does not hold the
+//! watermark back; when all are at their end, the largest maximum). A record older than
+//! watermark − lateness, or of a day already closed, is late: it is landed and counted, windows
+//! take it, but a closed day is not judged again — the next nightly run accounts for it.
 //!
 //! Invariants: every event has a deterministic id (`RE-<day>-<hash of indicator, enterprise,
 //! product, day[, batch]>`), the same whatever the batch boundaries, partition owner or
@@ -38,6 +38,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::Instant;
 
 use chrono::{DateTime, Duration, FixedOffset, NaiveDate, Utc};
 use pharmwatch_core::db::Transaction;
@@ -51,6 +52,7 @@ use pharmwatch_schemas::{EventKind, biz_date};
 
 mod record;
 mod rules;
+pub mod settle;
 mod state;
 mod windows;
 
@@ -84,6 +86,8 @@ pub struct Engine {
     pub thresholds: Thresholds,
     /// Allowed lateness, milliseconds.
     pub lateness_ms: i64,
+    /// How long a watermark settles before a day closes at it (see [`settle`]).
+    pub close_grace: std::time::Duration,
 }
 
 /// The end of business day `d` (midnight Asia/Shanghai after it), epoch milliseconds.
@@ -141,13 +145,29 @@ pub(super) fn state_of(
 
 impl Engine {
     /// Whether partition state `st` would close a business day at watermark `wm`.
-    pub fn would_close(&self, st: &PartitionState, wm: Option<i64>) -> bool {
+    pub fn would_close(&self, st: &PartitionState, wm: Option<i64>, now: Instant) -> bool {
+        // With a grace, the batch's watermark is not observed yet: the close waits for one
+        // observed a grace ago.
+        let wm = if self.close_grace.is_zero() {
+            wm
+        } else {
+            wm.zip(st.settling.peek(now, self.close_grace))
+                .map(|(a, b)| a.min(b))
+        };
         match (st.meta.closed_through, wm) {
             (Some(c), Some(wm)) => {
                 day_end_ms(c + Duration::days(1)).saturating_add(self.lateness_ms) <= wm
             }
             _ => false,
         }
+    }
+
+    /// Whether no partition has a watermark still waiting out its grace (a day may close
+    /// once it has).
+    pub fn settled(&self, states: &HashMap<i32, PartitionState>, now: Instant) -> bool {
+        states
+            .values()
+            .all(|st| st.settling.is_settled(now, self.close_grace))
     }
 
     pub(super) fn event(
@@ -248,8 +268,14 @@ impl Engine {
             let p = a.source.partition;
             let st = state_of(states, p)?;
             let ms = a.record.event_time().timestamp_millis();
-            if let Some(Some(wm)) = wm_before.get(&p)
-                && ms < wm - self.lateness_ms
+            // Late: behind the watermark by more than the allowed lateness, or of a day
+            // already closed (reconciled without it).
+            let behind = matches!(wm_before.get(&p), Some(Some(wm)) if ms < wm - self.lateness_ms);
+            if behind
+                || st
+                    .meta
+                    .closed_through
+                    .is_some_and(|c| biz_date(a.record.event_time()) <= c)
             {
                 *out.late.entry((a.source.topic.clone(), p)).or_default() += 1;
             }
@@ -304,6 +330,7 @@ mod tests {
             baseline,
             thresholds: Thresholds::default(),
             lateness_ms: 0,
+            close_grace: std::time::Duration::ZERO,
         };
         let hit = |day: &str| Hit {
             enterprise_id: ent.to_string(),

@@ -192,6 +192,7 @@ async fn start(cfg: StreamConfig) -> Result<(Service, tokio::task::JoinHandle<()
         reference,
         baseline,
         lateness_ms: cfg.allowed_lateness_secs * 1000,
+        close_grace: Duration::from_millis(cfg.close_grace_ms),
         thresholds: cfg.thresholds.clone(),
     };
     let svc = Service {
@@ -264,6 +265,7 @@ fn consume(svc: &mut Service, opts: &RunOptions, shutdown: &AtomicBool) -> Resul
             if let Some(idle) = opts.exit_when_idle
                 && clock.last_message.elapsed() >= idle
                 && svc.all_read()
+                && svc.engine.settled(&svc.states, Instant::now())
             {
                 break;
             }

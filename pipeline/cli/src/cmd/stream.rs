@@ -17,8 +17,8 @@ pub struct StreamArgs {
     /// table, and [delivery] with --deliver; PHARMWATCH__STREAM__* variables override it.
     #[arg(long, env = "PHARMWATCH_CONFIG")]
     pub(crate) config: Option<PathBuf>,
-    /// Exit once every assigned partition is read to its end and nothing arrived for this many
-    /// seconds (for demos, tests and benchmarks).
+    /// Exit once every assigned partition is read to its end, nothing arrived for this many
+    /// seconds and no day waits out its close grace (for demos, tests and benchmarks).
     #[arg(long)]
     exit_when_idle: Option<f64>,
     /// Also run the delivery worker (risk warnings and notices to the enterprise leads) on the

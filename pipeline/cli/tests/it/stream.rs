@@ -912,7 +912,7 @@ async fn kill_9_mid_stream_then_restart_loses_nothing_and_repeats_nothing() {
             "{name} missing from /metrics:\n{metrics}"
         );
     }
-    std::thread::sleep(Duration::from_secs(2));
+    let_days_settle(&env);
     stop_with_sigterm(&mut child, &log);
     assert_exactly_once(&env, total).await;
 }
@@ -928,6 +928,33 @@ fn wait_until_consumed(store: &Path, total: i64, log: &Path) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Waits (up to 60 s) until the store holds as many risk events as the nightly found: a day
+/// whose watermark passed in the last batches closes after its grace (`close_grace_ms`), at
+/// the next pass whose high watermarks can be asked (after a broker outage, once the
+/// producer's connection is back too).
+fn let_days_settle(env: &Env) {
+    let expected = fixture().expected.len() as i64;
+    let started = Instant::now();
+    while stored_event_count(&env.cfg.store) < expected
+        && started.elapsed() < Duration::from_secs(60)
+    {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Risk events in the store, read through a read-only connection (see [`consumed_so_far`]).
+fn stored_event_count(store: &Path) -> i64 {
+    pharmwatch_core::db::Conn::open_read_only(store)
+        .ok()
+        .and_then(|c| {
+            c.query_row("SELECT COUNT(*) FROM risk_events", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .ok()
+        })
+        .unwrap_or(0)
 }
 
 /// Stops the stream the way an operator does, with SIGTERM; it must exit 0 within 60 s.
@@ -1010,7 +1037,7 @@ async fn crash_at_then_restart(name: &str, point: &str, nth: u32) {
     let log = env.dir.path().join("stream-restarted.log");
     let mut child = Reap(vec![spawn_stream(&config, &[], &log)]);
     wait_until_consumed(&env.cfg.store, total, &log);
-    std::thread::sleep(Duration::from_secs(2));
+    let_days_settle(&env);
     stop_with_sigterm(&mut child.0[0], &log);
     assert_exactly_once(&env, total).await;
 }
@@ -1106,6 +1133,70 @@ async fn two_instances_in_one_group_find_what_one_finds() {
     compare_events(&events, &f.expected);
     let landed = lake_event_ids(&env.cfg.lake, f.first, f.last, true).await;
     assert_eq!(landed, f.produced);
+}
+
+/// Waits (up to 60 s) until the service answering at `addr` holds partitions.
+async fn wait_assigned(addr: &str) {
+    let started = Instant::now();
+    loop {
+        let held = crate::common::http_get(addr, "/healthz").is_some_and(|(_, body)| {
+            serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["assigned_partitions"].as_array().map(|a| !a.is_empty()))
+                .unwrap_or(false)
+        });
+        if held {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no partitions assigned at {addr}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A producer's batches for two topics reach the broker in any order: here a burst into an
+/// idle service brings two days of every kind but purchases, and the purchases of both days
+/// reach the broker 2.5 s later. The first day's watermark passes its close with purchases
+/// read to their (stale) end; it must not close before they are read: no record is late and
+/// the day-close events are exactly the nightly's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_into_an_idle_service_closes_no_day_before_its_slower_topic_arrives() {
+    let f = fixture();
+    let env = env("burst", 2, true).await;
+    let service = tokio::spawn({
+        let cfg = env.cfg.clone();
+        async move { run_until_idle(&cfg, 10.0).await }
+    });
+    wait_assigned(&env.cfg.metrics_listen).await;
+    // Idle for a while: the statistics' high watermarks say every topic is read to its end.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (ahead, behind) = (env.dir.path().join("ahead"), env.dir.path().join("behind"));
+    for kind in EventKind::ALL {
+        let to = if *kind == EventKind::Purchase {
+            &behind
+        } else {
+            &ahead
+        };
+        for (_, dir) in lake::partitions(&f.lake, *kind, f.first, f.last).unwrap() {
+            let rel = dir.strip_prefix(&f.lake).unwrap();
+            copy_tree(&dir, &to.join(rel));
+        }
+    }
+    let first = pharmwatch::produce::produce(&env.cfg, &ahead, Some(f.first), Some(f.last), None)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let second = pharmwatch::produce::produce(&env.cfg, &behind, Some(f.first), Some(f.last), None)
+        .await
+        .unwrap();
+    let run = service.await.unwrap();
+    assert_eq!(run.consumed, first.sent + second.sent, "{run:?}");
+    assert_eq!(run.late, 0, "nothing is late: {run:?}");
+    assert_counts_reconcile(&env.cfg.store, (first.sent + second.sent) as usize);
+    let (events, _) = stored_events(&env.cfg.store);
+    compare_events(&events, &f.expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1427,6 +1518,7 @@ async fn three_hosts_on_one_postgres_store_and_one_bucket_lose_nothing_when_one_
     }
     let live = [0, 1, 3];
     assert!(!lost.is_empty(), "the dead host held partitions");
+    let_days_settle(&env);
     let epochs: Vec<(i64, i64)> = {
         let c = pharmwatch_core::db::Conn::open(&store).unwrap();
         let mut st = c
@@ -1640,7 +1732,7 @@ async fn a_paused_instance_that_lost_its_partitions_cannot_commit_for_them() {
     assert!(text.contains("its commit refused"), "{text}");
 
     wait_until_consumed(&env.cfg.store, total, &log_b);
-    std::thread::sleep(Duration::from_secs(2));
+    let_days_settle(&env);
     stop_with_sigterm(&mut a.0[1], &log_b);
     stop_with_sigterm(&mut a.0[0], &log_a);
     assert_exactly_once(&env, total).await;
@@ -1783,7 +1875,7 @@ async fn a_broker_outage_mid_stream_is_waited_out_with_nothing_lost() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("no broker connected"), "{text}");
     assert!(text.contains("the broker is back"), "{text}");
-    std::thread::sleep(Duration::from_secs(2));
+    let_days_settle(&env);
     stop_with_sigterm(&mut stream.0[0], &log);
     assert_exactly_once(&env, total).await;
 }

@@ -91,6 +91,8 @@ pub struct PartitionState {
     /// a second message with an id of these is refused (a repeat, or an id reused with other
     /// content). Not stored: the lake is its record.
     pub seen: FastMap<SeenKey, Seen>,
+    /// The watermarks observed that a day may close at once they have settled.
+    pub(super) settling: super::settle::Settling,
 }
 
 /// An event id as `seen` keeps it: its kind and two 64-bit digests of the id under different

@@ -180,7 +180,7 @@ impl Engine {
         Ok(())
     }
 
-    /// Closes the days the watermark has passed, reconciling each (`sold_not_bought`,
+    /// Closes the days the settled watermark has passed, reconciling each (`sold_not_bought`,
     /// `inventory_mismatch`), and prunes what the windows no longer need.
     pub(super) fn close_days(
         &self,
@@ -188,11 +188,18 @@ impl Engine {
         holding: &dyn Fn(EventKind, i32) -> bool,
         out: &mut BatchOutcome,
     ) -> Result<()> {
+        let now = std::time::Instant::now();
         for (p, st) in states.iter_mut() {
             let p = *p;
             let Some(wm) = st.watermark(&|k| holding(k, p)) else {
                 continue;
             };
+            // A day closes at a watermark observed a grace ago that the batch's still passes.
+            st.settling.observe(wm, now);
+            let Some(settled) = st.settling.settled(now, self.close_grace) else {
+                continue;
+            };
+            let wm = wm.min(settled);
             while let Some(c) = st.meta.closed_through {
                 let d = c + Duration::days(1);
                 if day_end_ms(d).saturating_add(self.lateness_ms) > wm {

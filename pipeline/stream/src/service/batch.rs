@@ -403,8 +403,8 @@ impl Service {
         let mut tally = self.tally(&routed.runs);
         let mut t = spent(self.metrics, &mut self.summary, "decode", started);
 
-        self.refresh_highs_before_closing(&routed.accepted, &tally.seen);
-        let holding = self.holding_snapshot();
+        let unknown = self.refresh_highs_before_closing(&routed.accepted, &tally.seen);
+        let holding = self.holding_snapshot(&tally.seen, &unknown);
         t = spent(self.metrics, &mut self.summary, "watermarks", t);
         let now = Utc::now();
         faults::point("stream.before_fence");
@@ -683,17 +683,14 @@ impl Service {
     /// broker. Only a topic-partition that looks read to its end can let the watermark pass
     /// the day; one the statistics already show behind holds it anyway. The query goes
     /// through the producer's connection: on the consumer's, it would queue behind a
-    /// long-poll fetch (up to `fetch.wait.max.ms` per query).
+    /// long-poll fetch (up to `fetch.wait.max.ms` per query). Returns the topic-partitions
+    /// whose high watermark could not be known (no broker, or the ask failed): they hold
+    /// their days open for this batch.
     fn refresh_highs_before_closing(
         &self,
         accepted: &[Accepted],
         seen: &HashMap<(String, i32), i64>,
-    ) {
-        // Without a broker there is no high watermark to ask for (each try would wait out its
-        // time limit): the days stay open until it is back.
-        if self.broker_down() {
-            return;
-        }
+    ) -> HashSet<(String, i32)> {
         // An upper bound of each partition's watermark after this batch.
         let mut upper: HashMap<i32, i64> = HashMap::new();
         for (p, st) in &self.states {
@@ -706,14 +703,19 @@ impl Service {
             let e = upper.entry(a.source.partition).or_insert(ms);
             *e = (*e).max(ms);
         }
+        let now = Instant::now();
         let closing: Vec<i32> = self
             .states
             .iter()
-            .filter(|(p, st)| self.engine.would_close(st, upper.get(p).copied()))
+            .filter(|(p, st)| self.engine.would_close(st, upper.get(p).copied(), now))
             .map(|(p, _)| *p)
             .collect();
         let stats_high = self.high_snapshot();
-        let mut unreachable = false;
+        let mut unknown = HashSet::new();
+        // Without a broker there is no high watermark to ask for (each try would wait out its
+        // time limit); after one failed ask the broker is taken as away for this batch. Either
+        // way the days stay open until it is back.
+        let mut unreachable = self.broker_down();
         for p in closing {
             for (topic, tp) in self.assigned.iter().filter(|(_, q)| *q == p) {
                 let key = (topic.clone(), *tp);
@@ -724,12 +726,8 @@ impl Service {
                 if stats_high.get(&key).is_some_and(|h| *h > next) {
                     continue;
                 }
-                // After one failed ask the broker is taken as away for this batch: the other
-                // days stay open too rather than wait out a time limit each.
                 if unreachable {
-                    if let Ok(mut high) = self.consumer.context().high.lock() {
-                        high.remove(&key);
-                    }
+                    unknown.insert(key);
                     continue;
                 }
                 match self
@@ -743,25 +741,34 @@ impl Service {
                         }
                     }
                     Err(e) => {
-                        // Unknown: hold the day open until the statistics catch up.
                         tracing::warn!(topic, partition = *tp, error = %e, "high watermark unknown; the day stays open");
                         unreachable = true;
-                        if let Ok(mut high) = self.consumer.context().high.lock() {
-                            high.remove(&key);
-                        }
+                        unknown.insert(key);
                     }
                 }
             }
         }
+        unknown
     }
 
-    /// Whether each (kind, partition) still holds unread records on the broker, as known now.
-    fn holding_snapshot(&self) -> HashMap<(EventKind, i32), bool> {
+    /// Whether each (kind, partition) holds the watermark for this batch: it has records in
+    /// the batch (the statistics may not show them yet: after a quiet spell they lag by up
+    /// to their interval), its high watermark is unknown, or the broker holds records of it
+    /// not yet read.
+    fn holding_snapshot(
+        &self,
+        seen: &HashMap<(String, i32), i64>,
+        unknown: &HashSet<(String, i32)>,
+    ) -> HashMap<(EventKind, i32), bool> {
         let h = self.holding();
         let mut m = HashMap::new();
         for p in self.states.keys() {
             for k in EventKind::ALL {
-                m.insert((*k, *p), h(*k, *p));
+                let key = (self.cfg.topic(*k), *p);
+                let in_batch = seen
+                    .get(&key)
+                    .is_some_and(|next| *next > self.next_offset(&key.0, *p));
+                m.insert((*k, *p), in_batch || unknown.contains(&key) || h(*k, *p));
             }
         }
         m
