@@ -13,7 +13,8 @@
 //! - [`penalty`]: a referred case's penalty procedure, its stages and statutory clocks;
 //! - [`closedloop`]: the nightly sweep and the notices of the risk list;
 //! - [`measures`]: findings to decisions, the rules and the deployment's calendar;
-//! - [`links`]: signed acknowledgement and guidance links; [`service`]: the record of service
+//! - [`links`]: signed acknowledgement and guidance links, their keyring; [`revocation`]: the
+//!   links of one document revoked; [`service`]: the record of service
 //!   (acknowledgements, deliveries as supervisors see them).
 
 pub mod audit;
@@ -29,6 +30,7 @@ pub mod links;
 pub mod measures;
 pub mod notices;
 pub mod penalty;
+pub mod revocation;
 pub mod service;
 
 pub use error::{CaseworkError, Result};

@@ -17,6 +17,7 @@ pub mod demo;
 pub mod evaluate;
 pub mod guidance;
 pub mod inspect;
+pub mod links;
 pub mod lists;
 pub mod measures;
 pub mod migrate;

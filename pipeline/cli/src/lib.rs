@@ -18,7 +18,7 @@ pub use error::{Error, Result};
 pub use pharmwatch_batch::{days, inspect, nightly, report};
 pub use pharmwatch_casework::{
     audit, closedloop, credit, drafts, guidance, inspection, ledger, links, measures, notices,
-    penalty, service,
+    penalty, revocation, service,
 };
 pub use pharmwatch_core::{CoreError, ErrorClass, Result as CoreResult};
 pub use pharmwatch_core::{

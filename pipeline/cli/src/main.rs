@@ -129,6 +129,9 @@ enum Command {
     /// enterprise end (文书签收、整改报告), the JSON API and the signed links of the notices;
     /// runs the delivery worker too.
     Serve(cmd::serve::ServeArgs),
+    /// The signed links of the notices: revoke those of one document or risk warning.
+    #[command(subcommand)]
+    Links(cmd::links::LinksCommand),
     /// Accounts of the workbench: add one, list them, disable or enable one, make an API token.
     #[command(subcommand)]
     User(cmd::user::UserCommand),
@@ -178,6 +181,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deliver(a) => cmd::deliver::run(a).await,
         Command::Serve(a) => cmd::serve::run(a, cal).await,
         Command::User(u) => cmd::user::run(u),
+        Command::Links(c) => cmd::links::run(c),
         Command::Produce(a) => cmd::produce::run(a).await,
         Command::Topics(a) => cmd::topics::run(a).await,
         Command::Compact(a) => cmd::compact::run(a).await,

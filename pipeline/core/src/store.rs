@@ -149,6 +149,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         62,
         include_str!("../../sql/store/062_dead_letter_bytes.sql"),
     ),
+    (63, include_str!("../../sql/store/063_link_revocations.sql")),
 ];
 
 /// The same migrations for a PostgreSQL store (`pipeline/sql/store/pg/`): the same versions,
@@ -182,6 +183,10 @@ pub const PG_MIGRATIONS: &[(i64, &str)] = &[
         62,
         include_str!("../../sql/store/pg/062_dead_letter_bytes.sql"),
     ),
+    (
+        63,
+        include_str!("../../sql/store/pg/063_link_revocations.sql"),
+    ),
 ];
 
 /// What each migration brings, by version (for `pharmwatch migrate`).
@@ -200,6 +205,7 @@ pub fn migration_title(version: i64) -> &'static str {
         60 => "credit repair and penalty procedure events in the case trail",
         61 => "penalty documents: draft particulars, the filing form kept internal",
         62 => "dead letters keep the exact bytes of a message that is not UTF-8",
+        63 => "revoked links of a document or a risk warning",
         _ => "",
     }
 }

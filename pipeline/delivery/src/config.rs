@@ -32,6 +32,15 @@ pub struct DeliveryConfig {
     /// Environment variable holding the key that signs the links (at least 32 bytes).
     #[serde(default = "default_link_key_env")]
     pub link_key_env: String,
+    /// The id of that key, carried by every link it signs (1–16 letters, digits, `-`, `_`):
+    /// rotating the key means a new id, with the old key kept in `link_retired_keys`.
+    #[serde(default = "default_link_key_id")]
+    pub link_key_id: String,
+    /// Keys that signed links still in flight, by id → environment variable holding the key:
+    /// they verify links, they sign none. Remove one once its links have expired
+    /// (`link_ttl_days` after the rotation); its links are then refused as gone.
+    #[serde(default)]
+    pub link_retired_keys: std::collections::BTreeMap<String, String>,
     /// Days a link stays valid after the notice was issued.
     #[serde(default = "default_link_ttl_days")]
     pub link_ttl_days: u32,
@@ -180,6 +189,9 @@ fn default_link_base_url() -> String {
 fn default_link_key_env() -> String {
     "PHARMWATCH_LINK_KEY".into()
 }
+fn default_link_key_id() -> String {
+    pharmwatch_casework::links::DEFAULT_KEY_ID.into()
+}
 fn default_link_ttl_days() -> u32 {
     30
 }
@@ -257,6 +269,8 @@ impl DeliveryConfig {
             secrets_file: None,
             link_base_url: default_link_base_url(),
             link_key_env: default_link_key_env(),
+            link_key_id: default_link_key_id(),
+            link_retired_keys: Default::default(),
             link_ttl_days: default_link_ttl_days(),
             retry_delays_secs: default_retry_delays(),
             jitter: default_jitter(),
@@ -297,6 +311,17 @@ impl DeliveryConfig {
         Ok(cfg)
     }
 
+    /// The link signer of this configuration: the keys from the environment.
+    pub fn signer(&self) -> Result<pharmwatch_casework::links::Signer> {
+        Ok(pharmwatch_casework::links::Signer::from_env(
+            &self.link_key_id,
+            &self.link_key_env,
+            &self.link_retired_keys,
+            &self.link_base_url,
+            self.link_ttl_days,
+        )?)
+    }
+
     /// Checks values a worker cannot run with.
     pub fn validate(&self) -> pharmwatch_core::Result<()> {
         let bad = |field: &str, reason: &str| {
@@ -312,6 +337,20 @@ impl DeliveryConfig {
         }
         if self.link_ttl_days == 0 {
             return bad("link_ttl_days", "must be at least 1");
+        }
+        for id in std::iter::once(&self.link_key_id).chain(self.link_retired_keys.keys()) {
+            if pharmwatch_casework::links::check_key_id(id).is_err() {
+                return bad(
+                    "link_key_id",
+                    &format!("{id:?}: 1 to 16 letters, digits, '-' or '_'"),
+                );
+            }
+        }
+        if self.link_retired_keys.contains_key(&self.link_key_id) {
+            return bad(
+                "link_retired_keys",
+                &format!("{} is the signing key's id", self.link_key_id),
+            );
         }
         if self
             .retry_delays_secs
@@ -397,6 +436,29 @@ mod tests {
         cfg.smtp.username_env = Some("U".into());
         assert!(cfg.validate().is_err());
         assert!(toml::from_str::<DeliveryConfig>("contacts = 'x'\nretry = [1]").is_err());
+    }
+
+    #[test]
+    fn link_key_ids_are_checked_and_a_missing_retired_key_is_named() {
+        let mut cfg = DeliveryConfig::with_contacts("c.json".into());
+        cfg.link_key_id = "k/2".into();
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("link_key_id") && e.contains("k/2"), "{e}");
+        cfg.link_key_id = "k2".into();
+        cfg.link_retired_keys
+            .insert("k2".into(), "PHARMWATCH_TEST_UNSET_KEY".into());
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("link_retired_keys"), "{e}");
+        cfg.link_retired_keys.clear();
+        cfg.link_retired_keys
+            .insert("k1".into(), "PHARMWATCH_TEST_UNSET_KEY_OLD".into());
+        cfg.validate().unwrap();
+        cfg.link_key_env = "PATH".into(); // set on any machine: the retired key is asked next
+        let e = cfg.signer().unwrap_err().to_string();
+        assert!(
+            e.contains("k1") && e.contains("PHARMWATCH_TEST_UNSET_KEY_OLD"),
+            "{e}"
+        );
     }
 
     #[test]

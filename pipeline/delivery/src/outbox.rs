@@ -258,7 +258,8 @@ pub fn link_expiry(sent_at: i64, signer: &Signer) -> i64 {
 
 /// The message of a due row as sent now, with its signed links.
 pub fn message_of(conn: &Connection, path: &Path, due: &Due, signer: &Signer) -> Result<Message> {
-    let expires = link_expiry(chrono::Utc::now().timestamp(), signer);
+    let now = chrono::Utc::now().timestamp();
+    let expires = link_expiry(now, signer);
     let subject = match (&due.document_no, &due.risk_event_id) {
         (Some(d), _) => d.clone(),
         (None, Some(r)) => format!("risk:{r}"),
@@ -275,6 +276,7 @@ pub fn message_of(conn: &Connection, path: &Path, due: &Due, signer: &Signer) ->
         enterprise_id: due.enterprise_id.clone(),
         subject: subject.clone(),
         expires,
+        issued: now,
     };
     let guidance_link = signer.url(&claims(Purpose::Guidance));
     if let Some(number) = &due.document_no {

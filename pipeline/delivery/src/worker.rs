@@ -103,8 +103,7 @@ impl Worker {
     /// A worker on the store file `store_path` with the contacts, secrets and link key of
     /// `cfg` (the key from the environment).
     pub fn new(cfg: &DeliveryConfig, store_path: &Path) -> Result<Self> {
-        let signer = Signer::from_env(&cfg.link_key_env, &cfg.link_base_url, cfg.link_ttl_days)?;
-        Self::with_signer(cfg, store_path, signer)
+        Self::with_signer(cfg, store_path, cfg.signer()?)
     }
 
     /// A worker with a given link signer.

@@ -258,6 +258,21 @@ impl ServeState {
                 "链接无效",
                 "此链接无法验证，可能已被修改（the link could not be verified）。".to_string(),
             ),
+            Refusal::KeyRetired(_) => (
+                "链接已失效",
+                "签发此链接的密钥已停用，请联系发文机关重新送达（the key that signed this link \
+                 was retired）。"
+                    .to_string(),
+            ),
+            Refusal::Revoked { at, reason } => (
+                "链接已撤回",
+                format!("此链接已于 {at} 被发文机关撤回：{reason}（the link was revoked）。"),
+            ),
+            Refusal::Unchecked => (
+                "暂时无法打开",
+                "系统繁忙，请稍后再试（the link could not be checked now; try again later）。"
+                    .to_string(),
+            ),
         };
         let (name, contact) = match authority {
             Some(a) => (
@@ -279,8 +294,24 @@ impl ServeState {
         enterprise: &str,
         token: &str,
     ) -> std::result::Result<Claims, Refusal> {
-        self.signer
-            .verify(purpose, enterprise, token, chrono::Utc::now().timestamp())
+        let claims =
+            self.signer
+                .verify(purpose, enterprise, token, chrono::Utc::now().timestamp())?;
+        // A revoked document's links issued until the revocation are gone. A store that
+        // cannot be read now refuses (503, try again) rather than honours a link unchecked.
+        let revocation = self
+            .lock()
+            .ok()
+            .map(|l| pharmwatch_casework::revocation::revocation_of(&l, &claims.subject));
+        match revocation {
+            Some(Ok(None)) => Ok(claims),
+            Some(Ok(Some(r))) if claims.issued > r.revoked_before => Ok(claims),
+            Some(Ok(Some(r))) => Err(Refusal::Revoked {
+                at: r.revoked_at,
+                reason: r.reason,
+            }),
+            Some(Err(_)) | None => Err(Refusal::Unchecked),
+        }
     }
 
     /// `GET /e/{enterprise}/ack/{token}`: shows the document and the confirmation button;

@@ -43,11 +43,7 @@ pub async fn run(a: ServeArgs, cal: Calendar) -> anyhow::Result<ExitCode> {
     let rules = measures::load_rules(a.rules.as_deref())?;
     let ledger = Ledger::open(&a.out.out)?;
     let store = ledger.path().to_path_buf();
-    let signer = pharmwatch::links::Signer::from_env(
-        &cfg.link_key_env,
-        &cfg.link_base_url,
-        cfg.link_ttl_days,
-    )?;
+    let signer = cfg.signer()?;
     let mut notices = NoticesConfig::load(Some(&a.config))?;
     // The notices address the leads the delivery's contacts name.
     if notices.contacts.is_none() && cfg.contacts.is_file() {

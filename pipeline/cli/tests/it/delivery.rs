@@ -863,10 +863,18 @@ fn every_notice_is_delivered_once_through_failures_and_worker_restarts() {
 
 /// A serve state over `out` with the test key.
 fn serve_state(out: &Path) -> Arc<ServeState> {
+    serve_state_with(
+        out,
+        Signer::new(LINK_KEY.as_bytes(), "http://127.0.0.1", 30).unwrap(),
+    )
+}
+
+/// A serve state over `out` with the link keys of `signer`.
+fn serve_state_with(out: &Path, signer: Signer) -> Arc<ServeState> {
     Arc::new(
         ServeState::new(
             Ledger::open(out).unwrap(),
-            Signer::new(LINK_KEY.as_bytes(), "http://127.0.0.1", 30).unwrap(),
+            signer,
             pharmwatch::closedloop::ClosedLoop {
                 notices: pharmwatch::notices::NoticesConfig {
                     authority: Some(crate::common::test_authority()),
@@ -932,6 +940,7 @@ fn links_open_only_their_own_enterprise_and_refuse_tampered_or_expired_ones() {
             enterprise_id: ent.to_string(),
             subject: subject.to_string(),
             expires,
+            issued: chrono::Utc::now().timestamp(),
         })
     };
     let ack_a = token(Purpose::Ack, &a, &doc_a, future);
@@ -972,6 +981,7 @@ fn links_open_only_their_own_enterprise_and_refuse_tampered_or_expired_ones() {
         enterprise_id: a.clone(),
         subject: doc_a.clone(),
         expires: future,
+        issued: 0,
     });
     assert_eq!(get(format!("/e/{a}/ack/{foreign}")).0, 403);
     // Expired: 410 with a page that says so.
@@ -1060,6 +1070,154 @@ fn links_open_only_their_own_enterprise_and_refuse_tampered_or_expired_ones() {
     assert!(
         metrics.contains("pharmwatch_delivery_acknowledged_total{kind=\"caution_notice\"} 1"),
         "{metrics}"
+    );
+}
+
+/// Rotation and revocation of the links: a link signed with the retired key still opens while
+/// the retired key is kept, and is gone (410) once it is removed; a document's links revoked by
+/// `pharmwatch links revoke` are gone with the reason shown and record nothing, while a link
+/// sent after the revocation opens.
+#[test]
+fn a_rotated_key_keeps_links_in_flight_and_a_revoked_document_refuses_its_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let a = code(22);
+    let doc = issue_notice(&out, "CASE-RV", &a);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let new_key = [5u8; 32];
+    let ring = |retired: bool| {
+        let old: Vec<(&str, &[u8])> = if retired {
+            vec![("k1", LINK_KEY.as_bytes())]
+        } else {
+            Vec::new()
+        };
+        Signer::with_keys(("k2", &new_key), &old, "http://127.0.0.1", 30).unwrap()
+    };
+    let (addr, _server) = rt
+        .block_on(serve::spawn(
+            "127.0.0.1:0",
+            serve_state_with(&out, ring(true)),
+        ))
+        .unwrap();
+    let (bare_addr, _bare) = rt
+        .block_on(serve::spawn(
+            "127.0.0.1:0",
+            serve_state_with(&out, ring(false)),
+        ))
+        .unwrap();
+    let client = reqwest::Client::new();
+    let call = |method: reqwest::Method, at: std::net::SocketAddr, path: String| {
+        rt.block_on(async {
+            let r = client
+                .request(method, format!("http://{at}{path}"))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        })
+    };
+    let now = chrono::Utc::now().timestamp();
+    let claims = |purpose, issued| Claims {
+        purpose,
+        enterprise_id: a.clone(),
+        subject: doc.clone(),
+        expires: now + 3600,
+        issued,
+    };
+    let old = Signer::new(LINK_KEY.as_bytes(), "http://127.0.0.1", 30).unwrap();
+    let in_flight = old.token(&claims(Purpose::Ack, now - 60));
+    let fresh = ring(true).token(&claims(Purpose::Ack, now - 30));
+    assert!(in_flight.starts_with("k1.") && fresh.starts_with("k2."));
+    for t in [&in_flight, &fresh] {
+        let (s, page) = call(reqwest::Method::GET, addr, format!("/e/{a}/ack/{t}"));
+        assert_eq!(s, 200, "{page}");
+    }
+    // The retired key removed: its links are gone, the new key's still open.
+    let (s, page) = call(
+        reqwest::Method::GET,
+        bare_addr,
+        format!("/e/{a}/ack/{in_flight}"),
+    );
+    assert_eq!(s, 410);
+    assert!(page.contains("密钥已停用"), "{page}");
+    assert_eq!(
+        call(
+            reqwest::Method::GET,
+            bare_addr,
+            format!("/e/{a}/ack/{fresh}")
+        )
+        .0,
+        200
+    );
+
+    // Revocation: refused without a reason or for a subject the ledger does not know.
+    let revoke = |subject: &str, reason: &str| {
+        pharmwatch(&[
+            "links",
+            "revoke",
+            subject,
+            "--reason",
+            reason,
+            "--by",
+            "li.supervisor",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap()
+    };
+    let o = revoke("蒙药监告〔2026〕999号", "wrong contact");
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("subject") && err.contains("999号"), "{err}");
+    let o = revoke(&doc, "  ");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("reason"));
+    let o = revoke(&doc, "sent to the wrong contact");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(said.contains(&doc) && said.contains(&a), "{said}");
+
+    // Every link issued until then is gone, with the reason, and records nothing.
+    for t in [&in_flight, &fresh] {
+        let (s, page) = call(reqwest::Method::GET, addr, format!("/e/{a}/ack/{t}"));
+        assert_eq!(s, 410);
+        assert!(
+            page.contains("链接已撤回") && page.contains("sent to the wrong contact"),
+            "{page}"
+        );
+        assert_eq!(
+            call(reqwest::Method::POST, addr, format!("/e/{a}/ack/{t}")).0,
+            410
+        );
+    }
+    let guide = ring(true).token(&claims(Purpose::Guidance, now - 30));
+    assert_eq!(
+        call(
+            reqwest::Method::GET,
+            addr,
+            format!("/e/{a}/guidance/{guide}")
+        )
+        .0,
+        410
+    );
+    assert_eq!(delivered_events(&out, &doc), 0);
+    // A link sent after the revocation (a resend to the right contact) opens and records.
+    let resent = ring(true).token(&claims(Purpose::Ack, chrono::Utc::now().timestamp() + 1));
+    let (s, page) = call(reqwest::Method::POST, addr, format!("/e/{a}/ack/{resent}"));
+    assert_eq!(s, 200, "{page}");
+    assert_eq!(delivered_events(&out, &doc), 1);
+    assert_eq!(
+        count(
+            &out,
+            "SELECT COUNT(*) FROM audit_trail WHERE action = 'links_revoked' \
+             AND actor = 'li.supervisor' AND detail LIKE '%wrong contact%'"
+        ),
+        1
     );
 }
 
