@@ -1366,3 +1366,40 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod decoder_properties {
+    //! Random text through the calendar decoders (the full CSV, a year's TOML and CSV): no
+    //! panic; a refusal names its source.
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn random_text_is_refused_naming_the_source(text in "(?s).{0,200}") {
+            if let Err(e) = Calendar::from_csv_str(&text, "cal.csv") {
+                prop_assert!(e.to_string().contains("cal.csv"), "{e}");
+            }
+            if let Err(e) = year::CalendarYear::from_toml_str(&text, "year.toml") {
+                prop_assert!(!e.to_string().is_empty());
+            }
+            if let Err(e) = year::CalendarYear::from_csv_str(&text, "year.csv") {
+                prop_assert!(!e.to_string().is_empty());
+            }
+        }
+
+        #[test]
+        fn near_valid_lines_are_refused_naming_the_line(
+            date in "20[0-9]{2}-[0-9]{2}-[0-9]{2}",
+            kind in proptest::sample::select(vec!["holiday", "workday", "weekend", "", "x"]),
+        ) {
+            let text = format!("date,kind,name,source_url\n{date},{kind},节日,https://example.invalid\n");
+            if let Err(e) = Calendar::from_csv_str(&text, "cal.csv") {
+                let t = e.to_string();
+                prop_assert!(t.contains("cal.csv"), "{t}");
+            }
+        }
+    }
+}

@@ -283,7 +283,13 @@ impl fmt::Display for FindingError {
             None => f.write_str("findings")?,
         }
         if let Some(case_id) = &self.case_id {
-            write!(f, " (case_id {case_id})")?;
+            // Shown escaped when it holds control characters: a newline in a case id must not
+            // start a line of its own in the output.
+            if case_id.chars().any(char::is_control) {
+                write!(f, " (case_id {case_id:?})")?;
+            } else {
+                write!(f, " (case_id {case_id})")?;
+            }
         }
         if let Some(field) = &self.field {
             write!(f, ", field `{field}`")?;
@@ -375,4 +381,62 @@ fn describe_serde_error(
         _ => message,
     };
     (field, reason)
+}
+
+#[cfg(test)]
+mod properties {
+    //! Random text and near-valid findings through `parse_findings` and validation: no panic;
+    //! every refusal has a reason, and one about a finding names its index.
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use proptest::prelude::*;
+
+    fn valid() -> serde_json::Value {
+        serde_json::json!([{"case_id": "JX-1", "enterprise_id": "91110000600037341L",
+            "inspection_date": "2026-03-02", "conclusion": "pending_rectification",
+            "defects": {"critical": 0, "major": 1, "general": 0}}])
+    }
+
+    #[test]
+    fn the_unchanged_finding_parses() {
+        let (ok, errors) = parse_findings(&valid().to_string());
+        assert_eq!((ok.len(), errors.len()), (1, 0));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        #[test]
+        fn random_text_is_refused_with_a_reason(text in ".{0,200}") {
+            let (_, errors) = parse_findings(&text);
+            for e in errors {
+                prop_assert!(!e.reason.is_empty(), "{e}");
+            }
+        }
+
+        #[test]
+        fn a_changed_field_is_refused_naming_the_finding(
+            field in proptest::sample::select(vec!["case_id", "enterprise_id",
+                "inspection_date", "conclusion", "defects", "flags", "extra"]),
+            value in prop_oneof![
+                Just(serde_json::Value::Null),
+                any::<i64>().prop_map(serde_json::Value::from),
+                ".{0,30}".prop_map(serde_json::Value::from),
+                Just(serde_json::json!(["sampling_failures"])),
+                Just(serde_json::json!({"critical": -1})),
+            ]) {
+            let mut v = valid();
+            v[0][field] = value;
+            let (ok, errors) = parse_findings(&v.to_string());
+            prop_assert_eq!(ok.len() + errors.len(), 1);
+            for e in errors {
+                prop_assert_eq!(e.index, Some(0), "{}", e);
+                prop_assert!(!e.reason.is_empty());
+            }
+            for (_, f) in ok {
+                // A finding that parsed is validated next: that may refuse it, never panic.
+                let _ = f.validate(&crate::Rules::default(), &crate::Calendar::default());
+            }
+        }
+    }
 }

@@ -1003,8 +1003,19 @@ impl Validate for InspectionFinding {
     fn validate(&self) -> Result<(), FieldError> {
         check_event_id(&self.event_id)?;
         check_credit("enterprise_id", &self.enterprise_id)?;
-        if self.case_id.is_empty() {
-            return Err(FieldError::new("case_id", "must not be empty"));
+        // The case id opens a case: printed on documents, in file names and log lines.
+        let chars = self.case_id.chars().count();
+        if chars == 0 || chars > 64 || self.case_id.trim() != self.case_id {
+            return Err(FieldError::new(
+                "case_id",
+                "must be 1–64 characters without surrounding whitespace",
+            ));
+        }
+        if self.case_id.chars().any(char::is_control) {
+            return Err(FieldError::new(
+                "case_id",
+                "must not contain control characters (newline, tab, NUL …)",
+            ));
         }
         check_quantity("critical_defects", self.critical_defects, false)?;
         check_quantity("major_defects", self.major_defects, false)?;

@@ -111,9 +111,19 @@ fn env_value(text: &str) -> figment::value::Value {
 
 /// Refuses a file whose top level holds anything but the known section tables.
 fn check_sections(text: &str, origin: &str) -> Result<()> {
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| CoreError::Config(format!("{origin}: {}", e.message())))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        let at = e.span().map(|span| {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.chars().rev().take_while(|c| *c != '\n').count() + 1;
+            format!("line {line}, column {column}: ")
+        });
+        CoreError::Config(format!(
+            "{origin}: {}{}",
+            at.unwrap_or_default(),
+            e.message()
+        ))
+    })?;
     for (key, value) in &table {
         if !SECTIONS.contains(&key.as_str()) || !value.is_table() {
             return Err(CoreError::Config(format!(
@@ -272,5 +282,42 @@ mod tests {
         d.inner.port = 2526;
         let (_dir, path) = file(&file_text(&d).unwrap());
         assert_eq!(load_with::<Demo>(Some(&path), env(&[])).unwrap(), d);
+    }
+
+    mod properties {
+        //! Random text and near-valid files through the loader: no panic; a refusal names the
+        //! file.
+        use super::*;
+        use proptest::prelude::*;
+
+        fn load_text(text: &str) -> Result<Demo> {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("pharmwatch.toml");
+            std::fs::write(&path, text).unwrap();
+            load_with::<Demo>(Some(&path), Vec::new())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(300))]
+
+            #[test]
+            fn random_text_is_refused_naming_the_file(text in ".{0,120}") {
+                if let Err(e) = load_text(&text) {
+                    prop_assert!(e.to_string().contains("pharmwatch.toml"), "{e}");
+                }
+            }
+
+            #[test]
+            fn a_changed_value_is_refused_naming_the_file_and_section(
+                key in proptest::sample::select(vec!["brokers", "batch", "inner", "other"]),
+                value in prop_oneof![Just("1".to_string()), Just("-1".to_string()),
+                    Just("\"x\"".to_string()), Just("[1]".to_string()),
+                    Just("{ port = 70000 }".to_string()), Just("99999999999".to_string())]) {
+                if let Err(e) = load_text(&format!("[stream]\n{key} = {value}\n")) {
+                    let text = e.to_string();
+                    prop_assert!(text.contains("pharmwatch.toml") && text.contains("[stream]"), "{text}");
+                }
+            }
+        }
     }
 }

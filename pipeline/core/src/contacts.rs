@@ -167,11 +167,28 @@ impl Directory {
     }
 
     /// Reads a contacts file: a JSON array of contacts (`schemas/contracts/contacts.json`).
+    /// A refusal names the file, the contact's index in the array (`[3]`), the field and the
+    /// reason (with the line and column when the JSON itself is at fault).
     pub fn load(path: &Path) -> Result<Self> {
+        let bad = |what: String| CoreError::Config(format!("{}: {what}", path.display()));
         let text = std::fs::read_to_string(path).map_err(|e| CoreError::io(path, e))?;
-        let contacts: Vec<Contact> = serde_json::from_str(&text)
-            .map_err(|e| CoreError::Config(format!("{}: {e}", path.display())))?;
-        Self::new(contacts).map_err(|e| CoreError::Config(format!("{}: {e}", path.display())))
+        let mut de = serde_json::Deserializer::from_str(&text);
+        let contacts: Vec<Contact> = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let at = e.path().to_string();
+            let inner = e.into_inner();
+            if inner.is_syntax() || inner.is_eof() || at == "." {
+                bad(format!("not a JSON array of contacts: {inner}"))
+            } else {
+                bad(format!("contact {at}: {inner}"))
+            }
+        })?;
+        de.end()
+            .map_err(|e| bad(format!("not a JSON array of contacts: {e}")))?;
+        for (i, c) in contacts.iter().enumerate() {
+            c.validate()
+                .map_err(|e| bad(format!("contact [{i}]: {e}")))?;
+        }
+        Self::new(contacts).map_err(|e| bad(e.to_string()))
     }
 
     /// The registered contacts of `enterprise_id`, first choice first (empty when none).
@@ -442,5 +459,62 @@ mod tests {
             !secrets_a.values().any(|s| text.contains(s.as_str())),
             "no secret inline"
         );
+    }
+
+    mod properties {
+        //! Random bytes and near-valid contacts through `Directory::load`: no panic; a refusal
+        //! names the file, and for a contact its index.
+        use super::*;
+        use proptest::prelude::*;
+
+        fn valid() -> serde_json::Value {
+            serde_json::json!([{"enterprise_id": "91110000600037341L", "priority": 1,
+                "lead_name": "王经理", "channel": "webhook",
+                "address": "https://hooks.example.invalid/a", "secret_ref": "env:HOOK"}])
+        }
+
+        fn load(text: &[u8]) -> Result<Directory> {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("contacts.json");
+            std::fs::write(&path, text).unwrap();
+            Directory::load(&path)
+        }
+
+        #[test]
+        fn the_unchanged_file_loads() {
+            assert_eq!(
+                load(valid().to_string().as_bytes()).unwrap().enterprises(),
+                1
+            );
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(300))]
+
+            #[test]
+            fn random_bytes_are_refused_naming_the_file(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+                if let Err(e) = load(&bytes) {
+                    prop_assert!(e.to_string().contains("contacts.json"), "{e}");
+                }
+            }
+
+            #[test]
+            fn a_changed_field_is_refused_naming_the_contact(
+                field in proptest::sample::select(vec!["enterprise_id", "priority", "lead_name",
+                    "channel", "address", "secret_ref", "extra"]),
+                value in prop_oneof![
+                    Just(serde_json::Value::Null),
+                    any::<i64>().prop_map(serde_json::Value::from),
+                    ".{0,30}".prop_map(serde_json::Value::from),
+                    Just(serde_json::json!(["x"])),
+                ]) {
+                let mut v = valid();
+                v[0][field] = value;
+                if let Err(e) = load(v.to_string().as_bytes()) {
+                    let text = e.to_string();
+                    prop_assert!(text.contains("contacts.json") && text.contains("contact"), "{text}");
+                }
+            }
+        }
     }
 }

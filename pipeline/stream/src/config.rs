@@ -134,9 +134,7 @@ impl StreamConfig {
     /// Reads the `[stream]` table of `pharmwatch.toml` (if given) over the defaults, with
     /// `PHARMWATCH__STREAM__*` overrides, and checks it.
     pub fn load(path: Option<&Path>) -> Result<Self> {
-        let cfg: Self = pharmwatch_core::config::load(path)?;
-        cfg.check()?;
-        Ok(cfg)
+        Self::load_with(path, std::env::vars())
     }
 
     /// [`StreamConfig::load`] with the environment given as pairs.
@@ -145,7 +143,16 @@ impl StreamConfig {
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self> {
         let cfg: Self = pharmwatch_core::config::load_with(path, env)?;
-        cfg.check()?;
+        cfg.check().map_err(|e| {
+            let origin = path.map_or("the built-in defaults".to_string(), |p| {
+                p.display().to_string()
+            });
+            let what = match e {
+                CoreError::Config(m) => m,
+                other => other.to_string(),
+            };
+            CoreError::Config(format!("[stream] of {origin}: {what}"))
+        })?;
         Ok(cfg)
     }
 

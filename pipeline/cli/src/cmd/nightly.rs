@@ -28,6 +28,7 @@ pub struct NightlyArgs {
     reference: Option<PathBuf>,
     /// Input file (CSV or NDJSON) to read as well: KIND=PATH, or PATH whose name starts with the
     /// kind (sales, purchase, production, inventory, product_test, inspection). Repeatable.
+    /// A rejected row goes to OUT/dead_letter.ndjson and the run exits with status 2.
     #[arg(long = "input", value_name = "[KIND=]PATH")]
     inputs: Vec<String>,
     /// Business day of the risk list (Asia/Shanghai); default: yesterday.
@@ -101,25 +102,36 @@ pub struct NightlyArgs {
 pub async fn run(a: NightlyArgs) -> anyhow::Result<ExitCode> {
     let textfile = a.metrics_textfile.clone();
     let started = std::time::Instant::now();
-    if let Err(e) = run_nightly(a).await {
-        // A run that cannot even start (arguments, rules, notices configuration) is a
-        // failed run too; one that failed later is already recorded, and recording it
-        // again only updates its duration.
-        if let Some(path) = &textfile
-            && let Err(w) = pharmwatch_batch::metrics::NightlyMetrics::write_failure(
-                path,
-                started.elapsed().as_secs_f64(),
-            )
-        {
-            eprintln!("warning: the failed run could not be recorded: {w}");
+    let rejected = match run_nightly(a).await {
+        Ok(n) => n,
+        Err(e) => {
+            // A run that cannot even start (arguments, rules, notices configuration) is a
+            // failed run too; one that failed later is already recorded, and recording it
+            // again only updates its duration.
+            if let Some(path) = &textfile
+                && let Err(w) = pharmwatch_batch::metrics::NightlyMetrics::write_failure(
+                    path,
+                    started.elapsed().as_secs_f64(),
+                )
+            {
+                eprintln!("warning: the failed run could not be recorded: {w}");
+            }
+            return Err(e);
         }
-        return Err(e);
+    };
+    // The run is complete either way; status 2 says that not every input row was accepted.
+    if rejected > 0 {
+        eprintln!(
+            "{rejected} input row(s) rejected: see dead_letter.ndjson in the output directory"
+        );
+        return Ok(ExitCode::from(2));
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// `pharmwatch nightly`: the risk list, the closed loop, the report and the run's metrics.
-async fn run_nightly(a: NightlyArgs) -> anyhow::Result<()> {
+/// Runs the job; returns the number of input rows rejected into the dead letter.
+async fn run_nightly(a: NightlyArgs) -> anyhow::Result<u64> {
     let (from, to) = match (a.date, a.from, a.to) {
         (Some(d), _, _) => (d, d),
         (None, Some(f), Some(t)) => (f, t),
@@ -186,6 +198,7 @@ async fn run_nightly(a: NightlyArgs) -> anyhow::Result<()> {
     let (out, loop_summary) =
         nightly::run_recorded(&cfg, closed_loop.as_ref(), a.metrics_textfile.as_deref()).await?;
     print!("{}", nightly::report(&out, cfg.top));
+    let rejected = out.summary.input_rejected;
     if let Some(s) = loop_summary {
         print!("{}", closedloop::report(&s));
     }
@@ -204,5 +217,5 @@ async fn run_nightly(a: NightlyArgs) -> anyhow::Result<()> {
             done.days_rekeyed
         );
     }
-    Ok(())
+    Ok(rejected)
 }
