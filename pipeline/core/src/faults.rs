@@ -12,6 +12,9 @@
 //! `kill -9` or a power cut leaves behind. `NAME@N:stop` stops the process there instead
 //! (SIGSTOP, as a paused virtual machine or a long garbage-collection pause would): the test
 //! resumes it with SIGCONT when it has made the world move on — a zombie at a known line.
+//! `NAME@N:full` or `NAME@N:fullK` makes an I/O point ([`io_failure`]) fail as a full disk
+//! (ENOSPC) at the N-th hit and the K − 1 after it (default K = 1): space runs out, then
+//! comes back.
 //!
 //! Invariant: a point never changes behaviour when it is not the one named.
 
@@ -34,47 +37,84 @@ pub const POINTS: &[&str] = &[
     "closed_loop.after_rendering",
     "closed_loop.after_files",
     "migrate.after_step",
+    "lake.write",
 ];
+
+/// What a named point does when it is hit.
+#[cfg(feature = "fault-points")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Abort,
+    Stop,
+    /// Fail as a full disk this many times.
+    Full(u64),
+}
+
+/// The point the environment names, the hit it acts at and what it does (read once).
+#[cfg(feature = "fault-points")]
+fn armed() -> Option<&'static (String, u64, Action)> {
+    use std::sync::OnceLock;
+    static ARMED: OnceLock<Option<(String, u64, Action)>> = OnceLock::new();
+    ARMED
+        .get_or_init(|| {
+            let spec = std::env::var(FAULT_ENV).ok()?;
+            let (spec, action) = match spec.split_once(':') {
+                None => (spec, Action::Abort),
+                Some((s, "stop")) => (s.to_string(), Action::Stop),
+                Some((s, a)) if a.starts_with("full") => {
+                    let n = a["full".len()..].parse().unwrap_or(1);
+                    (s.to_string(), Action::Full(n))
+                }
+                Some((_, a)) => {
+                    eprintln!("{FAULT_ENV}: unknown action {a:?} (stop, full, fullK)");
+                    std::process::exit(2);
+                }
+            };
+            let (point, nth) = match spec.split_once('@') {
+                Some((p, n)) => (p.to_string(), n.parse().unwrap_or(1)),
+                None => (spec, 1),
+            };
+            if !POINTS.contains(&point.as_str()) {
+                eprintln!("{FAULT_ENV}={point}: no such fault point (known: {POINTS:?})");
+                std::process::exit(2);
+            }
+            Some((point, nth.max(1), action))
+        })
+        .as_ref()
+}
+
+/// The hits of the armed point so far, this one included.
+#[cfg(feature = "fault-points")]
+fn hit() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static HITS: AtomicU64 = AtomicU64::new(0);
+    HITS.fetch_add(1, Ordering::SeqCst) + 1
+}
 
 /// Crashes the process here when the environment names this point (feature `fault-points`).
 #[cfg(feature = "fault-points")]
 pub fn point(name: &'static str) {
-    use std::sync::OnceLock;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static ARMED: OnceLock<Option<(String, u64, bool)>> = OnceLock::new();
-    static HITS: AtomicU64 = AtomicU64::new(0);
     debug_assert!(POINTS.contains(&name), "fault point {name} is not listed");
-    let armed = ARMED.get_or_init(|| {
-        let spec = std::env::var(FAULT_ENV).ok()?;
-        let (spec, stop) = match spec.strip_suffix(":stop") {
-            Some(s) => (s.to_string(), true),
-            None => (spec, false),
-        };
-        let (point, nth) = match spec.split_once('@') {
-            Some((p, n)) => (p.to_string(), n.parse().unwrap_or(1)),
-            None => (spec, 1),
-        };
-        if !POINTS.contains(&point.as_str()) {
-            eprintln!("{FAULT_ENV}={point}: no such fault point (known: {POINTS:?})");
-            std::process::exit(2);
-        }
-        Some((point, nth.max(1), stop))
-    });
-    if let Some((armed, nth, stop)) = armed
-        && armed == name
-        && HITS.fetch_add(1, Ordering::SeqCst) + 1 == *nth
-    {
-        if *stop {
+    let Some((armed, nth, action)) = armed() else {
+        return;
+    };
+    if armed != name || hit() != *nth {
+        return;
+    }
+    match action {
+        Action::Stop => {
             eprintln!("fault point {name} hit {nth}: stopping");
             // The process stops itself; the test's SIGCONT lets it go on from here.
             let _ = std::process::Command::new("kill")
                 .args(["-STOP", &std::process::id().to_string()])
                 .status();
             eprintln!("fault point {name}: resumed");
-            return;
         }
-        eprintln!("fault point {name} hit {nth}: aborting");
-        std::process::abort();
+        Action::Abort => {
+            eprintln!("fault point {name} hit {nth}: aborting");
+            std::process::abort();
+        }
+        Action::Full(_) => {}
     }
 }
 
@@ -82,3 +122,29 @@ pub fn point(name: &'static str) {
 #[cfg(not(feature = "fault-points"))]
 #[inline(always)]
 pub fn point(_name: &'static str) {}
+
+/// An I/O point: the error a full disk gives when the environment names this point with
+/// `:full` and this hit is among the failing ones (feature `fault-points`).
+#[cfg(feature = "fault-points")]
+pub fn io_failure(name: &'static str) -> Option<std::io::Error> {
+    debug_assert!(POINTS.contains(&name), "fault point {name} is not listed");
+    let (armed, nth, action) = armed()?;
+    let Action::Full(times) = action else {
+        return None;
+    };
+    if armed != name {
+        return None;
+    }
+    let h = hit();
+    (h >= *nth && h < nth + times).then(|| {
+        eprintln!("fault point {name} hit {h}: no space left");
+        std::io::Error::from(std::io::ErrorKind::StorageFull)
+    })
+}
+
+/// Without the `fault-points` feature an I/O point never fails.
+#[cfg(not(feature = "fault-points"))]
+#[inline(always)]
+pub fn io_failure(_name: &'static str) -> Option<std::io::Error> {
+    None
+}

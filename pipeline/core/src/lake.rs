@@ -103,24 +103,43 @@ pub fn write_parquet(path: &Path, schema: SchemaRef, batches: &[RecordBatch]) ->
         std::fs::create_dir_all(dir).map_err(|e| CoreError::io(dir, e))?;
     }
     let tmp = path.with_extension("parquet.tmp");
-    let file = File::create(&tmp).map_err(|e| CoreError::io(&tmp, e))?;
-    let mut writer = ArrowWriter::try_new(file, schema, Some(writer_props())).map_err(|e| {
-        CoreError::Parquet {
-            path: tmp.clone(),
-            source: e,
-        }
-    })?;
-    for b in batches {
-        writer.write(b).map_err(|e| CoreError::Parquet {
-            path: tmp.clone(),
-            source: e,
-        })?;
+    if let Some(e) = crate::faults::io_failure("lake.write") {
+        return Err(CoreError::io(&tmp, e));
     }
-    writer.close().map_err(|e| CoreError::Parquet {
-        path: tmp.clone(),
-        source: e,
-    })?;
+    let written = write_parquet_file(&tmp, schema, batches);
+    if written.is_err() {
+        // Nothing half-written stays behind (a full disk frees what it can).
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
     std::fs::rename(&tmp, path).map_err(|e| CoreError::io(path, e))
+}
+
+/// Writes batches into the file `tmp`. A failed write of the file itself (a full disk) is an
+/// I/O error of that file, which the caller may retry, not a refusal of the data.
+fn write_parquet_file(tmp: &Path, schema: SchemaRef, batches: &[RecordBatch]) -> Result<()> {
+    let perr = |e: datafusion::parquet::errors::ParquetError| match &e {
+        datafusion::parquet::errors::ParquetError::External(inner) => {
+            match inner.downcast_ref::<std::io::Error>() {
+                Some(io) => CoreError::io(tmp, std::io::Error::new(io.kind(), io.to_string())),
+                None => CoreError::Parquet {
+                    path: tmp.to_path_buf(),
+                    source: e,
+                },
+            }
+        }
+        _ => CoreError::Parquet {
+            path: tmp.to_path_buf(),
+            source: e,
+        },
+    };
+    let file = File::create(tmp).map_err(|e| CoreError::io(tmp, e))?;
+    let mut writer = ArrowWriter::try_new(file, schema, Some(writer_props())).map_err(perr)?;
+    for b in batches {
+        writer.write(b).map_err(perr)?;
+    }
+    writer.close().map_err(perr)?;
+    Ok(())
 }
 
 /// Encodes batches as one Parquet file in memory (an object to PUT whole); `name` names it

@@ -1222,6 +1222,100 @@ fn a_rotated_key_keeps_links_in_flight_and_a_revoked_document_refuses_its_links(
     );
 }
 
+/// Outages on the way out: the first contact's webhook receiver is down for longer than the
+/// whole retry schedule (nobody ever listens), and the SMTP relay of the second contact answers
+/// 451 twice before it accepts. The notice is delivered once, by e-mail; the attempts record
+/// the webhook's retries and its final failure, then the relay's refusals; the operator sees
+/// the change of contact in the log, and nothing reaches the manual-service list.
+#[test]
+fn a_webhook_down_past_its_schedule_falls_back_to_email_through_smtp_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let ent = code(23);
+    let number = issue_notice(&out, "CASE-OUT", &ent);
+    let (smtp_port, mail_dir) = (free_port(), dir.path().join("mail"));
+    std::fs::create_dir_all(&mail_dir).unwrap();
+    let _smtp = start_smtp(smtp_port, &mail_dir, 2);
+    let contacts = vec![
+        contact(
+            &ent,
+            1,
+            Channel::Webhook,
+            format!("http://127.0.0.1:{}/hooks/{ent}", free_port()),
+            Some("file:X"),
+        ),
+        contact(
+            &ent,
+            2,
+            Channel::Email,
+            format!("lead@{}.example.com", ent.to_lowercase()),
+            None,
+        ),
+    ];
+    let cfg = write_config(
+        dir.path(),
+        &contacts,
+        &[("X", "secret-of-x")],
+        &format!(
+            "link_base_url = \"http://127.0.0.1:{}\"\n{FAST}\n[smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\ntls = \"none\"\n",
+            free_port()
+        ),
+    );
+    let log = dir.path().join("worker.log");
+    let _worker = start_worker(&out, &cfg, &log);
+    wait_for("the notice delivered", Duration::from_secs(60), || {
+        count(
+            &out,
+            "SELECT COUNT(*) FROM deliveries WHERE status = 'delivered'",
+        ) == 1
+    });
+    let attempts: Vec<(String, String)> = {
+        let c = db(&out);
+        let mut st = c
+            .prepare("SELECT channel, outcome FROM delivery_attempts ORDER BY attempt_id")
+            .unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    };
+    let of = |ch: &str, outcome: &str| {
+        attempts
+            .iter()
+            .filter(|(c, o)| c == ch && o == outcome)
+            .count()
+    };
+    // The webhook: one attempt per wait of the schedule plus the first, the last one final.
+    assert_eq!(of("webhook", "retry"), 6, "{attempts:?}");
+    assert_eq!(of("webhook", "final_failure"), 1, "{attempts:?}");
+    // The relay: two 451s, then accepted.
+    assert_eq!(
+        (of("email", "retry"), of("email", "success")),
+        (2, 1),
+        "{attempts:?}"
+    );
+    let mail = mails(&mail_dir);
+    assert_eq!(mail.len(), 1, "delivered once");
+    assert!(mail[0].to_string().contains(&number), "{}", mail[0]);
+    assert_eq!(
+        count(
+            &out,
+            "SELECT COUNT(*) FROM deliveries WHERE status = 'failed'"
+        ),
+        0,
+        "nothing for the manual-service list"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("451"),
+        "the relay's answer is logged:\n{text}"
+    );
+    assert!(
+        text.contains("next contact") || text.contains("fall"),
+        "the change of contact is logged:\n{text}"
+    );
+}
+
 #[test]
 fn a_notice_never_reaches_another_enterprises_contacts() {
     let dir = tempfile::tempdir().unwrap();

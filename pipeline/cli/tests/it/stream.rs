@@ -1067,6 +1067,103 @@ async fn a_crash_before_the_kafka_offset_commit_loses_and_repeats_nothing() {
     crash_at_then_restart("f-offsets", "stream.before_offset_commit", 6).await;
 }
 
+/// The lake's disk full (fault point `lake.write` failing as ENOSPC): while it stays full the
+/// batch is judged again with backoff, then the service stops with status 1 and a message
+/// naming the file and the cause, its batch not committed; restarted while the disk is still
+/// full for a few more writes, it waits them out and finishes — nothing lost, nothing repeated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_lake_disk_stops_or_delays_the_stream_and_loses_nothing() {
+    use std::os::unix::process::ExitStatusExt;
+    let (env, config, total) = crash_env("disk-full").await;
+
+    let log = env.dir.path().join("stream-full.log");
+    let mut child = Reap(vec![spawn_stream_with(
+        &config,
+        &[],
+        &[(pharmwatch::faults::FAULT_ENV, "lake.write@2:full1000")],
+        &log,
+    )]);
+    let status = exit_within(&mut child.0[0], Duration::from_secs(120), &log);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        (status.code(), status.signal()),
+        (Some(1), None),
+        "stops with status 1 once the retries are spent:\n{text}"
+    );
+    assert!(
+        text.contains("batch failed; judging it again")
+            && text.contains(".parquet.tmp")
+            && text.to_lowercase().contains("space"),
+        "the log says which file and why:\n{text}"
+    );
+    let at = consumed_so_far(&env.cfg.store);
+    assert!(
+        at < total,
+        "the full disk came after the end ({at} of {total})"
+    );
+    std::thread::sleep(Duration::from_millis(SESSION_MS + 1000));
+
+    // Space comes back after three more failed writes.
+    let log = env.dir.path().join("stream-space-back.log");
+    let mut child = Reap(vec![spawn_stream_with(
+        &config,
+        &[],
+        &[(pharmwatch::faults::FAULT_ENV, "lake.write@1:full3")],
+        &log,
+    )]);
+    wait_until_consumed(&env.cfg.store, total, &log);
+    let_days_settle(&env);
+    stop_with_sigterm(&mut child.0[0], &log);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        text.matches("batch failed; judging it again").count(),
+        3,
+        "{text}"
+    );
+    assert_exactly_once(&env, total).await;
+    let leftovers: Vec<_> = walk_files(&env.cfg.lake)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "half-written files left: {leftovers:?}"
+    );
+}
+
+/// Waits (up to `limit`) for the child to exit.
+fn exit_within(child: &mut Child, limit: Duration, log: &Path) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no exit within {limit:?}; log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Every file under `dir`.
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 6)]
 async fn two_instances_in_one_group_find_what_one_finds() {
     let f = fixture();
