@@ -75,6 +75,13 @@ pub struct DeliveryConfig {
     /// failed delivery).
     #[serde(default = "default_manual_service")]
     pub manual_service: String,
+    /// Sends in flight at once: a slow receiver delays only the rows behind it on its host.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// Sends in flight at once to one host (`host:port` of a webhook or robot, the SMTP relay
+    /// for e-mail): a shared platform is not flooded.
+    #[serde(default = "default_per_host")]
+    pub per_host: usize,
     /// Messages per minute per channel (robots are limited by their platforms: DingTalk 20/min).
     #[serde(default)]
     pub rate_limits: RateLimits,
@@ -192,6 +199,12 @@ fn default_link_key_env() -> String {
 fn default_link_key_id() -> String {
     pharmwatch_casework::links::DEFAULT_KEY_ID.into()
 }
+fn default_max_in_flight() -> usize {
+    8
+}
+fn default_per_host() -> usize {
+    2
+}
 fn default_link_ttl_days() -> u32 {
     30
 }
@@ -281,6 +294,8 @@ impl DeliveryConfig {
             batch_size: default_batch_size(),
             risk_warnings: true,
             manual_service: default_manual_service(),
+            max_in_flight: default_max_in_flight(),
+            per_host: default_per_host(),
             rate_limits: RateLimits::default(),
             smtp: SmtpConfig::default(),
             warnings: crate::policy::WarningPolicy::default(),
@@ -337,6 +352,12 @@ impl DeliveryConfig {
         }
         if self.link_ttl_days == 0 {
             return bad("link_ttl_days", "must be at least 1");
+        }
+        if self.max_in_flight == 0 || self.per_host == 0 {
+            return bad(
+                "max_in_flight",
+                "max_in_flight and per_host must be at least 1",
+            );
         }
         for id in std::iter::once(&self.link_key_id).chain(self.link_retired_keys.keys()) {
             if pharmwatch_casework::links::check_key_id(id).is_err() {

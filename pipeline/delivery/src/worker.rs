@@ -8,10 +8,13 @@
 //! only; every attempt is recorded with its masked recipient before the worker moves on; a row
 //! is leased while it is sent, so a worker killed in the middle of an attempt leaves the row to
 //! be retried by the next worker after the lease (the receiver dedupes on the idempotency key);
-//! per-channel rate limits space the sends.
+//! per-channel rate limits space the sends. Up to `max_in_flight` sends run at once, at most
+//! `per_host` to one host, so one slow receiver holds up only the rows behind it on its host;
+//! each is recorded as soon as its answer is in.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
+use futures::StreamExt as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -65,7 +68,7 @@ pub struct Worker {
     cfg: DeliveryConfig,
     store: Store,
     directory: Directory,
-    sender: Sender,
+    sender: Arc<Sender>,
     signer: Signer,
     rng: Xoshiro256PlusPlus,
     metrics: &'static DeliveryMetrics,
@@ -99,6 +102,41 @@ pub fn retry_wait_ms(delays: &[f64], jitter: f64, n: usize, rng: &mut impl Rng) 
     (base * factor * 1000.0).round() as i64
 }
 
+/// A row ready to be sent: what [`Worker::prepare`] found.
+struct Prepared {
+    contact: pharmwatch_core::contacts::Contact,
+    msg: super::channels::Message,
+    /// The host of the per-host limit.
+    host: String,
+    /// The masked recipient, as logged and stored.
+    recipient: String,
+    /// The notice number or the risk warning, for the log.
+    what: String,
+    /// Whether the contact is the enterprise's last.
+    last_contact: bool,
+}
+
+/// The span of a row's lines: delivery id, notice id, case id, enterprise.
+fn delivery_span(d: &Due) -> tracing::Span {
+    tracing::info_span!(
+        "delivery",
+        delivery_id = d.delivery_id,
+        notice_id = %d.key,
+        case_id = d.case_id.as_deref().unwrap_or("-"),
+        enterprise = %d.enterprise_id,
+    )
+}
+
+/// Logs a row left leased for a later pass.
+fn left_for_later(span: &tracing::Span, e: &crate::error::DeliveryError) {
+    span.in_scope(|| {
+        tracing::warn!(
+            error = %mask::text(&e.to_string()),
+            "left for a later pass"
+        )
+    });
+}
+
 impl Worker {
     /// A worker on the store file `store_path` with the contacts, secrets and link key of
     /// `cfg` (the key from the environment).
@@ -119,7 +157,7 @@ impl Worker {
         let mut store = Store::open(store_path)?;
         cfg.warnings.apply(&mut store)?;
         Ok(Self {
-            sender: Sender::new(cfg)?,
+            sender: Arc::new(Sender::new(cfg)?),
             store,
             directory,
             signer,
@@ -223,9 +261,9 @@ impl Worker {
         self.pass_until(&AtomicBool::new(false)).await
     }
 
-    /// One pass that stops before the next send once `stop` is set: the send in hand is
-    /// finished and recorded, the rows not yet attempted are given back (their leases
-    /// released) for the next start or another worker.
+    /// One pass that starts no new send once `stop` is set: the sends in flight are finished
+    /// and recorded, the rows not yet attempted are given back (their leases released) for the
+    /// next start or another worker.
     pub async fn pass_until(&mut self, stop: &AtomicBool) -> Result<WorkerSummary> {
         let lease_ms = (self.cfg.lease_secs * 1000.0) as i64;
         let due = outbox::claim_due(
@@ -240,41 +278,100 @@ impl Worker {
             passes: 1,
             ..Default::default()
         };
-        for (i, d) in due.iter().enumerate() {
-            if stop.load(Ordering::SeqCst) {
-                let left = &due[i..];
-                outbox::release(&mut self.store, left)?;
-                if !self.quiet {
-                    tracing::info!(
-                        released = left.len(),
-                        "stopping: the rows not yet sent are given back"
-                    );
+        let mut waiting: VecDeque<usize> = (0..due.len()).collect();
+        let mut in_flight = futures::stream::FuturesUnordered::new();
+        let mut per_host: HashMap<String, usize> = HashMap::new();
+        loop {
+            // Start what the limits allow, in the outbox's order, skipping rows whose host is
+            // at its limit (they wait for one of its sends to end).
+            while !stop.load(Ordering::SeqCst) && in_flight.len() < self.cfg.max_in_flight {
+                let Some(pos) = waiting.iter().position(|i| {
+                    per_host.get(&self.host_of(&due[*i])).copied().unwrap_or(0) < self.cfg.per_host
+                }) else {
+                    break;
+                };
+                let Some(i) = waiting.remove(pos) else {
+                    break;
+                };
+                let d = &due[i];
+                let span = delivery_span(d);
+                // A row that cannot be sent (its message cannot be built, the store refused
+                // the record) stays leased until `lease_secs` and is tried again then.
+                match self.prepare(d, &mut s).instrument(span.clone()).await {
+                    Ok(Some(p)) => {
+                        *per_host.entry(p.host.clone()).or_default() += 1;
+                        let sender = self.sender.clone();
+                        in_flight.push(
+                            async move {
+                                let started_at = chrono::Utc::now().to_rfc3339();
+                                let t0 = Instant::now();
+                                let outcome = sender.send(&p.contact, &p.msg).await;
+                                pharmwatch_core::faults::point("delivery.after_send");
+                                let took = t0.elapsed();
+                                (i, p, outcome, started_at, took)
+                            }
+                            .instrument(span),
+                        );
+                    }
+                    Ok(None) => {}
+                    Err(e) => left_for_later(&span, &e),
                 }
-                break;
             }
-            // A row that cannot be sent (its message cannot be built, the store refused the
-            // record) stays leased until `lease_secs` and is tried again then; the others go on.
-            let span = tracing::info_span!(
-                "delivery",
-                delivery_id = d.delivery_id,
-                notice_id = %d.key,
-                case_id = d.case_id.as_deref().unwrap_or("-"),
-                enterprise = %d.enterprise_id,
-            );
-            if let Err(e) = self.one(d, &mut s).instrument(span.clone()).await {
-                span.in_scope(|| {
-                    tracing::warn!(
-                        error = %mask::text(&e.to_string()),
-                        "left for a later pass"
-                    )
-                });
+            let Some((i, p, outcome, started_at, took)) = in_flight.next().await else {
+                break;
+            };
+            if let Some(n) = per_host.get_mut(&p.host) {
+                *n -= 1;
+            }
+            let d = &due[i];
+            let span = delivery_span(d);
+            let done = span.in_scope(|| self.finish(d, p, &outcome, started_at, took, &mut s));
+            if let Err(e) = done {
+                left_for_later(&span, &e);
+            }
+        }
+        if !waiting.is_empty() {
+            let left: Vec<Due> = waiting.iter().map(|i| due[*i].clone()).collect();
+            outbox::release(&mut self.store, &left)?;
+            if !self.quiet {
+                tracing::info!(
+                    released = left.len(),
+                    "stopping: the rows not yet sent are given back"
+                );
             }
         }
         self.update_pending()?;
         Ok(s)
     }
 
-    async fn one(&mut self, d: &Due, s: &mut WorkerSummary) -> Result<()> {
+    /// The host a row's current contact is sent to (`host:port`; the SMTP relay for e-mail),
+    /// for the per-host limit.
+    fn host_of(&self, d: &Due) -> String {
+        match self
+            .directory
+            .contacts_of(&d.enterprise_id)
+            .get(d.contact_index)
+        {
+            Some(c) if c.channel == Channel::Email => {
+                format!("smtp:{}:{}", self.cfg.smtp.host, self.cfg.smtp.port)
+            }
+            Some(c) => url::Url::parse(&c.address)
+                .ok()
+                .map(|u| {
+                    format!(
+                        "{}:{}",
+                        u.host_str().unwrap_or_default(),
+                        u.port_or_known_default().unwrap_or(0)
+                    )
+                })
+                .unwrap_or_default(),
+            None => "manual".to_string(),
+        }
+    }
+
+    /// Everything before a row's send: its current contact (a row with none left goes to the
+    /// manual-service list here: `None`), its message with fresh links, the channel's pace.
+    async fn prepare(&mut self, d: &Due, s: &mut WorkerSummary) -> Result<Option<Prepared>> {
         let what = d.document_no.clone().unwrap_or_else(|| {
             format!("risk warning {}", d.risk_event_id.as_deref().unwrap_or(""))
         });
@@ -301,7 +398,7 @@ impl Worker {
                     d.enterprise_id, self.cfg.manual_service
                 ));
             }
-            return Ok(());
+            return Ok(None);
         };
         if contact.enterprise_id != d.enterprise_id {
             return Err(pharmwatch_core::error::CoreError::Internal(format!(
@@ -312,14 +409,36 @@ impl Worker {
         }
         let path = self.store.path().to_path_buf();
         let msg = outbox::message_of(self.store.conn_ref(), &path, d, &self.signer)?;
+        self.pace(contact.channel).await;
+        Ok(Some(Prepared {
+            host: self.host_of(d),
+            recipient: mask::recipient(contact.channel, &contact.address),
+            what,
+            last_contact: d.contact_index + 1 >= contacts.len(),
+            contact,
+            msg,
+        }))
+    }
+
+    /// Everything after a row's send: what the answer means (delivered, retry, next contact,
+    /// failed), recorded with the attempt, counted and logged.
+    fn finish(
+        &mut self,
+        d: &Due,
+        p: Prepared,
+        outcome: &Outcome,
+        started_at: String,
+        took: Duration,
+        s: &mut WorkerSummary,
+    ) -> Result<()> {
+        let Prepared {
+            contact,
+            recipient,
+            what,
+            last_contact,
+            ..
+        } = p;
         let channel = contact.channel;
-        let recipient = mask::recipient(channel, &contact.address);
-        self.pace(channel).await;
-        let started_at = chrono::Utc::now().to_rfc3339();
-        let t0 = Instant::now();
-        let outcome = self.sender.send(&contact, &msg).await;
-        pharmwatch_core::faults::point("delivery.after_send");
-        let took = t0.elapsed();
         let m = self.metrics;
         m.attempt_seconds
             .with_label_values(&[channel.as_str()])
@@ -327,8 +446,7 @@ impl Worker {
         s.attempts += 1;
         let attempt_no = d.attempts as usize + 1;
         let per_contact = self.cfg.attempts_per_contact() as usize;
-        let last_contact = d.contact_index + 1 >= contacts.len();
-        let (step, label) = match &outcome {
+        let (step, label) = match outcome {
             Outcome::Success(_) => (Step::Delivered, "success"),
             Outcome::Retry(_) if attempt_no < per_contact => {
                 (Step::RetryAt(now_ms() + self.delay_ms(attempt_no)), "retry")

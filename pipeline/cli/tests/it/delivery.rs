@@ -128,6 +128,29 @@ struct Received {
     robots: Vec<(String, String, serde_json::Value)>,
     /// Robot requests refused with a rate-limit code.
     robot_throttled: usize,
+    /// Webhook requests being answered now, and the most at once.
+    in_flight: usize,
+    max_in_flight: usize,
+}
+
+/// Counts a webhook request in flight until it is answered.
+struct InFlight<'a>(&'a Hooks);
+
+impl InFlight<'_> {
+    fn enter(h: &Hooks) -> InFlight<'_> {
+        let mut g = h.got.lock().unwrap();
+        g.in_flight += 1;
+        g.max_in_flight = g.max_in_flight.max(g.in_flight);
+        InFlight(h)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut g) = self.0.got.lock() {
+            g.in_flight -= 1;
+        }
+    }
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
@@ -155,6 +178,7 @@ async fn webhook(
         header("x-pharmwatch-timestamp"),
         header("x-pharmwatch-signature"),
     );
+    let _counted = InFlight::enter(&h);
     // Verify independently of the sender's code: HMAC-SHA256(secret, ts "." body), fresh.
     let valid = h.secrets.get(&enterprise).is_some_and(|secret| {
         let fresh = ts
@@ -378,7 +402,14 @@ fn webhook_of(dir: &Path, a: &str) -> (PathBuf, Arc<Hooks>, tokio::runtime::Runt
         format!("http://127.0.0.1:{port}/hooks/{a}"),
         Some("file:A"),
     )];
-    let cfg = write_config(dir, &contacts, &[("A", "secret-of-a")], FAST);
+    // One send at a time: a crash between a send and its record repeats exactly that send
+    // (with more in flight it repeats each of them, all deduped by their keys).
+    let cfg = write_config(
+        dir,
+        &contacts,
+        &[("A", "secret-of-a")],
+        &format!("per_host = 1\n{FAST}"),
+    );
     let hooks = Arc::new(Hooks {
         secrets: [(a.to_string(), "secret-of-a".to_string())].into(),
         got: Mutex::new(Received::default()),
@@ -1316,6 +1347,97 @@ fn a_webhook_down_past_its_schedule_falls_back_to_email_through_smtp_refusals() 
     );
 }
 
+/// Concurrent sends: a receiver that takes 1.5 s per message delays only the rows on its own
+/// host. Six notices of a slow enterprise and four of a fast one (another host) are due at
+/// once; the fast host's are all delivered while the slow host's first sends are still in
+/// flight, and the slow host never has more than `per_host` (2) requests in flight.
+#[test]
+fn a_slow_receiver_holds_up_only_its_own_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let (slow, fast) = (code(24), code(25));
+    for i in 0..6 {
+        issue_notice(&out, &format!("CASE-SLOW{i}"), &slow);
+    }
+    for i in 0..4 {
+        issue_notice(&out, &format!("CASE-FAST{i}"), &fast);
+    }
+    let (slow_port, fast_port) = (free_port(), free_port());
+    let contacts = vec![
+        contact(
+            &slow,
+            1,
+            Channel::Webhook,
+            format!("http://127.0.0.1:{slow_port}/hooks/{slow}"),
+            Some("file:S"),
+        ),
+        contact(
+            &fast,
+            1,
+            Channel::Webhook,
+            format!("http://127.0.0.1:{fast_port}/hooks/{fast}"),
+            Some("file:F"),
+        ),
+    ];
+    let cfg_path = write_config(
+        dir.path(),
+        &contacts,
+        &[("S", "secret-of-s"), ("F", "secret-of-f")],
+        "attempt_timeout_secs = 5.0\nlease_secs = 60.0\nmax_in_flight = 8\nper_host = 2\n\
+         [rate_limits]\nwebhook = 60000\n",
+    );
+    let hooks = |ent: &str, secret: &str, stall: u64| {
+        Arc::new(Hooks {
+            secrets: [(ent.to_string(), secret.to_string())].into(),
+            plan: [(
+                ent.to_string(),
+                vec![Behaviour::ProcessThenStall(Duration::from_millis(stall))],
+            )]
+            .into(),
+            got: Mutex::new(Received::default()),
+            ..Hooks::default()
+        })
+    };
+    let (slow_hooks, fast_hooks) = (
+        hooks(&slow, "secret-of-s", 1500),
+        hooks(&fast, "secret-of-f", 0),
+    );
+    let rt = start_receiver(slow_hooks.clone(), slow_port);
+    let _fast_rt = start_receiver(fast_hooks.clone(), fast_port);
+    let cfg = DeliveryConfig::load(&cfg_path).unwrap();
+    let mut worker = Worker::with_signer(
+        &cfg,
+        &out.join("pharmwatch.db"),
+        Signer::new(LINK_KEY.as_bytes(), &cfg.link_base_url, 30).unwrap(),
+    )
+    .unwrap()
+    .quiet(true);
+    let started = Instant::now();
+    let running = rt.spawn(async move { worker.pass().await });
+    wait_for("the fast host's notices", Duration::from_secs(20), || {
+        fast_hooks.got.lock().unwrap().accepted.len() == 4
+    });
+    let fast_done = started.elapsed();
+    let s = rt.block_on(running).unwrap().unwrap();
+    let all_done = started.elapsed();
+    assert_eq!(s.delivered, 10, "{s:?}");
+    assert!(
+        fast_done < Duration::from_millis(1500),
+        "the fast host waited for the slow one: {fast_done:?}"
+    );
+    // Six slow sends, two at a time: three rounds of 1.5 s.
+    assert!(
+        all_done >= Duration::from_millis(4400) && all_done < Duration::from_secs(9),
+        "{all_done:?}"
+    );
+    let got = slow_hooks.got.lock().unwrap();
+    assert_eq!(got.accepted.len(), 6);
+    assert_eq!(
+        got.max_in_flight, 2,
+        "per_host bounds the slow host's requests"
+    );
+}
+
 #[test]
 fn a_notice_never_reaches_another_enterprises_contacts() {
     let dir = tempfile::tempdir().unwrap();
@@ -1737,9 +1859,10 @@ fn a_stopped_worker_finishes_only_the_send_in_hand_and_links_live_from_the_send(
         &contacts,
         &[("A", "secret-of-a")],
         "link_ttl_days = 1\nattempt_timeout_secs = 5.0\nlease_secs = 60.0\n\
-         poll_interval_ms = 100\n[rate_limits]\nwebhook = 60000\n",
+         poll_interval_ms = 100\nper_host = 1\n[rate_limits]\nwebhook = 60000\n",
     );
-    // Every send takes 0.6 s at the receiver.
+    // Every send takes 0.6 s at the receiver; one at a time to its host (`per_host = 1`), so
+    // the stop finds exactly one send in flight.
     let hooks = Arc::new(Hooks {
         secrets: [(a.clone(), "secret-of-a".to_string())].into(),
         plan: [(
