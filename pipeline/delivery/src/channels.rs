@@ -30,7 +30,7 @@ use base64::engine::general_purpose::STANDARD;
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate as SmtpCertificate, Tls, TlsParametersBuilder};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use ring::hmac;
 use serde::Serialize;
@@ -245,6 +245,8 @@ impl Secrets {
 pub struct Sender {
     http: reqwest::Client,
     smtp: SmtpConfig,
+    /// The extra certificate authorities (`ca_file`), PEM, for the SMTP relay's TLS.
+    ca_pem: Option<Vec<u8>>,
     timeout: Duration,
     secrets: Secrets,
 }
@@ -258,6 +260,19 @@ impl std::fmt::Debug for Sender {
     }
 }
 
+/// The certificates of a PEM bundle, each as its own PEM block.
+fn pem_certificates(pem: &[u8]) -> Vec<Vec<u8>> {
+    const END: &str = "-----END CERTIFICATE-----";
+    let text = String::from_utf8_lossy(pem);
+    text.split_inclusive(END)
+        .filter_map(|part| {
+            let start = part.find("-----BEGIN CERTIFICATE-----")?;
+            part.ends_with(END)
+                .then(|| part.as_bytes()[start..].to_vec())
+        })
+        .collect()
+}
+
 /// Installs ring as the process's TLS provider (once; reqwest and lettre both use rustls).
 pub fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -267,15 +282,35 @@ impl Sender {
     /// A sender for `cfg` (HTTP client without redirects, per-attempt time limit).
     pub fn new(cfg: &DeliveryConfig) -> Result<Self> {
         install_tls_provider();
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(cfg.attempt_timeout())
             .connect_timeout(cfg.attempt_timeout())
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("pharmwatch/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("pharmwatch/", env!("CARGO_PKG_VERSION")));
+        let ca_pem = match &cfg.ca_file {
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|e| CoreError::io(path, e))?;
+                let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                    CoreError::Config(format!("{}: not PEM certificates: {e}", path.display()))
+                })?;
+                if certs.is_empty() {
+                    return Err(CoreError::Config(format!(
+                        "{}: no certificate in the file",
+                        path.display()
+                    ))
+                    .into());
+                }
+                builder = builder.tls_certs_merge(certs);
+                Some(pem)
+            }
+            None => None,
+        };
+        let http = builder
             .build()
             .map_err(|e| CoreError::Config(format!("HTTP client: {e}")))?;
         Ok(Self {
             http,
+            ca_pem,
             smtp: cfg.smtp.clone(),
             timeout: cfg.attempt_timeout(),
             secrets: Secrets::load(cfg.secrets_file.as_deref())?,
@@ -438,7 +473,15 @@ impl Sender {
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&self.smtp.host)
             .port(self.smtp.port)
             .timeout(Some(self.timeout));
-        let tls = |host: &str| TlsParameters::new(host.to_string());
+        let tls = |host: &str| {
+            let mut b = TlsParametersBuilder::new(host.to_string());
+            if let Some(pem) = &self.ca_pem {
+                for cert in pem_certificates(pem) {
+                    b = b.add_root_certificate(SmtpCertificate::from_pem(&cert)?);
+                }
+            }
+            b.build_rustls()
+        };
         builder = match self.smtp.tls {
             SmtpTls::None => builder.tls(Tls::None),
             SmtpTls::Starttls => match tls(&self.smtp.host) {

@@ -25,6 +25,12 @@ pub struct DeliveryConfig {
     /// keep it readable by the service alone. Relative to the configuration file.
     #[serde(default)]
     pub secrets_file: Option<PathBuf>,
+    /// A PEM file of certificate authorities trusted besides the system's, for webhooks,
+    /// robots and the SMTP relay (a province's own CA). Relative to the configuration file.
+    /// Certificates are always verified: a receiver whose certificate does not chain to a
+    /// trusted authority or name its host gets nothing.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// Public base URL of `pharmwatch serve`, the start of every acknowledgement and guidance
     /// link (`https://notice.example.gov.cn`).
     #[serde(default = "default_link_base_url")]
@@ -280,6 +286,7 @@ impl DeliveryConfig {
         Self {
             contacts,
             secrets_file: None,
+            ca_file: None,
             link_base_url: default_link_base_url(),
             link_key_env: default_link_key_env(),
             link_key_id: default_link_key_id(),
@@ -320,6 +327,11 @@ impl DeliveryConfig {
             && s.is_relative()
         {
             cfg.secrets_file = Some(base.join(s));
+        }
+        if let Some(c) = &cfg.ca_file
+            && c.is_relative()
+        {
+            cfg.ca_file = Some(base.join(c));
         }
         cfg.validate()
             .map_err(|e| CoreError::Config(format!("{} [delivery]: {e}", path.display())))?;

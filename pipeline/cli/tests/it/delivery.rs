@@ -1438,6 +1438,161 @@ fn a_slow_receiver_holds_up_only_its_own_host() {
     );
 }
 
+/// TLS wherever the delivery goes, certificates made at test time (`tests/support/tls_servers.py`)
+/// and verified: a webhook over HTTPS whose certificate chains to the configured `ca_file` is
+/// delivered; one with a certificate nobody trusts gets nothing (its attempt says why); e-mail
+/// through a relay that requires STARTTLS, and through one that speaks TLS from the first byte,
+/// arrives.
+#[test]
+fn deliveries_verify_certificates_over_https_starttls_and_implicit_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("tls");
+    std::fs::create_dir_all(&certs).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/tls_servers.py");
+    let mut child = Command::new(smtp_python())
+        .arg(script)
+        .arg(&certs)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _servers = Reaper(child);
+    let ports: HashMap<String, u16> = serde_json::from_str(&line)
+        .unwrap_or_else(|e| panic!("the TLS servers did not start ({e}): {line}"));
+    let [ok, rogue, starttls, implicit] = [26, 27, 28, 29].map(code);
+    let out = dir.path().join("out");
+    // The last enterprise's notice is issued after the first pass (the relay is the worker's).
+    let docs: Vec<String> = [&ok, &rogue, &starttls]
+        .iter()
+        .enumerate()
+        .map(|(i, e)| issue_notice(&out, &format!("CASE-TLS{i}"), e))
+        .collect();
+    let contacts = vec![
+        contact(
+            &ok,
+            1,
+            Channel::Webhook,
+            format!("https://127.0.0.1:{}/hooks/{ok}", ports["https_ok"]),
+            Some("file:K"),
+        ),
+        contact(
+            &rogue,
+            1,
+            Channel::Webhook,
+            format!(
+                "https://127.0.0.1:{}/hooks/{rogue}",
+                ports["https_untrusted"]
+            ),
+            Some("file:K"),
+        ),
+        contact(
+            &starttls,
+            1,
+            Channel::Email,
+            "lead@tls.example.com".into(),
+            None,
+        ),
+        contact(
+            &implicit,
+            1,
+            Channel::Email,
+            "lead@tls.example.com".into(),
+            None,
+        ),
+    ];
+    let pass = |smtp_port: u16, mode: &str| {
+        let cfg_dir = dir.path().join(mode);
+        std::fs::create_dir_all(&cfg_dir).unwrap();
+        let cfg_path = write_config(
+            &cfg_dir,
+            &contacts,
+            &[("K", "secret-of-k")],
+            &format!(
+                "ca_file = \"{}\"\n{FAST}\n[smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\n\
+                 tls = \"{mode}\"\n",
+                certs.join("ca.pem").display()
+            ),
+        );
+        let cfg = DeliveryConfig::load(&cfg_path).unwrap();
+        let mut worker = Worker::with_signer(
+            &cfg,
+            &out.join("pharmwatch.db"),
+            Signer::new(LINK_KEY.as_bytes(), &cfg.link_base_url, 30).unwrap(),
+        )
+        .unwrap()
+        .quiet(true);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(worker.pass()).unwrap()
+    };
+    // The first pass: both webhooks, and the mails through the STARTTLS relay.
+    pass(ports["smtp_starttls"], "starttls_required");
+    let status = |ent: &str| -> String {
+        db(&out)
+            .query_row(
+                "SELECT status FROM deliveries WHERE enterprise_id = ?1",
+                [ent],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    assert_eq!(status(&ok), "delivered");
+    assert_eq!(status(&starttls), "delivered");
+    assert_eq!(status(&rogue), "pending", "a retry is due later");
+    let detail: String = db(&out)
+        .query_row(
+            "SELECT a.detail FROM delivery_attempts a JOIN deliveries d USING (delivery_id)
+             WHERE d.enterprise_id = ?1",
+            [&rogue],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        detail.to_lowercase().contains("certificate"),
+        "the untrusted receiver's attempt says why: {detail}"
+    );
+    let files: Vec<String> = std::fs::read_dir(&certs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !files.iter().any(|f| f.starts_with("https-untrusted")),
+        "nothing reached the receiver with the untrusted certificate: {files:?}"
+    );
+    let read = |prefix: &str| -> String {
+        let mut names: Vec<&String> = files.iter().filter(|f| f.starts_with(prefix)).collect();
+        names.sort();
+        names
+            .iter()
+            .map(|f| std::fs::read_to_string(certs.join(f)).unwrap())
+            .collect()
+    };
+    assert!(read("https-ok").contains(&docs[0]), "{files:?}");
+    // The mail's subject is encoded; the body carries the number.
+    let starttls_mail = read("mail-starttls");
+    assert!(!starttls_mail.is_empty(), "{files:?}");
+    // The second pass: the last notice's mail through the relay that speaks TLS from the first
+    // byte (the STARTTLS relay's mail was already delivered and is not sent again).
+    issue_notice(&out, "CASE-TLS3", &implicit);
+    pass(ports["smtp_tls"], "tls");
+    assert_eq!(status(&implicit), "delivered");
+    let files: Vec<String> = std::fs::read_dir(&certs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        files.iter().filter(|f| f.starts_with("mail-")).count(),
+        2,
+        "{files:?}"
+    );
+    assert!(files.iter().any(|f| f.starts_with("mail-tls")), "{files:?}");
+}
+
 #[test]
 fn a_notice_never_reaches_another_enterprises_contacts() {
     let dir = tempfile::tempdir().unwrap();
