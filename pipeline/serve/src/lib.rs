@@ -19,7 +19,7 @@
 //! issued under; pages are not cached, not framed and send no referrer.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::extract::{Path as UrlPath, State};
@@ -114,6 +114,11 @@ const PAGES: &[(&str, &str)] = &[
 pub struct ServeSettings {
     /// Address to listen on (the public base of the links is `delivery.link_base_url`).
     pub listen: String,
+    /// Serve HTTPS with this certificate chain (PEM; with `tls_key`) instead of plain HTTP.
+    /// Relative paths are taken from the working directory.
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The certificate's private key (PEM, PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<std::path::PathBuf>,
     /// Run the delivery worker in the serve process too.
     pub worker: bool,
     /// Mark the cookies `Secure` (set when the server is reached over HTTPS through a proxy).
@@ -124,6 +129,8 @@ impl Default for ServeSettings {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8088".into(),
+            tls_cert: None,
+            tls_key: None,
             worker: true,
             secure_cookies: false,
         }
@@ -581,6 +588,82 @@ pub async fn spawn(
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "server stopped");
+            }
+        }),
+    ))
+}
+
+/// The TLS configuration of a certificate chain and its key (PEM files).
+pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |what: &Path, e: &dyn std::fmt::Display| {
+        CoreError::Config(format!("TLS: {}: {e}", what.display()))
+    };
+    let certs = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| bad(cert, &e))?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| bad(cert, &e))?;
+    if certs.is_empty() {
+        return Err(bad(cert, &"no certificate in the file").into());
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(key, &e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(cert, &e))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key_der)
+        .map_err(|e| bad(cert, &e))?;
+    Ok(Arc::new(cfg))
+}
+
+/// [`spawn`] over HTTPS: every connection is a TLS handshake with `tls`, then the same
+/// router. A client that fails the handshake (plain HTTP, a wrong name) is dropped.
+pub async fn spawn_tls(
+    listen: &str,
+    state: Arc<ServeState>,
+    tls: Arc<rustls::ServerConfig>,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| CoreError::Config(format!("listen {listen}: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| CoreError::Config(format!("listen {listen}: {e}")))?;
+    let app = router(state);
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    Ok((
+        addr,
+        tokio::spawn(async move {
+            loop {
+                let (tcp, peer) = match listener.accept().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    let stream = match acceptor.accept(tcp).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                    };
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let served = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+                    if let Err(e) = served {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                });
             }
         }),
     ))

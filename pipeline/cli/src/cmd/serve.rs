@@ -60,9 +60,20 @@ pub async fn run(a: ServeArgs, cal: Calendar) -> anyhow::Result<ExitCode> {
     };
     let mut state =
         pharmwatch::serve::ServeState::new(ledger, signer, closed_loop, a.out.out.clone())?;
-    state.secure_cookies = settings.secure_cookies;
+    // Over HTTPS the session cookies are marked Secure too.
+    state.secure_cookies = settings.secure_cookies || settings.tls_cert.is_some();
     let state = Arc::new(state);
-    let (addr, server) = pharmwatch::serve::spawn(&listen, state).await?;
+    let (scheme, (addr, server)) = match (&settings.tls_cert, &settings.tls_key) {
+        (Some(cert), Some(key)) => {
+            let tls = pharmwatch::serve::tls_config(cert, key)?;
+            (
+                "https",
+                pharmwatch::serve::spawn_tls(&listen, state, tls).await?,
+            )
+        }
+        (None, None) => ("http", pharmwatch::serve::spawn(&listen, state).await?),
+        _ => anyhow::bail!("[serve] tls_cert and tls_key are given together or not at all"),
+    };
     let stop = Arc::new(AtomicBool::new(false));
     stop_on_signal(stop.clone(), "serve");
     let worker = if a.no_worker || !settings.worker {
@@ -71,9 +82,9 @@ pub async fn run(a: ServeArgs, cal: Calendar) -> anyhow::Result<ExitCode> {
         Some(delivery::spawn_worker(&cfg, &store, stop.clone())?)
     };
     tracing::info!(
-        listen = %format!("http://{addr}"),
+        listen = %format!("{scheme}://{addr}"),
         public_base = %cfg.link_base_url,
-        metrics = %format!("http://{addr}/metrics"),
+        metrics = %format!("{scheme}://{addr}/metrics"),
         worker = worker.is_some(),
         "serving the workbench (/wb), the enterprise end (/ent), the API (/api/v1) and the signed links"
     );

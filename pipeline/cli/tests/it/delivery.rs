@@ -1593,6 +1593,118 @@ fn deliveries_verify_certificates_over_https_starttls_and_implicit_tls() {
     assert!(files.iter().any(|f| f.starts_with("mail-tls")), "{files:?}");
 }
 
+/// `serve` over HTTPS with its own certificate (`[serve] tls_cert`, `tls_key`): a client that
+/// trusts the certificate's authority opens `/healthz` and a notice's signed link; one that
+/// does not is refused by its own verification; plain HTTP on the port gets no page.
+#[test]
+fn serve_answers_over_https_with_its_certificate_and_refuses_plain_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("tls");
+    std::fs::create_dir_all(&certs).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/tls_servers.py");
+    let mut child = Command::new(smtp_python())
+        .arg(script)
+        .arg(&certs)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _servers = Reaper(child);
+    let out = dir.path().join("out");
+    let ent = code(32);
+    let number = issue_notice(&out, "CASE-HTTPS", &ent);
+    let port = free_port();
+    let cfg = write_config(
+        dir.path(),
+        &[],
+        &[],
+        &format!("link_base_url = \"https://127.0.0.1:{port}\"\n"),
+    );
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(&format!(
+        "\n[serve]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        certs.join("server.pem").display(),
+        certs.join("server.key").display()
+    ));
+    std::fs::write(&cfg, text).unwrap();
+    let log = dir.path().join("serve.log");
+    let _serve = Reaper(
+        pharmwatch(&[
+            "serve",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--no-worker",
+        ])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap(),
+    );
+    pharmwatch::delivery::channels::install_tls_provider();
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(certs.join("ca.pem")).unwrap()).unwrap();
+    let trusting = reqwest::Client::builder()
+        .tls_certs_merge([ca])
+        .build()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let get =
+        |client: &reqwest::Client, url: String| rt.block_on(async { client.get(url).send().await });
+    wait_for("serve over HTTPS", Duration::from_secs(30), || {
+        get(&trusting, format!("https://127.0.0.1:{port}/healthz"))
+            .is_ok_and(|r| r.status().as_u16() == 200)
+    });
+    let signer = Signer::new(
+        LINK_KEY.as_bytes(),
+        &format!("https://127.0.0.1:{port}"),
+        30,
+    )
+    .unwrap();
+    let link = signer.url(&Claims {
+        purpose: Purpose::Ack,
+        enterprise_id: ent.clone(),
+        subject: number.clone(),
+        expires: chrono::Utc::now().timestamp() + 3600,
+        issued: chrono::Utc::now().timestamp(),
+    });
+    assert!(link.starts_with("https://"), "{link}");
+    let page = get(&trusting, link).unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    let page = rt.block_on(page.text()).unwrap();
+    assert!(
+        page.contains(&number) && page.contains("确认签收"),
+        "{page}"
+    );
+    // A client without the authority: its verification refuses the certificate.
+    let plain_trust = reqwest::Client::builder().build().unwrap();
+    let refused = get(&plain_trust, format!("https://127.0.0.1:{port}/healthz"));
+    let err = format!(
+        "{:?}",
+        refused.expect_err("an unknown authority is refused")
+    );
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    // Plain HTTP on the HTTPS port: no page.
+    let http = get(&plain_trust, format!("http://127.0.0.1:{port}/healthz"));
+    assert!(
+        http.is_err() || http.is_ok_and(|r| r.status().as_u16() != 200),
+        "plain HTTP got a page"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains(&format!("https://127.0.0.1:{port}")),
+        "{text}"
+    );
+}
+
 #[test]
 fn a_notice_never_reaches_another_enterprises_contacts() {
     let dir = tempfile::tempdir().unwrap();
