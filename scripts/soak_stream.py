@@ -15,7 +15,8 @@ median against the first third's), lag back to zero after every disturbance and 
 Exit status 0 when the output equals the clean run's and the lag ends at zero, 1 otherwise.
 
 Usage: scripts/soak_stream.py --pharmwatch target/release/pharmwatch [--minutes 30]
-       [--rate 2000] [--enterprises 300] [--kill-every 300] [--sample 10] [--keep DIR]
+       [--rate 2000] [--enterprises 300] [--kill-every 300] [--sample 10] [--start 2026-06-01]
+       [--keep DIR]
 """
 import argparse
 import json
@@ -143,6 +144,8 @@ def main():
     ap.add_argument("--kill-every", type=float, default=300)
     ap.add_argument("--sample", type=float, default=10)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--start", default="2026-06-01",
+                    help="first simulated day (the built-in working-day calendar covers 2025–2026)")
     ap.add_argument("--keep")
     a = ap.parse_args()
     if not os.access(a.tansu, os.X_OK):
@@ -157,8 +160,8 @@ def main():
     days = max(1, int(a.rate * seconds / (a.enterprises * RECORDS_PER_ENTERPRISE_DAY)) + 1)
     print(f"== simulate {a.enterprises} enterprises x {35 + days} days (seed {a.seed})", flush=True)
     run("simulate", "--enterprises", str(a.enterprises), "--days", str(35 + days), "--seed",
-        str(a.seed), "--out", os.path.join(work, "lake"), "--anomaly-days", str(days), "--quiet",
-        stdout=subprocess.DEVNULL)
+        str(a.seed), "--start", a.start, "--out", os.path.join(work, "lake"), "--anomaly-days",
+        str(min(days, 14)), "--quiet", stdout=subprocess.DEVNULL)
     manifest = json.load(open(os.path.join(work, "lake", "manifest.json")))
     import datetime as dt
     last = dt.date.fromisoformat(manifest["end"])
