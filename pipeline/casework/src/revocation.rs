@@ -8,6 +8,7 @@
 //! line are written in one transaction; a revocation is never removed (revoking again only moves
 //! its time on).
 
+use pharmwatch_core::db::OptionalExtension as _;
 use pharmwatch_core::error::CoreError;
 use pharmwatch_core::params;
 use pharmwatch_core::store::sql_err;
@@ -48,16 +49,10 @@ fn enterprise_of(ledger: &Ledger, subject: &str) -> Result<Option<String>> {
             subject,
         ),
     };
-    let mut st = ledger
+    Ok(ledger
         .conn()
-        .prepare(sql)
-        .map_err(|e| sql_err(ledger.path(), "link subject", e))?;
-    let mut rows = st
-        .query_map([key], |r| r.get::<_, String>(0))
-        .map_err(|e| sql_err(ledger.path(), "link subject", e))?;
-    Ok(rows
-        .next()
-        .transpose()
+        .query_row(sql, [key], |r| r.get::<_, String>(0))
+        .optional()
         .map_err(|e| sql_err(ledger.path(), "link subject", e))?)
 }
 
@@ -132,27 +127,23 @@ pub fn revoke(
 
 /// The revocation of `subject`, if any.
 pub fn revocation_of(ledger: &Ledger, subject: &str) -> Result<Option<Revocation>> {
-    let mut st = ledger
+    Ok(ledger
         .conn()
-        .prepare(
+        .query_row(
             "SELECT subject, enterprise_id, revoked_before, revoked_at, revoked_by, reason
              FROM link_revocations WHERE subject = ?1",
+            [subject],
+            |r| {
+                Ok(Revocation {
+                    subject: r.get(0)?,
+                    enterprise_id: r.get(1)?,
+                    revoked_before: r.get(2)?,
+                    revoked_at: r.get(3)?,
+                    revoked_by: r.get(4)?,
+                    reason: r.get(5)?,
+                })
+            },
         )
-        .map_err(|e| sql_err(ledger.path(), "link revocation", e))?;
-    let mut rows = st
-        .query_map([subject], |r| {
-            Ok(Revocation {
-                subject: r.get(0)?,
-                enterprise_id: r.get(1)?,
-                revoked_before: r.get(2)?,
-                revoked_at: r.get(3)?,
-                revoked_by: r.get(4)?,
-                reason: r.get(5)?,
-            })
-        })
-        .map_err(|e| sql_err(ledger.path(), "link revocation", e))?;
-    Ok(rows
-        .next()
-        .transpose()
+        .optional()
         .map_err(|e| sql_err(ledger.path(), "link revocation", e))?)
 }

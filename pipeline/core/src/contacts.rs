@@ -143,12 +143,16 @@ pub struct Directory {
 }
 
 impl Directory {
-    /// Builds a directory from contacts (validated; two contacts of one enterprise with the
-    /// same priority are refused, the fallback order must be unambiguous).
+    /// Builds a directory from contacts (validated, a refusal naming the contact's index; two
+    /// contacts of one enterprise with the same priority are refused, the fallback order must
+    /// be unambiguous).
     pub fn new(contacts: Vec<Contact>) -> Result<Self> {
         let mut by_enterprise: BTreeMap<String, Vec<Contact>> = BTreeMap::new();
+        for (i, c) in contacts.iter().enumerate() {
+            c.validate()
+                .map_err(|e| CoreError::Config(format!("contact [{i}]: {e}")))?;
+        }
         for c in contacts {
-            c.validate()?;
             by_enterprise
                 .entry(c.enterprise_id.clone())
                 .or_default()
@@ -184,11 +188,10 @@ impl Directory {
         })?;
         de.end()
             .map_err(|e| bad(format!("not a JSON array of contacts: {e}")))?;
-        for (i, c) in contacts.iter().enumerate() {
-            c.validate()
-                .map_err(|e| bad(format!("contact [{i}]: {e}")))?;
-        }
-        Self::new(contacts).map_err(|e| bad(e.to_string()))
+        Self::new(contacts).map_err(|e| match e {
+            CoreError::Config(what) => bad(what),
+            other => bad(other.to_string()),
+        })
     }
 
     /// The registered contacts of `enterprise_id`, first choice first (empty when none).

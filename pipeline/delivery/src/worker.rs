@@ -106,8 +106,6 @@ pub fn retry_wait_ms(delays: &[f64], jitter: f64, n: usize, rng: &mut impl Rng) 
 struct Prepared {
     contact: pharmwatch_core::contacts::Contact,
     msg: super::channels::Message,
-    /// The host of the per-host limit.
-    host: String,
     /// The masked recipient, as logged and stored.
     recipient: String,
     /// The notice number or the risk warning, for the log.
@@ -278,6 +276,9 @@ impl Worker {
             passes: 1,
             ..Default::default()
         };
+        // Each row's host, for the per-host limit (the contact a row is at does not change
+        // during the pass).
+        let hosts: Vec<String> = due.iter().map(|d| self.host_of(d)).collect();
         let mut waiting: VecDeque<usize> = (0..due.len()).collect();
         let mut in_flight = futures::stream::FuturesUnordered::new();
         let mut per_host: HashMap<String, usize> = HashMap::new();
@@ -286,7 +287,7 @@ impl Worker {
             // at its limit (they wait for one of its sends to end).
             while !stop.load(Ordering::SeqCst) && in_flight.len() < self.cfg.max_in_flight {
                 let Some(pos) = waiting.iter().position(|i| {
-                    per_host.get(&self.host_of(&due[*i])).copied().unwrap_or(0) < self.cfg.per_host
+                    per_host.get(&hosts[*i]).copied().unwrap_or(0) < self.cfg.per_host
                 }) else {
                     break;
                 };
@@ -299,7 +300,7 @@ impl Worker {
                 // the record) stays leased until `lease_secs` and is tried again then.
                 match self.prepare(d, &mut s).instrument(span.clone()).await {
                     Ok(Some(p)) => {
-                        *per_host.entry(p.host.clone()).or_default() += 1;
+                        *per_host.entry(hosts[i].clone()).or_default() += 1;
                         let sender = self.sender.clone();
                         in_flight.push(
                             async move {
@@ -320,7 +321,7 @@ impl Worker {
             let Some((i, p, outcome, started_at, took)) = in_flight.next().await else {
                 break;
             };
-            if let Some(n) = per_host.get_mut(&p.host) {
+            if let Some(n) = per_host.get_mut(&hosts[i]) {
                 *n -= 1;
             }
             let d = &due[i];
@@ -411,7 +412,6 @@ impl Worker {
         let msg = outbox::message_of(self.store.conn_ref(), &path, d, &self.signer)?;
         self.pace(contact.channel).await;
         Ok(Some(Prepared {
-            host: self.host_of(d),
             recipient: mask::recipient(contact.channel, &contact.address),
             what,
             last_contact: d.contact_index + 1 >= contacts.len(),

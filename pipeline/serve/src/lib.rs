@@ -571,17 +571,22 @@ fn pool_error(
     }
 }
 
+/// The listener on `listen` and the address it is bound to.
+async fn bind(listen: &str) -> Result<(tokio::net::TcpListener, SocketAddr)> {
+    let failed = |e: std::io::Error| CoreError::Config(format!("listen {listen}: {e}"));
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(failed)?;
+    let addr = listener.local_addr().map_err(failed)?;
+    Ok((listener, addr))
+}
+
 /// Binds `listen` and serves until the task is dropped; returns the bound address and the task.
 pub async fn spawn(
     listen: &str,
     state: Arc<ServeState>,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| CoreError::Config(format!("listen {listen}: {e}")))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| CoreError::Config(format!("listen {listen}: {e}")))?;
+    let (listener, addr) = bind(listen).await?;
     let app = router(state);
     Ok((
         addr,
@@ -625,12 +630,7 @@ pub async fn spawn_tls(
     state: Arc<ServeState>,
     tls: Arc<rustls::ServerConfig>,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| CoreError::Config(format!("listen {listen}: {e}")))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| CoreError::Config(format!("listen {listen}: {e}")))?;
+    let (listener, addr) = bind(listen).await?;
     let app = router(state);
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     Ok((

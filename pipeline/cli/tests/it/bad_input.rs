@@ -80,33 +80,11 @@ fn province(dir: &Path) -> (PathBuf, NaiveDate) {
 
 /// The first row of `kind` in the lake, as the JSON of its contract fields.
 async fn first_row(lake: &Path, kind: EventKind) -> Value {
-    let ctx = datafusion::prelude::SessionContext::new();
-    let cols: Vec<&str> = kind.fields().iter().map(|f| f.name).collect();
     let from = NaiveDate::from_ymd_opt(2000, 1, 1).unwrap();
     let to = NaiveDate::from_ymd_opt(2100, 1, 1).unwrap();
     for (_, dir) in pharmwatch::lake::partitions(lake, kind, from, to).unwrap() {
         for file in pharmwatch::lake::day_files(&dir).unwrap() {
-            let batches = ctx
-                .read_parquet(file.to_string_lossy().as_ref(), Default::default())
-                .await
-                .unwrap()
-                .select_columns(&cols)
-                .unwrap()
-                .limit(0, Some(1))
-                .unwrap()
-                .collect()
-                .await
-                .unwrap();
-            let mut buf = Vec::new();
-            {
-                let mut w = datafusion::arrow::json::ArrayWriter::new(&mut buf);
-                for b in &batches {
-                    w.write(b).unwrap();
-                }
-                w.finish().unwrap();
-            }
-            let rows: Vec<Value> = serde_json::from_slice(&buf).unwrap();
-            if let Some(r) = rows.into_iter().next() {
+            if let Some(r) = crate::common::first_row_as_json(&file, kind).await {
                 return r;
             }
         }

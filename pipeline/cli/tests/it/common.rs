@@ -281,3 +281,34 @@ pub fn autumn_province_args(lake: &str) -> Vec<&str> {
         lake,
     ]
 }
+
+/// The first row of a lake file of `kind`, as the JSON of its contract fields (`None` for an
+/// empty file): a valid record to send again, or to change into a malformed one.
+pub async fn first_row_as_json(
+    file: &Path,
+    kind: pharmwatch_schemas::EventKind,
+) -> Option<serde_json::Value> {
+    let ctx = datafusion::prelude::SessionContext::new();
+    let cols: Vec<&str> = kind.fields().iter().map(|f| f.name).collect();
+    let batches = ctx
+        .read_parquet(file.to_string_lossy().as_ref(), Default::default())
+        .await
+        .unwrap()
+        .select_columns(&cols)
+        .unwrap()
+        .limit(0, Some(1))
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    {
+        let mut w = datafusion::arrow::json::ArrayWriter::new(&mut buf);
+        for b in &batches {
+            w.write(b).unwrap();
+        }
+        w.finish().unwrap();
+    }
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&buf).unwrap();
+    rows.into_iter().next()
+}

@@ -1440,15 +1440,10 @@ fn a_slow_receiver_holds_up_only_its_own_host() {
     );
 }
 
-/// TLS wherever the delivery goes, certificates made at test time (`tests/support/tls_servers.py`)
-/// and verified: a webhook over HTTPS whose certificate chains to the configured `ca_file` is
-/// delivered; one with a certificate nobody trusts gets nothing (its attempt says why); e-mail
-/// through a relay that requires STARTTLS, and through one that speaks TLS from the first byte,
-/// arrives.
-#[test]
-fn deliveries_verify_certificates_over_https_starttls_and_implicit_tls() {
-    let dir = tempfile::tempdir().unwrap();
-    let certs = dir.path().join("tls");
+/// Starts `tests/support/tls_servers.py` with its certificates in `dir/tls`: that folder, the
+/// servers' ports by name, and the process (killed on drop).
+fn start_tls_servers(dir: &Path) -> (PathBuf, HashMap<String, u16>, Reaper) {
+    let certs = dir.join("tls");
     std::fs::create_dir_all(&certs).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/tls_servers.py");
     let mut child = Command::new(smtp_python())
@@ -1461,9 +1456,21 @@ fn deliveries_verify_certificates_over_https_starttls_and_implicit_tls() {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let _servers = Reaper(child);
+    let servers = Reaper(child);
     let ports: HashMap<String, u16> = serde_json::from_str(&line)
         .unwrap_or_else(|e| panic!("the TLS servers did not start ({e}): {line}"));
+    (certs, ports, servers)
+}
+
+/// TLS wherever the delivery goes, certificates made at test time (`tests/support/tls_servers.py`)
+/// and verified: a webhook over HTTPS whose certificate chains to the configured `ca_file` is
+/// delivered; one with a certificate nobody trusts gets nothing (its attempt says why); e-mail
+/// through a relay that requires STARTTLS, and through one that speaks TLS from the first byte,
+/// arrives.
+#[test]
+fn deliveries_verify_certificates_over_https_starttls_and_implicit_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (certs, ports, _servers) = start_tls_servers(dir.path());
     let [ok, rogue, starttls, implicit] = [26, 27, 28, 29].map(code);
     let out = dir.path().join("out");
     // The last enterprise's notice is issued after the first pass (the relay is the worker's).
@@ -1601,20 +1608,7 @@ fn deliveries_verify_certificates_over_https_starttls_and_implicit_tls() {
 #[test]
 fn serve_answers_over_https_with_its_certificate_and_refuses_plain_http() {
     let dir = tempfile::tempdir().unwrap();
-    let certs = dir.path().join("tls");
-    std::fs::create_dir_all(&certs).unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/tls_servers.py");
-    let mut child = Command::new(smtp_python())
-        .arg(script)
-        .arg(&certs)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let _servers = Reaper(child);
+    let (certs, _, _servers) = start_tls_servers(dir.path());
     let out = dir.path().join("out");
     let ent = code(32);
     let number = issue_notice(&out, "CASE-HTTPS", &ent);

@@ -488,27 +488,9 @@ async fn produce_bytes(cfg: &StreamConfig, msgs: &[(EventKind, Option<&str>, Vec
 async fn valid_sale(f: &Fixture) -> serde_json::Value {
     let dir = lake::day_dir(&f.lake, EventKind::Sales, f.first);
     let file = lake::day_files(&dir).unwrap().remove(0);
-    let ctx = datafusion::prelude::SessionContext::new();
-    let cols: Vec<&str> = EventKind::Sales.fields().iter().map(|f| f.name).collect();
-    let df = ctx
-        .read_parquet(file.to_string_lossy().as_ref(), Default::default())
+    crate::common::first_row_as_json(&file, EventKind::Sales)
         .await
         .unwrap()
-        .select_columns(&cols)
-        .unwrap()
-        .limit(0, Some(1))
-        .unwrap();
-    let batches = df.collect().await.unwrap();
-    let mut buf = Vec::new();
-    {
-        let mut w = datafusion::arrow::json::ArrayWriter::new(&mut buf);
-        for b in &batches {
-            w.write(b).unwrap();
-        }
-        w.finish().unwrap();
-    }
-    let rows: Vec<serde_json::Value> = serde_json::from_slice(&buf).unwrap();
-    rows.into_iter().next().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1209,27 +1191,8 @@ async fn two_instances_in_one_group_find_what_one_finds() {
         async move { run_until_idle(&cfg, 12.0).await }
     });
     // Both must hold partitions before the records arrive.
-    let started = Instant::now();
-    loop {
-        let ready = [&env.cfg.metrics_listen, &second.metrics_listen]
-            .iter()
-            .all(|addr| {
-                crate::common::http_get(addr, "/healthz").is_some_and(|(_, body)| {
-                    serde_json::from_str::<serde_json::Value>(&body)
-                        .ok()
-                        .and_then(|v| v["assigned_partitions"].as_array().map(|a| !a.is_empty()))
-                        .unwrap_or(false)
-                })
-            });
-        if ready {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the group did not split the partitions"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_assigned(&env.cfg.metrics_listen).await;
+    wait_assigned(&second.metrics_listen).await;
     // Live traffic, paced: two days of event time in about nine seconds. Unpaced, a
     // partition's inventory batch can reach the broker after the next day's sales (hours of
     // event time in milliseconds), which the watermark rightly treats as late.
