@@ -760,15 +760,15 @@ impl Service {
         seen: &HashMap<(String, i32), i64>,
         unknown: &HashSet<(String, i32)>,
     ) -> HashMap<(EventKind, i32), bool> {
-        let h = self.holding();
+        let high = self.high_snapshot();
         let mut m = HashMap::new();
         for p in self.states.keys() {
             for k in EventKind::ALL {
                 let key = (self.cfg.topic(*k), *p);
-                let in_batch = seen
-                    .get(&key)
-                    .is_some_and(|next| *next > self.next_offset(&key.0, *p));
-                m.insert((*k, *p), in_batch || unknown.contains(&key) || h(*k, *p));
+                let next = self.next_offset(&key.0, *p);
+                let in_batch = seen.get(&key).is_some_and(|after| *after > next);
+                let unread = high.get(&key).is_none_or(|h| next < *h);
+                m.insert((*k, *p), in_batch || unknown.contains(&key) || unread);
             }
         }
         m
