@@ -5,14 +5,19 @@ Runs `pharmwatch stream` for --minutes against a tansu broker on SQLite storage 
 own restart) while `pharmwatch produce --rate R` feeds a simulated province at a steady rate; the
 service is killed with SIGKILL every --kill-every seconds and restarted the way systemd restarts
 it (after the group's session timeout); the broker is killed and restarted once, half-way.
-Every --sample seconds it records the service's resident memory (VmRSS) and its consumer lag
-(`pharmwatch_stream_consumer_lag` summed over partitions).
+Every --sample seconds it records the service's resident memory (VmRSS, split into RssAnon, the
+heap the process holds, and RssFile, file pages mapped, mostly the store's SQLite memory map:
+page cache the kernel can take back), its consumer lag (`pharmwatch_stream_consumer_lag` summed
+over partitions), the entries of its in-memory state (`pharmwatch_stream_state_entries`) and the
+size of its store file.
 
 At the end a clean instance (its own group, store and lake) reads the same topics once, and
-the two are compared: the same risk events (ids), the same records accepted, nothing rejected
-by either. The verdict is printed with the samples' summary: memory flat (the last third's
-median against the first third's), lag back to zero after every disturbance and at the end.
-Exit status 0 when the output equals the clean run's and the lag ends at zero, 1 otherwise.
+the two are compared: the same risk events (ids), the same records accepted and rejected. The verdict is printed with the samples' summary: memory flat (the last third's
+median of RssAnon, state entries and store size against the middle third's: the first third is
+the warm-up while the 29 days of windows fill), lag back to zero after every disturbance and at
+the end.
+Exit status 0 when the output equals the clean run's, the lag ends at zero and memory is flat,
+1 otherwise.
 
 Usage: scripts/soak_stream.py --pharmwatch target/release/pharmwatch [--minutes 30]
        [--rate 2000] [--enterprises 300] [--kill-every 300] [--sample 10] [--start 2026-06-01]
@@ -113,15 +118,29 @@ def metric(addr, name):
                if l.startswith(name + "{") or l.startswith(name + " "))
 
 
-def rss_mib(pid):
+def memory_mib(pid):
+    """(VmRSS, RssAnon, RssFile) of a process in MiB, None for each when it is gone."""
+    out = {"VmRSS:": None, "RssAnon:": None, "RssFile:": None}
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
+                key = line.split()[0] if line.strip() else ""
+                if key in out:
+                    out[key] = int(line.split()[1]) / 1024
     except OSError:
-        return None
-    return None
+        pass
+    return out["VmRSS:"], out["RssAnon:"], out["RssFile:"]
+
+
+def file_mib(path):
+    """Size of a SQLite store with its write-ahead log, MiB."""
+    total = 0
+    for suffix in ("", "-wal"):
+        try:
+            total += os.path.getsize(path + suffix)
+        except OSError:
+            pass
+    return total / 2**20
 
 
 def store_summary(db):
@@ -196,7 +215,8 @@ def main():
 
     start_service()
     addr = f"127.0.0.1:{soak_metrics}"
-    samples = []  # (seconds since start, rss MiB, lag, event)
+    samples = []  # (seconds, rss, anon, file MiB, lag, state entries, store MiB, event)
+    store_db = os.path.join(work, "soak-out", "pharmwatch.db")
     t0 = time.time()
     next_kill = t0 + a.kill_every
     broker_restart_at = t0 + seconds / 2
@@ -235,9 +255,14 @@ def main():
             start_service()
         if now >= next_sample or event:
             lag = metric(addr, "pharmwatch_stream_consumer_lag")
-            samples.append((round(now - t0, 1), rss_mib(service.pid), lag, event))
-            print(f"{samples[-1][0]:8.1f} s  rss {samples[-1][1] or 0:7.1f} MiB  "
-                  f"lag {'-' if lag is None else int(lag):>8}  {event}", flush=True)
+            entries = metric(addr, "pharmwatch_stream_state_entries")
+            rss, anon, mapped = memory_mib(service.pid)
+            samples.append((round(now - t0, 1), rss, anon, mapped, lag, entries,
+                            round(file_mib(store_db), 1), event))
+            print(f"{samples[-1][0]:8.1f} s  rss {rss or 0:7.1f} MiB (anon {anon or 0:7.1f}, "
+                  f"file {mapped or 0:7.1f})  lag {'-' if lag is None else int(lag):>8}  "
+                  f"state {'-' if entries is None else int(entries):>9}  "
+                  f"store {samples[-1][6]:7.1f} MiB  {event}", flush=True)
             next_sample = now + a.sample
         # After the soak's time: wait for everything produced to be read (lag 0), then stop.
         if now >= end and produced_done_at is None:
@@ -247,7 +272,9 @@ def main():
             produced_done_at = now
         if now >= end and produced_done_at is not None:
             lag = metric(addr, "pharmwatch_stream_consumer_lag")
-            if lag == 0:
+            # A service without partitions (between a revocation and the next assignment)
+            # reports no lag: that is not caught up.
+            if lag == 0 and (metric(addr, "pharmwatch_stream_assigned_partitions") or 0) > 0:
                 break
             if now > end + 600:
                 print("the lag did not return to zero within 10 minutes of the end")
@@ -256,7 +283,7 @@ def main():
     time.sleep(8)  # a day whose watermark passed last closes after its grace
     service.send_signal(signal.SIGTERM)
     service.wait(timeout=60)
-    final_lag = samples[-1][2]
+    final_lag = samples[-1][4]
 
     # The clean run: one instance, its own group, store and lake, over the same topics.
     clean_cfg = config(work, "clean", port, "soak", free_port())
@@ -278,10 +305,22 @@ def main():
     # runs refuse the repeat.
     same = soak[0] == clean[0] and soak[1] == clean[1] and soak[2] == clean[2]
     n = len(samples)
-    rss = [s[1] for s in samples if s[1] is not None]
-    third = max(1, len(rss) // 3)
-    first_rss, last_rss = statistics.median(rss[:third]), statistics.median(rss[-third:])
-    lags = [s[2] for s in samples if s[2] is not None]
+
+    def thirds(col):
+        """Median of the middle and of the last third of a sampled column."""
+        vals = [s[col] for s in samples if s[col] is not None]
+        k = max(1, len(vals) // 3)
+        return statistics.median(vals[k:2 * k] or vals), statistics.median(vals[-k:]), max(vals)
+
+    growth = {}
+    for name, col in (("RSS", 1), ("RssAnon", 2), ("RssFile", 3), ("state entries", 5),
+                      ("store MiB", 6)):
+        mid, last, top = thirds(col)
+        growth[name] = (mid, last, top, (last / mid - 1) * 100 if mid else 0.0)
+    # Flat: the heap and the state hold their level from the middle third to the last (within
+    # 10 %), and the store stops growing once its look-backs are full.
+    flat = all(abs(growth[k][3]) <= 10 for k in ("RssAnon", "state entries", "store MiB"))
+    lags = [s[4] for s in samples if s[4] is not None]
     print()
     print(f"soak: {a.minutes:g} min at {a.rate:g} records/s, {a.enterprises} enterprises, "
           f"{kills} kill -9, {broker.starts - 1} broker restart, {starts} service starts, "
@@ -289,21 +328,23 @@ def main():
     print(f"records: consumed {soak[3]:.0f} (clean run {clean[3]:.0f}), accepted {soak[1]:.0f} "
           f"(clean run {clean[1]:.0f}), rejected {soak[2]:.0f} (clean run {clean[2]:.0f}); "
           f"risk events {len(soak[0])} (clean run {len(clean[0])}, same ids: {soak[0] == clean[0]})")
-    print(f"memory: median RSS first third {first_rss:.0f} MiB, last third {last_rss:.0f} MiB "
-          f"({(last_rss / first_rss - 1) * 100:+.1f} %), max {max(rss):.0f} MiB")
+    for name, (mid, last, top, pct) in growth.items():
+        print(f"{name}: median middle third {mid:.0f}, last third {last:.0f} ({pct:+.1f} %), "
+              f"max {top:.0f}")
+    print("memory flat" if flat else "MEMORY NOT FLAT (RssAnon, state or store grew > 10 %)")
     print(f"lag: max {max(lags):.0f}, at the end {final_lag:.0f}")
     print("output equals one clean run" if same else "OUTPUT DIFFERS from the clean run")
     if a.keep:
         os.makedirs(a.keep, exist_ok=True)
         with open(os.path.join(a.keep, "samples.tsv"), "w") as f:
-            f.write("seconds\trss_mib\tlag\tevent\n")
+            f.write("seconds\trss_mib\tanon_mib\tfile_mib\tlag\tstate_entries\tstore_mib\tevent\n")
             for s in samples:
                 f.write("\t".join("" if v is None else str(v) for v in s) + "\n")
         for name in os.listdir(work):
             if name.endswith(".log"):
                 shutil.copy(os.path.join(work, name), a.keep)
     shutil.rmtree(work, ignore_errors=True)
-    sys.exit(0 if same and final_lag == 0 else 1)
+    sys.exit(0 if same and final_lag == 0 and flat else 1)
 
 
 if __name__ == "__main__":

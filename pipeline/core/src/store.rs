@@ -150,6 +150,10 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../sql/store/062_dead_letter_bytes.sql"),
     ),
     (63, include_str!("../../sql/store/063_link_revocations.sql")),
+    (
+        64,
+        include_str!("../../sql/store/064_trace_codes_by_day.sql"),
+    ),
 ];
 
 /// The same migrations for a PostgreSQL store (`pipeline/sql/store/pg/`): the same versions,
@@ -187,6 +191,10 @@ pub const PG_MIGRATIONS: &[(i64, &str)] = &[
         63,
         include_str!("../../sql/store/pg/063_link_revocations.sql"),
     ),
+    (
+        64,
+        include_str!("../../sql/store/pg/064_trace_codes_by_day.sql"),
+    ),
 ];
 
 /// What each migration brings, by version (for `pharmwatch migrate`).
@@ -206,6 +214,7 @@ pub fn migration_title(version: i64) -> &'static str {
         61 => "penalty documents: draft particulars, the filing form kept internal",
         62 => "dead letters keep the exact bytes of a message that is not UTF-8",
         63 => "revoked links of a document or a risk warning",
+        64 => "traceability codes' first sales by business day (pruned as days close)",
         _ => "",
     }
 }

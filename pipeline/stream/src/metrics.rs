@@ -50,6 +50,9 @@ pub struct StreamMetrics {
     pub watermark: GaugeVec,
     /// Messages waiting in the outbox to be published.
     pub outbox_pending: IntGauge,
+    /// Entries of the in-memory state of this instance's partitions, by part (windows,
+    /// enterprise days, reported days, batch sales, day batches, event ids).
+    pub state_entries: IntGaugeVec,
     /// Time spent per stage of the consume loop, seconds: where a slow batch spends its time.
     /// On the consuming thread: poll, decode (itself on two threads for a large batch),
     /// watermarks, engine (steps engine_rules, engine_windows, engine_close), store, commit,
@@ -176,6 +179,11 @@ impl StreamMetrics {
             )),
             FamilyType::Gauge,
         );
+        let state_entries = b.gauge(
+            "pharmwatch_stream_state_entries",
+            "Entries of the in-memory state of this instance's partitions, by part: windows (enterprise x product x day, 29 days), enterprise_days, reported, batch_sales, day_batches, event_ids (the open days' accepted ids).",
+            &["part"],
+        );
         let phase_seconds = b.add(
             must(CounterVec::new(
                 Opts::new(
@@ -204,6 +212,7 @@ impl StreamMetrics {
             assigned_partitions,
             watermark,
             outbox_pending,
+            state_entries,
             phase_seconds,
             families: b.families,
         };
@@ -232,6 +241,9 @@ impl StreamMetrics {
         }
         for p in PHASES {
             self.phase_seconds.with_label_values(&[*p]);
+        }
+        for (part, _) in crate::engine::PartitionState::default().entries() {
+            self.state_entries.with_label_values(&[part]);
         }
         for h in [
             &self.batch_seconds,

@@ -123,6 +123,9 @@ struct Service {
     /// Topic-partitions sought since the pending messages were last cleaned: what was
     /// polled for them before the seek is stale (see [`Pending::drop_sought`]).
     sought: HashSet<(String, i32)>,
+    /// The earliest day closed by this instance's partitions when the traceability codes
+    /// were last pruned: they are pruned again once it moves on.
+    trace_pruned_for: Option<chrono::NaiveDate>,
 }
 
 /// Runs the service until `shutdown` is set (finishing the batch in hand), or until idle when
@@ -211,6 +214,7 @@ async fn start(cfg: StreamConfig) -> Result<(Service, tokio::task::JoinHandle<()
         assigned_at: Instant::now(),
         resume: HashMap::new(),
         sought: HashSet::new(),
+        trace_pruned_for: None,
     };
     Ok((svc, http))
 }

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use chrono::{DateTime, Duration, NaiveDate};
 use pharmwatch_core::db::{Column, Transaction, Value};
+use pharmwatch_core::error::CoreError;
 use pharmwatch_core::params;
 
 use crate::error::Result;
@@ -189,8 +190,14 @@ impl Engine {
             // Sales of the batch this partition saw on or after the failing day.
             let st = state_of(states, a.source.partition)?;
             let mut per_day: BTreeMap<(String, NaiveDate), i64> = BTreeMap::new();
-            for (ent, d, q) in st.batch_sales.get(&key).into_iter().flatten() {
-                if *d >= day && before.is_none_or(|b| *d < b) {
+            let from_failing_day = (day, String::new())..;
+            for ((d, ent), q) in st
+                .batch_sales
+                .get(&key)
+                .into_iter()
+                .flat_map(|sales| sales.range(from_failing_day.clone()))
+            {
+                if before.is_none_or(|b| *d < b) {
                     *per_day.entry((ent.clone(), *d)).or_default() += q;
                 }
             }
@@ -592,6 +599,52 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Forgets the first sales no open day of any partition can reach: those before the
+    /// trace look-back of the earliest day still open in the store (the smallest
+    /// `closed_through` of every partition, whichever instance holds it, plus one). A sale of
+    /// an open day is a repeat only of a sale within its look-back, so the rows removed
+    /// decide nothing; without this the table, and the memory its lookups map, grows with
+    /// every code ever sold. A partition that has closed no day yet holds everything.
+    /// Returns the first day kept, or `None` when nothing may go yet.
+    pub fn prune_trace_codes(
+        &self,
+        tx: &Transaction<'_>,
+        path: &Path,
+    ) -> Result<Option<NaiveDate>> {
+        let e = |what: &'static str| move |err| sql_err(path, what, err);
+        let mut earliest_closed: Option<NaiveDate> = None;
+        let mut st = tx
+            .prepare("SELECT partition, meta_json FROM stream_partitions")
+            .map_err(e("read partitions"))?;
+        let metas = st
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+            .map_err(e("read partitions"))?;
+        for row in metas {
+            let (p, json) = row.map_err(e("read partitions"))?;
+            let meta: super::PartitionMeta =
+                serde_json::from_str(&json).map_err(|err| CoreError::StoreContent {
+                    path: path.to_path_buf(),
+                    reason: format!("partition {p} metadata: {err}"),
+                })?;
+            let Some(c) = meta.closed_through else {
+                return Ok(None);
+            };
+            earliest_closed = Some(earliest_closed.map_or(c, |m| m.min(c)));
+        }
+        let Some(c) = earliest_closed else {
+            return Ok(None);
+        };
+        let keep_from = c + Duration::days(1) - Duration::days(self.thresholds.trace_lookback());
+        tx.execute(
+            "DELETE FROM trace_codes WHERE biz_date < ?1",
+            params![date_str(keep_from)],
+        )
+        .map_err(e("prune trace codes"))?;
+        Ok(Some(keep_from))
+    }
+}
+
 /// Writes the first sales that are new or were replaced by an earlier sale, in code order.
 fn write_first_sales(
     tx: &Transaction<'_>,
@@ -608,4 +661,99 @@ fn write_first_sales(
     tx.insert_rows("trace_codes", &rows.columns(), TRACE_CODES_REPLACE)
         .map_err(|e| sql_err(path, "record trace codes", e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pharmwatch_core::store::Store;
+
+    fn engine() -> Engine {
+        Engine {
+            reference: Default::default(),
+            baseline: Default::default(),
+            thresholds: Default::default(),
+            lateness_ms: 0,
+            close_grace: std::time::Duration::ZERO,
+        }
+    }
+
+    fn codes_left(store: &Store) -> Vec<String> {
+        let mut st = store
+            .conn_ref()
+            .prepare("SELECT biz_date FROM trace_codes ORDER BY biz_date")
+            .unwrap();
+        st.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    }
+
+    /// The first sales before the look-back of the earliest open day of any partition are
+    /// forgotten when days close; those an open day can still reach stay, and nothing goes
+    /// while a partition has closed no day.
+    #[test]
+    fn trace_codes_are_forgotten_only_beyond_every_open_days_look_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = pharmwatch_core::db::scratch_store(dir.path());
+        let mut store = Store::open(&path).unwrap();
+        let engine = engine();
+        let lookback = engine.thresholds.trace_lookback();
+        let d = |s: &str| s.parse::<NaiveDate>().unwrap();
+        // Partition 0 has closed 2026-06-30, partition 1 only 2026-06-20: the earliest open
+        // day is 2026-06-21, which reaches back `lookback` days.
+        let keep_from = d("2026-06-21") - Duration::days(lookback);
+        let days = [
+            keep_from - Duration::days(30),
+            keep_from - Duration::days(1),
+            keep_from,
+            d("2026-06-25"),
+        ];
+        let tx = store.conn().transaction().unwrap();
+        let mut rows = TraceCodeRows::default();
+        for (i, day) in days.iter().enumerate() {
+            rows.push(
+                format!("C{i}"),
+                0,
+                format!("E{i}"),
+                "ENT".into(),
+                "P".into(),
+                *day,
+            );
+        }
+        tx.insert_rows("trace_codes", &rows.columns(), "").unwrap();
+        let meta = |closed: Option<&str>| {
+            serde_json::to_string(&super::super::PartitionMeta {
+                closed_through: closed.map(d),
+                ..Default::default()
+            })
+            .unwrap()
+        };
+        for (p, closed) in [(0, Some("2026-06-30")), (1, None)] {
+            tx.execute(
+                "INSERT INTO stream_partitions (partition, epoch, meta_json) VALUES (?1, 1, ?2)",
+                params![p, meta(closed)],
+            )
+            .unwrap();
+        }
+        assert_eq!(engine.prune_trace_codes(&tx, &path).unwrap(), None);
+        tx.commit().unwrap();
+        assert_eq!(codes_left(&store).len(), 4, "partition 1 has closed no day");
+
+        let tx = store.conn().transaction().unwrap();
+        tx.execute(
+            "UPDATE stream_partitions SET meta_json = ?1 WHERE partition = 1",
+            params![meta(Some("2026-06-20"))],
+        )
+        .unwrap();
+        assert_eq!(
+            engine.prune_trace_codes(&tx, &path).unwrap(),
+            Some(keep_from)
+        );
+        tx.commit().unwrap();
+        assert_eq!(
+            codes_left(&store),
+            [date_str(keep_from), "2026-06-25".to_string()]
+        );
+    }
 }

@@ -46,8 +46,10 @@ type StoredWindowRef<'a> = (&'a str, i64, f64, i64, Option<i64>, u8);
 type StoredBatchSale = (String, String, i64);
 type StoredBatchSaleRef<'a> = (&'a str, &'a str, i64);
 
-/// Sales per (product, batch): (enterprise, business day, packages).
-type BatchSales = FastMap<(String, String), Vec<(String, NaiveDate, i64)>>;
+/// Packages sold per (product, batch), by business day and enterprise: one entry per
+/// enterprise-day however many sales it made (the inverse of `day_batches`), so the failing
+/// test of a batch finds its sales from the failing day on without a scan.
+type BatchSales = FastMap<(String, String), BTreeMap<(NaiveDate, String), i64>>;
 
 /// Persistent facts of a partition besides its windows.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -420,6 +422,26 @@ impl PartitionState {
         Ok(())
     }
 
+    /// How many entries each part of the partition's in-memory state holds, by the names of
+    /// the `part` label of `pharmwatch_stream_state_entries`: what an operator watches to see
+    /// the state bounded by the days it serves (29 days of windows, the open days' event ids).
+    pub fn entries(&self) -> [(&'static str, usize); 6] {
+        [
+            ("windows", self.windows.len()),
+            ("enterprise_days", self.ent_days.len()),
+            ("reported", self.reported.len()),
+            (
+                "batch_sales",
+                self.batch_sales.values().map(BTreeMap::len).sum::<usize>(),
+            ),
+            (
+                "day_batches",
+                self.day_batches.values().map(BTreeMap::len).sum::<usize>(),
+            ),
+            ("event_ids", self.seen.len()),
+        ]
+    }
+
     /// The partition's watermark (epoch ms): the smallest event-time maximum over the kinds
     /// `holding` says still have unread messages; with none holding, the largest maximum. A
     /// holding kind never seen holds the watermark at the start of time.
@@ -454,10 +476,12 @@ impl PartitionState {
         q: i64,
     ) {
         let key = (prod.to_string(), batch.to_string());
-        self.batch_sales
+        *self
+            .batch_sales
             .entry(key.clone())
             .or_default()
-            .push((ent.to_string(), day, q));
+            .entry((day, ent.to_string()))
+            .or_default() += q;
         let day_key = (ent.to_string(), day);
         *self
             .day_batches
@@ -497,7 +521,7 @@ impl PartitionState {
         }
         self.day_batches.retain(|k, _| k.1 >= keep_from);
         for v in self.batch_sales.values_mut() {
-            v.retain(|s| s.1 >= keep_from);
+            *v = v.split_off(&(keep_from, String::new()));
         }
         self.batch_sales.retain(|_, v| !v.is_empty());
     }
@@ -714,8 +738,10 @@ mod tests {
         let sales = |st: &PartitionState, p: &str, b: &str| {
             st.batch_sales
                 .get(&(p.to_string(), b.to_string()))
-                .cloned()
-                .unwrap_or_default()
+                .into_iter()
+                .flatten()
+                .map(|((d, e), q)| (e.clone(), *d, *q))
+                .collect::<Vec<_>>()
         };
         assert_eq!(
             sales(&st, "P1", "B2"),
@@ -728,6 +754,11 @@ mod tests {
         assert!(st.dirty.is_empty(), "loading marks nothing to save");
         // A new sale of a known batch adds to its enterprise-day, and survives a save and load.
         st.add_batch_sale("E1", day("2026-03-01"), "P1", "B1", 4);
+        assert_eq!(
+            sales(&st, "P1", "B1"),
+            vec![("E1".to_string(), day("2026-03-01"), 5)],
+            "one entry per enterprise-day, however many sales"
+        );
         st.save(&tx, &path).unwrap();
         assert_eq!(
             batches(&tx, 0, "2026-03-01", "E1"),

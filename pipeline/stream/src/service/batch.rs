@@ -453,9 +453,22 @@ impl Service {
         for st in self.states.values_mut() {
             st.save(&tx, &path)?;
         }
+        let earliest_closed = self
+            .states
+            .values()
+            .map(|st| st.meta.closed_through)
+            .min()
+            .flatten();
+        let prune_trace = earliest_closed > self.trace_pruned_for;
+        if prune_trace {
+            self.engine.prune_trace_codes(&tx, &path)?;
+        }
         t = spent(self.metrics, &mut self.summary, "store", t);
         faults::point("stream.in_transaction");
         tx.commit().map_err(|e| sql_err(&path, "commit", e))?;
+        if prune_trace {
+            self.trace_pruned_for = earliest_closed;
+        }
         faults::point("stream.after_commit");
         t = spent(self.metrics, &mut self.summary, "commit", t);
         self.book_consumed(&routed.runs);

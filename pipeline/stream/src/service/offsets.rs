@@ -277,7 +277,7 @@ impl Service {
         Ok(())
     }
 
-    /// The consumer-lag and watermark gauges, after a batch.
+    /// The consumer-lag, watermark and state-size gauges, after a batch.
     pub(super) fn update_gauges(&self) {
         let high = self.high_snapshot();
         for (topic, p) in &self.assigned {
@@ -293,6 +293,18 @@ impl Service {
             }
         }
         let holding = self.holding();
+        let mut entries: std::collections::BTreeMap<&str, usize> = Default::default();
+        for st in self.states.values() {
+            for (part, n) in st.entries() {
+                *entries.entry(part).or_default() += n;
+            }
+        }
+        for (part, n) in entries {
+            self.metrics
+                .state_entries
+                .with_label_values(&[part])
+                .set(n as i64);
+        }
         for (p, st) in &self.states {
             if let Some(wm) = st.watermark(&|k| holding(k, *p)) {
                 self.metrics
@@ -356,12 +368,19 @@ impl Service {
         }
         for ((topic, p), r) in stalled {
             let back = r.further_back();
-            match self.consumer.seek(
+            if back.from == r.from {
+                // Already reading from the start: asking again would only restart a fetch a
+                // slow broker (one reloading its log after a restart) has not answered yet.
+                self.resume.insert((topic, p), back);
+                continue;
+            }
+            let sought = self.consumer.seek(
                 &topic,
                 p,
                 Offset::Offset(back.from),
                 Duration::from_secs(10),
-            ) {
+            );
+            let next = match sought {
                 Ok(()) => {
                     tracing::info!(
                         topic,
@@ -371,16 +390,23 @@ impl Service {
                         "nothing arrived from the store's offset; reading again from further back"
                     );
                     self.sought.insert((topic.clone(), p));
+                    back
                 }
-                Err(e) => tracing::warn!(
-                    topic,
-                    partition = p,
-                    offset = back.from,
-                    error = %e,
-                    "seek failed; will retry"
-                ),
-            }
-            self.resume.insert((topic, p), back);
+                Err(e) => {
+                    tracing::warn!(
+                        topic,
+                        partition = p,
+                        offset = back.from,
+                        error = %e,
+                        "seek failed; will retry"
+                    );
+                    Resume {
+                        since: Instant::now(),
+                        ..r
+                    }
+                }
+            };
+            self.resume.insert((topic, p), next);
         }
     }
 
