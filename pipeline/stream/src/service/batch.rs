@@ -460,8 +460,8 @@ impl Service {
             .min()
             .flatten();
         let prune_trace = earliest_closed > self.trace_pruned_for;
-        if prune_trace {
-            self.engine.prune_trace_codes(&tx, &path)?;
+        if prune_trace && let Some(kept_from) = self.engine.prune_trace_codes(&tx, &path)? {
+            tracing::debug!(%kept_from, "traceability codes before the look-back of every open day forgotten");
         }
         t = spent(self.metrics, &mut self.summary, "store", t);
         faults::point("stream.in_transaction");

@@ -293,7 +293,12 @@ impl Service {
             }
         }
         let holding = self.holding();
-        let mut entries: std::collections::BTreeMap<&str, usize> = Default::default();
+        // Every part, at zero when the instance holds no partition (after a revocation).
+        let mut entries: std::collections::BTreeMap<&str, usize> = PartitionState::default()
+            .entries()
+            .into_iter()
+            .map(|(part, _)| (part, 0))
+            .collect();
         for st in self.states.values() {
             for (part, n) in st.entries() {
                 *entries.entry(part).or_default() += n;
