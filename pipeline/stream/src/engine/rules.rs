@@ -8,7 +8,6 @@ use std::path::Path;
 
 use chrono::{DateTime, Duration, NaiveDate};
 use pharmwatch_core::db::{Column, Transaction, Value};
-use pharmwatch_core::error::CoreError;
 use pharmwatch_core::params;
 
 use crate::error::Result;
@@ -622,11 +621,7 @@ impl Engine {
             .map_err(e("read partitions"))?;
         for row in metas {
             let (p, json) = row.map_err(e("read partitions"))?;
-            let meta: super::PartitionMeta =
-                serde_json::from_str(&json).map_err(|err| CoreError::StoreContent {
-                    path: path.to_path_buf(),
-                    reason: format!("partition {p} metadata: {err}"),
-                })?;
+            let meta = super::PartitionMeta::parse(&json, p, path)?;
             let Some(c) = meta.closed_through else {
                 return Ok(None);
             };

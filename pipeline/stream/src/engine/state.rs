@@ -61,6 +61,18 @@ pub struct PartitionMeta {
     pub max_event_ms: BTreeMap<String, i64>,
 }
 
+impl PartitionMeta {
+    /// Partition `p`'s metadata as the store keeps it (`stream_partitions.meta_json`).
+    pub fn parse(json: &str, p: i64, path: &Path) -> Result<Self> {
+        Ok(
+            serde_json::from_str(json).map_err(|err| CoreError::StoreContent {
+                path: path.to_path_buf(),
+                reason: format!("partition {p} metadata: {err}"),
+            })?,
+        )
+    }
+}
+
 /// State of one partition.
 #[derive(Debug, Default)]
 pub struct PartitionState {
@@ -199,13 +211,7 @@ impl PartitionState {
             )
             .map_err(e("load partition"))?;
         s.epoch = epoch;
-        let meta = Some(meta);
-        if let Some(m) = meta {
-            s.meta = serde_json::from_str(&m).map_err(|err| CoreError::StoreContent {
-                path: path.to_path_buf(),
-                reason: format!("partition {p} metadata: {err}"),
-            })?;
-        }
+        s.meta = PartitionMeta::parse(&meta, i64::from(p), path)?;
         let mut st = tx
             .prepare("SELECT topic, next_offset FROM stream_offsets WHERE partition = ?1")
             .map_err(e("load offsets"))?;
