@@ -154,6 +154,10 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         64,
         include_str!("../../sql/store/064_trace_codes_by_day.sql"),
     ),
+    (
+        65,
+        include_str!("../../sql/store/065_trace_codes_swept.sql"),
+    ),
 ];
 
 /// The same migrations for a PostgreSQL store (`pipeline/sql/store/pg/`): the same versions,
@@ -195,6 +199,10 @@ pub const PG_MIGRATIONS: &[(i64, &str)] = &[
         64,
         include_str!("../../sql/store/pg/064_trace_codes_by_day.sql"),
     ),
+    (
+        65,
+        include_str!("../../sql/store/pg/065_trace_codes_swept.sql"),
+    ),
 ];
 
 /// What each migration brings, by version (for `pharmwatch migrate`).
@@ -215,6 +223,7 @@ pub fn migration_title(version: i64) -> &'static str {
         62 => "dead letters keep the exact bytes of a message that is not UTF-8",
         63 => "revoked links of a document or a risk warning",
         64 => "traceability codes' first sales by business day (pruned as days close)",
+        65 => "traceability codes forgotten by a sweep in code order (the index by day dropped)",
         _ => "",
     }
 }

@@ -58,6 +58,7 @@ mod windows;
 
 pub use record::{Accepted, Record, Reference, Rejected, RiskEvent, Source, decode};
 pub(crate) use rules::{TRACE_CODES_REPLACE, TraceCodeRows};
+pub use rules::{TRACE_SWEEP_ROWS, TraceSweep};
 pub use state::{PartitionMeta, PartitionState, Seen, SeenKey, Window};
 pub use windows::{Delta, lake_batch, window_deltas};
 
