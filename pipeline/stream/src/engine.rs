@@ -57,8 +57,8 @@ mod state;
 mod windows;
 
 pub use record::{Accepted, Record, Reference, Rejected, RiskEvent, Source, decode};
+pub use rules::{SweptSlice, TraceSweep, TraceSweeper};
 pub(crate) use rules::{TRACE_CODES_REPLACE, TraceCodeRows};
-pub use rules::{TRACE_SWEEP_ROWS, TraceSweep};
 pub use state::{PartitionMeta, PartitionState, Seen, SeenKey, Window};
 pub use windows::{Delta, lake_batch, window_deltas};
 

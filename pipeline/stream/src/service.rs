@@ -50,7 +50,7 @@ use pharmwatch_core::store::Store;
 use pharmwatch_schemas::EventKind;
 
 use crate::config::StreamConfig;
-use crate::engine::{Engine, PartitionState, Reference, TraceSweep};
+use crate::engine::{Engine, PartitionState, Reference, TraceSweeper};
 use crate::metrics::{self, StreamMetrics};
 
 mod batch;
@@ -123,11 +123,8 @@ struct Service {
     /// Topic-partitions sought since the pending messages were last cleaned: what was
     /// polled for them before the seek is stale (see [`Pending::drop_sought`]).
     sought: HashSet<(String, i32)>,
-    /// The earliest day closed by this instance's partitions when a sweep of the
-    /// traceability codes last began: the next begins once it moves on.
-    trace_swept_for: Option<chrono::NaiveDate>,
-    /// The sweep of the traceability codes in progress, a slice per batch.
-    trace_sweep: Option<TraceSweep>,
+    /// Forgets the traceability codes no open day can reach, a slice per batch.
+    trace_sweeper: TraceSweeper,
 }
 
 /// Runs the service until `shutdown` is set (finishing the batch in hand), or until idle when
@@ -216,8 +213,7 @@ async fn start(cfg: StreamConfig) -> Result<(Service, tokio::task::JoinHandle<()
         assigned_at: Instant::now(),
         resume: HashMap::new(),
         sought: HashSet::new(),
-        trace_swept_for: None,
-        trace_sweep: None,
+        trace_sweeper: TraceSweeper::default(),
     };
     Ok((svc, http))
 }

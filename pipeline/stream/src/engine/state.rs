@@ -64,12 +64,13 @@ pub struct PartitionMeta {
 impl PartitionMeta {
     /// Partition `p`'s metadata as the store keeps it (`stream_partitions.meta_json`).
     pub fn parse(json: &str, p: i64, path: &Path) -> Result<Self> {
-        Ok(
-            serde_json::from_str(json).map_err(|err| CoreError::StoreContent {
+        serde_json::from_str(json).map_err(|err| {
+            CoreError::StoreContent {
                 path: path.to_path_buf(),
                 reason: format!("partition {p} metadata: {err}"),
-            })?,
-        )
+            }
+            .into()
+        })
     }
 }
 

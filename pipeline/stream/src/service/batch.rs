@@ -32,7 +32,7 @@ use super::{RunSummary, Service};
 use crate::config::StreamConfig;
 use crate::engine::{
     Accepted, BatchOutcome as Outcome, Delta, Engine, PartitionState, Rejected, RiskEvent, Seen,
-    Source, TRACE_SWEEP_ROWS, TraceSweep, decode, window_deltas,
+    Source, decode, window_deltas,
 };
 use crate::metrics::StreamMetrics;
 
@@ -459,38 +459,14 @@ impl Service {
             .map(|st| st.meta.closed_through)
             .min()
             .flatten();
-        // The traceability codes no open day can reach are forgotten by a sweep, a slice per
-        // batch; one begins when this instance's earliest closed day has moved on.
-        let begin = self.trace_sweep.is_none() && earliest_closed > self.trace_swept_for;
-        let sweep = match &self.trace_sweep {
-            Some(s) => Some(s.clone()),
-            None if begin => self
-                .engine
-                .trace_keep_from(&tx, &path)?
-                .map(|keep_from| TraceSweep {
-                    keep_from,
-                    after: String::new(),
-                }),
-            None => None,
-        };
-        let swept = match &sweep {
-            Some(s) => self
-                .engine
-                .sweep_trace_codes(&tx, &path, s, TRACE_SWEEP_ROWS)?,
-            None => None,
-        };
+        // The traceability codes no open day can reach are forgotten a slice per batch.
+        let slice = self
+            .trace_sweeper
+            .slice(&self.engine, &tx, &path, earliest_closed)?;
         t = spent(self.metrics, &mut self.summary, "store", t);
         faults::point("stream.in_transaction");
         tx.commit().map_err(|e| sql_err(&path, "commit", e))?;
-        if begin {
-            self.trace_swept_for = earliest_closed;
-        }
-        if let Some(s) = sweep {
-            if swept.is_none() {
-                tracing::debug!(kept_from = %s.keep_from, "traceability codes before the look-back of every open day forgotten");
-            }
-            self.trace_sweep = swept;
-        }
+        self.trace_sweeper.committed(slice);
         faults::point("stream.after_commit");
         t = spent(self.metrics, &mut self.summary, "commit", t);
         self.book_consumed(&routed.runs);
