@@ -31,6 +31,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::{Duration, NaiveDate};
 use datafusion::arrow::array::{
@@ -456,34 +457,59 @@ impl DayStore {
     }
 }
 
-/// Registers the day table `name` (SQL `sql`) over the days `from ..= to` on `ctx` from
-/// the day store: each day's rows read back when stored under its key, else computed (one
-/// query per day, reading that day's records) and stored first. Returns the days (read back,
-/// computed).
-pub async fn register_day_table(
+/// Registers the day tables `tables`, each `(table, from)` over the days `from ..= to`, on
+/// `ctx` from the day store: each day's rows read back when stored under its key, else computed
+/// (one query per day, reading that day's records) and stored first. The tables' queries read
+/// the lake and nothing of one another, so the missing days of all of them are computed
+/// together, as many at a time as there are cores; then each table is read back and
+/// registered. Returns each table's seconds, in the order given: its share of the
+/// computing (its queries' wall times, which overlap other tables') and its reading back.
+pub async fn register_day_tables(
     ctx: &SessionContext,
     days: &mut (DayStore, LakeDays),
-    (name, sql): (&'static str, &'static str),
-    from: NaiveDate,
+    tables: &[((&'static str, &'static str), NaiveDate)],
     to: NaiveDate,
     t: &Thresholds,
-) -> Result<(usize, usize)> {
-    let schema = day_table_schema(ctx, (name, sql), to, t).await?;
-    let (stored, computed) = store_table_days(ctx, days, (name, sql), &schema, from, to, t).await?;
+) -> Result<Vec<f64>> {
+    let mut schemas = Vec::with_capacity(tables.len());
+    for (table, _) in tables {
+        schemas.push(day_table_schema(ctx, *table, to, t).await?);
+    }
+    let (store, index) = days;
+    let wanted = tables
+        .iter()
+        .map(|((name, _), from)| (Part::Table(name), from.iter_days().take_while(|d| *d <= to)));
+    let done = store_days_of(store, index, wanted, t, |i, day, path| {
+        let ((name, sql), _) = tables[i];
+        let schema = &schemas[i];
+        async move {
+            let text = indicators::render_feature_days(sql, day, day, t)?;
+            let batches = fit_schema(name, schema, run_sql(ctx, name, &text).await?)?;
+            Ok(write_parquet(&path, schema.clone(), &batches)?)
+        }
+    })
+    .await?;
     // Every day is read from its file, computed just now or not: a query's result can hold on
     // to far larger buffers than its rows (text views into what it read), and a day read back
     // is the same whichever night computed it. The files are decoded on every core, a lane's
     // days becoming a partition of the table, held in memory as `CREATE TABLE … AS` would
     // hold it (several queries join and window over it).
-    let partitions = on_lanes(&stored, |day| {
-        fit_schema(name, &schema, read_batches(&day.path)?)
-    })?;
-    ctx.deregister_table(name)
-        .map_err(|e| CoreError::query(name, e))?;
-    let table = MemTable::try_new(schema, partitions).map_err(|e| CoreError::query(name, e))?;
-    ctx.register_table(name, Arc::new(table))
-        .map_err(|e| CoreError::query(name, e))?;
-    Ok((stored.len() - computed, computed))
+    let mut seconds = Vec::with_capacity(tables.len());
+    for (i, (((name, _), _), stored)) in tables.iter().zip(done).enumerate() {
+        let started = Instant::now();
+        let (computing, stored) = (stored.seconds, stored.listed);
+        let schema = schemas[i].clone();
+        let partitions = on_lanes(&stored, |day| {
+            fit_schema(name, &schema, read_batches(&day.path)?)
+        })?;
+        ctx.deregister_table(*name)
+            .map_err(|e| CoreError::query(name, e))?;
+        let table = MemTable::try_new(schema, partitions).map_err(|e| CoreError::query(name, e))?;
+        ctx.register_table(*name, Arc::new(table))
+            .map_err(|e| CoreError::query(name, e))?;
+        seconds.push(computing + started.elapsed().as_secs_f64());
+    }
+    Ok(seconds)
 }
 
 /// The schema of day table `name` (SQL `sql`) as its query gives it.
@@ -546,38 +572,91 @@ where
     F: Fn(NaiveDate, PathBuf) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
 {
-    let listed: Vec<StoredDay> = days
-        .map(|day| StoredDay {
-            day,
-            path: store.path(part, day),
-            key: index.key(part, day, t),
-        })
-        .collect();
-    let missing: Vec<&StoredDay> = listed
-        .iter()
-        .filter(|s| !store.has(part, s.day, &s.key))
-        .collect();
-    concurrently(&missing, |s| compute(s.day, s.path.clone())).await?;
-    for s in &missing {
-        store.keys_mut(part).insert(s.day, s.key.clone());
-    }
-    let computed = missing.len();
-    Ok((listed, computed))
+    let mut done = store_days_of(store, index, [(part, days)], t, |_, day, path| {
+        compute(day, path)
+    })
+    .await?;
+    let done = done.pop().unwrap_or_default();
+    Ok((done.listed, done.computed))
 }
 
-/// Runs `work` on every item, as many at a time as there are cores (DataFusion queries and
-/// file writes that do not depend on one another); stops at the first error.
-async fn concurrently<'a, I, F, Fut>(items: &'a [I], work: F) -> Result<()>
+/// One part's days as [`store_days_of`] left them.
+#[derive(Debug, Default)]
+struct PartDays {
+    /// The days asked for, each with its file and key.
+    listed: Vec<StoredDay>,
+    /// How many of them were computed.
+    computed: usize,
+    /// Wall time of their computations (which overlap other days' and parts').
+    seconds: f64,
+}
+
+/// [`store_days`] for several parts at once: the missing days of all of them computed
+/// together by `compute(i, day, path)` (`i` the part's place in `parts`; one per core at a
+/// time), their keys recorded once all are written. Returns each part's days.
+async fn store_days_of<D, F, Fut>(
+    store: &mut DayStore,
+    index: &LakeDays,
+    parts: impl IntoIterator<Item = (Part, D)>,
+    t: &Thresholds,
+    compute: F,
+) -> Result<Vec<PartDays>>
 where
-    F: Fn(&'a I) -> Fut,
+    D: Iterator<Item = NaiveDate>,
+    F: Fn(usize, NaiveDate, PathBuf) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
 {
     use futures::stream::{self, StreamExt, TryStreamExt};
-    stream::iter(items.iter().map(work))
+    let mut which = Vec::new();
+    let mut done = Vec::new();
+    for (part, days) in parts {
+        let listed = days
+            .map(|day| StoredDay {
+                day,
+                path: store.path(part, day),
+                key: index.key(part, day, t),
+            })
+            .collect();
+        which.push(part);
+        done.push(PartDays {
+            listed,
+            ..PartDays::default()
+        });
+    }
+    let stored: &DayStore = store;
+    let missing: Vec<(usize, &StoredDay)> = done
+        .iter()
+        .enumerate()
+        .flat_map(|(i, of_part)| {
+            let part = which[i];
+            of_part
+                .listed
+                .iter()
+                .filter(move |s| !stored.has(part, s.day, &s.key))
+                .map(move |s| (i, s))
+        })
+        .collect();
+    let compute = &compute;
+    let took: Vec<(usize, NaiveDate, String, f64)> =
+        stream::iter(missing.into_iter().map(|(i, s)| async move {
+            let started = Instant::now();
+            compute(i, s.day, s.path.clone()).await?;
+            Ok::<_, crate::error::BatchError>((
+                i,
+                s.day,
+                s.key.clone(),
+                started.elapsed().as_secs_f64(),
+            ))
+        }))
         .buffer_unordered(lanes())
-        .try_collect::<Vec<()>>()
+        .try_collect()
         .await?;
-    Ok(())
+    for (i, day, key, secs) in took {
+        store.keys_mut(which[i]).insert(day, key);
+        done[i].computed += 1;
+        done[i].seconds += secs;
+    }
+    Ok(done)
 }
 
 /// Cores to spread independent work over.

@@ -525,23 +525,24 @@ async fn count_read(
         cfg.from.format("%Y-%m-%d"),
         cfg.to.format("%Y-%m-%d")
     );
-    let mut lake_records = Vec::new();
-    for kind in EventKind::ALL {
-        let n = count(
-            ctx,
-            &format!("SELECT COUNT(*) FROM {} WHERE {range}", kind.as_str()),
-        )
-        .await?;
-        lake_records.push((kind.as_str().to_string(), n));
-    }
-    let enterprises_scored = count(
-        ctx,
-        &format!(
-            "SELECT COUNT(DISTINCT enterprise_id) FROM (SELECT enterprise_id FROM inventory WHERE {range} \
-             UNION ALL SELECT enterprise_id FROM sales WHERE {range} UNION ALL SELECT enterprise_id FROM purchase WHERE {range})"
-        ),
-    )
-    .await?;
+    // One query per kind and one for the enterprises, independent of one another: they run
+    // concurrently, and the results keep the order of the queries.
+    let mut queries: Vec<String> = EventKind::ALL
+        .iter()
+        .map(|kind| format!("SELECT COUNT(*) FROM {} WHERE {range}", kind.as_str()))
+        .collect();
+    queries.push(format!(
+        "SELECT COUNT(DISTINCT enterprise_id) FROM (SELECT enterprise_id FROM inventory WHERE {range} \
+         UNION ALL SELECT enterprise_id FROM sales WHERE {range} UNION ALL SELECT enterprise_id FROM purchase WHERE {range})"
+    ));
+    let mut counts =
+        futures::future::try_join_all(queries.iter().map(|sql| count(ctx, sql))).await?;
+    let enterprises_scored = counts.pop().unwrap_or(0);
+    let lake_records: Vec<(String, u64)> = EventKind::ALL
+        .iter()
+        .map(|kind| kind.as_str().to_string())
+        .zip(counts)
+        .collect();
     if cfg.lake.is_some() && lake_records.iter().all(|(_, n)| *n == 0) && cfg.inputs.is_empty() {
         return Err(CoreError::Lake {
             path: cfg.lake.clone().unwrap_or_default(),
@@ -916,14 +917,19 @@ async fn feature_tables(
         }
         return Ok(indicators::build_features(ctx, from, to, &cfg.thresholds).await?);
     };
-    let mut timings = Vec::new();
-    for table in indicators::FEATURES {
-        let started = Instant::now();
-        let first = from - Duration::days(indicators::feature_lookback(table.0));
-        days::register_day_table(ctx, days, *table, first, to, &cfg.thresholds).await?;
-        timings.push((format!("{}.sql", table.0), started.elapsed().as_secs_f64()));
-    }
-    Ok(timings)
+    let tables: Vec<_> = indicators::FEATURES
+        .iter()
+        .map(|table| {
+            let lookback = indicators::feature_lookback(table.0);
+            (*table, from - Duration::days(lookback))
+        })
+        .collect();
+    let seconds = days::register_day_tables(ctx, days, &tables, to, &cfg.thresholds).await?;
+    Ok(tables
+        .iter()
+        .zip(seconds)
+        .map(|((table, _), secs)| (format!("{}.sql", table.0), secs))
+        .collect())
 }
 
 /// The model's feature table of `[from, to]`: each day read back from the day store when
@@ -950,15 +956,11 @@ async fn model_features(
     let mut computed = 0;
     for (a, b) in ranges.iter().flat_map(|r| chunks(*r, CHUNK_DAYS)) {
         // The day tables of the chunk's window, each day computed once and kept.
-        for table in anomaly::DAY_TABLES {
-            let started = Instant::now();
-            let first = a - Duration::days(days::FEATURE_LOOKBACK_DAYS);
-            days::register_day_table(ctx, days, *table, first, b, thresholds).await?;
-            add_time(
-                timings,
-                &format!("{}.sql", table.0),
-                started.elapsed().as_secs_f64(),
-            );
+        let first = a - Duration::days(days::FEATURE_LOOKBACK_DAYS);
+        let tables: Vec<_> = anomaly::DAY_TABLES.iter().map(|t| (*t, first)).collect();
+        let seconds = days::register_day_tables(ctx, days, &tables, b, thresholds).await?;
+        for ((table, _), secs) in tables.iter().zip(seconds) {
+            add_time(timings, &format!("{}.sql", table.0), secs);
         }
         let started = Instant::now();
         let table = anomaly::features(ctx, a, b).await?;
