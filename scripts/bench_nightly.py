@@ -24,6 +24,11 @@ What it does, in one run:
 6. Checks that both engines found the same number of hits per indicator (pharmwatch:
    items of OUT/risk_list.json; DuckDB: rows per `indicator` over the 7 queries). A mismatch
    means the comparison is not apples to apples: it is printed loudly and the exit code is 2.
+7. `--baseline BINARY` (an earlier build) times that binary's next night too, in the same loop
+   and from the same previous night, and reports the paired difference (each repeat's
+   pharmwatch run minus its baseline run: the median, and in how many repeats pharmwatch was
+   faster). On a shared machine whose speed drifts by ±20 % within minutes, that is how a
+   change of a few per cent shows; its hit counts must equal pharmwatch's.
 
 Run it through scripts/bench_nightly.sh (creates the venv with DuckDB). Modes:
   default ("full"): 2000 enterprises x 60 days; asserts manifest total_records >= 10,000,000.
@@ -552,6 +557,8 @@ def main() -> int:
                     help="time pharmwatch's night with the anomaly model (default: rules only, --no-model)")
     ap.add_argument("--max-ratio", type=float,
                     help="fail (exit 3) when pharmwatch's median is more than this many times DuckDB's")
+    ap.add_argument("--baseline", help="an earlier pharmwatch binary, timed alternately with --binary "
+                    "from the same previous night: prints the paired difference")
     ap.add_argument("--duckdb-threads", type=int, help="DuckDB threads (default: DuckDB's default, all cores)")
     ap.add_argument("--sql-dir", default=str(SQL_DIR), help="SQL directory (default pipeline/sql)")
     ap.add_argument("--json", help="result JSON path (default /tmp/pharmwatch-bench-{full,small}.json)")
@@ -570,6 +577,9 @@ def main() -> int:
         die("--repeats must be at least 1")
     if not binary.is_file() or not os.access(binary, os.X_OK):
         die(f"pharmwatch binary {binary} not found (build it first, e.g. cargo build --release -p pharmwatch)")
+    baseline = Path(args.baseline).resolve() if args.baseline else None
+    if baseline and (not baseline.is_file() or not os.access(baseline, os.X_OK)):
+        die(f"baseline binary {baseline} not found or not executable")
     try:
         import duckdb
     except ImportError:
@@ -639,15 +649,18 @@ def main() -> int:
     # 3. The previous night, then timed next nights and DuckDB runs, alternating order.
     prev = Path(str(out) + "-previous")
     prev_wall = prepare_previous_night(binary, lake, day, prev, args.model)
-    pw_runs, dk_runs = [], []
+    pw_runs, bl_runs, dk_runs = [], [], []
     for i in range(args.repeats):
-        order = ["pharmwatch", "duckdb"] if i % 2 == 0 else ["duckdb", "pharmwatch"]
+        order = ["pharmwatch", "baseline", "duckdb"] if baseline else ["pharmwatch", "duckdb"]
+        if i % 2 == 1:
+            order.reverse()
         for engine in order:
-            if engine == "pharmwatch":
-                r = run_pharmwatch(binary, lake, day, out, prev, args.model)
-                pw_runs.append(r)
+            if engine in ("pharmwatch", "baseline"):
+                which = binary if engine == "pharmwatch" else baseline
+                r = run_pharmwatch(which, lake, day, out, prev, args.model)
+                (pw_runs if engine == "pharmwatch" else bl_runs).append(r)
                 rep = f" (reports {r['reported']:.1f} s)" if r["reported"] is not None else ""
-                log(f"  run {i + 1}/{args.repeats} pharmwatch {r['wall']:8.3f} s wall{rep}, "
+                log(f"  run {i + 1}/{args.repeats} {engine:<10} {r['wall']:8.3f} s wall{rep}, "
                     f"peak RSS {r['rss'] / 2**30:.2f} GiB, {sum(r['counts'].values())} hits, "
                     f"{r['risk_rows']} risk rows, days {r['days']}")
             else:
@@ -659,8 +672,10 @@ def main() -> int:
     # 4. Hit counts.
     pw_counts = pw_runs[-1]["counts"]
     dk_counts = dk_runs[-1]["counts"]
-    unstable = [n for n, runs in (("pharmwatch", pw_runs), ("duckdb", dk_runs))
+    unstable = [n for n, runs in (("pharmwatch", pw_runs), ("baseline", bl_runs), ("duckdb", dk_runs))
                 if any(r["counts"] != runs[0]["counts"] for r in runs)]
+    if bl_runs and bl_runs[-1]["counts"] != pw_counts:
+        unstable.append("baseline (its hits differ from pharmwatch's)")
     names = list(dict.fromkeys(list(rules["indicators"]) + sorted(set(pw_counts) | set(dk_counts))))
     log("")
     log(f"hits per indicator on {day}:")
@@ -686,6 +701,21 @@ def main() -> int:
     log(f"  {'pharmwatch':<12} {pw_med:>9.3f}  {fmt_runs(pw_runs)}"
         + (f"   (own 'time:' median {statistics.median(pw_rep):.1f} s)" if pw_rep else ""))
     log(f"  {'duckdb':<12} {dk_med:>9.3f}  {fmt_runs(dk_runs)}")
+    paired = None
+    if bl_runs:
+        bl_med = statistics.median(r["wall"] for r in bl_runs)
+        diffs = [p["wall"] - b["wall"] for p, b in zip(pw_runs, bl_runs)]
+        paired = {
+            "binary": str(baseline), "version": binary_version(baseline),
+            "wall_seconds": [r["wall"] for r in bl_runs], "median_seconds": bl_med,
+            "ratio_over_duckdb": bl_med / dk_med if dk_med > 0 else float("inf"),
+            "paired_differences": diffs, "median_difference": statistics.median(diffs),
+            "pharmwatch_faster": sum(d < 0 for d in diffs),
+        }
+        log(f"  {'baseline':<12} {bl_med:>9.3f}  {fmt_runs(bl_runs)}   (ratio to duckdb {paired['ratio_over_duckdb']:.2f}x)")
+        md = paired["median_difference"]
+        log(f"  paired pharmwatch - baseline: median {md:+.3f} s ({md / bl_med * 100:+.1f} %), "
+            f"pharmwatch faster in {paired['pharmwatch_faster']} of {len(diffs)} repeats")
     pw_rss = max(r["rss"] for r in pw_runs)
     dk_rss = max(r["rss"] for r in dk_runs)
     log(f"  ratio pharmwatch/duckdb: {ratio:.2f}x")
@@ -730,6 +760,7 @@ def main() -> int:
         "duckdb_median_seconds": dk_med,
         "ratio_pharmwatch_over_duckdb": ratio,
         "hits": {"pharmwatch": pw_counts, "duckdb": dk_counts},
+        "baseline": paired,
         "hits_match": hits_match,
         "mismatched_indicators": mismatched,
         "unstable_between_runs": unstable,

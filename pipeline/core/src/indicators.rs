@@ -386,12 +386,20 @@ pub async fn run_queries(
     run_queries_except(ctx, &[], from, to, t, progress).await
 }
 
+/// Ranges shorter than this many days run their indicator queries concurrently
+/// ([`run_queries_except`]).
+const CONCURRENT_RANGE_DAYS: i64 = 2;
+
 /// [`run_queries`] but for the queries named in `skip` (run elsewhere by the caller).
 ///
-/// The queries do not depend on one another: as many run at a time as there are cores, so one
-/// query's single-threaded stretches (planning, opening files, a final merge) overlap another's
-/// scan. Each timing is that query's own wall time (they overlap, so their sum is more than the
-/// phase's); the timings are in [`QUERIES`] order whatever order the queries finished in.
+/// The queries do not depend on one another. For a range of one or two days (a next night)
+/// as many run at a time as there are cores, so one query's single-threaded stretches
+/// (planning, opening files, a final merge) overlap another's scan; a longer range (a first
+/// night's or a backfill's chunk) runs them one at a time: each is then large enough to keep
+/// every core busy alone, and two at once would hold both their hash tables (at 10,000
+/// enterprises a first night's peak memory is what bounds it). Each timing is that query's own
+/// wall time (they may overlap, so their sum can be more than the phase's); the timings are in
+/// [`QUERIES`] order whatever order the queries finished in.
 pub async fn run_queries_except(
     ctx: &SessionContext,
     skip: &[&str],
@@ -401,7 +409,11 @@ pub async fn run_queries_except(
     progress: &indicatif::ProgressBar,
 ) -> Result<(Vec<Hit>, Vec<(String, f64)>)> {
     use futures::stream::{self, StreamExt, TryStreamExt};
-    let lanes = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let lanes = if (to - from).num_days() < CONCURRENT_RANGE_DAYS {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    } else {
+        1
+    };
     let runs = QUERIES
         .iter()
         .enumerate()

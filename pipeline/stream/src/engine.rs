@@ -29,7 +29,10 @@
 //! unread messages or messages in the batch in hand (a topic read to its end does not hold the
 //! watermark back; when all are at their end, the largest maximum). A record older than
 //! watermark − lateness, or of a day already closed, is late: it is landed and counted, windows
-//! take it, but a closed day is not judged again — the next nightly run accounts for it.
+//! take it, but a closed day is not judged again. Nor does the nightly risk list judge it
+//! again: its late records enter the look-back baselines of the days after it (and, when the
+//! model is trained, the day's hits are recomputed to keep flagged days out of its training),
+//! but the risk list holds the hits of the run's own days only.
 //!
 //! Invariants: every event has a deterministic id (`RE-<day>-<hash of indicator, enterprise,
 //! product, day[, batch]>`), the same whatever the batch boundaries, partition owner or
