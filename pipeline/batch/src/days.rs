@@ -56,7 +56,7 @@ use pharmwatch_core::fasthash::FastSet;
 use pharmwatch_core::indicators::{self, Hit, LOOKBACK_DAYS, RULE_VERSION, Thresholds};
 use pharmwatch_core::lake::write_parquet;
 use pharmwatch_core::lake_index::{self, LakeFile, Span};
-use pharmwatch_core::query::{result_schema, run_sql, session};
+use pharmwatch_core::query::{lanes, result_schema, run_sql, session};
 use pharmwatch_core::remote_lake::LakeSource;
 use pharmwatch_schemas::EventKind;
 
@@ -572,17 +572,21 @@ where
     F: Fn(NaiveDate, PathBuf) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
 {
-    let mut done = store_days_of(store, index, [(part, days)], t, |_, day, path| {
+    let done = store_days_of(store, index, [(part, days)], t, |_, day, path| {
         compute(day, path)
     })
     .await?;
-    let done = done.pop().unwrap_or_default();
-    Ok((done.listed, done.computed))
+    Ok(done
+        .into_iter()
+        .next()
+        .map_or_else(Default::default, |d| (d.listed, d.computed)))
 }
 
 /// One part's days as [`store_days_of`] left them.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct PartDays {
+    /// What the days are.
+    part: Part,
     /// The days asked for, each with its file and key.
     listed: Vec<StoredDay>,
     /// How many of them were computed.
@@ -607,32 +611,30 @@ where
     Fut: std::future::Future<Output = Result<()>>,
 {
     use futures::stream::{self, StreamExt, TryStreamExt};
-    let mut which = Vec::new();
-    let mut done = Vec::new();
-    for (part, days) in parts {
-        let listed = days
-            .map(|day| StoredDay {
-                day,
-                path: store.path(part, day),
-                key: index.key(part, day, t),
-            })
-            .collect();
-        which.push(part);
-        done.push(PartDays {
-            listed,
-            ..PartDays::default()
-        });
-    }
+    let mut done: Vec<PartDays> = parts
+        .into_iter()
+        .map(|(part, days)| PartDays {
+            part,
+            listed: days
+                .map(|day| StoredDay {
+                    day,
+                    path: store.path(part, day),
+                    key: index.key(part, day, t),
+                })
+                .collect(),
+            computed: 0,
+            seconds: 0.0,
+        })
+        .collect();
     let stored: &DayStore = store;
     let missing: Vec<(usize, &StoredDay)> = done
         .iter()
         .enumerate()
         .flat_map(|(i, of_part)| {
-            let part = which[i];
             of_part
                 .listed
                 .iter()
-                .filter(move |s| !stored.has(part, s.day, &s.key))
+                .filter(move |s| !stored.has(of_part.part, s.day, &s.key))
                 .map(move |s| (i, s))
         })
         .collect();
@@ -652,16 +654,11 @@ where
         .try_collect()
         .await?;
     for (i, day, key, secs) in took {
-        store.keys_mut(which[i]).insert(day, key);
+        store.keys_mut(done[i].part).insert(day, key);
         done[i].computed += 1;
         done[i].seconds += secs;
     }
     Ok(done)
-}
-
-/// Cores to spread independent work over.
-fn lanes() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 /// The days `first ..= last` of day table `table` in the store (see [`store_table_days`]),

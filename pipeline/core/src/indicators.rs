@@ -410,7 +410,7 @@ pub async fn run_queries_except(
 ) -> Result<(Vec<Hit>, Vec<(String, f64)>)> {
     use futures::stream::{self, StreamExt, TryStreamExt};
     let lanes = if (to - from).num_days() < CONCURRENT_RANGE_DAYS {
-        std::thread::available_parallelism().map_or(2, |n| n.get())
+        crate::query::lanes()
     } else {
         1
     };

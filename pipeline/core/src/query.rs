@@ -17,14 +17,16 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::error::{CoreError, Result};
 
+/// Cores to spread work over: a query's partitions, and independent queries or files run at
+/// the same time.
+pub fn lanes() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
 /// A DataFusion context configured for the pipeline's queries.
 pub fn session() -> SessionContext {
     let mut config = SessionConfig::new()
-        .with_target_partitions(
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2),
-        )
+        .with_target_partitions(lanes())
         .with_information_schema(false);
     // Evaluate filters (including the dynamic filters of hash joins) while decoding Parquet, so
     // the columns of rows that cannot match are never materialised.

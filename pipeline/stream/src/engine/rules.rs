@@ -642,8 +642,9 @@ pub struct TraceSweeper {
 /// A slice a batch's transaction swept, for [`TraceSweeper::committed`].
 #[derive(Debug)]
 pub struct SweptSlice {
-    /// The earliest closed day a sweep began for, when one began.
-    began_for: Option<Option<NaiveDate>>,
+    /// The earliest closed day a sweep began for, when one began (a sweep begins only once
+    /// some day is closed).
+    began_for: Option<NaiveDate>,
     /// The sweep the slice belongs to.
     swept: Option<TraceSweep>,
     /// Where its next slice starts; `None` once it has passed the last code.
@@ -671,7 +672,7 @@ impl TraceSweeper {
             None => None,
         };
         Ok(SweptSlice {
-            began_for: begin.then_some(earliest_closed),
+            began_for: earliest_closed.filter(|_| begin),
             swept,
             next,
         })
@@ -679,8 +680,8 @@ impl TraceSweeper {
 
     /// Takes in `slice` once the transaction that swept it has committed.
     pub fn committed(&mut self, slice: SweptSlice) {
-        if let Some(day) = slice.began_for {
-            self.began_for = day;
+        if slice.began_for.is_some() {
+            self.began_for = slice.began_for;
         }
         if let Some(s) = slice.swept {
             if slice.next.is_none() {
