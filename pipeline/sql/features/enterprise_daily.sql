@@ -34,28 +34,58 @@
 -- `inventory_days` (one row set per day, kept in the nightly job's day store), not the raw
 -- sales, purchases, production and inventory of the window.
 WITH sales_day AS (
-    SELECT enterprise_id, product_id, biz_date, qty, price
+    SELECT enterprise_id, product_id, biz_date, qty, price,
+           CAST(round(price * 1000000.0) AS BIGINT) AS price_micro
     FROM sales_daily
     WHERE biz_date BETWEEN ${from} - INTERVAL '28 days' AND ${to}
 ),
--- Each judged day's product rows with their prior 28 days (a join, not a window: only the
--- judged days need a baseline, and a join computes it for them alone; the bounds of the prior
--- days are computed once per judged row, not per candidate pair). Sums are exact whatever
--- order the rows are added in: packages are whole, prices are summed in millionths of a yuan,
--- and so are the package-weighted price ratios of `price_vs_own` (in millionths of a package),
--- so that the features do not depend on how the rows were partitioned.
+judged_product AS (
+    SELECT enterprise_id, product_id, biz_date, qty, price
+    FROM sales_day WHERE biz_date BETWEEN ${from} AND ${to}
+),
+-- A judged product-day's baseline is the sum over its prior 28 days. Those windows all lie in
+-- [${from} − 28, ${to} − 1]: each enterprise × product is summed once over that union
+-- (`product_hist`, an aggregation, not a join that pairs every judged row with its 28 prior
+-- rows), and a judged day subtracts the rows of the union outside its own window
+-- (`product_edge`: before its window or from the day itself on; none when one day is judged,
+-- a few days' rows in a longer range). Every sum is exact and so is the subtraction: packages
+-- are whole, prices are summed in millionths of a yuan, and so are the package-weighted price
+-- ratios of `price_vs_own` below (in millionths of a package), so that the features do not
+-- depend on how the rows were partitioned or on the run's range. A product without prior
+-- sales has no baseline (NULL), as a sum over no rows is.
+product_hist AS (
+    SELECT enterprise_id, product_id, SUM(qty) AS qty, SUM(price_micro) AS price_micro,
+           COUNT(qty) AS qty_days, COUNT(price) AS price_days
+    FROM sales_day
+    WHERE biz_date BETWEEN ${from} - INTERVAL '28 days' AND ${to} - INTERVAL '1 day'
+    GROUP BY enterprise_id, product_id
+),
+product_edge AS (
+    SELECT t.enterprise_id, t.product_id, t.biz_date, SUM(h.qty) AS qty,
+           SUM(h.price_micro) AS price_micro, COUNT(h.qty) AS qty_days,
+           COUNT(h.price) AS price_days
+    FROM judged_product t
+    JOIN (SELECT * FROM sales_day
+          WHERE biz_date BETWEEN ${from} - INTERVAL '28 days' AND ${to} - INTERVAL '29 days'
+             OR biz_date BETWEEN ${from} AND ${to} - INTERVAL '1 day') h
+      ON h.enterprise_id = t.enterprise_id AND h.product_id = t.product_id
+     AND (h.biz_date < t.biz_date - INTERVAL '28 days' OR h.biz_date >= t.biz_date)
+    GROUP BY t.enterprise_id, t.product_id, t.biz_date
+),
 product_day AS (
     SELECT t.enterprise_id, t.product_id, t.biz_date, t.qty, t.price,
-           SUM(h.qty) / 28.0 AS base_qty,
-           CAST(SUM(CAST(round(h.price * 1000000.0) AS BIGINT)) AS DOUBLE) / 1000000.0
-             / COUNT(h.price) AS base_price,
-           COUNT(h.qty) AS base_days
-    FROM (SELECT *, biz_date - INTERVAL '28 days' AS lo, biz_date - INTERVAL '1 day' AS hi
-          FROM sales_day WHERE biz_date BETWEEN ${from} AND ${to}) t
-    LEFT JOIN sales_day h
+           CASE WHEN COALESCE(h.qty_days, 0) - COALESCE(e.qty_days, 0) > 0
+                THEN (h.qty - COALESCE(e.qty, 0)) / 28.0 END AS base_qty,
+           CASE WHEN COALESCE(h.price_days, 0) - COALESCE(e.price_days, 0) > 0
+                THEN CAST(h.price_micro - COALESCE(e.price_micro, 0) AS DOUBLE) / 1000000.0
+                     / (h.price_days - COALESCE(e.price_days, 0)) END AS base_price,
+           COALESCE(h.qty_days, 0) - COALESCE(e.qty_days, 0) AS base_days
+    FROM judged_product t
+    LEFT JOIN product_hist h
       ON h.enterprise_id = t.enterprise_id AND h.product_id = t.product_id
-     AND h.biz_date BETWEEN t.lo AND t.hi
-    GROUP BY t.enterprise_id, t.product_id, t.biz_date, t.qty, t.price
+    LEFT JOIN product_edge e
+      ON e.enterprise_id = t.enterprise_id AND e.product_id = t.product_id
+     AND e.biz_date = t.biz_date
 ),
 product_feat AS (
     SELECT enterprise_id, biz_date,

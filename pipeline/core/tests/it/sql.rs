@@ -54,7 +54,7 @@ const DIRECTIVE: &str = "-- indicator:";
 
 /// What goes wrong in a record; the runner prints it with the record's file and line.
 #[derive(Debug, thiserror::Error)]
-enum HarnessError {
+pub(crate) enum HarnessError {
     /// The indicator directive cannot be read.
     #[error("indicator directive: {0}")]
     Directive(String),
@@ -174,7 +174,7 @@ fn lake_tables() -> Vec<(&'static str, SchemaRef)> {
 }
 
 /// A session with every lake and reference table registered empty, columns nullable.
-fn lake_session() -> Result<SessionContext, HarnessError> {
+pub(crate) fn lake_session() -> Result<SessionContext, HarnessError> {
     let ctx = query::session();
     for (name, schema) in lake_tables() {
         let fields: Vec<_> = schema
