@@ -24,8 +24,9 @@ What it does, in one run:
 6. Checks that both engines found the same number of hits per indicator (pharmwatch:
    items of OUT/risk_list.json; DuckDB: rows per `indicator` over the 7 queries). A mismatch
    means the comparison is not apples to apples: it is printed loudly and the exit code is 2.
-7. `--baseline BINARY` (an earlier build) times that binary's next night too, in the same loop
-   and from the same previous night, and reports the paired difference (each repeat's
+7. `--baseline BINARY` (an earlier build) times that binary's next night too, in the same loop,
+   from a previous night it computed itself (a build whose queries differ keys the days it stores
+   differently, and would recompute them all from the other build's night), and reports the paired difference (each repeat's
    pharmwatch run minus its baseline run: the median, and in how many repeats pharmwatch was
    faster). On a shared machine whose speed drifts by ±20 % within minutes, that is how a
    change of a few per cent shows; its hit counts must equal pharmwatch's.
@@ -649,6 +650,9 @@ def main() -> int:
     # 3. The previous night, then timed next nights and DuckDB runs, alternating order.
     prev = Path(str(out) + "-previous")
     prev_wall = prepare_previous_night(binary, lake, day, prev, args.model)
+    prev_bl = Path(str(out) + "-previous-baseline")
+    if baseline:
+        prepare_previous_night(baseline, lake, day, prev_bl, args.model)
     pw_runs, bl_runs, dk_runs = [], [], []
     for i in range(args.repeats):
         order = ["pharmwatch", "baseline", "duckdb"] if baseline else ["pharmwatch", "duckdb"]
@@ -657,7 +661,8 @@ def main() -> int:
         for engine in order:
             if engine in ("pharmwatch", "baseline"):
                 which = binary if engine == "pharmwatch" else baseline
-                r = run_pharmwatch(which, lake, day, out, prev, args.model)
+                r = run_pharmwatch(which, lake, day, out, prev if engine == "pharmwatch" else prev_bl,
+                                   args.model)
                 (pw_runs if engine == "pharmwatch" else bl_runs).append(r)
                 rep = f" (reports {r['reported']:.1f} s)" if r["reported"] is not None else ""
                 log(f"  run {i + 1}/{args.repeats} {engine:<10} {r['wall']:8.3f} s wall{rep}, "

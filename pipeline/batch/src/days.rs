@@ -16,7 +16,8 @@
 //! identities, and the identities of the lake files holding rows of the days it reads —
 //! `[D − 60, D]` for hits (product tests: every day up to D), `[D − 28, D]` for features and
 //! D alone for a day table's rows ([`pharmwatch_core::lake_index`] says which days a file
-//! holds). A stored day whose key is
+//! holds; a day table built from the same day's rows of others — `enterprise_flows` sums
+//! `sales_daily` — carries their SQL too). A stored day whose key is
 //! unchanged is read back; any other day is computed and stored.
 //!
 //! Invariants: a day's result does not depend on the range a query ran over (each indicator
@@ -49,7 +50,7 @@ use datafusion::parquet::arrow::arrow_reader::{
 use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 
-use pharmwatch_core::anomaly::{DAY_TABLES, FEATURE_SQL, FEATURES, FeatureTable};
+use pharmwatch_core::anomaly::{self, DAY_TABLES, FEATURE_SQL, FEATURES, FeatureTable};
 use pharmwatch_core::baseline::{StoredDay, TRACE_DAY_SQL, TRACE_DIR};
 use pharmwatch_core::error::CoreError;
 use pharmwatch_core::fasthash::FastSet;
@@ -198,6 +199,11 @@ impl LakeDays {
             }
             Part::Table(name) => {
                 parts.push(format!("{name}:{}", digest([table_sql(name)])));
+                // A day table built from others of the same day (the model's later stages)
+                // changes with their SQL too.
+                for (input, sql) in anomaly::day_table_inputs(name) {
+                    parts.push(format!("{input}:{}", digest([*sql])));
+                }
                 // A day table's rows of a day read that day's records only (the trace-code
                 // days: its sales).
                 let files = if name == TRACE_DIR {

@@ -955,12 +955,15 @@ async fn model_features(
     let mut parts = Vec::new();
     let mut computed = 0;
     for (a, b) in ranges.iter().flat_map(|r| chunks(*r, CHUNK_DAYS)) {
-        // The day tables of the chunk's window, each day computed once and kept.
+        // The day tables of the chunk's window, each day computed once and kept; a stage's
+        // tables together, after the stages they read.
         let first = a - Duration::days(days::FEATURE_LOOKBACK_DAYS);
-        let tables: Vec<_> = anomaly::DAY_TABLES.iter().map(|t| (*t, first)).collect();
-        let seconds = days::register_day_tables(ctx, days, &tables, b, thresholds).await?;
-        for ((table, _), secs) in tables.iter().zip(seconds) {
-            add_time(timings, &format!("{}.sql", table.0), secs);
+        for stage in anomaly::DAY_TABLE_STAGES {
+            let tables: Vec<_> = stage.iter().map(|t| (*t, first)).collect();
+            let seconds = days::register_day_tables(ctx, days, &tables, b, thresholds).await?;
+            for ((table, _), secs) in tables.iter().zip(seconds) {
+                add_time(timings, &format!("{}.sql", table.0), secs);
+            }
         }
         let started = Instant::now();
         let table = anomaly::features(ctx, a, b).await?;

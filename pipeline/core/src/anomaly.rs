@@ -56,21 +56,38 @@ pub const FEATURE_SQL: &str = include_str!("../../sql/features/enterprise_daily.
 /// Day tables the feature query reads (name, SQL over `[from − 31 days, to]`, the window of
 /// every day table, [`crate::indicators::FEATURE_WINDOW_DAYS`]; the features read 28): each row
 /// describes one business day, so the nightly job computes a day's rows once and keeps them
-/// in its day store; without one, [`build_day_tables`] builds them for a run.
-pub const DAY_TABLES: &[(&str, &str)] = &[
-    (
-        "sales_daily",
-        include_str!("../../sql/features/sales_daily.sql"),
-    ),
-    (
-        "inventory_days",
-        include_str!("../../sql/features/inventory_days.sql"),
-    ),
-    (
-        "enterprise_flows",
-        include_str!("../../sql/features/enterprise_flows.sql"),
-    ),
-];
+/// in its day store; without one, [`build_day_tables`] builds them for a run. In the order of
+/// [`DAY_TABLE_STAGES`]: a table may read those before it.
+pub const DAY_TABLES: &[(&str, &str)] = &[SALES_DAILY, INVENTORY_DAYS, ENTERPRISE_FLOWS];
+
+/// [`DAY_TABLES`] in the stages they are built in: a stage's tables read the lake and the
+/// tables of the stages before it (`enterprise_flows` sums `sales_daily`'s rows), never one
+/// another, so a stage's days can be computed together.
+pub const DAY_TABLE_STAGES: &[&[(&str, &str)]] =
+    &[&[SALES_DAILY, INVENTORY_DAYS], &[ENTERPRISE_FLOWS]];
+
+/// The day tables an earlier stage of [`DAY_TABLE_STAGES`] builds before table `name` (what it
+/// may read; none for a table of the first stage or of no stage).
+pub fn day_table_inputs(name: &str) -> impl Iterator<Item = &'static (&'static str, &'static str)> {
+    let stage = DAY_TABLE_STAGES
+        .iter()
+        .position(|stage| stage.iter().any(|(n, _)| *n == name))
+        .unwrap_or(0);
+    DAY_TABLE_STAGES[..stage].iter().flat_map(|s| s.iter())
+}
+
+const SALES_DAILY: (&str, &str) = (
+    "sales_daily",
+    include_str!("../../sql/features/sales_daily.sql"),
+);
+const INVENTORY_DAYS: (&str, &str) = (
+    "inventory_days",
+    include_str!("../../sql/features/inventory_days.sql"),
+);
+const ENTERPRISE_FLOWS: (&str, &str) = (
+    "enterprise_flows",
+    include_str!("../../sql/features/enterprise_flows.sql"),
+);
 
 /// Builds the day tables of [`DAY_TABLES`] over the window the features of `[from, to]` read
 /// (`[from − 31 days, to]`, more than the 28 they read), replacing any registered before.
@@ -691,6 +708,34 @@ mod tests {
             .to_string();
         assert!(e.contains("format 1") && e.contains("retrain"), "{e}");
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn the_day_table_stages_are_the_day_tables_in_order() {
+        let staged: Vec<&str> = DAY_TABLE_STAGES
+            .iter()
+            .flat_map(|s| s.iter().map(|(n, _)| *n))
+            .collect();
+        let tables: Vec<&str> = DAY_TABLES.iter().map(|(n, _)| *n).collect();
+        assert_eq!(staged, tables);
+        let inputs: Vec<&str> = day_table_inputs("enterprise_flows")
+            .map(|(n, _)| *n)
+            .collect();
+        assert_eq!(inputs, ["sales_daily", "inventory_days"]);
+        assert_eq!(day_table_inputs("sales_daily").count(), 0);
+        // A table reads only tables of earlier stages.
+        for stage in DAY_TABLE_STAGES {
+            for (name, sql) in *stage {
+                for (other, _) in DAY_TABLES.iter().filter(|(o, _)| o != name) {
+                    if sql.contains(&format!("FROM {other} ")) {
+                        assert!(
+                            day_table_inputs(name).any(|(n, _)| n == other),
+                            "{name} reads {other}, which is not built before it"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -111,20 +111,28 @@ async fn a_day_s_product_baselines_are_its_own_prior_28_days() {
 
     let t = features(&ctx, judged, judged).await;
     assert_eq!(t.len(), 1, "one enterprise-day judged");
+    let settle = |x: f64| (x * 1e9).round() / 1e9;
+    // 43 packages of 3 products against (28 × 10 + 2 × 5) / 28 packages and (28 + 2) / 28
+    // products a day (P7's sale 29 days before is outside the window).
+    assert_eq!(
+        value(&t, "E1", judged, "sales_ratio"),
+        settle(44.0 / (290.0 / 28.0 + 1.0))
+    );
+    assert_eq!(
+        value(&t, "E1", judged, "products_sold_ratio"),
+        settle(4.0 / (30.0 / 28.0 + 1.0))
+    );
     // Only P9 has three or more prior days: its price halved.
     assert_eq!(value(&t, "E1", judged, "price_vs_own"), 0.5);
     assert_eq!(value(&t, "E1", judged, "min_price_vs_own"), 0.5);
     // 40 of the day's 43 packages sold below 0.9 × their own price (P7's price has no basis).
     assert_eq!(
         value(&t, "E1", judged, "low_price_share"),
-        (40.0_f64 / 43.0 * 1e9).round() / 1e9
+        settle(40.0 / 43.0)
     );
     // P9: 40 > 10 + 2·√10 + 1; P8: 2 < 10/28 + 2·√(10/28) + 1; P7: no baseline, 1 > 0 + 1 is
     // false. One of three products up.
-    assert_eq!(
-        value(&t, "E1", judged, "sales_up_share"),
-        (1.0_f64 / 3.0 * 1e9).round() / 1e9
-    );
+    assert_eq!(value(&t, "E1", judged, "sales_up_share"), settle(1.0 / 3.0));
 }
 
 /// A small deterministic generator (the test takes a seed, as every test does).
