@@ -25,11 +25,12 @@ What it does, in one run:
    items of OUT/risk_list.json; DuckDB: rows per `indicator` over the 7 queries). A mismatch
    means the comparison is not apples to apples: it is printed loudly and the exit code is 2.
 7. `--baseline BINARY` (an earlier build) times that binary's next night too, in the same loop,
-   from a previous night it computed itself (a build whose queries differ keys the days it stores
-   differently, and would recompute them all from the other build's night), and reports the paired difference (each repeat's
-   pharmwatch run minus its baseline run: the median, and in how many repeats pharmwatch was
-   faster). On a shared machine whose speed drifts by ±20 % within minutes, that is how a
-   change of a few per cent shows; its hit counts must equal pharmwatch's.
+   from a previous night it computed itself (a build whose queries differ keys the days it
+   stores differently, and would recompute them all from the other build's night), and reports
+   the paired difference (each repeat's pharmwatch run minus its baseline run: the median, and
+   in how many repeats pharmwatch was faster). On a shared machine whose speed drifts by ±20 %
+   within minutes, that is how a change of a few per cent shows; its hit counts must equal
+   pharmwatch's.
 
 Run it through scripts/bench_nightly.sh (creates the venv with DuckDB). Modes:
   default ("full"): 2000 enterprises x 60 days; asserts manifest total_records >= 10,000,000.
@@ -660,9 +661,8 @@ def main() -> int:
             order.reverse()
         for engine in order:
             if engine in ("pharmwatch", "baseline"):
-                which = binary if engine == "pharmwatch" else baseline
-                r = run_pharmwatch(which, lake, day, out, prev if engine == "pharmwatch" else prev_bl,
-                                   args.model)
+                which, start = (binary, prev) if engine == "pharmwatch" else (baseline, prev_bl)
+                r = run_pharmwatch(which, lake, day, out, start, args.model)
                 (pw_runs if engine == "pharmwatch" else bl_runs).append(r)
                 rep = f" (reports {r['reported']:.1f} s)" if r["reported"] is not None else ""
                 log(f"  run {i + 1}/{args.repeats} {engine:<10} {r['wall']:8.3f} s wall{rep}, "
