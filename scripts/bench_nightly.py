@@ -31,6 +31,10 @@ What it does, in one run:
    in how many repeats pharmwatch was faster). On a shared machine whose speed drifts by ±20 %
    within minutes, that is how a change of a few per cent shows; its hit counts must equal
    pharmwatch's.
+8. `--backfill N` then times a backfill of the N days ending with D (`pharmwatch nightly --from
+   D - N + 1 --to D`, same mode) from the output of the night of D - N (run once, untimed),
+   --repeats times, and reports its median against the median next night above: the cost of
+   catching up after an outage, in nights.
 
 Run it through scripts/bench_nightly.sh (creates the venv with DuckDB). Modes:
   default ("full"): 2000 enterprises x 60 days; asserts manifest total_records >= 10,000,000.
@@ -461,12 +465,20 @@ def nightly_cmd(binary: Path, lake: Path, day: dt.date, out: Path, model: bool) 
     return cmd if model else cmd + ["--no-model"]
 
 
-def run_pharmwatch(binary: Path, lake: Path, day: dt.date, out: Path, prev: Path, model: bool) -> dict:
-    """One timed next night: OUT starts as the previous night `prev` left it (copied, untimed)."""
+def backfill_cmd(binary: Path, lake: Path, first: dt.date, last: dt.date, out: Path, model: bool) -> list[str]:
+    cmd = [str(binary), "nightly", "--lake", str(lake), "--from", first.isoformat(), "--to", last.isoformat(),
+           "--out", str(out)]
+    return cmd if model else cmd + ["--no-model"]
+
+
+def run_pharmwatch(binary: Path, lake: Path, day: dt.date, out: Path, prev: Path, model: bool,
+                   cmd: list[str] | None = None) -> dict:
+    """One timed next night (or `cmd`, a backfill): OUT starts as the previous night `prev` left
+    it (copied, untimed)."""
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(prev, out, symlinks=True)
-    cmd = nightly_cmd(binary, lake, day, out, model)
+    cmd = cmd or nightly_cmd(binary, lake, day, out, model)
     wall, rss, code, stdout, stderr = run_measured(cmd)
     if code != 0:
         sys.stderr.write(stdout + stderr)
@@ -513,11 +525,12 @@ def run_measured(cmd: list[str]) -> tuple[float, int, int, str, str]:
             chunks.get("out", b"").decode(errors="replace"), chunks.get("err", b"").decode(errors="replace"))
 
 
-def prepare_previous_night(binary: Path, lake: Path, day: dt.date, prev: Path, model: bool) -> float:
-    """The night of day - 1 into a fresh `prev` (untimed for the comparison); its wall time."""
+def prepare_previous_night(binary: Path, lake: Path, day: dt.date, prev: Path, model: bool,
+                           before: int = 1) -> float:
+    """The night of day - `before` into a fresh `prev` (untimed for the comparison); its wall time."""
     if prev.exists():
         shutil.rmtree(prev)
-    cmd = nightly_cmd(binary, lake, day - dt.timedelta(days=1), prev, model)
+    cmd = nightly_cmd(binary, lake, day - dt.timedelta(days=before), prev, model)
     log(f"$ {' '.join(cmd)}   # the previous night, once")
     wall, rss, code, stdout, stderr = run_measured(cmd)
     if code != 0:
@@ -536,6 +549,34 @@ def binary_version(binary: Path) -> str:
         return subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "?"
+
+
+def run_backfill(args, binary: Path, lake: Path, day: dt.date, out: Path, night_median: float) -> dict:
+    """Times `--backfill N` (see the module doc) and prints it against the next night's median."""
+    n = args.backfill
+    first = day - dt.timedelta(days=n - 1)
+    prev = Path(str(out) + f"-before-backfill-{n}")
+    log("")
+    prepare_previous_night(binary, lake, day, prev, args.model, before=n)
+    cmd = backfill_cmd(binary, lake, first, day, out, args.model)
+    log(f"$ {' '.join(cmd)}   # timed {args.repeats}x, each from a copy of the night of {first - dt.timedelta(days=1)}")
+    runs = []
+    for i in range(args.repeats):
+        r = run_pharmwatch(binary, lake, day, out, prev, args.model, cmd=cmd)
+        runs.append(r)
+        log(f"  backfill {i + 1}/{args.repeats} {r['wall']:8.3f} s wall, peak RSS {r['rss'] / 2**30:.2f} GiB, "
+            f"{r['risk_rows']} risk rows, days {r['days']}")
+    med = statistics.median(r["wall"] for r in runs)
+    ratio = med / night_median if night_median > 0 else float("inf")
+    log(f"  {n}-day backfill{' with the model' if args.model else ', rules only'}: median {med:.3f} s "
+        f"({fmt_runs(runs)}), {ratio:.2f}x the next night's {night_median:.3f} s; "
+        f"peak RSS {max(r['rss'] for r in runs) / 2**30:.2f} GiB")
+    return {
+        "days": n, "from": first.isoformat(), "to": day.isoformat(), "command": cmd,
+        "wall_seconds": [r["wall"] for r in runs], "median_seconds": med,
+        "peak_rss_bytes": [r["rss"] for r in runs], "ratio_over_next_night": ratio,
+        "stored_days": runs[-1]["days"],
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -561,6 +602,8 @@ def main() -> int:
                     help="fail (exit 3) when pharmwatch's median is more than this many times DuckDB's")
     ap.add_argument("--baseline", help="an earlier pharmwatch binary, timed alternately with --binary "
                     "from the same previous night: prints the paired difference")
+    ap.add_argument("--backfill", type=int, metavar="N",
+                    help="also time a backfill of the N days ending with the bench date, against the next night")
     ap.add_argument("--duckdb-threads", type=int, help="DuckDB threads (default: DuckDB's default, all cores)")
     ap.add_argument("--sql-dir", default=str(SQL_DIR), help="SQL directory (default pipeline/sql)")
     ap.add_argument("--json", help="result JSON path (default /tmp/pharmwatch-bench-{full,small}.json)")
@@ -577,6 +620,8 @@ def main() -> int:
     binary = Path(args.binary).resolve()
     if args.repeats < 1:
         die("--repeats must be at least 1")
+    if args.backfill is not None and args.backfill < 2:
+        die("--backfill must be at least 2 days (one day is a next night)")
     if not binary.is_file() or not os.access(binary, os.X_OK):
         die(f"pharmwatch binary {binary} not found (build it first, e.g. cargo build --release -p pharmwatch)")
     baseline = Path(args.baseline).resolve() if args.baseline else None
@@ -729,6 +774,7 @@ def main() -> int:
         " every output written; duckdb: connect + views + 7 queries fetched, in a child process)")
     dq = {n: statistics.median(r["per_query"][n] for r in dk_runs) for n, _ in queries}
     log("  duckdb per query (median s): " + ", ".join(f"{n.removesuffix('.sql')} {t:.3f}" for n, t in dq.items()))
+    backfill = run_backfill(args, binary, lake, day, out, pw_med) if args.backfill else None
 
     result = {
         "mode": mode,
@@ -766,6 +812,7 @@ def main() -> int:
         "ratio_pharmwatch_over_duckdb": ratio,
         "hits": {"pharmwatch": pw_counts, "duckdb": dk_counts},
         "baseline": paired,
+        "backfill": backfill,
         "hits_match": hits_match,
         "mismatched_indicators": mismatched,
         "unstable_between_runs": unstable,

@@ -44,45 +44,48 @@ judged_product AS (
     FROM sales_day WHERE biz_date BETWEEN ${from} AND ${to}
 ),
 -- A judged product-day's baseline is the sum over its prior 28 days. Those windows all lie in
--- [${from} − 28, ${to} − 1]: each enterprise × product is summed once over that union
--- (`product_hist`, an aggregation, not a join that pairs every judged row with its 28 prior
--- rows), and a judged day subtracts the rows of the union outside its own window
--- (`product_edge`: before its window or from the day itself on; none when one day is judged,
--- a few days' rows in a longer range). Every sum is exact and so is the subtraction: packages
--- are whole, prices are summed in millionths of a yuan, and so are the package-weighted price
--- ratios of `price_vs_own` below (in millionths of a package), so that the features do not
--- depend on how the rows were partitioned or on the run's range. A product without prior
--- sales has no baseline (NULL), as a sum over no rows is.
-product_hist AS (
+-- [${from} − 28, ${to} − 1]. The part of that union inside every judged day's window,
+-- [${to} − 28, ${from} − 1], is summed once per enterprise × product (`product_middle`, an
+-- aggregation, not a join that pairs every judged row with its 28 prior rows: the whole
+-- baseline when one day is judged); the union's other days (its first and last when several
+-- days are judged) are joined with the judged days whose windows hold them (`product_edge`),
+-- so a run over n days pairs each judged row with n − 1 days of history. Every sum is exact:
+-- packages are whole, prices are summed in millionths of a yuan, and so are the
+-- package-weighted price ratios of `price_vs_own` below (in millionths of a package), so that
+-- the features do not depend on how the rows were partitioned or on the run's range. A
+-- product without prior sales has no baseline (NULL), as a sum over no rows is.
+product_middle AS (
     SELECT enterprise_id, product_id, SUM(qty) AS qty, SUM(price_micro) AS price_micro,
            COUNT(qty) AS qty_days, COUNT(price) AS price_days
     FROM sales_day
-    WHERE biz_date BETWEEN ${from} - INTERVAL '28 days' AND ${to} - INTERVAL '1 day'
+    WHERE biz_date BETWEEN ${to} - INTERVAL '28 days' AND ${from} - INTERVAL '1 day'
     GROUP BY enterprise_id, product_id
 ),
 product_edge AS (
     SELECT t.enterprise_id, t.product_id, t.biz_date, SUM(h.qty) AS qty,
            SUM(h.price_micro) AS price_micro, COUNT(h.qty) AS qty_days,
            COUNT(h.price) AS price_days
-    FROM judged_product t
+    FROM (SELECT *, biz_date - INTERVAL '28 days' AS lo, biz_date - INTERVAL '1 day' AS hi
+          FROM judged_product) t
     JOIN (SELECT * FROM sales_day
-          WHERE biz_date BETWEEN ${from} - INTERVAL '28 days' AND ${to} - INTERVAL '29 days'
-             OR biz_date BETWEEN ${from} AND ${to} - INTERVAL '1 day') h
+          WHERE biz_date BETWEEN ${from} - INTERVAL '28 days' AND ${to} - INTERVAL '1 day'
+            AND (biz_date < ${to} - INTERVAL '28 days' OR biz_date >= ${from})) h
       ON h.enterprise_id = t.enterprise_id AND h.product_id = t.product_id
-     AND (h.biz_date < t.biz_date - INTERVAL '28 days' OR h.biz_date >= t.biz_date)
+     AND h.biz_date BETWEEN t.lo AND t.hi
     GROUP BY t.enterprise_id, t.product_id, t.biz_date
 ),
 product_day AS (
     SELECT t.enterprise_id, t.product_id, t.biz_date, t.qty, t.price,
-           CASE WHEN COALESCE(h.qty_days, 0) - COALESCE(e.qty_days, 0) > 0
-                THEN (h.qty - COALESCE(e.qty, 0)) / 28.0 END AS base_qty,
-           CASE WHEN COALESCE(h.price_days, 0) - COALESCE(e.price_days, 0) > 0
-                THEN CAST(h.price_micro - COALESCE(e.price_micro, 0) AS DOUBLE) / 1000000.0
-                     / (h.price_days - COALESCE(e.price_days, 0)) END AS base_price,
-           COALESCE(h.qty_days, 0) - COALESCE(e.qty_days, 0) AS base_days
+           CASE WHEN COALESCE(m.qty_days, 0) + COALESCE(e.qty_days, 0) > 0
+                THEN (COALESCE(m.qty, 0) + COALESCE(e.qty, 0)) / 28.0 END AS base_qty,
+           CASE WHEN COALESCE(m.price_days, 0) + COALESCE(e.price_days, 0) > 0
+                THEN CAST(COALESCE(m.price_micro, 0) + COALESCE(e.price_micro, 0) AS DOUBLE)
+                     / 1000000.0 / (COALESCE(m.price_days, 0) + COALESCE(e.price_days, 0))
+           END AS base_price,
+           COALESCE(m.qty_days, 0) + COALESCE(e.qty_days, 0) AS base_days
     FROM judged_product t
-    LEFT JOIN product_hist h
-      ON h.enterprise_id = t.enterprise_id AND h.product_id = t.product_id
+    LEFT JOIN product_middle m
+      ON m.enterprise_id = t.enterprise_id AND m.product_id = t.product_id
     LEFT JOIN product_edge e
       ON e.enterprise_id = t.enterprise_id AND e.product_id = t.product_id
      AND e.biz_date = t.biz_date

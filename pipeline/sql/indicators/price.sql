@@ -28,21 +28,45 @@ ent_day AS (
     SELECT enterprise_id, product_id, biz_date, amount_milli, CAST(qty AS BIGINT) AS qty
     FROM retail_daily
 ),
--- The own reference is a join of each judged day with its own 28 prior days (a hash join on
--- enterprise × product with a date range), so only the run's days are aggregated; a day
--- without prior sales keeps its row (LEFT JOIN) with no own reference. The bounds of each judged
--- day's prior days are computed once per judged row, not per candidate pair.
-own AS (
-    SELECT j.enterprise_id, j.product_id, j.biz_date,
-           CAST(SUM(h.amount_milli) AS DOUBLE) / 1000.0
-             / CAST(SUM(h.qty) AS DOUBLE) AS own_reference,
-           COUNT(h.qty) AS own_days
-    FROM (SELECT *, biz_date - INTERVAL '28 days' AS lo, biz_date - INTERVAL '1 day' AS hi
-          FROM ent_day WHERE biz_date BETWEEN ${from} AND ${to}) j
-    LEFT JOIN ent_day h
+-- The own references of the judged days all lie in [${from} − 28, ${to} − 1]: the part inside
+-- every judged day's window, [${to} − 28, ${from} − 1], is one aggregation per enterprise ×
+-- product (`own_middle`: the whole window when one day is judged); the union's other days
+-- (its first and last, when several days are judged) are joined with the judged days whose
+-- windows hold them (`own_edge`), so a run over n days pairs each judged row with n − 1 days
+-- of history, not 28. A day without prior sales has no own reference.
+judged AS (
+    SELECT *, biz_date - INTERVAL '28 days' AS lo, biz_date - INTERVAL '1 day' AS hi
+    FROM ent_day WHERE biz_date BETWEEN ${from} AND ${to}
+),
+own_middle AS (
+    SELECT enterprise_id, product_id, SUM(amount_milli) AS amount_milli,
+           COUNT(amount_milli) AS priced_days, SUM(qty) AS qty, COUNT(qty) AS own_days
+    FROM ent_day
+    WHERE biz_date BETWEEN ${to} - INTERVAL '28 days' AND ${from} - INTERVAL '1 day'
+    GROUP BY enterprise_id, product_id
+),
+own_edge AS (
+    SELECT j.enterprise_id, j.product_id, j.biz_date, SUM(h.amount_milli) AS amount_milli,
+           COUNT(h.amount_milli) AS priced_days, SUM(h.qty) AS qty, COUNT(h.qty) AS own_days
+    FROM judged j
+    JOIN (SELECT enterprise_id, product_id, biz_date, amount_milli, qty FROM ent_day
+          WHERE biz_date BETWEEN ${from} - INTERVAL '28 days' AND ${to} - INTERVAL '1 day'
+            AND (biz_date < ${to} - INTERVAL '28 days' OR biz_date >= ${from})) h
       ON h.enterprise_id = j.enterprise_id AND h.product_id = j.product_id
      AND h.biz_date BETWEEN j.lo AND j.hi
     GROUP BY j.enterprise_id, j.product_id, j.biz_date
+),
+own AS (
+    SELECT j.enterprise_id, j.product_id, j.biz_date,
+           CASE WHEN COALESCE(m.priced_days, 0) + COALESCE(e.priced_days, 0) > 0
+                THEN CAST(COALESCE(m.amount_milli, 0) + COALESCE(e.amount_milli, 0) AS DOUBLE)
+                     / 1000.0 / CAST(COALESCE(m.qty, 0) + COALESCE(e.qty, 0) AS DOUBLE)
+           END AS own_reference,
+           COALESCE(m.own_days, 0) + COALESCE(e.own_days, 0) AS own_days
+    FROM judged j
+    LEFT JOIN own_middle m ON m.enterprise_id = j.enterprise_id AND m.product_id = j.product_id
+    LEFT JOIN own_edge e ON e.enterprise_id = j.enterprise_id AND e.product_id = j.product_id
+                        AND e.biz_date = j.biz_date
 ),
 ent AS (
     SELECT e.enterprise_id, e.product_id, e.biz_date,

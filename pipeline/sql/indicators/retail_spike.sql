@@ -19,8 +19,13 @@
 -- more sensitive ${special_ratio}, ${special_z}, ${special_abs}.
 -- The √expected term is the count noise of the baseline (Poisson-like retail demand), so a
 -- slow-moving product needs a larger excess than a fast-moving one.
--- The baseline is a join of each judged day with its own 28 prior days (a hash join on
--- enterprise × product with a date range), so only the run's days are aggregated.
+-- The baselines of the judged days all lie in [${from} − 28, ${to} − 1]. The part of that
+-- union inside every judged day's window, [${to} − 28, ${from} − 1], is one aggregation per
+-- enterprise × product (`middle`: the whole baseline when one day is judged); the rest (the
+-- union's first and last days, when several are judged) is joined with the judged days whose
+-- windows hold it (`edge`), so a run over n days pairs each judged row with n − 1 days of
+-- history, not 28. Sums are of whole packages and of amounts in thousandths of a yuan (each
+-- sale rounded), so a day's baseline does not depend on the run's range.
 WITH daily AS (
     SELECT enterprise_id, product_id, biz_date, qty, price FROM retail_daily
 ),
@@ -40,17 +45,42 @@ active AS (
       ON h.enterprise_id = d.enterprise_id AND h.biz_date BETWEEN d.lo AND d.hi
     GROUP BY d.enterprise_id, d.biz_date
 ),
-base AS (
-    SELECT j.enterprise_id, j.product_id, j.biz_date, j.qty, j.price,
-           SUM(h.qty) AS total,
-           SUM(h.qty * h.price) / SUM(h.qty) AS usual_price,
-           CAST(j.biz_date - MIN(h.biz_date) AS DOUBLE) AS span_days,
-           COUNT(h.qty) AS sale_days
+-- The days inside every judged day's window (none when more than 28 days are judged).
+middle AS (
+    SELECT enterprise_id, product_id, SUM(qty) AS total, SUM(amount_milli) AS amount_milli,
+           COUNT(amount_milli) AS priced_days, MIN(biz_date) AS first_day,
+           COUNT(qty) AS sale_days
+    FROM retail_daily
+    WHERE biz_date BETWEEN ${to} - INTERVAL '28 days' AND ${from} - INTERVAL '1 day'
+    GROUP BY enterprise_id, product_id
+),
+-- The other days of the union, each joined with the judged days whose window holds it.
+edge AS (
+    SELECT j.enterprise_id, j.product_id, j.biz_date, SUM(h.qty) AS total,
+           SUM(h.amount_milli) AS amount_milli, COUNT(h.amount_milli) AS priced_days,
+           MIN(h.biz_date) AS first_day, COUNT(h.qty) AS sale_days
     FROM judged j
-    JOIN daily h
+    JOIN (SELECT enterprise_id, product_id, biz_date, qty, amount_milli FROM retail_daily
+          WHERE biz_date BETWEEN ${from} - INTERVAL '28 days' AND ${to} - INTERVAL '1 day'
+            AND (biz_date < ${to} - INTERVAL '28 days' OR biz_date >= ${from})) h
       ON h.enterprise_id = j.enterprise_id AND h.product_id = j.product_id
      AND h.biz_date BETWEEN j.lo AND j.hi
-    GROUP BY j.enterprise_id, j.product_id, j.biz_date, j.qty, j.price
+    GROUP BY j.enterprise_id, j.product_id, j.biz_date
+),
+base AS (
+    SELECT j.enterprise_id, j.product_id, j.biz_date, j.qty, j.price,
+           COALESCE(m.total, 0.0) + COALESCE(e.total, 0.0) AS total,
+           CASE WHEN COALESCE(m.priced_days, 0) + COALESCE(e.priced_days, 0) > 0
+                THEN CAST(COALESCE(m.amount_milli, 0) + COALESCE(e.amount_milli, 0) AS DOUBLE)
+                     / 1000.0 / (COALESCE(m.total, 0.0) + COALESCE(e.total, 0.0))
+           END AS usual_price,
+           CAST(j.biz_date - least(m.first_day, e.first_day) AS DOUBLE) AS span_days,
+           COALESCE(m.sale_days, 0) + COALESCE(e.sale_days, 0) AS sale_days
+    FROM judged j
+    LEFT JOIN middle m ON m.enterprise_id = j.enterprise_id AND m.product_id = j.product_id
+    LEFT JOIN edge e ON e.enterprise_id = j.enterprise_id AND e.product_id = j.product_id
+                    AND e.biz_date = j.biz_date
+    WHERE m.sale_days IS NOT NULL OR e.sale_days IS NOT NULL
 ),
 expect AS (
     SELECT b.*,
