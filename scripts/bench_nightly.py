@@ -460,14 +460,11 @@ def run_duckdb_here(files: dict[str, list[Path]], any_file: dict[str, Path], day
 TIME_RE = re.compile(r"^\s*time:\s*([0-9.]+)\s*s\b", re.M)
 
 
-def nightly_cmd(binary: Path, lake: Path, day: dt.date, out: Path, model: bool) -> list[str]:
-    cmd = [str(binary), "nightly", "--lake", str(lake), "--date", day.isoformat(), "--out", str(out)]
-    return cmd if model else cmd + ["--no-model"]
-
-
-def backfill_cmd(binary: Path, lake: Path, first: dt.date, last: dt.date, out: Path, model: bool) -> list[str]:
-    cmd = [str(binary), "nightly", "--lake", str(lake), "--from", first.isoformat(), "--to", last.isoformat(),
-           "--out", str(out)]
+def nightly_cmd(binary: Path, lake: Path, day: dt.date, out: Path, model: bool,
+                first: dt.date | None = None) -> list[str]:
+    """The night of `day`, or with `first` the backfill of the days `first` to `day`."""
+    days = ["--date", day.isoformat()] if first is None else ["--from", first.isoformat(), "--to", day.isoformat()]
+    cmd = [str(binary), "nightly", "--lake", str(lake), *days, "--out", str(out)]
     return cmd if model else cmd + ["--no-model"]
 
 
@@ -558,7 +555,7 @@ def run_backfill(args, binary: Path, lake: Path, day: dt.date, out: Path, night_
     prev = Path(str(out) + f"-before-backfill-{n}")
     log("")
     prepare_previous_night(binary, lake, day, prev, args.model, before=n)
-    cmd = backfill_cmd(binary, lake, first, day, out, args.model)
+    cmd = nightly_cmd(binary, lake, day, out, args.model, first=first)
     log(f"$ {' '.join(cmd)}   # timed {args.repeats}x, each from a copy of the night of {first - dt.timedelta(days=1)}")
     runs = []
     for i in range(args.repeats):
