@@ -6,10 +6,15 @@
 # documents; Prometheus and node_exporter from Debian for the dashboards test; PostgreSQL 15
 # from Debian for the store's second backend; DuckDB from PyPI for the nightly regression
 # guard), starts the broker and a throwaway PostgreSQL server on free loopback ports for the
-# run and stops them at the end; last, a release build and the nightly-vs-DuckDB ratio guard.
+# run and stops them at the end. The suite is built once, with the `ci` profile (Cargo.toml:
+# dependencies optimised as for a release, the project's crates with overflow checks and debug
+# assertions), and the last step, the nightly-vs-DuckDB ratio guard, times that build's binary.
+# Each step's line shows the minutes and seconds since the start.
 # Run from anywhere: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+started=$SECONDS
+step() { printf '== [%dm%02ds] %s\n' $(((SECONDS - started) / 60)) $(((SECONDS - started) % 60)) "$*"; }
 # A whole-suite run gains nothing from incremental compilation and it costs gigabytes of disk
 # (CI builds from a clean clone); set CARGO_INCREMENTAL=1 to keep it.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
@@ -31,8 +36,8 @@ tansu_bin() {
   fi
 }
 if [ -z "$(tansu_bin)" ]; then
-  echo "== installing tansu 0.6.0 (Kafka-protocol broker for the stream tests; ~15 minutes, once)"
-  cargo install tansu --version 0.6.0 --locked --features dynostore,libsql
+  step "installing tansu 0.6.0 (Kafka-protocol broker for the stream tests; ~10 minutes, once)"
+  cargo install tansu --version 0.6.0 --locked --features dynostore
 fi
 TANSU=$(tansu_bin)
 [ -n "$TANSU" ] || { echo "error: tansu did not install; see DEVELOPERS.md" >&2; exit 1; }
@@ -42,7 +47,7 @@ need python3 "install Python 3 (used to pick a free port)"
 # WebDriver (Debian packages; CJK fonts so Chinese documents render as a person would see them).
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1 \
    || ! fc-list 2>/dev/null | grep -qi "noto.*cjk"; then
-  echo "== installing chromium, chromium-driver and fonts-noto-cjk (Debian packages)"
+  step "installing chromium, chromium-driver and fonts-noto-cjk (Debian packages)"
   if [ "$(id -u)" = 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver fonts-noto-cjk >/dev/null
   else
@@ -55,7 +60,7 @@ fi
 # runs `promtool check rules` / `promtool test rules` on dashboards/alerts.yml.
 if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1 \
   || ! command -v prometheus-node-exporter >/dev/null 2>&1; then
-  echo "== installing prometheus and prometheus-node-exporter (Debian packages)"
+  step "installing prometheus and prometheus-node-exporter (Debian packages)"
   if [ "$(id -u)" = 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
       prometheus prometheus-node-exporter >/dev/null
@@ -71,7 +76,7 @@ fi
 # on SQLite files and once on databases of a throwaway server (scripts/pg_test_server.sh), and
 # the three-host stream test needs it.
 if [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
-  echo "== installing postgresql-15 (Debian package)"
+  step "installing postgresql-15 (Debian package)"
   if [ "$(id -u)" = 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql-15 >/dev/null
   else
@@ -86,13 +91,13 @@ fi
 venv="${PHARMWATCH_TEST_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/pharmwatch/venv}"
 if ! "$venv/bin/python" -c 'import aiosmtpd, moto.server, flask' >/dev/null 2>&1 \
    || [ ! -x "$venv/bin/schemathesis" ]; then
-  echo "== making $venv with aiosmtpd (SMTP server), schemathesis (API property tests) and moto (S3 server)"
+  step "making $venv with aiosmtpd (SMTP server), schemathesis (API property tests) and moto (S3 server)"
   [ -x "$venv/bin/python" ] || python3 -m venv "$venv" \
     || { echo "error: python3 -m venv failed (Debian: apt-get install python3-venv)" >&2; exit 1; }
   "$venv/bin/pip" install --quiet aiosmtpd schemathesis "moto[server]"
 fi
 export PHARMWATCH_TEST_PYTHON="$venv/bin/python"
-echo "== aiosmtpd, schemathesis and moto in $venv (PHARMWATCH_TEST_PYTHON)"
+step "aiosmtpd, schemathesis and moto in $venv (PHARMWATCH_TEST_PYTHON)"
 # --- end of the delivery block -------------------------------------------------------------
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -117,25 +122,25 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 export PHARMWATCH_TEST_BROKER="127.0.0.1:${port}"
-echo "== tansu broker on ${PHARMWATCH_TEST_BROKER} (pid ${tansu_pid})"
+step "tansu broker on ${PHARMWATCH_TEST_BROKER} (pid ${tansu_pid})"
 PHARMWATCH_TEST_POSTGRES=$(scripts/pg_test_server.sh start "$pg_dir")
 export PHARMWATCH_TEST_POSTGRES
-echo "== PostgreSQL 15 on ${PHARMWATCH_TEST_POSTGRES} (${pg_dir})"
+step "PostgreSQL 15 on ${PHARMWATCH_TEST_POSTGRES} (${pg_dir})"
 
-echo "== cargo fmt --check"
+step "cargo fmt --check"
 cargo fmt --all -- --check
-echo "== cargo clippy --all-targets -- -D warnings"
+step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
-echo "== crate graph (one direction, no import circle)"
+step "crate graph (one direction, no import circle)"
 python3 scripts/check_crate_graph.py
-echo "== cargo test --workspace"
+step "cargo test --workspace --profile ci"
 log="$work/test.log"
 ws_failed=0
-cargo test --workspace --no-fail-fast 2>&1 | tee "$log" || ws_failed=1
+cargo test --workspace --profile ci --no-fail-fast 2>&1 | tee "$log" || ws_failed=1
 # The store's tests again, on PostgreSQL: the same test binaries (no new build), each store a
 # fresh database of the throwaway server.
-echo "== the store tests on PostgreSQL (PHARMWATCH_TEST_STORE=postgres)"
-cargo test --workspace --no-run --message-format=json 2>/dev/null \
+step "the store tests on PostgreSQL (PHARMWATCH_TEST_STORE=postgres)"
+cargo test --workspace --profile ci --no-run --message-format=json 2>/dev/null \
   | python3 -c 'import json, sys
 crates = {"pharmwatch-core", "pharmwatch-casework", "pharmwatch-batch", "pharmwatch-stream",
           "pharmwatch-delivery", "pharmwatch-serve"}
@@ -152,21 +157,27 @@ while IFS=$'\t' read -r dir bin; do
     | tee -a "$log" || pg_failed=1
 done <"$work/store-tests"
 # The nightly job's speed against DuckDB on the same files, as a ratio (a regression guard, not
-# a timing): a release build of the binary, a small simulated province (600 enterprises x 60
-# days), the previous night once, then a real next night timed three times beside DuckDB
-# running the same SQL; it fails when pharmwatch's median is more than 2x DuckDB's or the two
-# find different hits. BENCHMARKS.md has the full-size figures.
-echo "== nightly regression guard: scripts/bench_nightly.sh --small --enterprises 600 --max-ratio 2"
+# a timing): the `pharmwatch` binary the suite above was built with (profile `ci`: the release
+# build's code generation, plus the fault points of the end-to-end tests, which are idle unless
+# PHARMWATCH_FAULT names one, and overflow checks in the project's own crates), a small simulated
+# province (600 enterprises x 60 days), the previous night once, then a real next night timed
+# three times beside DuckDB running the same SQL; it fails when pharmwatch's median is more than
+# 2x DuckDB's or the two find different hits. BENCHMARKS.md has the full-size figures, measured
+# on release builds.
+step "nightly regression guard: scripts/bench_nightly.sh --small --enterprises 600 --max-ratio 2"
 guard_failed=0
-cargo build --release -q -p pharmwatch --bin pharmwatch || guard_failed=1
-if [ "$guard_failed" -eq 0 ]; then
+guard_bin="${CARGO_TARGET_DIR:-target}/ci/pharmwatch"
+if [ ! -x "$guard_bin" ]; then
+  echo "error: $guard_bin was not built by the test run above" >&2
+  guard_failed=1
+else
   scripts/bench_nightly.sh --small --enterprises 600 --max-ratio 2 --repeats 3 \
-    --lake "$work/bench-lake" --json "$work/bench-nightly.json" || guard_failed=1
+    --binary "$guard_bin" --lake "$work/bench-lake" --json "$work/bench-nightly.json" || guard_failed=1
 fi
 # The runner's closing lines, summed, so CI logs end with one count.
 passed=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
 echo "tests: ${passed} passed, ${failed} failed"
-echo "== disk: target/ $(du -sh target 2>/dev/null | cut -f1), $(df -h . | awk 'NR==2 {print $4}') free"
+step "disk: target/ $(du -sh target 2>/dev/null | cut -f1), $(df -h . | awk 'NR==2 {print $4}') free"
 [ "${guard_failed}" -eq 0 ] || echo "error: the nightly regression guard failed (see above)" >&2
 [ "${failed}" -eq 0 ] && [ "${ws_failed}" -eq 0 ] && [ "${pg_failed}" -eq 0 ] && [ "${guard_failed}" -eq 0 ]
