@@ -47,7 +47,7 @@ target=${CARGO_TARGET_DIR:-target}
 pw="$target/release/pharmwatch"
 kb="$target/release/examples/kafka_bench"
 tansu=$(command -v tansu || echo "${CARGO_HOME:-$HOME/.cargo}/bin/tansu")
-[ -x "$tansu" ] || { echo "tansu missing: cargo install tansu --version 0.6.0 --locked --features dynostore" >&2; exit 1; }
+[ -x "$tansu" ] || { echo "tansu missing: cargo install tansu --version 0.6.0 --locked --features dynostore,libsql" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/pharmwatch-bench-stream.XXXXXX)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

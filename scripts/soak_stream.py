@@ -169,7 +169,7 @@ def main():
     a = ap.parse_args()
     if not os.access(a.tansu, os.X_OK):
         sys.exit("tansu missing: cargo install tansu --version 0.6.0 --locked "
-                 "--features dynostore")
+                 "--features dynostore,libsql")
     pw = os.path.abspath(a.pharmwatch)
     work = tempfile.mkdtemp(prefix="pharmwatch-soak.")
     run = lambda *args, **kw: subprocess.run([pw, *args], check=True, **kw)

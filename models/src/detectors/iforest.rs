@@ -180,6 +180,15 @@ fn checked_depth(trees: &[Vec<Node>], dim: usize) -> std::result::Result<usize, 
     Ok(deepest)
 }
 
+/// 2^x as `pow(2, x)` in every build. An optimising build would rewrite `2.0f64.powf(x)` into
+/// `exp2(x)`, which differs from `pow` in the last bit for some `x`: the scores (and the model
+/// artifact's calibration) would then depend on the build profile, and the debug-built tests
+/// would not check the bits a release build gives. The opaque base keeps the call as written.
+#[inline]
+fn pow2(x: f64) -> f64 {
+    std::hint::black_box(2.0f64).powf(x)
+}
+
 /// Expected path length of an unsuccessful search in a binary tree of `n` nodes.
 pub fn c(n: usize) -> f64 {
     match n {
@@ -247,7 +256,7 @@ impl IsolationForest {
     fn score_of_total(&self, total: f64) -> f64 {
         let mean = total / self.trees.len().max(1) as f64;
         let norm = c(self.sample).max(1e-12);
-        (2.0f64).powf(-mean / norm)
+        pow2(-mean / norm)
     }
 
     /// Path length of `z` in one tree, and the node indices visited.
@@ -389,7 +398,7 @@ mod tests {
             total += IsolationForest::path(tree, z, |_| {});
         }
         let mean = total / forest.trees.len().max(1) as f64;
-        (2.0f64).powf(-mean / c(forest.sample).max(1e-12))
+        super::pow2(-mean / c(forest.sample).max(1e-12))
     }
 
     /// How a synthetic column is drawn.
