@@ -36,8 +36,8 @@ tansu_bin() {
   fi
 }
 if [ -z "$(tansu_bin)" ]; then
-  step "installing tansu 0.6.0 (Kafka-protocol broker for the stream tests; ~10 minutes, once)"
-  cargo install tansu --version 0.6.0 --locked --features dynostore
+  step "installing tansu 0.6.0 (Kafka-protocol broker for the stream tests; ~15 minutes, once)"
+  cargo install tansu --version 0.6.0 --locked --features dynostore,libsql
 fi
 TANSU=$(tansu_bin)
 [ -n "$TANSU" ] || { echo "error: tansu did not install; see DEVELOPERS.md" >&2; exit 1; }
