@@ -27,16 +27,40 @@ judged AS (
     SELECT *, biz_date - INTERVAL '28 days' AS lo, biz_date - INTERVAL '1 day' AS hi
     FROM flows WHERE biz_date BETWEEN ${from} AND ${to}
 ),
-base AS (
-    SELECT j.flow, j.enterprise_id, j.product_id, j.biz_date, j.qty,
-           MAX(h.qty) AS base_max,
-           SUM(h.qty) / 28.0 AS mean,
-           COUNT(h.qty) AS base_days
+-- The baselines of the judged days all lie in [${from} − 28, ${to} − 1]: the part inside every
+-- judged day's window, [${to} − 28, ${from} − 1], is one aggregation per flow × enterprise ×
+-- product (`middle`: the whole window when one day is judged); the other days (the first and
+-- last n − 1 of a run over n days) are joined with the judged days whose windows hold them
+-- (`edge`), so a judged row meets n − 1 days of history, not 28. The largest day combines with
+-- `greatest` (which skips a missing side), sums and counts add.
+middle AS (
+    SELECT flow, enterprise_id, product_id,
+           MAX(qty) AS base_max, SUM(qty) AS base_sum, COUNT(qty) AS base_days
+    FROM flows
+    WHERE biz_date BETWEEN ${to} - INTERVAL '28 days' AND ${from} - INTERVAL '1 day'
+    GROUP BY flow, enterprise_id, product_id
+),
+edge AS (
+    SELECT j.flow, j.enterprise_id, j.product_id, j.biz_date,
+           MAX(h.qty) AS base_max, SUM(h.qty) AS base_sum, COUNT(h.qty) AS base_days
     FROM judged j
-    JOIN flows h
+    JOIN (SELECT flow, enterprise_id, product_id, biz_date, qty FROM flows
+          WHERE biz_date BETWEEN ${from} - INTERVAL '28 days' AND ${to} - INTERVAL '1 day'
+            AND (biz_date < ${to} - INTERVAL '28 days' OR biz_date >= ${from})) h
       ON h.flow = j.flow AND h.enterprise_id = j.enterprise_id AND h.product_id = j.product_id
      AND h.biz_date BETWEEN j.lo AND j.hi
-    GROUP BY j.flow, j.enterprise_id, j.product_id, j.biz_date, j.qty
+    GROUP BY j.flow, j.enterprise_id, j.product_id, j.biz_date
+),
+base AS (
+    SELECT j.flow, j.enterprise_id, j.product_id, j.biz_date, j.qty,
+           greatest(m.base_max, e.base_max) AS base_max,
+           (COALESCE(m.base_sum, 0) + COALESCE(e.base_sum, 0)) / 28.0 AS mean,
+           COALESCE(m.base_days, 0) + COALESCE(e.base_days, 0) AS base_days
+    FROM judged j
+    LEFT JOIN middle m ON m.flow = j.flow AND m.enterprise_id = j.enterprise_id
+                      AND m.product_id = j.product_id
+    LEFT JOIN edge e ON e.flow = j.flow AND e.enterprise_id = j.enterprise_id
+                    AND e.product_id = j.product_id AND e.biz_date = j.biz_date
 )
 SELECT b.enterprise_id,
        b.product_id,

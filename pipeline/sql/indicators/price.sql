@@ -56,27 +56,20 @@ own_edge AS (
      AND h.biz_date BETWEEN j.lo AND j.hi
     GROUP BY j.enterprise_id, j.product_id, j.biz_date
 ),
-own AS (
+ent AS (
+    -- A judged row's price, and its own reference when the window holds ${own_price_days} days.
     SELECT j.enterprise_id, j.product_id, j.biz_date,
-           CASE WHEN COALESCE(m.priced_days, 0) + COALESCE(e.priced_days, 0) > 0
+           CAST(j.amount_milli AS DOUBLE) / 1000.0 / CAST(j.qty AS DOUBLE) AS price,
+           j.qty,
+           CASE WHEN COALESCE(m.own_days, 0) + COALESCE(e.own_days, 0) >= ${own_price_days}
+                 AND COALESCE(m.priced_days, 0) + COALESCE(e.priced_days, 0) > 0
                 THEN CAST(COALESCE(m.amount_milli, 0) + COALESCE(e.amount_milli, 0) AS DOUBLE)
                      / 1000.0 / CAST(COALESCE(m.qty, 0) + COALESCE(e.qty, 0) AS DOUBLE)
-           END AS own_reference,
-           COALESCE(m.own_days, 0) + COALESCE(e.own_days, 0) AS own_days
+           END AS own_reference
     FROM judged j
     LEFT JOIN own_middle m ON m.enterprise_id = j.enterprise_id AND m.product_id = j.product_id
     LEFT JOIN own_edge e ON e.enterprise_id = j.enterprise_id AND e.product_id = j.product_id
                         AND e.biz_date = j.biz_date
-),
-ent AS (
-    SELECT e.enterprise_id, e.product_id, e.biz_date,
-           CAST(e.amount_milli AS DOUBLE) / 1000.0 / CAST(e.qty AS DOUBLE) AS price,
-           e.qty,
-           CASE WHEN o.own_days >= ${own_price_days} THEN o.own_reference END AS own_reference
-    FROM ent_day e
-    JOIN own o ON o.enterprise_id = e.enterprise_id AND o.product_id = e.product_id
-              AND o.biz_date = e.biz_date
-    WHERE e.biz_date BETWEEN ${from} AND ${to}
 )
 SELECT e.enterprise_id, e.product_id, e.biz_date,
        'price_below_median' AS indicator,
