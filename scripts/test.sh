@@ -133,14 +133,16 @@ step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 step "crate graph (one direction, no import circle)"
 python3 scripts/check_crate_graph.py
-step "cargo test --workspace --profile ci"
+# The one build of the suite (Cargo.toml's `ci` profile); the guard below times its binary.
+profile=ci
+step "cargo test --workspace --profile $profile"
 log="$work/test.log"
 ws_failed=0
-cargo test --workspace --profile ci --no-fail-fast 2>&1 | tee "$log" || ws_failed=1
+cargo test --workspace --profile "$profile" --no-fail-fast 2>&1 | tee "$log" || ws_failed=1
 # The store's tests again, on PostgreSQL: the same test binaries (no new build), each store a
 # fresh database of the throwaway server.
 step "the store tests on PostgreSQL (PHARMWATCH_TEST_STORE=postgres)"
-cargo test --workspace --profile ci --no-run --message-format=json 2>/dev/null \
+cargo test --workspace --profile "$profile" --no-run --message-format=json 2>/dev/null \
   | python3 -c 'import json, sys
 crates = {"pharmwatch-core", "pharmwatch-casework", "pharmwatch-batch", "pharmwatch-stream",
           "pharmwatch-delivery", "pharmwatch-serve"}
@@ -166,7 +168,7 @@ done <"$work/store-tests"
 # on release builds.
 step "nightly regression guard: scripts/bench_nightly.sh --small --enterprises 600 --max-ratio 2"
 guard_failed=0
-guard_bin="${CARGO_TARGET_DIR:-target}/ci/pharmwatch"
+guard_bin="${CARGO_TARGET_DIR:-target}/$profile/pharmwatch"
 if [ ! -x "$guard_bin" ]; then
   echo "error: $guard_bin was not built by the test run above" >&2
   guard_failed=1
