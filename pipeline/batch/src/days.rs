@@ -53,7 +53,7 @@ use serde::{Deserialize, Serialize};
 use pharmwatch_core::anomaly::{self, DAY_TABLES, FEATURE_SQL, FEATURES, FeatureTable};
 use pharmwatch_core::baseline::{StoredDay, TRACE_DAY_SQL, TRACE_DIR};
 use pharmwatch_core::error::CoreError;
-use pharmwatch_core::fasthash::FastSet;
+use pharmwatch_core::fasthash::{FastMap, FastSet};
 use pharmwatch_core::indicators::{self, Hit, LOOKBACK_DAYS, RULE_VERSION, Thresholds};
 use pharmwatch_core::lake::write_parquet;
 use pharmwatch_core::lake_index::{self, LakeFile, Span};
@@ -706,10 +706,15 @@ pub async fn trace_days(
 }
 
 /// A context whose one table `sales` is what `trace_duplicate.sql` needs to judge the days
-/// `from ..= to`: their coded sales (from the lake tables of `ctx`) and, of each day of the
-/// look-back before `from`, the first sales of the same codes (from the trace-code days, each
-/// computed once). Exact: the rule relates the sales of one code only, and of an earlier day it
-/// asks only whether a sale came before and which came first — what a day's first sale says.
+/// `from ..= to`: the judged days' coded sales (from the lake tables of `ctx`) and, of each day
+/// of the look-back before `from`, the first sales of the same codes (from the trace-code days,
+/// each computed once) — of both, only the rows whose code may be sold more than once.
+/// Exact: the rule relates the sales of one code only, and of an earlier day it asks only
+/// whether a sale came before and which came first — what a day's first sale says; a code
+/// with one sale in all of this has no earlier sale to be a repeat of.
+///
+/// Computes and stores the judged days' trace-code days on the way, from their coded sales
+/// (all a day's query reads), so the lake is not read again.
 pub async fn trace_sales(
     ctx: &SessionContext,
     days: &mut (DayStore, LakeDays),
@@ -721,6 +726,9 @@ pub async fn trace_sales(
     let sql = indicators::render(TRACE_JUDGED_SQL, from, to, t)?;
     let judged = run_sql(ctx, what, &sql).await?;
     let schema = result_schema(ctx, what, &sql, &judged).await?;
+    let whole = sales_context(what, &schema, judged.clone())?;
+    trace_days(&whole, days, from, to, t).await?;
+    drop(whole);
     let earlier = match t.trace_lookback() {
         0 => Vec::new(),
         n => {
@@ -734,35 +742,84 @@ pub async fn trace_sales(
             .await?
         }
     };
-    let mut codes: FastSet<Box<str>> = FastSet::default();
-    for b in &judged {
-        let values = text_values(b, "trace_code").ok_or_else(|| no_text(what, "trace_code"))?;
-        codes.extend(values.into_iter().flatten().map(Box::from));
-    }
-    let codes = Arc::new(JudgedCodes {
-        hashes: codes.iter().map(|c| code_hash(c)).collect(),
-        codes,
-    });
+    let hashes = judged
+        .iter()
+        .map(|b| code_hashes(what, b))
+        .collect::<Result<Vec<_>>>()?;
+    let probe: Arc<FastSet<u64>> = Arc::new(hashes.iter().flatten().flatten().copied().collect());
     // The earlier days' files are read on every core, each decoding the other columns only
-    // for the rows whose code was sold on a judged day.
-    let mut partitions = on_lanes(&earlier, |day| {
-        firsts_of(&day.path, &codes)?
+    // for the rows whose code's hash is a judged code's.
+    let firsts: Vec<RecordBatch> = on_lanes(&earlier, |day| {
+        firsts_of(&day.path, &probe)?
             .into_iter()
             .map(|b| with_schema(TRACE_DIR, &schema, b))
             .collect()
-    })?;
-    let lanes = partitions.len();
-    for (i, b) in judged.into_iter().enumerate() {
+    })?
+    .into_iter()
+    .flatten()
+    .collect();
+    let first_hashes = firsts
+        .iter()
+        .map(|b| code_hashes(TRACE_DIR, b))
+        .collect::<Result<Vec<_>>>()?;
+    let rows = repeated_sales(what, &schema, (judged, &hashes), (firsts, &first_hashes))?;
+    sales_context(what, &schema, rows)
+}
+
+/// The judged days' coded sales and the earlier days' first sales of codes with a judged
+/// code's hash, each with its rows' [`code_hash`]es batch for batch, less the judged sales
+/// whose hash no other row of either has: the only rows a repeat can be found among. A hash
+/// shared by two codes keeps both (the rule compares the codes themselves).
+fn repeated_sales(
+    what: &str,
+    schema: &Arc<Schema>,
+    (judged, hashes): (Vec<RecordBatch>, &[Vec<Option<u64>>]),
+    (firsts, first_hashes): (Vec<RecordBatch>, &[Vec<Option<u64>>]),
+) -> Result<Vec<RecordBatch>> {
+    let mut seen: FastMap<u64, u32> = FastMap::default();
+    for h in hashes.iter().chain(first_hashes).flatten().flatten() {
+        *seen.entry(*h).or_default() += 1;
+    }
+    let mut rows = firsts;
+    for (b, of_batch) in judged.iter().zip(hashes) {
+        let keep: BooleanArray = of_batch
+            .iter()
+            .map(|h| Some(h.is_some_and(|h| seen.get(&h).is_some_and(|n| *n > 1))))
+            .collect();
+        if keep.true_count() > 0 {
+            let kept = filter_record_batch(b, &keep).map_err(|e| CoreError::arrow(what, e))?;
+            rows.push(with_schema(what, schema, kept)?);
+        }
+    }
+    Ok(rows)
+}
+
+/// A context whose one table `sales` holds `rows` (of `schema`), spread over the cores.
+fn sales_context(
+    what: &str,
+    schema: &Arc<Schema>,
+    rows: Vec<RecordBatch>,
+) -> Result<SessionContext> {
+    let lanes = lanes();
+    let mut partitions = vec![Vec::new(); lanes];
+    for (i, b) in rows.into_iter().enumerate() {
         partitions[i % lanes].push(b);
     }
-    let table = MemTable::try_new(schema, partitions).map_err(|e| CoreError::query(what, e))?;
+    let table =
+        MemTable::try_new(schema.clone(), partitions).map_err(|e| CoreError::query(what, e))?;
     let out = session();
     out.register_table("sales", Arc::new(table))
         .map_err(|e| CoreError::query(what, e))?;
-    // The judged days' trace-code days, computed on this context: its `sales` rows of a judged
-    // day are that day's coded sales, all the day's query reads, so the lake is not read again.
-    trace_days(&out, days, from, to, t).await?;
     Ok(out)
+}
+
+/// The [`code_hash`] of each row's `trace_code` in `b` (`None` for a row without one).
+fn code_hashes(what: &str, b: &RecordBatch) -> Result<Vec<Option<u64>>> {
+    Ok(text_values(b, "trace_code")
+        .ok_or_else(|| no_text(what, "trace_code"))?
+        .into_iter()
+        .map(|c| c.map(code_hash))
+        .collect())
 }
 
 /// Computes the trace-code day `day` on `ctx` (its `sales` table: the lake's, or the judged
@@ -778,12 +835,6 @@ async fn write_trace_day(
     let schema = result_schema(ctx, TRACE_DIR, &sql, &batches).await?;
     let (schema, batches) = with_code_hash(&schema, &batches)?;
     Ok(write_parquet(path, schema, &batches)?)
-}
-
-/// The codes sold on the judged days, and their [`code_hash`]es.
-struct JudgedCodes {
-    codes: FastSet<Box<str>>,
-    hashes: FastSet<u64>,
 }
 
 /// Column of a trace-code day file holding the [`code_hash`] of its row's code.
@@ -821,10 +872,11 @@ fn with_code_hash(
     Ok((out_schema, out))
 }
 
-/// The rows of trace-code day file `path` whose code is in `judged`: the hash column is read
-/// first (fixed-width, cheap to decode), the others only for the rows whose hash is a judged
-/// code's, and of those the rows whose code is one (a hash may collide).
-fn firsts_of(path: &Path, judged: &Arc<JudgedCodes>) -> Result<Vec<RecordBatch>> {
+/// The rows of trace-code day file `path` whose code's [`code_hash`] is in `judged`: the hash
+/// column is read first (fixed-width, cheap to decode), the others only for the rows it keeps.
+/// A hash may collide: the rows are those of the judged codes and of any code sharing a hash
+/// with one, which the rule tells apart by the codes themselves.
+fn firsts_of(path: &Path, judged: &Arc<FastSet<u64>>) -> Result<Vec<RecordBatch>> {
     let fail = |reason: String| CoreError::Lake {
         path: path.to_path_buf(),
         reason,
@@ -850,27 +902,15 @@ fn firsts_of(path: &Path, judged: &Arc<JudgedCodes>) -> Result<Vec<RecordBatch>>
             })?;
         Ok(hashes
             .iter()
-            .map(|h| Some(h.is_some_and(|h| predicate_codes.hashes.contains(&h))))
+            .map(|h| Some(h.is_some_and(|h| predicate_codes.contains(&h))))
             .collect::<BooleanArray>())
     });
-    let candidates = builder
+    builder
         .with_row_filter(RowFilter::new(vec![Box::new(keep)]))
         .build()
         .map_err(|e| fail(format!("cannot read a stored day: {e}")))?
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| CoreError::arrow(path.display().to_string(), e))?;
-    candidates
-        .into_iter()
-        .map(|b| {
-            let codes =
-                text_values(&b, "trace_code").ok_or_else(|| no_text(TRACE_DIR, "trace_code"))?;
-            let exact: BooleanArray = codes
-                .iter()
-                .map(|c| Some(c.is_some_and(|c| judged.codes.contains(c))))
-                .collect();
-            filter_record_batch(&b, &exact).map_err(|e| CoreError::arrow(TRACE_DIR, e).into())
-        })
-        .collect()
+        .map_err(|e| CoreError::arrow(path.display().to_string(), e).into())
 }
 
 /// The values of text column `column` of `b` (plain or view strings); `None` when it has no
@@ -1109,47 +1149,112 @@ mod tests {
         assert_eq!(code_hash("foobar"), 0x8594_4171_f739_67e8);
     }
 
-    /// Of the rows whose hash matches a judged code's, only those of the judged codes are
-    /// kept: a row whose stored hash collides with a judged code's (written here as if it
-    /// did) is dropped.
-    #[test]
-    fn a_colliding_hash_does_not_make_a_code_a_repeat() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("date=2026-10-01.parquet");
+    /// The coded sales of `rows` — `(code, event time, enterprise, day)`, each its own event —
+    /// in the columns of `trace_judged.sql`.
+    fn coded_sales(rows: &[(&str, &str, &str, &str)]) -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![
             Field::new("trace_code", DataType::Utf8, true),
-            Field::new(CODE_HASH, DataType::UInt64, true),
+            Field::new("event_time", DataType::Utf8, true),
+            Field::new("event_id", DataType::Utf8, true),
+            Field::new("enterprise_id", DataType::Utf8, true),
+            Field::new("product_id", DataType::Utf8, true),
+            Field::new("biz_date", DataType::Date32, true),
         ]));
-        let judged = "10000000000000000001";
-        let batch = RecordBatch::try_new(
-            schema.clone(),
+        let text = |f: &dyn Fn(usize) -> String| -> ArrayRef {
+            Arc::new(StringArray::from_iter_values((0..rows.len()).map(f)))
+        };
+        RecordBatch::try_new(
+            schema,
             vec![
-                Arc::new(StringArray::from(vec![
-                    judged,
-                    "10000000000000000002",
-                    "10000000000000000003",
-                ])),
-                Arc::new(UInt64Array::from(vec![
-                    code_hash(judged),
-                    code_hash(judged),
-                    code_hash("10000000000000000003"),
-                ])),
+                text(&|i| rows[i].0.to_string()),
+                text(&|i| rows[i].1.to_string()),
+                text(&|i| format!("e{i}")),
+                text(&|i| rows[i].2.to_string()),
+                text(&|_| "P1".to_string()),
+                dates(rows.iter().map(|r| r.3.parse::<NaiveDate>().unwrap())),
             ],
         )
+        .unwrap()
+    }
+
+    /// Of the judged sales only those whose code's hash another row has are kept, and the rule
+    /// on them finds what it finds on every sale: a repeat of an earlier first sale and a
+    /// repeat inside the judged days, and no repeat where an earlier first sale only shares a
+    /// judged code's hash (given here as if it did: the rule compares the codes).
+    #[tokio::test]
+    async fn only_sales_that_may_repeat_are_kept_and_a_shared_hash_is_no_repeat() {
+        let judged = coded_sales(&[
+            ("C-ONCE", "2026-10-10T09:00:00", "E1", "2026-10-10"),
+            ("C-EARLIER", "2026-10-10T09:01:00", "E2", "2026-10-10"),
+            ("C-TWICE", "2026-10-10T09:02:00", "E3", "2026-10-10"),
+            ("C-TWICE", "2026-10-11T10:00:00", "E4", "2026-10-11"),
+            ("C-COLLIDES", "2026-10-11T10:01:00", "E5", "2026-10-11"),
+        ]);
+        let firsts = coded_sales(&[
+            ("C-EARLIER", "2026-10-01T08:00:00", "E9", "2026-10-01"),
+            ("C-OTHER", "2026-10-02T08:00:00", "E8", "2026-10-02"),
+        ]);
+        let schema = judged.schema();
+        let hashes = vec![code_hashes("judged", &judged).unwrap()];
+        let mut first_hashes = vec![code_hashes("firsts", &firsts).unwrap()];
+        first_hashes[0][1] = Some(code_hash("C-COLLIDES"));
+        let rows = repeated_sales(
+            "judged",
+            &schema,
+            (vec![judged.clone()], &hashes),
+            (vec![firsts.clone()], &first_hashes),
+        )
         .unwrap();
-        write_parquet(&path, schema, &[batch]).unwrap();
-        let codes: FastSet<Box<str>> = [Box::from(judged)].into_iter().collect();
-        let judged_codes = Arc::new(JudgedCodes {
-            hashes: codes.iter().map(|c| code_hash(c)).collect(),
-            codes,
-        });
-        let rows = firsts_of(&path, &judged_codes).unwrap();
-        let found: Vec<String> = rows
+        let mut kept: Vec<String> = rows
             .iter()
             .flat_map(|b| text_values(b, "trace_code").unwrap())
             .flatten()
             .map(str::to_string)
             .collect();
-        assert_eq!(found, [judged]);
+        kept.sort();
+        assert_eq!(
+            kept,
+            [
+                "C-COLLIDES",
+                "C-EARLIER",
+                "C-EARLIER",
+                "C-OTHER",
+                "C-TWICE",
+                "C-TWICE"
+            ],
+            "only the sale of C-ONCE, whose hash nothing else has, is left out"
+        );
+        let (from, to) = ("2026-10-10".parse().unwrap(), "2026-10-11".parse().unwrap());
+        let t = Thresholds::default();
+        let sql = indicators::query_sql("trace_duplicate.sql").unwrap();
+        let t = &t;
+        let hits_of = |rows: Vec<RecordBatch>| {
+            let ctx = sales_context("test", &schema, rows).unwrap();
+            async move {
+                indicators::run_query(&ctx, "trace_duplicate.sql", sql, from, to, t)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|h| (h.enterprise_id, h.date.to_string(), h.detail))
+                    .collect::<Vec<_>>()
+            }
+        };
+        let from_kept = hits_of(rows).await;
+        assert_eq!(
+            from_kept,
+            [
+                (
+                    "E2".to_string(),
+                    "2026-10-10".to_string(),
+                    "code=C-EARLIER;first_sold=2026-10-01;first_seller=E9".to_string()
+                ),
+                (
+                    "E4".to_string(),
+                    "2026-10-11".to_string(),
+                    "code=C-TWICE;first_sold=2026-10-10;first_seller=E3".to_string()
+                ),
+            ]
+        );
+        assert_eq!(from_kept, hits_of(vec![judged, firsts]).await);
     }
 }

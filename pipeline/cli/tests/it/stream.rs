@@ -1867,13 +1867,17 @@ fn start_broker(dir: &Path, port: u16, log: &Path) -> Child {
         .unwrap()
 }
 
-/// Waits until something listens on `port`.
-fn wait_listening(port: u16) {
+/// Waits until the broker started with log `log` listens on `port`; fails with its log.
+fn wait_listening(port: u16, log: &Path) {
     let started = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
             started.elapsed() < Duration::from_secs(30),
-            "the broker did not start"
+            "the broker did not listen on 127.0.0.1:{port} within 30 s (it keeps its topics in \
+             SQLite: tansu needs the `libsql` feature, `cargo install tansu --version 0.6.0 \
+             --locked --features dynostore,libsql`); its log {}:\n{}",
+            log.display(),
+            std::fs::read_to_string(log).unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -1894,12 +1898,9 @@ async fn a_broker_outage_mid_stream_is_waited_out_with_nothing_lost() {
     let broker_dir = env.dir.path().join("broker");
     std::fs::create_dir_all(&broker_dir).unwrap();
     let port = crate::common::free_port();
-    let mut broker = Reap(vec![start_broker(
-        &broker_dir,
-        port,
-        &env.dir.path().join("broker-1.log"),
-    )]);
-    wait_listening(port);
+    let broker_log = env.dir.path().join("broker-1.log");
+    let mut broker = Reap(vec![start_broker(&broker_dir, port, &broker_log)]);
+    wait_listening(port, &broker_log);
     env.cfg.brokers = format!("127.0.0.1:{port}");
     env.cfg.batch_max_records = 300;
     // The outage (about ten seconds) stays within the group session, as Kafka's default of
@@ -1953,12 +1954,9 @@ async fn a_broker_outage_mid_stream_is_waited_out_with_nothing_lost() {
     assert!(down_at < total, "the outage came after the end");
 
     // The broker is back on the same port: the service reconnects and finishes.
-    broker.0.push(start_broker(
-        &broker_dir,
-        port,
-        &env.dir.path().join("broker-2.log"),
-    ));
-    wait_listening(port);
+    let broker_log = env.dir.path().join("broker-2.log");
+    broker.0.push(start_broker(&broker_dir, port, &broker_log));
+    wait_listening(port, &broker_log);
     wait_until_consumed(&env.cfg.store, total, &log);
     let started = Instant::now();
     while health_code(&env.cfg.metrics_listen) != 200 {
