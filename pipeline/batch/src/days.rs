@@ -1231,10 +1231,12 @@ mod tests {
         let hits_of = |rows: Vec<RecordBatch>| {
             let ctx = sales_context("test", &schema, rows).unwrap();
             async move {
-                indicators::run_query(&ctx, "trace_duplicate.sql", sql, from, to, t)
+                let mut hits = indicators::run_query(&ctx, "trace_duplicate.sql", sql, from, to, t)
                     .await
-                    .unwrap()
-                    .into_iter()
+                    .unwrap();
+                // The query's rows come in no fixed order.
+                indicators::sort_hits(&mut hits);
+                hits.into_iter()
                     .map(|h| (h.enterprise_id, h.date.to_string(), h.detail))
                     .collect::<Vec<_>>()
             }
