@@ -53,7 +53,7 @@ use serde::{Deserialize, Serialize};
 use pharmwatch_core::anomaly::{self, DAY_TABLES, FEATURE_SQL, FEATURES, FeatureTable};
 use pharmwatch_core::baseline::{StoredDay, TRACE_DAY_SQL, TRACE_DIR};
 use pharmwatch_core::error::CoreError;
-use pharmwatch_core::fasthash::{FastMap, FastSet};
+use pharmwatch_core::fasthash::FastMap;
 use pharmwatch_core::indicators::{self, Hit, LOOKBACK_DAYS, RULE_VERSION, Thresholds};
 use pharmwatch_core::lake::write_parquet;
 use pharmwatch_core::lake_index::{self, LakeFile, Span};
@@ -746,11 +746,11 @@ pub async fn trace_sales(
         .iter()
         .map(|b| code_hashes(what, b))
         .collect::<Result<Vec<_>>>()?;
-    let probe: Arc<FastSet<u64>> = Arc::new(hashes.iter().flatten().flatten().copied().collect());
+    let judged_counts = Arc::new(hash_counts(&hashes));
     // The earlier days' files are read on every core, each decoding the other columns only
     // for the rows whose code's hash is a judged code's.
     let firsts: Vec<RecordBatch> = on_lanes(&earlier, |day| {
-        firsts_of(&day.path, &probe)?
+        firsts_of(&day.path, &judged_counts)?
             .into_iter()
             .map(|b| with_schema(TRACE_DIR, &schema, b))
             .collect()
@@ -758,28 +758,43 @@ pub async fn trace_sales(
     .into_iter()
     .flatten()
     .collect();
-    let first_hashes = firsts
-        .iter()
-        .map(|b| code_hashes(TRACE_DIR, b))
-        .collect::<Result<Vec<_>>>()?;
-    let rows = repeated_sales(what, &schema, (judged, &hashes), (firsts, &first_hashes))?;
+    // The readers' handles are gone: the judged counts become the counts of every row.
+    let mut seen = Arc::try_unwrap(judged_counts).unwrap_or_else(|shared| (*shared).clone());
+    for b in &firsts {
+        add_counts(&mut seen, &code_hashes(TRACE_DIR, b)?);
+    }
+    let rows = repeated_sales(what, &schema, (judged, &hashes), firsts, &seen)?;
     sales_context(what, &schema, rows)
 }
 
-/// The judged days' coded sales and the earlier days' first sales of codes with a judged
-/// code's hash, each with its rows' [`code_hash`]es batch for batch, less the judged sales
-/// whose hash no other row of either has: the only rows a repeat can be found among. A hash
-/// shared by two codes keeps both (the rule compares the codes themselves).
+/// How many of `hashes` each hash is.
+fn hash_counts(hashes: &[Vec<Option<u64>>]) -> FastMap<u64, u32> {
+    let mut counts = FastMap::default();
+    for of_batch in hashes {
+        add_counts(&mut counts, of_batch);
+    }
+    counts
+}
+
+/// Adds `hashes` to `counts`.
+fn add_counts(counts: &mut FastMap<u64, u32>, hashes: &[Option<u64>]) {
+    for h in hashes.iter().flatten() {
+        *counts.entry(*h).or_default() += 1;
+    }
+}
+
+/// The judged days' coded sales (with their rows' [`code_hash`]es, batch for batch) and the
+/// earlier days' first sales of codes with a judged code's hash, less the judged sales whose
+/// hash no other row of either has (`seen` counts every row's hash): the only rows a repeat can
+/// be found among. A hash shared by two codes keeps both (the rule compares the codes
+/// themselves).
 fn repeated_sales(
     what: &str,
     schema: &Arc<Schema>,
     (judged, hashes): (Vec<RecordBatch>, &[Vec<Option<u64>>]),
-    (firsts, first_hashes): (Vec<RecordBatch>, &[Vec<Option<u64>>]),
+    firsts: Vec<RecordBatch>,
+    seen: &FastMap<u64, u32>,
 ) -> Result<Vec<RecordBatch>> {
-    let mut seen: FastMap<u64, u32> = FastMap::default();
-    for h in hashes.iter().chain(first_hashes).flatten().flatten() {
-        *seen.entry(*h).or_default() += 1;
-    }
     let mut rows = firsts;
     for (b, of_batch) in judged.iter().zip(hashes) {
         let keep: BooleanArray = of_batch
@@ -872,11 +887,11 @@ fn with_code_hash(
     Ok((out_schema, out))
 }
 
-/// The rows of trace-code day file `path` whose code's [`code_hash`] is in `judged`: the hash
+/// The rows of trace-code day file `path` whose code's [`code_hash`] is a key of `judged`: the hash
 /// column is read first (fixed-width, cheap to decode), the others only for the rows it keeps.
 /// A hash may collide: the rows are those of the judged codes and of any code sharing a hash
 /// with one, which the rule tells apart by the codes themselves.
-fn firsts_of(path: &Path, judged: &Arc<FastSet<u64>>) -> Result<Vec<RecordBatch>> {
+fn firsts_of(path: &Path, judged: &Arc<FastMap<u64, u32>>) -> Result<Vec<RecordBatch>> {
     let fail = |reason: String| CoreError::Lake {
         path: path.to_path_buf(),
         reason,
@@ -902,7 +917,7 @@ fn firsts_of(path: &Path, judged: &Arc<FastSet<u64>>) -> Result<Vec<RecordBatch>
             })?;
         Ok(hashes
             .iter()
-            .map(|h| Some(h.is_some_and(|h| predicate_codes.contains(&h))))
+            .map(|h| Some(h.is_some_and(|h| predicate_codes.contains_key(&h))))
             .collect::<BooleanArray>())
     });
     builder
@@ -1196,13 +1211,15 @@ mod tests {
         ]);
         let schema = judged.schema();
         let hashes = vec![code_hashes("judged", &judged).unwrap()];
-        let mut first_hashes = vec![code_hashes("firsts", &firsts).unwrap()];
-        first_hashes[0][1] = Some(code_hash("C-COLLIDES"));
+        let mut first_hashes = code_hashes("firsts", &firsts).unwrap();
+        first_hashes[1] = Some(code_hash("C-COLLIDES"));
+        let seen = hash_counts(&[hashes[0].clone(), first_hashes]);
         let rows = repeated_sales(
             "judged",
             &schema,
             (vec![judged.clone()], &hashes),
-            (vec![firsts.clone()], &first_hashes),
+            vec![firsts.clone()],
+            &seen,
         )
         .unwrap();
         let mut kept: Vec<String> = rows
